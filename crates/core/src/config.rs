@@ -1,0 +1,265 @@
+//! `evaltap.toml`: where traffic comes from, which models to try, who judges.
+//!
+//! Secrets never live in this file: each key is named by the environment variable that holds it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::Price;
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// File that was read.
+        path: PathBuf,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("invalid configuration in {path}: {source}")]
+    Parse {
+        /// File that was parsed.
+        path: PathBuf,
+        /// Underlying error.
+        source: toml::de::Error,
+    },
+    /// The file parsed but is inconsistent.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Database URL; SQLite is the embedded default.
+    #[serde(default = "default_database_url")]
+    pub database_url: String,
+    /// Address `evaltap serve` listens on.
+    #[serde(default = "default_bind")]
+    pub bind: String,
+    /// Folder of rubric files.
+    #[serde(default = "default_rubrics_dir")]
+    pub rubrics_dir: PathBuf,
+    /// Largest ingest body accepted, in bytes (larger gets 413).
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// Sources that may send traffic to the mirror endpoint.
+    #[serde(default)]
+    pub sources: Vec<SourceConfig>,
+    /// Candidate models to replay traffic against.
+    #[serde(default)]
+    pub candidates: Vec<CandidateConfig>,
+    /// The judge model used by rubrics that do not name their own.
+    pub judge: Option<JudgeConfig>,
+    /// Known prices of production models by name, used when a gateway does not report cost.
+    #[serde(default)]
+    pub prices: BTreeMap<String, Price>,
+}
+
+/// A traffic source: one gateway or application sending to the mirror endpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// Name shown in reports and stored with each exchange.
+    pub name: String,
+    /// Environment variable that holds this source's bearer key.
+    pub key_env: Option<String>,
+    /// The bearer key itself; for local setups only, prefer `key_env`.
+    pub key: Option<String>,
+    /// Fraction of exchanges kept, decided by a stable hash of each exchange.
+    #[serde(default = "default_rate")]
+    pub sample_rate: f64,
+}
+
+impl SourceConfig {
+    /// The bearer key this source authenticates with, if one is configured and set.
+    pub fn resolve_key(&self) -> Option<String> {
+        match (&self.key, &self.key_env) {
+            (Some(key), _) => Some(key.clone()),
+            (None, Some(var)) => std::env::var(var).ok().filter(|k| !k.is_empty()),
+            (None, None) => None,
+        }
+    }
+}
+
+/// An OpenAI-compatible model endpoint to replay traffic against.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CandidateConfig {
+    /// Name used on the command line and in reports.
+    pub name: String,
+    /// Base URL of the OpenAI-compatible API, up to and including `/v1`.
+    pub base_url: String,
+    /// Model name sent in each request.
+    pub model: String,
+    /// Environment variable that holds the API key (sent as a bearer token).
+    pub api_key_env: Option<String>,
+    /// Price of this model.
+    #[serde(flatten)]
+    pub price: Price,
+    /// Request fields overridden on every replay (e.g. `temperature`).
+    #[serde(default)]
+    pub params: serde_json::Map<String, serde_json::Value>,
+    /// Calls in flight at once against this endpoint.
+    #[serde(default = "default_concurrency")]
+    pub max_concurrency: usize,
+}
+
+/// The judge model.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JudgeConfig {
+    /// Base URL of the OpenAI-compatible API, up to and including `/v1`.
+    pub base_url: String,
+    /// Judge model name.
+    pub model: String,
+    /// Environment variable that holds the API key.
+    pub api_key_env: Option<String>,
+    /// Calls in flight at once against the judge.
+    #[serde(default = "default_concurrency")]
+    pub max_concurrency: usize,
+}
+
+fn default_database_url() -> String {
+    "sqlite://evaltap.db".into()
+}
+fn default_bind() -> String {
+    "127.0.0.1:7077".into()
+}
+fn default_rubrics_dir() -> PathBuf {
+    "rubrics".into()
+}
+fn default_max_body_bytes() -> usize {
+    16 * 1024 * 1024
+}
+fn default_rate() -> f64 {
+    1.0
+}
+fn default_concurrency() -> usize {
+    8
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            database_url: default_database_url(),
+            bind: default_bind(),
+            rubrics_dir: default_rubrics_dir(),
+            max_body_bytes: default_max_body_bytes(),
+            sources: Vec::new(),
+            candidates: Vec::new(),
+            judge: None,
+            prices: BTreeMap::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and validates configuration text; `path` is only used in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let config: Config =
+            toml::from_str(text).map_err(|source| ConfigError::Parse { path: path.into(), source })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what the schema cannot: unique names, rates in range.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut seen = std::collections::HashSet::new();
+        for source in &self.sources {
+            if !seen.insert(("source", source.name.as_str())) {
+                return Err(ConfigError::Invalid(format!("source `{}` is defined twice", source.name)));
+            }
+            if !(0.0..=1.0).contains(&source.sample_rate) {
+                return Err(ConfigError::Invalid(format!(
+                    "source `{}`: sample_rate must be within [0, 1], got {}",
+                    source.name, source.sample_rate
+                )));
+            }
+        }
+        for candidate in &self.candidates {
+            if !seen.insert(("candidate", candidate.name.as_str())) {
+                return Err(ConfigError::Invalid(format!(
+                    "candidate `{}` is defined twice",
+                    candidate.name
+                )));
+            }
+            if candidate.max_concurrency == 0 {
+                return Err(ConfigError::Invalid(format!(
+                    "candidate `{}`: max_concurrency must be at least 1",
+                    candidate.name
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The candidate with this name.
+    pub fn candidate(&self, name: &str) -> Option<&CandidateConfig> {
+        self.candidates.iter().find(|c| c.name == name)
+    }
+
+    /// The price of a production model, from `[prices]` or a candidate serving that model.
+    pub fn price_of(&self, model: &str) -> Option<Price> {
+        self.prices
+            .get(model)
+            .copied()
+            .or_else(|| self.candidates.iter().find(|c| c.model == model).map(|c| c.price))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_full_file() {
+        let text = r#"
+            database_url = "sqlite://x.db"
+            [[sources]]
+            name = "prod"
+            key_env = "PROD_KEY"
+            sample_rate = 0.5
+            [[candidates]]
+            name = "mini"
+            base_url = "http://localhost:1/v1"
+            model = "m-mini"
+            input_per_mtok = 0.1
+            output_per_mtok = 0.4
+            params = { temperature = 0.0 }
+            [judge]
+            base_url = "http://localhost:1/v1"
+            model = "judge"
+            [prices]
+            "m-large" = { input_per_mtok = 2.5, output_per_mtok = 10.0 }
+        "#;
+        let config = Config::parse(text, Path::new("evaltap.toml")).expect("valid");
+        assert_eq!(config.sources[0].sample_rate, 0.5);
+        assert_eq!(config.candidate("mini").map(|c| c.price.output_per_mtok), Some(0.4));
+        assert_eq!(config.price_of("m-large").map(|p| p.input_per_mtok), Some(2.5));
+        assert_eq!(config.price_of("m-mini").map(|p| p.input_per_mtok), Some(0.1));
+    }
+
+    #[test]
+    fn rejects_unknown_fields_and_bad_rates() {
+        let err = Config::parse("datbase_url = 'x'", Path::new("e.toml")).expect_err("typo");
+        assert!(err.to_string().contains("datbase_url"), "{err}");
+        let err = Config::parse("[[sources]]\nname='a'\nsample_rate=2.0", Path::new("e.toml"))
+            .expect_err("rate");
+        assert!(err.to_string().contains("sample_rate"), "{err}");
+    }
+}

@@ -1,0 +1,17 @@
+//! Domain types shared by every stage of the evaltap pipeline.
+//!
+//! - [`Exchange`]: one captured request/response pair, as ingest produces it and the store keeps it.
+//! - [`chat`]: reading OpenAI chat-completions bodies (message text, response text, usage).
+//! - [`Price`]: per-million-token prices and the cost of a call.
+//! - [`sampling`]: deterministic sampling and content hashing.
+//! - [`config`]: `evaltap.toml`.
+
+pub mod chat;
+pub mod config;
+pub mod exchange;
+pub mod pricing;
+pub mod sampling;
+
+pub use config::{CandidateConfig, Config, ConfigError, JudgeConfig, SourceConfig};
+pub use exchange::Exchange;
+pub use pricing::{Price, Usage};

@@ -1,0 +1,1 @@
+//! OpenAI-compatible model client: retries with backoff and Retry-After, concurrency, cost.

@@ -1,0 +1,1 @@
+//! axum: the mirror endpoint, the JSON API and the dashboard.

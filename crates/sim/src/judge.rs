@@ -1,0 +1,147 @@
+//! The simulated judge. It reads the prompt evaltap rendered from a rubric, finds the task and
+//! the answer(s) in it, checks them itself, and answers in the judge JSON format. It never
+//! sees a label: only the text a real judge would see.
+//!
+//! Conventions it relies on (the shipped rubrics follow them): answers sit under markdown
+//! headings that contain `Response` (`### Response`, or `### Response A` / `### Response B` for
+//! pairwise), and a heading closes at the next heading. A prompt stating a scale "from X to Y"
+//! is scored on that scale, else on 1–10.
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+use serde_json::{Value, json};
+
+use crate::tasks::Task;
+use crate::unit;
+
+/// Noise and bias of the simulated judge.
+#[derive(Debug, Clone, Copy)]
+pub struct JudgeBehavior {
+    /// Probability that a pointwise score is replaced by a random one.
+    pub noise: f64,
+    /// Probability that a pairwise verdict is "A" whatever the answers.
+    pub position_bias: f64,
+}
+
+impl Default for JudgeBehavior {
+    fn default() -> Self {
+        JudgeBehavior { noise: 0.05, position_bias: 0.1 }
+    }
+}
+
+static HEADING: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?m)^#{1,6}\s*(.+?)\s*$").expect("valid regex"));
+static SCALE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"from (\d+) to (\d+)").expect("valid regex"));
+
+/// Sections of a prompt by heading title, in order.
+fn sections(prompt: &str) -> Vec<(String, String)> {
+    let heads: Vec<_> = HEADING.captures_iter(prompt).collect();
+    heads
+        .iter()
+        .enumerate()
+        .map(|(i, cap)| {
+            let whole = cap.get(0).map_or(0..0, |m| m.range());
+            let end = heads.get(i + 1).and_then(|n| n.get(0)).map_or(prompt.len(), |m| m.start());
+            (cap[1].to_string(), prompt[whole.end..end].trim().to_string())
+        })
+        .collect()
+}
+
+fn response_section<'a>(sections: &'a [(String, String)], label: &str) -> Option<&'a str> {
+    sections
+        .iter()
+        .find(|(title, _)| {
+            let words: Vec<&str> = title.split_whitespace().collect();
+            words.first().is_some_and(|w| w.eq_ignore_ascii_case("response"))
+                && words.get(1).copied().unwrap_or("") == label
+        })
+        .map(|(_, body)| body.as_str())
+}
+
+/// The judge's reply text (a JSON object) to a rendered rubric prompt.
+pub fn judge(model: &str, prompt: &str, behavior: JudgeBehavior) -> String {
+    let sections = sections(prompt);
+    let task = Task::find(prompt);
+    let (Some(a), Some(b)) = (response_section(&sections, "A"), response_section(&sections, "B"))
+    else {
+        return pointwise(model, prompt, &sections, task, behavior).to_string();
+    };
+    let Some(task) = task else {
+        return json!({"winner": "tie", "reason": "could not identify the task to check"}).to_string();
+    };
+    if unit(model, prompt, "position") < behavior.position_bias {
+        return json!({"winner": "A", "reason": "Response A reads better."}).to_string();
+    }
+    let winner = match (task.check(a), task.check(b)) {
+        (true, false) => "A",
+        (false, true) => "B",
+        _ => "tie",
+    };
+    json!({"winner": winner, "reason": format!("the correct answer is {}", task.answer())}).to_string()
+}
+
+fn pointwise(
+    model: &str,
+    prompt: &str,
+    sections: &[(String, String)],
+    task: Option<Task>,
+    behavior: JudgeBehavior,
+) -> Value {
+    let (low, high) = SCALE
+        .captures(prompt)
+        .and_then(|c| Some((c[1].parse::<i64>().ok()?, c[2].parse::<i64>().ok()?)))
+        .filter(|(l, h)| l < h)
+        .unwrap_or((1, 10));
+    let Some(answer) = response_section(sections, "") else {
+        return json!({"score": low, "reason": "no response section to grade"});
+    };
+    let Some(task) = task else {
+        return json!({"score": (low + high) / 2, "reason": "could not identify the task to check"});
+    };
+    if unit(model, prompt, "noise") < behavior.noise {
+        let span = (high - low + 1) as f64;
+        let score = low + (unit(model, prompt, "noise-score") * span) as i64;
+        return json!({"score": score.min(high), "reason": "hard to say"});
+    }
+    let span = high - low;
+    if task.check(answer) {
+        // Terse answers lose a little on style; correctness dominates.
+        let score = if answer.split_whitespace().count() > 1 { high } else { high - span / 9 };
+        json!({"score": score, "reason": format!("correct: the answer is {}", task.answer())})
+    } else {
+        json!({"score": low + span / 9, "reason": format!("incorrect: the answer is {}", task.answer())})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const QUIET: JudgeBehavior = JudgeBehavior { noise: 0.0, position_bias: 0.0 };
+
+    fn prompt(answer: &str) -> String {
+        format!(
+            "Rate the response on a scale from 1 to 10.\n### Question\nuser: What is 2 + 3? Reply with the number.\n### Response\n{answer}\n"
+        )
+    }
+
+    #[test]
+    fn pointwise_checks_the_answer() {
+        let good: Value = serde_json::from_str(&judge("j", &prompt("The answer is 5."), QUIET)).expect("json");
+        let bad: Value = serde_json::from_str(&judge("j", &prompt("The answer is 6."), QUIET)).expect("json");
+        assert_eq!(good["score"], 10);
+        assert_eq!(bad["score"], 2);
+    }
+
+    #[test]
+    fn pairwise_prefers_the_correct_answer_in_either_position() {
+        let p = |a: &str, b: &str| {
+            format!("### Question\nWhat is 2 + 3?\n### Response A\n{a}\n### Response B\n{b}\n")
+        };
+        let first: Value = serde_json::from_str(&judge("j", &p("5", "7"), QUIET)).expect("json");
+        let second: Value = serde_json::from_str(&judge("j", &p("7", "5"), QUIET)).expect("json");
+        assert_eq!((first["winner"].as_str(), second["winner"].as_str()), (Some("A"), Some("B")));
+    }
+}

@@ -1,0 +1,253 @@
+//! The simulated upstream: an OpenAI-compatible server (`POST /v1/chat/completions`, streaming
+//! or not, and `GET /v1/models`) with deterministic simulated models of known accuracy and
+//! price, and a simulated judge that really checks answers.
+//!
+//! Tests, benchmarks and the demo point evaltap at it exactly as they would at a real gateway:
+//! only the base URL differs.
+
+pub mod judge;
+pub mod models;
+pub mod tasks;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::serve::ListenerExt;
+use serde_json::{Value, json};
+use xxhash_rust::xxh3::xxh3_64;
+
+pub use judge::JudgeBehavior;
+pub use models::{CATALOG, Role, SimModel};
+pub use tasks::Task;
+
+/// How the simulated upstream behaves.
+#[derive(Debug, Clone, Copy)]
+pub struct SimConfig {
+    /// Multiplies each model's simulated latency (0 answers at once).
+    pub latency_scale: f64,
+    /// Noise and bias of the judge model.
+    pub judge: JudgeBehavior,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig { latency_scale: 1.0, judge: JudgeBehavior::default() }
+    }
+}
+
+/// A uniform number in [0, 1) from a seeded hash of (model, prompt, salt): the simulation's only
+/// source of randomness, so every run answers the same way.
+pub fn unit(model: &str, prompt: &str, salt: &str) -> f64 {
+    let key = format!("{model}\u{0}{prompt}\u{0}{salt}");
+    (xxh3_64(key.as_bytes()) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Token count the simulation charges for a text: about 4/3 of a token per word.
+pub fn count_tokens(text: &str) -> u64 {
+    let words = text.split_whitespace().count() as u64;
+    (words * 4).div_ceil(3)
+}
+
+/// The router of the simulated upstream.
+pub fn router(config: SimConfig) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/models", get(list_models))
+        .with_state(config)
+}
+
+/// A running simulated upstream.
+#[derive(Debug)]
+pub struct SimServer {
+    /// Address it listens on.
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SimServer {
+    /// Base URL for OpenAI-compatible clients, ending in `/v1`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+}
+
+impl Drop for SimServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Binds `addr` (port 0 picks a free port) and serves in the background until dropped.
+pub async fn spawn(addr: SocketAddr, config: SimConfig) -> std::io::Result<SimServer> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    // Replies go out as headers then body; with Nagle on, the second write waits for the
+    // peer's delayed ACK (~40 ms).
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let task = tokio::spawn(async move {
+        let served = axum::serve(listener, router(config)).await;
+        if let Err(err) = served {
+            tracing::error!(%err, "simulated upstream stopped");
+        }
+    });
+    Ok(SimServer { addr, task })
+}
+
+fn openai_error(status: StatusCode, message: impl Into<String>, code: &str) -> Response {
+    let body = json!({"error": {"message": message.into(), "type": "invalid_request_error", "code": code}});
+    (status, Json(body)).into_response()
+}
+
+async fn list_models() -> Json<Value> {
+    let data: Vec<Value> = CATALOG
+        .iter()
+        .map(|m| {
+            json!({"id": m.id, "object": "model", "created": 1_700_000_000, "owned_by": "evaltap-sim",
+                   "role": m.role, "accuracy": m.accuracy,
+                   "pricing": {"input_per_mtok": m.input_per_mtok, "output_per_mtok": m.output_per_mtok}})
+        })
+        .collect();
+    Json(json!({"object": "list", "data": data}))
+}
+
+fn message_text(message: &Value) -> String {
+    match message.get("content") {
+        Some(Value::String(text)) => text.clone(),
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => String::new(),
+    }
+}
+
+/// What a simulated assistant answers to a user prompt.
+fn assistant_reply(model: &SimModel, prompt: &str) -> String {
+    let Some(task) = Task::find(prompt) else {
+        let preview: String = prompt.chars().take(80).collect();
+        return format!("This is {}, a simulated model. You said: {preview}", model.id);
+    };
+    let answer = if unit(model.id, prompt, "correct") < model.accuracy {
+        task.answer()
+    } else {
+        task.wrong_answer(xxh3_64(format!("{}{prompt}", model.id).as_bytes()))
+    };
+    if model.terse { answer } else { format!("The answer is {answer}.") }
+}
+
+async fn chat_completions(State(config): State<SimConfig>, body: axum::body::Bytes) -> Response {
+    let request: Value = match serde_json::from_slice(&body) {
+        Ok(value) => value,
+        Err(err) => return openai_error(StatusCode::BAD_REQUEST, format!("invalid JSON body: {err}"), "invalid_json"),
+    };
+    let Some(model_id) = request.get("model").and_then(Value::as_str) else {
+        return openai_error(StatusCode::BAD_REQUEST, "`model` is required", "missing_model");
+    };
+    let Some(model) = models::find(model_id) else {
+        return openai_error(StatusCode::NOT_FOUND, format!("model `{model_id}` does not exist"), "model_not_found");
+    };
+    let Some(messages) = request.get("messages").and_then(Value::as_array).filter(|m| !m.is_empty()) else {
+        return openai_error(StatusCode::BAD_REQUEST, "`messages` must be a non-empty array", "missing_messages");
+    };
+    let texts: Vec<String> = messages.iter().map(message_text).collect();
+    let reply = match model.role {
+        Role::Judge => judge::judge(model.id, &texts.join("\n"), config.judge),
+        Role::Assistant => {
+            let last_user = messages
+                .iter()
+                .rposition(|m| m.get("role").and_then(Value::as_str) == Some("user"))
+                .map(|i| texts[i].as_str())
+                .unwrap_or_default();
+            assistant_reply(model, last_user)
+        }
+    };
+    let prompt_tokens: u64 = texts.iter().map(|t| count_tokens(t) + 3).sum();
+    let completion_tokens = count_tokens(&reply);
+    let usage = json!({"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                       "total_tokens": prompt_tokens + completion_tokens});
+    // Ids and timestamps are derived from the content, so the same call gets the same bytes.
+    let digest = xxh3_64(format!("{}{}", model.id, texts.join("\u{0}")).as_bytes());
+    let id = format!("chatcmpl-sim-{digest:016x}");
+    let created = 1_700_000_000 + (digest % 100_000_000);
+
+    let delay = Duration::from_secs_f64(model.latency_ms as f64 * config.latency_scale / 1000.0);
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+
+    if request.get("stream").and_then(Value::as_bool) == Some(true) {
+        let include_usage = request.pointer("/stream_options/include_usage").and_then(Value::as_bool) == Some(true);
+        return stream_reply(&id, created, model.id, &reply, include_usage.then_some(usage));
+    }
+    Json(json!({
+        "id": id, "object": "chat.completion", "created": created, "model": model.id,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
+        "usage": usage,
+    }))
+    .into_response()
+}
+
+/// Server-sent events as OpenAI sends them: a role chunk, content chunks word by word, a finish
+/// chunk, an optional usage chunk, then `[DONE]`.
+fn stream_reply(id: &str, created: u64, model: &str, reply: &str, usage: Option<Value>) -> Response {
+    let chunk = |delta: Value, finish: Value| {
+        json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+               "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+    };
+    let mut events = vec![chunk(json!({"role": "assistant", "content": ""}), Value::Null)];
+    let mut rest = reply;
+    while !rest.is_empty() {
+        let cut = rest[1..].find(' ').map_or(rest.len(), |i| i + 1);
+        events.push(chunk(json!({"content": &rest[..cut]}), Value::Null));
+        rest = &rest[cut..];
+    }
+    events.push(chunk(json!({}), json!("stop")));
+    if let Some(usage) = usage {
+        events.push(json!({"id": id, "object": "chat.completion.chunk", "created": created,
+                           "model": model, "choices": [], "usage": usage}));
+    }
+    let mut frames: Vec<Result<String, std::convert::Infallible>> =
+        events.iter().map(|e| Ok(format!("data: {e}\n\n"))).collect();
+    frames.push(Ok("data: [DONE]\n\n".to_string()));
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(Body::from_stream(futures::stream::iter(frames)))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn assistants_hit_their_accuracy() {
+        for model in CATALOG.iter().filter(|m| m.role == Role::Assistant) {
+            let correct = (0..2000)
+                .filter(|i| {
+                    let task = Task::generate(11, *i);
+                    task.check(&assistant_reply(model, &task.prompt()))
+                })
+                .count() as f64
+                / 2000.0;
+            // 4σ of a binomial proportion at n = 2000 is under 0.045.
+            assert!((correct - model.accuracy).abs() < 0.045, "{}: {correct}", model.id);
+        }
+    }
+
+    #[test]
+    fn tokens_grow_with_text() {
+        assert_eq!(count_tokens(""), 0);
+        assert_eq!(count_tokens("one two three"), 4);
+    }
+}

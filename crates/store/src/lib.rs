@@ -1,0 +1,1 @@
+//! Persistence over sqlx (SQLite), with the migrations under migrations/.

@@ -1,0 +1,1 @@
+//! The apalis jobs: replay exchanges against candidates, judge them.
