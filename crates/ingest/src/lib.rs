@@ -1,1 +1,64 @@
-//! Turns what a gateway sends into exchanges: one adapter per format behind one trait.
+//! Ingest: turns what a gateway sends into [`Exchange`]s. Each wire format is one adapter
+//! behind [`Adapter`], registered in [`formats::ADAPTERS`].
+//!
+//! Decoding is per item: a batch with one bad item yields that item's rejection (with its index
+//! and a reason naming the field) and the other items' exchanges, so one bad record never costs
+//! the rest of a batch.
+
+pub mod formats;
+
+use evaltap_core::Exchange;
+use serde::Serialize;
+
+/// A whole request body that cannot be read at all.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum IngestError {
+    /// The body is empty.
+    #[error("the request body is empty")]
+    Empty,
+    /// The body is not JSON (or JSON lines) at all.
+    #[error("invalid JSON: {0}")]
+    InvalidJson(String),
+    /// The body is JSON of the wrong shape.
+    #[error("{0}")]
+    Shape(String),
+}
+
+/// One item of a batch that was not accepted.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Rejection {
+    /// Position of the item in the batch (0-based; for JSON lines, among non-empty lines).
+    pub index: usize,
+    /// Why, naming the field at fault.
+    pub reason: String,
+}
+
+/// What an adapter made of a body.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Decoded {
+    /// Exchanges, each with its index in the batch.
+    pub exchanges: Vec<(usize, Exchange)>,
+    /// Items that were rejected.
+    pub rejected: Vec<Rejection>,
+}
+
+impl Decoded {
+    /// Adds the outcome of decoding item `index`.
+    pub fn push(&mut self, index: usize, item: Result<Exchange, String>) {
+        match item {
+            Ok(exchange) => self.exchanges.push((index, exchange)),
+            Err(reason) => self.rejected.push(Rejection { index, reason }),
+        }
+    }
+}
+
+/// A gateway wire format.
+pub trait Adapter: Send + Sync {
+    /// Route name: `POST /v1/mirror/{name}`.
+    fn name(&self) -> &'static str;
+    /// Decodes a request body (and its headers) into exchanges and rejections.
+    fn decode(&self, body: &[u8], headers: &http::HeaderMap) -> Result<Decoded, IngestError>;
+}
+
+pub use formats::{ADAPTERS, adapter};

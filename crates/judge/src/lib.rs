@@ -1,1 +1,323 @@
-//! Rubric files rendered with minijinja into judge prompts, and judge answers parsed into scores.
+//! Rubrics and judging: rubric files (`rubrics/*.toml`) hold a minijinja template that renders
+//! the judge prompt; the judge model answers JSON, parsed here into a score on the rubric's
+//! scale and its [0, 1] normalization.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use evaltap_providers::{ChatClient, ProviderError};
+use minijinja::value::Serde;
+use minijinja::{Environment, UndefinedBehavior, context};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// Why a rubric could not be loaded or a judgment made.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum JudgeError {
+    /// A rubric file could not be read.
+    #[error("cannot read rubric {path}: {source}")]
+    Read {
+        /// File.
+        path: String,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+    /// A rubric file is not valid.
+    #[error("invalid rubric {path}: {reason}")]
+    Invalid {
+        /// File.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// No rubric has this name.
+    #[error("unknown rubric `{0}`")]
+    Unknown(String),
+    /// The template failed to render.
+    #[error("rendering rubric `{rubric}`: {source}")]
+    Render {
+        /// Rubric.
+        rubric: String,
+        /// Underlying error.
+        source: minijinja::Error,
+    },
+    /// The judge's answer could not be read as a score.
+    #[error("unreadable judge answer for rubric `{rubric}`: {reason}: {answer}")]
+    Unparseable {
+        /// Rubric.
+        rubric: String,
+        /// Why.
+        reason: String,
+        /// The start of the answer.
+        answer: String,
+    },
+    /// Calling the judge model failed.
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+}
+
+/// How a rubric asks the judge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// One response, a score on the rubric's scale.
+    Pointwise,
+}
+
+/// The range of a pointwise score.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scale {
+    /// Worst score.
+    pub min: f64,
+    /// Best score.
+    pub max: f64,
+}
+
+/// One rubric file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rubric {
+    /// Name experiments refer to.
+    pub name: String,
+    /// What it measures.
+    #[serde(default)]
+    pub description: String,
+    /// Pointwise (the only mode so far).
+    pub mode: Mode,
+    /// Score range.
+    pub scale: Scale,
+    /// Judge model overriding the configured one.
+    pub judge_model: Option<String>,
+    /// minijinja template of the judge prompt.
+    pub template: String,
+}
+
+/// A parsed judge answer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Score {
+    /// Score on the rubric's scale.
+    pub raw: f64,
+    /// Score mapped to [0, 1].
+    pub normalized: f64,
+    /// The judge's reason.
+    pub reason: String,
+}
+
+/// What a judge is asked to grade.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject<'a> {
+    /// The chat-completions request that was answered.
+    pub request: &'a Value,
+    /// The response text to grade.
+    pub response: &'a str,
+    /// A reference answer, when one is known.
+    pub reference: Option<&'a str>,
+}
+
+/// The shipped rubrics, used when no rubric folder exists (e.g. `evaltap demo` run elsewhere).
+const BUILTIN: [(&str, &str); 2] = [
+    ("correctness.toml", include_str!("../../../rubrics/correctness.toml")),
+    ("helpfulness.toml", include_str!("../../../rubrics/helpfulness.toml")),
+];
+
+/// A set of loaded rubrics with their compiled templates.
+#[derive(Debug, Clone)]
+pub struct Rubrics {
+    rubrics: BTreeMap<String, Rubric>,
+    env: Arc<Environment<'static>>,
+}
+
+impl Rubrics {
+    /// Loads every `*.toml` in `dir`, or the shipped rubrics when `dir` does not exist.
+    pub fn load(dir: &Path) -> Result<Rubrics, JudgeError> {
+        if !dir.is_dir() {
+            return Rubrics::from_sources(BUILTIN.iter().map(|(p, s)| (p.to_string(), s.to_string())));
+        }
+        let read_err = |source| JudgeError::Read { path: dir.display().to_string(), source };
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(read_err)? {
+            let path = entry.map_err(read_err)?.path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|source| JudgeError::Read { path: path.display().to_string(), source })?;
+                files.push((path.display().to_string(), text));
+            }
+        }
+        files.sort();
+        Rubrics::from_sources(files)
+    }
+
+    /// Parses rubric files given as (path, text) pairs.
+    pub fn from_sources(files: impl IntoIterator<Item = (String, String)>) -> Result<Rubrics, JudgeError> {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        let mut rubrics = BTreeMap::new();
+        for (path, text) in files {
+            let invalid = |reason: String| JudgeError::Invalid { path: path.clone(), reason };
+            let rubric: Rubric = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+            if rubric.scale.min >= rubric.scale.max {
+                return Err(invalid("scale.min must be below scale.max".into()));
+            }
+            env.add_template_owned(rubric.name.clone(), rubric.template.clone())
+                .map_err(|e| invalid(format!("template: {e}")))?;
+            if rubrics.insert(rubric.name.clone(), rubric).is_some() {
+                return Err(invalid("another rubric has the same name".into()));
+            }
+        }
+        Ok(Rubrics { rubrics, env: Arc::new(env) })
+    }
+
+    /// The rubric with this name.
+    pub fn get(&self, name: &str) -> Result<&Rubric, JudgeError> {
+        self.rubrics.get(name).ok_or_else(|| JudgeError::Unknown(name.into()))
+    }
+
+    /// Names of all rubrics.
+    pub fn names(&self) -> Vec<String> {
+        self.rubrics.keys().cloned().collect()
+    }
+
+    /// The judge prompt for grading `subject` with rubric `name`.
+    pub fn render(&self, name: &str, subject: Subject<'_>) -> Result<String, JudgeError> {
+        let rubric = self.get(name)?;
+        let render_err = |source| JudgeError::Render { rubric: name.into(), source };
+        let template = self.env.get_template(name).map_err(render_err)?;
+        template
+            .render(context! {
+                conversation => evaltap_core::chat::transcript(subject.request),
+                question => evaltap_core::chat::last_user_text(subject.request),
+                response => subject.response,
+                reference => subject.reference,
+                request => Serde(subject.request),
+                scale => Serde(json!({"min": display_number(rubric.scale.min), "max": display_number(rubric.scale.max)})),
+            })
+            .map_err(render_err)
+    }
+}
+
+impl Rubric {
+    /// Reads the judge's answer: a JSON object with a numeric `score` within the scale.
+    pub fn parse_score(&self, answer: &str) -> Result<Score, JudgeError> {
+        let fail = |reason: &str| JudgeError::Unparseable {
+            rubric: self.name.clone(),
+            reason: reason.into(),
+            answer: answer.chars().take(200).collect(),
+        };
+        let object = extract_json_object(answer).ok_or_else(|| fail("no JSON object"))?;
+        let raw = match object.get("score") {
+            Some(Value::Number(n)) => n.as_f64(),
+            Some(Value::String(s)) => s.trim().parse().ok(),
+            _ => None,
+        }
+        .ok_or_else(|| fail("no numeric `score`"))?;
+        if !(self.scale.min..=self.scale.max).contains(&raw) {
+            return Err(fail("score outside the rubric's scale"));
+        }
+        Ok(Score {
+            raw,
+            normalized: (raw - self.scale.min) / (self.scale.max - self.scale.min),
+            reason: object.get("reason").and_then(Value::as_str).unwrap_or_default().to_string(),
+        })
+    }
+}
+
+/// Whole numbers as integers, so a 1–10 scale reads "1 to 10" in a prompt, not "1.0 to 10.0".
+fn display_number(x: f64) -> Value {
+    if x.fract() == 0.0 && x.abs() < 1e15 { json!(x as i64) } else { json!(x) }
+}
+
+/// The first JSON object in a text, tolerating prose or a code fence around it.
+fn extract_json_object(text: &str) -> Option<serde_json::Map<String, Value>> {
+    let mut start = text.find('{');
+    while let Some(from) = start {
+        let mut stream = serde_json::Deserializer::from_str(&text[from..]).into_iter::<Value>();
+        if let Some(Ok(Value::Object(map))) = stream.next() {
+            return Some(map);
+        }
+        start = text[from + 1..].find('{').map(|i| i + from + 1);
+    }
+    None
+}
+
+/// A judge model behind an OpenAI-compatible endpoint.
+#[derive(Debug, Clone)]
+pub struct Judge {
+    client: ChatClient,
+    model: String,
+}
+
+/// One judgment.
+#[derive(Debug, Clone)]
+pub struct Judgment {
+    /// The score.
+    pub score: Score,
+    /// Model that judged.
+    pub judge_model: String,
+}
+
+impl Judge {
+    /// A judge calling `model` through `client`.
+    pub fn new(client: ChatClient, model: impl Into<String>) -> Judge {
+        Judge { client, model: model.into() }
+    }
+
+    /// Grades `subject` with `rubric`.
+    pub async fn score(&self, rubrics: &Rubrics, rubric: &str, subject: Subject<'_>) -> Result<Judgment, JudgeError> {
+        let prompt = rubrics.render(rubric, subject)?;
+        let definition = rubrics.get(rubric)?;
+        let model = definition.judge_model.clone().unwrap_or_else(|| self.model.clone());
+        let body = json!({"model": model, "temperature": 0,
+                          "messages": [{"role": "user", "content": prompt}]});
+        let completion = self.client.chat(&body).await?;
+        let score = definition.parse_score(&completion.text)?;
+        Ok(Judgment { score, judge_model: model })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shipped() -> Rubrics {
+        Rubrics::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../rubrics"))).expect("shipped rubrics load")
+    }
+
+    #[test]
+    fn renders_with_and_without_reference() {
+        let rubrics = shipped();
+        assert_eq!(rubrics.names(), ["correctness", "helpfulness"]);
+        let request = json!({"messages": [{"role": "user", "content": "What is 2 + 2?"}]});
+        let subject = Subject { request: &request, response: "4", reference: None };
+        let prompt = rubrics.render("correctness", subject).expect("renders");
+        assert!(prompt.contains("user: What is 2 + 2?") && prompt.contains("### Response\n4"));
+        assert!(prompt.contains("scale from 1 to 10") && !prompt.contains("Reference answer"));
+        let with_ref = rubrics.render("correctness", Subject { reference: Some("4"), ..subject }).expect("renders");
+        assert!(with_ref.contains("### Reference answer\n4"));
+    }
+
+    #[test]
+    fn parses_scores_in_prose_and_fences() {
+        let rubrics = shipped();
+        let rubric = rubrics.get("correctness").expect("exists");
+        let score = rubric.parse_score("Sure!\n```json\n{\"score\": 7, \"reason\": \"ok\"}\n```").expect("parses");
+        assert_eq!((score.raw, score.reason.as_str()), (7.0, "ok"));
+        assert!((score.normalized - 6.0 / 9.0).abs() < 1e-12);
+        assert!(rubric.parse_score("{\"score\": \"10\"}").is_ok());
+        for bad in ["no json here", "{\"reason\": \"x\"}", "{\"score\": 11}"] {
+            let err = rubric.parse_score(bad).expect_err(bad);
+            assert!(err.to_string().contains("correctness"), "{err}");
+        }
+    }
+
+    #[test]
+    fn invalid_rubrics_are_rejected_with_the_file_named() {
+        let bad_template = "name='x'\nmode='pointwise'\nscale={min=1,max=5}\ntemplate='{% if %}'";
+        let err = Rubrics::from_sources([("x.toml".to_string(), bad_template.to_string())]).expect_err("bad");
+        assert!(err.to_string().contains("x.toml"), "{err}");
+        let bad_scale = "name='x'\nmode='pointwise'\nscale={min=5,max=1}\ntemplate='t'";
+        assert!(Rubrics::from_sources([("y.toml".to_string(), bad_scale.to_string())]).is_err());
+    }
+}

@@ -1,1 +1,229 @@
-//! OpenAI-compatible model client: retries with backoff and Retry-After, concurrency, cost.
+//! Model clients: OpenAI-compatible chat completions over reqwest, with retries (exponential
+//! backoff, honouring `Retry-After`), a concurrency limit per endpoint, and usage for cost.
+//!
+//! The same client calls a real gateway and evaltap's simulated upstream; only the base URL
+//! differs.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use evaltap_core::Usage;
+use serde_json::{Map, Value};
+use tokio::sync::Semaphore;
+
+/// Why a model call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProviderError {
+    /// The endpoint answered with an error status (after retries, for retryable ones).
+    #[error("{url} answered {status}: {body}")]
+    Status {
+        /// URL called.
+        url: String,
+        /// HTTP status.
+        status: u16,
+        /// Start of the response body.
+        body: String,
+    },
+    /// The request did not get an answer (connection refused, timeout…).
+    #[error("calling {url} failed: {source}")]
+    Transport {
+        /// URL called.
+        url: String,
+        /// Underlying error.
+        source: reqwest::Error,
+    },
+    /// The answer was not a chat-completions response.
+    #[error("{url} returned an invalid response: {reason}")]
+    InvalidResponse {
+        /// URL called.
+        url: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The HTTP client could not be built.
+    #[error("cannot build HTTP client: {0}")]
+    Client(reqwest::Error),
+}
+
+/// How failed calls are retried.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Total attempts, including the first.
+    pub max_attempts: u32,
+    /// Delay before the first retry; doubled each time.
+    pub base_delay: Duration,
+    /// Longest wait between attempts, including one asked for by `Retry-After`.
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 4,
+            base_delay: Duration::from_millis(250),
+            max_delay: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A successful chat completion.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    /// The response body.
+    pub response: Value,
+    /// Text of the first choice.
+    pub text: String,
+    /// Token usage, when the endpoint reported it.
+    pub usage: Option<Usage>,
+    /// Time of the successful attempt, in milliseconds.
+    pub latency_ms: f64,
+}
+
+/// A reqwest client with the TLS crypto provider installed (reqwest is built without one to
+/// avoid compiling two; building a client without a provider would panic).
+pub fn http_client(timeout: Duration) -> Result<reqwest::Client, ProviderError> {
+    // Installing twice is harmless: the first provider stays.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(Duration::from_secs(10))
+        .tcp_nodelay(true)
+        .build()
+        .map_err(ProviderError::Client)
+}
+
+/// An OpenAI-compatible chat-completions endpoint.
+#[derive(Debug, Clone)]
+pub struct ChatClient {
+    http: reqwest::Client,
+    url: String,
+    api_key: Option<String>,
+    limit: Arc<Semaphore>,
+    retry: RetryPolicy,
+}
+
+impl ChatClient {
+    /// A client for `base_url` (up to and including `/v1`) with at most `max_concurrency` calls
+    /// in flight.
+    pub fn new(
+        http: reqwest::Client,
+        base_url: &str,
+        api_key: Option<String>,
+        max_concurrency: usize,
+    ) -> ChatClient {
+        ChatClient {
+            http,
+            url: format!("{}/chat/completions", base_url.trim_end_matches('/')),
+            api_key,
+            limit: Arc::new(Semaphore::new(max_concurrency.max(1))),
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    /// Replaces the retry policy.
+    pub fn with_retry(mut self, retry: RetryPolicy) -> ChatClient {
+        self.retry = retry;
+        self
+    }
+
+    /// Sends a chat-completions request body and returns the parsed completion.
+    pub async fn chat(&self, body: &Value) -> Result<Completion, ProviderError> {
+        // The semaphore is never closed, so acquiring only waits.
+        let _permit = self.limit.acquire().await.ok();
+        let mut attempt = 1;
+        loop {
+            let started = Instant::now();
+            let mut request = self.http.post(&self.url).json(body);
+            if let Some(key) = &self.api_key {
+                request = request.bearer_auth(key);
+            }
+            let outcome = request.send().await;
+            let retry_after = match outcome {
+                Ok(response) if response.status().is_success() => {
+                    let response: Value = response.json().await.map_err(|e| {
+                        ProviderError::InvalidResponse { url: self.url.clone(), reason: e.to_string() }
+                    })?;
+                    return self.completion(response, started.elapsed());
+                }
+                Ok(response) => {
+                    let status = response.status();
+                    let retry_after = parse_retry_after(response.headers());
+                    let body: String = response.text().await.unwrap_or_default().chars().take(500).collect();
+                    let error = ProviderError::Status { url: self.url.clone(), status: status.as_u16(), body };
+                    let retryable = status.as_u16() == 429 || status.is_server_error();
+                    if !retryable || attempt >= self.retry.max_attempts {
+                        return Err(error);
+                    }
+                    tracing::debug!(%error, attempt, "retrying");
+                    retry_after
+                }
+                Err(source) => {
+                    if attempt >= self.retry.max_attempts || source.is_builder() {
+                        return Err(ProviderError::Transport { url: self.url.clone(), source });
+                    }
+                    tracing::debug!(error = %source, attempt, "retrying");
+                    None
+                }
+            };
+            let backoff = self.retry.base_delay * 2u32.saturating_pow(attempt - 1);
+            tokio::time::sleep(retry_after.unwrap_or(backoff).min(self.retry.max_delay)).await;
+            attempt += 1;
+        }
+    }
+
+    fn completion(&self, response: Value, elapsed: Duration) -> Result<Completion, ProviderError> {
+        if response.pointer("/choices/0").is_none() {
+            return Err(ProviderError::InvalidResponse {
+                url: self.url.clone(),
+                reason: "no `choices` in the response".into(),
+            });
+        }
+        Ok(Completion {
+            text: evaltap_core::chat::response_text(&response),
+            usage: Usage::from_openai(&response),
+            latency_ms: elapsed.as_secs_f64() * 1000.0,
+            response,
+        })
+    }
+}
+
+fn parse_retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    value.trim().parse::<f64>().ok().filter(|s| *s >= 0.0).map(Duration::from_secs_f64)
+}
+
+/// The body to replay a captured request against another model: the same messages, tools and
+/// parameters, with `model` replaced, streaming turned off and `overrides` applied.
+pub fn replay_body(captured: &Value, model: &str, overrides: &Map<String, Value>) -> Value {
+    let mut body = match captured {
+        Value::Object(map) => map.clone(),
+        _ => Map::new(),
+    };
+    body.insert("model".into(), Value::String(model.into()));
+    body.remove("stream");
+    body.remove("stream_options");
+    for (key, value) in overrides {
+        body.insert(key.clone(), value.clone());
+    }
+    Value::Object(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn replay_body_swaps_model_and_keeps_the_rest() {
+        let captured = json!({"model": "big", "stream": true, "stream_options": {"include_usage": true},
+                              "messages": [{"role": "user", "content": "hi"}], "temperature": 0.7,
+                              "tools": [{"type": "function", "function": {"name": "f"}}]});
+        let overrides = json!({"temperature": 0.0}).as_object().cloned().unwrap_or_default();
+        let body = replay_body(&captured, "small", &overrides);
+        assert_eq!(body["model"], "small");
+        assert_eq!(body["temperature"], 0.0);
+        assert!(body.get("stream").is_none() && body.get("stream_options").is_none());
+        assert_eq!(body["tools"], captured["tools"]);
+    }
+}

@@ -1,1 +1,86 @@
-//! Persistence over sqlx (SQLite), with the migrations under migrations/.
+//! Persistence: exchanges, experiments, replays and judgments in SQLite through sqlx.
+//!
+//! Uniqueness constraints carry idempotency: inserting a replay or judgment that already exists
+//! is a no-op reported as such, so a retried or duplicated job never adds a row.
+
+mod experiments;
+mod exchanges;
+mod results;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+
+pub use experiments::{Experiment, ExperimentSpec, Filter};
+pub use exchanges::{IngestOutcome, StoredExchange};
+pub use results::{JudgmentRecord, Progress, ReplayRecord};
+
+/// Subject name of the production response in judgments.
+pub const BASELINE: &str = "baseline";
+
+/// Why a storage operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Migrations failed.
+    #[error("migrating the database: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored JSON column could not be decoded.
+    #[error("corrupt stored JSON in {what}: {source}")]
+    Json {
+        /// Which column.
+        what: &'static str,
+        /// Underlying error.
+        source: serde_json::Error,
+    },
+    /// The request conflicts with what is stored.
+    #[error("{0}")]
+    Conflict(String),
+    /// Something named does not exist.
+    #[error("{0}")]
+    NotFound(String),
+}
+
+/// Result alias for this crate.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The database.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+impl Store {
+    /// Opens (creating if missing) the database at `url` and applies migrations.
+    pub async fn connect(url: &str) -> Result<Store> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // The server, the workers and apalis share the file: wait for locks, don't fail.
+            .busy_timeout(Duration::from_secs(30))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
+        let mut migrator = sqlx::migrate!("../../migrations/sqlite");
+        // apalis records its own migrations in `_sqlx_migrations` on the same file.
+        migrator.dangerous_set_table_name("_evaltap_migrations");
+        migrator.run(&pool).await?;
+        Ok(Store { pool })
+    }
+
+    /// The connection pool (apalis uses it for its job tables).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+pub(crate) fn to_json(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".into())
+}
+
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(what: &'static str, text: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(|source| StoreError::Json { what, source })
+}

@@ -1,0 +1,118 @@
+use chrono::{DateTime, Utc};
+use evaltap_core::{Exchange, Usage};
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::Row;
+
+use crate::{Result, Store, from_json, to_json};
+
+/// What happened to each exchange of an ingested batch, in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct IngestOutcome {
+    /// Exchanges newly stored.
+    pub inserted: usize,
+    /// Exchanges already stored (same source and dedup key).
+    pub duplicates: usize,
+}
+
+/// An exchange as stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoredExchange {
+    /// Row id.
+    pub id: String,
+    /// Source it came from.
+    pub source: String,
+    /// When it was received.
+    pub received_at: DateTime<Utc>,
+    /// The exchange.
+    pub exchange: Exchange,
+}
+
+impl Store {
+    /// Stores a batch in one transaction; returns only once it is committed.
+    pub async fn insert_exchanges(&self, source: &str, batch: &[Exchange]) -> Result<IngestOutcome> {
+        let mut outcome = IngestOutcome::default();
+        let mut tx = self.pool.begin().await?;
+        let now = Utc::now();
+        for exchange in batch {
+            let usage = exchange.usage;
+            let done = sqlx::query(
+                "INSERT INTO exchanges (id, source, dedup_key, external_id, received_at, occurred_at,
+                     model, request, response, input_tokens, output_tokens, cost_usd, latency_ms,
+                     tags, succeeded)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                 ON CONFLICT (source, dedup_key) DO NOTHING",
+            )
+            .bind(uuid::Uuid::now_v7().to_string())
+            .bind(source)
+            .bind(exchange.dedup_key())
+            .bind(&exchange.external_id)
+            .bind(now)
+            .bind(exchange.occurred_at)
+            .bind(&exchange.model)
+            .bind(to_json(&exchange.request))
+            .bind(to_json(&exchange.response))
+            .bind(usage.map(|u| u.input_tokens as i64))
+            .bind(usage.map(|u| u.output_tokens as i64))
+            .bind(exchange.cost_usd)
+            .bind(exchange.latency_ms)
+            .bind(to_json(&exchange.tags))
+            .bind(exchange.succeeded)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 1 {
+                outcome.inserted += 1;
+            } else {
+                outcome.duplicates += 1;
+            }
+        }
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// The exchange with this id.
+    pub async fn exchange(&self, id: &str) -> Result<Option<StoredExchange>> {
+        let row = sqlx::query(
+            "SELECT id, source, external_id, received_at, occurred_at, model, request, response,
+                    input_tokens, output_tokens, cost_usd, latency_ms, tags, succeeded
+             FROM exchanges WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| decode_exchange(&row)).transpose()
+    }
+
+    /// Number of stored exchanges.
+    pub async fn count_exchanges(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM exchanges").fetch_one(&self.pool).await?)
+    }
+}
+
+fn decode_exchange(row: &sqlx::sqlite::SqliteRow) -> Result<StoredExchange> {
+    let input: Option<i64> = row.try_get("input_tokens")?;
+    let output: Option<i64> = row.try_get("output_tokens")?;
+    let request: String = row.try_get("request")?;
+    let response: String = row.try_get("response")?;
+    let tags: String = row.try_get("tags")?;
+    Ok(StoredExchange {
+        id: row.try_get("id")?,
+        source: row.try_get("source")?,
+        received_at: row.try_get("received_at")?,
+        exchange: Exchange {
+            external_id: row.try_get("external_id")?,
+            occurred_at: row.try_get("occurred_at")?,
+            request: from_json::<Value>("exchanges.request", &request)?,
+            response: from_json::<Value>("exchanges.response", &response)?,
+            model: row.try_get("model")?,
+            usage: input.map(|i| Usage {
+                input_tokens: i.max(0) as u64,
+                output_tokens: output.unwrap_or(0).max(0) as u64,
+            }),
+            cost_usd: row.try_get("cost_usd")?,
+            latency_ms: row.try_get("latency_ms")?,
+            tags: from_json::<Value>("exchanges.tags", &tags)?,
+            succeeded: row.try_get("succeeded")?,
+        },
+    })
+}

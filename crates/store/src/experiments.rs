@@ -1,0 +1,160 @@
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use evaltap_core::{CandidateConfig, Price};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use crate::{Result, Store, StoreError, from_json, to_json};
+
+/// Which stored exchanges an experiment draws from. Failed calls are never baselines.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Filter {
+    /// Only this source.
+    pub source: Option<String>,
+    /// Only exchanges served by this model.
+    pub model: Option<String>,
+    /// Only exchanges received at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only exchanges received before this time.
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// Everything that defines an experiment, frozen when it is created so that later config edits
+/// cannot change what its report means.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentSpec {
+    /// Unique name.
+    pub name: String,
+    /// Exchanges to draw from.
+    #[serde(default)]
+    pub filter: Filter,
+    /// Candidates, with endpoints and prices as configured at creation.
+    pub candidates: Vec<CandidateConfig>,
+    /// Rubric names.
+    pub rubrics: Vec<String>,
+    /// How many exchanges to sample (all matching when absent).
+    pub sample_size: Option<usize>,
+    /// Non-inferiority margin on the [0, 1] score scale.
+    pub margin: f64,
+    /// Prices of production models, for exchanges whose gateway reported no cost.
+    #[serde(default)]
+    pub prices: BTreeMap<String, Price>,
+}
+
+/// A stored experiment.
+#[derive(Debug, Clone, Serialize)]
+pub struct Experiment {
+    /// Row id.
+    pub id: String,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Its definition.
+    pub spec: ExperimentSpec,
+}
+
+impl Store {
+    /// Creates an experiment and freezes its sample: matching exchanges ordered by a hash of
+    /// (experiment name, exchange id), the first `sample_size` kept.
+    pub async fn create_experiment(&self, spec: ExperimentSpec) -> Result<Experiment> {
+        let f = &spec.filter;
+        let mut ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM exchanges WHERE succeeded = 1
+               AND (?1 IS NULL OR source = ?1) AND (?2 IS NULL OR model = ?2)
+               AND (?3 IS NULL OR received_at >= ?3) AND (?4 IS NULL OR received_at < ?4)",
+        )
+        .bind(&f.source)
+        .bind(&f.model)
+        .bind(f.since)
+        .bind(f.until)
+        .fetch_all(&self.pool)
+        .await?;
+        if ids.is_empty() {
+            return Err(StoreError::NotFound(format!(
+                "no stored exchanges match the filter of experiment `{}`",
+                spec.name
+            )));
+        }
+        ids.sort_by_cached_key(|id| {
+            xxhash_rust::xxh3::xxh3_64(format!("{}\u{0}{id}", spec.name).as_bytes())
+        });
+        ids.truncate(spec.sample_size.unwrap_or(usize::MAX));
+
+        let experiment = Experiment {
+            id: uuid::Uuid::now_v7().to_string(),
+            created_at: Utc::now(),
+            spec,
+        };
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO experiments (id, name, created_at, spec) VALUES (?, ?, ?, ?)
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(&experiment.id)
+        .bind(&experiment.spec.name)
+        .bind(experiment.created_at)
+        .bind(to_json(&experiment.spec))
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!(
+                "an experiment named `{}` already exists",
+                experiment.spec.name
+            )));
+        }
+        for id in &ids {
+            sqlx::query("INSERT INTO experiment_exchanges (experiment_id, exchange_id) VALUES (?, ?)")
+                .bind(&experiment.id)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(experiment)
+    }
+
+    /// The experiment with this name (or id).
+    pub async fn experiment(&self, name_or_id: &str) -> Result<Option<Experiment>> {
+        let row = sqlx::query("SELECT id, created_at, spec FROM experiments WHERE name = ?1 OR id = ?1")
+            .bind(name_or_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| decode_experiment(&row)).transpose()
+    }
+
+    /// The experiment with this name (or id), or a `NotFound` error naming it.
+    pub async fn require_experiment(&self, name_or_id: &str) -> Result<Experiment> {
+        self.experiment(name_or_id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("no experiment named `{name_or_id}`")))
+    }
+
+    /// All experiments, newest first.
+    pub async fn experiments(&self) -> Result<Vec<Experiment>> {
+        let rows = sqlx::query("SELECT id, created_at, spec FROM experiments ORDER BY created_at DESC, id DESC")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(decode_experiment).collect()
+    }
+
+    /// Ids of the exchanges an experiment sampled.
+    pub async fn experiment_exchange_ids(&self, experiment_id: &str) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT exchange_id FROM experiment_exchanges WHERE experiment_id = ? ORDER BY exchange_id",
+        )
+        .bind(experiment_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}
+
+fn decode_experiment(row: &sqlx::sqlite::SqliteRow) -> Result<Experiment> {
+    let spec: String = row.try_get("spec")?;
+    Ok(Experiment {
+        id: row.try_get("id")?,
+        created_at: row.try_get("created_at")?,
+        spec: from_json("experiments.spec", &spec)?,
+    })
+}

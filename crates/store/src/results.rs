@@ -1,0 +1,258 @@
+use chrono::Utc;
+use evaltap_core::Usage;
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::Row;
+
+use crate::{Result, Store, from_json, to_json};
+
+/// The outcome of replaying one exchange against one candidate.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReplayRecord {
+    /// Experiment.
+    pub experiment_id: String,
+    /// Exchange replayed.
+    pub exchange_id: String,
+    /// Candidate name.
+    pub candidate: String,
+    /// Model called.
+    pub model: String,
+    /// Response body, when the call succeeded.
+    pub response: Option<Value>,
+    /// Response text, when the call succeeded.
+    pub output_text: Option<String>,
+    /// Token usage.
+    pub usage: Option<Usage>,
+    /// Cost in USD.
+    pub cost_usd: Option<f64>,
+    /// Latency in milliseconds.
+    pub latency_ms: Option<f64>,
+    /// Why the call failed, after retries.
+    pub error: Option<String>,
+}
+
+/// One judge score (or the reason there is none).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JudgmentRecord {
+    /// Experiment.
+    pub experiment_id: String,
+    /// Exchange judged.
+    pub exchange_id: String,
+    /// `baseline` or a candidate name.
+    pub subject: String,
+    /// Rubric name.
+    pub rubric: String,
+    /// '' for pointwise rubrics.
+    pub position: String,
+    /// Score on the rubric's scale.
+    pub raw_score: Option<f64>,
+    /// Score normalized to [0, 1].
+    pub score: Option<f64>,
+    /// The judge's reason.
+    pub reason: Option<String>,
+    /// Judge model.
+    pub judge_model: Option<String>,
+    /// Why there is no score.
+    pub error: Option<String>,
+}
+
+/// How far an experiment has got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Progress {
+    /// Exchanges sampled.
+    pub exchanges: u64,
+    /// Replays the experiment needs (exchanges × candidates).
+    pub replays_expected: u64,
+    /// Replays stored (including failed ones).
+    pub replays_done: u64,
+    /// Replays that failed.
+    pub replays_failed: u64,
+    /// Judgments needed, counting pending replays as if they will succeed.
+    pub judgments_expected: u64,
+    /// Judgments stored (including failed ones).
+    pub judgments_done: u64,
+}
+
+impl Progress {
+    /// Whether every replay and judgment is stored.
+    pub fn is_done(&self) -> bool {
+        self.replays_done >= self.replays_expected && self.judgments_done >= self.judgments_expected
+    }
+
+    /// Units of work stored, for progress bars.
+    pub fn completed(&self) -> u64 {
+        self.replays_done + self.judgments_done
+    }
+
+    /// Units of work expected, for progress bars.
+    pub fn total(&self) -> u64 {
+        self.replays_expected + self.judgments_expected
+    }
+}
+
+impl Store {
+    /// Stores a replay unless one exists for the same key; returns whether it was inserted.
+    pub async fn insert_replay(&self, replay: &ReplayRecord) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO replays (id, experiment_id, exchange_id, candidate, model, response, output_text,
+                 input_tokens, output_tokens, cost_usd, latency_ms, error, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (experiment_id, exchange_id, candidate) DO NOTHING",
+        )
+        .bind(uuid::Uuid::now_v7().to_string())
+        .bind(&replay.experiment_id)
+        .bind(&replay.exchange_id)
+        .bind(&replay.candidate)
+        .bind(&replay.model)
+        .bind(replay.response.as_ref().map(to_json))
+        .bind(&replay.output_text)
+        .bind(replay.usage.map(|u| u.input_tokens as i64))
+        .bind(replay.usage.map(|u| u.output_tokens as i64))
+        .bind(replay.cost_usd)
+        .bind(replay.latency_ms)
+        .bind(&replay.error)
+        .bind(Utc::now())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The replay of one exchange by one candidate.
+    pub async fn replay(&self, experiment_id: &str, exchange_id: &str, candidate: &str) -> Result<Option<ReplayRecord>> {
+        let row = sqlx::query(
+            "SELECT * FROM replays WHERE experiment_id = ? AND exchange_id = ? AND candidate = ?",
+        )
+        .bind(experiment_id)
+        .bind(exchange_id)
+        .bind(candidate)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| decode_replay(&r)).transpose()
+    }
+
+    /// All replays of an experiment.
+    pub async fn replays(&self, experiment_id: &str) -> Result<Vec<ReplayRecord>> {
+        let rows = sqlx::query("SELECT * FROM replays WHERE experiment_id = ? ORDER BY exchange_id, candidate")
+            .bind(experiment_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(decode_replay).collect()
+    }
+
+    /// Stores a judgment unless one exists for the same key; returns whether it was inserted.
+    pub async fn insert_judgment(&self, judgment: &JudgmentRecord) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO judgments (id, experiment_id, exchange_id, subject, rubric, position,
+                 raw_score, score, reason, judge_model, error, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (experiment_id, exchange_id, subject, rubric, position) DO NOTHING",
+        )
+        .bind(uuid::Uuid::now_v7().to_string())
+        .bind(&judgment.experiment_id)
+        .bind(&judgment.exchange_id)
+        .bind(&judgment.subject)
+        .bind(&judgment.rubric)
+        .bind(&judgment.position)
+        .bind(judgment.raw_score)
+        .bind(judgment.score)
+        .bind(&judgment.reason)
+        .bind(&judgment.judge_model)
+        .bind(&judgment.error)
+        .bind(Utc::now())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Whether this judgment is already stored.
+    pub async fn judgment_exists(&self, experiment_id: &str, exchange_id: &str, subject: &str, rubric: &str) -> Result<bool> {
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM judgments WHERE experiment_id = ? AND exchange_id = ? AND subject = ?
+               AND rubric = ? AND position = ''",
+        )
+        .bind(experiment_id)
+        .bind(exchange_id)
+        .bind(subject)
+        .bind(rubric)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(found.is_some())
+    }
+
+    /// All judgments of an experiment.
+    pub async fn judgments(&self, experiment_id: &str) -> Result<Vec<JudgmentRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM judgments WHERE experiment_id = ? ORDER BY exchange_id, subject, rubric, position",
+        )
+        .bind(experiment_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(JudgmentRecord {
+                    experiment_id: r.try_get("experiment_id")?,
+                    exchange_id: r.try_get("exchange_id")?,
+                    subject: r.try_get("subject")?,
+                    rubric: r.try_get("rubric")?,
+                    position: r.try_get("position")?,
+                    raw_score: r.try_get("raw_score")?,
+                    score: r.try_get("score")?,
+                    reason: r.try_get("reason")?,
+                    judge_model: r.try_get("judge_model")?,
+                    error: r.try_get("error")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Counts of stored and expected work for an experiment with `candidates` and `rubrics`.
+    pub async fn progress(&self, experiment_id: &str, candidates: u64, rubrics: u64) -> Result<Progress> {
+        let row = sqlx::query(
+            "SELECT
+               (SELECT COUNT(*) FROM experiment_exchanges WHERE experiment_id = ?1) AS exchanges,
+               (SELECT COUNT(*) FROM replays WHERE experiment_id = ?1) AS replays,
+               (SELECT COUNT(*) FROM replays WHERE experiment_id = ?1 AND error IS NOT NULL) AS failed,
+               (SELECT COUNT(*) FROM judgments WHERE experiment_id = ?1) AS judgments",
+        )
+        .bind(experiment_id)
+        .fetch_one(&self.pool)
+        .await?;
+        let count = |name: &str| -> Result<u64> { Ok(row.try_get::<i64, _>(name)?.max(0) as u64) };
+        let exchanges = count("exchanges")?;
+        let replays_done = count("replays")?;
+        let replays_failed = count("failed")?;
+        let replays_expected = exchanges * candidates;
+        // Baseline judgments, plus one set per replay that succeeded or is still pending.
+        let subjects = exchanges + replays_expected.saturating_sub(replays_failed);
+        Ok(Progress {
+            exchanges,
+            replays_expected,
+            replays_done,
+            replays_failed,
+            judgments_expected: subjects * rubrics,
+            judgments_done: count("judgments")?,
+        })
+    }
+}
+
+
+fn decode_replay(r: &sqlx::sqlite::SqliteRow) -> Result<ReplayRecord> {
+    let response: Option<String> = r.try_get("response")?;
+    let input: Option<i64> = r.try_get("input_tokens")?;
+    let output: Option<i64> = r.try_get("output_tokens")?;
+    Ok(ReplayRecord {
+        experiment_id: r.try_get("experiment_id")?,
+        exchange_id: r.try_get("exchange_id")?,
+        candidate: r.try_get("candidate")?,
+        model: r.try_get("model")?,
+        response: response.map(|text| from_json("replays.response", &text)).transpose()?,
+        output_text: r.try_get("output_text")?,
+        usage: input.map(|i| Usage {
+            input_tokens: i.max(0) as u64,
+            output_tokens: output.unwrap_or(0).max(0) as u64,
+        }),
+        cost_usd: r.try_get("cost_usd")?,
+        latency_ms: r.try_get("latency_ms")?,
+        error: r.try_get("error")?,
+    })
+}
