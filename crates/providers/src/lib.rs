@@ -80,6 +80,9 @@ pub struct Completion {
     pub latency_ms: f64,
 }
 
+/// The HTTP client model clients share (connection pools are per client).
+pub type HttpClient = reqwest::Client;
+
 /// A reqwest client with the TLS crypto provider installed (reqwest is built without one to
 /// avoid compiling two; building a client without a provider would panic).
 pub fn http_client(timeout: Duration) -> Result<reqwest::Client, ProviderError> {

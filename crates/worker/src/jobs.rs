@@ -1,0 +1,195 @@
+//! The jobs, callable without a queue.
+
+use evaltap_core::chat;
+use evaltap_judge::Subject;
+use evaltap_providers::replay_body;
+use evaltap_store::{BASELINE, JudgmentRecord, ReplayRecord};
+use serde::{Deserialize, Serialize};
+
+use crate::{Services, WorkerError};
+
+/// A unit of work in the queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EvalJob {
+    /// Replay one exchange against one candidate.
+    Replay {
+        /// Experiment id.
+        experiment_id: String,
+        /// Exchange id.
+        exchange_id: String,
+        /// Candidate name.
+        candidate: String,
+    },
+    /// Score one subject's response to one exchange with one rubric.
+    Judge {
+        /// Experiment id.
+        experiment_id: String,
+        /// Exchange id.
+        exchange_id: String,
+        /// `baseline` or a candidate name.
+        subject: String,
+        /// Rubric name.
+        rubric: String,
+    },
+}
+
+/// What a job did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum JobOutcome {
+    /// The result was stored; these jobs follow from it.
+    Stored {
+        /// Follow-up jobs (judge jobs after a successful replay).
+        follow_up: Vec<EvalJob>,
+    },
+    /// The call failed after retries; the failure was stored as the result.
+    Failed {
+        /// Why.
+        error: String,
+    },
+    /// The result was already stored (a retried or duplicated job); follow-ups are repeated
+    /// in case the first run died before enqueueing them.
+    AlreadyDone {
+        /// Follow-up jobs.
+        follow_up: Vec<EvalJob>,
+    },
+}
+
+impl JobOutcome {
+    /// Jobs to enqueue after this one.
+    pub fn follow_up(&self) -> &[EvalJob] {
+        match self {
+            JobOutcome::Stored { follow_up } | JobOutcome::AlreadyDone { follow_up } => follow_up,
+            JobOutcome::Failed { .. } => &[],
+        }
+    }
+}
+
+fn judge_jobs(experiment_id: &str, exchange_id: &str, subject: &str, rubrics: &[String]) -> Vec<EvalJob> {
+    rubrics
+        .iter()
+        .map(|rubric| EvalJob::Judge {
+            experiment_id: experiment_id.into(),
+            exchange_id: exchange_id.into(),
+            subject: subject.into(),
+            rubric: rubric.clone(),
+        })
+        .collect()
+}
+
+/// Replays an exchange against a candidate and stores the response, usage, cost and latency,
+/// or the error.
+pub async fn replay(svc: &Services, experiment_id: &str, exchange_id: &str, candidate: &str) -> Result<JobOutcome, WorkerError> {
+    let experiment = svc.store.require_experiment(experiment_id).await?;
+    let follow_up = judge_jobs(experiment_id, exchange_id, candidate, &experiment.spec.rubrics);
+    if let Some(existing) = svc.store.replay(experiment_id, exchange_id, candidate).await? {
+        let follow_up = if existing.error.is_none() { follow_up } else { Vec::new() };
+        return Ok(JobOutcome::AlreadyDone { follow_up });
+    }
+    let config = experiment
+        .spec
+        .candidates
+        .iter()
+        .find(|c| c.name == candidate)
+        .ok_or_else(|| WorkerError::Missing(format!("experiment {experiment_id} has no candidate `{candidate}`")))?;
+    let exchange = svc
+        .store
+        .exchange(exchange_id)
+        .await?
+        .ok_or_else(|| WorkerError::Missing(format!("exchange {exchange_id} is not stored")))?;
+    let body = replay_body(&exchange.exchange.request, &config.model, &config.params);
+    let mut record = ReplayRecord {
+        experiment_id: experiment_id.into(),
+        exchange_id: exchange_id.into(),
+        candidate: candidate.into(),
+        model: config.model.clone(),
+        response: None,
+        output_text: None,
+        usage: None,
+        cost_usd: None,
+        latency_ms: None,
+        error: None,
+    };
+    let outcome = match svc.candidate_client(config).chat(&body).await {
+        Ok(done) => {
+            record.cost_usd = done.usage.map(|u| config.price.cost(u));
+            record.usage = done.usage;
+            record.latency_ms = Some(done.latency_ms);
+            record.output_text = Some(done.text);
+            record.response = Some(done.response);
+            JobOutcome::Stored { follow_up }
+        }
+        Err(err) => {
+            tracing::warn!(%err, experiment_id, exchange_id, candidate, "replay failed");
+            record.error = Some(err.to_string());
+            JobOutcome::Failed { error: err.to_string() }
+        }
+    };
+    if svc.store.insert_replay(&record).await? {
+        Ok(outcome)
+    } else {
+        // Another worker stored it first; theirs stands.
+        let follow_up = judge_jobs(experiment_id, exchange_id, candidate, &experiment.spec.rubrics);
+        Ok(JobOutcome::AlreadyDone { follow_up })
+    }
+}
+
+/// Scores the baseline's or a candidate's response to an exchange with a rubric.
+pub async fn judge(svc: &Services, experiment_id: &str, exchange_id: &str, subject: &str, rubric: &str) -> Result<JobOutcome, WorkerError> {
+    if svc.store.judgment_exists(experiment_id, exchange_id, subject, rubric).await? {
+        return Ok(JobOutcome::AlreadyDone { follow_up: Vec::new() });
+    }
+    let exchange = svc
+        .store
+        .exchange(exchange_id)
+        .await?
+        .ok_or_else(|| WorkerError::Missing(format!("exchange {exchange_id} is not stored")))?;
+    let response_text = if subject == BASELINE {
+        chat::response_text(&exchange.exchange.response)
+    } else {
+        let replay = svc
+            .store
+            .replay(experiment_id, exchange_id, subject)
+            .await?
+            .ok_or_else(|| WorkerError::Missing(format!("no replay of {exchange_id} by `{subject}` to judge")))?;
+        replay
+            .output_text
+            .ok_or_else(|| WorkerError::Missing(format!("the replay of {exchange_id} by `{subject}` failed")))?
+    };
+    let mut record = JudgmentRecord {
+        experiment_id: experiment_id.into(),
+        exchange_id: exchange_id.into(),
+        subject: subject.into(),
+        rubric: rubric.into(),
+        position: String::new(),
+        raw_score: None,
+        score: None,
+        reason: None,
+        judge_model: None,
+        error: None,
+    };
+    let subject_text = Subject { request: &exchange.exchange.request, response: &response_text, reference: None };
+    let result = match &svc.judge {
+        Some(judge) => judge.score(&svc.rubrics, rubric, subject_text).await.map_err(|e| e.to_string()),
+        None => Err("no [judge] is configured in evaltap.toml".to_string()),
+    };
+    let outcome = match result {
+        Ok(judgment) => {
+            record.raw_score = Some(judgment.score.raw);
+            record.score = Some(judgment.score.normalized);
+            record.reason = Some(judgment.score.reason);
+            record.judge_model = Some(judgment.judge_model);
+            JobOutcome::Stored { follow_up: Vec::new() }
+        }
+        Err(err) => {
+            tracing::warn!(%err, experiment_id, exchange_id, subject, rubric, "judgment failed");
+            record.error = Some(err.clone());
+            JobOutcome::Failed { error: err }
+        }
+    };
+    if svc.store.insert_judgment(&record).await? {
+        Ok(outcome)
+    } else {
+        Ok(JobOutcome::AlreadyDone { follow_up: Vec::new() })
+    }
+}

@@ -1,0 +1,135 @@
+//! The apalis queue on the same SQLite database as the store.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::time::Duration;
+
+use apalis::prelude::*;
+use apalis_sqlite::{Config as QueueConfig, SqliteStorage};
+use evaltap_store::{BASELINE, Experiment, Store};
+
+use crate::jobs::{self, EvalJob};
+use crate::{Services, WorkerError};
+
+/// The job queue.
+pub type Queue = SqliteStorage<EvalJob>;
+
+/// A stable queue name: apalis defaults to the Rust type path, which a refactor would change,
+/// orphaning queued jobs.
+pub const QUEUE_NAME: &str = "evaltap.eval";
+
+/// Creates apalis's tables (idempotent) and returns the queue.
+pub async fn open(store: &Store) -> Result<Queue, WorkerError> {
+    SqliteStorage::setup(store.pool()).await.map_err(|e| WorkerError::Queue(e.to_string()))?;
+    // apalis turns `synchronous` off on the connection it used; acknowledged ingest must survive
+    // a power cut, so put it back.
+    sqlx::query("PRAGMA synchronous = NORMAL")
+        .execute(store.pool())
+        .await
+        .map_err(|e| WorkerError::Queue(e.to_string()))?;
+    Ok(SqliteStorage::new(store.pool()).with_config(
+        QueueConfig::default()
+            .queue(QUEUE_NAME)
+            .batch_size(32)
+            .heartbeat_interval(Duration::from_secs(10)),
+    ))
+}
+
+async fn push_all(queue: &Queue, jobs: Vec<EvalJob>) -> Result<(), WorkerError> {
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    let mut queue = queue.clone();
+    queue.push_bulk(jobs).await.map_err(|e| WorkerError::Queue(e.to_string()))
+}
+
+/// Enqueues every job whose result is not stored yet: all of them for a new experiment, the
+/// remainder after a crash or for a re-run. Returns how many were enqueued.
+pub async fn enqueue_missing(store: &Store, queue: &Queue, experiment: &Experiment) -> Result<usize, WorkerError> {
+    let id = experiment.id.as_str();
+    let exchanges = store.experiment_exchange_ids(id).await?;
+    let replays = store.replays(id).await?;
+    let judged: HashSet<(String, String, String)> = store
+        .judgments(id)
+        .await?
+        .into_iter()
+        .map(|j| (j.exchange_id, j.subject, j.rubric))
+        .collect();
+    let replayed: HashSet<(&str, &str)> =
+        replays.iter().map(|r| (r.exchange_id.as_str(), r.candidate.as_str())).collect();
+    let mut jobs = Vec::new();
+    let judge_missing = |exchange_id: &str, subject: &str, jobs: &mut Vec<EvalJob>| {
+        for rubric in &experiment.spec.rubrics {
+            if !judged.contains(&(exchange_id.to_string(), subject.to_string(), rubric.clone())) {
+                jobs.push(EvalJob::Judge {
+                    experiment_id: id.into(),
+                    exchange_id: exchange_id.into(),
+                    subject: subject.into(),
+                    rubric: rubric.clone(),
+                });
+            }
+        }
+    };
+    for exchange_id in &exchanges {
+        judge_missing(exchange_id, BASELINE, &mut jobs);
+        for candidate in &experiment.spec.candidates {
+            if !replayed.contains(&(exchange_id.as_str(), candidate.name.as_str())) {
+                jobs.push(EvalJob::Replay {
+                    experiment_id: id.into(),
+                    exchange_id: exchange_id.clone(),
+                    candidate: candidate.name.clone(),
+                });
+            }
+        }
+    }
+    for replay in replays.iter().filter(|r| r.error.is_none()) {
+        judge_missing(&replay.exchange_id, &replay.candidate, &mut jobs);
+    }
+    let count = jobs.len();
+    push_all(queue, jobs).await?;
+    Ok(count)
+}
+
+#[derive(Clone)]
+struct WorkerState {
+    services: Services,
+    queue: Queue,
+}
+
+async fn handle(job: EvalJob, state: Data<WorkerState>) -> Result<(), BoxDynError> {
+    let svc = &state.services;
+    let outcome = match &job {
+        EvalJob::Replay { experiment_id, exchange_id, candidate } => {
+            jobs::replay(svc, experiment_id, exchange_id, candidate).await?
+        }
+        EvalJob::Judge { experiment_id, exchange_id, subject, rubric } => {
+            jobs::judge(svc, experiment_id, exchange_id, subject, rubric).await?
+        }
+    };
+    push_all(&state.queue, outcome.follow_up().to_vec()).await?;
+    Ok(())
+}
+
+/// Runs a worker with `concurrency` jobs in flight until `shutdown` completes.
+pub async fn run_worker(
+    services: Services,
+    queue: Queue,
+    concurrency: usize,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), WorkerError> {
+    let name = format!("evaltap-worker-{}", uuid::Uuid::now_v7());
+    let backend = queue.clone().poll_with_interval(Duration::from_millis(100));
+    let worker = WorkerBuilder::new(name)
+        .backend(backend)
+        .data(WorkerState { services, queue })
+        .concurrency(concurrency.max(1))
+        .parallelize(tokio::spawn)
+        .build(handle);
+    worker
+        .run_until(async move {
+            shutdown.await;
+            Ok::<(), std::io::Error>(())
+        })
+        .await
+        .map_err(|e| WorkerError::Queue(e.to_string()))
+}
