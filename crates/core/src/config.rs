@@ -198,6 +198,11 @@ impl Config {
                     candidate.name
                 )));
             }
+            if candidate.name == "baseline" {
+                return Err(ConfigError::Invalid(
+                    "`baseline` is reserved for the production responses; rename the candidate".into(),
+                ));
+            }
             if candidate.max_concurrency == 0 {
                 return Err(ConfigError::Invalid(format!(
                     "candidate `{}`: max_concurrency must be at least 1",

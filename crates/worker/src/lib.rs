@@ -5,10 +5,12 @@
 //! make a retried or duplicated job a no-op, and [`queue::enqueue_missing`] re-creates any job
 //! whose result is absent, so a crashed worker loses nothing.
 
+pub mod experiments;
 pub mod jobs;
 pub mod queue;
 mod services;
 
+pub use experiments::{CreateError, DEFAULT_MARGIN, ExperimentRequest, create_experiment};
 pub use jobs::{EvalJob, JobOutcome, judge, replay};
 pub use queue::{Queue, enqueue_missing, run_worker};
 pub use services::Services;

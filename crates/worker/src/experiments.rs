@@ -1,0 +1,116 @@
+//! Defining an experiment: validate against the configuration, freeze the spec, enqueue work.
+
+use evaltap_core::Config;
+use evaltap_judge::Rubrics;
+use evaltap_store::{Experiment, ExperimentSpec, Filter, Store};
+use serde::{Deserialize, Serialize};
+
+use crate::{Queue, WorkerError, enqueue_missing};
+
+/// Default non-inferiority margin on the [0, 1] score scale.
+pub const DEFAULT_MARGIN: f64 = 0.02;
+
+/// What a user asks for (CLI flags or `POST /api/experiments`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentRequest {
+    /// Unique name.
+    pub name: String,
+    /// Candidate names from `evaltap.toml`.
+    pub candidates: Vec<String>,
+    /// Rubric names (all loaded rubrics when empty).
+    #[serde(default)]
+    pub rubrics: Vec<String>,
+    /// Exchanges to sample (all matching when absent).
+    pub sample_size: Option<usize>,
+    /// Which exchanges to draw from.
+    #[serde(default)]
+    pub filter: Filter,
+    /// Non-inferiority margin (default 0.02).
+    pub margin: Option<f64>,
+}
+
+/// Why an experiment could not be created.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CreateError {
+    /// The request is inconsistent with the configuration.
+    #[error("{0}")]
+    Invalid(String),
+    /// Storing or enqueueing failed.
+    #[error(transparent)]
+    Worker(#[from] WorkerError),
+}
+
+impl From<evaltap_store::StoreError> for CreateError {
+    fn from(err: evaltap_store::StoreError) -> Self {
+        match err {
+            evaltap_store::StoreError::Conflict(msg) | evaltap_store::StoreError::NotFound(msg) => {
+                CreateError::Invalid(msg)
+            }
+            other => CreateError::Worker(other.into()),
+        }
+    }
+}
+
+/// Validates `request`, stores the experiment with its frozen sample, and enqueues its jobs.
+pub async fn create_experiment(
+    config: &Config,
+    rubrics: &Rubrics,
+    store: &Store,
+    queue: &Queue,
+    request: ExperimentRequest,
+) -> Result<Experiment, CreateError> {
+    let invalid = |msg: String| Err(CreateError::Invalid(msg));
+    if request.name.trim().is_empty() {
+        return invalid("the experiment needs a name".into());
+    }
+    if request.candidates.is_empty() {
+        return invalid("name at least one candidate".into());
+    }
+    if config.judge.is_none() {
+        return invalid("no [judge] is configured in evaltap.toml".into());
+    }
+    if request.sample_size == Some(0) {
+        return invalid("sample_size must be at least 1".into());
+    }
+    let margin = request.margin.unwrap_or(DEFAULT_MARGIN);
+    if !(0.0..1.0).contains(&margin) {
+        return invalid(format!("margin must be within [0, 1), got {margin}"));
+    }
+    let mut candidates = Vec::new();
+    for name in &request.candidates {
+        match config.candidate(name) {
+            Some(c) if !candidates.iter().any(|x: &evaltap_core::CandidateConfig| x.name == *name) => {
+                candidates.push(c.clone())
+            }
+            Some(_) => return invalid(format!("candidate `{name}` is listed twice")),
+            None => {
+                let known: Vec<&str> = config.candidates.iter().map(|c| c.name.as_str()).collect();
+                return invalid(format!("unknown candidate `{name}` (configured: {})", known.join(", ")));
+            }
+        }
+    }
+    let rubric_names = if request.rubrics.is_empty() { rubrics.names() } else { request.rubrics.clone() };
+    for name in &rubric_names {
+        if rubrics.get(name).is_err() {
+            return invalid(format!("unknown rubric `{name}` (available: {})", rubrics.names().join(", ")));
+        }
+    }
+    let mut prices = config.prices.clone();
+    for c in &config.candidates {
+        prices.entry(c.model.clone()).or_insert(c.price);
+    }
+    let spec = ExperimentSpec {
+        name: request.name.trim().to_string(),
+        filter: request.filter,
+        candidates,
+        rubrics: rubric_names,
+        sample_size: request.sample_size,
+        margin,
+        prices,
+    };
+    let experiment = store.create_experiment(spec).await?;
+    enqueue_missing(store, queue, &experiment).await?;
+    Ok(experiment)
+}
