@@ -10,7 +10,8 @@ mod results;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::ConnectOptions as _;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 pub use experiments::{Experiment, ExperimentSpec, Filter};
 pub use exchanges::{IngestOutcome, StoredExchange};
@@ -60,6 +61,11 @@ impl Store {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
+            // In WAL mode NORMAL is durable against application crashes and keeps the database
+            // consistent on power loss, without an fsync per commit.
+            .synchronous(SqliteSynchronous::Normal)
+            // Short lock waits under concurrent workers are expected; warn only on long ones.
+            .log_slow_statements(log::LevelFilter::Warn, Duration::from_secs(10))
             // The server, the workers and apalis share the file: wait for locks, don't fail.
             .busy_timeout(Duration::from_secs(30))
             .foreign_keys(true);

@@ -123,7 +123,6 @@ pub async fn run_worker(
         .backend(backend)
         .data(WorkerState { services, queue })
         .concurrency(concurrency.max(1))
-        .parallelize(tokio::spawn)
         .build(handle);
     worker
         .run_until(async move {

@@ -1,0 +1,107 @@
+//! One place that opens everything a command needs.
+
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use evaltap_core::Config;
+use evaltap_judge::Rubrics;
+use evaltap_server::AppState;
+use evaltap_store::{Experiment, Progress, Store};
+use evaltap_worker::{Queue, Services};
+
+/// The opened application: store, queue, rubrics and job services for one configuration.
+#[derive(Clone)]
+pub struct App {
+    /// The configuration.
+    pub config: Config,
+    /// The database.
+    pub store: Store,
+    /// The job queue (same database).
+    pub queue: Queue,
+    /// Loaded rubrics.
+    pub rubrics: Rubrics,
+    /// What jobs use.
+    pub services: Services,
+}
+
+impl App {
+    /// Opens the database (migrating it), the queue and the rubrics of `config`.
+    pub async fn open(config: Config) -> anyhow::Result<App> {
+        let store = Store::connect(&config.database_url)
+            .await
+            .with_context(|| format!("opening database {}", config.database_url))?;
+        let queue = evaltap_worker::queue::open(&store).await.context("setting up the job queue")?;
+        let rubrics = Rubrics::load(&config.rubrics_dir)
+            .with_context(|| format!("loading rubrics from {}", config.rubrics_dir.display()))?;
+        let services = Services::new(&config, store.clone(), rubrics.clone()).context("building model clients")?;
+        Ok(App { config, store, queue, rubrics, services })
+    }
+
+    /// Re-enqueues the missing work of every unfinished experiment (after a crash or restart);
+    /// returns how many jobs were enqueued.
+    pub async fn resume_unfinished(&self) -> anyhow::Result<usize> {
+        let mut enqueued = 0;
+        for experiment in self.store.experiments().await? {
+            if !self.progress(&experiment).await?.is_done() {
+                enqueued += evaltap_worker::enqueue_missing(&self.store, &self.queue, &experiment).await?;
+            }
+        }
+        Ok(enqueued)
+    }
+
+    /// How far an experiment has got.
+    pub async fn progress(&self, experiment: &Experiment) -> anyhow::Result<Progress> {
+        let spec = &experiment.spec;
+        Ok(self.store.progress(&experiment.id, spec.candidates.len() as u64, spec.rubrics.len() as u64).await?)
+    }
+
+    /// HTTP server state.
+    pub fn server_state(&self) -> AppState {
+        AppState::new(self.config.clone(), self.store.clone(), self.queue.clone(), self.rubrics.clone())
+    }
+
+    /// Runs a worker with `concurrency` jobs in flight until `shutdown`.
+    pub async fn run_worker(&self, concurrency: usize, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        evaltap_worker::run_worker(self.services.clone(), self.queue.clone(), concurrency, shutdown).await?;
+        Ok(())
+    }
+
+    /// Waits until `experiment` is done, calling `on_progress` as work lands. Fails if nothing
+    /// moves for `stall`.
+    pub async fn wait_done(
+        &self,
+        experiment: &Experiment,
+        stall: Duration,
+        mut on_progress: impl FnMut(&Progress),
+    ) -> anyhow::Result<Progress> {
+        let mut last = (0, tokio::time::Instant::now());
+        loop {
+            let progress = self.progress(experiment).await?;
+            on_progress(&progress);
+            if progress.is_done() {
+                return Ok(progress);
+            }
+            if progress.completed() != last.0 {
+                last = (progress.completed(), tokio::time::Instant::now());
+            } else if last.1.elapsed() > stall {
+                anyhow::bail!(
+                    "experiment `{}` made no progress for {}s ({}/{} units done); are the model endpoints up?",
+                    experiment.spec.name,
+                    stall.as_secs(),
+                    progress.completed(),
+                    progress.total()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// Reads `path`, or the defaults when `path` is the default name and does not exist.
+pub fn load_config(path: &std::path::Path, explicit: bool) -> anyhow::Result<Config> {
+    if !explicit && !path.exists() {
+        return Ok(Config::default());
+    }
+    Ok(Config::load(path)?)
+}

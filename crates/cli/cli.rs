@@ -1,0 +1,268 @@
+//! Command-line arguments (clap) and dispatch.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use evaltap_store::Filter;
+use evaltap_worker::ExperimentRequest;
+
+use crate::app::{App, load_config};
+use crate::demo::{self, DemoOptions};
+
+/// Continuous evaluation of LLMs on production traffic.
+#[derive(Debug, Parser)]
+#[command(name = "evaltap", version, about)]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(long, global = true, env = "EVALTAP_CONFIG", default_value = "evaltap.toml")]
+    config: PathBuf,
+    /// Database URL, overriding the configuration file.
+    #[arg(long, global = true, env = "EVALTAP_DATABASE_URL")]
+    database_url: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the whole loop on a fresh SQLite file against the simulated upstream, print the
+    /// report, then keep serving the dashboard until Ctrl-C.
+    Demo(DemoArgs),
+    /// Serve the mirror endpoint, the API and the dashboard, with workers in the same process.
+    Serve(ServeArgs),
+    /// Run workers only.
+    Worker(WorkerArgs),
+    /// Run the simulated upstream (an OpenAI-compatible server with simulated models).
+    Sim(SimArgs),
+    /// Define and run experiments.
+    #[command(subcommand)]
+    Experiment(ExperimentCommand),
+    /// Print an experiment's report.
+    Report {
+        /// Experiment name.
+        name: String,
+        /// Print the report JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+struct DemoArgs {
+    /// Print only the report JSON on stdout and exit once it is done.
+    #[arg(long)]
+    json: bool,
+    /// Production exchanges to generate.
+    #[arg(long, default_value_t = 400)]
+    exchanges: usize,
+    /// Seed of the generated traffic.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Dashboard port (0 picks a free one).
+    #[arg(long, default_value_t = 7077)]
+    port: u16,
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Listen address, overriding the configuration file.
+    #[arg(long)]
+    bind: Option<String>,
+    /// Jobs in flight in the embedded worker (0 runs no worker).
+    #[arg(long, default_value_t = 16)]
+    workers: usize,
+}
+
+#[derive(Debug, Args)]
+struct WorkerArgs {
+    /// Jobs in flight.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+}
+
+#[derive(Debug, Args)]
+struct SimArgs {
+    /// Port on 127.0.0.1 (0 picks a free one).
+    #[arg(long, default_value_t = 7078)]
+    port: u16,
+    /// Multiplies each model's simulated latency.
+    #[arg(long, default_value_t = 1.0)]
+    latency_scale: f64,
+    /// Probability that the judge gives a random score.
+    #[arg(long, default_value_t = 0.05)]
+    judge_noise: f64,
+    /// Probability that the judge prefers position A whatever the answers.
+    #[arg(long, default_value_t = 0.1)]
+    judge_position_bias: f64,
+}
+
+#[derive(Debug, Subcommand)]
+enum ExperimentCommand {
+    /// Create an experiment and enqueue its replays and judgments.
+    Create {
+        /// Unique name.
+        #[arg(long)]
+        name: String,
+        /// Candidate from evaltap.toml (repeat for several).
+        #[arg(long = "candidate", required = true)]
+        candidates: Vec<String>,
+        /// Rubric (repeat for several; all rubrics when omitted).
+        #[arg(long = "rubric")]
+        rubrics: Vec<String>,
+        /// Exchanges to sample (all matching when omitted).
+        #[arg(long)]
+        sample: Option<usize>,
+        /// Only exchanges from this source.
+        #[arg(long)]
+        source: Option<String>,
+        /// Only exchanges served by this model.
+        #[arg(long)]
+        model: Option<String>,
+        /// Non-inferiority margin on the [0, 1] scale.
+        #[arg(long)]
+        margin: Option<f64>,
+    },
+    /// Run an experiment's remaining work in this process until it is done, then print the report.
+    Run {
+        /// Experiment name.
+        name: String,
+        /// Jobs in flight.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+    },
+    /// List experiments.
+    List,
+}
+
+async fn open_app(cli: &Cli) -> anyhow::Result<App> {
+    let explicit = std::env::var_os("EVALTAP_CONFIG").is_some() || cli.config != PathBuf::from("evaltap.toml");
+    let mut config = load_config(&cli.config, explicit)?;
+    if let Some(url) = &cli.database_url {
+        config.database_url = url.clone();
+    }
+    App::open(config).await
+}
+
+async fn ctrl_c() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::Demo(args) => {
+            let options = DemoOptions { json: args.json, exchanges: args.exchanges, seed: args.seed, port: args.port };
+            demo::run(options).await?;
+        }
+        Command::Sim(args) => {
+            let config = evaltap_sim::SimConfig {
+                latency_scale: args.latency_scale,
+                judge: evaltap_sim::JudgeBehavior { noise: args.judge_noise, position_bias: args.judge_position_bias },
+            };
+            let server = evaltap_sim::spawn(SocketAddr::from(([127, 0, 0, 1], args.port)), config)
+                .await
+                .with_context(|| format!("binding 127.0.0.1:{}", args.port))?;
+            eprintln!("simulated upstream on {} (Ctrl-C to stop)", server.base_url());
+            ctrl_c().await;
+        }
+        Command::Serve(args) => {
+            let app = open_app(&cli).await?;
+            let bind = args.bind.clone().unwrap_or_else(|| app.config.bind.clone());
+            let listener = tokio::net::TcpListener::bind(&bind).await.with_context(|| format!("binding {bind}"))?;
+            eprintln!("evaltap listening on http://{}", listener.local_addr()?);
+            if args.workers > 0 {
+                let resumed = app.resume_unfinished().await?;
+                if resumed > 0 {
+                    eprintln!("re-enqueued {resumed} jobs of unfinished experiments");
+                }
+                let worker_app = app.clone();
+                let workers = args.workers;
+                tokio::spawn(async move {
+                    if let Err(err) = worker_app.run_worker(workers, ctrl_c()).await {
+                        tracing::error!("worker stopped: {err:#}");
+                    }
+                });
+            }
+            evaltap_server::serve(listener, app.server_state(), ctrl_c()).await?;
+        }
+        Command::Worker(args) => {
+            let app = open_app(&cli).await?;
+            let resumed = app.resume_unfinished().await?;
+            eprintln!("worker running ({resumed} jobs re-enqueued); Ctrl-C to stop");
+            app.run_worker(args.concurrency, ctrl_c()).await?;
+        }
+        Command::Experiment(ExperimentCommand::Create { name, candidates, rubrics, sample, source, model, margin }) => {
+            let app = open_app(&cli).await?;
+            let request = ExperimentRequest {
+                name: name.clone(),
+                candidates: candidates.clone(),
+                rubrics: rubrics.clone(),
+                sample_size: *sample,
+                filter: Filter { source: source.clone(), model: model.clone(), ..Filter::default() },
+                margin: *margin,
+            };
+            let experiment =
+                evaltap_worker::create_experiment(&app.config, &app.rubrics, &app.store, &app.queue, request).await?;
+            let progress = app.progress(&experiment).await?;
+            println!(
+                "created experiment `{}` ({}): {} exchanges × {} candidates, {} rubrics; run it with `evaltap experiment run {}` or a running `evaltap serve`",
+                experiment.spec.name, experiment.id, progress.exchanges, experiment.spec.candidates.len(),
+                experiment.spec.rubrics.len(), experiment.spec.name
+            );
+        }
+        Command::Experiment(ExperimentCommand::Run { name, concurrency }) => {
+            let app = open_app(&cli).await?;
+            let experiment = app.store.require_experiment(name).await?;
+            evaltap_worker::enqueue_missing(&app.store, &app.queue, &experiment).await?;
+            let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+            let worker_app = app.clone();
+            let concurrency = *concurrency;
+            let worker = tokio::spawn(async move {
+                worker_app.run_worker(concurrency, async move { let _ = stop_rx.await; }).await
+            });
+            let bar = demo::progress_bar(false);
+            let waited = app
+                .wait_done(&experiment, Duration::from_secs(300), |p| {
+                    bar.set_length(p.total());
+                    bar.set_position(p.completed());
+                })
+                .await;
+            bar.finish_and_clear();
+            let _ = stop_tx.send(());
+            worker.await.context("worker task")??;
+            waited?;
+            let report = evaltap_report::build(&app.store, &experiment).await?;
+            print!("{}", evaltap_report::render_text(&report));
+        }
+        Command::Experiment(ExperimentCommand::List) => {
+            let app = open_app(&cli).await?;
+            for experiment in app.store.experiments().await? {
+                let progress = app.progress(&experiment).await?;
+                println!(
+                    "{}\t{}\t{}/{} done\t{}",
+                    experiment.spec.name,
+                    experiment.created_at.format("%Y-%m-%d %H:%M"),
+                    progress.completed(),
+                    progress.total(),
+                    experiment.spec.candidates.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(",")
+                );
+            }
+        }
+        Command::Report { name, json } => {
+            let app = open_app(&cli).await?;
+            let experiment = app.store.require_experiment(name).await?;
+            let report = evaltap_report::build(&app.store, &experiment).await?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", evaltap_report::render_text(&report));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
