@@ -18,7 +18,12 @@ use crate::demo::{self, DemoOptions};
 #[command(name = "evaltap", version, about)]
 pub struct Cli {
     /// Configuration file.
-    #[arg(long, global = true, env = "EVALTAP_CONFIG", default_value = "evaltap.toml")]
+    #[arg(
+        long,
+        global = true,
+        env = "EVALTAP_CONFIG",
+        default_value = "evaltap.toml"
+    )]
     config: PathBuf,
     /// Database URL, overriding the configuration file.
     #[arg(long, global = true, env = "EVALTAP_DATABASE_URL")]
@@ -139,7 +144,8 @@ enum ExperimentCommand {
 }
 
 async fn open_app(cli: &Cli) -> anyhow::Result<App> {
-    let explicit = std::env::var_os("EVALTAP_CONFIG").is_some() || cli.config != PathBuf::from("evaltap.toml");
+    let explicit =
+        std::env::var_os("EVALTAP_CONFIG").is_some() || cli.config != PathBuf::from("evaltap.toml");
     let mut config = load_config(&cli.config, explicit)?;
     if let Some(url) = &cli.database_url {
         config.database_url = url.clone();
@@ -156,24 +162,37 @@ async fn ctrl_c() {
 pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Demo(args) => {
-            let options = DemoOptions { json: args.json, exchanges: args.exchanges, seed: args.seed, port: args.port };
+            let options = DemoOptions {
+                json: args.json,
+                exchanges: args.exchanges,
+                seed: args.seed,
+                port: args.port,
+            };
             demo::run(options).await?;
         }
         Command::Sim(args) => {
             let config = evaltap_sim::SimConfig {
                 latency_scale: args.latency_scale,
-                judge: evaltap_sim::JudgeBehavior { noise: args.judge_noise, position_bias: args.judge_position_bias },
+                judge: evaltap_sim::JudgeBehavior {
+                    noise: args.judge_noise,
+                    position_bias: args.judge_position_bias,
+                },
             };
             let server = evaltap_sim::spawn(SocketAddr::from(([127, 0, 0, 1], args.port)), config)
                 .await
                 .with_context(|| format!("binding 127.0.0.1:{}", args.port))?;
-            eprintln!("simulated upstream on {} (Ctrl-C to stop)", server.base_url());
+            eprintln!(
+                "simulated upstream on {} (Ctrl-C to stop)",
+                server.base_url()
+            );
             ctrl_c().await;
         }
         Command::Serve(args) => {
             let app = open_app(&cli).await?;
             let bind = args.bind.clone().unwrap_or_else(|| app.config.bind.clone());
-            let listener = tokio::net::TcpListener::bind(&bind).await.with_context(|| format!("binding {bind}"))?;
+            let listener = tokio::net::TcpListener::bind(&bind)
+                .await
+                .with_context(|| format!("binding {bind}"))?;
             eprintln!("evaltap listening on http://{}", listener.local_addr()?);
             if args.workers > 0 {
                 let resumed = app.resume_unfinished().await?;
@@ -196,23 +215,45 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             eprintln!("worker running ({resumed} jobs re-enqueued); Ctrl-C to stop");
             app.run_worker(args.concurrency, ctrl_c()).await?;
         }
-        Command::Experiment(ExperimentCommand::Create { name, candidates, rubrics, sample, source, model, margin }) => {
+        Command::Experiment(ExperimentCommand::Create {
+            name,
+            candidates,
+            rubrics,
+            sample,
+            source,
+            model,
+            margin,
+        }) => {
             let app = open_app(&cli).await?;
             let request = ExperimentRequest {
                 name: name.clone(),
                 candidates: candidates.clone(),
                 rubrics: rubrics.clone(),
                 sample_size: *sample,
-                filter: Filter { source: source.clone(), model: model.clone(), ..Filter::default() },
+                filter: Filter {
+                    source: source.clone(),
+                    model: model.clone(),
+                    ..Filter::default()
+                },
                 margin: *margin,
             };
-            let experiment =
-                evaltap_worker::create_experiment(&app.config, &app.rubrics, &app.store, &app.queue, request).await?;
+            let experiment = evaltap_worker::create_experiment(
+                &app.config,
+                &app.rubrics,
+                &app.store,
+                &app.queue,
+                request,
+            )
+            .await?;
             let progress = app.progress(&experiment).await?;
             println!(
                 "created experiment `{}` ({}): {} exchanges × {} candidates, {} rubrics; run it with `evaltap experiment run {}` or a running `evaltap serve`",
-                experiment.spec.name, experiment.id, progress.exchanges, experiment.spec.candidates.len(),
-                experiment.spec.rubrics.len(), experiment.spec.name
+                experiment.spec.name,
+                experiment.id,
+                progress.exchanges,
+                experiment.spec.candidates.len(),
+                experiment.spec.rubrics.len(),
+                experiment.spec.name
             );
         }
         Command::Experiment(ExperimentCommand::Run { name, concurrency }) => {
@@ -223,7 +264,11 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let worker_app = app.clone();
             let concurrency = *concurrency;
             let worker = tokio::spawn(async move {
-                worker_app.run_worker(concurrency, async move { let _ = stop_rx.await; }).await
+                worker_app
+                    .run_worker(concurrency, async move {
+                        let _ = stop_rx.await;
+                    })
+                    .await
             });
             let bar = demo::progress_bar(false);
             let waited = app
@@ -249,7 +294,13 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     experiment.created_at.format("%Y-%m-%d %H:%M"),
                     progress.completed(),
                     progress.total(),
-                    experiment.spec.candidates.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(",")
+                    experiment
+                        .spec
+                        .candidates
+                        .iter()
+                        .map(|c| c.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(",")
                 );
             }
         }

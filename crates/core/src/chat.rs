@@ -21,7 +21,11 @@ pub fn content_text(content: &Value) -> String {
 
 /// The request's messages, or an empty slice when it has none.
 pub fn messages(request: &Value) -> &[Value] {
-    request.get("messages").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[])
+    request
+        .get("messages")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
 }
 
 /// Text of the last `user` message of a request.
@@ -78,7 +82,8 @@ mod tests {
         ]});
         assert_eq!(last_user_text(&request), "héllo\nwörld");
         assert_eq!(transcript(&request), "system: be brief\nuser: héllo\nwörld");
-        let response = json!({"model": "m", "choices": [{"message": {"role": "assistant", "content": "42"}}]});
+        let response =
+            json!({"model": "m", "choices": [{"message": {"role": "assistant", "content": "42"}}]});
         assert_eq!(response_text(&response), "42");
         assert_eq!(model_of(&request, &response).as_deref(), Some("m"));
     }

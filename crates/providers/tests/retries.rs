@@ -8,7 +8,11 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 fn fast_retry() -> RetryPolicy {
-    RetryPolicy { max_attempts: 3, base_delay: Duration::from_millis(5), max_delay: Duration::from_millis(50) }
+    RetryPolicy {
+        max_attempts: 3,
+        base_delay: Duration::from_millis(5),
+        max_delay: Duration::from_millis(50),
+    }
 }
 
 #[tokio::test]
@@ -28,9 +32,17 @@ async fn retries_429_then_succeeds_and_reports_usage() {
         })))
         .mount(&server)
         .await;
-    let client = ChatClient::new(http_client(Duration::from_secs(5)).expect("client"), &format!("{}/v1", server.uri()), None, 2)
-        .with_retry(fast_retry());
-    let done = client.chat(&json!({"model": "m", "messages": []})).await.expect("second attempt succeeds");
+    let client = ChatClient::new(
+        http_client(Duration::from_secs(5)).expect("client"),
+        &format!("{}/v1", server.uri()),
+        None,
+        2,
+    )
+    .with_retry(fast_retry());
+    let done = client
+        .chat(&json!({"model": "m", "messages": []}))
+        .await
+        .expect("second attempt succeeds");
     assert_eq!(done.text, "ok");
     assert_eq!(done.usage.map(|u| u.input_tokens), Some(3));
     assert_eq!(server.received_requests().await.map(|r| r.len()), Some(2));
@@ -43,20 +55,42 @@ async fn gives_up_on_client_errors_at_once() {
         .respond_with(ResponseTemplate::new(400).set_body_string("bad model"))
         .mount(&server)
         .await;
-    let client = ChatClient::new(http_client(Duration::from_secs(5)).expect("client"), &format!("{}/v1", server.uri()), None, 2)
-        .with_retry(fast_retry());
-    let err = client.chat(&json!({"model": "m"})).await.expect_err("400 is final");
-    assert!(err.to_string().contains("400") && err.to_string().contains("bad model"), "{err}");
+    let client = ChatClient::new(
+        http_client(Duration::from_secs(5)).expect("client"),
+        &format!("{}/v1", server.uri()),
+        None,
+        2,
+    )
+    .with_retry(fast_retry());
+    let err = client
+        .chat(&json!({"model": "m"}))
+        .await
+        .expect_err("400 is final");
+    assert!(
+        err.to_string().contains("400") && err.to_string().contains("bad model"),
+        "{err}"
+    );
     assert_eq!(server.received_requests().await.map(|r| r.len()), Some(1));
 }
 
 #[tokio::test]
 async fn stops_after_max_attempts_on_server_errors() {
     let server = MockServer::start().await;
-    Mock::given(method("POST")).respond_with(ResponseTemplate::new(503)).mount(&server).await;
-    let client = ChatClient::new(http_client(Duration::from_secs(5)).expect("client"), &format!("{}/v1", server.uri()), None, 2)
-        .with_retry(fast_retry());
-    let err = client.chat(&json!({"model": "m"})).await.expect_err("always 503");
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&server)
+        .await;
+    let client = ChatClient::new(
+        http_client(Duration::from_secs(5)).expect("client"),
+        &format!("{}/v1", server.uri()),
+        None,
+        2,
+    )
+    .with_retry(fast_retry());
+    let err = client
+        .chat(&json!({"model": "m"}))
+        .await
+        .expect_err("always 503");
     assert!(err.to_string().contains("503"), "{err}");
     assert_eq!(server.received_requests().await.map(|r| r.len()), Some(3));
 }

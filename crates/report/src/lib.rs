@@ -91,7 +91,12 @@ pub struct RubricResult {
     pub note: Option<String>,
 }
 
-fn cost_of(experiment: &Experiment, cost: Option<f64>, model: Option<&str>, usage: Option<Usage>) -> Option<f64> {
+fn cost_of(
+    experiment: &Experiment,
+    cost: Option<f64>,
+    model: Option<&str>,
+    usage: Option<Usage>,
+) -> Option<f64> {
     cost.or_else(|| Some(experiment.spec.prices.get(model?)?.cost(usage?)))
 }
 
@@ -134,7 +139,13 @@ pub fn compare(rubric: &str, pairs: &[(f64, f64)], margin: f64) -> RubricResult 
 /// Builds the report of an experiment from what is stored.
 pub async fn build(store: &Store, experiment: &Experiment) -> Result<Report, StoreError> {
     let spec = &experiment.spec;
-    let progress = store.progress(&experiment.id, spec.candidates.len() as u64, spec.rubrics.len() as u64).await?;
+    let progress = store
+        .progress(
+            &experiment.id,
+            spec.candidates.len() as u64,
+            spec.rubrics.len() as u64,
+        )
+        .await?;
     let exchange_ids = store.experiment_exchange_ids(&experiment.id).await?;
 
     let mut models: BTreeMap<String, usize> = BTreeMap::new();
@@ -142,18 +153,32 @@ pub async fn build(store: &Store, experiment: &Experiment) -> Result<Report, Sto
     for id in &exchange_ids {
         if let Some(stored) = store.exchange(id).await? {
             let ex = &stored.exchange;
-            *models.entry(ex.model.clone().unwrap_or_else(|| "unknown".into())).or_default() += 1;
-            baseline_costs.extend(cost_of(experiment, ex.cost_usd, ex.model.as_deref(), ex.usage));
+            *models
+                .entry(ex.model.clone().unwrap_or_else(|| "unknown".into()))
+                .or_default() += 1;
+            baseline_costs.extend(cost_of(
+                experiment,
+                ex.cost_usd,
+                ex.model.as_deref(),
+                ex.usage,
+            ));
         }
     }
-    let baseline_model = models.iter().max_by_key(|(_, n)| **n).map(|(m, _)| m.clone()).unwrap_or_default();
+    let baseline_model = models
+        .iter()
+        .max_by_key(|(_, n)| **n)
+        .map(|(m, _)| m.clone())
+        .unwrap_or_default();
     let baseline_cost = mean_or_zero(&baseline_costs);
 
     // scores[(subject, rubric)][exchange] = normalized score
     let mut scores: HashMap<(String, String), HashMap<String, f64>> = HashMap::new();
     for j in store.judgments(&experiment.id).await? {
         if let Some(score) = j.score.filter(|s| s.is_finite()) {
-            scores.entry((j.subject, j.rubric)).or_default().insert(j.exchange_id, score);
+            scores
+                .entry((j.subject, j.rubric))
+                .or_default()
+                .insert(j.exchange_id, score);
         }
     }
     let replays = store.replays(&experiment.id).await?;
@@ -162,7 +187,10 @@ pub async fn build(store: &Store, experiment: &Experiment) -> Result<Report, Sto
         .candidates
         .iter()
         .map(|candidate| {
-            let mine: Vec<_> = replays.iter().filter(|r| r.candidate == candidate.name).collect();
+            let mine: Vec<_> = replays
+                .iter()
+                .filter(|r| r.candidate == candidate.name)
+                .collect();
             let ok: Vec<_> = mine.iter().filter(|r| r.error.is_none()).collect();
             let costs: Vec<f64> = ok.iter().filter_map(|r| r.cost_usd).collect();
             let latencies: Vec<f64> = ok.iter().filter_map(|r| r.latency_ms).collect();
@@ -171,10 +199,16 @@ pub async fn build(store: &Store, experiment: &Experiment) -> Result<Report, Sto
                 .rubrics
                 .iter()
                 .map(|rubric| {
-                    let base = scores.get(&(BASELINE.to_string(), rubric.clone())).unwrap_or(&empty);
-                    let cand = scores.get(&(candidate.name.clone(), rubric.clone())).unwrap_or(&empty);
-                    let mut pairs: Vec<(&String, (f64, f64))> =
-                        cand.iter().filter_map(|(ex, c)| base.get(ex).map(|b| (ex, (*b, *c)))).collect();
+                    let base = scores
+                        .get(&(BASELINE.to_string(), rubric.clone()))
+                        .unwrap_or(&empty);
+                    let cand = scores
+                        .get(&(candidate.name.clone(), rubric.clone()))
+                        .unwrap_or(&empty);
+                    let mut pairs: Vec<(&String, (f64, f64))> = cand
+                        .iter()
+                        .filter_map(|(ex, c)| base.get(ex).map(|b| (ex, (*b, *c))))
+                        .collect();
                     // A stable order keeps floating-point sums identical from run to run.
                     pairs.sort_by(|a, b| a.0.cmp(b.0));
                     let pairs: Vec<(f64, f64)> = pairs.into_iter().map(|(_, p)| p).collect();
@@ -187,7 +221,11 @@ pub async fn build(store: &Store, experiment: &Experiment) -> Result<Report, Sto
                 n: ok.len(),
                 errors: mine.len() - ok.len(),
                 cost_per_request_usd: cost,
-                cost_delta_pct: if baseline_cost > 0.0 { (cost - baseline_cost) / baseline_cost * 100.0 } else { 0.0 },
+                cost_delta_pct: if baseline_cost > 0.0 {
+                    (cost - baseline_cost) / baseline_cost * 100.0
+                } else {
+                    0.0
+                },
                 latency_p50_ms: percentile(&latencies, 50.0).unwrap_or(0.0),
                 rubrics,
             }
@@ -195,10 +233,19 @@ pub async fn build(store: &Store, experiment: &Experiment) -> Result<Report, Sto
         .collect();
     Ok(Report {
         experiment: spec.name.clone(),
-        status: if progress.is_done() { "done" } else { "running" }.into(),
+        status: if progress.is_done() {
+            "done"
+        } else {
+            "running"
+        }
+        .into(),
         margin: spec.margin,
         progress,
-        baseline: BaselineSummary { model: baseline_model, n: exchange_ids.len(), cost_per_request_usd: baseline_cost },
+        baseline: BaselineSummary {
+            model: baseline_model,
+            n: exchange_ids.len(),
+            cost_per_request_usd: baseline_cost,
+        },
         candidates,
     })
 }
@@ -209,23 +256,48 @@ pub fn render_text(report: &Report) -> String {
     let _ = writeln!(
         out,
         "experiment {} ({}), baseline {} on {} exchanges, ${:.6}/request, margin {}",
-        report.experiment, report.status, report.baseline.model, report.baseline.n,
-        report.baseline.cost_per_request_usd, report.margin
+        report.experiment,
+        report.status,
+        report.baseline.model,
+        report.baseline.n,
+        report.baseline.cost_per_request_usd,
+        report.margin
     );
     let _ = writeln!(
         out,
         "{:<14} {:<14} {:>5} {:>6} {:>12} {:>8} {:>9}  {:<13} {:>8} {:>8} {:>8} {:>18} {:>8}  verdict",
-        "candidate", "model", "n", "errors", "$/request", "cost Δ", "p50 ms", "rubric", "base", "cand", "Δ", "95% CI", "p"
+        "candidate",
+        "model",
+        "n",
+        "errors",
+        "$/request",
+        "cost Δ",
+        "p50 ms",
+        "rubric",
+        "base",
+        "cand",
+        "Δ",
+        "95% CI",
+        "p"
     );
     for c in &report.candidates {
         for (i, r) in c.rubrics.iter().enumerate() {
             let head = if i == 0 {
                 format!(
                     "{:<14} {:<14} {:>5} {:>6} {:>12.6} {:>7.1}% {:>9.1}",
-                    c.name, c.model, c.n, c.errors, c.cost_per_request_usd, c.cost_delta_pct, c.latency_p50_ms
+                    c.name,
+                    c.model,
+                    c.n,
+                    c.errors,
+                    c.cost_per_request_usd,
+                    c.cost_delta_pct,
+                    c.latency_p50_ms
                 )
             } else {
-                format!("{:<14} {:<14} {:>5} {:>6} {:>12} {:>8} {:>9}", "", "", "", "", "", "", "")
+                format!(
+                    "{:<14} {:<14} {:>5} {:>6} {:>12} {:>8} {:>9}",
+                    "", "", "", "", "", "", ""
+                )
             };
             let _ = writeln!(
                 out,
@@ -251,15 +323,25 @@ mod tests {
     fn too_few_pairs_is_inconclusive_with_a_reason_and_no_nan() {
         let r = compare("x", &[(0.5, 0.6)], 0.02);
         assert_eq!(r.verdict, Verdict::Inconclusive);
-        assert!(r.note.as_deref().is_some_and(|n| n.contains("not enough data")));
-        assert!([r.delta, r.ci_low, r.ci_high, r.p_value].iter().all(|x| x.is_finite()));
+        assert!(
+            r.note
+                .as_deref()
+                .is_some_and(|n| n.contains("not enough data"))
+        );
+        assert!(
+            [r.delta, r.ci_low, r.ci_high, r.p_value]
+                .iter()
+                .all(|x| x.is_finite())
+        );
         let none = compare("x", &[], 0.02);
         assert!([none.baseline_mean, none.delta].iter().all(|x| *x == 0.0));
     }
 
     #[test]
     fn a_clear_drop_is_worse() {
-        let pairs: Vec<(f64, f64)> = (0..50).map(|i| (1.0, if i % 2 == 0 { 0.0 } else { 1.0 })).collect();
+        let pairs: Vec<(f64, f64)> = (0..50)
+            .map(|i| (1.0, if i % 2 == 0 { 0.0 } else { 1.0 }))
+            .collect();
         let r = compare("x", &pairs, 0.02);
         assert_eq!(r.verdict, Verdict::Worse);
         assert!(r.ci_high < 0.0);

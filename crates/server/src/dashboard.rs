@@ -14,17 +14,27 @@ pub(crate) fn templates() -> Environment<'static> {
     for (name, source) in [
         ("layout.html", include_str!("../templates/layout.html")),
         ("index.html", include_str!("../templates/index.html")),
-        ("experiment.html", include_str!("../templates/experiment.html")),
+        (
+            "experiment.html",
+            include_str!("../templates/experiment.html"),
+        ),
     ] {
         // The templates are compiled into the binary and covered by tests.
-        env.add_template(name, source).expect("dashboard templates are valid");
+        env.add_template(name, source)
+            .expect("dashboard templates are valid");
     }
     env
 }
 
 fn render(state: &AppState, name: &str, ctx: Value) -> Result<Html<String>, ApiError> {
-    let template = state.templates.get_template(name).map_err(|e| ApiError::Internal(e.to_string()))?;
-    template.render(Serde(ctx)).map(Html).map_err(|e| ApiError::Internal(format!("rendering {name}: {e}")))
+    let template = state
+        .templates
+        .get_template(name)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    template
+        .render(Serde(ctx))
+        .map(Html)
+        .map_err(|e| ApiError::Internal(format!("rendering {name}: {e}")))
 }
 
 pub(crate) async fn index(State(state): State<AppState>) -> Result<Html<String>, ApiError> {
@@ -45,7 +55,10 @@ fn strip_x(delta: f64) -> f64 {
     (110.0 + delta.clamp(-0.5, 0.5) * 220.0).round()
 }
 
-pub(crate) async fn experiment(State(state): State<AppState>, Path(name): Path<String>) -> Result<Html<String>, ApiError> {
+pub(crate) async fn experiment(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Html<String>, ApiError> {
     let experiment = state.store.require_experiment(&name).await?;
     let report = evaltap_report::build(&state.store, &experiment).await?;
     let rows: Vec<Value> = report
@@ -63,5 +76,9 @@ pub(crate) async fn experiment(State(state): State<AppState>, Path(name): Path<S
             })
         })
         .collect();
-    render(&state, "experiment.html", json!({"report": report, "rows": rows}))
+    render(
+        &state,
+        "experiment.html",
+        json!({"report": report, "rows": rows}),
+    )
 }

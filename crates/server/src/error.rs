@@ -35,10 +35,15 @@ impl From<evaltap_store::StoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {
-            ApiError::Client(status, message) => (status, Json(json!({"error": message}))).into_response(),
+            ApiError::Client(status, message) => {
+                (status, Json(json!({"error": message}))).into_response()
+            }
             ApiError::Internal(detail) => {
                 tracing::error!(%detail, "request failed");
-                (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": "internal error; see the server log"})))
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    Json(json!({"error": "internal error; see the server log"})),
+                )
                     .into_response()
             }
         }

@@ -38,7 +38,10 @@ pub struct SimConfig {
 
 impl Default for SimConfig {
     fn default() -> Self {
-        SimConfig { latency_scale: 1.0, judge: JudgeBehavior::default() }
+        SimConfig {
+            latency_scale: 1.0,
+            judge: JudgeBehavior::default(),
+        }
     }
 }
 
@@ -131,33 +134,74 @@ fn message_text(message: &Value) -> String {
     }
 }
 
+/// How often a model's success on a prompt follows the prompt's shared difficulty rather than
+/// its own draw.
+const SHARED_DIFFICULTY: f64 = 0.75;
+
 /// What a simulated assistant answers to a user prompt.
 fn assistant_reply(model: &SimModel, prompt: &str) -> String {
     let Some(task) = Task::find(prompt) else {
         let preview: String = prompt.chars().take(80).collect();
-        return format!("This is {}, a simulated model. You said: {preview}", model.id);
+        return format!(
+            "This is {}, a simulated model. You said: {preview}",
+            model.id
+        );
     };
-    let answer = if unit(model.id, prompt, "correct") < model.accuracy {
+    // Models share which prompts are hard most of the time (as real models do), so two models
+    // of equal accuracy mostly fail on the same prompts; the marginal accuracy is unchanged
+    // because both draws are uniform.
+    let draw = if unit(model.id, prompt, "shared") < SHARED_DIFFICULTY {
+        unit("", prompt, "difficulty")
+    } else {
+        unit(model.id, prompt, "correct")
+    };
+    let answer = if draw < model.accuracy {
         task.answer()
     } else {
         task.wrong_answer(xxh3_64(format!("{}{prompt}", model.id).as_bytes()))
     };
-    if model.terse { answer } else { format!("The answer is {answer}.") }
+    if model.terse {
+        answer
+    } else {
+        format!("The answer is {answer}.")
+    }
 }
 
 async fn chat_completions(State(config): State<SimConfig>, body: axum::body::Bytes) -> Response {
     let request: Value = match serde_json::from_slice(&body) {
         Ok(value) => value,
-        Err(err) => return openai_error(StatusCode::BAD_REQUEST, format!("invalid JSON body: {err}"), "invalid_json"),
+        Err(err) => {
+            return openai_error(
+                StatusCode::BAD_REQUEST,
+                format!("invalid JSON body: {err}"),
+                "invalid_json",
+            );
+        }
     };
     let Some(model_id) = request.get("model").and_then(Value::as_str) else {
-        return openai_error(StatusCode::BAD_REQUEST, "`model` is required", "missing_model");
+        return openai_error(
+            StatusCode::BAD_REQUEST,
+            "`model` is required",
+            "missing_model",
+        );
     };
     let Some(model) = models::find(model_id) else {
-        return openai_error(StatusCode::NOT_FOUND, format!("model `{model_id}` does not exist"), "model_not_found");
+        return openai_error(
+            StatusCode::NOT_FOUND,
+            format!("model `{model_id}` does not exist"),
+            "model_not_found",
+        );
     };
-    let Some(messages) = request.get("messages").and_then(Value::as_array).filter(|m| !m.is_empty()) else {
-        return openai_error(StatusCode::BAD_REQUEST, "`messages` must be a non-empty array", "missing_messages");
+    let Some(messages) = request
+        .get("messages")
+        .and_then(Value::as_array)
+        .filter(|m| !m.is_empty())
+    else {
+        return openai_error(
+            StatusCode::BAD_REQUEST,
+            "`messages` must be a non-empty array",
+            "missing_messages",
+        );
     };
     let texts: Vec<String> = messages.iter().map(message_text).collect();
     let reply = match model.role {
@@ -186,8 +230,17 @@ async fn chat_completions(State(config): State<SimConfig>, body: axum::body::Byt
     }
 
     if request.get("stream").and_then(Value::as_bool) == Some(true) {
-        let include_usage = request.pointer("/stream_options/include_usage").and_then(Value::as_bool) == Some(true);
-        return stream_reply(&id, created, model.id, &reply, include_usage.then_some(usage));
+        let include_usage = request
+            .pointer("/stream_options/include_usage")
+            .and_then(Value::as_bool)
+            == Some(true);
+        return stream_reply(
+            &id,
+            created,
+            model.id,
+            &reply,
+            include_usage.then_some(usage),
+        );
     }
     Json(json!({
         "id": id, "object": "chat.completion", "created": created, "model": model.id,
@@ -199,12 +252,21 @@ async fn chat_completions(State(config): State<SimConfig>, body: axum::body::Byt
 
 /// Server-sent events as OpenAI sends them: a role chunk, content chunks word by word, a finish
 /// chunk, an optional usage chunk, then `[DONE]`.
-fn stream_reply(id: &str, created: u64, model: &str, reply: &str, usage: Option<Value>) -> Response {
+fn stream_reply(
+    id: &str,
+    created: u64,
+    model: &str,
+    reply: &str,
+    usage: Option<Value>,
+) -> Response {
     let chunk = |delta: Value, finish: Value| {
         json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
     };
-    let mut events = vec![chunk(json!({"role": "assistant", "content": ""}), Value::Null)];
+    let mut events = vec![chunk(
+        json!({"role": "assistant", "content": ""}),
+        Value::Null,
+    )];
     let mut rest = reply;
     while !rest.is_empty() {
         let cut = rest[1..].find(' ').map_or(rest.len(), |i| i + 1);
@@ -213,11 +275,15 @@ fn stream_reply(id: &str, created: u64, model: &str, reply: &str, usage: Option<
     }
     events.push(chunk(json!({}), json!("stop")));
     if let Some(usage) = usage {
-        events.push(json!({"id": id, "object": "chat.completion.chunk", "created": created,
-                           "model": model, "choices": [], "usage": usage}));
+        events.push(
+            json!({"id": id, "object": "chat.completion.chunk", "created": created,
+                           "model": model, "choices": [], "usage": usage}),
+        );
     }
-    let mut frames: Vec<Result<String, std::convert::Infallible>> =
-        events.iter().map(|e| Ok(format!("data: {e}\n\n"))).collect();
+    let mut frames: Vec<Result<String, std::convert::Infallible>> = events
+        .iter()
+        .map(|e| Ok(format!("data: {e}\n\n")))
+        .collect();
     frames.push(Ok("data: [DONE]\n\n".to_string()));
     Response::builder()
         .header(header::CONTENT_TYPE, "text/event-stream")
@@ -241,7 +307,11 @@ mod tests {
                 .count() as f64
                 / 2000.0;
             // 4σ of a binomial proportion at n = 2000 is under 0.045.
-            assert!((correct - model.accuracy).abs() < 0.045, "{}: {correct}", model.id);
+            assert!(
+                (correct - model.accuracy).abs() < 0.045,
+                "{}: {correct}",
+                model.id
+            );
         }
     }
 

@@ -46,7 +46,7 @@ pub const CATALOG: [SimModel; 4] = [
     SimModel {
         id: "sim-medium",
         role: Role::Assistant,
-        accuracy: 0.91,
+        accuracy: 0.92,
         input_per_mtok: 0.40,
         output_per_mtok: 1.60,
         latency_ms: 20,

@@ -48,8 +48,22 @@ pub const CONVERSIONS: [(&str, &str, i64); 5] = [
     ("feet", "inches", 12),
 ];
 
-const POSITIVE: [&str; 6] = ["wonderful", "delicious", "friendly", "excellent", "lovely", "great"];
-const NEGATIVE: [&str; 6] = ["awful", "bland", "rude", "terrible", "disappointing", "cold"];
+const POSITIVE: [&str; 6] = [
+    "wonderful",
+    "delicious",
+    "friendly",
+    "excellent",
+    "lovely",
+    "great",
+];
+const NEGATIVE: [&str; 6] = [
+    "awful",
+    "bland",
+    "rude",
+    "terrible",
+    "disappointing",
+    "cold",
+];
 const NOUNS: [&str; 6] = ["food", "service", "room", "staff", "coffee", "view"];
 const FIELDS: [&str; 6] = ["name", "city", "plan", "country", "color", "status"];
 const WORDS: [&str; 12] = [
@@ -71,7 +85,8 @@ static SENTIMENT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r#"Classify the sentiment of this review as positive or negative: "([^"\n]+)""#)
         .expect("valid regex")
 });
-static NUMBER: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"-?\d+(?:\.\d+)?").expect("valid regex"));
+static NUMBER: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"-?\d+(?:\.\d+)?").expect("valid regex"));
 
 /// Deterministic 64-bit mixer (splitmix64), so tasks depend only on their index.
 fn mix(mut x: u64) -> u64 {
@@ -92,12 +107,18 @@ impl Task {
                 op: ['+', '-', '*'][pick(16, 3)],
                 b: 2 + (h >> 24) as i64 % 48,
             },
-            1 => Task::Convert { amount: 1 + (h >> 8) as i64 % 250, conversion: pick(20, 5) },
+            1 => Task::Convert {
+                amount: 1 + (h >> 8) as i64 % 250,
+                conversion: pick(20, 5),
+            },
             2 => {
                 let mut object = Map::new();
                 for (i, field) in FIELDS.iter().enumerate().take(3 + pick(8, 3)) {
                     let word = WORDS[(pick(12, 12) + i * 5) % WORDS.len()];
-                    object.insert((*field).into(), json!(format!("{word}-{}", (h >> (i + 30)) % 90 + 10)));
+                    object.insert(
+                        (*field).into(),
+                        json!(format!("{word}-{}", (h >> (i + 30)) % 90 + 10)),
+                    );
                 }
                 let field = FIELDS[pick(40, object.len() as u64)].to_string();
                 Task::JsonField { object, field }
@@ -119,7 +140,9 @@ impl Task {
     /// The user prompt that asks for this task.
     pub fn prompt(&self) -> String {
         match self {
-            Task::Arithmetic { a, op, b } => format!("What is {a} {op} {b}? Reply with the number."),
+            Task::Arithmetic { a, op, b } => {
+                format!("What is {a} {op} {b}? Reply with the number.")
+            }
             Task::Convert { amount, conversion } => {
                 let (from, to, _) = CONVERSIONS[*conversion];
                 format!("Convert {amount} {from} to {to}. Reply with the number.")
@@ -144,16 +167,25 @@ impl Task {
             });
         }
         if let Some(c) = CONVERT.captures(text) {
-            let conversion = CONVERSIONS.iter().position(|(f, t, _)| *f == &c[2] && *t == &c[3])?;
-            return Some(Task::Convert { amount: c[1].parse().ok()?, conversion });
+            let conversion = CONVERSIONS
+                .iter()
+                .position(|(f, t, _)| *f == &c[2] && *t == &c[3])?;
+            return Some(Task::Convert {
+                amount: c[1].parse().ok()?,
+                conversion,
+            });
         }
         if let Some(c) = JSON_FIELD.captures(text) {
             let object = serde_json::from_str::<Map<String, Value>>(&c[2]).ok()?;
             let field = c[1].to_string();
-            return object.contains_key(&field).then_some(Task::JsonField { object, field });
+            return object
+                .contains_key(&field)
+                .then_some(Task::JsonField { object, field });
         }
         if let Some(c) = SENTIMENT.captures(text) {
-            return Some(Task::Sentiment { review: c[1].to_string() });
+            return Some(Task::Sentiment {
+                review: c[1].to_string(),
+            });
         }
         None
     }
@@ -167,7 +199,9 @@ impl Task {
                 _ => a * b,
             }
             .to_string(),
-            Task::Convert { amount, conversion } => (amount * CONVERSIONS[*conversion].2).to_string(),
+            Task::Convert { amount, conversion } => {
+                (amount * CONVERSIONS[*conversion].2).to_string()
+            }
             Task::JsonField { object, field } => value_text(&object[field]),
             Task::Sentiment { review } => sentiment_of(review).to_string(),
         }
@@ -184,7 +218,13 @@ impl Task {
             Task::Convert { amount, conversion } => {
                 // The classic slip: the wrong power of ten or the wrong base.
                 let factor = CONVERSIONS[*conversion].2;
-                let wrong = if factor == 1000 { 100 } else if factor == 60 { 100 } else { 10 };
+                let wrong = if factor == 1000 {
+                    100
+                } else if factor == 60 {
+                    100
+                } else {
+                    10
+                };
                 (amount * wrong).to_string()
             }
             Task::JsonField { object, field } => {
@@ -194,9 +234,12 @@ impl Task {
                     None => "unknown".into(),
                 }
             }
-            Task::Sentiment { review } => {
-                if sentiment_of(review) == "positive" { "negative" } else { "positive" }.into()
+            Task::Sentiment { review } => if sentiment_of(review) == "positive" {
+                "negative"
+            } else {
+                "positive"
             }
+            .into(),
         }
     }
 
@@ -220,7 +263,11 @@ impl Task {
             }
             Task::Sentiment { .. } => {
                 let text = response.to_lowercase();
-                let other = if expected == "positive" { "negative" } else { "positive" };
+                let other = if expected == "positive" {
+                    "negative"
+                } else {
+                    "positive"
+                };
                 text.contains(&expected) && !text.contains(other)
             }
         }
@@ -268,7 +315,11 @@ mod tests {
             assert!(task.check(&task.answer()), "{}", task.prompt());
             assert!(task.check(&format!("The answer is {}.", task.answer())));
             let wrong = task.wrong_answer(i);
-            assert!(!task.check(&wrong), "{} wrong answer {wrong} passed", task.prompt());
+            assert!(
+                !task.check(&wrong),
+                "{} wrong answer {wrong} passed",
+                task.prompt()
+            );
         }
     }
 

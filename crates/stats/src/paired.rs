@@ -29,8 +29,14 @@ impl std::fmt::Display for StatsError {
             StatsError::Insufficient { n, needed } => {
                 write!(f, "not enough data: {n} pairs, at least {needed} needed")
             }
-            StatsError::Unpaired { baseline, candidate } => {
-                write!(f, "samples are not paired: {baseline} baseline vs {candidate} candidate scores")
+            StatsError::Unpaired {
+                baseline,
+                candidate,
+            } => {
+                write!(
+                    f,
+                    "samples are not paired: {baseline} baseline vs {candidate} candidate scores"
+                )
             }
             StatsError::NotFinite => write!(f, "a score is NaN or infinite"),
         }
@@ -88,13 +94,19 @@ pub fn percentile(xs: &[f64], q: f64) -> Option<f64> {
 
 fn check_pairs(baseline: &[f64], candidate: &[f64], needed: usize) -> Result<(), StatsError> {
     if baseline.len() != candidate.len() {
-        return Err(StatsError::Unpaired { baseline: baseline.len(), candidate: candidate.len() });
+        return Err(StatsError::Unpaired {
+            baseline: baseline.len(),
+            candidate: candidate.len(),
+        });
     }
     if baseline.iter().chain(candidate).any(|x| !x.is_finite()) {
         return Err(StatsError::NotFinite);
     }
     if baseline.len() < needed {
-        return Err(StatsError::Insufficient { n: baseline.len(), needed });
+        return Err(StatsError::Insufficient {
+            n: baseline.len(),
+            needed,
+        });
     }
     Ok(())
 }
@@ -121,7 +133,10 @@ pub fn paired_t(baseline: &[f64], candidate: &[f64], alpha: f64) -> Result<Paire
                 mean_delta.signum() * f64::INFINITY,
                 sign_p,
                 0.0,
-                Some("every difference is the same non-zero value; p from the exact sign test".into()),
+                Some(
+                    "every difference is the same non-zero value; p from the exact sign test"
+                        .into(),
+                ),
             )
         }
     } else {
@@ -177,7 +192,10 @@ mod tests {
             paired_t(&[1.0], &[2.0], 0.05),
             Err(StatsError::Insufficient { n: 1, needed: 2 })
         );
-        assert_eq!(paired_t(&[1.0, f64::NAN], &[2.0, 1.0], 0.05), Err(StatsError::NotFinite));
+        assert_eq!(
+            paired_t(&[1.0, f64::NAN], &[2.0, 1.0], 0.05),
+            Err(StatsError::NotFinite)
+        );
         let same = paired_t(&[0.5, 0.5, 0.5], &[0.5, 0.5, 0.5], 0.05).expect("valid");
         assert_eq!((same.p_value, same.ci_low, same.ci_high), (1.0, 0.0, 0.0));
         let shifted = paired_t(&[0.0; 5], &[1.0; 5], 0.05).expect("valid");

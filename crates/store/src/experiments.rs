@@ -105,11 +105,13 @@ impl Store {
             )));
         }
         for id in &ids {
-            sqlx::query("INSERT INTO experiment_exchanges (experiment_id, exchange_id) VALUES (?, ?)")
-                .bind(&experiment.id)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO experiment_exchanges (experiment_id, exchange_id) VALUES (?, ?)",
+            )
+            .bind(&experiment.id)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(experiment)
@@ -117,10 +119,11 @@ impl Store {
 
     /// The experiment with this name (or id).
     pub async fn experiment(&self, name_or_id: &str) -> Result<Option<Experiment>> {
-        let row = sqlx::query("SELECT id, created_at, spec FROM experiments WHERE name = ?1 OR id = ?1")
-            .bind(name_or_id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT id, created_at, spec FROM experiments WHERE name = ?1 OR id = ?1")
+                .bind(name_or_id)
+                .fetch_optional(&self.pool)
+                .await?;
         row.map(|row| decode_experiment(&row)).transpose()
     }
 
@@ -133,9 +136,11 @@ impl Store {
 
     /// All experiments, newest first.
     pub async fn experiments(&self) -> Result<Vec<Experiment>> {
-        let rows = sqlx::query("SELECT id, created_at, spec FROM experiments ORDER BY created_at DESC, id DESC")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT id, created_at, spec FROM experiments ORDER BY created_at DESC, id DESC",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(decode_experiment).collect()
     }
 

@@ -118,7 +118,12 @@ impl Store {
     }
 
     /// The replay of one exchange by one candidate.
-    pub async fn replay(&self, experiment_id: &str, exchange_id: &str, candidate: &str) -> Result<Option<ReplayRecord>> {
+    pub async fn replay(
+        &self,
+        experiment_id: &str,
+        exchange_id: &str,
+        candidate: &str,
+    ) -> Result<Option<ReplayRecord>> {
         let row = sqlx::query(
             "SELECT * FROM replays WHERE experiment_id = ? AND exchange_id = ? AND candidate = ?",
         )
@@ -132,10 +137,12 @@ impl Store {
 
     /// All replays of an experiment.
     pub async fn replays(&self, experiment_id: &str) -> Result<Vec<ReplayRecord>> {
-        let rows = sqlx::query("SELECT * FROM replays WHERE experiment_id = ? ORDER BY exchange_id, candidate")
-            .bind(experiment_id)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT * FROM replays WHERE experiment_id = ? ORDER BY exchange_id, candidate",
+        )
+        .bind(experiment_id)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(decode_replay).collect()
     }
 
@@ -165,7 +172,13 @@ impl Store {
     }
 
     /// Whether this judgment is already stored.
-    pub async fn judgment_exists(&self, experiment_id: &str, exchange_id: &str, subject: &str, rubric: &str) -> Result<bool> {
+    pub async fn judgment_exists(
+        &self,
+        experiment_id: &str,
+        exchange_id: &str,
+        subject: &str,
+        rubric: &str,
+    ) -> Result<bool> {
         let found: Option<i64> = sqlx::query_scalar(
             "SELECT 1 FROM judgments WHERE experiment_id = ? AND exchange_id = ? AND subject = ?
                AND rubric = ? AND position = ''",
@@ -206,7 +219,12 @@ impl Store {
     }
 
     /// Counts of stored and expected work for an experiment with `candidates` and `rubrics`.
-    pub async fn progress(&self, experiment_id: &str, candidates: u64, rubrics: u64) -> Result<Progress> {
+    pub async fn progress(
+        &self,
+        experiment_id: &str,
+        candidates: u64,
+        rubrics: u64,
+    ) -> Result<Progress> {
         let row = sqlx::query(
             "SELECT
                (SELECT COUNT(*) FROM experiment_exchanges WHERE experiment_id = ?1) AS exchanges,
@@ -235,7 +253,6 @@ impl Store {
     }
 }
 
-
 fn decode_replay(r: &sqlx::sqlite::SqliteRow) -> Result<ReplayRecord> {
     let response: Option<String> = r.try_get("response")?;
     let input: Option<i64> = r.try_get("input_tokens")?;
@@ -245,7 +262,9 @@ fn decode_replay(r: &sqlx::sqlite::SqliteRow) -> Result<ReplayRecord> {
         exchange_id: r.try_get("exchange_id")?,
         candidate: r.try_get("candidate")?,
         model: r.try_get("model")?,
-        response: response.map(|text| from_json("replays.response", &text)).transpose()?,
+        response: response
+            .map(|text| from_json("replays.response", &text))
+            .transpose()?,
         output_text: r.try_get("output_text")?,
         usage: input.map(|i| Usage {
             input_tokens: i.max(0) as u64,

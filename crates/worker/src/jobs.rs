@@ -65,7 +65,12 @@ impl JobOutcome {
     }
 }
 
-fn judge_jobs(experiment_id: &str, exchange_id: &str, subject: &str, rubrics: &[String]) -> Vec<EvalJob> {
+fn judge_jobs(
+    experiment_id: &str,
+    exchange_id: &str,
+    subject: &str,
+    rubrics: &[String],
+) -> Vec<EvalJob> {
     rubrics
         .iter()
         .map(|rubric| EvalJob::Judge {
@@ -79,11 +84,29 @@ fn judge_jobs(experiment_id: &str, exchange_id: &str, subject: &str, rubrics: &[
 
 /// Replays an exchange against a candidate and stores the response, usage, cost and latency,
 /// or the error.
-pub async fn replay(svc: &Services, experiment_id: &str, exchange_id: &str, candidate: &str) -> Result<JobOutcome, WorkerError> {
+pub async fn replay(
+    svc: &Services,
+    experiment_id: &str,
+    exchange_id: &str,
+    candidate: &str,
+) -> Result<JobOutcome, WorkerError> {
     let experiment = svc.store.require_experiment(experiment_id).await?;
-    let follow_up = judge_jobs(experiment_id, exchange_id, candidate, &experiment.spec.rubrics);
-    if let Some(existing) = svc.store.replay(experiment_id, exchange_id, candidate).await? {
-        let follow_up = if existing.error.is_none() { follow_up } else { Vec::new() };
+    let follow_up = judge_jobs(
+        experiment_id,
+        exchange_id,
+        candidate,
+        &experiment.spec.rubrics,
+    );
+    if let Some(existing) = svc
+        .store
+        .replay(experiment_id, exchange_id, candidate)
+        .await?
+    {
+        let follow_up = if existing.error.is_none() {
+            follow_up
+        } else {
+            Vec::new()
+        };
         return Ok(JobOutcome::AlreadyDone { follow_up });
     }
     let config = experiment
@@ -91,7 +114,11 @@ pub async fn replay(svc: &Services, experiment_id: &str, exchange_id: &str, cand
         .candidates
         .iter()
         .find(|c| c.name == candidate)
-        .ok_or_else(|| WorkerError::Missing(format!("experiment {experiment_id} has no candidate `{candidate}`")))?;
+        .ok_or_else(|| {
+            WorkerError::Missing(format!(
+                "experiment {experiment_id} has no candidate `{candidate}`"
+            ))
+        })?;
     let exchange = svc
         .store
         .exchange(exchange_id)
@@ -122,22 +149,41 @@ pub async fn replay(svc: &Services, experiment_id: &str, exchange_id: &str, cand
         Err(err) => {
             tracing::warn!(%err, experiment_id, exchange_id, candidate, "replay failed");
             record.error = Some(err.to_string());
-            JobOutcome::Failed { error: err.to_string() }
+            JobOutcome::Failed {
+                error: err.to_string(),
+            }
         }
     };
     if svc.store.insert_replay(&record).await? {
         Ok(outcome)
     } else {
         // Another worker stored it first; theirs stands.
-        let follow_up = judge_jobs(experiment_id, exchange_id, candidate, &experiment.spec.rubrics);
+        let follow_up = judge_jobs(
+            experiment_id,
+            exchange_id,
+            candidate,
+            &experiment.spec.rubrics,
+        );
         Ok(JobOutcome::AlreadyDone { follow_up })
     }
 }
 
 /// Scores the baseline's or a candidate's response to an exchange with a rubric.
-pub async fn judge(svc: &Services, experiment_id: &str, exchange_id: &str, subject: &str, rubric: &str) -> Result<JobOutcome, WorkerError> {
-    if svc.store.judgment_exists(experiment_id, exchange_id, subject, rubric).await? {
-        return Ok(JobOutcome::AlreadyDone { follow_up: Vec::new() });
+pub async fn judge(
+    svc: &Services,
+    experiment_id: &str,
+    exchange_id: &str,
+    subject: &str,
+    rubric: &str,
+) -> Result<JobOutcome, WorkerError> {
+    if svc
+        .store
+        .judgment_exists(experiment_id, exchange_id, subject, rubric)
+        .await?
+    {
+        return Ok(JobOutcome::AlreadyDone {
+            follow_up: Vec::new(),
+        });
     }
     let exchange = svc
         .store
@@ -151,10 +197,14 @@ pub async fn judge(svc: &Services, experiment_id: &str, exchange_id: &str, subje
             .store
             .replay(experiment_id, exchange_id, subject)
             .await?
-            .ok_or_else(|| WorkerError::Missing(format!("no replay of {exchange_id} by `{subject}` to judge")))?;
-        replay
-            .output_text
-            .ok_or_else(|| WorkerError::Missing(format!("the replay of {exchange_id} by `{subject}` failed")))?
+            .ok_or_else(|| {
+                WorkerError::Missing(format!(
+                    "no replay of {exchange_id} by `{subject}` to judge"
+                ))
+            })?;
+        replay.output_text.ok_or_else(|| {
+            WorkerError::Missing(format!("the replay of {exchange_id} by `{subject}` failed"))
+        })?
     };
     let mut record = JudgmentRecord {
         experiment_id: experiment_id.into(),
@@ -168,9 +218,16 @@ pub async fn judge(svc: &Services, experiment_id: &str, exchange_id: &str, subje
         judge_model: None,
         error: None,
     };
-    let subject_text = Subject { request: &exchange.exchange.request, response: &response_text, reference: None };
+    let subject_text = Subject {
+        request: &exchange.exchange.request,
+        response: &response_text,
+        reference: None,
+    };
     let result = match &svc.judge {
-        Some(judge) => judge.score(&svc.rubrics, rubric, subject_text).await.map_err(|e| e.to_string()),
+        Some(judge) => judge
+            .score(&svc.rubrics, rubric, subject_text)
+            .await
+            .map_err(|e| e.to_string()),
         None => Err("no [judge] is configured in evaltap.toml".to_string()),
     };
     let outcome = match result {
@@ -179,7 +236,9 @@ pub async fn judge(svc: &Services, experiment_id: &str, exchange_id: &str, subje
             record.score = Some(judgment.score.normalized);
             record.reason = Some(judgment.score.reason);
             record.judge_model = Some(judgment.judge_model);
-            JobOutcome::Stored { follow_up: Vec::new() }
+            JobOutcome::Stored {
+                follow_up: Vec::new(),
+            }
         }
         Err(err) => {
             tracing::warn!(%err, experiment_id, exchange_id, subject, rubric, "judgment failed");
@@ -190,6 +249,8 @@ pub async fn judge(svc: &Services, experiment_id: &str, exchange_id: &str, subje
     if svc.store.insert_judgment(&record).await? {
         Ok(outcome)
     } else {
-        Ok(JobOutcome::AlreadyDone { follow_up: Vec::new() })
+        Ok(JobOutcome::AlreadyDone {
+            follow_up: Vec::new(),
+        })
     }
 }

@@ -25,7 +25,9 @@ pub struct Services {
 const CALL_TIMEOUT: Duration = Duration::from_secs(120);
 
 fn api_key(env_var: Option<&String>) -> Option<String> {
-    env_var.and_then(|var| std::env::var(var).ok()).filter(|k| !k.is_empty())
+    env_var
+        .and_then(|var| std::env::var(var).ok())
+        .filter(|k| !k.is_empty())
 }
 
 impl Services {
@@ -33,16 +35,33 @@ impl Services {
     pub fn new(config: &Config, store: Store, rubrics: Rubrics) -> Result<Services, ProviderError> {
         let http = http_client(CALL_TIMEOUT)?;
         let judge = config.judge.as_ref().map(|j| {
-            let client = ChatClient::new(http.clone(), &j.base_url, api_key(j.api_key_env.as_ref()), j.max_concurrency);
+            let client = ChatClient::new(
+                http.clone(),
+                &j.base_url,
+                api_key(j.api_key_env.as_ref()),
+                j.max_concurrency,
+            );
             Judge::new(client, j.model.clone())
         });
-        Ok(Services { store, rubrics, judge, http, clients: Arc::default() })
+        Ok(Services {
+            store,
+            rubrics,
+            judge,
+            http,
+            clients: Arc::default(),
+        })
     }
 
     /// The client for a candidate as frozen in an experiment's spec.
     pub fn candidate_client(&self, candidate: &CandidateConfig) -> ChatClient {
-        let key = format!("{}\u{0}{}\u{0}{}", candidate.name, candidate.base_url, candidate.max_concurrency);
-        let mut clients = self.clients.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let key = format!(
+            "{}\u{0}{}\u{0}{}",
+            candidate.name, candidate.base_url, candidate.max_concurrency
+        );
+        let mut clients = self
+            .clients
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         clients
             .entry(key)
             .or_insert_with(|| {

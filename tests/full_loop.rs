@@ -1,0 +1,252 @@
+//! The whole loop in-process: simulated upstream → mirror endpoint → store → queue → replay →
+//! judge → statistics → report, then idempotency under re-runs and a worker crash.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use apalis::prelude::TaskSink;
+use evaltap::demo::{DemoOptions, start};
+use evaltap_stats::Verdict;
+use evaltap_worker::{EvalJob, ExperimentRequest, JobOutcome};
+use sqlx::Row;
+use statrs::distribution::{ContinuousCDF, StudentsT};
+
+use crate::common::TempDir;
+
+async fn count(pool: &sqlx::SqlitePool, sql: &'static str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(pool).await.expect(sql)
+}
+
+/// Every (experiment, exchange, candidate) has one replay and every (experiment, exchange,
+/// subject, rubric, position) one judgment.
+async fn assert_unique(pool: &sqlx::SqlitePool) {
+    let replays = count(pool, "SELECT COUNT(*) FROM replays").await;
+    let distinct = count(
+        pool,
+        "SELECT COUNT(*) FROM (SELECT DISTINCT experiment_id, exchange_id, candidate FROM replays)",
+    )
+    .await;
+    assert_eq!(replays, distinct);
+    let judgments = count(pool, "SELECT COUNT(*) FROM judgments").await;
+    let distinct = count(
+        pool,
+        "SELECT COUNT(*) FROM (SELECT DISTINCT experiment_id, exchange_id, subject, rubric, position FROM judgments)",
+    )
+    .await;
+    assert_eq!(judgments, distinct);
+}
+
+async fn pending_jobs(pool: &sqlx::SqlitePool) -> i64 {
+    count(
+        pool,
+        "SELECT COUNT(*) FROM Jobs WHERE status NOT IN ('Done', 'Failed', 'Killed')",
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_loop_reaches_the_right_verdicts_and_is_idempotent() {
+    let dir = TempDir::new("loop");
+    let options = DemoOptions {
+        json: true,
+        exchanges: 300,
+        seed: 7,
+        port: 0,
+    };
+    let run = start(&options, dir.database())
+        .await
+        .expect("the loop runs");
+    let report = &run.report;
+    let pool = run.app.store.pool().clone();
+
+    // Verdicts: the cheap, clearly worse model is `worse` on every rubric; the cheap model about
+    // as good as production is not, and both cost less.
+    assert_eq!(report.status, "done");
+    assert_eq!(report.baseline.n, 300);
+    assert_eq!(report.baseline.model, "sim-large");
+    let by_name: HashMap<&str, _> = report
+        .candidates
+        .iter()
+        .map(|c| (c.name.as_str(), c))
+        .collect();
+    let small = by_name["small"];
+    let medium = by_name["medium"];
+    for rubric in &small.rubrics {
+        assert_eq!(rubric.verdict, Verdict::Worse, "{rubric:?}");
+        assert!(rubric.ci_high < 0.0);
+    }
+    for rubric in &medium.rubrics {
+        assert_ne!(rubric.verdict, Verdict::Worse, "{rubric:?}");
+    }
+    assert!(medium.cost_delta_pct < 0.0 && small.cost_delta_pct < medium.cost_delta_pct);
+    assert_eq!(
+        (small.n, small.errors, medium.n, medium.errors),
+        (300, 0, 300, 0)
+    );
+    assert!(medium.latency_p50_ms > 0.0);
+
+    // Recompute means, deltas and p-values from the stored judgments.
+    let rows = sqlx::query(
+        "SELECT exchange_id, subject, rubric, score FROM judgments WHERE experiment_id = ?",
+    )
+    .bind(&run.experiment.id)
+    .fetch_all(&pool)
+    .await
+    .expect("judgments");
+    let mut scores: HashMap<(String, String), HashMap<String, f64>> = HashMap::new();
+    for row in rows {
+        let score: Option<f64> = row.get("score");
+        scores
+            .entry((row.get("subject"), row.get("rubric")))
+            .or_default()
+            .insert(
+                row.get("exchange_id"),
+                score.expect("every judgment scored"),
+            );
+    }
+    for candidate in &report.candidates {
+        for result in &candidate.rubrics {
+            let base = &scores[&("baseline".to_string(), result.rubric.clone())];
+            let cand = &scores[&(candidate.name.clone(), result.rubric.clone())];
+            let diffs: Vec<f64> = cand.iter().map(|(ex, c)| c - base[ex]).collect();
+            let n = diffs.len() as f64;
+            let mean = diffs.iter().sum::<f64>() / n;
+            let sd = (diffs.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
+            let t = mean / (sd / n.sqrt());
+            let p = 2.0 * StudentsT::new(0.0, 1.0, n - 1.0).expect("t").sf(t.abs());
+            let base_mean = cand.keys().map(|ex| base[ex]).sum::<f64>() / n;
+            assert_eq!(result.n, diffs.len());
+            assert!(
+                (result.delta - mean).abs() < 1e-9,
+                "{} {}: {} vs {mean}",
+                candidate.name,
+                result.rubric,
+                result.delta
+            );
+            assert!((result.baseline_mean - base_mean).abs() < 1e-9);
+            assert!((result.candidate_mean - (base_mean + mean)).abs() < 1e-9);
+            assert!(
+                (result.p_value - p).abs() <= 1e-9 * p.max(1e-300) + 1e-300,
+                "{} vs {p}",
+                result.p_value
+            );
+        }
+    }
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM replays").await, 600);
+    assert_eq!(
+        count(&pool, "SELECT COUNT(*) FROM judgments").await,
+        300 * 3 * 2
+    );
+    assert_unique(&pool).await;
+
+    // Running a job again finds its result stored and adds nothing.
+    let exchange_id = &run
+        .app
+        .store
+        .experiment_exchange_ids(&run.experiment.id)
+        .await
+        .expect("ids")[0];
+    let again = evaltap_worker::replay(&run.app.services, &run.experiment.id, exchange_id, "small")
+        .await
+        .expect("replay");
+    assert!(matches!(again, JobOutcome::AlreadyDone { .. }), "{again:?}");
+
+    // Enqueueing every job of the experiment a second time, with the worker still running,
+    // drains without adding a row.
+    let mut queue = run.app.queue.clone();
+    let mut duplicate_jobs = Vec::new();
+    for exchange_id in run
+        .app
+        .store
+        .experiment_exchange_ids(&run.experiment.id)
+        .await
+        .expect("ids")
+    {
+        for candidate in ["small", "medium"] {
+            duplicate_jobs.push(EvalJob::Replay {
+                experiment_id: run.experiment.id.clone(),
+                exchange_id: exchange_id.clone(),
+                candidate: candidate.into(),
+            });
+        }
+        for subject in ["baseline", "small", "medium"] {
+            duplicate_jobs.push(EvalJob::Judge {
+                experiment_id: run.experiment.id.clone(),
+                exchange_id: exchange_id.clone(),
+                subject: subject.into(),
+                rubric: "correctness".into(),
+            });
+        }
+    }
+    queue
+        .push_bulk(duplicate_jobs)
+        .await
+        .expect("push duplicates");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while pending_jobs(&pool).await > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "duplicate jobs never drained"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM replays").await, 600);
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM judgments").await, 1800);
+    run.shutdown();
+
+    // A worker killed mid-run: its replacement finishes the experiment with one row per key.
+    let app = run.app.clone();
+    let request = ExperimentRequest {
+        name: "restart".into(),
+        candidates: vec!["small".into()],
+        rubrics: vec!["correctness".into()],
+        sample_size: Some(120),
+        filter: Default::default(),
+        margin: None,
+    };
+    let experiment = evaltap_worker::create_experiment(
+        &app.config,
+        &app.rubrics,
+        &app.store,
+        &app.queue,
+        request,
+    )
+    .await
+    .expect("create");
+    let crashing = app.clone();
+    let worker = tokio::spawn(async move { crashing.run_worker(16, std::future::pending()).await });
+    loop {
+        let progress = app.progress(&experiment).await.expect("progress");
+        if progress.completed() >= progress.total() / 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    worker.abort();
+    let _ = worker.await;
+    let before = app.progress(&experiment).await.expect("progress");
+    assert!(!before.is_done(), "the crash must land mid-run: {before:?}");
+
+    app.resume_unfinished().await.expect("resume");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let replacement = app.clone();
+    let worker = tokio::spawn(async move {
+        replacement
+            .run_worker(16, async move {
+                let _ = stop_rx.await;
+            })
+            .await
+    });
+    let done = app
+        .wait_done(&experiment, Duration::from_secs(60), |_| {})
+        .await
+        .expect("finishes");
+    let _ = stop_tx.send(());
+    worker.await.expect("join").expect("worker");
+    assert_eq!((done.replays_done, done.judgments_done), (120, 240));
+    assert_unique(&pool).await;
+    let report = evaltap_report::build(&app.store, &experiment)
+        .await
+        .expect("report");
+    assert_eq!(report.candidates[0].rubrics[0].verdict, Verdict::Worse);
+}

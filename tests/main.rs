@@ -1,0 +1,5 @@
+//! Whole-app tests, in one binary so the app compiles once.
+
+mod common;
+mod full_loop;
+mod mirror;

@@ -1,0 +1,185 @@
+//! The mirror endpoint over real HTTP: auth, batches with bad items, sampling, idempotency,
+//! limits.
+
+use std::time::Duration;
+
+use evaltap::app::App;
+use evaltap_core::{Config, SourceConfig};
+use serde_json::{Value, json};
+
+use crate::common::TempDir;
+
+struct Mirror {
+    _dir: TempDir,
+    app: App,
+    url: String,
+    http: reqwest::Client,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn start(sample_rate: f64, max_body_bytes: usize) -> Mirror {
+    let dir = TempDir::new("mirror");
+    let config = Config {
+        database_url: format!("sqlite://{}", dir.database().display()),
+        max_body_bytes,
+        sources: vec![SourceConfig {
+            name: "prod".into(),
+            key_env: None,
+            key: Some("k-prod".into()),
+            sample_rate,
+        }],
+        ..Config::default()
+    };
+    let app = App::open(config).await.expect("open");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/v1/mirror", listener.local_addr().expect("addr"));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(evaltap_server::serve(
+        listener,
+        app.server_state(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let http = evaltap_providers::http_client(Duration::from_secs(30)).expect("client");
+    Mirror {
+        _dir: dir,
+        app,
+        url,
+        http,
+        _stop: stop,
+    }
+}
+
+fn item(i: usize) -> Value {
+    json!({"id": format!("req-{i}"),
+           "request": {"model": "m", "messages": [{"role": "user", "content": format!("question {i}")}]},
+           "response": {"model": "m", "choices": [{"message": {"role": "assistant", "content": "answer"}}],
+                        "usage": {"prompt_tokens": 3, "completion_tokens": 1}}})
+}
+
+impl Mirror {
+    async fn send(&self, key: Option<&str>, body: String) -> (u16, Value) {
+        let mut request = self.http.post(&self.url).body(body);
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        let reply = request.send().await.expect("send");
+        let status = reply.status().as_u16();
+        (status, reply.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn stored(&self) -> i64 {
+        self.app.store.count_exchanges().await.expect("count")
+    }
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_4xx_with_a_message_and_spares_the_rest_of_the_batch() {
+    let mirror = start(1.0, 1024 * 1024).await;
+
+    let (status, body) = mirror.send(Some("k-prod"), "{not json".into()).await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("invalid JSON")),
+        "{body}"
+    );
+
+    let (status, body) = mirror
+        .send(Some("k-prod"), json!({"response": {}}).to_string())
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"], "`request` is missing");
+
+    let (status, body) = mirror.send(Some("wrong"), item(0).to_string()).await;
+    assert_eq!(status, 401);
+    assert!(
+        body["error"].as_str().is_some_and(|e| e.contains("key")),
+        "{body}"
+    );
+    let (status, _) = mirror.send(None, item(0).to_string()).await;
+    assert_eq!(status, 401);
+    assert_eq!(mirror.stored().await, 0);
+
+    // NDJSON with a broken line and an item without `request`: the others are stored.
+    let batch = format!(
+        "{}\n{{broken\n{}\n{}\n",
+        item(1),
+        json!({"response": {}}),
+        item(2)
+    );
+    let (status, body) = mirror.send(Some("k-prod"), batch.clone()).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(
+        (body["accepted"].as_u64(), body["duplicates"].as_u64()),
+        (Some(2), Some(0))
+    );
+    let rejected = body["rejected"].as_array().expect("rejected");
+    assert_eq!(
+        rejected
+            .iter()
+            .map(|r| r["index"].as_u64())
+            .collect::<Vec<_>>(),
+        [Some(1), Some(2)]
+    );
+    assert!(
+        rejected[0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("invalid JSON"))
+    );
+    assert_eq!(rejected[1]["reason"], "`request` is missing");
+    assert_eq!(mirror.stored().await, 2);
+
+    // Re-delivery is idempotent.
+    let (status, body) = mirror.send(Some("k-prod"), batch).await;
+    assert_eq!(status, 202);
+    assert_eq!(
+        (body["accepted"].as_u64(), body["duplicates"].as_u64()),
+        (Some(0), Some(2))
+    );
+    assert_eq!(mirror.stored().await, 2);
+
+    // A JSON array works the same way.
+    let (status, body) = mirror
+        .send(Some("k-prod"), json!([item(3), item(4)]).to_string())
+        .await;
+    assert_eq!((status, body["accepted"].as_u64()), (202, Some(2)));
+}
+
+#[tokio::test]
+async fn oversized_bodies_get_413_naming_the_limit() {
+    let mirror = start(1.0, 2048).await;
+    let batch: String = (0..100).map(|i| format!("{}\n", item(i))).collect();
+    let (status, body) = mirror.send(Some("k-prod"), batch).await;
+    assert_eq!(status, 413);
+    assert!(
+        body["error"].as_str().is_some_and(|e| e.contains("2048")),
+        "{body}"
+    );
+    assert_eq!(mirror.stored().await, 0);
+}
+
+#[tokio::test]
+async fn sampling_is_deterministic_per_exchange() {
+    let mirror = start(0.25, 16 * 1024 * 1024).await;
+    let batch: String = (0..2000).map(|i| format!("{}\n", item(i))).collect();
+    let (status, first) = mirror.send(Some("k-prod"), batch.clone()).await;
+    assert_eq!(status, 202);
+    let accepted = first["accepted"].as_u64().expect("accepted");
+    // 3σ of binomial(2000, 0.25) is ≈ 58.
+    assert!(
+        (442..=558).contains(&accepted),
+        "kept {accepted} of 2000 at rate 0.25"
+    );
+    assert_eq!(first["sampled_out"].as_u64(), Some(2000 - accepted));
+    let (_, second) = mirror.send(Some("k-prod"), batch).await;
+    assert_eq!(
+        (second["accepted"].as_u64(), second["duplicates"].as_u64()),
+        (Some(0), Some(accepted))
+    );
+    assert_eq!(mirror.stored().await, accepted as i64);
+}
