@@ -1,11 +1,20 @@
 //! Pure statistics for comparing a candidate model with a baseline on paired scores.
 //!
-//! No I/O, no async: every function takes numbers and returns numbers (or a reason why it
-//! cannot). The formulas and their test vectors are in `stats-methods.md`.
+//! No I/O and no async: numbers in, numbers (or a reason why not) out. The formulas and their
+//! test vectors are in `stats-methods.md`; every vector there is a unit test here.
 //!
-//! - [`paired_t`]: paired t-test and t-interval on the per-example differences.
-//! - [`verdict`]: the one place that turns an interval into `better` / `worse` /
-//!   `non-inferior` / `inconclusive`.
+//! - Fixed-n: [`paired_t`] / [`paired_t_clustered`] (with [`clustered_se`]),
+//!   [`noninferiority`], [`wilcoxon`], bootstrap ([`bca_interval`]), [`mcnemar`],
+//!   [`sign_test`] and [`wilson`].
+//! - Continuous monitoring: [`normal_mixture`] (always-valid p-value and confidence
+//!   sequence) and [`prpl_eb_cs`].
+//! - Families: [`holm`], [`benjamini_hochberg`], [`benjamini_yekutieli`].
+//! - Planning: [`sample_size_paired`], [`sample_size_noninferiority`],
+//!   [`sample_size_mcnemar`], [`mde_paired`].
+//! - Judges: [`cohen_kappa`], [`quadratic_weighted_kappa`], [`krippendorff_alpha`],
+//!   [`rogan_gladen`], [`length_controlled_win_rate`].
+//! - Decisions: [`compare_paired`] and [`decide_family`] run the above for a report;
+//!   [`verdict`] is the one place statistics become a verdict.
 //!
 //! ```
 //! let baseline = [0.7, 0.6, 0.8, 0.5, 0.9];
@@ -15,8 +24,45 @@
 //! ```
 #![deny(missing_docs)]
 
+mod agreement;
+mod binary;
+mod bootstrap;
+mod compare;
+mod descriptive;
+mod multiple;
 mod paired;
+mod power;
+mod sequential;
 mod verdict;
+mod wilcoxon;
 
-pub use paired::{PairedT, StatsError, mean, paired_t, percentile};
-pub use verdict::{Verdict, verdict};
+#[cfg(test)]
+mod test_support;
+
+pub use agreement::{
+    LengthControlled, Level, cohen_kappa, krippendorff_alpha, length_controlled_win_rate,
+    quadratic_weighted_kappa, rogan_gladen,
+};
+pub use binary::{
+    McNemar, PairedBinaryNi, SignTest, mcnemar, paired_binary_noninferiority, sign_test, wilson,
+};
+pub use bootstrap::{
+    BcaInterval, bca_interval, bca_levels, bootstrap_means, jackknife_acceleration,
+    percentile_interval,
+};
+pub use compare::{
+    Basis, CompareOptions, Comparison, SEQUENTIAL_MIN_N, compare_paired, decide_family,
+};
+pub use descriptive::{mean, normal_cdf, normal_sf, percentile, t_quantile, variance, z_quantile};
+pub use multiple::{benjamini_hochberg, benjamini_yekutieli, holm};
+pub use paired::{
+    NonInferiority, PairedT, StatsError, clustered_se, clustered_se_uncorrected, noninferiority,
+    paired_differences, paired_t, paired_t_clustered,
+};
+pub use power::{
+    SampleSize, mde_paired, noncentral_t_sf, paired_t_power, sample_size_mcnemar,
+    sample_size_noninferiority, sample_size_paired,
+};
+pub use sequential::{MixturePoint, mixture_rho, normal_mixture, prpl_eb_cs, prpl_eb_lower};
+pub use verdict::{Evidence, Verdict, verdict};
+pub use wilcoxon::{Wilcoxon, WilcoxonMethod, ZeroMethod, wilcoxon};

@@ -8,7 +8,7 @@ pub enum Verdict {
     Better,
     /// The candidate is significantly worse than the baseline.
     Worse,
-    /// The candidate is no worse than the baseline by more than the margin.
+    /// The candidate is shown to be no worse than the baseline by more than the margin.
     NonInferior,
     /// The data do not settle it yet.
     Inconclusive,
@@ -32,18 +32,35 @@ impl std::fmt::Display for Verdict {
     }
 }
 
-/// Turns a two-sided interval of the mean difference (candidate − baseline) into a verdict.
+/// The statistics a verdict is decided from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Evidence {
+    /// Mean difference candidate − baseline.
+    pub delta: f64,
+    /// p-value of "no difference", adjusted across the family (Holm).
+    pub p_adjusted: f64,
+    /// Lower confidence bound of the difference used for non-inferiority.
+    pub ni_lower_bound: f64,
+    /// Whether the method's minimum data requirement is met.
+    pub enough_data: bool,
+}
+
+/// The one place that turns statistics into a verdict, in this order:
 ///
-/// - lower bound > 0: `better`;
-/// - upper bound < 0: `worse` (a significant drop, however small: a gate should see it);
-/// - lower bound > −`margin`: `non-inferior`;
-/// - otherwise `inconclusive`.
-pub fn verdict(ci_low: f64, ci_high: f64, margin: f64) -> Verdict {
-    if ci_low > 0.0 {
+/// 1. not enough data → `inconclusive`;
+/// 2. adjusted p < α and Δ > 0 → `better`; adjusted p < α and Δ < 0 → `worse` (a significant
+///    drop is reported even when it is smaller than the margin: a gate should see it);
+/// 3. lower bound > −margin → `non-inferior` (an intersection–union test: no adjustment);
+/// 4. otherwise `inconclusive`.
+pub fn verdict(evidence: &Evidence, alpha: f64, margin: f64) -> Verdict {
+    if !evidence.enough_data || evidence.p_adjusted.is_nan() {
+        return Verdict::Inconclusive;
+    }
+    if evidence.p_adjusted < alpha && evidence.delta > 0.0 {
         Verdict::Better
-    } else if ci_high < 0.0 {
+    } else if evidence.p_adjusted < alpha && evidence.delta < 0.0 {
         Verdict::Worse
-    } else if ci_low > -margin {
+    } else if evidence.ni_lower_bound > -margin {
         Verdict::NonInferior
     } else {
         Verdict::Inconclusive
@@ -54,12 +71,36 @@ pub fn verdict(ci_low: f64, ci_high: f64, margin: f64) -> Verdict {
 mod tests {
     use super::*;
 
+    fn ev(delta: f64, p: f64, lower: f64) -> Evidence {
+        Evidence {
+            delta,
+            p_adjusted: p,
+            ni_lower_bound: lower,
+            enough_data: true,
+        }
+    }
+
     #[test]
     fn each_region_maps_to_its_verdict() {
-        assert_eq!(verdict(0.01, 0.2, 0.02), Verdict::Better);
-        assert_eq!(verdict(-0.2, -0.01, 0.02), Verdict::Worse);
-        assert_eq!(verdict(-0.01, 0.03, 0.02), Verdict::NonInferior);
-        assert_eq!(verdict(-0.05, 0.03, 0.02), Verdict::Inconclusive);
+        assert_eq!(verdict(&ev(0.05, 0.01, 0.01), 0.05, 0.02), Verdict::Better);
+        assert_eq!(verdict(&ev(-0.05, 0.01, -0.09), 0.05, 0.02), Verdict::Worse);
+        assert_eq!(
+            verdict(&ev(-0.001, 0.01, -0.002), 0.05, 0.02),
+            Verdict::Worse
+        );
+        assert_eq!(
+            verdict(&ev(0.001, 0.6, -0.01), 0.05, 0.02),
+            Verdict::NonInferior
+        );
+        assert_eq!(
+            verdict(&ev(0.001, 0.6, -0.05), 0.05, 0.02),
+            Verdict::Inconclusive
+        );
+        let thin = Evidence {
+            enough_data: false,
+            ..ev(0.5, 0.0, 0.4)
+        };
+        assert_eq!(verdict(&thin, 0.05, 0.02), Verdict::Inconclusive);
         assert_eq!(Verdict::NonInferior.to_string(), "non-inferior");
     }
 }
