@@ -37,25 +37,14 @@ async fn assert_unique(pool: &sqlx::SqlitePool) {
 }
 
 async fn pending_jobs(pool: &sqlx::SqlitePool) -> i64 {
-    count(
-        pool,
-        "SELECT COUNT(*) FROM Jobs WHERE status NOT IN ('Done', 'Failed', 'Killed')",
-    )
-    .await
+    count(pool, "SELECT COUNT(*) FROM Jobs WHERE status NOT IN ('Done', 'Failed', 'Killed')").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_whole_loop_reaches_the_right_verdicts_and_is_idempotent() {
     let dir = TempDir::new("loop");
-    let options = DemoOptions {
-        json: true,
-        exchanges: 300,
-        seed: 7,
-        port: 0,
-    };
-    let run = start(&options, dir.database())
-        .await
-        .expect("the loop runs");
+    let options = DemoOptions { json: true, exchanges: 300, seed: 7, port: 0 };
+    let run = start(&options, dir.database()).await.expect("the loop runs");
     let report = &run.report;
     let pool = run.app.store.pool().clone();
 
@@ -64,50 +53,68 @@ async fn the_whole_loop_reaches_the_right_verdicts_and_is_idempotent() {
     assert_eq!(report.status, "done");
     assert_eq!(report.baseline.n, 300);
     assert_eq!(report.baseline.model, "sim-large");
-    let by_name: HashMap<&str, _> = report
-        .candidates
-        .iter()
-        .map(|c| (c.name.as_str(), c))
-        .collect();
+    let by_name: HashMap<&str, _> = report.candidates.iter().map(|c| (c.name.as_str(), c)).collect();
     let small = by_name["small"];
     let medium = by_name["medium"];
     for rubric in &small.rubrics {
-        assert_eq!(rubric.verdict, Verdict::Worse, "{rubric:?}");
-        assert!(rubric.ci_high < 0.0);
+        assert_eq!(rubric.stats.verdict, Verdict::Worse, "{rubric:?}");
+        assert!(rubric.stats.ci_high < 0.0);
     }
     for rubric in &medium.rubrics {
-        assert_ne!(rubric.verdict, Verdict::Worse, "{rubric:?}");
+        assert_ne!(rubric.stats.verdict, Verdict::Worse, "{rubric:?}");
     }
     assert!(medium.cost_delta_pct < 0.0 && small.cost_delta_pct < medium.cost_delta_pct);
-    assert_eq!(
-        (small.n, small.errors, medium.n, medium.errors),
-        (300, 0, 300, 0)
-    );
+    assert_eq!((small.n, small.errors, medium.n, medium.errors), (300, 0, 300, 0));
     assert!(medium.latency_p50_ms > 0.0);
 
+    // The JSON contract's names.
+    let json = serde_json::to_value(report).expect("serializes");
+    for key in ["experiment", "status", "baseline", "candidates"] {
+        assert!(json.get(key).is_some(), "missing {key}");
+    }
+    for key in ["model", "n", "cost_per_request_usd"] {
+        assert!(json["baseline"].get(key).is_some(), "missing baseline.{key}");
+    }
+    let first = &json["candidates"][0];
+    for key in [
+        "name",
+        "model",
+        "n",
+        "errors",
+        "cost_per_request_usd",
+        "cost_delta_pct",
+        "latency_p50_ms",
+        "rubrics",
+    ] {
+        assert!(first.get(key).is_some(), "missing candidates[].{key}");
+    }
+    for key in
+        ["rubric", "n", "baseline_mean", "candidate_mean", "delta", "ci_low", "ci_high", "p_value", "verdict"]
+    {
+        assert!(first["rubrics"][0].get(key).is_some(), "missing rubrics[].{key}");
+    }
+    assert_eq!(json["basis"], "fixed-n");
+
     // Recompute means, deltas and p-values from the stored judgments.
-    let rows = sqlx::query(
-        "SELECT exchange_id, subject, rubric, score FROM judgments WHERE experiment_id = ?",
-    )
-    .bind(&run.experiment.id)
-    .fetch_all(&pool)
-    .await
-    .expect("judgments");
+    let rows =
+        sqlx::query("SELECT exchange_id, subject, rubric, score FROM judgments WHERE experiment_id = ?")
+            .bind(&run.experiment.id)
+            .fetch_all(&pool)
+            .await
+            .expect("judgments");
     let mut scores: HashMap<(String, String), HashMap<String, f64>> = HashMap::new();
     for row in rows {
         let score: Option<f64> = row.get("score");
         scores
             .entry((row.get("subject"), row.get("rubric")))
             .or_default()
-            .insert(
-                row.get("exchange_id"),
-                score.expect("every judgment scored"),
-            );
+            .insert(row.get("exchange_id"), score.expect("every judgment scored"));
     }
     for candidate in &report.candidates {
-        for result in &candidate.rubrics {
-            let base = &scores[&("baseline".to_string(), result.rubric.clone())];
-            let cand = &scores[&(candidate.name.clone(), result.rubric.clone())];
+        for rubric in &candidate.rubrics {
+            let result = &rubric.stats;
+            let base = &scores[&("baseline".to_string(), rubric.rubric.clone())];
+            let cand = &scores[&(candidate.name.clone(), rubric.rubric.clone())];
             let diffs: Vec<f64> = cand.iter().map(|(ex, c)| c - base[ex]).collect();
             let n = diffs.len() as f64;
             let mean = diffs.iter().sum::<f64>() / n;
@@ -120,32 +127,20 @@ async fn the_whole_loop_reaches_the_right_verdicts_and_is_idempotent() {
                 (result.delta - mean).abs() < 1e-9,
                 "{} {}: {} vs {mean}",
                 candidate.name,
-                result.rubric,
+                rubric.rubric,
                 result.delta
             );
             assert!((result.baseline_mean - base_mean).abs() < 1e-9);
             assert!((result.candidate_mean - (base_mean + mean)).abs() < 1e-9);
-            assert!(
-                (result.p_value - p).abs() <= 1e-9 * p.max(1e-300) + 1e-300,
-                "{} vs {p}",
-                result.p_value
-            );
+            assert!((result.p_value - p).abs() <= 1e-9 * p.max(1e-300) + 1e-300, "{} vs {p}", result.p_value);
         }
     }
     assert_eq!(count(&pool, "SELECT COUNT(*) FROM replays").await, 600);
-    assert_eq!(
-        count(&pool, "SELECT COUNT(*) FROM judgments").await,
-        300 * 3 * 2
-    );
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM judgments").await, 300 * 3 * 2);
     assert_unique(&pool).await;
 
     // Running a job again finds its result stored and adds nothing.
-    let exchange_id = &run
-        .app
-        .store
-        .experiment_exchange_ids(&run.experiment.id)
-        .await
-        .expect("ids")[0];
+    let exchange_id = &run.app.store.experiment_exchange_ids(&run.experiment.id).await.expect("ids")[0];
     let again = evaltap_worker::replay(&run.app.services, &run.experiment.id, exchange_id, "small")
         .await
         .expect("replay");
@@ -155,13 +150,7 @@ async fn the_whole_loop_reaches_the_right_verdicts_and_is_idempotent() {
     // drains without adding a row.
     let mut queue = run.app.queue.clone();
     let mut duplicate_jobs = Vec::new();
-    for exchange_id in run
-        .app
-        .store
-        .experiment_exchange_ids(&run.experiment.id)
-        .await
-        .expect("ids")
-    {
+    for exchange_id in run.app.store.experiment_exchange_ids(&run.experiment.id).await.expect("ids") {
         for candidate in ["small", "medium"] {
             duplicate_jobs.push(EvalJob::Replay {
                 experiment_id: run.experiment.id.clone(),
@@ -178,16 +167,10 @@ async fn the_whole_loop_reaches_the_right_verdicts_and_is_idempotent() {
             });
         }
     }
-    queue
-        .push_bulk(duplicate_jobs)
-        .await
-        .expect("push duplicates");
+    queue.push_bulk(duplicate_jobs).await.expect("push duplicates");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     while pending_jobs(&pool).await > 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "duplicate jobs never drained"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "duplicate jobs never drained");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(count(&pool, "SELECT COUNT(*) FROM replays").await, 600);
@@ -204,15 +187,10 @@ async fn the_whole_loop_reaches_the_right_verdicts_and_is_idempotent() {
         filter: Default::default(),
         margin: None,
     };
-    let experiment = evaltap_worker::create_experiment(
-        &app.config,
-        &app.rubrics,
-        &app.store,
-        &app.queue,
-        request,
-    )
-    .await
-    .expect("create");
+    let experiment =
+        evaltap_worker::create_experiment(&app.config, &app.rubrics, &app.store, &app.queue, request)
+            .await
+            .expect("create");
     let crashing = app.clone();
     let worker = tokio::spawn(async move { crashing.run_worker(16, std::future::pending()).await });
     loop {
@@ -237,16 +215,11 @@ async fn the_whole_loop_reaches_the_right_verdicts_and_is_idempotent() {
             })
             .await
     });
-    let done = app
-        .wait_done(&experiment, Duration::from_secs(60), |_| {})
-        .await
-        .expect("finishes");
+    let done = app.wait_done(&experiment, Duration::from_secs(60), |_| {}).await.expect("finishes");
     let _ = stop_tx.send(());
     worker.await.expect("join").expect("worker");
     assert_eq!((done.replays_done, done.judgments_done), (120, 240));
     assert_unique(&pool).await;
-    let report = evaltap_report::build(&app.store, &experiment)
-        .await
-        .expect("report");
-    assert_eq!(report.candidates[0].rubrics[0].verdict, Verdict::Worse);
+    let report = evaltap_report::build(&app.store, &experiment).await.expect("report");
+    assert_eq!(report.candidates[0].rubrics[0].stats.verdict, Verdict::Worse);
 }

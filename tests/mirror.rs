@@ -31,26 +31,14 @@ async fn start(sample_rate: f64, max_body_bytes: usize) -> Mirror {
         ..Config::default()
     };
     let app = App::open(config).await.expect("open");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}/v1/mirror", listener.local_addr().expect("addr"));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(evaltap_server::serve(
-        listener,
-        app.server_state(),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    tokio::spawn(evaltap_server::serve(listener, app.server_state(), async move {
+        let _ = stopped.await;
+    }));
     let http = evaltap_providers::http_client(Duration::from_secs(30)).expect("client");
-    Mirror {
-        _dir: dir,
-        app,
-        url,
-        http,
-        _stop: stop,
-    }
+    Mirror { _dir: dir, app, url, http, _stop: stop }
 }
 
 fn item(i: usize) -> Value {
@@ -82,71 +70,38 @@ async fn bad_input_gets_a_4xx_with_a_message_and_spares_the_rest_of_the_batch() 
 
     let (status, body) = mirror.send(Some("k-prod"), "{not json".into()).await;
     assert_eq!(status, 400);
-    assert!(
-        body["error"]
-            .as_str()
-            .is_some_and(|e| e.contains("invalid JSON")),
-        "{body}"
-    );
+    assert!(body["error"].as_str().is_some_and(|e| e.contains("invalid JSON")), "{body}");
 
-    let (status, body) = mirror
-        .send(Some("k-prod"), json!({"response": {}}).to_string())
-        .await;
+    let (status, body) = mirror.send(Some("k-prod"), json!({"response": {}}).to_string()).await;
     assert_eq!(status, 400);
     assert_eq!(body["error"], "`request` is missing");
 
     let (status, body) = mirror.send(Some("wrong"), item(0).to_string()).await;
     assert_eq!(status, 401);
-    assert!(
-        body["error"].as_str().is_some_and(|e| e.contains("key")),
-        "{body}"
-    );
+    assert!(body["error"].as_str().is_some_and(|e| e.contains("key")), "{body}");
     let (status, _) = mirror.send(None, item(0).to_string()).await;
     assert_eq!(status, 401);
     assert_eq!(mirror.stored().await, 0);
 
     // NDJSON with a broken line and an item without `request`: the others are stored.
-    let batch = format!(
-        "{}\n{{broken\n{}\n{}\n",
-        item(1),
-        json!({"response": {}}),
-        item(2)
-    );
+    let batch = format!("{}\n{{broken\n{}\n{}\n", item(1), json!({"response": {}}), item(2));
     let (status, body) = mirror.send(Some("k-prod"), batch.clone()).await;
     assert_eq!(status, 202, "{body}");
-    assert_eq!(
-        (body["accepted"].as_u64(), body["duplicates"].as_u64()),
-        (Some(2), Some(0))
-    );
+    assert_eq!((body["accepted"].as_u64(), body["duplicates"].as_u64()), (Some(2), Some(0)));
     let rejected = body["rejected"].as_array().expect("rejected");
-    assert_eq!(
-        rejected
-            .iter()
-            .map(|r| r["index"].as_u64())
-            .collect::<Vec<_>>(),
-        [Some(1), Some(2)]
-    );
-    assert!(
-        rejected[0]["reason"]
-            .as_str()
-            .is_some_and(|r| r.contains("invalid JSON"))
-    );
+    assert_eq!(rejected.iter().map(|r| r["index"].as_u64()).collect::<Vec<_>>(), [Some(1), Some(2)]);
+    assert!(rejected[0]["reason"].as_str().is_some_and(|r| r.contains("invalid JSON")));
     assert_eq!(rejected[1]["reason"], "`request` is missing");
     assert_eq!(mirror.stored().await, 2);
 
     // Re-delivery is idempotent.
     let (status, body) = mirror.send(Some("k-prod"), batch).await;
     assert_eq!(status, 202);
-    assert_eq!(
-        (body["accepted"].as_u64(), body["duplicates"].as_u64()),
-        (Some(0), Some(2))
-    );
+    assert_eq!((body["accepted"].as_u64(), body["duplicates"].as_u64()), (Some(0), Some(2)));
     assert_eq!(mirror.stored().await, 2);
 
     // A JSON array works the same way.
-    let (status, body) = mirror
-        .send(Some("k-prod"), json!([item(3), item(4)]).to_string())
-        .await;
+    let (status, body) = mirror.send(Some("k-prod"), json!([item(3), item(4)]).to_string()).await;
     assert_eq!((status, body["accepted"].as_u64()), (202, Some(2)));
 }
 
@@ -156,10 +111,7 @@ async fn oversized_bodies_get_413_naming_the_limit() {
     let batch: String = (0..100).map(|i| format!("{}\n", item(i))).collect();
     let (status, body) = mirror.send(Some("k-prod"), batch).await;
     assert_eq!(status, 413);
-    assert!(
-        body["error"].as_str().is_some_and(|e| e.contains("2048")),
-        "{body}"
-    );
+    assert!(body["error"].as_str().is_some_and(|e| e.contains("2048")), "{body}");
     assert_eq!(mirror.stored().await, 0);
 }
 
@@ -171,15 +123,9 @@ async fn sampling_is_deterministic_per_exchange() {
     assert_eq!(status, 202);
     let accepted = first["accepted"].as_u64().expect("accepted");
     // 3σ of binomial(2000, 0.25) is ≈ 58.
-    assert!(
-        (442..=558).contains(&accepted),
-        "kept {accepted} of 2000 at rate 0.25"
-    );
+    assert!((442..=558).contains(&accepted), "kept {accepted} of 2000 at rate 0.25");
     assert_eq!(first["sampled_out"].as_u64(), Some(2000 - accepted));
     let (_, second) = mirror.send(Some("k-prod"), batch).await;
-    assert_eq!(
-        (second["accepted"].as_u64(), second["duplicates"].as_u64()),
-        (Some(0), Some(accepted))
-    );
+    assert_eq!((second["accepted"].as_u64(), second["duplicates"].as_u64()), (Some(0), Some(accepted)));
     assert_eq!(mirror.stored().await, accepted as i64);
 }

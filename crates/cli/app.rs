@@ -31,20 +31,12 @@ impl App {
         let store = Store::connect(&config.database_url)
             .await
             .with_context(|| format!("opening database {}", config.database_url))?;
-        let queue = evaltap_worker::queue::open(&store)
-            .await
-            .context("setting up the job queue")?;
+        let queue = evaltap_worker::queue::open(&store).await.context("setting up the job queue")?;
         let rubrics = Rubrics::load(&config.rubrics_dir)
             .with_context(|| format!("loading rubrics from {}", config.rubrics_dir.display()))?;
-        let services = Services::new(&config, store.clone(), rubrics.clone())
-            .context("building model clients")?;
-        Ok(App {
-            config,
-            store,
-            queue,
-            rubrics,
-            services,
-        })
+        let services =
+            Services::new(&config, store.clone(), rubrics.clone()).context("building model clients")?;
+        Ok(App { config, store, queue, rubrics, services })
     }
 
     /// Re-enqueues the missing work of every unfinished experiment (after a crash or restart);
@@ -53,8 +45,7 @@ impl App {
         let mut enqueued = 0;
         for experiment in self.store.experiments().await? {
             if !self.progress(&experiment).await?.is_done() {
-                enqueued +=
-                    evaltap_worker::enqueue_missing(&self.store, &self.queue, &experiment).await?;
+                enqueued += evaltap_worker::enqueue_missing(&self.store, &self.queue, &experiment).await?;
             }
         }
         Ok(enqueued)
@@ -65,22 +56,13 @@ impl App {
         let spec = &experiment.spec;
         Ok(self
             .store
-            .progress(
-                &experiment.id,
-                spec.candidates.len() as u64,
-                spec.rubrics.len() as u64,
-            )
+            .progress(&experiment.id, spec.candidates.len() as u64, spec.rubrics.len() as u64)
             .await?)
     }
 
     /// HTTP server state.
     pub fn server_state(&self) -> AppState {
-        AppState::new(
-            self.config.clone(),
-            self.store.clone(),
-            self.queue.clone(),
-            self.rubrics.clone(),
-        )
+        AppState::new(self.config.clone(), self.store.clone(), self.queue.clone(), self.rubrics.clone())
     }
 
     /// Runs a worker with `concurrency` jobs in flight until `shutdown`.
@@ -89,13 +71,7 @@ impl App {
         concurrency: usize,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        evaltap_worker::run_worker(
-            self.services.clone(),
-            self.queue.clone(),
-            concurrency,
-            shutdown,
-        )
-        .await?;
+        evaltap_worker::run_worker(self.services.clone(), self.queue.clone(), concurrency, shutdown).await?;
         Ok(())
     }
 

@@ -18,12 +18,7 @@ use crate::demo::{self, DemoOptions};
 #[command(name = "evaltap", version, about)]
 pub struct Cli {
     /// Configuration file.
-    #[arg(
-        long,
-        global = true,
-        env = "EVALTAP_CONFIG",
-        default_value = "evaltap.toml"
-    )]
+    #[arg(long, global = true, env = "EVALTAP_CONFIG", default_value = "evaltap.toml")]
     config: PathBuf,
     /// Database URL, overriding the configuration file.
     #[arg(long, global = true, env = "EVALTAP_DATABASE_URL")]
@@ -162,12 +157,8 @@ async fn ctrl_c() {
 pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Demo(args) => {
-            let options = DemoOptions {
-                json: args.json,
-                exchanges: args.exchanges,
-                seed: args.seed,
-                port: args.port,
-            };
+            let options =
+                DemoOptions { json: args.json, exchanges: args.exchanges, seed: args.seed, port: args.port };
             demo::run(options).await?;
         }
         Command::Sim(args) => {
@@ -181,18 +172,14 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let server = evaltap_sim::spawn(SocketAddr::from(([127, 0, 0, 1], args.port)), config)
                 .await
                 .with_context(|| format!("binding 127.0.0.1:{}", args.port))?;
-            eprintln!(
-                "simulated upstream on {} (Ctrl-C to stop)",
-                server.base_url()
-            );
+            eprintln!("simulated upstream on {} (Ctrl-C to stop)", server.base_url());
             ctrl_c().await;
         }
         Command::Serve(args) => {
             let app = open_app(&cli).await?;
             let bind = args.bind.clone().unwrap_or_else(|| app.config.bind.clone());
-            let listener = tokio::net::TcpListener::bind(&bind)
-                .await
-                .with_context(|| format!("binding {bind}"))?;
+            let listener =
+                tokio::net::TcpListener::bind(&bind).await.with_context(|| format!("binding {bind}"))?;
             eprintln!("evaltap listening on http://{}", listener.local_addr()?);
             if args.workers > 0 {
                 let resumed = app.resume_unfinished().await?;
@@ -230,21 +217,12 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 candidates: candidates.clone(),
                 rubrics: rubrics.clone(),
                 sample_size: *sample,
-                filter: Filter {
-                    source: source.clone(),
-                    model: model.clone(),
-                    ..Filter::default()
-                },
+                filter: Filter { source: source.clone(), model: model.clone(), ..Filter::default() },
                 margin: *margin,
             };
-            let experiment = evaltap_worker::create_experiment(
-                &app.config,
-                &app.rubrics,
-                &app.store,
-                &app.queue,
-                request,
-            )
-            .await?;
+            let experiment =
+                evaltap_worker::create_experiment(&app.config, &app.rubrics, &app.store, &app.queue, request)
+                    .await?;
             let progress = app.progress(&experiment).await?;
             println!(
                 "created experiment `{}` ({}): {} exchanges × {} candidates, {} rubrics; run it with `evaltap experiment run {}` or a running `evaltap serve`",
@@ -294,13 +272,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     experiment.created_at.format("%Y-%m-%d %H:%M"),
                     progress.completed(),
                     progress.total(),
-                    experiment
-                        .spec
-                        .candidates
-                        .iter()
-                        .map(|c| c.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(",")
+                    experiment.spec.candidates.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(",")
                 );
             }
         }

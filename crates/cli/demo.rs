@@ -71,10 +71,7 @@ pub fn demo_config(sim_url: &str, database_url: String) -> Config {
         base_url: sim_url.into(),
         model: model.into(),
         api_key_env: None,
-        price: Price {
-            input_per_mtok: input,
-            output_per_mtok: output,
-        },
+        price: Price { input_per_mtok: input, output_per_mtok: output },
         params: serde_json::Map::new(),
         max_concurrency: 16,
     };
@@ -106,9 +103,7 @@ pub fn progress_bar(hidden: bool) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(0);
-    if let Ok(style) =
-        ProgressStyle::with_template("{spinner} {msg:<10} [{bar:40}] {pos}/{len} ({eta})")
-    {
+    if let Ok(style) = ProgressStyle::with_template("{spinner} {msg:<10} [{bar:40}] {pos}/{len} ({eta})") {
         bar.set_style(style.progress_chars("=> "));
     }
     bar
@@ -130,8 +125,7 @@ pub async fn tee_production_traffic(
 ) -> anyhow::Result<usize> {
     let http = http_client(Duration::from_secs(60))?;
     let production = ChatClient::new(http.clone(), sim_url, None, 16);
-    let price =
-        evaltap_sim::models::find(PRODUCTION_MODEL).context("production model in the catalog")?;
+    let price = evaltap_sim::models::find(PRODUCTION_MODEL).context("production model in the catalog")?;
     bar.set_message("traffic");
     bar.set_length(count as u64);
     let calls = futures_util::stream::iter(0..count)
@@ -152,12 +146,8 @@ pub async fn tee_production_traffic(
             }
         })
         .buffered(16);
-    let items: Vec<Value> = calls
-        .inspect(|_| bar.inc(1))
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<anyhow::Result<_>>()?;
+    let items: Vec<Value> =
+        calls.inspect(|_| bar.inc(1)).collect::<Vec<_>>().await.into_iter().collect::<anyhow::Result<_>>()?;
     let mut accepted = 0;
     for batch in items.chunks(50) {
         let body: String = batch.iter().map(|item| format!("{item}\n")).collect();
@@ -197,11 +187,7 @@ pub async fn start(options: &DemoOptions, database: PathBuf) -> anyhow::Result<D
     };
     let server_addr = listener.local_addr()?;
     let (stop, stop_rx) = watch::channel(false);
-    tokio::spawn(evaltap_server::serve(
-        listener,
-        app.server_state(),
-        stopped(stop_rx.clone()),
-    ));
+    tokio::spawn(evaltap_server::serve(listener, app.server_state(), stopped(stop_rx.clone())));
     let worker_app = app.clone();
     let worker_stop = stop_rx.clone();
     tokio::spawn(async move {
@@ -212,14 +198,8 @@ pub async fn start(options: &DemoOptions, database: PathBuf) -> anyhow::Result<D
 
     let bar = progress_bar(options.json);
     let mirror_url = format!("http://{server_addr}/v1/mirror");
-    let accepted = tee_production_traffic(
-        &sim.base_url(),
-        &mirror_url,
-        options.exchanges,
-        options.seed,
-        &bar,
-    )
-    .await?;
+    let accepted =
+        tee_production_traffic(&sim.base_url(), &mirror_url, options.exchanges, options.seed, &bar).await?;
     if accepted == 0 {
         bail!("the mirror endpoint accepted no exchanges");
     }
@@ -232,10 +212,7 @@ pub async fn start(options: &DemoOptions, database: PathBuf) -> anyhow::Result<D
         .await
         .context("creating the experiment")?;
     if !created.status().is_success() {
-        bail!(
-            "creating the experiment failed: {}",
-            created.text().await.unwrap_or_default()
-        );
+        bail!("creating the experiment failed: {}", created.text().await.unwrap_or_default());
     }
     let experiment = app.store.require_experiment(EXPERIMENT).await?;
     bar.set_message("evaluate");
@@ -247,15 +224,7 @@ pub async fn start(options: &DemoOptions, database: PathBuf) -> anyhow::Result<D
     .await?;
     bar.finish_and_clear();
     let report = evaltap_report::build(&app.store, &experiment).await?;
-    Ok(DemoRun {
-        app,
-        experiment,
-        report,
-        server_addr,
-        sim,
-        database,
-        stop,
-    })
+    Ok(DemoRun { app, experiment, report, server_addr, sim, database, stop })
 }
 
 /// `evaltap demo`.
@@ -271,10 +240,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     print!("{}", evaltap_report::render_text(&run.report));
     println!();
     println!("database:  {}", run.database.display());
-    println!(
-        "dashboard: http://{}/experiments/{EXPERIMENT}",
-        run.server_addr
-    );
+    println!("dashboard: http://{}/experiments/{EXPERIMENT}", run.server_addr);
     println!("Ctrl-C to stop.");
     let _ = tokio::signal::ctrl_c().await;
     run.shutdown();

@@ -21,11 +21,7 @@ pub fn content_text(content: &Value) -> String {
 
 /// The request's messages, or an empty slice when it has none.
 pub fn messages(request: &Value) -> &[Value] {
-    request
-        .get("messages")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or(&[])
+    request.get("messages").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[])
 }
 
 /// Text of the last `user` message of a request.
@@ -54,19 +50,12 @@ pub fn transcript(request: &Value) -> String {
 
 /// Text of the first choice of a chat-completions response (`choices[0].message.content`).
 pub fn response_text(response: &Value) -> String {
-    response
-        .pointer("/choices/0/message/content")
-        .map(content_text)
-        .unwrap_or_default()
+    response.pointer("/choices/0/message/content").map(content_text).unwrap_or_default()
 }
 
 /// The model named by a response, else by the request.
 pub fn model_of(request: &Value, response: &Value) -> Option<String> {
-    response
-        .get("model")
-        .or_else(|| request.get("model"))
-        .and_then(Value::as_str)
-        .map(str::to_owned)
+    response.get("model").or_else(|| request.get("model")).and_then(Value::as_str).map(str::to_owned)
 }
 
 #[cfg(test)]

@@ -164,19 +164,15 @@ impl Default for Config {
 impl Config {
     /// Reads and validates a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.into(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.into(), source })?;
         Config::parse(&text, path)
     }
 
     /// Parses and validates configuration text; `path` is only used in messages.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|source| ConfigError::Parse {
-            path: path.into(),
-            source,
-        })?;
+        let config: Config =
+            toml::from_str(text).map_err(|source| ConfigError::Parse { path: path.into(), source })?;
         config.validate()?;
         Ok(config)
     }
@@ -186,10 +182,7 @@ impl Config {
         let mut seen = std::collections::HashSet::new();
         for source in &self.sources {
             if !seen.insert(("source", source.name.as_str())) {
-                return Err(ConfigError::Invalid(format!(
-                    "source `{}` is defined twice",
-                    source.name
-                )));
+                return Err(ConfigError::Invalid(format!("source `{}` is defined twice", source.name)));
             }
             if !(0.0..=1.0).contains(&source.sample_rate) {
                 return Err(ConfigError::Invalid(format!(
@@ -200,15 +193,11 @@ impl Config {
         }
         for candidate in &self.candidates {
             if !seen.insert(("candidate", candidate.name.as_str())) {
-                return Err(ConfigError::Invalid(format!(
-                    "candidate `{}` is defined twice",
-                    candidate.name
-                )));
+                return Err(ConfigError::Invalid(format!("candidate `{}` is defined twice", candidate.name)));
             }
             if candidate.name == "baseline" {
                 return Err(ConfigError::Invalid(
-                    "`baseline` is reserved for the production responses; rename the candidate"
-                        .into(),
+                    "`baseline` is reserved for the production responses; rename the candidate".into(),
                 ));
             }
             if candidate.max_concurrency == 0 {
@@ -228,12 +217,10 @@ impl Config {
 
     /// The price of a production model, from `[prices]` or a candidate serving that model.
     pub fn price_of(&self, model: &str) -> Option<Price> {
-        self.prices.get(model).copied().or_else(|| {
-            self.candidates
-                .iter()
-                .find(|c| c.model == model)
-                .map(|c| c.price)
-        })
+        self.prices
+            .get(model)
+            .copied()
+            .or_else(|| self.candidates.iter().find(|c| c.model == model).map(|c| c.price))
     }
 }
 
@@ -264,29 +251,17 @@ mod tests {
         "#;
         let config = Config::parse(text, Path::new("evaltap.toml")).expect("valid");
         assert_eq!(config.sources[0].sample_rate, 0.5);
-        assert_eq!(
-            config.candidate("mini").map(|c| c.price.output_per_mtok),
-            Some(0.4)
-        );
-        assert_eq!(
-            config.price_of("m-large").map(|p| p.input_per_mtok),
-            Some(2.5)
-        );
-        assert_eq!(
-            config.price_of("m-mini").map(|p| p.input_per_mtok),
-            Some(0.1)
-        );
+        assert_eq!(config.candidate("mini").map(|c| c.price.output_per_mtok), Some(0.4));
+        assert_eq!(config.price_of("m-large").map(|p| p.input_per_mtok), Some(2.5));
+        assert_eq!(config.price_of("m-mini").map(|p| p.input_per_mtok), Some(0.1));
     }
 
     #[test]
     fn rejects_unknown_fields_and_bad_rates() {
         let err = Config::parse("datbase_url = 'x'", Path::new("e.toml")).expect_err("typo");
         assert!(err.to_string().contains("datbase_url"), "{err}");
-        let err = Config::parse(
-            "[[sources]]\nname='a'\nsample_rate=2.0",
-            Path::new("e.toml"),
-        )
-        .expect_err("rate");
+        let err =
+            Config::parse("[[sources]]\nname='a'\nsample_rate=2.0", Path::new("e.toml")).expect_err("rate");
         assert!(err.to_string().contains("sample_rate"), "{err}");
     }
 }

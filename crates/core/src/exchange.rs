@@ -37,10 +37,7 @@ impl Exchange {
     pub fn dedup_key(&self) -> String {
         match &self.external_id {
             Some(id) => format!("id:{id}"),
-            None => format!(
-                "h:{:016x}",
-                crate::sampling::content_hash(&[&self.request, &self.response])
-            ),
+            None => format!("h:{:016x}", crate::sampling::content_hash(&[&self.request, &self.response])),
         }
     }
 }

@@ -37,14 +37,10 @@ mod tests {
 
     #[test]
     fn sampling_is_deterministic_and_close_to_rate() {
-        let kept = (0..10_000)
-            .filter(|i| keep("prod", &format!("k{i}"), 0.3))
-            .count();
+        let kept = (0..10_000).filter(|i| keep("prod", &format!("k{i}"), 0.3)).count();
         // 3σ of a binomial(10000, 0.3) is ≈ 137.
         assert!((2863..=3137).contains(&kept), "kept {kept}");
-        let again = (0..10_000)
-            .filter(|i| keep("prod", &format!("k{i}"), 0.3))
-            .count();
+        let again = (0..10_000).filter(|i| keep("prod", &format!("k{i}"), 0.3)).count();
         assert_eq!(kept, again);
     }
 

@@ -119,14 +119,8 @@ pub struct Subject<'a> {
 
 /// The shipped rubrics, used when no rubric folder exists (e.g. `evaltap demo` run elsewhere).
 const BUILTIN: [(&str, &str); 2] = [
-    (
-        "correctness.toml",
-        include_str!("../../../rubrics/correctness.toml"),
-    ),
-    (
-        "helpfulness.toml",
-        include_str!("../../../rubrics/helpfulness.toml"),
-    ),
+    ("correctness.toml", include_str!("../../../rubrics/correctness.toml")),
+    ("helpfulness.toml", include_str!("../../../rubrics/helpfulness.toml")),
 ];
 
 /// A set of loaded rubrics with their compiled templates.
@@ -140,22 +134,15 @@ impl Rubrics {
     /// Loads every `*.toml` in `dir`, or the shipped rubrics when `dir` does not exist.
     pub fn load(dir: &Path) -> Result<Rubrics, JudgeError> {
         if !dir.is_dir() {
-            return Rubrics::from_sources(
-                BUILTIN.iter().map(|(p, s)| (p.to_string(), s.to_string())),
-            );
+            return Rubrics::from_sources(BUILTIN.iter().map(|(p, s)| (p.to_string(), s.to_string())));
         }
-        let read_err = |source| JudgeError::Read {
-            path: dir.display().to_string(),
-            source,
-        };
+        let read_err = |source| JudgeError::Read { path: dir.display().to_string(), source };
         let mut files = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(read_err)? {
             let path = entry.map_err(read_err)?.path();
             if path.extension().is_some_and(|e| e == "toml") {
-                let text = std::fs::read_to_string(&path).map_err(|source| JudgeError::Read {
-                    path: path.display().to_string(),
-                    source,
-                })?;
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|source| JudgeError::Read { path: path.display().to_string(), source })?;
                 files.push((path.display().to_string(), text));
             }
         }
@@ -164,17 +151,12 @@ impl Rubrics {
     }
 
     /// Parses rubric files given as (path, text) pairs.
-    pub fn from_sources(
-        files: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<Rubrics, JudgeError> {
+    pub fn from_sources(files: impl IntoIterator<Item = (String, String)>) -> Result<Rubrics, JudgeError> {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         let mut rubrics = BTreeMap::new();
         for (path, text) in files {
-            let invalid = |reason: String| JudgeError::Invalid {
-                path: path.clone(),
-                reason,
-            };
+            let invalid = |reason: String| JudgeError::Invalid { path: path.clone(), reason };
             let rubric: Rubric = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
             if rubric.scale.min >= rubric.scale.max {
                 return Err(invalid("scale.min must be below scale.max".into()));
@@ -185,17 +167,12 @@ impl Rubrics {
                 return Err(invalid("another rubric has the same name".into()));
             }
         }
-        Ok(Rubrics {
-            rubrics,
-            env: Arc::new(env),
-        })
+        Ok(Rubrics { rubrics, env: Arc::new(env) })
     }
 
     /// The rubric with this name.
     pub fn get(&self, name: &str) -> Result<&Rubric, JudgeError> {
-        self.rubrics
-            .get(name)
-            .ok_or_else(|| JudgeError::Unknown(name.into()))
+        self.rubrics.get(name).ok_or_else(|| JudgeError::Unknown(name.into()))
     }
 
     /// Names of all rubrics.
@@ -206,10 +183,7 @@ impl Rubrics {
     /// The judge prompt for grading `subject` with rubric `name`.
     pub fn render(&self, name: &str, subject: Subject<'_>) -> Result<String, JudgeError> {
         let rubric = self.get(name)?;
-        let render_err = |source| JudgeError::Render {
-            rubric: name.into(),
-            source,
-        };
+        let render_err = |source| JudgeError::Render { rubric: name.into(), source };
         let template = self.env.get_template(name).map_err(render_err)?;
         template
             .render(context! {
@@ -245,22 +219,14 @@ impl Rubric {
         Ok(Score {
             raw,
             normalized: (raw - self.scale.min) / (self.scale.max - self.scale.min),
-            reason: object
-                .get("reason")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string(),
+            reason: object.get("reason").and_then(Value::as_str).unwrap_or_default().to_string(),
         })
     }
 }
 
 /// Whole numbers as integers, so a 1–10 scale reads "1 to 10" in a prompt, not "1.0 to 10.0".
 fn display_number(x: f64) -> Value {
-    if x.fract() == 0.0 && x.abs() < 1e15 {
-        json!(x as i64)
-    } else {
-        json!(x)
-    }
+    if x.fract() == 0.0 && x.abs() < 1e15 { json!(x as i64) } else { json!(x) }
 }
 
 /// The first JSON object in a text, tolerating prose or a code fence around it.
@@ -295,10 +261,7 @@ pub struct Judgment {
 impl Judge {
     /// A judge calling `model` through `client`.
     pub fn new(client: ChatClient, model: impl Into<String>) -> Judge {
-        Judge {
-            client,
-            model: model.into(),
-        }
+        Judge { client, model: model.into() }
     }
 
     /// Grades `subject` with `rubric`.
@@ -310,18 +273,12 @@ impl Judge {
     ) -> Result<Judgment, JudgeError> {
         let prompt = rubrics.render(rubric, subject)?;
         let definition = rubrics.get(rubric)?;
-        let model = definition
-            .judge_model
-            .clone()
-            .unwrap_or_else(|| self.model.clone());
+        let model = definition.judge_model.clone().unwrap_or_else(|| self.model.clone());
         let body = json!({"model": model, "temperature": 0,
                           "messages": [{"role": "user", "content": prompt}]});
         let completion = self.client.chat(&body).await?;
         let score = definition.parse_score(&completion.text)?;
-        Ok(Judgment {
-            score,
-            judge_model: model,
-        })
+        Ok(Judgment { score, judge_model: model })
     }
 }
 
@@ -330,11 +287,8 @@ mod tests {
     use super::*;
 
     fn shipped() -> Rubrics {
-        Rubrics::load(Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../rubrics"
-        )))
-        .expect("shipped rubrics load")
+        Rubrics::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../rubrics")))
+            .expect("shipped rubrics load")
     }
 
     #[test]
@@ -342,23 +296,12 @@ mod tests {
         let rubrics = shipped();
         assert_eq!(rubrics.names(), ["correctness", "helpfulness"]);
         let request = json!({"messages": [{"role": "user", "content": "What is 2 + 2?"}]});
-        let subject = Subject {
-            request: &request,
-            response: "4",
-            reference: None,
-        };
+        let subject = Subject { request: &request, response: "4", reference: None };
         let prompt = rubrics.render("correctness", subject).expect("renders");
         assert!(prompt.contains("user: What is 2 + 2?") && prompt.contains("### Response\n4"));
         assert!(prompt.contains("scale from 1 to 10") && !prompt.contains("Reference answer"));
-        let with_ref = rubrics
-            .render(
-                "correctness",
-                Subject {
-                    reference: Some("4"),
-                    ..subject
-                },
-            )
-            .expect("renders");
+        let with_ref =
+            rubrics.render("correctness", Subject { reference: Some("4"), ..subject }).expect("renders");
         assert!(with_ref.contains("### Reference answer\n4"));
     }
 
@@ -366,9 +309,8 @@ mod tests {
     fn parses_scores_in_prose_and_fences() {
         let rubrics = shipped();
         let rubric = rubrics.get("correctness").expect("exists");
-        let score = rubric
-            .parse_score("Sure!\n```json\n{\"score\": 7, \"reason\": \"ok\"}\n```")
-            .expect("parses");
+        let score =
+            rubric.parse_score("Sure!\n```json\n{\"score\": 7, \"reason\": \"ok\"}\n```").expect("parses");
         assert_eq!((score.raw, score.reason.as_str()), (7.0, "ok"));
         assert!((score.normalized - 6.0 / 9.0).abs() < 1e-12);
         assert!(rubric.parse_score("{\"score\": \"10\"}").is_ok());
@@ -381,8 +323,7 @@ mod tests {
     #[test]
     fn invalid_rubrics_are_rejected_with_the_file_named() {
         let bad_template = "name='x'\nmode='pointwise'\nscale={min=1,max=5}\ntemplate='{% if %}'";
-        let err = Rubrics::from_sources([("x.toml".to_string(), bad_template.to_string())])
-            .expect_err("bad");
+        let err = Rubrics::from_sources([("x.toml".to_string(), bad_template.to_string())]).expect_err("bad");
         assert!(err.to_string().contains("x.toml"), "{err}");
         let bad_scale = "name='x'\nmode='pointwise'\nscale={min=5,max=1}\ntemplate='t'";
         assert!(Rubrics::from_sources([("y.toml".to_string(), bad_scale.to_string())]).is_err());

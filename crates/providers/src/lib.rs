@@ -144,31 +144,17 @@ impl ChatClient {
             let outcome = request.send().await;
             let retry_after = match outcome {
                 Ok(response) if response.status().is_success() => {
-                    let response: Value =
-                        response
-                            .json()
-                            .await
-                            .map_err(|e| ProviderError::InvalidResponse {
-                                url: self.url.clone(),
-                                reason: e.to_string(),
-                            })?;
+                    let response: Value = response.json().await.map_err(|e| {
+                        ProviderError::InvalidResponse { url: self.url.clone(), reason: e.to_string() }
+                    })?;
                     return self.completion(response, started.elapsed());
                 }
                 Ok(response) => {
                     let status = response.status();
                     let retry_after = parse_retry_after(response.headers());
-                    let body: String = response
-                        .text()
-                        .await
-                        .unwrap_or_default()
-                        .chars()
-                        .take(500)
-                        .collect();
-                    let error = ProviderError::Status {
-                        url: self.url.clone(),
-                        status: status.as_u16(),
-                        body,
-                    };
+                    let body: String = response.text().await.unwrap_or_default().chars().take(500).collect();
+                    let error =
+                        ProviderError::Status { url: self.url.clone(), status: status.as_u16(), body };
                     let retryable = status.as_u16() == 429 || status.is_server_error();
                     if !retryable || attempt >= self.retry.max_attempts {
                         return Err(error);
@@ -178,10 +164,7 @@ impl ChatClient {
                 }
                 Err(source) => {
                     if attempt >= self.retry.max_attempts || source.is_builder() {
-                        return Err(ProviderError::Transport {
-                            url: self.url.clone(),
-                            source,
-                        });
+                        return Err(ProviderError::Transport { url: self.url.clone(), source });
                     }
                     tracing::debug!(error = %source, attempt, "retrying");
                     None
@@ -211,12 +194,7 @@ impl ChatClient {
 
 fn parse_retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
-    value
-        .trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|s| *s >= 0.0)
-        .map(Duration::from_secs_f64)
+    value.trim().parse::<f64>().ok().filter(|s| *s >= 0.0).map(Duration::from_secs_f64)
 }
 
 /// The body to replay a captured request against another model: the same messages, tools and
@@ -245,10 +223,7 @@ mod tests {
         let captured = json!({"model": "big", "stream": true, "stream_options": {"include_usage": true},
                               "messages": [{"role": "user", "content": "hi"}], "temperature": 0.7,
                               "tools": [{"type": "function", "function": {"name": "f"}}]});
-        let overrides = json!({"temperature": 0.0})
-            .as_object()
-            .cloned()
-            .unwrap_or_default();
+        let overrides = json!({"temperature": 0.0}).as_object().cloned().unwrap_or_default();
         let body = replay_body(&captured, "small", &overrides);
         assert_eq!(body["model"], "small");
         assert_eq!(body["temperature"], 0.0);

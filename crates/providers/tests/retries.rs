@@ -39,10 +39,7 @@ async fn retries_429_then_succeeds_and_reports_usage() {
         2,
     )
     .with_retry(fast_retry());
-    let done = client
-        .chat(&json!({"model": "m", "messages": []}))
-        .await
-        .expect("second attempt succeeds");
+    let done = client.chat(&json!({"model": "m", "messages": []})).await.expect("second attempt succeeds");
     assert_eq!(done.text, "ok");
     assert_eq!(done.usage.map(|u| u.input_tokens), Some(3));
     assert_eq!(server.received_requests().await.map(|r| r.len()), Some(2));
@@ -62,24 +59,15 @@ async fn gives_up_on_client_errors_at_once() {
         2,
     )
     .with_retry(fast_retry());
-    let err = client
-        .chat(&json!({"model": "m"}))
-        .await
-        .expect_err("400 is final");
-    assert!(
-        err.to_string().contains("400") && err.to_string().contains("bad model"),
-        "{err}"
-    );
+    let err = client.chat(&json!({"model": "m"})).await.expect_err("400 is final");
+    assert!(err.to_string().contains("400") && err.to_string().contains("bad model"), "{err}");
     assert_eq!(server.received_requests().await.map(|r| r.len()), Some(1));
 }
 
 #[tokio::test]
 async fn stops_after_max_attempts_on_server_errors() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(503))
-        .mount(&server)
-        .await;
+    Mock::given(method("POST")).respond_with(ResponseTemplate::new(503)).mount(&server).await;
     let client = ChatClient::new(
         http_client(Duration::from_secs(5)).expect("client"),
         &format!("{}/v1", server.uri()),
@@ -87,10 +75,7 @@ async fn stops_after_max_attempts_on_server_errors() {
         2,
     )
     .with_retry(fast_retry());
-    let err = client
-        .chat(&json!({"model": "m"}))
-        .await
-        .expect_err("always 503");
+    let err = client.chat(&json!({"model": "m"})).await.expect_err("always 503");
     assert!(err.to_string().contains("503"), "{err}");
     assert_eq!(server.received_requests().await.map(|r| r.len()), Some(3));
 }

@@ -1,5 +1,5 @@
 //! The experiment report: per candidate, cost and latency against the baseline, and per rubric
-//! the paired quality delta with its interval, p-value and verdict.
+//! the paired quality comparison (fixed-n and sequential statistics, Holm-adjusted verdict).
 //!
 //! The JSON field names are a contract (`evaltap report --json`, the API, CI gates): fields may
 //! be added, never renamed.
@@ -8,12 +8,17 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
 use evaltap_core::Usage;
-use evaltap_stats::{Verdict, mean, paired_t, percentile, verdict};
+use evaltap_stats::{Basis, CompareOptions, Comparison, compare_paired, decide_family, mean, percentile};
 use evaltap_store::{BASELINE, Experiment, Progress, Store, StoreError};
 use serde::Serialize;
 
-/// Confidence level of the report's intervals.
+/// Significance level of the report's tests and intervals.
 pub const ALPHA: f64 = 0.05;
+
+/// Tags that tie exchanges into clusters (one conversation, session or user), in order of
+/// preference; clustered exchanges are not independent, and their standard errors say so.
+pub const CLUSTER_TAGS: [&str; 6] =
+    ["conversation_id", "session_id", "thread_id", "user_id", "user", "session"];
 
 /// The report of one experiment.
 #[derive(Debug, Clone, Serialize)]
@@ -24,6 +29,9 @@ pub struct Report {
     pub status: String,
     /// Non-inferiority margin on the [0, 1] scale.
     pub margin: f64,
+    /// Which statistics decide the verdicts: `sequential` (always-valid, while running) or
+    /// `fixed-n` (once done).
+    pub basis: Basis,
     /// Work done and expected.
     pub progress: Progress,
     /// The production responses.
@@ -65,30 +73,19 @@ pub struct CandidateReport {
     pub rubrics: Vec<RubricResult>,
 }
 
-/// The paired comparison on one rubric.
+/// The paired comparison on one rubric. Besides the contract fields (`n`, `baseline_mean`,
+/// `candidate_mean`, `delta`, `ci_low`, `ci_high`, `p_value`, `verdict`) it carries the
+/// sequential p-value and confidence sequence, Holm and BH adjustments, and for inconclusive
+/// verdicts the sample size that would settle them.
 #[derive(Debug, Clone, Serialize)]
 pub struct RubricResult {
     /// Rubric name.
     pub rubric: String,
-    /// Exchanges where both baseline and candidate were scored.
-    pub n: usize,
-    /// Mean baseline score in [0, 1].
-    pub baseline_mean: f64,
-    /// Mean candidate score in [0, 1].
-    pub candidate_mean: f64,
-    /// Mean paired difference, candidate − baseline.
-    pub delta: f64,
-    /// Lower end of the 95% t-interval of the delta.
-    pub ci_low: f64,
-    /// Upper end of the 95% t-interval of the delta.
-    pub ci_high: f64,
-    /// Two-sided paired t-test p-value.
-    pub p_value: f64,
-    /// `better`, `worse`, `non-inferior` or `inconclusive`.
-    pub verdict: Verdict,
-    /// Why the statistics are degenerate or missing, when they are.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
+    /// The statistics.
+    #[serde(flatten)]
+    pub stats: Comparison,
+    /// Additional pairs needed beyond those scored (inconclusive verdicts only).
+    pub more_samples_needed: Option<u64>,
 }
 
 fn cost_of(
@@ -104,93 +101,59 @@ fn mean_or_zero(xs: &[f64]) -> f64 {
     if xs.is_empty() { 0.0 } else { mean(xs) }
 }
 
-/// Compares paired scores (baseline, candidate) on one rubric.
-pub fn compare(rubric: &str, pairs: &[(f64, f64)], margin: f64) -> RubricResult {
-    let (baseline, candidate): (Vec<f64>, Vec<f64>) = pairs.iter().copied().unzip();
-    match paired_t(&baseline, &candidate, ALPHA) {
-        Ok(t) => RubricResult {
-            rubric: rubric.into(),
-            n: t.n,
-            baseline_mean: t.baseline_mean,
-            candidate_mean: t.candidate_mean,
-            delta: t.mean_delta,
-            ci_low: t.ci_low,
-            ci_high: t.ci_high,
-            p_value: t.p_value,
-            verdict: verdict(t.ci_low, t.ci_high, margin),
-            note: t.note,
-        },
-        Err(err) => RubricResult {
-            rubric: rubric.into(),
-            n: pairs.len(),
-            baseline_mean: mean_or_zero(&baseline),
-            candidate_mean: mean_or_zero(&candidate),
-            delta: mean_or_zero(&candidate) - mean_or_zero(&baseline),
-            // Nothing is known: the interval is the whole range a [0, 1] difference can take.
-            ci_low: -1.0,
-            ci_high: 1.0,
-            p_value: 1.0,
-            verdict: Verdict::Inconclusive,
-            note: Some(err.to_string()),
-        },
-    }
+fn cluster_key(tags: &serde_json::Value) -> Option<String> {
+    CLUSTER_TAGS.iter().find_map(|tag| match tags.get(tag)? {
+        serde_json::Value::String(s) if !s.is_empty() => Some(format!("{tag}:{s}")),
+        serde_json::Value::Number(n) => Some(format!("{tag}:{n}")),
+        _ => None,
+    })
 }
 
 /// Builds the report of an experiment from what is stored.
 pub async fn build(store: &Store, experiment: &Experiment) -> Result<Report, StoreError> {
     let spec = &experiment.spec;
-    let progress = store
-        .progress(
-            &experiment.id,
-            spec.candidates.len() as u64,
-            spec.rubrics.len() as u64,
-        )
-        .await?;
+    let progress =
+        store.progress(&experiment.id, spec.candidates.len() as u64, spec.rubrics.len() as u64).await?;
     let exchange_ids = store.experiment_exchange_ids(&experiment.id).await?;
 
     let mut models: BTreeMap<String, usize> = BTreeMap::new();
     let mut baseline_costs = Vec::new();
+    let mut clusters: HashMap<String, String> = HashMap::new();
     for id in &exchange_ids {
         if let Some(stored) = store.exchange(id).await? {
             let ex = &stored.exchange;
-            *models
-                .entry(ex.model.clone().unwrap_or_else(|| "unknown".into()))
-                .or_default() += 1;
-            baseline_costs.extend(cost_of(
-                experiment,
-                ex.cost_usd,
-                ex.model.as_deref(),
-                ex.usage,
-            ));
+            *models.entry(ex.model.clone().unwrap_or_else(|| "unknown".into())).or_default() += 1;
+            baseline_costs.extend(cost_of(experiment, ex.cost_usd, ex.model.as_deref(), ex.usage));
+            if let Some(key) = cluster_key(&ex.tags) {
+                clusters.insert(id.clone(), key);
+            }
         }
     }
-    let baseline_model = models
-        .iter()
-        .max_by_key(|(_, n)| **n)
-        .map(|(m, _)| m.clone())
-        .unwrap_or_default();
+    let baseline_model = models.iter().max_by_key(|(_, n)| **n).map(|(m, _)| m.clone()).unwrap_or_default();
     let baseline_cost = mean_or_zero(&baseline_costs);
 
-    // scores[(subject, rubric)][exchange] = normalized score
-    let mut scores: HashMap<(String, String), HashMap<String, f64>> = HashMap::new();
-    for j in store.judgments(&experiment.id).await? {
+    // scores[(subject, rubric)][exchange] = (normalized score, arrival sequence)
+    let mut scores: HashMap<(String, String), HashMap<String, (f64, usize)>> = HashMap::new();
+    for (seq, j) in store.judgments(&experiment.id).await?.into_iter().enumerate() {
         if let Some(score) = j.score.filter(|s| s.is_finite()) {
-            scores
-                .entry((j.subject, j.rubric))
-                .or_default()
-                .insert(j.exchange_id, score);
+            scores.entry((j.subject, j.rubric)).or_default().insert(j.exchange_id, (score, seq));
         }
     }
+    let basis = if progress.is_done() { Basis::FixedN } else { Basis::Sequential };
+    let options = CompareOptions {
+        alpha: ALPHA,
+        margin: spec.margin,
+        basis,
+        planned_n: Some(exchange_ids.len()),
+        ..CompareOptions::default()
+    };
     let replays = store.replays(&experiment.id).await?;
     let empty = HashMap::new();
-    let candidates = spec
+    let mut candidates: Vec<CandidateReport> = spec
         .candidates
         .iter()
         .map(|candidate| {
-            let mine: Vec<_> = replays
-                .iter()
-                .filter(|r| r.candidate == candidate.name)
-                .collect();
+            let mine: Vec<_> = replays.iter().filter(|r| r.candidate == candidate.name).collect();
             let ok: Vec<_> = mine.iter().filter(|r| r.error.is_none()).collect();
             let costs: Vec<f64> = ok.iter().filter_map(|r| r.cost_usd).collect();
             let latencies: Vec<f64> = ok.iter().filter_map(|r| r.latency_ms).collect();
@@ -199,20 +162,27 @@ pub async fn build(store: &Store, experiment: &Experiment) -> Result<Report, Sto
                 .rubrics
                 .iter()
                 .map(|rubric| {
-                    let base = scores
-                        .get(&(BASELINE.to_string(), rubric.clone()))
-                        .unwrap_or(&empty);
-                    let cand = scores
-                        .get(&(candidate.name.clone(), rubric.clone()))
-                        .unwrap_or(&empty);
-                    let mut pairs: Vec<(&String, (f64, f64))> = cand
+                    let base = scores.get(&(BASELINE.to_string(), rubric.clone())).unwrap_or(&empty);
+                    let cand = scores.get(&(candidate.name.clone(), rubric.clone())).unwrap_or(&empty);
+                    // A pair arrives when its later judgment is stored; sequential statistics
+                    // see pairs in that order.
+                    let mut pairs: Vec<(usize, &String, f64, f64)> = cand
                         .iter()
-                        .filter_map(|(ex, c)| base.get(ex).map(|b| (ex, (*b, *c))))
+                        .filter_map(|(ex, (c, cs))| base.get(ex).map(|(b, bs)| ((*cs).max(*bs), ex, *b, *c)))
                         .collect();
-                    // A stable order keeps floating-point sums identical from run to run.
-                    pairs.sort_by(|a, b| a.0.cmp(b.0));
-                    let pairs: Vec<(f64, f64)> = pairs.into_iter().map(|(_, p)| p).collect();
-                    compare(rubric, &pairs, spec.margin)
+                    pairs.sort_by_key(|p| p.0);
+                    let b: Vec<f64> = pairs.iter().map(|p| p.2).collect();
+                    let c: Vec<f64> = pairs.iter().map(|p| p.3).collect();
+                    let keys: Vec<String> = pairs
+                        .iter()
+                        .map(|p| clusters.get(p.1).cloned().unwrap_or_else(|| format!("exchange:{}", p.1)))
+                        .collect();
+                    let clustered = !clusters.is_empty();
+                    RubricResult {
+                        rubric: rubric.clone(),
+                        stats: compare_paired(&b, &c, clustered.then_some(&keys[..]), &options),
+                        more_samples_needed: None,
+                    }
                 })
                 .collect();
             CandidateReport {
@@ -231,15 +201,23 @@ pub async fn build(store: &Store, experiment: &Experiment) -> Result<Report, Sto
             }
         })
         .collect();
+
+    // Every candidate × rubric test feeds one decision: adjust across all of them.
+    let mut family: Vec<Comparison> =
+        candidates.iter().flat_map(|c| c.rubrics.iter().map(|r| r.stats.clone())).collect();
+    decide_family(&mut family, &options);
+    let mut decided = family.into_iter();
+    for rubric in candidates.iter_mut().flat_map(|c| c.rubrics.iter_mut()) {
+        if let Some(stats) = decided.next() {
+            rubric.more_samples_needed = stats.samples_needed.map(|n| n.saturating_sub(stats.n as u64));
+            rubric.stats = stats;
+        }
+    }
     Ok(Report {
         experiment: spec.name.clone(),
-        status: if progress.is_done() {
-            "done"
-        } else {
-            "running"
-        }
-        .into(),
+        status: if progress.is_done() { "done" } else { "running" }.into(),
         margin: spec.margin,
+        basis,
         progress,
         baseline: BaselineSummary {
             model: baseline_model,
@@ -253,23 +231,28 @@ pub async fn build(store: &Store, experiment: &Experiment) -> Result<Report, Sto
 /// The report as a plain-text table.
 pub fn render_text(report: &Report) -> String {
     let mut out = String::new();
+    let basis = match report.basis {
+        Basis::Sequential => "sequential (always-valid, results still landing)",
+        Basis::FixedN => "fixed-n",
+    };
     let _ = writeln!(
         out,
-        "experiment {} ({}), baseline {} on {} exchanges, ${:.6}/request, margin {}",
+        "experiment {} ({}), baseline {} on {} exchanges, ${:.6}/request, margin {}, verdicts {}",
         report.experiment,
         report.status,
         report.baseline.model,
         report.baseline.n,
         report.baseline.cost_per_request_usd,
-        report.margin
+        report.margin,
+        basis
     );
     let _ = writeln!(
         out,
-        "{:<14} {:<14} {:>5} {:>6} {:>12} {:>8} {:>9}  {:<13} {:>8} {:>8} {:>8} {:>18} {:>8}  verdict",
+        "{:<12} {:<12} {:>5} {:>4} {:>10} {:>8} {:>7}  {:<12} {:>6} {:>6} {:>7} {:>17} {:>8} {:>8} {:>8}  verdict",
         "candidate",
         "model",
         "n",
-        "errors",
+        "err",
         "$/request",
         "cost Δ",
         "p50 ms",
@@ -278,13 +261,15 @@ pub fn render_text(report: &Report) -> String {
         "cand",
         "Δ",
         "95% CI",
-        "p"
+        "p",
+        "p(seq)",
+        "p(Holm)"
     );
     for c in &report.candidates {
         for (i, r) in c.rubrics.iter().enumerate() {
             let head = if i == 0 {
                 format!(
-                    "{:<14} {:<14} {:>5} {:>6} {:>12.6} {:>7.1}% {:>9.1}",
+                    "{:<12} {:<12} {:>5} {:>4} {:>10.6} {:>7.1}% {:>7.1}",
                     c.name,
                     c.model,
                     c.n,
@@ -294,56 +279,25 @@ pub fn render_text(report: &Report) -> String {
                     c.latency_p50_ms
                 )
             } else {
-                format!(
-                    "{:<14} {:<14} {:>5} {:>6} {:>12} {:>8} {:>9}",
-                    "", "", "", "", "", "", ""
-                )
+                format!("{:<12} {:<12} {:>5} {:>4} {:>10} {:>8} {:>7}", "", "", "", "", "", "", "")
             };
+            let s = &r.stats;
+            let more =
+                r.more_samples_needed.map(|m| format!(" (~{m} more pairs to settle)")).unwrap_or_default();
             let _ = writeln!(
                 out,
-                "{head}  {:<13} {:>8.3} {:>8.3} {:>+8.3} {:>18} {:>8.4}  {}",
+                "{head}  {:<12} {:>6.3} {:>6.3} {:>+7.3} {:>17} {:>8.4} {:>8.4} {:>8.4}  {}{more}",
                 r.rubric,
-                r.baseline_mean,
-                r.candidate_mean,
-                r.delta,
-                format!("[{:+.3}, {:+.3}]", r.ci_low, r.ci_high),
-                r.p_value,
-                r.verdict
+                s.baseline_mean,
+                s.candidate_mean,
+                s.delta,
+                format!("[{:+.3}, {:+.3}]", s.ci_low, s.ci_high),
+                s.p_value,
+                s.p_value_sequential,
+                s.p_holm,
+                s.verdict
             );
         }
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn too_few_pairs_is_inconclusive_with_a_reason_and_no_nan() {
-        let r = compare("x", &[(0.5, 0.6)], 0.02);
-        assert_eq!(r.verdict, Verdict::Inconclusive);
-        assert!(
-            r.note
-                .as_deref()
-                .is_some_and(|n| n.contains("not enough data"))
-        );
-        assert!(
-            [r.delta, r.ci_low, r.ci_high, r.p_value]
-                .iter()
-                .all(|x| x.is_finite())
-        );
-        let none = compare("x", &[], 0.02);
-        assert!([none.baseline_mean, none.delta].iter().all(|x| *x == 0.0));
-    }
-
-    #[test]
-    fn a_clear_drop_is_worse() {
-        let pairs: Vec<(f64, f64)> = (0..50)
-            .map(|i| (1.0, if i % 2 == 0 { 0.0 } else { 1.0 }))
-            .collect();
-        let r = compare("x", &pairs, 0.02);
-        assert_eq!(r.verdict, Verdict::Worse);
-        assert!(r.ci_high < 0.0);
-    }
 }

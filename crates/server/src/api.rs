@@ -10,9 +10,7 @@ use serde_json::{Value, json};
 
 use crate::{ApiError, AppState};
 
-pub(crate) async fn list_experiments(
-    State(state): State<AppState>,
-) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn list_experiments(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let experiments = state.store.experiments().await?;
     let items: Vec<Value> = experiments
         .iter()
@@ -30,22 +28,14 @@ pub(crate) async fn create_experiment(
     request: Result<Json<ExperimentRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let Json(request) = request.map_err(|e| ApiError::Client(e.status(), e.body_text()))?;
-    let experiment = evaltap_worker::create_experiment(
-        &state.config,
-        &state.rubrics,
-        &state.store,
-        &state.queue,
-        request,
-    )
-    .await
-    .map_err(|err| match err {
-        CreateError::Invalid(msg) => ApiError::bad_request(msg),
-        other => ApiError::Internal(other.to_string()),
-    })?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"id": experiment.id, "name": experiment.spec.name})),
-    ))
+    let experiment =
+        evaltap_worker::create_experiment(&state.config, &state.rubrics, &state.store, &state.queue, request)
+            .await
+            .map_err(|err| match err {
+                CreateError::Invalid(msg) => ApiError::bad_request(msg),
+                other => ApiError::Internal(other.to_string()),
+            })?;
+    Ok((StatusCode::CREATED, Json(json!({"id": experiment.id, "name": experiment.spec.name}))))
 }
 
 pub(crate) async fn experiment_report(
@@ -53,7 +43,5 @@ pub(crate) async fn experiment_report(
     Path(name): Path<String>,
 ) -> Result<Json<Report>, ApiError> {
     let experiment = state.store.require_experiment(&name).await?;
-    Ok(Json(
-        evaltap_report::build(&state.store, &experiment).await?,
-    ))
+    Ok(Json(evaltap_report::build(&state.store, &experiment).await?))
 }

@@ -14,27 +14,17 @@ pub(crate) fn templates() -> Environment<'static> {
     for (name, source) in [
         ("layout.html", include_str!("../templates/layout.html")),
         ("index.html", include_str!("../templates/index.html")),
-        (
-            "experiment.html",
-            include_str!("../templates/experiment.html"),
-        ),
+        ("experiment.html", include_str!("../templates/experiment.html")),
     ] {
         // The templates are compiled into the binary and covered by tests.
-        env.add_template(name, source)
-            .expect("dashboard templates are valid");
+        env.add_template(name, source).expect("dashboard templates are valid");
     }
     env
 }
 
 fn render(state: &AppState, name: &str, ctx: Value) -> Result<Html<String>, ApiError> {
-    let template = state
-        .templates
-        .get_template(name)
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    template
-        .render(Serde(ctx))
-        .map(Html)
-        .map_err(|e| ApiError::Internal(format!("rendering {name}: {e}")))
+    let template = state.templates.get_template(name).map_err(|e| ApiError::Internal(e.to_string()))?;
+    template.render(Serde(ctx)).map(Html).map_err(|e| ApiError::Internal(format!("rendering {name}: {e}")))
 }
 
 pub(crate) async fn index(State(state): State<AppState>) -> Result<Html<String>, ApiError> {
@@ -43,9 +33,11 @@ pub(crate) async fn index(State(state): State<AppState>) -> Result<Html<String>,
         .experiments()
         .await?
         .iter()
-        .map(|e| json!({"name": e.spec.name, "created_at": e.created_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+        .map(|e| {
+            json!({"name": e.spec.name, "created_at": e.created_at.format("%Y-%m-%d %H:%M UTC").to_string(),
                         "candidates": e.spec.candidates.iter().map(|c| &c.name).collect::<Vec<_>>(),
-                        "rubrics": e.spec.rubrics}))
+                        "rubrics": e.spec.rubrics})
+        })
         .collect();
     render(&state, "index.html", json!({"experiments": experiments}))
 }
@@ -65,20 +57,19 @@ pub(crate) async fn experiment(
         .candidates
         .iter()
         .flat_map(|c| {
-            c.rubrics.iter().map(move |r| {
+            c.rubrics.iter().map(move |rubric| {
+                let r = &rubric.stats;
                 json!({"name": c.name, "model": c.model, "n": r.n, "errors": c.errors,
                        "cost": c.cost_per_request_usd, "cost_delta_pct": c.cost_delta_pct,
-                       "latency": c.latency_p50_ms, "rubric": r.rubric,
+                       "latency": c.latency_p50_ms, "rubric": rubric.rubric,
                        "baseline_mean": r.baseline_mean, "candidate_mean": r.candidate_mean,
                        "delta": r.delta, "ci_low": r.ci_low, "ci_high": r.ci_high, "p_value": r.p_value,
-                       "verdict": r.verdict.as_str(),
+                       "cs_low": r.cs_low, "cs_high": r.cs_high, "p_sequential": r.p_value_sequential,
+                       "p_holm": r.p_holm, "q_value": r.q_value, "verdict": r.verdict.as_str(),
+                       "more_samples": rubric.more_samples_needed,
                        "x_low": strip_x(r.ci_low), "x_high": strip_x(r.ci_high), "x_delta": strip_x(r.delta)})
             })
         })
         .collect();
-    render(
-        &state,
-        "experiment.html",
-        json!({"report": report, "rows": rows}),
-    )
+    render(&state, "experiment.html", json!({"report": report, "rows": rows}))
 }

@@ -35,9 +35,7 @@ impl From<evaltap_store::StoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {
-            ApiError::Client(status, message) => {
-                (status, Json(json!({"error": message}))).into_response()
-            }
+            ApiError::Client(status, message) => (status, Json(json!({"error": message}))).into_response(),
             ApiError::Internal(detail) => {
                 tracing::error!(%detail, "request failed");
                 (

@@ -48,10 +48,7 @@ impl AppState {
                 Some(key) => {
                     sources_by_key.insert(
                         key,
-                        SourceAuth {
-                            name: source.name.clone(),
-                            sample_rate: source.sample_rate,
-                        },
+                        SourceAuth { name: source.name.clone(), sample_rate: source.sample_rate },
                     );
                 }
                 None => {
@@ -79,10 +76,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/v1/mirror", post(mirror::native))
         .route("/v1/mirror/{format}", post(mirror::with_format))
-        .route(
-            "/api/experiments",
-            get(api::list_experiments).post(api::create_experiment),
-        )
+        .route("/api/experiments", get(api::list_experiments).post(api::create_experiment))
         .route("/api/experiments/{name}", get(api::experiment_report))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
@@ -99,7 +93,5 @@ pub async fn serve(
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
 }

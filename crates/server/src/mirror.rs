@@ -32,27 +32,17 @@ fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<SourceAuth, Api
     let key = value
         .to_str()
         .ok()
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(str::trim)
         .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <source key>`"))?;
-    state
-        .sources_by_key
-        .get(key)
-        .cloned()
-        .ok_or_else(|| unauthorized("unknown source key"))
+    state.sources_by_key.get(key).cloned().ok_or_else(|| unauthorized("unknown source key"))
 }
 
 fn body_or_limit(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, ApiError> {
     body.map_err(|rejection| {
         let status = rejection.status();
         if status == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::Client(
-                status,
-                format!("body larger than the {limit}-byte limit; send smaller batches"),
-            )
+            ApiError::Client(status, format!("body larger than the {limit}-byte limit; send smaller batches"))
         } else {
             ApiError::Client(status, rejection.body_text())
         }
@@ -64,14 +54,7 @@ pub(crate) async fn native(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    ingest(
-        &state,
-        &evaltap_ingest::formats::native::Native,
-        &headers,
-        body,
-    )
-    .await
-    .into_response()
+    ingest(&state, &evaltap_ingest::formats::native::Native, &headers, body).await.into_response()
 }
 
 pub(crate) async fn with_format(
@@ -82,15 +65,10 @@ pub(crate) async fn with_format(
 ) -> Response {
     let Some(adapter) = evaltap_ingest::adapter(&format) else {
         let known: Vec<&str> = evaltap_ingest::ADAPTERS.iter().map(|a| a.name()).collect();
-        return ApiError::not_found(format!(
-            "unknown format `{format}` (known: {})",
-            known.join(", ")
-        ))
-        .into_response();
+        return ApiError::not_found(format!("unknown format `{format}` (known: {})", known.join(", ")))
+            .into_response();
     };
-    ingest(&state, adapter, &headers, body)
-        .await
-        .into_response()
+    ingest(&state, adapter, &headers, body).await.into_response()
 }
 
 async fn ingest(
@@ -101,16 +79,12 @@ async fn ingest(
 ) -> Result<Response, ApiError> {
     let source = authenticate(state, headers)?;
     let body = body_or_limit(body, state.config.max_body_bytes)?;
-    let decoded = adapter
-        .decode(&body, headers)
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let decoded = adapter.decode(&body, headers).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let (kept, sampled_out): (Vec<_>, Vec<_>) = decoded
         .exchanges
         .into_iter()
         .map(|(_, exchange)| exchange)
-        .partition(|exchange| {
-            sampling::keep(&source.name, &exchange.dedup_key(), source.sample_rate)
-        });
+        .partition(|exchange| sampling::keep(&source.name, &exchange.dedup_key(), source.sample_rate));
     let stored = state.store.insert_exchanges(&source.name, &kept).await?;
     let mut reply = MirrorReply {
         accepted: stored.inserted,

@@ -26,17 +26,13 @@ pub struct JudgeBehavior {
 
 impl Default for JudgeBehavior {
     fn default() -> Self {
-        JudgeBehavior {
-            noise: 0.05,
-            position_bias: 0.1,
-        }
+        JudgeBehavior { noise: 0.05, position_bias: 0.1 }
     }
 }
 
 static HEADING: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?m)^#{1,6}\s*(.+?)\s*$").expect("valid regex"));
-static SCALE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"from (\d+) to (\d+)").expect("valid regex"));
+static SCALE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"from (\d+) to (\d+)").expect("valid regex"));
 
 /// Sections of a prompt by heading title, in order.
 fn sections(prompt: &str) -> Vec<(String, String)> {
@@ -46,14 +42,8 @@ fn sections(prompt: &str) -> Vec<(String, String)> {
         .enumerate()
         .map(|(i, cap)| {
             let whole = cap.get(0).map_or(0..0, |m| m.range());
-            let end = heads
-                .get(i + 1)
-                .and_then(|n| n.get(0))
-                .map_or(prompt.len(), |m| m.start());
-            (
-                cap[1].to_string(),
-                prompt[whole.end..end].trim().to_string(),
-            )
+            let end = heads.get(i + 1).and_then(|n| n.get(0)).map_or(prompt.len(), |m| m.start());
+            (cap[1].to_string(), prompt[whole.end..end].trim().to_string())
         })
         .collect()
 }
@@ -63,9 +53,7 @@ fn response_section<'a>(sections: &'a [(String, String)], label: &str) -> Option
         .iter()
         .find(|(title, _)| {
             let words: Vec<&str> = title.split_whitespace().collect();
-            words
-                .first()
-                .is_some_and(|w| w.eq_ignore_ascii_case("response"))
+            words.first().is_some_and(|w| w.eq_ignore_ascii_case("response"))
                 && words.get(1).copied().unwrap_or("") == label
         })
         .map(|(_, body)| body.as_str())
@@ -75,15 +63,11 @@ fn response_section<'a>(sections: &'a [(String, String)], label: &str) -> Option
 pub fn judge(model: &str, prompt: &str, behavior: JudgeBehavior) -> String {
     let sections = sections(prompt);
     let task = Task::find(prompt);
-    let (Some(a), Some(b)) = (
-        response_section(&sections, "A"),
-        response_section(&sections, "B"),
-    ) else {
+    let (Some(a), Some(b)) = (response_section(&sections, "A"), response_section(&sections, "B")) else {
         return pointwise(model, prompt, &sections, task, behavior).to_string();
     };
     let Some(task) = task else {
-        return json!({"winner": "tie", "reason": "could not identify the task to check"})
-            .to_string();
+        return json!({"winner": "tie", "reason": "could not identify the task to check"}).to_string();
     };
     if unit(model, prompt, "position") < behavior.position_bias {
         return json!({"winner": "A", "reason": "Response A reads better."}).to_string();
@@ -93,8 +77,7 @@ pub fn judge(model: &str, prompt: &str, behavior: JudgeBehavior) -> String {
         (false, true) => "B",
         _ => "tie",
     };
-    json!({"winner": winner, "reason": format!("the correct answer is {}", task.answer())})
-        .to_string()
+    json!({"winner": winner, "reason": format!("the correct answer is {}", task.answer())}).to_string()
 }
 
 fn pointwise(
@@ -123,11 +106,7 @@ fn pointwise(
     let span = high - low;
     if task.check(answer) {
         // Terse answers lose a little on style; correctness dominates.
-        let score = if answer.split_whitespace().count() > 1 {
-            high
-        } else {
-            high - span / 9
-        };
+        let score = if answer.split_whitespace().count() > 1 { high } else { high - span / 9 };
         json!({"score": score, "reason": format!("correct: the answer is {}", task.answer())})
     } else {
         json!({"score": low + span / 9, "reason": format!("incorrect: the answer is {}", task.answer())})
@@ -138,10 +117,7 @@ fn pointwise(
 mod tests {
     use super::*;
 
-    const QUIET: JudgeBehavior = JudgeBehavior {
-        noise: 0.0,
-        position_bias: 0.0,
-    };
+    const QUIET: JudgeBehavior = JudgeBehavior { noise: 0.0, position_bias: 0.0 };
 
     fn prompt(answer: &str) -> String {
         format!(
@@ -153,8 +129,7 @@ mod tests {
     fn pointwise_checks_the_answer() {
         let good: Value =
             serde_json::from_str(&judge("j", &prompt("The answer is 5."), QUIET)).expect("json");
-        let bad: Value =
-            serde_json::from_str(&judge("j", &prompt("The answer is 6."), QUIET)).expect("json");
+        let bad: Value = serde_json::from_str(&judge("j", &prompt("The answer is 6."), QUIET)).expect("json");
         assert_eq!(good["score"], 10);
         assert_eq!(bad["score"], 2);
     }
@@ -166,9 +141,6 @@ mod tests {
         };
         let first: Value = serde_json::from_str(&judge("j", &p("5", "7"), QUIET)).expect("json");
         let second: Value = serde_json::from_str(&judge("j", &p("7", "5"), QUIET)).expect("json");
-        assert_eq!(
-            (first["winner"].as_str(), second["winner"].as_str()),
-            (Some("A"), Some("B"))
-        );
+        assert_eq!((first["winner"].as_str(), second["winner"].as_str()), (Some("A"), Some("B")));
     }
 }

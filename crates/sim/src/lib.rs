@@ -38,10 +38,7 @@ pub struct SimConfig {
 
 impl Default for SimConfig {
     fn default() -> Self {
-        SimConfig {
-            latency_scale: 1.0,
-            judge: JudgeBehavior::default(),
-        }
+        SimConfig { latency_scale: 1.0, judge: JudgeBehavior::default() }
     }
 }
 
@@ -125,11 +122,9 @@ async fn list_models() -> Json<Value> {
 fn message_text(message: &Value) -> String {
     match message.get("content") {
         Some(Value::String(text)) => text.clone(),
-        Some(Value::Array(parts)) => parts
-            .iter()
-            .filter_map(|p| p.get("text").and_then(Value::as_str))
-            .collect::<Vec<_>>()
-            .join("\n"),
+        Some(Value::Array(parts)) => {
+            parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join("\n")
+        }
         _ => String::new(),
     }
 }
@@ -142,10 +137,7 @@ const SHARED_DIFFICULTY: f64 = 0.75;
 fn assistant_reply(model: &SimModel, prompt: &str) -> String {
     let Some(task) = Task::find(prompt) else {
         let preview: String = prompt.chars().take(80).collect();
-        return format!(
-            "This is {}, a simulated model. You said: {preview}",
-            model.id
-        );
+        return format!("This is {}, a simulated model. You said: {preview}", model.id);
     };
     // Models share which prompts are hard most of the time (as real models do), so two models
     // of equal accuracy mostly fail on the same prompts; the marginal accuracy is unchanged
@@ -160,11 +152,7 @@ fn assistant_reply(model: &SimModel, prompt: &str) -> String {
     } else {
         task.wrong_answer(xxh3_64(format!("{}{prompt}", model.id).as_bytes()))
     };
-    if model.terse {
-        answer
-    } else {
-        format!("The answer is {answer}.")
-    }
+    if model.terse { answer } else { format!("The answer is {answer}.") }
 }
 
 async fn chat_completions(State(config): State<SimConfig>, body: axum::body::Bytes) -> Response {
@@ -179,11 +167,7 @@ async fn chat_completions(State(config): State<SimConfig>, body: axum::body::Byt
         }
     };
     let Some(model_id) = request.get("model").and_then(Value::as_str) else {
-        return openai_error(
-            StatusCode::BAD_REQUEST,
-            "`model` is required",
-            "missing_model",
-        );
+        return openai_error(StatusCode::BAD_REQUEST, "`model` is required", "missing_model");
     };
     let Some(model) = models::find(model_id) else {
         return openai_error(
@@ -192,11 +176,7 @@ async fn chat_completions(State(config): State<SimConfig>, body: axum::body::Byt
             "model_not_found",
         );
     };
-    let Some(messages) = request
-        .get("messages")
-        .and_then(Value::as_array)
-        .filter(|m| !m.is_empty())
-    else {
+    let Some(messages) = request.get("messages").and_then(Value::as_array).filter(|m| !m.is_empty()) else {
         return openai_error(
             StatusCode::BAD_REQUEST,
             "`messages` must be a non-empty array",
@@ -230,17 +210,9 @@ async fn chat_completions(State(config): State<SimConfig>, body: axum::body::Byt
     }
 
     if request.get("stream").and_then(Value::as_bool) == Some(true) {
-        let include_usage = request
-            .pointer("/stream_options/include_usage")
-            .and_then(Value::as_bool)
-            == Some(true);
-        return stream_reply(
-            &id,
-            created,
-            model.id,
-            &reply,
-            include_usage.then_some(usage),
-        );
+        let include_usage =
+            request.pointer("/stream_options/include_usage").and_then(Value::as_bool) == Some(true);
+        return stream_reply(&id, created, model.id, &reply, include_usage.then_some(usage));
     }
     Json(json!({
         "id": id, "object": "chat.completion", "created": created, "model": model.id,
@@ -252,21 +224,12 @@ async fn chat_completions(State(config): State<SimConfig>, body: axum::body::Byt
 
 /// Server-sent events as OpenAI sends them: a role chunk, content chunks word by word, a finish
 /// chunk, an optional usage chunk, then `[DONE]`.
-fn stream_reply(
-    id: &str,
-    created: u64,
-    model: &str,
-    reply: &str,
-    usage: Option<Value>,
-) -> Response {
+fn stream_reply(id: &str, created: u64, model: &str, reply: &str, usage: Option<Value>) -> Response {
     let chunk = |delta: Value, finish: Value| {
         json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
     };
-    let mut events = vec![chunk(
-        json!({"role": "assistant", "content": ""}),
-        Value::Null,
-    )];
+    let mut events = vec![chunk(json!({"role": "assistant", "content": ""}), Value::Null)];
     let mut rest = reply;
     while !rest.is_empty() {
         let cut = rest[1..].find(' ').map_or(rest.len(), |i| i + 1);
@@ -275,15 +238,11 @@ fn stream_reply(
     }
     events.push(chunk(json!({}), json!("stop")));
     if let Some(usage) = usage {
-        events.push(
-            json!({"id": id, "object": "chat.completion.chunk", "created": created,
-                           "model": model, "choices": [], "usage": usage}),
-        );
+        events.push(json!({"id": id, "object": "chat.completion.chunk", "created": created,
+                           "model": model, "choices": [], "usage": usage}));
     }
-    let mut frames: Vec<Result<String, std::convert::Infallible>> = events
-        .iter()
-        .map(|e| Ok(format!("data: {e}\n\n")))
-        .collect();
+    let mut frames: Vec<Result<String, std::convert::Infallible>> =
+        events.iter().map(|e| Ok(format!("data: {e}\n\n"))).collect();
     frames.push(Ok("data: [DONE]\n\n".to_string()));
     Response::builder()
         .header(header::CONTENT_TYPE, "text/event-stream")
@@ -307,11 +266,7 @@ mod tests {
                 .count() as f64
                 / 2000.0;
             // 4σ of a binomial proportion at n = 2000 is under 0.045.
-            assert!(
-                (correct - model.accuracy).abs() < 0.045,
-                "{}: {correct}",
-                model.id
-            );
+            assert!((correct - model.accuracy).abs() < 0.045, "{}: {correct}", model.id);
         }
     }
 

@@ -48,27 +48,13 @@ pub const CONVERSIONS: [(&str, &str, i64); 5] = [
     ("feet", "inches", 12),
 ];
 
-const POSITIVE: [&str; 6] = [
-    "wonderful",
-    "delicious",
-    "friendly",
-    "excellent",
-    "lovely",
-    "great",
-];
-const NEGATIVE: [&str; 6] = [
-    "awful",
-    "bland",
-    "rude",
-    "terrible",
-    "disappointing",
-    "cold",
-];
+const POSITIVE: [&str; 6] = ["wonderful", "delicious", "friendly", "excellent", "lovely", "great"];
+const NEGATIVE: [&str; 6] = ["awful", "bland", "rude", "terrible", "disappointing", "cold"];
 const NOUNS: [&str; 6] = ["food", "service", "room", "staff", "coffee", "view"];
 const FIELDS: [&str; 6] = ["name", "city", "plan", "country", "color", "status"];
 const WORDS: [&str; 12] = [
-    "alpha", "harbor", "violet", "quartz", "maple", "cobalt", "ember", "lumen", "orchid", "tundra",
-    "sierra", "nimbus",
+    "alpha", "harbor", "violet", "quartz", "maple", "cobalt", "ember", "lumen", "orchid", "tundra", "sierra",
+    "nimbus",
 ];
 
 static ARITHMETIC: LazyLock<Regex> =
@@ -78,15 +64,13 @@ static CONVERT: LazyLock<Regex> = LazyLock::new(|| {
         .expect("valid regex")
 });
 static JSON_FIELD: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r#"Extract the value of the field "(\w+)" from this JSON: (\{[^\n]*\})"#)
-        .expect("valid regex")
+    Regex::new(r#"Extract the value of the field "(\w+)" from this JSON: (\{[^\n]*\})"#).expect("valid regex")
 });
 static SENTIMENT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r#"Classify the sentiment of this review as positive or negative: "([^"\n]+)""#)
         .expect("valid regex")
 });
-static NUMBER: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"-?\d+(?:\.\d+)?").expect("valid regex"));
+static NUMBER: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"-?\d+(?:\.\d+)?").expect("valid regex"));
 
 /// Deterministic 64-bit mixer (splitmix64), so tasks depend only on their index.
 fn mix(mut x: u64) -> u64 {
@@ -107,18 +91,12 @@ impl Task {
                 op: ['+', '-', '*'][pick(16, 3)],
                 b: 2 + (h >> 24) as i64 % 48,
             },
-            1 => Task::Convert {
-                amount: 1 + (h >> 8) as i64 % 250,
-                conversion: pick(20, 5),
-            },
+            1 => Task::Convert { amount: 1 + (h >> 8) as i64 % 250, conversion: pick(20, 5) },
             2 => {
                 let mut object = Map::new();
                 for (i, field) in FIELDS.iter().enumerate().take(3 + pick(8, 3)) {
                     let word = WORDS[(pick(12, 12) + i * 5) % WORDS.len()];
-                    object.insert(
-                        (*field).into(),
-                        json!(format!("{word}-{}", (h >> (i + 30)) % 90 + 10)),
-                    );
+                    object.insert((*field).into(), json!(format!("{word}-{}", (h >> (i + 30)) % 90 + 10)));
                 }
                 let field = FIELDS[pick(40, object.len() as u64)].to_string();
                 Task::JsonField { object, field }
@@ -151,9 +129,9 @@ impl Task {
                 "Extract the value of the field \"{field}\" from this JSON: {}",
                 Value::Object(object.clone())
             ),
-            Task::Sentiment { review } => format!(
-                "Classify the sentiment of this review as positive or negative: \"{review}\""
-            ),
+            Task::Sentiment { review } => {
+                format!("Classify the sentiment of this review as positive or negative: \"{review}\"")
+            }
         }
     }
 
@@ -167,25 +145,16 @@ impl Task {
             });
         }
         if let Some(c) = CONVERT.captures(text) {
-            let conversion = CONVERSIONS
-                .iter()
-                .position(|(f, t, _)| *f == &c[2] && *t == &c[3])?;
-            return Some(Task::Convert {
-                amount: c[1].parse().ok()?,
-                conversion,
-            });
+            let conversion = CONVERSIONS.iter().position(|(f, t, _)| *f == &c[2] && *t == &c[3])?;
+            return Some(Task::Convert { amount: c[1].parse().ok()?, conversion });
         }
         if let Some(c) = JSON_FIELD.captures(text) {
             let object = serde_json::from_str::<Map<String, Value>>(&c[2]).ok()?;
             let field = c[1].to_string();
-            return object
-                .contains_key(&field)
-                .then_some(Task::JsonField { object, field });
+            return object.contains_key(&field).then_some(Task::JsonField { object, field });
         }
         if let Some(c) = SENTIMENT.captures(text) {
-            return Some(Task::Sentiment {
-                review: c[1].to_string(),
-            });
+            return Some(Task::Sentiment { review: c[1].to_string() });
         }
         None
     }
@@ -199,9 +168,7 @@ impl Task {
                 _ => a * b,
             }
             .to_string(),
-            Task::Convert { amount, conversion } => {
-                (amount * CONVERSIONS[*conversion].2).to_string()
-            }
+            Task::Convert { amount, conversion } => (amount * CONVERSIONS[*conversion].2).to_string(),
             Task::JsonField { object, field } => value_text(&object[field]),
             Task::Sentiment { review } => sentiment_of(review).to_string(),
         }
@@ -234,12 +201,9 @@ impl Task {
                     None => "unknown".into(),
                 }
             }
-            Task::Sentiment { review } => if sentiment_of(review) == "positive" {
-                "negative"
-            } else {
-                "positive"
+            Task::Sentiment { review } => {
+                if sentiment_of(review) == "positive" { "negative" } else { "positive" }.into()
             }
-            .into(),
         }
     }
 
@@ -263,11 +227,7 @@ impl Task {
             }
             Task::Sentiment { .. } => {
                 let text = response.to_lowercase();
-                let other = if expected == "positive" {
-                    "negative"
-                } else {
-                    "positive"
-                };
+                let other = if expected == "positive" { "negative" } else { "positive" };
                 text.contains(&expected) && !text.contains(other)
             }
         }
@@ -283,10 +243,7 @@ fn value_text(value: &Value) -> String {
 
 /// Ground truth of a review by lexicon: more positive than negative words is positive.
 fn sentiment_of(review: &str) -> &'static str {
-    let words: Vec<String> = review
-        .split(|c: char| !c.is_alphabetic())
-        .map(str::to_lowercase)
-        .collect();
+    let words: Vec<String> = review.split(|c: char| !c.is_alphabetic()).map(str::to_lowercase).collect();
     let score: i32 = words
         .iter()
         .map(|w| {
@@ -315,20 +272,15 @@ mod tests {
             assert!(task.check(&task.answer()), "{}", task.prompt());
             assert!(task.check(&format!("The answer is {}.", task.answer())));
             let wrong = task.wrong_answer(i);
-            assert!(
-                !task.check(&wrong),
-                "{} wrong answer {wrong} passed",
-                task.prompt()
-            );
+            assert!(!task.check(&wrong), "{} wrong answer {wrong} passed", task.prompt());
         }
     }
 
     #[test]
     fn generation_is_deterministic_and_varied() {
         assert_eq!(Task::generate(1, 5), Task::generate(1, 5));
-        let kinds: std::collections::HashSet<_> = (0..40)
-            .map(|i| std::mem::discriminant(&Task::generate(1, i)))
-            .collect();
+        let kinds: std::collections::HashSet<_> =
+            (0..40).map(|i| std::mem::discriminant(&Task::generate(1, i))).collect();
         assert_eq!(kinds.len(), 4);
     }
 }

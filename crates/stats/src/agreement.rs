@@ -14,27 +14,16 @@ fn key(x: f64) -> i64 {
 /// raw agreement is returned beside it.
 pub fn cohen_kappa(a: &[f64], b: &[f64]) -> (f64, f64) {
     let n = a.len().min(b.len()) as f64;
-    let observed = a
-        .iter()
-        .zip(b)
-        .filter(|(x, y)| key(**x) == key(**y))
-        .count() as f64
-        / n;
+    let observed = a.iter().zip(b).filter(|(x, y)| key(**x) == key(**y)).count() as f64 / n;
     let mut ma: BTreeMap<i64, f64> = BTreeMap::new();
     let mut mb: BTreeMap<i64, f64> = BTreeMap::new();
     for (x, y) in a.iter().zip(b) {
         *ma.entry(key(*x)).or_default() += 1.0 / n;
         *mb.entry(key(*y)).or_default() += 1.0 / n;
     }
-    let expected: f64 = ma
-        .iter()
-        .map(|(k, p)| p * mb.get(k).copied().unwrap_or(0.0))
-        .sum();
-    let kappa = if (1.0 - expected).abs() < 1e-15 {
-        f64::NAN
-    } else {
-        (observed - expected) / (1.0 - expected)
-    };
+    let expected: f64 = ma.iter().map(|(k, p)| p * mb.get(k).copied().unwrap_or(0.0)).sum();
+    let kappa =
+        if (1.0 - expected).abs() < 1e-15 { f64::NAN } else { (observed - expected) / (1.0 - expected) };
     (kappa, observed)
 }
 
@@ -54,9 +43,7 @@ pub fn quadratic_weighted_kappa(a: &[f64], b: &[f64]) -> f64 {
     }
     let n: f64 = observed.iter().flatten().sum();
     let rows: Vec<f64> = observed.iter().map(|r| r.iter().sum()).collect();
-    let cols: Vec<f64> = (0..k)
-        .map(|j| observed.iter().map(|r| r[j]).sum())
-        .collect();
+    let cols: Vec<f64> = (0..k).map(|j| observed.iter().map(|r| r[j]).sum()).collect();
     let (mut num, mut den) = (0.0, 0.0);
     for i in 0..k {
         for j in 0..k {
@@ -65,11 +52,7 @@ pub fn quadratic_weighted_kappa(a: &[f64], b: &[f64]) -> f64 {
             den += w * rows[i] * cols[j] / n;
         }
     }
-    if den == 0.0 {
-        f64::NAN
-    } else {
-        1.0 - num / den
-    }
+    if den == 0.0 { f64::NAN } else { 1.0 - num / den }
 }
 
 /// The distance Krippendorff's α uses.
@@ -91,12 +74,7 @@ pub fn krippendorff_alpha(a: &[f64], b: &[f64], level: Level) -> f64 {
     let values: Vec<f64> = a.iter().chain(b).copied().collect();
     let n = values.len() as f64;
     // Each unit contributes its ordered pairs (a, b) and (b, a) with weight 1/(m − 1) = 1.
-    let observed: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| 2.0 * delta(*x, *y))
-        .sum::<f64>()
-        / n;
+    let observed: f64 = a.iter().zip(b).map(|(x, y)| 2.0 * delta(*x, *y)).sum::<f64>() / n;
     let mut expected = 0.0;
     for (i, x) in values.iter().enumerate() {
         for (j, y) in values.iter().enumerate() {
@@ -106,22 +84,14 @@ pub fn krippendorff_alpha(a: &[f64], b: &[f64], level: Level) -> f64 {
         }
     }
     expected /= n * (n - 1.0);
-    if expected == 0.0 {
-        1.0
-    } else {
-        1.0 - observed / expected
-    }
+    if expected == 0.0 { 1.0 } else { 1.0 - observed / expected }
 }
 
 /// Rogan–Gladen correction of an observed pass rate for a judge with sensitivity `se` and
 /// specificity `sp`, clipped to [0, 1]; NaN when se + sp = 1 (an uninformative judge).
 pub fn rogan_gladen(p_obs: f64, se: f64, sp: f64) -> f64 {
     let denom = se + sp - 1.0;
-    if denom == 0.0 {
-        f64::NAN
-    } else {
-        ((p_obs + sp - 1.0) / denom).clamp(0.0, 1.0)
-    }
+    if denom == 0.0 { f64::NAN } else { ((p_obs + sp - 1.0) / denom).clamp(0.0, 1.0) }
 }
 
 /// Length-controlled win rate (Dubois et al. 2024).
@@ -150,11 +120,7 @@ pub fn length_controlled_win_rate(y: &[f64], length_diff: &[f64]) -> Option<Leng
         return None;
     }
     let raw = crate::mean(y);
-    let sd_length = if length_diff.len() > 1 {
-        crate::variance(length_diff).sqrt()
-    } else {
-        0.0
-    };
+    let sd_length = if length_diff.len() > 1 { crate::variance(length_diff).sqrt() } else { 0.0 };
     let x: Vec<f64> = if sd_length > 0.0 {
         length_diff.iter().map(|d| (d / sd_length).tanh()).collect()
     } else {
@@ -191,13 +157,7 @@ pub fn length_controlled_win_rate(y: &[f64], length_diff: &[f64]) -> Option<Leng
             break;
         }
     }
-    Some(LengthControlled {
-        raw,
-        lc: sigmoid(theta),
-        theta,
-        phi,
-        sd_length,
-    })
+    Some(LengthControlled { raw, lc: sigmoid(theta), theta, phi, sd_length })
 }
 
 #[cfg(test)]
@@ -207,20 +167,12 @@ mod tests {
 
     #[test]
     fn spec_vector_30_kappa_and_nominal_alpha() {
-        let judge = [
-            1., 1., 0., 1., 0., 1., 1., 0., 0., 1., 1., 1., 0., 1., 0., 0., 1., 1., 0., 1.,
-        ];
-        let human = [
-            1., 1., 0., 0., 0., 1., 1., 0., 1., 1., 1., 1., 0., 1., 0., 1., 1., 0., 0., 1.,
-        ];
+        let judge = [1., 1., 0., 1., 0., 1., 1., 0., 0., 1., 1., 1., 0., 1., 0., 0., 1., 1., 0., 1.];
+        let human = [1., 1., 0., 0., 0., 1., 1., 0., 1., 1., 1., 1., 0., 1., 0., 1., 1., 0., 0., 1.];
         let (kappa, observed) = cohen_kappa(&judge, &human);
         assert_close(observed, 0.8, 1e-12);
         assert_close(kappa, 0.5833333333, 1e-9);
-        assert_close(
-            krippendorff_alpha(&judge, &human, Level::Nominal),
-            0.59375,
-            1e-9,
-        );
+        assert_close(krippendorff_alpha(&judge, &human, Level::Nominal), 0.59375, 1e-9);
         assert!(cohen_kappa(&[1., 1.], &[1., 1.]).0.is_nan());
     }
 
@@ -229,22 +181,14 @@ mod tests {
         let j = [5., 4., 3., 4., 2., 5., 3., 1., 2., 4., 3., 5.];
         let h = [4., 4., 3., 5., 2., 5., 2., 1., 3., 4., 3., 4.];
         assert_close(quadratic_weighted_kappa(&j, &h), 0.8598130841, 1e-9);
-        assert_close(
-            krippendorff_alpha(&j, &h, Level::Interval),
-            0.8654970760,
-            1e-9,
-        );
+        assert_close(krippendorff_alpha(&j, &h, Level::Interval), 0.8654970760, 1e-9);
     }
 
     #[test]
     fn spec_vectors_33_and_34() {
-        let y = [
-            1., 1., 0., 1., 0.5, 1., 0., 1., 1., 0., 1., 0.5, 0., 1., 1., 0.,
-        ];
-        let dl = [
-            300., 250., -100., 400., 0., 120., -50., 500., 80., -200., 350., 10., -300., 200.,
-            -20., 150.,
-        ];
+        let y = [1., 1., 0., 1., 0.5, 1., 0., 1., 1., 0., 1., 0.5, 0., 1., 1., 0.];
+        let dl =
+            [300., 250., -100., 400., 0., 120., -50., 500., 80., -200., 350., 10., -300., 200., -20., 150.];
         let lc = length_controlled_win_rate(&y, &dl).expect("fits");
         assert_close(lc.sd_length, 221.02695914, 1e-9);
         assert_close(lc.theta, -0.1987882530, 1e-6);

@@ -33,23 +33,13 @@ pub struct McNemar {
 /// McNemar's test: `b` pairs pass only on the baseline, `c` only on the candidate.
 pub fn mcnemar(b: u64, c: u64) -> McNemar {
     if b + c == 0 {
-        return McNemar {
-            p_exact: 1.0,
-            p_mid: 1.0,
-            chi2_cc: 0.0,
-            p_chi2: 1.0,
-        };
+        return McNemar { p_exact: 1.0, p_mid: 1.0, chi2_cc: 0.0, p_chi2: 1.0 };
     }
     let p_exact = exact_two_sided(b, c);
     let p_mid = (p_exact - binomial_half(b + c).pmf(b.min(c))).clamp(0.0, 1.0);
     let chi2_cc = ((b as f64 - c as f64).abs() - 1.0).max(0.0).powi(2) / (b + c) as f64;
     let p_chi2 = ChiSquared::new(1.0).expect("1 df").sf(chi2_cc);
-    McNemar {
-        p_exact,
-        p_mid,
-        chi2_cc,
-        p_chi2,
-    }
+    McNemar { p_exact, p_mid, chi2_cc, p_chi2 }
 }
 
 /// Wald non-inferiority test on paired pass/fail (n pairs, `b` baseline-only, `c`
@@ -79,12 +69,7 @@ pub fn paired_binary_noninferiority(n: u64, b: u64, c: u64, margin: f64) -> Pair
     } else {
         shifted.signum() * f64::INFINITY
     };
-    PairedBinaryNi {
-        delta,
-        se,
-        z,
-        p_value: normal_sf(z),
-    }
+    PairedBinaryNi { delta, se, z, p_value: normal_sf(z) }
 }
 
 /// Pairwise preferences after position swapping: wins, losses, ties of the candidate.
@@ -109,11 +94,7 @@ pub struct SignTest {
 /// The sign test with a Wilson interval at confidence 1 − `alpha`.
 pub fn sign_test(wins: u64, losses: u64, ties: u64, alpha: f64) -> SignTest {
     let n = wins + losses;
-    let p_one_sided = if n == 0 {
-        1.0
-    } else {
-        binomial_half(n).cdf(wins.min(losses)).min(1.0)
-    };
+    let p_one_sided = if n == 0 { 1.0 } else { binomial_half(n).cdf(wins.min(losses)).min(1.0) };
     let total = (n + ties).max(1) as f64;
     SignTest {
         wins,
@@ -138,16 +119,8 @@ pub fn wilson(successes: u64, n: u64, alpha: f64) -> (f64, f64) {
     let spread = z * (p * (1.0 - p) / nf + z * z / (4.0 * nf * nf)).sqrt();
     let denom = 1.0 + z * z / nf;
     // At p̂ = 0 or 1 the bound is exactly 0 or 1; the formula only reaches it up to rounding.
-    let low = if successes == 0 {
-        0.0
-    } else {
-        ((center - spread) / denom).max(0.0)
-    };
-    let high = if successes == n {
-        1.0
-    } else {
-        ((center + spread) / denom).min(1.0)
-    };
+    let low = if successes == 0 { 0.0 } else { ((center - spread) / denom).max(0.0) };
+    let high = if successes == n { 1.0 } else { ((center + spread) / denom).min(1.0) };
     (low, high)
 }
 

@@ -9,12 +9,7 @@ use crate::descriptive::{mean, normal_cdf, percentile, z_quantile};
 
 /// Means of `resamples` bootstrap resamples of `data`. With `clusters` (one label per value),
 /// whole clusters are resampled, as clustered data require.
-pub fn bootstrap_means(
-    data: &[f64],
-    clusters: Option<&[usize]>,
-    resamples: usize,
-    seed: u64,
-) -> Vec<f64> {
+pub fn bootstrap_means(data: &[f64], clusters: Option<&[usize]>, resamples: usize, seed: u64) -> Vec<f64> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     if data.is_empty() {
         return Vec::new();
@@ -22,9 +17,7 @@ pub fn bootstrap_means(
     match clusters {
         None => (0..resamples)
             .map(|_| {
-                (0..data.len())
-                    .map(|_| data[rng.random_range(0..data.len())])
-                    .sum::<f64>()
+                (0..data.len()).map(|_| data[rng.random_range(0..data.len())]).sum::<f64>()
                     / data.len() as f64
             })
             .collect(),
@@ -51,10 +44,7 @@ pub fn bootstrap_means(
 
 /// Percentile interval [θ*_(α/2), θ*_(1−α/2)].
 pub fn percentile_interval(thetas: &[f64], alpha: f64) -> Option<(f64, f64)> {
-    Some((
-        percentile(thetas, 100.0 * alpha / 2.0)?,
-        percentile(thetas, 100.0 * (1.0 - alpha / 2.0))?,
-    ))
+    Some((percentile(thetas, 100.0 * alpha / 2.0)?, percentile(thetas, 100.0 * (1.0 - alpha / 2.0))?))
 }
 
 /// Jackknife acceleration of the mean: Σ(θ̄−θᵢ)³ / (6[Σ(θ̄−θᵢ)²]^{3/2}); 0 when the
@@ -66,20 +56,13 @@ pub fn jackknife_acceleration(data: &[f64]) -> f64 {
     let center = mean(&leave_one_out);
     let sq: f64 = leave_one_out.iter().map(|t| (center - t).powi(2)).sum();
     let cube: f64 = leave_one_out.iter().map(|t| (center - t).powi(3)).sum();
-    if sq == 0.0 || !sq.is_finite() {
-        0.0
-    } else {
-        cube / (6.0 * sq.powf(1.5))
-    }
+    if sq == 0.0 || !sq.is_finite() { 0.0 } else { cube / (6.0 * sq.powf(1.5)) }
 }
 
 /// The BCa quantile levels (α₁, α₂) for bias `z0` and acceleration `a`.
 pub fn bca_levels(z0: f64, a: f64, alpha: f64) -> (f64, f64) {
     let level = |z: f64| normal_cdf(z0 + (z0 + z) / (1.0 - a * (z0 + z)));
-    (
-        level(z_quantile(alpha / 2.0)),
-        level(z_quantile(1.0 - alpha / 2.0)),
-    )
+    (level(z_quantile(alpha / 2.0)), level(z_quantile(1.0 - alpha / 2.0)))
 }
 
 /// A bootstrap interval with the pieces that produced it.
@@ -106,26 +89,14 @@ pub fn bca_interval(data: &[f64], resamples: usize, alpha: f64, seed: u64) -> Op
     let thetas = bootstrap_means(data, None, resamples, seed);
     let a = jackknife_acceleration(data);
     if thetas.iter().all(|t| *t == thetas[0]) {
-        return Some(BcaInterval {
-            low: estimate,
-            high: estimate,
-            z0: 0.0,
-            a,
-            percentile_fallback: false,
-        });
+        return Some(BcaInterval { low: estimate, high: estimate, z0: 0.0, a, percentile_fallback: false });
     }
     let below = thetas.iter().filter(|t| **t < estimate).count() as f64;
     let at_or_below = thetas.iter().filter(|t| **t <= estimate).count() as f64;
     let z0 = z_quantile((below + at_or_below) / (2.0 * thetas.len() as f64));
     if !z0.is_finite() {
         let (low, high) = percentile_interval(&thetas, alpha)?;
-        return Some(BcaInterval {
-            low,
-            high,
-            z0,
-            a,
-            percentile_fallback: true,
-        });
+        return Some(BcaInterval { low, high, z0, a, percentile_fallback: true });
     }
     let (a1, a2) = bca_levels(z0, a, alpha);
     Some(BcaInterval {
@@ -154,18 +125,12 @@ mod tests {
         assert_close(a2, 0.9771548502, 1e-8);
         // scipy's RNG-dependent interval is ≈ [−0.083, 0.750] (±0.02).
         let ci = bca_interval(&D, 10_000, 0.05, 1).expect("n >= 2");
-        assert!(
-            (ci.low - -0.083).abs() < 0.03 && (ci.high - 0.750).abs() < 0.03,
-            "{ci:?}"
-        );
+        assert!((ci.low - -0.083).abs() < 0.03 && (ci.high - 0.750).abs() < 0.03, "{ci:?}");
     }
 
     #[test]
     fn reproducible_and_degenerate() {
-        assert_eq!(
-            bootstrap_means(&D, None, 100, 9),
-            bootstrap_means(&D, None, 100, 9)
-        );
+        assert_eq!(bootstrap_means(&D, None, 100, 9), bootstrap_means(&D, None, 100, 9));
         let flat = bca_interval(&[0.5; 10], 1000, 0.05, 1).expect("n >= 2");
         assert_eq!((flat.low, flat.high), (0.5, 0.5));
         assert!(bca_interval(&[1.0], 1000, 0.05, 1).is_none());

@@ -4,9 +4,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Evidence, Verdict, WilcoxonMethod, ZeroMethod, benjamini_hochberg, bootstrap_means, holm,
-    noninferiority, normal_mixture, paired_differences, paired_t_clustered, percentile_interval,
-    sample_size_noninferiority, sample_size_paired, verdict, wilcoxon,
+    Evidence, Verdict, WilcoxonMethod, ZeroMethod, benjamini_hochberg, bootstrap_means, holm, noninferiority,
+    normal_mixture, paired_differences, paired_t_clustered, percentile_interval, sample_size_noninferiority,
+    sample_size_paired, verdict, wilcoxon,
 };
 
 /// Which statistics the verdict was decided from.
@@ -188,11 +188,7 @@ pub fn compare_paired(
         Some(point) => (point.p_value, point.cs_intersection),
         None => (1.0, (-1.0, 1.0)),
     };
-    let cs = if cs.0.is_finite() && cs.1.is_finite() {
-        cs
-    } else {
-        (-1.0, 1.0)
-    };
+    let cs = if cs.0.is_finite() && cs.1.is_finite() { cs } else { (-1.0, 1.0) };
     let bootstrap_ci = (options.bootstrap_resamples > 0)
         .then(|| {
             let labels: Option<Vec<usize>> = clusters.map(|keys| {
@@ -204,21 +200,15 @@ pub fn compare_paired(
                     })
                     .collect()
             });
-            let thetas = bootstrap_means(
-                &diffs,
-                labels.as_deref(),
-                options.bootstrap_resamples,
-                options.seed,
-            );
+            let thetas =
+                bootstrap_means(&diffs, labels.as_deref(), options.bootstrap_resamples, options.seed);
             percentile_interval(&thetas, options.alpha)
         })
         .flatten();
     let mut note = t.note.clone();
     if options.basis == Basis::Sequential && (diffs.len() < SEQUENTIAL_MIN_N || t.sd_delta == 0.0) {
         note.get_or_insert_with(|| {
-            format!(
-                "sequential monitoring decides from {SEQUENTIAL_MIN_N} pairs with non-zero variance"
-            )
+            format!("sequential monitoring decides from {SEQUENTIAL_MIN_N} pairs with non-zero variance")
         });
     }
     let mut comparison = Comparison {
@@ -261,20 +251,11 @@ pub fn decide_family(family: &mut [Comparison], options: &CompareOptions) {
         c.verdict = verdict(&c.evidence(), options.alpha, options.margin);
         c.samples_needed = if c.verdict == Verdict::Inconclusive && c.sd_delta > 0.0 {
             let needed = if c.delta > -options.margin {
-                sample_size_noninferiority(
-                    c.sd_delta,
-                    c.delta,
-                    options.margin,
-                    options.alpha,
-                    options.power,
-                )
+                sample_size_noninferiority(c.sd_delta, c.delta, options.margin, options.alpha, options.power)
             } else {
-                sample_size_paired(c.sd_delta, c.delta, options.alpha, options.power)
-                    .map(|s| s.n_exact)
+                sample_size_paired(c.sd_delta, c.delta, options.alpha, options.power).map(|s| s.n_exact)
             };
-            needed
-                .filter(|n| n.is_finite())
-                .map(|n| n.ceil().max(c.n as f64) as u64)
+            needed.filter(|n| n.is_finite()).map(|n| n.ceil().max(c.n as f64) as u64)
         } else {
             None
         };
@@ -287,10 +268,7 @@ mod tests {
 
     #[test]
     fn degenerate_inputs_never_give_nan() {
-        let opts = CompareOptions {
-            bootstrap_resamples: 100,
-            ..CompareOptions::default()
-        };
+        let opts = CompareOptions { bootstrap_resamples: 100, ..CompareOptions::default() };
         for (b, c) in [
             (vec![], vec![]),
             (vec![0.5], vec![0.7]),
@@ -317,23 +295,12 @@ mod tests {
 
     #[test]
     fn holm_across_the_family_can_withhold_a_verdict() {
-        let opts = CompareOptions {
-            bootstrap_resamples: 0,
-            ..CompareOptions::default()
-        };
+        let opts = CompareOptions { bootstrap_resamples: 0, ..CompareOptions::default() };
         // p ≈ 0.03 alone is `worse`; in a family of four with nothing else, Holm withholds it.
-        let base: Vec<f64> = (0..200)
-            .map(|i| if i % 5 == 0 { 0.0 } else { 1.0 })
-            .collect();
-        let cand: Vec<f64> = (0..200)
-            .map(|i| if i % 5 == 0 || i % 29 == 1 { 0.0 } else { 1.0 })
-            .collect();
+        let base: Vec<f64> = (0..200).map(|i| if i % 5 == 0 { 0.0 } else { 1.0 }).collect();
+        let cand: Vec<f64> = (0..200).map(|i| if i % 5 == 0 || i % 29 == 1 { 0.0 } else { 1.0 }).collect();
         let alone = compare_paired(&base, &cand, None, &opts);
-        assert!(
-            alone.p_value < 0.05 && alone.p_value > 0.0125,
-            "{}",
-            alone.p_value
-        );
+        assert!(alone.p_value < 0.05 && alone.p_value > 0.0125, "{}", alone.p_value);
         assert_eq!(alone.verdict, Verdict::Worse);
         let null = compare_paired(&base, &base, None, &opts);
         let mut family = vec![alone.clone(), null.clone(), null.clone(), null];

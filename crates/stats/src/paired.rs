@@ -34,14 +34,8 @@ impl std::fmt::Display for StatsError {
             StatsError::Insufficient { n, needed } => {
                 write!(f, "not enough data: {n} pairs, at least {needed} needed")
             }
-            StatsError::Unpaired {
-                baseline,
-                candidate,
-            } => {
-                write!(
-                    f,
-                    "samples are not paired: {baseline} baseline vs {candidate} candidate scores"
-                )
+            StatsError::Unpaired { baseline, candidate } => {
+                write!(f, "samples are not paired: {baseline} baseline vs {candidate} candidate scores")
             }
             StatsError::NotFinite => write!(f, "a score is NaN or infinite"),
         }
@@ -89,19 +83,13 @@ pub fn paired_differences(
     needed: usize,
 ) -> Result<Vec<f64>, StatsError> {
     if baseline.len() != candidate.len() {
-        return Err(StatsError::Unpaired {
-            baseline: baseline.len(),
-            candidate: candidate.len(),
-        });
+        return Err(StatsError::Unpaired { baseline: baseline.len(), candidate: candidate.len() });
     }
     if baseline.iter().chain(candidate).any(|x| !x.is_finite()) {
         return Err(StatsError::NotFinite);
     }
     if baseline.len() < needed {
-        return Err(StatsError::Insufficient {
-            n: baseline.len(),
-            needed,
-        });
+        return Err(StatsError::Insufficient { n: baseline.len(), needed });
     }
     Ok(candidate.iter().zip(baseline).map(|(c, b)| c - b).collect())
 }
@@ -161,21 +149,13 @@ pub fn paired_t_clustered<K: Ord>(
                 mean_delta.signum() * f64::INFINITY,
                 sign_p,
                 0.0,
-                Some(
-                    "every difference is the same non-zero value; p from the exact sign test"
-                        .into(),
-                ),
+                Some("every difference is the same non-zero value; p from the exact sign test".into()),
             )
         }
     } else {
         let dist = students_t(df);
         let t = mean_delta / se;
-        (
-            t,
-            (2.0 * dist.sf(t.abs())).min(1.0),
-            dist.inverse_cdf(1.0 - alpha / 2.0) * se,
-            None,
-        )
+        (t, (2.0 * dist.sf(t.abs())).min(1.0), dist.inverse_cdf(1.0 - alpha / 2.0) * se, None)
     };
     Ok(PairedT {
         n,
@@ -227,12 +207,7 @@ pub fn noninferiority(t: &PairedT, margin: f64, alpha: f64) -> NonInferiority {
     let dist = students_t(t.df);
     let stat = shifted / t.se;
     let lower_bound = t.mean_delta - dist.inverse_cdf(1.0 - alpha) * t.se;
-    NonInferiority {
-        t: stat,
-        p_value: dist.sf(stat),
-        lower_bound,
-        non_inferior: lower_bound > -margin,
-    }
+    NonInferiority { t: stat, p_value: dist.sf(stat), lower_bound, non_inferior: lower_bound > -margin }
 }
 
 #[cfg(test)]
@@ -268,16 +243,10 @@ mod tests {
 
     #[test]
     fn spec_vector_32_clustered_se() {
-        let s = [
-            1., 1., 1., 0., 0., 1., 1., 1., 1., 1., 0., 0., 1., 0., 1., 1.,
-        ];
+        let s = [1., 1., 1., 0., 0., 1., 1., 1., 1., 1., 0., 0., 1., 0., 1., 1.];
         let clusters = [0, 0, 0, 1, 1, 1, 2, 2, 2, 2, 3, 3, 4, 4, 4, 4];
         assert_close((variance(&s) / s.len() as f64).sqrt(), 0.1196783885, 1e-9);
-        assert_close(
-            clustered_se_uncorrected(&s, &clusters).expect("5 clusters"),
-            0.1468874662,
-            1e-9,
-        );
+        assert_close(clustered_se_uncorrected(&s, &clusters).expect("5 clusters"), 0.1468874662, 1e-9);
         let (se, c) = clustered_se(&s, &clusters).expect("5 clusters");
         assert_eq!(c, 5);
         assert_close(se, 0.1642251798, 1e-9);
@@ -288,18 +257,9 @@ mod tests {
 
     #[test]
     fn degenerate_inputs_have_defined_results() {
-        assert_eq!(
-            paired_t(&[1.0], &[2.0], 0.05),
-            Err(StatsError::Insufficient { n: 1, needed: 2 })
-        );
-        assert_eq!(
-            paired_t(&[1.0, f64::NAN], &[2.0, 1.0], 0.05),
-            Err(StatsError::NotFinite)
-        );
-        assert!(matches!(
-            paired_t(&[1.0], &[2.0, 3.0], 0.05),
-            Err(StatsError::Unpaired { .. })
-        ));
+        assert_eq!(paired_t(&[1.0], &[2.0], 0.05), Err(StatsError::Insufficient { n: 1, needed: 2 }));
+        assert_eq!(paired_t(&[1.0, f64::NAN], &[2.0, 1.0], 0.05), Err(StatsError::NotFinite));
+        assert!(matches!(paired_t(&[1.0], &[2.0, 3.0], 0.05), Err(StatsError::Unpaired { .. })));
         let same = paired_t(&[0.5, 0.5, 0.5], &[0.5, 0.5, 0.5], 0.05).expect("valid");
         assert_eq!((same.p_value, same.ci_low, same.ci_high), (1.0, 0.0, 0.0));
         let shifted = paired_t(&[0.0; 5], &[1.0; 5], 0.05).expect("valid");

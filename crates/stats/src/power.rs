@@ -44,17 +44,9 @@ pub fn sample_size_paired(sigma_d: f64, delta: f64, alpha: f64, power: f64) -> O
             break;
         }
         let mid = 0.5 * (lo + hi);
-        if power_at(mid) < power {
-            lo = mid
-        } else {
-            hi = mid
-        }
+        if power_at(mid) < power { lo = mid } else { hi = mid }
     }
-    Some(SampleSize {
-        n_normal,
-        n_exact: hi,
-        n: hi.ceil() as u64,
-    })
+    Some(SampleSize { n_normal, n_exact: hi, n: hi.ceil() as u64 })
 }
 
 /// Minimum detectable mean difference at `n` pairs (normal approximation).
@@ -86,8 +78,7 @@ pub fn sample_size_mcnemar(p10: f64, p01: f64, alpha: f64, power: f64) -> Option
     if delta == 0.0 || psi <= delta * delta {
         return None;
     }
-    let a = z_quantile(1.0 - alpha / 2.0) * psi.sqrt()
-        + z_quantile(power) * (psi - delta * delta).sqrt();
+    let a = z_quantile(1.0 - alpha / 2.0) * psi.sqrt() + z_quantile(power) * (psi - delta * delta).sqrt();
     Some(a * a / (delta * delta))
 }
 

@@ -95,9 +95,7 @@ pub fn prpl_eb_lower(y: &[f64], alpha: f64) -> Vec<f64> {
     let mut lower = Vec::with_capacity(y.len());
     for (i, &x) in y.iter().enumerate() {
         let t = (i + 1) as f64;
-        let lambda = (2.0 * log_inv / (t * (1.0 + t).ln() * sigma2_prev))
-            .sqrt()
-            .min(0.5);
+        let lambda = (2.0 * log_inv / (t * (1.0 + t).ln() * sigma2_prev)).sqrt().min(0.5);
         let lambda = if lambda.is_nan() { 0.0 } else { lambda };
         let v = 4.0 * (x - mean_prev).powi(2);
         let psi = (-(1.0 - lambda).ln() - lambda) / 4.0;
@@ -123,10 +121,7 @@ pub fn prpl_eb_cs(d: &[f64], alpha: f64) -> Vec<(f64, f64)> {
     let flipped: Vec<f64> = y.iter().map(|v| 1.0 - v).collect();
     let low = prpl_eb_lower(&y, alpha / 2.0);
     let high = prpl_eb_lower(&flipped, alpha / 2.0);
-    low.iter()
-        .zip(&high)
-        .map(|(l, h)| (2.0 * l - 1.0, 2.0 * (1.0 - h) - 1.0))
-        .collect()
+    low.iter().zip(&high).map(|(l, h)| (2.0 * l - 1.0, 2.0 * (1.0 - h) - 1.0)).collect()
 }
 
 #[cfg(test)]
@@ -135,9 +130,7 @@ mod tests {
     use crate::test_support::{D, assert_close};
 
     fn stream() -> Vec<f64> {
-        (0..400)
-            .map(|i| ((((37 * i) % 11) as f64 - 5.0) / 5.0 + 0.1).clamp(-1.0, 1.0))
-            .collect()
+        (0..400).map(|i| ((((37 * i) % 11) as f64 - 5.0) / 5.0 + 0.1).clamp(-1.0, 1.0)).collect()
     }
 
     #[test]
@@ -168,10 +161,7 @@ mod tests {
         assert_close(end.p_instant, 0.0972377167, 1e-8);
         // The always-valid p-value keeps the smallest 1/Λ seen so far.
         assert!(end.p_value <= end.p_instant);
-        assert_eq!(
-            end.p_value,
-            points.iter().map(|p| p.p_instant).fold(1.0, f64::min)
-        );
+        assert_eq!(end.p_value, points.iter().map(|p| p.p_instant).fold(1.0, f64::min));
         assert_close(end.cs.0, -0.0074558708, 1e-8);
         assert_close(end.cs.1, 0.1824558708, 1e-8);
     }

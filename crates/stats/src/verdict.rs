@@ -72,34 +72,17 @@ mod tests {
     use super::*;
 
     fn ev(delta: f64, p: f64, lower: f64) -> Evidence {
-        Evidence {
-            delta,
-            p_adjusted: p,
-            ni_lower_bound: lower,
-            enough_data: true,
-        }
+        Evidence { delta, p_adjusted: p, ni_lower_bound: lower, enough_data: true }
     }
 
     #[test]
     fn each_region_maps_to_its_verdict() {
         assert_eq!(verdict(&ev(0.05, 0.01, 0.01), 0.05, 0.02), Verdict::Better);
         assert_eq!(verdict(&ev(-0.05, 0.01, -0.09), 0.05, 0.02), Verdict::Worse);
-        assert_eq!(
-            verdict(&ev(-0.001, 0.01, -0.002), 0.05, 0.02),
-            Verdict::Worse
-        );
-        assert_eq!(
-            verdict(&ev(0.001, 0.6, -0.01), 0.05, 0.02),
-            Verdict::NonInferior
-        );
-        assert_eq!(
-            verdict(&ev(0.001, 0.6, -0.05), 0.05, 0.02),
-            Verdict::Inconclusive
-        );
-        let thin = Evidence {
-            enough_data: false,
-            ..ev(0.5, 0.0, 0.4)
-        };
+        assert_eq!(verdict(&ev(-0.001, 0.01, -0.002), 0.05, 0.02), Verdict::Worse);
+        assert_eq!(verdict(&ev(0.001, 0.6, -0.01), 0.05, 0.02), Verdict::NonInferior);
+        assert_eq!(verdict(&ev(0.001, 0.6, -0.05), 0.05, 0.02), Verdict::Inconclusive);
+        let thin = Evidence { enough_data: false, ..ev(0.5, 0.0, 0.4) };
         assert_eq!(verdict(&thin, 0.05, 0.02), Verdict::Inconclusive);
         assert_eq!(Verdict::NonInferior.to_string(), "non-inferior");
     }

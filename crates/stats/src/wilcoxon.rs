@@ -93,39 +93,15 @@ fn exact_p(n: usize, statistic: f64) -> f64 {
 }
 
 /// Wilcoxon signed-rank test of differences `d` against 0.
-pub fn wilcoxon(
-    d: &[f64],
-    zeros: ZeroMethod,
-    continuity: bool,
-    method: WilcoxonMethod,
-) -> Wilcoxon {
+pub fn wilcoxon(d: &[f64], zeros: ZeroMethod, continuity: bool, method: WilcoxonMethod) -> Wilcoxon {
     let nonzero: Vec<f64> = d.iter().copied().filter(|x| *x != 0.0).collect();
     let n_zero = d.len() - nonzero.len();
-    let used: &[f64] = if zeros == ZeroMethod::Wilcox {
-        &nonzero
-    } else {
-        d
-    };
+    let used: &[f64] = if zeros == ZeroMethod::Wilcox { &nonzero } else { d };
     let abs: Vec<f64> = used.iter().map(|x| x.abs()).collect();
     let (ranks, _) = average_ranks(&abs);
-    let mut t_plus: f64 = used
-        .iter()
-        .zip(&ranks)
-        .filter(|(x, _)| **x > 0.0)
-        .map(|(_, r)| r)
-        .sum();
-    let mut t_minus: f64 = used
-        .iter()
-        .zip(&ranks)
-        .filter(|(x, _)| **x < 0.0)
-        .map(|(_, r)| r)
-        .sum();
-    let zero_ranks: f64 = used
-        .iter()
-        .zip(&ranks)
-        .filter(|(x, _)| **x == 0.0)
-        .map(|(_, r)| r)
-        .sum();
+    let mut t_plus: f64 = used.iter().zip(&ranks).filter(|(x, _)| **x > 0.0).map(|(_, r)| r).sum();
+    let mut t_minus: f64 = used.iter().zip(&ranks).filter(|(x, _)| **x < 0.0).map(|(_, r)| r).sum();
+    let zero_ranks: f64 = used.iter().zip(&ranks).filter(|(x, _)| **x == 0.0).map(|(_, r)| r).sum();
     if zeros == ZeroMethod::Zsplit {
         t_plus += zero_ranks / 2.0;
         t_minus += zero_ranks / 2.0;
@@ -174,21 +150,12 @@ pub fn wilcoxon(
                 - tie_term(nonzero_ties.into_iter()),
         ),
         ZeroMethod::Zsplit => {
-            let all_ties = nonzero_ties
-                .into_iter()
-                .chain((n_zero > 0).then_some(n_zero));
-            (
-                nf * (nf + 1.0) / 4.0,
-                nf * (nf + 1.0) * (2.0 * nf + 1.0) / 24.0 - tie_term(all_ties),
-            )
+            let all_ties = nonzero_ties.into_iter().chain((n_zero > 0).then_some(n_zero));
+            (nf * (nf + 1.0) / 4.0, nf * (nf + 1.0) * (2.0 * nf + 1.0) / 24.0 - tie_term(all_ties))
         }
     };
     let shift = t_plus - mu;
-    let cc = if continuity {
-        0.5 * shift.signum()
-    } else {
-        0.0
-    };
+    let cc = if continuity { 0.5 * shift.signum() } else { 0.0 };
     let z = (shift - cc) / sigma2.sqrt();
     Wilcoxon {
         n: used.len(),

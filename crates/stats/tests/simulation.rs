@@ -13,7 +13,9 @@ const ALPHA: f64 = 0.05;
 /// Paired pass/fail scores with pass rates `pb` (baseline) and `pc` (candidate).
 fn pairs(rng: &mut ChaCha8Rng, n: usize, pb: f64, pc: f64) -> (Vec<f64>, Vec<f64>) {
     (0..n)
-        .map(|_| (f64::from(u8::from(rng.random::<f64>() < pb)), f64::from(u8::from(rng.random::<f64>() < pc))))
+        .map(|_| {
+            (f64::from(u8::from(rng.random::<f64>() < pb)), f64::from(u8::from(rng.random::<f64>() < pc)))
+        })
         .unzip()
 }
 
@@ -45,7 +47,10 @@ fn monitoring_a_and_a_experiments_keeps_false_verdicts_at_alpha_only_with_the_se
     let rate = |k: usize| k as f64 / RUNS as f64;
     eprintln!(
         "A/A: sequential false {}, naive false {}, t coverage {}, CS coverage {}",
-        rate(sequential_false), rate(naive_false), rate(t_covers), rate(cs_covers)
+        rate(sequential_false),
+        rate(naive_false),
+        rate(t_covers),
+        rate(cs_covers)
     );
     assert!(rate(sequential_false) <= 0.05, "sequential false verdicts: {}", rate(sequential_false));
     assert!(rate(naive_false) > 0.05, "naive repeated t-tests should inflate errors: {}", rate(naive_false));

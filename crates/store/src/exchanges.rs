@@ -30,11 +30,7 @@ pub struct StoredExchange {
 
 impl Store {
     /// Stores a batch in one transaction; returns only once it is committed.
-    pub async fn insert_exchanges(
-        &self,
-        source: &str,
-        batch: &[Exchange],
-    ) -> Result<IngestOutcome> {
+    pub async fn insert_exchanges(&self, source: &str, batch: &[Exchange]) -> Result<IngestOutcome> {
         let mut outcome = IngestOutcome::default();
         let mut tx = self.pool.begin().await?;
         let now = Utc::now();
@@ -89,9 +85,7 @@ impl Store {
 
     /// Number of stored exchanges.
     pub async fn count_exchanges(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM exchanges")
-            .fetch_one(&self.pool)
-            .await?)
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM exchanges").fetch_one(&self.pool).await?)
     }
 }
 

@@ -77,16 +77,10 @@ impl Store {
                 spec.name
             )));
         }
-        ids.sort_by_cached_key(|id| {
-            xxhash_rust::xxh3::xxh3_64(format!("{}\u{0}{id}", spec.name).as_bytes())
-        });
+        ids.sort_by_cached_key(|id| xxhash_rust::xxh3::xxh3_64(format!("{}\u{0}{id}", spec.name).as_bytes()));
         ids.truncate(spec.sample_size.unwrap_or(usize::MAX));
 
-        let experiment = Experiment {
-            id: uuid::Uuid::now_v7().to_string(),
-            created_at: Utc::now(),
-            spec,
-        };
+        let experiment = Experiment { id: uuid::Uuid::now_v7().to_string(), created_at: Utc::now(), spec };
         let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO experiments (id, name, created_at, spec) VALUES (?, ?, ?, ?)
@@ -105,13 +99,11 @@ impl Store {
             )));
         }
         for id in &ids {
-            sqlx::query(
-                "INSERT INTO experiment_exchanges (experiment_id, exchange_id) VALUES (?, ?)",
-            )
-            .bind(&experiment.id)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query("INSERT INTO experiment_exchanges (experiment_id, exchange_id) VALUES (?, ?)")
+                .bind(&experiment.id)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(experiment)
@@ -119,11 +111,10 @@ impl Store {
 
     /// The experiment with this name (or id).
     pub async fn experiment(&self, name_or_id: &str) -> Result<Option<Experiment>> {
-        let row =
-            sqlx::query("SELECT id, created_at, spec FROM experiments WHERE name = ?1 OR id = ?1")
-                .bind(name_or_id)
-                .fetch_optional(&self.pool)
-                .await?;
+        let row = sqlx::query("SELECT id, created_at, spec FROM experiments WHERE name = ?1 OR id = ?1")
+            .bind(name_or_id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(|row| decode_experiment(&row)).transpose()
     }
 
@@ -136,11 +127,10 @@ impl Store {
 
     /// All experiments, newest first.
     pub async fn experiments(&self) -> Result<Vec<Experiment>> {
-        let rows = sqlx::query(
-            "SELECT id, created_at, spec FROM experiments ORDER BY created_at DESC, id DESC",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let rows =
+            sqlx::query("SELECT id, created_at, spec FROM experiments ORDER BY created_at DESC, id DESC")
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter().map(decode_experiment).collect()
     }
 

@@ -71,10 +71,7 @@ impl Store {
             // The server, the workers and apalis share the file: wait for locks, don't fail.
             .busy_timeout(Duration::from_secs(30))
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(options)
-            .await?;
+        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
         let mut migrator = sqlx::migrate!("../../migrations/sqlite");
         // apalis records its own migrations in `_sqlx_migrations` on the same file.
         migrator.dangerous_set_table_name("_evaltap_migrations");
@@ -92,9 +89,6 @@ pub(crate) fn to_json(value: &impl serde::Serialize) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "null".into())
 }
 
-pub(crate) fn from_json<T: serde::de::DeserializeOwned>(
-    what: &'static str,
-    text: &str,
-) -> Result<T> {
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(what: &'static str, text: &str) -> Result<T> {
     serde_json::from_str(text).map_err(|source| StoreError::Json { what, source })
 }

@@ -137,12 +137,11 @@ impl Store {
 
     /// All replays of an experiment.
     pub async fn replays(&self, experiment_id: &str) -> Result<Vec<ReplayRecord>> {
-        let rows = sqlx::query(
-            "SELECT * FROM replays WHERE experiment_id = ? ORDER BY exchange_id, candidate",
-        )
-        .bind(experiment_id)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows =
+            sqlx::query("SELECT * FROM replays WHERE experiment_id = ? ORDER BY exchange_id, candidate")
+                .bind(experiment_id)
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter().map(decode_replay).collect()
     }
 
@@ -192,14 +191,12 @@ impl Store {
         Ok(found.is_some())
     }
 
-    /// All judgments of an experiment.
+    /// All judgments of an experiment, in the order they were stored.
     pub async fn judgments(&self, experiment_id: &str) -> Result<Vec<JudgmentRecord>> {
-        let rows = sqlx::query(
-            "SELECT * FROM judgments WHERE experiment_id = ? ORDER BY exchange_id, subject, rubric, position",
-        )
-        .bind(experiment_id)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query("SELECT * FROM judgments WHERE experiment_id = ? ORDER BY created_at, id")
+            .bind(experiment_id)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|r| {
                 Ok(JudgmentRecord {
@@ -219,12 +216,7 @@ impl Store {
     }
 
     /// Counts of stored and expected work for an experiment with `candidates` and `rubrics`.
-    pub async fn progress(
-        &self,
-        experiment_id: &str,
-        candidates: u64,
-        rubrics: u64,
-    ) -> Result<Progress> {
+    pub async fn progress(&self, experiment_id: &str, candidates: u64, rubrics: u64) -> Result<Progress> {
         let row = sqlx::query(
             "SELECT
                (SELECT COUNT(*) FROM experiment_exchanges WHERE experiment_id = ?1) AS exchanges,
@@ -262,9 +254,7 @@ fn decode_replay(r: &sqlx::sqlite::SqliteRow) -> Result<ReplayRecord> {
         exchange_id: r.try_get("exchange_id")?,
         candidate: r.try_get("candidate")?,
         model: r.try_get("model")?,
-        response: response
-            .map(|text| from_json("replays.response", &text))
-            .transpose()?,
+        response: response.map(|text| from_json("replays.response", &text)).transpose()?,
         output_text: r.try_get("output_text")?,
         usage: input.map(|i| Usage {
             input_tokens: i.max(0) as u64,

@@ -81,34 +81,20 @@ pub async fn create_experiment(
     let mut candidates = Vec::new();
     for name in &request.candidates {
         match config.candidate(name) {
-            Some(c)
-                if !candidates
-                    .iter()
-                    .any(|x: &evaltap_core::CandidateConfig| x.name == *name) =>
-            {
+            Some(c) if !candidates.iter().any(|x: &evaltap_core::CandidateConfig| x.name == *name) => {
                 candidates.push(c.clone())
             }
             Some(_) => return invalid(format!("candidate `{name}` is listed twice")),
             None => {
                 let known: Vec<&str> = config.candidates.iter().map(|c| c.name.as_str()).collect();
-                return invalid(format!(
-                    "unknown candidate `{name}` (configured: {})",
-                    known.join(", ")
-                ));
+                return invalid(format!("unknown candidate `{name}` (configured: {})", known.join(", ")));
             }
         }
     }
-    let rubric_names = if request.rubrics.is_empty() {
-        rubrics.names()
-    } else {
-        request.rubrics.clone()
-    };
+    let rubric_names = if request.rubrics.is_empty() { rubrics.names() } else { request.rubrics.clone() };
     for name in &rubric_names {
         if rubrics.get(name).is_err() {
-            return invalid(format!(
-                "unknown rubric `{name}` (available: {})",
-                rubrics.names().join(", ")
-            ));
+            return invalid(format!("unknown rubric `{name}` (available: {})", rubrics.names().join(", ")));
         }
     }
     let mut prices = config.prices.clone();

@@ -47,8 +47,8 @@ pub enum JobOutcome {
         /// Why.
         error: String,
     },
-    /// The result was already stored (a retried or duplicated job); follow-ups are repeated
-    /// in case the first run died before enqueueing them.
+    /// The result was already stored (a retried or duplicated job); follow-ups whose result is
+    /// missing are repeated in case the first run died before enqueueing them.
     AlreadyDone {
         /// Follow-up jobs.
         follow_up: Vec<EvalJob>,
@@ -65,12 +65,7 @@ impl JobOutcome {
     }
 }
 
-fn judge_jobs(
-    experiment_id: &str,
-    exchange_id: &str,
-    subject: &str,
-    rubrics: &[String],
-) -> Vec<EvalJob> {
+fn judge_jobs(experiment_id: &str, exchange_id: &str, subject: &str, rubrics: &[String]) -> Vec<EvalJob> {
     rubrics
         .iter()
         .map(|rubric| EvalJob::Judge {
@@ -82,6 +77,20 @@ fn judge_jobs(
         .collect()
 }
 
+/// The judge jobs among `jobs` whose judgment is not stored yet.
+async fn missing_judgments(svc: &Services, jobs: Vec<EvalJob>) -> Result<Vec<EvalJob>, WorkerError> {
+    let mut missing = Vec::new();
+    for job in jobs {
+        if let EvalJob::Judge { experiment_id, exchange_id, subject, rubric } = &job {
+            if svc.store.judgment_exists(experiment_id, exchange_id, subject, rubric).await? {
+                continue;
+            }
+        }
+        missing.push(job);
+    }
+    Ok(missing)
+}
+
 /// Replays an exchange against a candidate and stores the response, usage, cost and latency,
 /// or the error.
 pub async fn replay(
@@ -91,34 +100,15 @@ pub async fn replay(
     candidate: &str,
 ) -> Result<JobOutcome, WorkerError> {
     let experiment = svc.store.require_experiment(experiment_id).await?;
-    let follow_up = judge_jobs(
-        experiment_id,
-        exchange_id,
-        candidate,
-        &experiment.spec.rubrics,
-    );
-    if let Some(existing) = svc
-        .store
-        .replay(experiment_id, exchange_id, candidate)
-        .await?
-    {
-        let follow_up = if existing.error.is_none() {
-            follow_up
-        } else {
-            Vec::new()
-        };
+    let follow_up = judge_jobs(experiment_id, exchange_id, candidate, &experiment.spec.rubrics);
+    if let Some(existing) = svc.store.replay(experiment_id, exchange_id, candidate).await? {
+        let follow_up =
+            if existing.error.is_none() { missing_judgments(svc, follow_up).await? } else { Vec::new() };
         return Ok(JobOutcome::AlreadyDone { follow_up });
     }
-    let config = experiment
-        .spec
-        .candidates
-        .iter()
-        .find(|c| c.name == candidate)
-        .ok_or_else(|| {
-            WorkerError::Missing(format!(
-                "experiment {experiment_id} has no candidate `{candidate}`"
-            ))
-        })?;
+    let config = experiment.spec.candidates.iter().find(|c| c.name == candidate).ok_or_else(|| {
+        WorkerError::Missing(format!("experiment {experiment_id} has no candidate `{candidate}`"))
+    })?;
     let exchange = svc
         .store
         .exchange(exchange_id)
@@ -149,22 +139,15 @@ pub async fn replay(
         Err(err) => {
             tracing::warn!(%err, experiment_id, exchange_id, candidate, "replay failed");
             record.error = Some(err.to_string());
-            JobOutcome::Failed {
-                error: err.to_string(),
-            }
+            JobOutcome::Failed { error: err.to_string() }
         }
     };
     if svc.store.insert_replay(&record).await? {
         Ok(outcome)
     } else {
         // Another worker stored it first; theirs stands.
-        let follow_up = judge_jobs(
-            experiment_id,
-            exchange_id,
-            candidate,
-            &experiment.spec.rubrics,
-        );
-        Ok(JobOutcome::AlreadyDone { follow_up })
+        let follow_up = judge_jobs(experiment_id, exchange_id, candidate, &experiment.spec.rubrics);
+        Ok(JobOutcome::AlreadyDone { follow_up: missing_judgments(svc, follow_up).await? })
     }
 }
 
@@ -176,14 +159,8 @@ pub async fn judge(
     subject: &str,
     rubric: &str,
 ) -> Result<JobOutcome, WorkerError> {
-    if svc
-        .store
-        .judgment_exists(experiment_id, exchange_id, subject, rubric)
-        .await?
-    {
-        return Ok(JobOutcome::AlreadyDone {
-            follow_up: Vec::new(),
-        });
+    if svc.store.judgment_exists(experiment_id, exchange_id, subject, rubric).await? {
+        return Ok(JobOutcome::AlreadyDone { follow_up: Vec::new() });
     }
     let exchange = svc
         .store
@@ -193,15 +170,9 @@ pub async fn judge(
     let response_text = if subject == BASELINE {
         chat::response_text(&exchange.exchange.response)
     } else {
-        let replay = svc
-            .store
-            .replay(experiment_id, exchange_id, subject)
-            .await?
-            .ok_or_else(|| {
-                WorkerError::Missing(format!(
-                    "no replay of {exchange_id} by `{subject}` to judge"
-                ))
-            })?;
+        let replay = svc.store.replay(experiment_id, exchange_id, subject).await?.ok_or_else(|| {
+            WorkerError::Missing(format!("no replay of {exchange_id} by `{subject}` to judge"))
+        })?;
         replay.output_text.ok_or_else(|| {
             WorkerError::Missing(format!("the replay of {exchange_id} by `{subject}` failed"))
         })?
@@ -218,16 +189,10 @@ pub async fn judge(
         judge_model: None,
         error: None,
     };
-    let subject_text = Subject {
-        request: &exchange.exchange.request,
-        response: &response_text,
-        reference: None,
-    };
+    let subject_text =
+        Subject { request: &exchange.exchange.request, response: &response_text, reference: None };
     let result = match &svc.judge {
-        Some(judge) => judge
-            .score(&svc.rubrics, rubric, subject_text)
-            .await
-            .map_err(|e| e.to_string()),
+        Some(judge) => judge.score(&svc.rubrics, rubric, subject_text).await.map_err(|e| e.to_string()),
         None => Err("no [judge] is configured in evaltap.toml".to_string()),
     };
     let outcome = match result {
@@ -236,9 +201,7 @@ pub async fn judge(
             record.score = Some(judgment.score.normalized);
             record.reason = Some(judgment.score.reason);
             record.judge_model = Some(judgment.judge_model);
-            JobOutcome::Stored {
-                follow_up: Vec::new(),
-            }
+            JobOutcome::Stored { follow_up: Vec::new() }
         }
         Err(err) => {
             tracing::warn!(%err, experiment_id, exchange_id, subject, rubric, "judgment failed");
@@ -249,8 +212,6 @@ pub async fn judge(
     if svc.store.insert_judgment(&record).await? {
         Ok(outcome)
     } else {
-        Ok(JobOutcome::AlreadyDone {
-            follow_up: Vec::new(),
-        })
+        Ok(JobOutcome::AlreadyDone { follow_up: Vec::new() })
     }
 }

@@ -20,9 +20,7 @@ pub const QUEUE_NAME: &str = "evaltap.eval";
 
 /// Creates apalis's tables (idempotent) and returns the queue.
 pub async fn open(store: &Store) -> Result<Queue, WorkerError> {
-    SqliteStorage::setup(store.pool())
-        .await
-        .map_err(|e| WorkerError::Queue(e.to_string()))?;
+    SqliteStorage::setup(store.pool()).await.map_err(|e| WorkerError::Queue(e.to_string()))?;
     // apalis turns `synchronous` off on the connection it used; acknowledged ingest must survive
     // a power cut, so put it back.
     sqlx::query("PRAGMA synchronous = NORMAL")
@@ -30,10 +28,7 @@ pub async fn open(store: &Store) -> Result<Queue, WorkerError> {
         .await
         .map_err(|e| WorkerError::Queue(e.to_string()))?;
     Ok(SqliteStorage::new(store.pool()).with_config(
-        QueueConfig::default()
-            .queue(QUEUE_NAME)
-            .batch_size(32)
-            .heartbeat_interval(Duration::from_secs(10)),
+        QueueConfig::default().queue(QUEUE_NAME).batch_size(32).heartbeat_interval(Duration::from_secs(10)),
     ))
 }
 
@@ -42,10 +37,7 @@ async fn push_all(queue: &Queue, jobs: Vec<EvalJob>) -> Result<(), WorkerError> 
         return Ok(());
     }
     let mut queue = queue.clone();
-    queue
-        .push_bulk(jobs)
-        .await
-        .map_err(|e| WorkerError::Queue(e.to_string()))
+    queue.push_bulk(jobs).await.map_err(|e| WorkerError::Queue(e.to_string()))
 }
 
 /// Enqueues every job whose result is not stored yet: all of them for a new experiment, the
@@ -58,16 +50,10 @@ pub async fn enqueue_missing(
     let id = experiment.id.as_str();
     let exchanges = store.experiment_exchange_ids(id).await?;
     let replays = store.replays(id).await?;
-    let judged: HashSet<(String, String, String)> = store
-        .judgments(id)
-        .await?
-        .into_iter()
-        .map(|j| (j.exchange_id, j.subject, j.rubric))
-        .collect();
-    let replayed: HashSet<(&str, &str)> = replays
-        .iter()
-        .map(|r| (r.exchange_id.as_str(), r.candidate.as_str()))
-        .collect();
+    let judged: HashSet<(String, String, String)> =
+        store.judgments(id).await?.into_iter().map(|j| (j.exchange_id, j.subject, j.rubric)).collect();
+    let replayed: HashSet<(&str, &str)> =
+        replays.iter().map(|r| (r.exchange_id.as_str(), r.candidate.as_str())).collect();
     let mut jobs = Vec::new();
     let judge_missing = |exchange_id: &str, subject: &str, jobs: &mut Vec<EvalJob>| {
         for rubric in &experiment.spec.rubrics {
@@ -110,17 +96,12 @@ struct WorkerState {
 async fn handle(job: EvalJob, state: Data<WorkerState>) -> Result<(), BoxDynError> {
     let svc = &state.services;
     let outcome = match &job {
-        EvalJob::Replay {
-            experiment_id,
-            exchange_id,
-            candidate,
-        } => jobs::replay(svc, experiment_id, exchange_id, candidate).await?,
-        EvalJob::Judge {
-            experiment_id,
-            exchange_id,
-            subject,
-            rubric,
-        } => jobs::judge(svc, experiment_id, exchange_id, subject, rubric).await?,
+        EvalJob::Replay { experiment_id, exchange_id, candidate } => {
+            jobs::replay(svc, experiment_id, exchange_id, candidate).await?
+        }
+        EvalJob::Judge { experiment_id, exchange_id, subject, rubric } => {
+            jobs::judge(svc, experiment_id, exchange_id, subject, rubric).await?
+        }
     };
     push_all(&state.queue, outcome.follow_up().to_vec()).await?;
     Ok(())

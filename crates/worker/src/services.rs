@@ -25,9 +25,7 @@ pub struct Services {
 const CALL_TIMEOUT: Duration = Duration::from_secs(120);
 
 fn api_key(env_var: Option<&String>) -> Option<String> {
-    env_var
-        .and_then(|var| std::env::var(var).ok())
-        .filter(|k| !k.is_empty())
+    env_var.and_then(|var| std::env::var(var).ok()).filter(|k| !k.is_empty())
 }
 
 impl Services {
@@ -43,25 +41,13 @@ impl Services {
             );
             Judge::new(client, j.model.clone())
         });
-        Ok(Services {
-            store,
-            rubrics,
-            judge,
-            http,
-            clients: Arc::default(),
-        })
+        Ok(Services { store, rubrics, judge, http, clients: Arc::default() })
     }
 
     /// The client for a candidate as frozen in an experiment's spec.
     pub fn candidate_client(&self, candidate: &CandidateConfig) -> ChatClient {
-        let key = format!(
-            "{}\u{0}{}\u{0}{}",
-            candidate.name, candidate.base_url, candidate.max_concurrency
-        );
-        let mut clients = self
-            .clients
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let key = format!("{}\u{0}{}\u{0}{}", candidate.name, candidate.base_url, candidate.max_concurrency);
+        let mut clients = self.clients.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         clients
             .entry(key)
             .or_insert_with(|| {

@@ -36,8 +36,8 @@ impl Adapter for Native {
 /// Splits a body into items: a JSON array's elements, a single JSON value, or JSON lines (where
 /// a bad line is one rejected item, not a failed body).
 pub fn json_items(body: &[u8]) -> Result<Vec<Result<Value, String>>, IngestError> {
-    let text = std::str::from_utf8(body)
-        .map_err(|e| IngestError::InvalidJson(format!("body is not UTF-8: {e}")))?;
+    let text =
+        std::str::from_utf8(body).map_err(|e| IngestError::InvalidJson(format!("body is not UTF-8: {e}")))?;
     let trimmed = text.trim();
     if trimmed.is_empty() {
         return Err(IngestError::Empty);
@@ -47,20 +47,14 @@ pub fn json_items(body: &[u8]) -> Result<Vec<Result<Value, String>>, IngestError
         Ok(value) => return Ok(vec![Ok(value)]),
         Err(err) => err,
     };
-    let lines: Vec<&str> = trimmed
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect();
+    let lines: Vec<&str> = trimmed.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
     if lines.len() < 2 {
         return Err(IngestError::InvalidJson(whole_error.to_string()));
     }
     Ok(lines
         .iter()
         .enumerate()
-        .map(|(i, line)| {
-            serde_json::from_str(line).map_err(|e| format!("line {}: invalid JSON: {e}", i + 1))
-        })
+        .map(|(i, line)| serde_json::from_str(line).map_err(|e| format!("line {}: invalid JSON: {e}", i + 1)))
         .collect())
 }
 
@@ -75,9 +69,7 @@ fn optional_f64(item: &Map<String, Value>, field: &str) -> Result<Option<f64>, S
 /// Reads a timestamp given as RFC 3339 text or unix seconds (milliseconds when very large).
 pub fn parse_timestamp(value: &Value) -> Option<DateTime<Utc>> {
     match value {
-        Value::String(text) => DateTime::parse_from_rfc3339(text)
-            .ok()
-            .map(|t| t.with_timezone(&Utc)),
+        Value::String(text) => DateTime::parse_from_rfc3339(text).ok().map(|t| t.with_timezone(&Utc)),
         Value::Number(n) => {
             let secs = n.as_f64()?;
             let millis = if secs > 1e11 { secs } else { secs * 1000.0 };
@@ -111,9 +103,7 @@ fn exchange_from_item(value: &Value) -> Result<Exchange, String> {
     };
     let occurred_at = match item.get("timestamp") {
         None | Some(Value::Null) => None,
-        Some(ts) => {
-            Some(parse_timestamp(ts).ok_or("`timestamp` must be RFC 3339 text or unix seconds")?)
-        }
+        Some(ts) => Some(parse_timestamp(ts).ok_or("`timestamp` must be RFC 3339 text or unix seconds")?),
     };
     let tags = match item.get("tags") {
         None | Some(Value::Null) => Value::Object(Map::new()),
@@ -157,13 +147,7 @@ mod tests {
         assert_eq!(one.exchanges.len(), 1);
         let (_, exchange) = &one.exchanges[0];
         assert_eq!(exchange.model.as_deref(), Some("m-2026"));
-        assert_eq!(
-            exchange.usage,
-            Some(Usage {
-                input_tokens: 4,
-                output_tokens: 1
-            })
-        );
+        assert_eq!(exchange.usage, Some(Usage { input_tokens: 4, output_tokens: 1 }));
         assert_eq!(exchange.external_id.as_deref(), Some("a"));
         assert_eq!(
             exchange.occurred_at.map(|t| t.to_rfc3339()).as_deref(),
@@ -177,32 +161,16 @@ mod tests {
 
     #[test]
     fn bad_items_are_rejected_alone_with_the_field_named() {
-        let body = format!(
-            "{}\n{{not json\n{}\n{}",
-            item("a"),
-            json!({"response": {}}),
-            item("c")
-        );
+        let body = format!("{}\n{{not json\n{}\n{}", item("a"), json!({"response": {}}), item("c"));
         let decoded = decode(&body).expect("batch");
-        assert_eq!(
-            decoded
-                .exchanges
-                .iter()
-                .map(|(i, _)| *i)
-                .collect::<Vec<_>>(),
-            [0, 3]
-        );
+        assert_eq!(decoded.exchanges.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [0, 3]);
         assert_eq!(decoded.rejected.len(), 2);
         assert_eq!(decoded.rejected[0].index, 1);
         assert!(decoded.rejected[0].reason.contains("invalid JSON"));
         assert_eq!(decoded.rejected[1].reason, "`request` is missing");
         let mut bad_ts = item("d");
         bad_ts["timestamp"] = json!("yesterday");
-        assert!(
-            decode(&bad_ts.to_string()).expect("item").rejected[0]
-                .reason
-                .contains("`timestamp`")
-        );
+        assert!(decode(&bad_ts.to_string()).expect("item").rejected[0].reason.contains("`timestamp`"));
     }
 
     #[test]
