@@ -41,6 +41,9 @@ enum Command {
     /// Define and run experiments.
     #[command(subcommand)]
     Experiment(ExperimentCommand),
+    /// Statistics on your own data.
+    #[command(subcommand)]
+    Stats(StatsCommand),
     /// Print an experiment's report.
     Report {
         /// Experiment name.
@@ -98,6 +101,35 @@ struct SimArgs {
     /// Probability that the judge prefers position A whatever the answers.
     #[arg(long, default_value_t = 0.1)]
     judge_position_bias: f64,
+}
+
+#[derive(Debug, Subcommand)]
+enum StatsCommand {
+    /// Compare paired scores from a CSV: paired t (clustered if asked), non-inferiority,
+    /// Wilcoxon, bootstrap, always-valid p-value, and the verdict evaltap would give.
+    Compare {
+        /// CSV file with a header row.
+        #[arg(long)]
+        csv: PathBuf,
+        /// Column of baseline scores.
+        #[arg(long)]
+        baseline: String,
+        /// Column of candidate scores.
+        #[arg(long)]
+        candidate: String,
+        /// Column whose equal values mark pairs of one cluster (conversation, user…).
+        #[arg(long)]
+        cluster: Option<String>,
+        /// Non-inferiority margin, on the scores' scale.
+        #[arg(long, default_value_t = evaltap_worker::DEFAULT_MARGIN)]
+        margin: f64,
+        /// Significance level.
+        #[arg(long, default_value_t = 0.05)]
+        alpha: f64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -274,6 +306,15 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     progress.total(),
                     experiment.spec.candidates.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(",")
                 );
+            }
+        }
+        Command::Stats(StatsCommand::Compare { csv, baseline, candidate, cluster, margin, alpha, json }) => {
+            let result =
+                crate::stats_cmd::compare_csv(csv, baseline, candidate, cluster.as_deref(), *margin, *alpha)?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&result)?);
+            } else {
+                print!("{}", crate::stats_cmd::render(&result));
             }
         }
         Command::Report { name, json } => {
