@@ -6,6 +6,7 @@
 //! the rest of a batch.
 
 pub mod formats;
+pub mod normalize;
 
 use evaltap_core::Exchange;
 use serde::Serialize;

@@ -1,0 +1,240 @@
+//! Every adapter against fixtures shaped like what each gateway really sends (see
+//! `gateway-formats.md`): batches, tool calls, streaming-assembled responses, failures,
+//! unicode, missing optional fields, and malformed payloads.
+
+use evaltap_core::chat::{last_user_text, response_text};
+use evaltap_ingest::{Decoded, IngestError, adapter};
+use http::HeaderMap;
+use serde_json::{Value, json};
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).expect("fixture exists")
+}
+
+fn decode(format: &str, body: &[u8]) -> Result<Decoded, IngestError> {
+    adapter(format).expect("registered").decode(body, &HeaderMap::new())
+}
+
+/// What every adapter must produce for every exchange: OpenAI-shaped request and response.
+fn conforms(decoded: &Decoded) {
+    for (_, exchange) in &decoded.exchanges {
+        assert!(exchange.request["messages"].is_array(), "{:?}", exchange.request);
+        if exchange.succeeded {
+            let message = &exchange.response["choices"][0]["message"];
+            assert!(message.is_object(), "{:?}", exchange.response);
+            assert!(
+                message["content"].is_string() || message["tool_calls"].is_array(),
+                "{:?}",
+                exchange.response
+            );
+        }
+    }
+}
+
+#[test]
+fn litellm_batch_with_unicode_tool_calls_stream_and_failure() {
+    let decoded = decode("litellm", &fixture("litellm_batch.json")).expect("decodes");
+    conforms(&decoded);
+    assert!(decoded.rejected.is_empty(), "{:?}", decoded.rejected);
+    let [(_, first), (_, tools), (_, failed)] = &decoded.exchanges[..] else { panic!("three exchanges") };
+    assert_eq!(first.external_id.as_deref(), Some("4f6e0c1a-0001"));
+    assert_eq!(last_user_text(&first.request), "Capitale de la France ? 🇫🇷");
+    assert_eq!(first.request["temperature"], 0.3);
+    assert_eq!(first.request["model"], "gpt-4o-mini");
+    assert_eq!(response_text(&first.response), "Paris est la capitale de la France.");
+    assert_eq!(first.cost_usd, Some(1.35e-05));
+    assert!((first.latency_ms.expect("latency") - 31.0).abs() < 0.5);
+    assert_eq!(first.usage.map(|u| (u.input_tokens, u.output_tokens)), Some((10, 20)));
+    assert_eq!(first.tags["user_id"], "end-user-42");
+    assert_eq!(first.tags["requester_metadata"]["app"], "trivia");
+    assert!(first.tags.get("requester_custom_headers").is_none());
+    assert_eq!(tools.response["choices"][0]["message"]["tool_calls"][0]["function"]["name"], "get_weather");
+    assert!(tools.request["tools"].is_array());
+    assert!(!failed.succeeded);
+    assert!(failed.response["error"]["message"].as_str().is_some_and(|m| m.contains("RateLimitError")));
+}
+
+#[test]
+fn litellm_ndjson_and_single_formats_and_bad_items() {
+    let batch: Vec<Value> = serde_json::from_slice(&fixture("litellm_batch.json")).expect("json");
+    let ndjson: String = batch.iter().map(|v| format!("{v}\n")).collect();
+    assert_eq!(decode("litellm", ndjson.as_bytes()).expect("ndjson").exchanges.len(), 3);
+    assert_eq!(decode("litellm", batch[0].to_string().as_bytes()).expect("single").exchanges.len(), 1);
+    let mut no_messages = batch[0].clone();
+    no_messages.as_object_mut().expect("object").remove("messages");
+    let decoded = decode("litellm", json!([batch[0], no_messages]).to_string().as_bytes()).expect("decodes");
+    assert_eq!(decoded.exchanges.len(), 1);
+    assert_eq!(decoded.rejected[0].index, 1);
+    assert!(decoded.rejected[0].reason.contains("`messages`"), "{}", decoded.rejected[0].reason);
+}
+
+#[test]
+fn openrouter_broadcast_root_span_and_test_connection() {
+    let decoded = decode("openrouter", &fixture("openrouter.json")).expect("decodes");
+    conforms(&decoded);
+    assert_eq!(decoded.exchanges.len(), 1, "only the root span has content");
+    assert!(
+        decoded.rejected.is_empty(),
+        "a child span without content is not an error: {:?}",
+        decoded.rejected
+    );
+    let (_, ex) = &decoded.exchanges[0];
+    assert_eq!(ex.external_id.as_deref(), Some("gen-1790605504-cpHC"));
+    assert_eq!(last_user_text(&ex.request), "Capital of France?");
+    assert_eq!(ex.request["max_tokens"], 64);
+    assert_eq!(ex.request["model"], "anthropic/claude-haiku-4.5");
+    assert_eq!(response_text(&ex.response), "Paris.");
+    assert_eq!(ex.usage.map(|u| (u.input_tokens, u.output_tokens)), Some((24, 8)));
+    assert_eq!(ex.cost_usd, Some(0.000064));
+    assert!((ex.latency_ms.expect("latency") - 2443.0).abs() < 1e-6);
+    assert_eq!(ex.tags["session_id"], "ses_f179");
+    assert_eq!(ex.tags["trace.metadata.openrouter.provider_name"], "Amazon Bedrock");
+    let test = decode("openrouter", &fixture("openrouter_test_connection.json")).expect("decodes");
+    assert!(test.exchanges.is_empty() && test.rejected.is_empty());
+    let empty = decode("openrouter", b"{}").expect("empty payload");
+    assert!(empty.exchanges.is_empty());
+}
+
+#[test]
+fn otlp_semconv_parts_tool_calls_and_system_instructions() {
+    let decoded = decode("otlp", &fixture("otlp_semconv.json")).expect("decodes");
+    conforms(&decoded);
+    let (_, ex) = &decoded.exchanges[0];
+    let messages = ex.request["messages"].as_array().expect("messages");
+    assert_eq!(messages[0], json!({"role": "system", "content": "You are a weather bot."}));
+    assert_eq!(messages[1]["content"], "Weather in Tōkyō?");
+    assert_eq!(messages[2]["tool_calls"][0]["function"]["arguments"], "{\"location\":\"Tokyo\"}");
+    assert_eq!(messages[3]["role"], "tool");
+    assert_eq!(ex.request["temperature"], 0.2);
+    assert_eq!(ex.request["max_tokens"], 200);
+    assert_eq!(response_text(&ex.response), "It is rainy and 57°F in Tokyo.");
+    assert_eq!(ex.response["choices"][0]["finish_reason"], "tool_calls");
+    assert_eq!(ex.model.as_deref(), Some("gpt-4o-2024-08-06"));
+    assert_eq!(ex.tags["conversation_id"], "conv-77");
+    assert_eq!(ex.cost_usd, None, "the conventions define no cost attribute");
+    let failed = decode("otlp", &fixture("otlp_details_event.json")).expect("decodes");
+    let (_, ex) = &failed.exchanges[0];
+    assert!(!ex.succeeded);
+    assert_eq!(last_user_text(&ex.request), "Summarize this.");
+}
+
+#[test]
+fn otlp_protobuf_decodes_like_json() {
+    use evaltap_ingest::formats::otlp_wire::proto::*;
+    use prost::Message;
+    let kv = |key: &str, v: any_value::Value| KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(v) }),
+    };
+    let request = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource { attributes: vec![kv("service.name", any_value::Value::StringValue("vercel".into()))] }),
+            scope_spans: vec![ScopeSpans {
+                spans: vec![Span {
+                    trace_id: vec![1; 16],
+                    span_id: vec![2; 8],
+                    parent_span_id: vec![],
+                    name: "chat gpt-4o-mini".into(),
+                    start_time_unix_nano: 1_795_824_818_000_000_000,
+                    end_time_unix_nano: 1_795_824_818_500_000_000,
+                    attributes: vec![
+                        kv("gen_ai.request.model", any_value::Value::StringValue("gpt-4o-mini".into())),
+                        kv("gen_ai.usage.input_tokens", any_value::Value::IntValue(7)),
+                        kv("gen_ai.usage.output_tokens", any_value::Value::IntValue(3)),
+                        kv("gen_ai.input.messages", any_value::Value::StringValue(r#"[{"role":"user","parts":[{"type":"text","content":"Ça va ?"}]}]"#.into())),
+                        kv("gen_ai.output.messages", any_value::Value::StringValue(r#"[{"role":"assistant","parts":[{"type":"text","content":"Oui !"}],"finish_reason":"stop"}]"#.into())),
+                    ],
+                    events: vec![],
+                    status: None,
+                }],
+            }],
+        }],
+    };
+    let mut headers = HeaderMap::new();
+    headers.insert(http::header::CONTENT_TYPE, "application/x-protobuf".parse().expect("header"));
+    let decoded = adapter("otlp").expect("otlp").decode(&request.encode_to_vec(), &headers).expect("decodes");
+    conforms(&decoded);
+    let (_, ex) = &decoded.exchanges[0];
+    assert_eq!(last_user_text(&ex.request), "Ça va ?");
+    assert_eq!(response_text(&ex.response), "Oui !");
+    assert_eq!(ex.latency_ms, Some(500.0));
+    assert_eq!(ex.external_id.as_deref(), Some("01010101010101010101010101010101:0202020202020202"));
+    let err = adapter("otlp").expect("otlp").decode(b"\xff\xff\xff", &headers).expect_err("garbage");
+    assert!(err.to_string().contains("protobuf"), "{err}");
+}
+
+#[test]
+fn cloudflare_otel_and_logpush_with_encrypted_bodies_rejected() {
+    let decoded = decode("cloudflare", &fixture("cloudflare_otel.json")).expect("decodes");
+    conforms(&decoded);
+    let (_, ex) = &decoded.exchanges[0];
+    assert_eq!(response_text(&ex.response), "Paris.");
+    assert_eq!(ex.request["temperature"], 0);
+    assert_eq!(ex.cost_usd, Some(0.000012));
+    assert_eq!(ex.usage.map(|u| u.input_tokens), Some(12));
+    let logpush = decode("cloudflare", &fixture("cloudflare_logpush.ndjson")).expect("decodes");
+    conforms(&logpush);
+    assert_eq!(logpush.exchanges.len(), 1);
+    let (_, ex) = &logpush.exchanges[0];
+    assert_eq!(ex.latency_ms, Some(812.0));
+    assert_eq!(ex.request["model"], "gpt-4o-mini");
+    assert_eq!(ex.tags["user_id"], "u-42");
+    assert_eq!(logpush.rejected[0].index, 1);
+    assert!(logpush.rejected[0].reason.contains("`RequestBody` is encrypted"));
+}
+
+#[test]
+fn helicone_string_bodies_and_too_large() {
+    let decoded = decode("helicone", &fixture("helicone.json")).expect("decodes");
+    conforms(&decoded);
+    let (_, ex) = &decoded.exchanges[0];
+    assert_eq!(ex.external_id.as_deref(), Some("550e8400-e29b-41d4-a716-446655440000"));
+    assert_eq!(last_user_text(&ex.request), "Hauptstadt von Österreich?");
+    assert_eq!(response_text(&ex.response), "Wien.");
+    assert_eq!((ex.cost_usd, ex.latency_ms), (Some(0.000003), Some(930.0)));
+    let mut big: Value = serde_json::from_slice(&fixture("helicone.json")).expect("json");
+    big["request_body"] = json!("Body too large, see request_response_url");
+    let rejected = decode("helicone", big.to_string().as_bytes()).expect("decodes");
+    assert!(rejected.rejected[0].reason.contains("`request_body`"));
+}
+
+#[test]
+fn kong_batch_with_streamed_response_and_missing_cost() {
+    let decoded = decode("kong", &fixture("kong_batch.json")).expect("decodes");
+    conforms(&decoded);
+    let [(_, first), (_, streamed)] = &decoded.exchanges[..] else { panic!("two exchanges") };
+    assert_eq!(first.external_id.as_deref(), Some("a1b2c3"));
+    assert_eq!(first.request["model"], "gpt-4o-mini");
+    assert_eq!(first.model.as_deref(), Some("gpt-4o-mini-2024-07-18"));
+    assert_eq!(first.usage.map(|u| (u.input_tokens, u.output_tokens)), Some((24, 8)));
+    assert_eq!((first.cost_usd, first.latency_ms), (Some(0.0000084), Some(812.0)));
+    assert_eq!(first.tags["consumer"], "team-a");
+    assert_eq!(response_text(&streamed.response), "Once upon a time…");
+    assert_eq!(streamed.cost_usd, None, "cost 0 means the plugin has no prices configured");
+    let err = decode("kong", br#"{"request": {"id": "x"}}"#).expect("decodes");
+    assert!(err.rejected[0].reason.contains("`ai.proxy`"));
+}
+
+#[test]
+fn portkey_drops_headers_and_rejects_streams() {
+    let decoded = decode("portkey", &fixture("portkey.json")).expect("decodes");
+    conforms(&decoded);
+    let (_, ex) = &decoded.exchanges[0];
+    assert_eq!(ex.external_id.as_deref(), Some("chatcmpl-mock123"));
+    assert_eq!(ex.tags["user_id"], "u-42");
+    let stored = serde_json::to_string(&(&ex.request, &ex.response, &ex.tags)).expect("json");
+    assert!(!stored.contains("SECRET"), "credentials must not be kept: {stored}");
+    let stream = decode("portkey", &fixture("portkey_stream.json")).expect("decodes");
+    assert!(stream.rejected[0].reason.contains("streaming"));
+}
+
+#[test]
+fn malformed_payloads_name_the_problem() {
+    for format in ["litellm", "portkey", "helicone", "kong", "cloudflare", "native"] {
+        assert!(matches!(decode(format, b"{not json"), Err(IngestError::InvalidJson(_))), "{format}");
+        let decoded = decode(format, b"[1]").expect("array of one");
+        assert_eq!(decoded.rejected.len(), 1, "{format}");
+    }
+    let err = decode("otlp", br#"{"spans": []}"#).expect_err("not OTLP");
+    assert!(err.to_string().contains("`resourceSpans`"), "{err}");
+}
