@@ -22,12 +22,7 @@ async fn start(sample_rate: f64, max_body_bytes: usize) -> Mirror {
     let config = Config {
         database_url: format!("sqlite://{}", dir.database().display()),
         max_body_bytes,
-        sources: vec![SourceConfig {
-            name: "prod".into(),
-            key_env: None,
-            key: Some("k-prod".into()),
-            sample_rate,
-        }],
+        sources: vec![SourceConfig { sample_rate, ..SourceConfig::with_key("prod", "k-prod") }],
         ..Config::default()
     };
     let app = App::open(config).await.expect("open");

@@ -77,12 +77,7 @@ pub fn demo_config(sim_url: &str, database_url: String) -> Config {
     };
     Config {
         database_url,
-        sources: vec![SourceConfig {
-            name: "demo".into(),
-            key_env: None,
-            key: Some(SOURCE_KEY.into()),
-            sample_rate: 1.0,
-        }],
+        sources: vec![SourceConfig::with_key("demo", SOURCE_KEY)],
         candidates: vec![
             candidate("medium", "sim-medium", 0.40, 1.60),
             candidate("small", "sim-small", 0.10, 0.40),

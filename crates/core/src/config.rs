@@ -50,6 +50,9 @@ pub struct Config {
     /// Largest ingest body accepted, in bytes (larger gets 413).
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
+    /// Ingest requests processed at once; more get 503 with `Retry-After`.
+    #[serde(default = "default_max_concurrent_ingest")]
+    pub max_concurrent_ingest: usize,
     /// Sources that may send traffic to the mirror endpoint.
     #[serde(default)]
     pub sources: Vec<SourceConfig>,
@@ -71,14 +74,75 @@ pub struct SourceConfig {
     pub name: String,
     /// Environment variable that holds this source's bearer key.
     pub key_env: Option<String>,
-    /// The bearer key itself; for local setups only, prefer `key_env`.
+    /// The bearer key itself; for local setups only, prefer `key_env` or `key_sha256`.
     pub key: Option<String>,
+    /// Hex SHA-256 of the bearer key, so the key itself need not be stored anywhere
+    /// (`evaltap sources add` prints it).
+    pub key_sha256: Option<String>,
+    /// The gateway format this source sends (`native`, `litellm`, `otlp`…); informational,
+    /// used by `evaltap sources add` and shown by `evaltap sources`.
+    #[serde(default = "default_format")]
+    pub format: String,
     /// Fraction of exchanges kept, decided by a stable hash of each exchange.
     #[serde(default = "default_rate")]
     pub sample_rate: f64,
+    /// Most exchanges kept per minute; the rest count as sampled out.
+    pub max_per_minute: Option<u64>,
+    /// Sampling rules by model or route; the first that matches sets the rate.
+    #[serde(default)]
+    pub rules: Vec<SampleRule>,
+    /// Environment variable holding the secret of signed deliveries (Helicone's
+    /// `Helicone-Signature`, or `X-Evaltap-Signature: sha256=<hex>`): unsigned or badly signed
+    /// bodies are refused.
+    pub hmac_secret_env: Option<String>,
+    /// Whether the built-in redaction (emails, phone numbers, cards, tokens, API keys) runs.
+    #[serde(default = "default_true")]
+    pub redact: bool,
+    /// Extra regexes redacted before storage.
+    #[serde(default)]
+    pub redact_patterns: Vec<String>,
+    /// Upstream base URL (up to `/v1`) for the tee proxy `/proxy/{name}/v1/chat/completions`.
+    pub upstream: Option<String>,
+}
+
+/// A sampling rule: when every given field matches, `sample_rate` applies.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SampleRule {
+    /// Model the exchange was served by (or requested).
+    pub model: Option<String>,
+    /// Value of the exchange's `route` tag.
+    pub route: Option<String>,
+    /// Fraction kept.
+    pub sample_rate: f64,
+}
+
+impl SampleRule {
+    /// Whether the rule applies to an exchange with this model and route.
+    pub fn matches(&self, model: Option<&str>, route: Option<&str>) -> bool {
+        self.model.as_deref().is_none_or(|m| Some(m) == model) && self.route.as_deref().is_none_or(|r| Some(r) == route)
+    }
 }
 
 impl SourceConfig {
+    /// A source authenticating with `key`, keeping everything, with the defaults elsewhere.
+    pub fn with_key(name: &str, key: &str) -> SourceConfig {
+        SourceConfig {
+            name: name.into(),
+            key_env: None,
+            key: Some(key.into()),
+            key_sha256: None,
+            format: default_format(),
+            sample_rate: 1.0,
+            max_per_minute: None,
+            rules: Vec::new(),
+            hmac_secret_env: None,
+            redact: true,
+            redact_patterns: Vec::new(),
+            upstream: None,
+        }
+    }
+
     /// The bearer key this source authenticates with, if one is configured and set.
     pub fn resolve_key(&self) -> Option<String> {
         match (&self.key, &self.key_env) {
@@ -86,6 +150,11 @@ impl SourceConfig {
             (None, Some(var)) => std::env::var(var).ok().filter(|k| !k.is_empty()),
             (None, None) => None,
         }
+    }
+
+    /// The sampling rate for an exchange with this model and route.
+    pub fn rate_for(&self, model: Option<&str>, route: Option<&str>) -> f64 {
+        self.rules.iter().find(|r| r.matches(model, route)).map_or(self.sample_rate, |r| r.sample_rate)
     }
 }
 
@@ -139,6 +208,15 @@ fn default_rubrics_dir() -> PathBuf {
 fn default_max_body_bytes() -> usize {
     16 * 1024 * 1024
 }
+fn default_max_concurrent_ingest() -> usize {
+    64
+}
+fn default_format() -> String {
+    "native".into()
+}
+fn default_true() -> bool {
+    true
+}
 fn default_rate() -> f64 {
     1.0
 }
@@ -153,6 +231,7 @@ impl Default for Config {
             bind: default_bind(),
             rubrics_dir: default_rubrics_dir(),
             max_body_bytes: default_max_body_bytes(),
+            max_concurrent_ingest: default_max_concurrent_ingest(),
             sources: Vec::new(),
             candidates: Vec::new(),
             judge: None,
@@ -183,6 +262,15 @@ impl Config {
         for source in &self.sources {
             if !seen.insert(("source", source.name.as_str())) {
                 return Err(ConfigError::Invalid(format!("source `{}` is defined twice", source.name)));
+            }
+            if source.rules.iter().any(|r| !(0.0..=1.0).contains(&r.sample_rate)) {
+                return Err(ConfigError::Invalid(format!(
+                    "source `{}`: every rule's sample_rate must be within [0, 1]",
+                    source.name
+                )));
+            }
+            if let Err(err) = crate::redact::Redactor::new(source.redact, &source.redact_patterns) {
+                return Err(ConfigError::Invalid(format!("source `{}`: {err}", source.name)));
             }
             if !(0.0..=1.0).contains(&source.sample_rate) {
                 return Err(ConfigError::Invalid(format!(

@@ -10,6 +10,7 @@ pub mod chat;
 pub mod config;
 pub mod exchange;
 pub mod pricing;
+pub mod redact;
 pub mod sampling;
 
 pub use config::{CandidateConfig, Config, ConfigError, JudgeConfig, SourceConfig};

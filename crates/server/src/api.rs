@@ -38,6 +38,41 @@ pub(crate) async fn create_experiment(
     Ok((StatusCode::CREATED, Json(json!({"id": experiment.id, "name": experiment.spec.name}))))
 }
 
+/// `GET /api/sources`: configured sources with their counters.
+pub(crate) async fn list_sources(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let stats = state.store.source_stats().await?;
+    let items: Vec<Value> = state
+        .config
+        .sources
+        .iter()
+        .map(|source| {
+            let s = stats.iter().find(|s| s.source == source.name).cloned().unwrap_or_default();
+            json!({"name": source.name, "format": source.format, "sample_rate": source.sample_rate,
+                   "received": s.received, "accepted": s.accepted, "sampled_out": s.sampled_out,
+                   "duplicates": s.duplicates, "rejected": s.rejected, "redactions": s.redactions,
+                   "last_seen_at": s.last_seen_at, "proxy": source.upstream.is_some()})
+        })
+        .collect();
+    Ok(Json(json!({"sources": items, "proxy_shed": state.proxy.shed()})))
+}
+
+/// Query of `GET /api/exchanges`.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct ExchangeQuery {
+    source: Option<String>,
+    limit: Option<i64>,
+}
+
+/// `GET /api/exchanges?source=&limit=`: the most recent stored exchanges, as stored (redacted).
+pub(crate) async fn list_exchanges(
+    State(state): State<AppState>,
+    axum::extract::Query(query): axum::extract::Query<ExchangeQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    let exchanges = state.store.recent_exchanges(query.source.as_deref(), limit).await?;
+    Ok(Json(json!({"exchanges": exchanges})))
+}
+
 pub(crate) async fn experiment_report(
     State(state): State<AppState>,
     Path(name): Path<String>,

@@ -9,6 +9,13 @@ use serde_json::json;
 pub enum ApiError {
     /// The client sent something wrong (4xx).
     Client(StatusCode, String),
+    /// Over capacity: 503 with `Retry-After`.
+    Unavailable {
+        /// Seconds to wait.
+        retry_after_secs: u64,
+        /// Why.
+        message: String,
+    },
     /// Something failed on our side (500).
     Internal(String),
 }
@@ -36,6 +43,12 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {
             ApiError::Client(status, message) => (status, Json(json!({"error": message}))).into_response(),
+            ApiError::Unavailable { retry_after_secs, message } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(axum::http::header::RETRY_AFTER, retry_after_secs.to_string())],
+                Json(json!({"error": message})),
+            )
+                .into_response(),
             ApiError::Internal(detail) => {
                 tracing::error!(%detail, "request failed");
                 (

@@ -5,8 +5,9 @@ mod api;
 mod dashboard;
 mod error;
 mod mirror;
+mod proxy;
+pub mod sources;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
@@ -20,13 +21,6 @@ use evaltap_worker::Queue;
 
 pub use error::ApiError;
 
-/// A source as the mirror endpoint sees it.
-#[derive(Debug, Clone)]
-pub(crate) struct SourceAuth {
-    pub name: String,
-    pub sample_rate: f64,
-}
-
 /// Everything handlers share.
 #[derive(Clone)]
 pub struct AppState {
@@ -34,7 +28,9 @@ pub struct AppState {
     pub(crate) store: Store,
     pub(crate) queue: Queue,
     pub(crate) rubrics: Rubrics,
-    pub(crate) sources_by_key: Arc<HashMap<String, SourceAuth>>,
+    pub(crate) sources: sources::Sources,
+    pub(crate) ingest_slots: Arc<tokio::sync::Semaphore>,
+    pub(crate) proxy: proxy::ProxyState,
     pub(crate) templates: Arc<minijinja::Environment<'static>>,
 }
 
@@ -42,26 +38,17 @@ impl AppState {
     /// State for `config`; sources without a resolvable key cannot send traffic (and are
     /// logged).
     pub fn new(config: Config, store: Store, queue: Queue, rubrics: Rubrics) -> AppState {
-        let mut sources_by_key = HashMap::new();
-        for source in &config.sources {
-            match source.resolve_key() {
-                Some(key) => {
-                    sources_by_key.insert(
-                        key,
-                        SourceAuth { name: source.name.clone(), sample_rate: source.sample_rate },
-                    );
-                }
-                None => {
-                    tracing::warn!(source = %source.name, "source has no key set; it cannot send traffic")
-                }
-            }
-        }
+        let sources = sources::Sources::new(&config.sources);
+        let ingest_slots = Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_ingest.max(1)));
+        let proxy = proxy::ProxyState::start(store.clone(), sources.clone());
         AppState {
             config: Arc::new(config),
             store,
             queue,
             rubrics,
-            sources_by_key: Arc::new(sources_by_key),
+            sources,
+            ingest_slots,
+            proxy,
             templates: Arc::new(dashboard::templates()),
         }
     }
@@ -76,6 +63,10 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/v1/mirror", post(mirror::native))
         .route("/v1/mirror/{format}", post(mirror::with_format))
+        .route("/v1/traces", post(mirror::otlp_traces))
+        .route("/proxy/{source}/v1/chat/completions", post(proxy::chat_completions))
+        .route("/api/sources", get(api::list_sources))
+        .route("/api/exchanges", get(api::list_exchanges))
         .route("/api/experiments", get(api::list_experiments).post(api::create_experiment))
         .route("/api/experiments/{name}", get(api::experiment_report))
         .layer(DefaultBodyLimit::max(body_limit))

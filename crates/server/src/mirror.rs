@@ -1,17 +1,25 @@
-//! `POST /v1/mirror[/{format}]`: authenticate the source, decode, sample, store, and answer 202
-//! with counts only once the accepted rows are committed.
+//! `POST /v1/mirror[/{format}]` and `POST /v1/traces`: the door. In order: capacity (503 with
+//! `Retry-After` when full), body limit (413), gzip, source authentication (bearer key, or a
+//! valid signature for sources that sign), decoding, redaction, sampling, and storage — the
+//! reply (202 with counts) is sent only once the accepted rows are committed.
+
+use std::collections::HashMap;
+use std::io::Read as _;
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use evaltap_core::sampling;
 use evaltap_ingest::{Adapter, Rejection};
+use evaltap_store::DeliveryCounts;
 use serde::Serialize;
 
-use crate::{ApiError, AppState, SourceAuth};
+use crate::sources::Source;
+use crate::{ApiError, AppState};
 
 /// The answer to a mirror request.
 #[derive(Debug, Serialize)]
@@ -20,77 +28,158 @@ struct MirrorReply {
     sampled_out: usize,
     duplicates: usize,
     rejected: Vec<Rejection>,
+    redactions: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
 }
 
-fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<SourceAuth, ApiError> {
+/// Longest a delivery waits for the database before it is told to retry.
+const STORE_TIMEOUT: Duration = Duration::from_secs(15);
+
+fn authenticate(state: &AppState, headers: &HeaderMap, query: &HashMap<String, String>, body: &[u8]) -> Result<Arc<Source>, ApiError> {
     let unauthorized = |msg: &str| ApiError::Client(StatusCode::UNAUTHORIZED, msg.into());
-    let value = headers
-        .get(header::AUTHORIZATION)
-        .ok_or_else(|| unauthorized("missing `Authorization: Bearer <source key>` header"))?;
-    let key = value
-        .to_str()
-        .ok()
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim)
-        .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <source key>`"))?;
-    state.sources_by_key.get(key).cloned().ok_or_else(|| unauthorized("unknown source key"))
+    let source = match headers.get(header::AUTHORIZATION) {
+        Some(value) => {
+            let key = value
+                .to_str()
+                .ok()
+                .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+                .map(str::trim)
+                .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <source key>`"))?;
+            state.sources.by_key(key).ok_or_else(|| unauthorized("unknown source key"))?
+        }
+        // Gateways that sign but cannot send headers name their source in the URL.
+        None => match query.get("source").and_then(|name| state.sources.by_name(name)) {
+            Some(source) if source.requires_signature() => source,
+            _ => return Err(unauthorized("missing `Authorization: Bearer <source key>` header")),
+        },
+    };
+    if source.requires_signature() {
+        let signature = ["helicone-signature", "x-evaltap-signature"]
+            .iter()
+            .find_map(|h| headers.get(*h))
+            .and_then(|v| v.to_str().ok());
+        if !source.signature_valid(body, signature) {
+            return Err(unauthorized("missing or invalid signature (Helicone-Signature or X-Evaltap-Signature: hex HMAC-SHA256 of the body)"));
+        }
+    }
+    Ok(source)
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::Client(StatusCode::PAYLOAD_TOO_LARGE, format!("body larger than the {limit}-byte limit; send smaller batches"))
 }
 
 fn body_or_limit(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, ApiError> {
     body.map_err(|rejection| {
-        let status = rejection.status();
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::Client(status, format!("body larger than the {limit}-byte limit; send smaller batches"))
-        } else {
-            ApiError::Client(status, rejection.body_text())
-        }
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE { too_large(limit) } else { ApiError::Client(rejection.status(), rejection.body_text()) }
     })
+}
+
+/// Inflates a gzip body (`Content-Encoding: gzip`), holding the same size limit.
+fn decompress(headers: &HeaderMap, body: Bytes, limit: usize) -> Result<Bytes, ApiError> {
+    let gzip = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
+    if !gzip {
+        return Ok(body);
+    }
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(&body[..])
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| ApiError::bad_request(format!("invalid gzip body: {e}")))?;
+    if out.len() > limit {
+        return Err(too_large(limit));
+    }
+    Ok(Bytes::from(out))
 }
 
 pub(crate) async fn native(
     State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    ingest(&state, &evaltap_ingest::formats::native::Native, &headers, body).await.into_response()
+    ingest(&state, &evaltap_ingest::formats::native::Native, &headers, &query, body).await.map_or_else(IntoResponse::into_response, |(s, r)| (s, Json(r)).into_response())
 }
 
 pub(crate) async fn with_format(
     State(state): State<AppState>,
     Path(format): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let Some(adapter) = evaltap_ingest::adapter(&format) else {
         let known: Vec<&str> = evaltap_ingest::ADAPTERS.iter().map(|a| a.name()).collect();
-        return ApiError::not_found(format!("unknown format `{format}` (known: {})", known.join(", ")))
-            .into_response();
+        return ApiError::not_found(format!("unknown format `{format}` (known: {})", known.join(", "))).into_response();
     };
-    ingest(&state, adapter, &headers, body).await.into_response()
+    ingest(&state, adapter, &headers, &query, body).await.map_or_else(IntoResponse::into_response, |(s, r)| (s, Json(r)).into_response())
+}
+
+/// `POST /v1/traces`: OTLP/HTTP answers 200 with an `ExportTraceServiceResponse` (empty for
+/// protobuf; JSON with `partialSuccess` plus evaltap's counts).
+pub(crate) async fn otlp_traces(
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let protobuf = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("protobuf"));
+    match ingest(&state, &evaltap_ingest::formats::otlp::Otlp, &headers, &query, body).await {
+        Ok((status, _)) if protobuf && status.is_success() => {
+            (StatusCode::OK, [(header::CONTENT_TYPE, "application/x-protobuf")], Vec::new()).into_response()
+        }
+        Ok((status, reply)) if status.is_success() => {
+            let partial = serde_json::json!({"rejectedSpans": reply.rejected.len(),
+                "errorMessage": reply.rejected.first().map(|r| r.reason.clone()).unwrap_or_default()});
+            let mut body = serde_json::to_value(&reply).unwrap_or_default();
+            body["partialSuccess"] = partial;
+            (StatusCode::OK, Json(body)).into_response()
+        }
+        Ok((status, reply)) => (status, Json(reply)).into_response(),
+        Err(err) => err.into_response(),
+    }
 }
 
 async fn ingest(
     state: &AppState,
     adapter: &dyn Adapter,
     headers: &HeaderMap,
+    query: &HashMap<String, String>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let source = authenticate(state, headers)?;
-    let body = body_or_limit(body, state.config.max_body_bytes)?;
+) -> Result<(StatusCode, MirrorReply), ApiError> {
+    let _slot = state
+        .ingest_slots
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::Unavailable { retry_after_secs: 1, message: "ingest is at capacity; retry shortly".into() })?;
+    let limit = state.config.max_body_bytes;
+    let body = decompress(headers, body_or_limit(body, limit)?, limit)?;
+    let source = authenticate(state, headers, query, &body)?;
     let decoded = adapter.decode(&body, headers).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let (kept, sampled_out): (Vec<_>, Vec<_>) = decoded
-        .exchanges
-        .into_iter()
-        .map(|(_, exchange)| exchange)
-        .partition(|exchange| sampling::keep(&source.name, &exchange.dedup_key(), source.sample_rate));
-    let stored = state.store.insert_exchanges(&source.name, &kept).await?;
+    let received = decoded.exchanges.len() + decoded.rejected.len();
+    let now_minute = (chrono_minute)();
+    let mut redactions = 0;
+    let mut kept = Vec::new();
+    let mut sampled_out = 0;
+    for (_, mut exchange) in decoded.exchanges {
+        redactions += source.redact(&mut exchange);
+        if source.keep(&exchange, now_minute) {
+            kept.push(exchange);
+        } else {
+            sampled_out += 1;
+        }
+    }
+    let counts = DeliveryCounts { received, sampled_out, rejected: decoded.rejected.len(), redactions };
+    let stored = tokio::time::timeout(STORE_TIMEOUT, state.store.record_delivery(&source.config.name, &kept, counts))
+        .await
+        .map_err(|_| ApiError::Unavailable { retry_after_secs: 5, message: "storage is busy; retry shortly".into() })??;
     let mut reply = MirrorReply {
         accepted: stored.inserted,
-        sampled_out: sampled_out.len(),
+        sampled_out,
         duplicates: stored.duplicates,
         rejected: decoded.rejected,
+        redactions,
         error: None,
     };
     let nothing_taken = reply.accepted + reply.sampled_out + reply.duplicates == 0;
@@ -103,5 +192,9 @@ async fn ingest(
     } else {
         StatusCode::ACCEPTED
     };
-    Ok((status, Json(reply)).into_response())
+    Ok((status, reply))
+}
+
+fn chrono_minute() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() / 60)
 }

@@ -15,6 +15,40 @@ pub struct IngestOutcome {
     pub duplicates: usize,
 }
 
+/// Counts of one delivery that the store does not see itself, recorded with it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct DeliveryCounts {
+    /// Items in the delivery.
+    pub received: usize,
+    /// Items dropped by sampling.
+    pub sampled_out: usize,
+    /// Items rejected as malformed.
+    pub rejected: usize,
+    /// Redactions applied to the stored items.
+    pub redactions: usize,
+}
+
+/// What a source has sent, over its lifetime.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SourceStats {
+    /// Source name.
+    pub source: String,
+    /// Items received.
+    pub received: i64,
+    /// Items stored.
+    pub accepted: i64,
+    /// Items dropped by sampling.
+    pub sampled_out: i64,
+    /// Re-deliveries of stored items.
+    pub duplicates: i64,
+    /// Malformed items.
+    pub rejected: i64,
+    /// Redactions applied.
+    pub redactions: i64,
+    /// Last delivery.
+    pub last_seen_at: Option<DateTime<Utc>>,
+}
+
 /// An exchange as stored.
 #[derive(Debug, Clone, Serialize)]
 pub struct StoredExchange {
@@ -31,6 +65,12 @@ pub struct StoredExchange {
 impl Store {
     /// Stores a batch in one transaction; returns only once it is committed.
     pub async fn insert_exchanges(&self, source: &str, batch: &[Exchange]) -> Result<IngestOutcome> {
+        self.record_delivery(source, batch, DeliveryCounts { received: batch.len(), ..DeliveryCounts::default() }).await
+    }
+
+    /// Stores a delivery's kept exchanges and updates the source's counters, in one
+    /// transaction; returns only once it is committed.
+    pub async fn record_delivery(&self, source: &str, batch: &[Exchange], counts: DeliveryCounts) -> Result<IngestOutcome> {
         let mut outcome = IngestOutcome::default();
         let mut tx = self.pool.begin().await?;
         let now = Utc::now();
@@ -66,8 +106,59 @@ impl Store {
                 outcome.duplicates += 1;
             }
         }
+        sqlx::query(
+            "INSERT INTO source_stats (source, received, accepted, sampled_out, duplicates, rejected, redactions, last_seen_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT (source) DO UPDATE SET
+               received = received + ?2, accepted = accepted + ?3, sampled_out = sampled_out + ?4,
+               duplicates = duplicates + ?5, rejected = rejected + ?6, redactions = redactions + ?7,
+               last_seen_at = ?8",
+        )
+        .bind(source)
+        .bind(counts.received as i64)
+        .bind(outcome.inserted as i64)
+        .bind(counts.sampled_out as i64)
+        .bind(outcome.duplicates as i64)
+        .bind(counts.rejected as i64)
+        .bind(counts.redactions as i64)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(outcome)
+    }
+
+    /// Lifetime counters of every source that has sent something.
+    pub async fn source_stats(&self) -> Result<Vec<SourceStats>> {
+        let rows = sqlx::query("SELECT * FROM source_stats ORDER BY source").fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(SourceStats {
+                    source: r.try_get("source")?,
+                    received: r.try_get("received")?,
+                    accepted: r.try_get("accepted")?,
+                    sampled_out: r.try_get("sampled_out")?,
+                    duplicates: r.try_get("duplicates")?,
+                    rejected: r.try_get("rejected")?,
+                    redactions: r.try_get("redactions")?,
+                    last_seen_at: r.try_get("last_seen_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Stored exchanges of a source, newest first.
+    pub async fn recent_exchanges(&self, source: Option<&str>, limit: i64) -> Result<Vec<StoredExchange>> {
+        let rows = sqlx::query(
+            "SELECT id, source, external_id, received_at, occurred_at, model, request, response,
+                    input_tokens, output_tokens, cost_usd, latency_ms, tags, succeeded
+             FROM exchanges WHERE (?1 IS NULL OR source = ?1) ORDER BY received_at DESC, id DESC LIMIT ?2",
+        )
+        .bind(source)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(decode_exchange).collect()
     }
 
     /// The exchange with this id.

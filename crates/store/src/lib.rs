@@ -15,7 +15,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-pub use exchanges::{IngestOutcome, StoredExchange};
+pub use exchanges::{DeliveryCounts, IngestOutcome, SourceStats, StoredExchange};
 pub use experiments::{Experiment, ExperimentSpec, Filter};
 pub use results::{JudgmentRecord, Progress, ReplayRecord};
 

@@ -1,0 +1,185 @@
+//! Redaction before anything is written: personal data and credentials in every string of an
+//! exchange are replaced by `[REDACTED:<kind>]`, and object keys that carry credentials
+//! (some gateways forward the client's headers, provider keys included) are dropped.
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+use serde_json::Value;
+
+/// Keys (case-insensitive) whose values are credentials wherever they appear.
+pub const CREDENTIAL_KEYS: [&str; 16] = [
+    "authorization",
+    "proxy-authorization",
+    "x-api-key",
+    "api-key",
+    "api_key",
+    "apikey",
+    "x-portkey-config",
+    "x-portkey-api-key",
+    "cookie",
+    "set-cookie",
+    "openai-api-key",
+    "anthropic-api-key",
+    "x-goog-api-key",
+    "helicone-auth",
+    "cf-aig-authorization",
+    "x-amz-security-token",
+];
+
+struct Pattern {
+    kind: &'static str,
+    regex: Regex,
+    luhn: bool,
+}
+
+static BUILTIN: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
+    let p = |kind, re: &str, luhn| Pattern { kind, regex: Regex::new(re).expect("valid builtin regex"), luhn };
+    vec![
+        p("bearer", r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{8,}", false),
+        p("api_key", r"\b(?:sk|pk|rk)-(?:[A-Za-z0-9]+-)*[A-Za-z0-9_-]{16,}", false),
+        p("api_key", r"\bAKIA[0-9A-Z]{16}\b", false),
+        p("api_key", r"\bgh[pousr]_[A-Za-z0-9]{20,}\b", false),
+        p("api_key", r"\bAIza[0-9A-Za-z_-]{35}\b", false),
+        p("api_key", r"\bxox[abprs]-[A-Za-z0-9-]{10,}", false),
+        p("email", r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}", false),
+        p("card", r"\b\d(?:[ -]?\d){12,18}\b", true),
+        p("phone", r"(?:\+\d{1,3}[\s.-]?)?\(?\b\d{3}\)?[\s.-]\d{3}[\s.-]\d{4}\b", false),
+        p("phone", r"\+\d{1,3}(?:[\s.-]?\d{2,4}){2,5}\b", false),
+    ]
+});
+
+fn luhn(candidate: &str) -> bool {
+    let digits: Vec<u32> = candidate.chars().filter_map(|c| c.to_digit(10)).collect();
+    if !(13..=19).contains(&digits.len()) {
+        return false;
+    }
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, d)| if i % 2 == 1 { let x = d * 2; if x > 9 { x - 9 } else { x } } else { *d })
+        .sum();
+    sum % 10 == 0
+}
+
+/// A redaction policy: the built-in patterns (optionally off) plus custom regexes.
+#[derive(Debug, Clone)]
+pub struct Redactor {
+    builtin: bool,
+    custom: Vec<Regex>,
+}
+
+/// Why a redaction policy is invalid.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid redaction pattern `{pattern}`: {source}")]
+pub struct RedactError {
+    /// The pattern.
+    pub pattern: String,
+    /// Why.
+    pub source: regex::Error,
+}
+
+impl Redactor {
+    /// Built-in patterns (when `builtin`) plus `custom` regexes.
+    pub fn new(builtin: bool, custom: &[String]) -> Result<Redactor, RedactError> {
+        let custom = custom
+            .iter()
+            .map(|p| Regex::new(p).map_err(|source| RedactError { pattern: p.clone(), source }))
+            .collect::<Result<_, _>>()?;
+        Ok(Redactor { builtin, custom })
+    }
+
+    /// Redacts one text; returns the number of replacements.
+    pub fn redact_text(&self, text: &mut String) -> usize {
+        let mut count = 0;
+        if self.builtin {
+            for pattern in BUILTIN.iter() {
+                if !pattern.regex.is_match(text) {
+                    continue;
+                }
+                let replaced = pattern.regex.replace_all(text, |caps: &regex::Captures<'_>| {
+                    let found = &caps[0];
+                    if pattern.luhn && !luhn(found) {
+                        found.to_string()
+                    } else {
+                        count += 1;
+                        format!("[REDACTED:{}]", pattern.kind)
+                    }
+                });
+                *text = replaced.into_owned();
+            }
+        }
+        for regex in &self.custom {
+            let matches = regex.find_iter(text).count();
+            if matches > 0 {
+                count += matches;
+                *text = regex.replace_all(text, "[REDACTED:custom]").into_owned();
+            }
+        }
+        count
+    }
+
+    /// Redacts every string in a JSON value and drops credential keys; returns the count.
+    pub fn redact_value(&self, value: &mut Value) -> usize {
+        match value {
+            Value::String(text) => self.redact_text(text),
+            Value::Array(items) => items.iter_mut().map(|v| self.redact_value(v)).sum(),
+            Value::Object(map) => {
+                let before = map.len();
+                map.retain(|k, _| !CREDENTIAL_KEYS.iter().any(|c| c.eq_ignore_ascii_case(k)));
+                let dropped = before - map.len();
+                dropped + map.values_mut().map(|v| self.redact_value(v)).sum::<usize>()
+            }
+            _ => 0,
+        }
+    }
+
+    /// Redacts an exchange's request, response and tags; returns the count.
+    pub fn redact_exchange(&self, exchange: &mut crate::Exchange) -> usize {
+        self.redact_value(&mut exchange.request)
+            + self.redact_value(&mut exchange.response)
+            + self.redact_value(&mut exchange.tags)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn redact(text: &str) -> (String, usize) {
+        let mut s = text.to_string();
+        let n = Redactor::new(true, &[]).expect("valid").redact_text(&mut s);
+        (s, n)
+    }
+
+    #[test]
+    fn redacts_personal_data_and_secrets() {
+        let (out, n) = redact("Mail jane.doe@example.co.uk or call +1 415-555-0100, card 4111 1111 1111 1111, key sk-proj-abcdefghijklmnopqrstuv, Bearer eyJhbGciOiJIUzI1NiJ9.x");
+        assert_eq!(n, 5, "{out}");
+        for kind in ["email", "phone", "card", "api_key", "bearer"] {
+            assert!(out.contains(&format!("[REDACTED:{kind}]")), "{kind} in {out}");
+        }
+        assert!(!out.contains("4111") && !out.contains("jane") && !out.contains("sk-proj"));
+    }
+
+    #[test]
+    fn leaves_ordinary_numbers_alone() {
+        for text in ["What is 97 * 49? 4753", "Convert 250 km to m: 250000", "order 1234567890123 (not Luhn)", "v1.2.3 at 10:30"] {
+            assert_eq!(redact(text), (text.to_string(), 0), "{text}");
+        }
+    }
+
+    #[test]
+    fn custom_patterns_and_credential_keys() {
+        let redactor = Redactor::new(true, &["ACC-\\d{6}".into()]).expect("valid");
+        let mut value = json!({"headers": {"Authorization": "Bearer abcdefghijkl", "x-app": "trivia", "X-Portkey-Config": "{}"},
+                               "messages": [{"role": "user", "content": "account ACC-123456, mail a@b.io"}]});
+        let n = redactor.redact_value(&mut value);
+        assert_eq!(n, 4);
+        assert_eq!(value["headers"], json!({"x-app": "trivia"}));
+        assert_eq!(value["messages"][0]["content"], "account [REDACTED:custom], mail [REDACTED:email]");
+        assert!(Redactor::new(true, &["(".into()]).is_err());
+    }
+}

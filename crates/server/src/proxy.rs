@@ -1,0 +1,305 @@
+//! The tee proxy, `POST /proxy/{source}/v1/chat/completions`: forwards the caller's request to
+//! the source's `upstream`, returns the upstream's status, headers and body as they come —
+//! server-sent events chunk by chunk, never buffered before the client sees them — and, once
+//! the response is complete, hands the exchange (assembled from the stream) to a background
+//! task through a bounded channel that sheds, and counts, what it cannot take. Storage never
+//! sits on the request path.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderName, StatusCode};
+use axum::response::{IntoResponse, Response};
+use evaltap_core::{Exchange, Usage};
+use evaltap_store::{DeliveryCounts, Store};
+use futures::Stream;
+use futures::stream::BoxStream;
+use serde_json::{Map, Value, json};
+use tokio::sync::mpsc;
+
+use crate::sources::{Source, Sources};
+use crate::{ApiError, AppState};
+
+/// Exchanges waiting to be stored; beyond this the proxy sheds instead of slowing callers.
+const MIRROR_QUEUE: usize = 4096;
+/// Largest response body kept for mirroring; larger ones are passed through, not mirrored.
+const MAX_MIRRORED_BYTES: usize = 8 * 1024 * 1024;
+
+/// The proxy's HTTP client and its mirror queue.
+#[derive(Clone)]
+pub struct ProxyState {
+    http: reqwest::Client,
+    mirror: mpsc::Sender<(Arc<Source>, Exchange)>,
+    shed: Arc<AtomicU64>,
+}
+
+impl ProxyState {
+    /// Starts the background task that stores mirrored exchanges.
+    pub fn start(store: Store, _sources: Sources) -> ProxyState {
+        let (mirror, mut rx) = mpsc::channel::<(Arc<Source>, Exchange)>(MIRROR_QUEUE);
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                // Group commit: take what else is waiting, store it per source in one go.
+                let mut batch = vec![first];
+                while batch.len() < 256 {
+                    match rx.try_recv() {
+                        Ok(item) => batch.push(item),
+                        Err(_) => break,
+                    }
+                }
+                let now_minute = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() / 60);
+                let mut by_source: Vec<(Arc<Source>, Vec<Exchange>, DeliveryCounts)> = Vec::new();
+                for (source, mut exchange) in batch {
+                    let slot = match by_source.iter().position(|(s, _, _)| Arc::ptr_eq(s, &source)) {
+                        Some(i) => i,
+                        None => {
+                            by_source.push((source.clone(), Vec::new(), DeliveryCounts::default()));
+                            by_source.len() - 1
+                        }
+                    };
+                    let (_, kept, counts) = &mut by_source[slot];
+                    counts.received += 1;
+                    counts.redactions += source.redact(&mut exchange);
+                    if source.keep(&exchange, now_minute) {
+                        kept.push(exchange);
+                    } else {
+                        counts.sampled_out += 1;
+                    }
+                }
+                for (source, kept, counts) in by_source {
+                    if let Err(err) = store.record_delivery(&source.config.name, &kept, counts).await {
+                        tracing::error!(%err, source = %source.config.name, "storing mirrored exchanges failed");
+                    }
+                }
+            }
+        });
+        // Streams may run for minutes; only connecting is bounded.
+        let http = evaltap_providers::http_client(Duration::from_secs(3600)).unwrap_or_default();
+        ProxyState { http, mirror, shed: Arc::default() }
+    }
+
+    /// Exchanges dropped because the mirror queue was full.
+    pub fn shed(&self) -> u64 {
+        self.shed.load(Ordering::Relaxed)
+    }
+}
+
+/// Headers that describe one hop, not the message.
+fn hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection" | "keep-alive" | "proxy-authenticate" | "proxy-authorization" | "te" | "trailer" | "transfer-encoding" | "upgrade" | "host" | "content-length"
+    )
+}
+
+pub(crate) async fn chat_completions(
+    State(state): State<AppState>,
+    Path(source_name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let source = state.sources.by_name(&source_name).ok_or_else(|| ApiError::not_found(format!("no source named `{source_name}`")))?;
+    let upstream = source
+        .config
+        .upstream
+        .clone()
+        .ok_or_else(|| ApiError::not_found(format!("source `{source_name}` has no `upstream` to proxy to")))?;
+    let url = format!("{}/chat/completions", upstream.trim_end_matches('/'));
+    let mut request = state.proxy.http.post(&url).body(body.clone());
+    for (name, value) in &headers {
+        // The mirror must read the body, so ask the upstream for it uncompressed; the client
+        // still gets the same content.
+        if !hop_by_hop(name) && name.as_str() != "accept-encoding" {
+            request = request.header(name, value);
+        }
+    }
+    let started = Instant::now();
+    let upstream_response = match request.send().await {
+        Ok(r) => r,
+        Err(err) => {
+            let body = json!({"error": {"message": format!("evaltap proxy could not reach the upstream: {err}"), "type": "upstream_unreachable"}});
+            return Ok((StatusCode::BAD_GATEWAY, axum::Json(body)).into_response());
+        }
+    };
+    let status = upstream_response.status();
+    let mut builder = Response::builder().status(status.as_u16());
+    let mut content_type = String::new();
+    for (name, value) in upstream_response.headers() {
+        if name.as_str() == "content-type" {
+            content_type = value.to_str().unwrap_or_default().to_string();
+        }
+        if !hop_by_hop(name) {
+            builder = builder.header(name.as_str(), value.as_bytes());
+        }
+    }
+    let request_json: Option<Value> = serde_json::from_slice(&body).ok();
+    let proxy = state.proxy.clone();
+    let on_complete = move |bytes: Vec<u8>, complete: bool| {
+        let (Some(request), true) = (request_json, complete) else { return };
+        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let exchange = assemble(request, &bytes, &content_type, status.as_u16(), latency_ms);
+        if proxy.mirror.try_send((source, exchange)).is_err() {
+            let shed = proxy.shed.fetch_add(1, Ordering::Relaxed) + 1;
+            tracing::warn!(shed, "mirror queue full; exchange not mirrored");
+        }
+    };
+    let stream = Tee { inner: Box::pin(upstream_response.bytes_stream()), buffer: Vec::new(), overflow: false, on_complete: Some(Box::new(on_complete)) };
+    builder.body(Body::from_stream(stream)).map_err(|e| ApiError::Internal(format!("building the proxied response: {e}")))
+}
+
+type OnComplete = Box<dyn FnOnce(Vec<u8>, bool) + Send>;
+
+/// Passes chunks through as they arrive while keeping a copy for the mirror.
+struct Tee {
+    inner: BoxStream<'static, reqwest::Result<Bytes>>,
+    buffer: Vec<u8>,
+    overflow: bool,
+    on_complete: Option<OnComplete>,
+}
+
+impl Stream for Tee {
+    type Item = reqwest::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        match this.inner.as_mut().poll_next(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                if !this.overflow {
+                    if this.buffer.len() + chunk.len() > MAX_MIRRORED_BYTES {
+                        this.overflow = true;
+                        this.buffer = Vec::new();
+                    } else {
+                        this.buffer.extend_from_slice(&chunk);
+                    }
+                }
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Ready(None) => {
+                if let Some(done) = this.on_complete.take() {
+                    done(std::mem::take(&mut this.buffer), !this.overflow);
+                }
+                Poll::Ready(None)
+            }
+            other => other,
+        }
+    }
+}
+
+/// The exchange of a proxied call: the request as sent and the response as received, with a
+/// streamed response assembled into one chat.completion.
+pub fn assemble(request: Value, body: &[u8], content_type: &str, status: u16, latency_ms: f64) -> Exchange {
+    let response = if content_type.contains("text/event-stream") {
+        assemble_sse(body)
+    } else {
+        serde_json::from_slice(body).unwrap_or_else(|_| json!({"error": {"message": String::from_utf8_lossy(body)}}))
+    };
+    let succeeded = (200..300).contains(&status) && response.get("choices").is_some();
+    Exchange {
+        external_id: response.get("id").and_then(Value::as_str).map(str::to_owned),
+        occurred_at: Some(chrono::Utc::now()),
+        model: evaltap_core::chat::model_of(&request, &response),
+        usage: Usage::from_openai(&response),
+        cost_usd: None,
+        latency_ms: Some(latency_ms),
+        tags: json!({"via": "proxy"}),
+        request,
+        response,
+        succeeded,
+    }
+}
+
+/// Builds a chat.completion from OpenAI streaming chunks.
+pub fn assemble_sse(body: &[u8]) -> Value {
+    let text = String::from_utf8_lossy(body);
+    let mut head = Map::new();
+    let mut content = String::new();
+    let mut has_content = false;
+    let mut finish: Value = Value::Null;
+    let mut usage = Value::Null;
+    let mut tool_calls: Vec<Value> = Vec::new();
+    for line in text.lines() {
+        let Some(data) = line.strip_prefix("data:").map(str::trim) else { continue };
+        if data == "[DONE]" {
+            break;
+        }
+        let Ok(chunk) = serde_json::from_str::<Value>(data) else { continue };
+        for key in ["id", "model", "created", "system_fingerprint"] {
+            if let Some(v) = chunk.get(key).filter(|v| !v.is_null()) {
+                head.entry(key).or_insert_with(|| v.clone());
+            }
+        }
+        if let Some(u) = chunk.get("usage").filter(|u| !u.is_null()) {
+            usage = u.clone();
+        }
+        let Some(choice) = chunk.pointer("/choices/0") else { continue };
+        if let Some(f) = choice.get("finish_reason").filter(|f| !f.is_null()) {
+            finish = f.clone();
+        }
+        let Some(delta) = choice.get("delta") else { continue };
+        if let Some(piece) = delta.get("content").and_then(Value::as_str) {
+            content.push_str(piece);
+            has_content = true;
+        }
+        for call in delta.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
+            let index = call.get("index").and_then(Value::as_u64).unwrap_or(0) as usize;
+            while tool_calls.len() <= index {
+                tool_calls.push(json!({"id": null, "type": "function", "function": {"name": "", "arguments": ""}}));
+            }
+            let slot = &mut tool_calls[index];
+            if let Some(id) = call.get("id").filter(|v| !v.is_null()) {
+                slot["id"] = id.clone();
+            }
+            if let Some(name) = call.pointer("/function/name").and_then(Value::as_str) {
+                let joined = format!("{}{name}", slot["function"]["name"].as_str().unwrap_or(""));
+                slot["function"]["name"] = Value::String(joined);
+            }
+            if let Some(args) = call.pointer("/function/arguments").and_then(Value::as_str) {
+                let joined = format!("{}{args}", slot["function"]["arguments"].as_str().unwrap_or(""));
+                slot["function"]["arguments"] = Value::String(joined);
+            }
+        }
+    }
+    let mut message = json!({"role": "assistant", "content": if has_content { Value::String(content) } else { Value::Null }});
+    if !tool_calls.is_empty() {
+        message["tool_calls"] = Value::Array(tool_calls);
+    }
+    let mut out = Value::Object(head);
+    out["object"] = json!("chat.completion");
+    out["choices"] = json!([{"index": 0, "message": message, "finish_reason": finish}]);
+    if !usage.is_null() {
+        out["usage"] = usage;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn assembles_content_tool_calls_and_usage_from_chunks() {
+        let body = concat!(
+            "data: {\"id\":\"c1\",\"model\":\"m\",\"created\":1,\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n",
+            "data: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Héllo\"}}]}\n\n",
+            "data: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\" wörld\"}}]}\n\n",
+            "data: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"call_1\",\"function\":{\"name\":\"f\",\"arguments\":\"{\\\"a\\\":\"}}]}}]}\n\n",
+            "data: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"1}\"}}]}}]}\n\n",
+            "data: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\n",
+            "data: {\"id\":\"c1\",\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":3,\"total_tokens\":8}}\n\n",
+            "data: [DONE]\n\n"
+        );
+        let out = assemble_sse(body.as_bytes());
+        assert_eq!(out["id"], "c1");
+        assert_eq!(out["choices"][0]["message"]["content"], "Héllo wörld");
+        assert_eq!(out["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"], "{\"a\":1}");
+        assert_eq!(out["choices"][0]["finish_reason"], "tool_calls");
+        assert_eq!(out["usage"]["completion_tokens"], 3);
+    }
+}
