@@ -1,5 +1,7 @@
 //! Whole-app tests, in one binary so the app compiles once.
 
 mod common;
+mod door;
 mod full_loop;
 mod mirror;
+mod proxy;

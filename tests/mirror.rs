@@ -113,13 +113,13 @@ async fn oversized_bodies_get_413_naming_the_limit() {
 #[tokio::test]
 async fn sampling_is_deterministic_per_exchange() {
     let mirror = start(0.25, 16 * 1024 * 1024).await;
-    let batch: String = (0..2000).map(|i| format!("{}\n", item(i))).collect();
+    let batch: String = (0..10_000).map(|i| format!("{}\n", item(i))).collect();
     let (status, first) = mirror.send(Some("k-prod"), batch.clone()).await;
     assert_eq!(status, 202);
     let accepted = first["accepted"].as_u64().expect("accepted");
-    // 3σ of binomial(2000, 0.25) is ≈ 58.
-    assert!((442..=558).contains(&accepted), "kept {accepted} of 2000 at rate 0.25");
-    assert_eq!(first["sampled_out"].as_u64(), Some(2000 - accepted));
+    // 3σ of binomial(10000, 0.25) is ≈ 130.
+    assert!((2370..=2630).contains(&accepted), "kept {accepted} of 10000 at rate 0.25");
+    assert_eq!(first["sampled_out"].as_u64(), Some(10_000 - accepted));
     let (_, second) = mirror.send(Some("k-prod"), batch).await;
     assert_eq!((second["accepted"].as_u64(), second["duplicates"].as_u64()), (Some(0), Some(accepted)));
     assert_eq!(mirror.stored().await, accepted as i64);

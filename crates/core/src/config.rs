@@ -120,7 +120,8 @@ pub struct SampleRule {
 impl SampleRule {
     /// Whether the rule applies to an exchange with this model and route.
     pub fn matches(&self, model: Option<&str>, route: Option<&str>) -> bool {
-        self.model.as_deref().is_none_or(|m| Some(m) == model) && self.route.as_deref().is_none_or(|r| Some(r) == route)
+        self.model.as_deref().is_none_or(|m| Some(m) == model)
+            && self.route.as_deref().is_none_or(|r| Some(r) == route)
     }
 }
 

@@ -13,6 +13,6 @@ pub mod pricing;
 pub mod redact;
 pub mod sampling;
 
-pub use config::{CandidateConfig, Config, ConfigError, JudgeConfig, SourceConfig};
+pub use config::{CandidateConfig, Config, ConfigError, JudgeConfig, SampleRule, SourceConfig};
 pub use exchange::Exchange;
 pub use pricing::{Price, Usage};

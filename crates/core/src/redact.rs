@@ -34,7 +34,8 @@ struct Pattern {
 }
 
 static BUILTIN: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
-    let p = |kind, re: &str, luhn| Pattern { kind, regex: Regex::new(re).expect("valid builtin regex"), luhn };
+    let p =
+        |kind, re: &str, luhn| Pattern { kind, regex: Regex::new(re).expect("valid builtin regex"), luhn };
     vec![
         p("bearer", r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{8,}", false),
         p("api_key", r"\b(?:sk|pk|rk)-(?:[A-Za-z0-9]+-)*[A-Za-z0-9_-]{16,}", false),
@@ -58,7 +59,14 @@ fn luhn(candidate: &str) -> bool {
         .iter()
         .rev()
         .enumerate()
-        .map(|(i, d)| if i % 2 == 1 { let x = d * 2; if x > 9 { x - 9 } else { x } } else { *d })
+        .map(|(i, d)| {
+            if i % 2 == 1 {
+                let x = d * 2;
+                if x > 9 { x - 9 } else { x }
+            } else {
+                *d
+            }
+        })
         .sum();
     sum % 10 == 0
 }
@@ -156,7 +164,9 @@ mod tests {
 
     #[test]
     fn redacts_personal_data_and_secrets() {
-        let (out, n) = redact("Mail jane.doe@example.co.uk or call +1 415-555-0100, card 4111 1111 1111 1111, key sk-proj-abcdefghijklmnopqrstuv, Bearer eyJhbGciOiJIUzI1NiJ9.x");
+        let (out, n) = redact(
+            "Mail jane.doe@example.co.uk or call +1 415-555-0100, card 4111 1111 1111 1111, key sk-proj-abcdefghijklmnopqrstuv, Bearer eyJhbGciOiJIUzI1NiJ9.x",
+        );
         assert_eq!(n, 5, "{out}");
         for kind in ["email", "phone", "card", "api_key", "bearer"] {
             assert!(out.contains(&format!("[REDACTED:{kind}]")), "{kind} in {out}");
@@ -166,7 +176,12 @@ mod tests {
 
     #[test]
     fn leaves_ordinary_numbers_alone() {
-        for text in ["What is 97 * 49? 4753", "Convert 250 km to m: 250000", "order 1234567890123 (not Luhn)", "v1.2.3 at 10:30"] {
+        for text in [
+            "What is 97 * 49? 4753",
+            "Convert 250 km to m: 250000",
+            "order 1234567890123 (not Luhn)",
+            "v1.2.3 at 10:30",
+        ] {
             assert_eq!(redact(text), (text.to_string(), 0), "{text}");
         }
     }

@@ -57,13 +57,16 @@ impl AppState {
 /// The app's routes.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config.max_body_bytes;
-    Router::new()
-        .route("/", get(dashboard::index))
-        .route("/experiments/{name}", get(dashboard::experiment))
-        .route("/healthz", get(|| async { "ok" }))
+    let ingest = Router::new()
         .route("/v1/mirror", post(mirror::native))
         .route("/v1/mirror/{format}", post(mirror::with_format))
         .route("/v1/traces", post(mirror::otlp_traces))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), mirror::admit));
+    Router::new()
+        .merge(ingest)
+        .route("/", get(dashboard::index))
+        .route("/experiments/{name}", get(dashboard::experiment))
+        .route("/healthz", get(|| async { "ok" }))
         .route("/proxy/{source}/v1/chat/completions", post(proxy::chat_completions))
         .route("/api/sources", get(api::list_sources))
         .route("/api/exchanges", get(api::list_exchanges))

@@ -36,7 +36,12 @@ struct MirrorReply {
 /// Longest a delivery waits for the database before it is told to retry.
 const STORE_TIMEOUT: Duration = Duration::from_secs(15);
 
-fn authenticate(state: &AppState, headers: &HeaderMap, query: &HashMap<String, String>, body: &[u8]) -> Result<Arc<Source>, ApiError> {
+fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+    body: &[u8],
+) -> Result<Arc<Source>, ApiError> {
     let unauthorized = |msg: &str| ApiError::Client(StatusCode::UNAUTHORIZED, msg.into());
     let source = match headers.get(header::AUTHORIZATION) {
         Some(value) => {
@@ -60,25 +65,37 @@ fn authenticate(state: &AppState, headers: &HeaderMap, query: &HashMap<String, S
             .find_map(|h| headers.get(*h))
             .and_then(|v| v.to_str().ok());
         if !source.signature_valid(body, signature) {
-            return Err(unauthorized("missing or invalid signature (Helicone-Signature or X-Evaltap-Signature: hex HMAC-SHA256 of the body)"));
+            return Err(unauthorized(
+                "missing or invalid signature (Helicone-Signature or X-Evaltap-Signature: hex HMAC-SHA256 of the body)",
+            ));
         }
     }
     Ok(source)
 }
 
 fn too_large(limit: usize) -> ApiError {
-    ApiError::Client(StatusCode::PAYLOAD_TOO_LARGE, format!("body larger than the {limit}-byte limit; send smaller batches"))
+    ApiError::Client(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("body larger than the {limit}-byte limit; send smaller batches"),
+    )
 }
 
 fn body_or_limit(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, ApiError> {
     body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE { too_large(limit) } else { ApiError::Client(rejection.status(), rejection.body_text()) }
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            too_large(limit)
+        } else {
+            ApiError::Client(rejection.status(), rejection.body_text())
+        }
     })
 }
 
 /// Inflates a gzip body (`Content-Encoding: gzip`), holding the same size limit.
 fn decompress(headers: &HeaderMap, body: Bytes, limit: usize) -> Result<Bytes, ApiError> {
-    let gzip = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
+    let gzip = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
     if !gzip {
         return Ok(body);
     }
@@ -99,7 +116,9 @@ pub(crate) async fn native(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    ingest(&state, &evaltap_ingest::formats::native::Native, &headers, &query, body).await.map_or_else(IntoResponse::into_response, |(s, r)| (s, Json(r)).into_response())
+    ingest(&state, &evaltap_ingest::formats::native::Native, &headers, &query, body)
+        .await
+        .map_or_else(IntoResponse::into_response, |(s, r)| (s, Json(r)).into_response())
 }
 
 pub(crate) async fn with_format(
@@ -111,9 +130,12 @@ pub(crate) async fn with_format(
 ) -> Response {
     let Some(adapter) = evaltap_ingest::adapter(&format) else {
         let known: Vec<&str> = evaltap_ingest::ADAPTERS.iter().map(|a| a.name()).collect();
-        return ApiError::not_found(format!("unknown format `{format}` (known: {})", known.join(", "))).into_response();
+        return ApiError::not_found(format!("unknown format `{format}` (known: {})", known.join(", ")))
+            .into_response();
     };
-    ingest(&state, adapter, &headers, &query, body).await.map_or_else(IntoResponse::into_response, |(s, r)| (s, Json(r)).into_response())
+    ingest(&state, adapter, &headers, &query, body)
+        .await
+        .map_or_else(IntoResponse::into_response, |(s, r)| (s, Json(r)).into_response())
 }
 
 /// `POST /v1/traces`: OTLP/HTTP answers 200 with an `ExportTraceServiceResponse` (empty for
@@ -124,7 +146,10 @@ pub(crate) async fn otlp_traces(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let protobuf = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("protobuf"));
+    let protobuf = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("protobuf"));
     match ingest(&state, &evaltap_ingest::formats::otlp::Otlp, &headers, &query, body).await {
         Ok((status, _)) if protobuf && status.is_success() => {
             (StatusCode::OK, [(header::CONTENT_TYPE, "application/x-protobuf")], Vec::new()).into_response()
@@ -148,11 +173,6 @@ async fn ingest(
     query: &HashMap<String, String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, MirrorReply), ApiError> {
-    let _slot = state
-        .ingest_slots
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| ApiError::Unavailable { retry_after_secs: 1, message: "ingest is at capacity; retry shortly".into() })?;
     let limit = state.config.max_body_bytes;
     let body = decompress(headers, body_or_limit(body, limit)?, limit)?;
     let source = authenticate(state, headers, query, &body)?;
@@ -171,9 +191,13 @@ async fn ingest(
         }
     }
     let counts = DeliveryCounts { received, sampled_out, rejected: decoded.rejected.len(), redactions };
-    let stored = tokio::time::timeout(STORE_TIMEOUT, state.store.record_delivery(&source.config.name, &kept, counts))
-        .await
-        .map_err(|_| ApiError::Unavailable { retry_after_secs: 5, message: "storage is busy; retry shortly".into() })??;
+    let stored =
+        tokio::time::timeout(STORE_TIMEOUT, state.store.record_delivery(&source.config.name, &kept, counts))
+            .await
+            .map_err(|_| ApiError::Unavailable {
+                retry_after_secs: 5,
+                message: "storage is busy; retry shortly".into(),
+            })??;
     let mut reply = MirrorReply {
         accepted: stored.inserted,
         sampled_out,
@@ -193,6 +217,23 @@ async fn ingest(
         StatusCode::ACCEPTED
     };
     Ok((status, reply))
+}
+
+/// Admits an ingest request only while a slot is free, before its body is read: a full server
+/// answers 503 with `Retry-After` at once instead of queueing callers until they time out.
+pub(crate) async fn admit(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match state.ingest_slots.clone().try_acquire_owned() {
+        Ok(_slot) => next.run(request).await,
+        Err(_) => ApiError::Unavailable {
+            retry_after_secs: 1,
+            message: "ingest is at capacity; retry shortly".into(),
+        }
+        .into_response(),
+    }
 }
 
 fn chrono_minute() -> u64 {

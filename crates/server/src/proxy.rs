@@ -95,7 +95,16 @@ impl ProxyState {
 fn hop_by_hop(name: &HeaderName) -> bool {
     matches!(
         name.as_str(),
-        "connection" | "keep-alive" | "proxy-authenticate" | "proxy-authorization" | "te" | "trailer" | "transfer-encoding" | "upgrade" | "host" | "content-length"
+        "connection"
+            | "keep-alive"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "host"
+            | "content-length"
     )
 }
 
@@ -105,12 +114,13 @@ pub(crate) async fn chat_completions(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let source = state.sources.by_name(&source_name).ok_or_else(|| ApiError::not_found(format!("no source named `{source_name}`")))?;
-    let upstream = source
-        .config
-        .upstream
-        .clone()
-        .ok_or_else(|| ApiError::not_found(format!("source `{source_name}` has no `upstream` to proxy to")))?;
+    let source = state
+        .sources
+        .by_name(&source_name)
+        .ok_or_else(|| ApiError::not_found(format!("no source named `{source_name}`")))?;
+    let upstream = source.config.upstream.clone().ok_or_else(|| {
+        ApiError::not_found(format!("source `{source_name}` has no `upstream` to proxy to"))
+    })?;
     let url = format!("{}/chat/completions", upstream.trim_end_matches('/'));
     let mut request = state.proxy.http.post(&url).body(body.clone());
     for (name, value) in &headers {
@@ -150,8 +160,15 @@ pub(crate) async fn chat_completions(
             tracing::warn!(shed, "mirror queue full; exchange not mirrored");
         }
     };
-    let stream = Tee { inner: Box::pin(upstream_response.bytes_stream()), buffer: Vec::new(), overflow: false, on_complete: Some(Box::new(on_complete)) };
-    builder.body(Body::from_stream(stream)).map_err(|e| ApiError::Internal(format!("building the proxied response: {e}")))
+    let stream = Tee {
+        inner: Box::pin(upstream_response.bytes_stream()),
+        buffer: Vec::new(),
+        overflow: false,
+        on_complete: Some(Box::new(on_complete)),
+    };
+    builder
+        .body(Body::from_stream(stream))
+        .map_err(|e| ApiError::Internal(format!("building the proxied response: {e}")))
 }
 
 type OnComplete = Box<dyn FnOnce(Vec<u8>, bool) + Send>;
@@ -198,7 +215,8 @@ pub fn assemble(request: Value, body: &[u8], content_type: &str, status: u16, la
     let response = if content_type.contains("text/event-stream") {
         assemble_sse(body)
     } else {
-        serde_json::from_slice(body).unwrap_or_else(|_| json!({"error": {"message": String::from_utf8_lossy(body)}}))
+        serde_json::from_slice(body)
+            .unwrap_or_else(|_| json!({"error": {"message": String::from_utf8_lossy(body)}}))
     };
     let succeeded = (200..300).contains(&status) && response.get("choices").is_some();
     Exchange {
@@ -250,7 +268,8 @@ pub fn assemble_sse(body: &[u8]) -> Value {
         for call in delta.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
             let index = call.get("index").and_then(Value::as_u64).unwrap_or(0) as usize;
             while tool_calls.len() <= index {
-                tool_calls.push(json!({"id": null, "type": "function", "function": {"name": "", "arguments": ""}}));
+                tool_calls
+                    .push(json!({"id": null, "type": "function", "function": {"name": "", "arguments": ""}}));
             }
             let slot = &mut tool_calls[index];
             if let Some(id) = call.get("id").filter(|v| !v.is_null()) {

@@ -76,7 +76,8 @@ impl Source {
     /// matching rule (or the source's), then the per-minute cap.
     pub fn keep(&self, exchange: &Exchange, now_minute: u64) -> bool {
         let route = exchange.tags.get("route").and_then(|v| v.as_str());
-        let model = exchange.model.as_deref().or_else(|| exchange.request.get("model").and_then(|m| m.as_str()));
+        let model =
+            exchange.model.as_deref().or_else(|| exchange.request.get("model").and_then(|m| m.as_str()));
         if !sampling::keep(&self.config.name, &exchange.dedup_key(), self.config.rate_for(model, route)) {
             return false;
         }
@@ -106,7 +107,11 @@ impl Sources {
         let mut by_key_hash = HashMap::new();
         let mut by_name = HashMap::new();
         for config in configs {
-            let hash = config.key_sha256.clone().map(|h| h.to_lowercase()).or_else(|| config.resolve_key().map(|k| key_hash(&k)));
+            let hash = config
+                .key_sha256
+                .clone()
+                .map(|h| h.to_lowercase())
+                .or_else(|| config.resolve_key().map(|k| key_hash(&k)));
             let mut config = config.clone();
             config.key = None;
             let source = Arc::new(Source::new(config));
@@ -115,7 +120,9 @@ impl Sources {
                     by_key_hash.insert(hash, source.clone());
                 }
                 None if source.requires_signature() => {}
-                None => tracing::warn!(source = %source.config.name, "source has no key set; it cannot send traffic"),
+                None => {
+                    tracing::warn!(source = %source.config.name, "source has no key set; it cannot send traffic")
+                }
             }
             by_name.insert(source.config.name.clone(), source);
         }

@@ -65,12 +65,22 @@ pub struct StoredExchange {
 impl Store {
     /// Stores a batch in one transaction; returns only once it is committed.
     pub async fn insert_exchanges(&self, source: &str, batch: &[Exchange]) -> Result<IngestOutcome> {
-        self.record_delivery(source, batch, DeliveryCounts { received: batch.len(), ..DeliveryCounts::default() }).await
+        self.record_delivery(
+            source,
+            batch,
+            DeliveryCounts { received: batch.len(), ..DeliveryCounts::default() },
+        )
+        .await
     }
 
     /// Stores a delivery's kept exchanges and updates the source's counters, in one
     /// transaction; returns only once it is committed.
-    pub async fn record_delivery(&self, source: &str, batch: &[Exchange], counts: DeliveryCounts) -> Result<IngestOutcome> {
+    pub async fn record_delivery(
+        &self,
+        source: &str,
+        batch: &[Exchange],
+        counts: DeliveryCounts,
+    ) -> Result<IngestOutcome> {
         let mut outcome = IngestOutcome::default();
         let mut tx = self.pool.begin().await?;
         let now = Utc::now();

@@ -1,0 +1,191 @@
+//! What happens at the door, over real HTTP: redaction and credential scrubbing, signatures,
+//! sampling rules and caps, gzip, capacity, gateway formats end to end, and the tee proxy.
+
+use std::time::Duration;
+
+use evaltap_core::{Config, SampleRule, SourceConfig};
+use serde_json::{Value, json};
+
+use crate::common::TestServer;
+
+fn item(i: usize, content: &str) -> Value {
+    json!({"id": format!("req-{i}"),
+           "request": {"model": "m", "messages": [{"role": "user", "content": content}], "api_key": "sk-live-abcdefghijklmnop1234"},
+           "response": {"model": "m", "choices": [{"message": {"role": "assistant", "content": "ok"}}]},
+           "tags": {"headers": {"authorization": "Bearer sk-proj-abcdefghijklmnopqrst", "x-app": "trivia"}}})
+}
+
+async fn post(server: &TestServer, path: &str, key: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
+    let reply = server
+        .http
+        .post(format!("{}{path}", server.url))
+        .bearer_auth(key)
+        .body(body)
+        .send()
+        .await
+        .expect("send");
+    (reply.status().as_u16(), reply.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn redaction_and_credentials_never_reach_storage() {
+    let mut source = SourceConfig::with_key("prod", "k");
+    source.redact_patterns = vec!["ACC-\\d{6}".into()];
+    let server = TestServer::start(Config { sources: vec![source], ..Config::default() }).await;
+    let (status, body) = post(
+        &server,
+        "/v1/mirror",
+        "k",
+        item(1, "I'm jane@example.com, +1 415-555-0100, card 4111-1111-1111-1111, account ACC-123456")
+            .to_string(),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["redactions"], 6, "{body}");
+    let stored = server.wait_for_exchanges("prod", 1).await;
+    let text = stored[0].to_string();
+    for secret in
+        ["jane@example.com", "555-0100", "4111", "ACC-123456", "sk-live", "sk-proj", "authorization"]
+    {
+        assert!(!text.contains(secret), "{secret} stored: {text}");
+    }
+    assert!(text.contains("[REDACTED:email]") && text.contains("trivia"));
+    let sources: Value = server
+        .http
+        .get(format!("{}/api/sources", server.url))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(sources["sources"][0]["redactions"], 6);
+    assert_eq!(sources["sources"][0]["accepted"], 1);
+}
+
+#[tokio::test]
+async fn signed_deliveries_are_checked() {
+    use hmac::{KeyInit, Mac};
+    // SAFETY of the test: the variable name is unique to this test.
+    unsafe { std::env::set_var("EVALTAP_TEST_HELICONE_SECRET", "whsec-test") };
+    let source = SourceConfig {
+        hmac_secret_env: Some("EVALTAP_TEST_HELICONE_SECRET".into()),
+        format: "helicone".into(),
+        key: None,
+        ..SourceConfig::with_key("helicone", "unused")
+    };
+    let server = TestServer::start(Config { sources: vec![source], ..Config::default() }).await;
+    let body = std::fs::read("crates/ingest/tests/fixtures/helicone.json").expect("fixture");
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"whsec-test").expect("key");
+    mac.update(&body);
+    let signature: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    let url = format!("{}/v1/mirror/helicone?source=helicone", server.url);
+    let bad = server
+        .http
+        .post(&url)
+        .header("Helicone-Signature", "00ff")
+        .body(body.clone())
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(bad.status().as_u16(), 401);
+    let unsigned = server.http.post(&url).body(body.clone()).send().await.expect("send");
+    assert_eq!(unsigned.status().as_u16(), 401);
+    let good =
+        server.http.post(&url).header("Helicone-Signature", signature).body(body).send().await.expect("send");
+    assert_eq!(good.status().as_u16(), 202);
+    assert_eq!(server.wait_for_exchanges("helicone", 1).await.len(), 1);
+}
+
+#[tokio::test]
+async fn rules_caps_gzip_and_formats() {
+    use std::io::Write as _;
+    let source = SourceConfig {
+        max_per_minute: Some(5),
+        rules: vec![SampleRule { model: Some("never".into()), route: None, sample_rate: 0.0 }],
+        ..SourceConfig::with_key("prod", "k")
+    };
+    let server = TestServer::start(Config { sources: vec![source], ..Config::default() }).await;
+    // The rule drops model `never`; the cap keeps 5 of the rest this minute.
+    let mut items: Vec<Value> = (0..20).map(|i| item(i, "hi")).collect();
+    items[0]["request"]["model"] = json!("never");
+    items[0]["response"]["model"] = json!("never");
+    let ndjson: String = items.iter().map(|v| format!("{v}\n")).collect();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(ndjson.as_bytes()).expect("gzip");
+    let reply = server
+        .http
+        .post(format!("{}/v1/mirror", server.url))
+        .bearer_auth("k")
+        .header("content-encoding", "gzip")
+        .body(gz.finish().expect("gzip"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(reply.status().as_u16(), 202);
+    let body: Value = reply.json().await.expect("json");
+    assert_eq!((body["accepted"].as_u64(), body["sampled_out"].as_u64()), (Some(5), Some(15)), "{body}");
+
+    // A gateway format end to end, and OTLP at /v1/traces.
+    let litellm = std::fs::read("crates/ingest/tests/fixtures/litellm_batch.json").expect("fixture");
+    let (status, body) = post(&server, "/v1/mirror/litellm", "k", litellm).await;
+    assert_eq!((status, body["sampled_out"].as_u64()), (202, Some(3)), "cap reached: {body}");
+    let otlp = std::fs::read("crates/ingest/tests/fixtures/otlp_semconv.json").expect("fixture");
+    let reply = server
+        .http
+        .post(format!("{}/v1/traces", server.url))
+        .bearer_auth("k")
+        .header("content-type", "application/json")
+        .body(otlp)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(reply.status().as_u16(), 200);
+    let (status, body) = post(&server, "/v1/mirror/nope", "k", "{}").await;
+    assert_eq!(status, 404);
+    assert!(body["error"].as_str().is_some_and(|e| e.contains("litellm")), "{body}");
+    let (status, body) = post(&server, "/v1/mirror/kong", "k", r#"{"request": {"id": "x"}}"#).await;
+    assert_eq!(status, 400);
+    assert!(body["error"].as_str().is_some_and(|e| e.contains("`ai.proxy`")), "{body}");
+}
+
+#[tokio::test]
+async fn over_capacity_answers_503_with_retry_after_at_once() {
+    let server = TestServer::start(Config {
+        max_concurrent_ingest: 1,
+        sources: vec![SourceConfig::with_key("prod", "k")],
+        ..Config::default()
+    })
+    .await;
+    // A delivery whose body trickles in holds the only slot.
+    let (tx, rx) = futures::channel::mpsc::unbounded::<Result<Vec<u8>, std::io::Error>>();
+    let slow = server
+        .http
+        .post(format!("{}/v1/mirror", server.url))
+        .bearer_auth("k")
+        .body(reqwest::Body::wrap_stream(rx))
+        .send();
+    let slow = tokio::spawn(slow);
+    tx.unbounded_send(Ok(b"[".to_vec())).expect("send");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    let busy = tokio::time::timeout(
+        Duration::from_secs(5),
+        server
+            .http
+            .post(format!("{}/v1/mirror", server.url))
+            .bearer_auth("k")
+            .body(item(1, "hi").to_string())
+            .send(),
+    )
+    .await
+    .expect("answered, not hung")
+    .expect("send");
+    assert_eq!(busy.status().as_u16(), 503);
+    assert_eq!(busy.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+    assert!(started.elapsed() < Duration::from_secs(2));
+    tx.unbounded_send(Ok(format!("{}]", item(2, "hi")).into_bytes())).expect("send");
+    drop(tx);
+    let done = slow.await.expect("join").expect("send");
+    assert_eq!(done.status().as_u16(), 202);
+}
