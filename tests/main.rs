@@ -5,3 +5,4 @@ mod door;
 mod full_loop;
 mod mirror;
 mod proxy;
+mod python_clients;

@@ -41,6 +41,11 @@ enum Command {
     /// Define and run experiments.
     #[command(subcommand)]
     Experiment(ExperimentCommand),
+    /// Sources: what each has sent (`evaltap sources`), or set one up (`evaltap sources add`).
+    Sources {
+        #[command(subcommand)]
+        command: Option<SourcesCommand>,
+    },
     /// Statistics on your own data.
     #[command(subcommand)]
     Stats(StatsCommand),
@@ -101,6 +106,24 @@ struct SimArgs {
     /// Probability that the judge prefers position A whatever the answers.
     #[arg(long, default_value_t = 0.1)]
     judge_position_bias: f64,
+}
+
+#[derive(Debug, Subcommand)]
+enum SourcesCommand {
+    /// Generate a key for a new source and print the evaltap.toml entry and the exact
+    /// gateway configuration to paste.
+    Add {
+        /// Source name.
+        #[arg(long)]
+        name: String,
+        /// What the gateway sends: native, litellm, openrouter, portkey, helicone, kong,
+        /// cloudflare, otlp, or proxy (the tee proxy).
+        #[arg(long, default_value = "native")]
+        format: String,
+        /// evaltap's URL as the gateway reaches it.
+        #[arg(long, default_value = "http://127.0.0.1:7077")]
+        url: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -307,6 +330,13 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     experiment.spec.candidates.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(",")
                 );
             }
+        }
+        Command::Sources { command: None } => {
+            let app = open_app(&cli).await?;
+            print!("{}", crate::sources_cmd::list(&app).await?);
+        }
+        Command::Sources { command: Some(SourcesCommand::Add { name, format, url }) } => {
+            print!("{}", crate::sources_cmd::add(name, format, url, &crate::sources_cmd::new_key())?);
         }
         Command::Stats(StatsCommand::Compare { csv, baseline, candidate, cluster, margin, alpha, json }) => {
             let result =

@@ -1,0 +1,130 @@
+//! `evaltap sources`: what each source has sent, and `sources add`: a new source's key and the
+//! exact configuration to paste into the gateway.
+
+use rand::RngExt as _;
+
+use crate::app::App;
+
+/// Formats `sources add` knows how to configure.
+pub const FORMATS: [&str; 9] =
+    ["native", "litellm", "openrouter", "portkey", "helicone", "kong", "cloudflare", "otlp", "proxy"];
+
+/// The table printed by `evaltap sources`.
+pub async fn list(app: &App) -> anyhow::Result<String> {
+    let stats = app.store.source_stats().await?;
+    let mut out = format!(
+        "{:<16} {:<11} {:>6} {:>9} {:>9} {:>11} {:>10} {:>8} {:>10}  last seen\n",
+        "source",
+        "format",
+        "rate",
+        "received",
+        "accepted",
+        "sampled out",
+        "duplicates",
+        "rejected",
+        "redactions"
+    );
+    let mut names: Vec<&str> = app.config.sources.iter().map(|s| s.name.as_str()).collect();
+    for s in &stats {
+        if !names.contains(&s.source.as_str()) {
+            names.push(&s.source);
+        }
+    }
+    for name in names {
+        let config = app.config.sources.iter().find(|s| s.name == name);
+        let s = stats.iter().find(|s| s.source == name).cloned().unwrap_or_default();
+        out.push_str(&format!(
+            "{:<16} {:<11} {:>6} {:>9} {:>9} {:>11} {:>10} {:>8} {:>10}  {}\n",
+            name,
+            config.map_or("(removed)", |c| c.format.as_str()),
+            config.map_or("-".to_string(), |c| format!("{}", c.sample_rate)),
+            s.received,
+            s.accepted,
+            s.sampled_out,
+            s.duplicates,
+            s.rejected,
+            s.redactions,
+            s.last_seen_at.map_or("never".to_string(), |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        ));
+    }
+    Ok(out)
+}
+
+/// A new random source key.
+pub fn new_key() -> String {
+    let mut rng = rand::rng();
+    let bytes: [u8; 24] = rng.random();
+    format!("etk_{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
+/// What to paste where for a new source named `name` sending `format` to evaltap at `url`.
+pub fn add(name: &str, format: &str, url: &str, key: &str) -> anyhow::Result<String> {
+    if !FORMATS.contains(&format) {
+        anyhow::bail!("unknown format `{format}` (known: {})", FORMATS.join(", "));
+    }
+    let url = url.trim_end_matches('/');
+    let hash = evaltap_server::sources::key_hash(key);
+    let toml_format = if format == "proxy" { "native" } else { format };
+    let mut toml = format!(
+        "[[sources]]\nname = \"{name}\"\nformat = \"{toml_format}\"\nkey_sha256 = \"{hash}\"\nsample_rate = 1.0\n"
+    );
+    if format == "helicone" {
+        toml.push_str("hmac_secret_env = \"HELICONE_WEBHOOK_SECRET\"   # the webhook's HMAC key\n");
+    }
+    if format == "proxy" {
+        toml.push_str("upstream = \"https://api.openai.com/v1\"   # where the proxy forwards\n");
+    }
+    let gateway = match format {
+        "native" => format!(
+            "POST each exchange (one object, a JSON array, or NDJSON) to {url}/v1/mirror:\n\n  curl -X POST {url}/v1/mirror -H 'Authorization: Bearer {key}' \\\n    -d '{{\"request\": {{...chat request...}}, \"response\": {{...chat response...}}, \"id\": \"req-1\"}}'\n"
+        ),
+        "litellm" => format!(
+            "LiteLLM proxy config.yaml (v1.81+):\n\nlitellm_settings:\n  callbacks: [\"evaltap\"]\ncallback_settings:\n  evaltap:\n    callback_type: generic_api\n    endpoint: {url}/v1/mirror/litellm\n    headers: {{Authorization: \"Bearer {key}\"}}\n    event_types: [\"llm_api_success\", \"llm_api_failure\"]\n    log_format: json_array\n"
+        ),
+        "openrouter" => format!(
+            "OpenRouter: Settings → Observability → Enable Broadcast → add a Webhook destination:\n\n  URL:     {url}/v1/mirror/openrouter\n  Method:  POST\n  Headers: {{\"Authorization\": \"Bearer {key}\"}}\n\n(Keep Privacy Mode off for this destination: evaltap needs prompts and completions.)\n"
+        ),
+        "portkey" => format!(
+            "Portkey config (x-portkey-config or a saved config), as an output guardrail:\n\n{{\"output_guardrails\": [{{\"default.log\": {{\"logURL\": \"{url}/v1/mirror/portkey\",\n  \"headers\": \"{{\\\"Authorization\\\": \\\"Bearer {key}\\\"}}\", \"timeout\": 3000}}}}]}}\n\n(Streaming calls carry no response body in Portkey's log hook and are not mirrored.)\n"
+        ),
+        "helicone" => format!(
+            "Helicone: Webhooks → add destination (must be public https):\n\n  URL: {url}/v1/mirror/helicone?source={name}\n\nand export the webhook's HMAC key as HELICONE_WEBHOOK_SECRET where evaltap runs;\ndeliveries are authenticated by their Helicone-Signature.\n"
+        ),
+        "kong" => format!(
+            "Kong: enable logging on ai-proxy and add http-log:\n\nplugins:\n- name: ai-proxy\n  config:\n    logging: {{log_statistics: true, log_payloads: true}}\n- name: http-log\n  config:\n    http_endpoint: {url}/v1/mirror/kong\n    method: POST\n    headers: {{Authorization: \"Bearer {key}\"}}\n"
+        ),
+        "cloudflare" => format!(
+            "Cloudflare AI Gateway → Settings → OTEL exporter:\n\n  URL:           {url}/v1/mirror/cloudflare\n  Authorization: Bearer {key}\n  Content type:  json or protobuf\n"
+        ),
+        "otlp" => format!(
+            "Any OpenTelemetry SDK or collector (GenAI semantic conventions, with message content capture on):\n\n  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT={url}/v1/traces\n  OTEL_EXPORTER_OTLP_HEADERS=Authorization=Bearer%20{key}\n  OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true\n"
+        ),
+        _ => format!(
+            "Point your OpenAI-compatible client at the tee proxy; nothing else changes:\n\n  base_url = \"{url}/proxy/{name}/v1\"\n\nevaltap forwards to `upstream` with your headers and mirrors each exchange after it completes.\n"
+        ),
+    };
+    Ok(format!(
+        "Source key (shown once; only its hash goes into evaltap.toml):\n\n  {key}\n\nAdd to evaltap.toml:\n\n{toml}\nThen configure the gateway:\n\n{gateway}"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snippets_name_the_endpoint_and_the_key_hash() {
+        for format in FORMATS {
+            let text = add("prod", format, "http://evaltap:7077/", "etk_test").expect("known format");
+            assert!(text.contains(&evaltap_server::sources::key_hash("etk_test")), "{format}");
+            assert!(text.contains("http://evaltap:7077/"), "{format}");
+            let toml_start = text.find("[[sources]]").expect("toml");
+            let toml_end = text.find("Then configure").expect("end");
+            let config =
+                evaltap_core::Config::parse(&text[toml_start..toml_end], std::path::Path::new("snippet"));
+            assert!(config.is_ok(), "{format}: {config:?}");
+        }
+        assert!(add("prod", "nope", "http://x", "k").is_err());
+        assert!(new_key().starts_with("etk_") && new_key() != new_key());
+    }
+}

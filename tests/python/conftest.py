@@ -1,0 +1,135 @@
+"""Fixtures: evaltap's simulated upstream, `evaltap serve`, and a real LiteLLM proxy, each a
+subprocess on a free loopback port, stopped at the end of the session."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+EVALTAP = os.environ.get("EVALTAP_BIN", "evaltap")
+SOURCE_KEY = "etk_python_tests"
+LITELLM_MASTER_KEY = "sk-litellm-master-5f2c9a7e41d8b3c6"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float, process: subprocess.Popen, log_path: str) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url}: process exited {process.returncode}:\n{open(log_path).read()[-4000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status < 500:
+                    return
+        except Exception:
+            time.sleep(0.3)
+    raise RuntimeError(f"{url} did not come up in {timeout}s:\n{open(log_path).read()[-4000:]}")
+
+
+def spawn(args, log_path, env=None):
+    log = open(log_path, "w")
+    return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("evaltap")
+
+
+@pytest.fixture(scope="session")
+def sim(workdir):
+    port = free_port()
+    log = str(workdir / "sim.log")
+    p = spawn([EVALTAP, "sim", "--port", str(port), "--latency-scale", "0"], log)
+    url = f"http://127.0.0.1:{port}/v1"
+    wait_http(url + "/models", 30, p, log)
+    yield url
+    p.terminate()
+    p.wait(10)
+
+
+@pytest.fixture(scope="session")
+def evaltap(workdir, sim):
+    port = free_port()
+    config = workdir / "evaltap.toml"
+    config.write_text(
+        f"""
+database_url = "sqlite://{workdir}/evaltap.db"
+bind = "127.0.0.1:{port}"
+
+[[sources]]
+name = "litellm"
+format = "litellm"
+key = "{SOURCE_KEY}"
+
+[[sources]]
+name = "app"
+key = "{SOURCE_KEY}-app"
+upstream = "{sim}"
+"""
+    )
+    log = str(workdir / "evaltap.log")
+    p = spawn([EVALTAP, "serve", "--config", str(config), "--workers", "0"], log)
+    url = f"http://127.0.0.1:{port}"
+    wait_http(url + "/healthz", 30, p, log)
+    yield url
+    p.terminate()
+    p.wait(10)
+
+
+@pytest.fixture(scope="session")
+def litellm_proxy(workdir, sim, evaltap):
+    port = free_port()
+    config = workdir / "litellm.yaml"
+    config.write_text(
+        f"""
+model_list:
+  - model_name: sim-large
+    litellm_params:
+      model: openai/sim-large
+      api_base: {sim}
+      api_key: sk-upstream-provider-key-do-not-store
+general_settings:
+  master_key: {LITELLM_MASTER_KEY}
+litellm_settings:
+  callbacks: ["evaltap"]
+callback_settings:
+  evaltap:
+    callback_type: generic_api
+    endpoint: {evaltap}/v1/mirror/litellm
+    headers: {{Authorization: "Bearer {SOURCE_KEY}"}}
+    event_types: ["llm_api_success", "llm_api_failure"]
+    log_format: json_array
+"""
+    )
+    log = str(workdir / "litellm.log")
+    litellm = os.path.join(os.path.dirname(sys.executable), "litellm")
+    p = spawn([litellm, "--config", str(config), "--port", str(port), "--host", "127.0.0.1"], log,
+              env={"DEFAULT_BATCH_SIZE": "1", "LITELLM_LOG": "ERROR", "NO_DOCS": "True"})
+    url = f"http://127.0.0.1:{port}"
+    wait_http(url + "/health/liveliness", 180, p, log)
+    yield url
+    p.terminate()
+    p.wait(20)
+
+
+def stored_exchanges(evaltap_url: str, source: str, count: int, timeout: float = 60):
+    deadline = time.time() + timeout
+    found = []
+    while time.time() < deadline:
+        with urllib.request.urlopen(f"{evaltap_url}/api/exchanges?source={source}&limit=1000") as r:
+            found = json.load(r)["exchanges"]
+        if len(found) >= count:
+            return found
+        time.sleep(0.5)
+    raise AssertionError(f"only {len(found)} of {count} exchanges reached evaltap from {source}")

@@ -1,0 +1,46 @@
+//! Real clients from PyPI against real evaltap processes: a LiteLLM proxy whose `generic_api`
+//! callback tees to evaltap, and the official `openai` client through the tee proxy. The
+//! Python side lives in `tests/python/`; this test prepares its virtualenv (once, under
+//! `target/`) and runs it with pytest against the `evaltap` binary Cargo just built.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn run(cmd: &mut Command) -> std::process::Output {
+    let output = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "{cmd:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// target/python-venv with tests/python/requirements.txt installed; reinstalled when the
+/// requirements change.
+fn venv(root: &Path) -> PathBuf {
+    let venv = root.join("target/python-venv");
+    let requirements = root.join("tests/python/requirements.txt");
+    let wanted = std::fs::read_to_string(&requirements).expect("requirements.txt");
+    let marker = venv.join("installed-requirements.txt");
+    if std::fs::read_to_string(&marker).ok().as_deref() != Some(wanted.as_str()) {
+        run(Command::new("python3").arg("-m").arg("venv").arg(&venv));
+        run(Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
+            .arg(&requirements));
+        std::fs::write(&marker, wanted).expect("marker");
+    }
+    venv
+}
+
+#[test]
+fn litellm_proxy_and_openai_client_against_real_evaltap() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let venv = venv(&root);
+    let output = run(Command::new(venv.join("bin/python"))
+        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/python"])
+        .current_dir(&root)
+        .env("EVALTAP_BIN", env!("CARGO_BIN_EXE_evaltap")));
+    println!("{}", String::from_utf8_lossy(&output.stdout));
+}
