@@ -54,6 +54,19 @@ impl Decoded {
     }
 }
 
+/// Decodes a body of independent items (a JSON array, one object, or JSON lines) by mapping
+/// each item with `item`; a bad item becomes a rejection with its index.
+pub fn decode_each(
+    body: &[u8],
+    item: impl Fn(&serde_json::Value) -> Result<Exchange, String>,
+) -> Result<Decoded, IngestError> {
+    let mut decoded = Decoded::default();
+    for (index, value) in formats::native::json_items(body)?.into_iter().enumerate() {
+        decoded.push(index, value.and_then(|v| item(&v)));
+    }
+    Ok(decoded)
+}
+
 /// A gateway wire format.
 pub trait Adapter: Send + Sync {
     /// Route name: `POST /v1/mirror/{name}`.

@@ -8,7 +8,6 @@ use chrono::{DateTime, Utc};
 use evaltap_core::{Exchange, Usage};
 use serde_json::{Map, Value, json};
 
-use super::native::json_items;
 use super::otlp;
 use crate::normalize::{self, number, text};
 use crate::{Adapter, Decoded, IngestError};
@@ -30,11 +29,7 @@ impl Adapter for Cloudflare {
         if looks_otlp {
             return otlp::Otlp.decode(body, headers);
         }
-        let mut decoded = Decoded::default();
-        for (index, item) in json_items(body)?.into_iter().enumerate() {
-            decoded.push(index, item.and_then(|v| from_logpush(&v)));
-        }
-        Ok(decoded)
+        crate::decode_each(body, from_logpush)
     }
 }
 

@@ -6,7 +6,6 @@
 use evaltap_core::{Exchange, Usage};
 use serde_json::{Map, Value, json};
 
-use super::native::json_items;
 use crate::normalize::{self, number, text};
 use crate::{Adapter, Decoded, IngestError};
 
@@ -23,11 +22,7 @@ impl Adapter for Helicone {
     }
 
     fn decode(&self, body: &[u8], _headers: &http::HeaderMap) -> Result<Decoded, IngestError> {
-        let mut decoded = Decoded::default();
-        for (index, item) in json_items(body)?.into_iter().enumerate() {
-            decoded.push(index, item.and_then(|v| from_webhook(&v)));
-        }
-        Ok(decoded)
+        crate::decode_each(body, from_webhook)
     }
 }
 

@@ -7,7 +7,6 @@ use chrono::{TimeZone, Utc};
 use evaltap_core::{Exchange, Usage};
 use serde_json::{Map, Value, json};
 
-use super::native::json_items;
 use crate::normalize::{self, json_in_string, number, text};
 use crate::{Adapter, Decoded, IngestError};
 
@@ -21,11 +20,7 @@ impl Adapter for LiteLlm {
     }
 
     fn decode(&self, body: &[u8], _headers: &http::HeaderMap) -> Result<Decoded, IngestError> {
-        let mut decoded = Decoded::default();
-        for (index, item) in json_items(body)?.into_iter().enumerate() {
-            decoded.push(index, item.and_then(|v| from_payload(&v)));
-        }
-        Ok(decoded)
+        crate::decode_each(body, from_payload)
     }
 }
 

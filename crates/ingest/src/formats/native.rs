@@ -25,11 +25,7 @@ impl Adapter for Native {
     }
 
     fn decode(&self, body: &[u8], _headers: &http::HeaderMap) -> Result<Decoded, IngestError> {
-        let mut decoded = Decoded::default();
-        for (index, item) in json_items(body)?.into_iter().enumerate() {
-            decoded.push(index, item.and_then(|value| exchange_from_item(&value)));
-        }
-        Ok(decoded)
+        crate::decode_each(body, exchange_from_item)
     }
 }
 

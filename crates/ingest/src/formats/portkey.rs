@@ -6,7 +6,6 @@
 use evaltap_core::{Exchange, Usage};
 use serde_json::{Map, Value};
 
-use super::native::json_items;
 use crate::normalize::{self, json_in_string, text};
 use crate::{Adapter, Decoded, IngestError};
 
@@ -20,11 +19,7 @@ impl Adapter for Portkey {
     }
 
     fn decode(&self, body: &[u8], _headers: &http::HeaderMap) -> Result<Decoded, IngestError> {
-        let mut decoded = Decoded::default();
-        for (index, item) in json_items(body)?.into_iter().enumerate() {
-            decoded.push(index, item.and_then(|v| from_context(&v)));
-        }
-        Ok(decoded)
+        crate::decode_each(body, from_context)
     }
 }
 
