@@ -139,6 +139,18 @@ async fn the_whole_loop_reaches_the_right_verdicts_and_is_idempotent() {
     assert_eq!(count(&pool, "SELECT COUNT(*) FROM judgments").await, 300 * 3 * 2);
     assert_unique(&pool).await;
 
+    // The dashboard shows the experiment.
+    let http = evaltap_providers::http_client(Duration::from_secs(30)).expect("client");
+    let index = http.get(format!("http://{}/", run.server_addr)).send().await.expect("index");
+    assert_eq!(index.status().as_u16(), 200);
+    assert!(index.text().await.expect("html").contains("/experiments/demo"));
+    let page = http.get(format!("http://{}/experiments/demo", run.server_addr)).send().await.expect("page");
+    assert_eq!(page.status().as_u16(), 200);
+    let html = page.text().await.expect("html");
+    assert!(html.contains("sim-small") && html.contains(">worse<") && html.contains("<svg"), "{html}");
+    let api = http.get(format!("http://{}/api/experiments/demo", run.server_addr)).send().await.expect("api");
+    assert_eq!(api.status().as_u16(), 200);
+
     // Running a job again finds its result stored and adds nothing.
     let exchange_id = &run.app.store.experiment_exchange_ids(&run.experiment.id).await.expect("ids")[0];
     let again = evaltap_worker::replay(&run.app.services, &run.experiment.id, exchange_id, "small")
