@@ -194,8 +194,8 @@ enum ExperimentCommand {
 }
 
 async fn open_app(cli: &Cli) -> anyhow::Result<App> {
-    let explicit =
-        std::env::var_os("EVALTAP_CONFIG").is_some() || cli.config != PathBuf::from("evaltap.toml");
+    let explicit = std::env::var_os("EVALTAP_CONFIG").is_some()
+        || cli.config.as_path() != std::path::Path::new("evaltap.toml");
     let mut config = load_config(&cli.config, explicit)?;
     if let Some(url) = &cli.database_url {
         config.database_url = url.clone();

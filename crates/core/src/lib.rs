@@ -4,7 +4,7 @@
 //! - [`chat`]: reading OpenAI chat-completions bodies (message text, response text, usage).
 //! - [`Price`]: per-million-token prices and the cost of a call.
 //! - [`sampling`]: deterministic sampling and content hashing.
-//! - [`config`]: `evaltap.toml`.
+//! - [`config`]: the `evaltap.toml` file.
 
 pub mod chat;
 pub mod config;

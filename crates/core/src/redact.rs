@@ -68,7 +68,7 @@ fn luhn(candidate: &str) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// A redaction policy: the built-in patterns (optionally off) plus custom regexes.

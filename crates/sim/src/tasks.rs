@@ -183,15 +183,9 @@ impl Task {
                 (if h & 1 == 0 { right + off } else { right - off }).to_string()
             }
             Task::Convert { amount, conversion } => {
-                // The classic slip: the wrong power of ten or the wrong base.
-                let factor = CONVERSIONS[*conversion].2;
-                let wrong = if factor == 1000 {
-                    100
-                } else if factor == 60 {
-                    100
-                } else {
-                    10
-                };
+                // The classic slips: a wrong power of ten (km→m, kg→g), decimal instead of
+                // sexagesimal (hours, minutes), ten instead of twelve (feet→inches).
+                let wrong = if CONVERSIONS[*conversion].2 == 12 { 10 } else { 100 };
                 (amount * wrong).to_string()
             }
             Task::JsonField { object, field } => {

@@ -81,10 +81,10 @@ fn judge_jobs(experiment_id: &str, exchange_id: &str, subject: &str, rubrics: &[
 async fn missing_judgments(svc: &Services, jobs: Vec<EvalJob>) -> Result<Vec<EvalJob>, WorkerError> {
     let mut missing = Vec::new();
     for job in jobs {
-        if let EvalJob::Judge { experiment_id, exchange_id, subject, rubric } = &job {
-            if svc.store.judgment_exists(experiment_id, exchange_id, subject, rubric).await? {
-                continue;
-            }
+        if let EvalJob::Judge { experiment_id, exchange_id, subject, rubric } = &job
+            && svc.store.judgment_exists(experiment_id, exchange_id, subject, rubric).await?
+        {
+            continue;
         }
         missing.push(job);
     }

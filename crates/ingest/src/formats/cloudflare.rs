@@ -54,10 +54,10 @@ fn from_logpush(record: &Value) -> Result<Exchange, String> {
     let list =
         request.get("messages").and_then(Value::as_array).ok_or("`RequestBody.messages` must be an array")?;
     request["messages"] = Value::Array(normalize::messages(list));
-    if request.get("model").is_none() {
-        if let Some(model) = text(record.get("RequestedModel")) {
-            request["model"] = json!(model);
-        }
+    if request.get("model").is_none()
+        && let Some(model) = text(record.get("RequestedModel"))
+    {
+        request["model"] = json!(model);
     }
     let status = record.get("StatusCode").and_then(Value::as_u64).unwrap_or(200);
     let response = match body(record, "ResponseBody") {

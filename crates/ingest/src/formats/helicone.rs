@@ -48,10 +48,10 @@ fn from_webhook(value: &Value) -> Result<Exchange, String> {
         .and_then(Value::as_array)
         .ok_or("`request_body.messages` must be an array")?;
     request["messages"] = Value::Array(normalize::messages(list));
-    if request.get("model").is_none() {
-        if let Some(model) = text(value.get("model")) {
-            request["model"] = json!(model);
-        }
+    if request.get("model").is_none()
+        && let Some(model) = text(value.get("model"))
+    {
+        request["model"] = json!(model);
     }
     let response = normalize::response_body(&body_field(value, "response_body")?);
     let meta = value.get("metadata");

@@ -40,10 +40,10 @@ fn from_log(value: &Value) -> Result<Exchange, String> {
         .ok_or("`ai.proxy.payload.request.messages` must be an array")?;
     request["messages"] = Value::Array(normalize::messages(list));
     let meta = ai.get("meta");
-    if request.get("model").is_none() {
-        if let Some(model) = text(meta.and_then(|m| m.get("request_model"))) {
-            request["model"] = json!(model);
-        }
+    if request.get("model").is_none()
+        && let Some(model) = text(meta.and_then(|m| m.get("request_model")))
+    {
+        request["model"] = json!(model);
     }
     let mut response = ai
         .pointer("/payload/response")
@@ -51,10 +51,10 @@ fn from_log(value: &Value) -> Result<Exchange, String> {
         .map(|r| normalize::response_body(&r))
         .ok_or("`ai.proxy.payload.response` is missing")?;
     let usage = ai.get("usage");
-    if response.get("model").is_none() {
-        if let Some(model) = text(meta.and_then(|m| m.get("response_model"))) {
-            response["model"] = json!(model);
-        }
+    if response.get("model").is_none()
+        && let Some(model) = text(meta.and_then(|m| m.get("response_model")))
+    {
+        response["model"] = json!(model);
     }
     let status = value.pointer("/response/status").and_then(Value::as_u64).unwrap_or(200);
     let mut tags = Map::new();

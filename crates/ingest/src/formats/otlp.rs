@@ -109,10 +109,9 @@ fn request_of(span: &Span) -> Option<(Vec<Value>, Map<String, Value>)> {
     // OpenRouter logs the original request beside the completion.
     if let Some(raw) =
         attr(span, "gen_ai.completion").and_then(json_in_string).and_then(|c| c.get("rawRequest").cloned())
+        && let Value::Object(raw) = raw
     {
-        if let Value::Object(raw) = raw {
-            params.extend(raw.into_iter().filter(|(k, _)| k != "messages"));
-        }
+        params.extend(raw.into_iter().filter(|(k, _)| k != "messages"));
     }
     for (attribute, param) in [
         ("gen_ai.request.max_tokens", "max_tokens"),
@@ -182,10 +181,10 @@ fn response_of(span: &Span) -> Option<Value> {
         }
     } else if let Some(body) = attr(span, "gen_ai.completion_json").and_then(json_in_string) {
         let mut body = normalize::response_body(&body);
-        if body.get("usage").is_none() {
-            if let Some((i, o)) = parts.usage {
-                body["usage"] = json!({"prompt_tokens": i, "completion_tokens": o, "total_tokens": i + o});
-            }
+        if body.get("usage").is_none()
+            && let Some((i, o)) = parts.usage
+        {
+            body["usage"] = json!({"prompt_tokens": i, "completion_tokens": o, "total_tokens": i + o});
         }
         return Some(body);
     } else if let Some(completion) = attr(span, "gen_ai.completion").and_then(json_in_string) {
