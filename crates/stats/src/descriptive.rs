@@ -46,14 +46,15 @@ pub fn normal_sf(x: f64) -> f64 {
     std_normal().sf(x)
 }
 
-/// Student t with `df` degrees of freedom (df > 0).
+/// Student t with `df` degrees of freedom; callers guarantee df > 0 (n ≥ 2 pairs or C ≥ 2
+/// clusters).
 pub(crate) fn students_t(df: f64) -> StudentsT {
     StudentsT::new(0.0, 1.0, df).expect("df > 0")
 }
 
-/// The t quantile t_q(df).
+/// The t quantile t_q(df); NaN unless df > 0.
 pub fn t_quantile(q: f64, df: f64) -> f64 {
-    students_t(df).inverse_cdf(q)
+    if df > 0.0 { students_t(df).inverse_cdf(q) } else { f64::NAN }
 }
 
 #[cfg(test)]
