@@ -15,6 +15,12 @@ fn fast_retry() -> RetryPolicy {
     }
 }
 
+/// A client for the mock server, with at most 2 calls in flight and fast retries.
+fn client_for(server: &MockServer) -> ChatClient {
+    let http = http_client(Duration::from_secs(5)).expect("client");
+    ChatClient::new(http, &format!("{}/v1", server.uri()), None, 2).with_retry(fast_retry())
+}
+
 #[tokio::test]
 async fn retries_429_then_succeeds_and_reports_usage() {
     let server = MockServer::start().await;
@@ -32,13 +38,7 @@ async fn retries_429_then_succeeds_and_reports_usage() {
         })))
         .mount(&server)
         .await;
-    let client = ChatClient::new(
-        http_client(Duration::from_secs(5)).expect("client"),
-        &format!("{}/v1", server.uri()),
-        None,
-        2,
-    )
-    .with_retry(fast_retry());
+    let client = client_for(&server);
     let done = client.chat(&json!({"model": "m", "messages": []})).await.expect("second attempt succeeds");
     assert_eq!(done.text, "ok");
     assert_eq!(done.usage.map(|u| u.input_tokens), Some(3));
@@ -52,13 +52,7 @@ async fn gives_up_on_client_errors_at_once() {
         .respond_with(ResponseTemplate::new(400).set_body_string("bad model"))
         .mount(&server)
         .await;
-    let client = ChatClient::new(
-        http_client(Duration::from_secs(5)).expect("client"),
-        &format!("{}/v1", server.uri()),
-        None,
-        2,
-    )
-    .with_retry(fast_retry());
+    let client = client_for(&server);
     let err = client.chat(&json!({"model": "m"})).await.expect_err("400 is final");
     assert!(err.to_string().contains("400") && err.to_string().contains("bad model"), "{err}");
     assert_eq!(server.received_requests().await.map(|r| r.len()), Some(1));
@@ -68,13 +62,7 @@ async fn gives_up_on_client_errors_at_once() {
 async fn stops_after_max_attempts_on_server_errors() {
     let server = MockServer::start().await;
     Mock::given(method("POST")).respond_with(ResponseTemplate::new(503)).mount(&server).await;
-    let client = ChatClient::new(
-        http_client(Duration::from_secs(5)).expect("client"),
-        &format!("{}/v1", server.uri()),
-        None,
-        2,
-    )
-    .with_retry(fast_retry());
+    let client = client_for(&server);
     let err = client.chat(&json!({"model": "m"})).await.expect_err("always 503");
     assert!(err.to_string().contains("503"), "{err}");
     assert_eq!(server.received_requests().await.map(|r| r.len()), Some(3));

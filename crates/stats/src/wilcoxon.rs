@@ -107,34 +107,24 @@ pub fn wilcoxon(d: &[f64], zeros: ZeroMethod, continuity: bool, method: Wilcoxon
         t_minus += zero_ranks / 2.0;
     }
     let statistic = t_plus.min(t_minus);
-    let underpowered = nonzero.len() < 6;
+    let result = |z: f64, p_value: f64, exact: bool| Wilcoxon {
+        n: used.len(),
+        t_plus,
+        t_minus,
+        statistic,
+        z,
+        p_value,
+        exact,
+        underpowered: nonzero.len() < 6,
+    };
     if nonzero.is_empty() {
-        return Wilcoxon {
-            n: used.len(),
-            t_plus,
-            t_minus,
-            statistic,
-            z: 0.0,
-            p_value: 1.0,
-            exact: false,
-            underpowered,
-        };
+        return result(0.0, 1.0, false);
     }
     let (_, nonzero_ties) = average_ranks(&nonzero.iter().map(|x| x.abs()).collect::<Vec<_>>());
     let has_ties = nonzero_ties.iter().any(|t| *t > 1);
     let exact_applies = n_zero == 0 && !has_ties && nonzero.len() <= 50;
     if exact_applies && method != WilcoxonMethod::Normal {
-        let p_value = exact_p(nonzero.len(), statistic);
-        return Wilcoxon {
-            n: used.len(),
-            t_plus,
-            t_minus,
-            statistic,
-            z: 0.0,
-            p_value,
-            exact: true,
-            underpowered,
-        };
+        return result(0.0, exact_p(nonzero.len(), statistic), true);
     }
     let nf = used.len() as f64;
     let n0 = n_zero as f64;
@@ -157,16 +147,7 @@ pub fn wilcoxon(d: &[f64], zeros: ZeroMethod, continuity: bool, method: Wilcoxon
     let shift = t_plus - mu;
     let cc = if continuity { 0.5 * shift.signum() } else { 0.0 };
     let z = (shift - cc) / sigma2.sqrt();
-    Wilcoxon {
-        n: used.len(),
-        t_plus,
-        t_minus,
-        statistic,
-        z,
-        p_value: (2.0 * normal_sf(z.abs())).min(1.0),
-        exact: false,
-        underpowered,
-    }
+    result(z, (2.0 * normal_sf(z.abs())).min(1.0), false)
 }
 
 #[cfg(test)]
