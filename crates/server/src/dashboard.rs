@@ -53,23 +53,27 @@ pub(crate) async fn experiment(
 ) -> Result<Html<String>, ApiError> {
     let experiment = state.store.require_experiment(&name).await?;
     let report = evaltap_report::build(&state.store, &experiment).await?;
-    let rows: Vec<Value> = report
+    let candidates: Vec<Value> = report
         .candidates
         .iter()
-        .flat_map(|c| {
-            c.rubrics.iter().map(move |rubric| {
-                let r = &rubric.stats;
-                json!({"name": c.name, "model": c.model, "n": r.n, "errors": c.errors,
-                       "cost": c.cost_per_request_usd, "cost_delta_pct": c.cost_delta_pct,
-                       "latency": c.latency_p50_ms, "rubric": rubric.rubric,
-                       "baseline_mean": r.baseline_mean, "candidate_mean": r.candidate_mean,
-                       "delta": r.delta, "ci_low": r.ci_low, "ci_high": r.ci_high, "p_value": r.p_value,
-                       "cs_low": r.cs_low, "cs_high": r.cs_high, "p_sequential": r.p_value_sequential,
-                       "p_holm": r.p_holm, "q_value": r.q_value, "verdict": r.verdict.as_str(),
-                       "more_samples": rubric.more_samples_needed,
-                       "x_low": strip_x(r.ci_low), "x_high": strip_x(r.ci_high), "x_delta": strip_x(r.delta)})
-            })
+        .map(|c| {
+            let rows: Vec<Value> = c
+                .rubrics
+                .iter()
+                .map(|rubric| {
+                    let r = &rubric.stats;
+                    json!({"rubric": rubric.rubric, "n": r.n,
+                           "baseline_mean": r.baseline_mean, "candidate_mean": r.candidate_mean,
+                           "delta": r.delta, "ci_low": r.ci_low, "ci_high": r.ci_high, "p_value": r.p_value,
+                           "p_sequential": r.p_value_sequential, "p_holm": r.p_holm, "q_value": r.q_value,
+                           "verdict": r.verdict.as_str(), "more_samples": rubric.more_samples_needed,
+                           "x_low": strip_x(r.ci_low), "x_high": strip_x(r.ci_high), "x_delta": strip_x(r.delta)})
+                })
+                .collect();
+            json!({"name": c.name, "model": c.model, "n": c.n, "errors": c.errors,
+                   "cost": c.cost_per_request_usd, "cost_delta_pct": c.cost_delta_pct,
+                   "latency": c.latency_p50_ms, "rows": rows})
         })
         .collect();
-    render(&state, "experiment.html", json!({"report": report, "rows": rows}))
+    render(&state, "experiment.html", json!({"report": report, "candidates": candidates}))
 }
