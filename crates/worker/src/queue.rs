@@ -120,6 +120,10 @@ pub async fn run_worker(
         .backend(backend)
         .data(WorkerState { services, queue })
         .concurrency(concurrency.max(1))
+        // Model and judge failures are results, not errors; what errs is storage (e.g. a lock
+        // held too long), worth a few more tries. A job that still fails is re-created by
+        // `enqueue_missing` when a worker next starts.
+        .retry(apalis::layers::retry::RetryPolicy::retries(3))
         .build(handle);
     worker
         .run_until(async move {
