@@ -139,6 +139,18 @@ async fn the_whole_loop_reaches_the_right_verdicts_and_is_idempotent() {
     assert_eq!(count(&pool, "SELECT COUNT(*) FROM judgments").await, 300 * 3 * 2);
     assert_unique(&pool).await;
 
+    // The CI gate fails on the worse candidate and passes the other.
+    let small_gate = evaltap::gate::evaluate(report, Some("small"), false);
+    assert!(!small_gate.passed && small_gate.failures.len() == 2, "{small_gate:?}");
+    assert!(evaltap::gate::evaluate(report, Some("medium"), false).passed);
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_evaltap"))
+        .args(["gate", "demo", "--candidate", "small"])
+        .env("EVALTAP_DATABASE_URL", format!("sqlite://{}", dir.database().display()))
+        .current_dir(&dir.0)
+        .status()
+        .expect("run evaltap gate");
+    assert_eq!(status.code(), Some(1));
+
     // The dashboard shows the experiment.
     let http = evaltap_providers::http_client(Duration::from_secs(30)).expect("client");
     let index = http.get(format!("http://{}/", run.server_addr)).send().await.expect("index");

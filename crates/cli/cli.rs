@@ -46,6 +46,17 @@ enum Command {
         #[command(subcommand)]
         command: Option<SourcesCommand>,
     },
+    /// Exit non-zero when a candidate significantly regresses (for CI).
+    Gate {
+        /// Experiment name.
+        name: String,
+        /// Gate only this candidate.
+        #[arg(long)]
+        candidate: Option<String>,
+        /// Also fail unless every rubric is `better` or `non-inferior`.
+        #[arg(long)]
+        require_non_inferior: bool,
+    },
     /// Statistics on your own data.
     #[command(subcommand)]
     Stats(StatsCommand),
@@ -330,6 +341,26 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     experiment.spec.candidates.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(",")
                 );
             }
+        }
+        Command::Gate { name, candidate, require_non_inferior } => {
+            let app = open_app(&cli).await?;
+            let experiment = app.store.require_experiment(name).await?;
+            let report = evaltap_report::build(&app.store, &experiment).await?;
+            if let Some(wanted) = candidate {
+                if !report.candidates.iter().any(|c| &c.name == wanted) {
+                    anyhow::bail!("experiment `{name}` has no candidate `{wanted}`");
+                }
+            }
+            let outcome = crate::gate::evaluate(&report, candidate.as_deref(), *require_non_inferior);
+            if outcome.passed {
+                println!("gate passed: experiment `{name}` ({}), no significant regression", report.status);
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!("gate failed: experiment `{name}` ({})", report.status);
+            for failure in &outcome.failures {
+                println!("  {failure}");
+            }
+            return Ok(ExitCode::from(1));
         }
         Command::Sources { command: None } => {
             let app = open_app(&cli).await?;

@@ -4,6 +4,7 @@
 pub mod app;
 mod cli;
 pub mod demo;
+pub mod gate;
 pub mod sources_cmd;
 pub mod stats_cmd;
 
