@@ -346,10 +346,10 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let app = open_app(&cli).await?;
             let experiment = app.store.require_experiment(name).await?;
             let report = evaltap_report::build(&app.store, &experiment).await?;
-            if let Some(wanted) = candidate {
-                if !report.candidates.iter().any(|c| &c.name == wanted) {
-                    anyhow::bail!("experiment `{name}` has no candidate `{wanted}`");
-                }
+            if let Some(wanted) = candidate
+                && !report.candidates.iter().any(|c| &c.name == wanted)
+            {
+                anyhow::bail!("experiment `{name}` has no candidate `{wanted}`");
             }
             let outcome = crate::gate::evaluate(&report, candidate.as_deref(), *require_non_inferior);
             if outcome.passed {
