@@ -210,6 +210,7 @@ async fn the_whole_loop_reaches_the_right_verdicts_and_is_idempotent() {
         sample_size: Some(120),
         filter: Default::default(),
         margin: None,
+        spend_cap_usd: None,
     };
     let experiment =
         evaltap_worker::create_experiment(&app.config, &app.rubrics, &app.store, &app.queue, request)
@@ -246,4 +247,45 @@ async fn the_whole_loop_reaches_the_right_verdicts_and_is_idempotent() {
     assert_unique(&pool).await;
     let report = evaltap_report::build(&app.store, &experiment).await.expect("report");
     assert_eq!(report.candidates[0].rubrics[0].stats.verdict, Verdict::Worse);
+
+    // A spend cap: replays past it are skipped, never attempted, and the report says so.
+    let cap = 0.0001;
+    let request = ExperimentRequest {
+        name: "capped".into(),
+        candidates: vec!["medium".into()],
+        rubrics: vec!["correctness".into()],
+        sample_size: Some(50),
+        filter: Default::default(),
+        margin: None,
+        spend_cap_usd: Some(cap),
+    };
+    let capped =
+        evaltap_worker::create_experiment(&app.config, &app.rubrics, &app.store, &app.queue, request)
+            .await
+            .expect("create");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let runner = app.clone();
+    let worker = tokio::spawn(async move {
+        runner
+            .run_worker(8, async move {
+                let _ = stop_rx.await;
+            })
+            .await
+    });
+    app.wait_done(&capped, Duration::from_secs(60), |_| {}).await.expect("finishes");
+    let _ = stop_tx.send(());
+    worker.await.expect("join").expect("worker");
+    let report = evaltap_report::build(&app.store, &capped).await.expect("report");
+    let medium = &report.candidates[0];
+    assert!(report.spend_cap_reached);
+    assert!(report.spend.spent_usd <= cap && report.spend.spent_usd > 0.0, "{:?}", report.spend);
+    assert!(medium.n > 0 && medium.skipped > 0 && medium.errors == 0, "{medium:?}");
+    assert_eq!(medium.n + medium.skipped, 50);
+    let replayed: f64 =
+        sqlx::query_scalar("SELECT COALESCE(SUM(cost_usd), 0) FROM replays WHERE experiment_id = ?")
+            .bind(&capped.id)
+            .fetch_one(&pool)
+            .await
+            .expect("sum");
+    assert!((replayed - report.spend.spent_usd).abs() < 1e-12);
 }

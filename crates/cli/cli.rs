@@ -191,6 +191,10 @@ enum ExperimentCommand {
         /// Non-inferiority margin on the [0, 1] scale.
         #[arg(long)]
         margin: Option<f64>,
+        /// Most to spend on candidate replays, in USD; replays past it are skipped and the
+        /// report says so.
+        #[arg(long)]
+        spend_cap_usd: Option<f64>,
     },
     /// Run an experiment's remaining work in this process until it is done, then print the report.
     Run {
@@ -276,6 +280,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             source,
             model,
             margin,
+            spend_cap_usd,
         }) => {
             let app = open_app(&cli).await?;
             let request = ExperimentRequest {
@@ -285,6 +290,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 sample_size: *sample,
                 filter: Filter { source: source.clone(), model: model.clone(), ..Filter::default() },
                 margin: *margin,
+                spend_cap_usd: *spend_cap_usd,
             };
             let experiment =
                 evaltap_worker::create_experiment(&app.config, &app.rubrics, &app.store, &app.queue, request)

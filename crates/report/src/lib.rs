@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 
 use evaltap_core::Usage;
 use evaltap_stats::{Basis, CompareOptions, Comparison, compare_paired, decide_family, mean, percentile};
-use evaltap_store::{BASELINE, Experiment, Progress, Store, StoreError};
+use evaltap_store::{BASELINE, Experiment, Progress, Spend, Store, StoreError};
 use serde::Serialize;
 
 /// Significance level of the report's tests and intervals.
@@ -34,6 +34,10 @@ pub struct Report {
     pub basis: Basis,
     /// Work done and expected.
     pub progress: Progress,
+    /// Spend on candidate replays.
+    pub spend: Spend,
+    /// Whether replays were skipped because the spend cap was reached.
+    pub spend_cap_reached: bool,
     /// The production responses.
     pub baseline: BaselineSummary,
     /// One entry per candidate, in the experiment's order.
@@ -63,6 +67,8 @@ pub struct CandidateReport {
     pub n: usize,
     /// Failed replays (after retries).
     pub errors: usize,
+    /// Replays not attempted because the spend cap was reached.
+    pub skipped: usize,
     /// Mean cost per successful replay in USD.
     pub cost_per_request_usd: f64,
     /// Cost per request relative to the baseline, in percent (negative is cheaper).
@@ -189,7 +195,8 @@ pub async fn build(store: &Store, experiment: &Experiment) -> Result<Report, Sto
                 name: candidate.name.clone(),
                 model: candidate.model.clone(),
                 n: ok.len(),
-                errors: mine.len() - ok.len(),
+                errors: mine.iter().filter(|r| r.error.is_some() && r.skipped.is_none()).count(),
+                skipped: mine.iter().filter(|r| r.skipped.is_some()).count(),
                 cost_per_request_usd: cost,
                 cost_delta_pct: if baseline_cost > 0.0 {
                     (cost - baseline_cost) / baseline_cost * 100.0
@@ -213,7 +220,11 @@ pub async fn build(store: &Store, experiment: &Experiment) -> Result<Report, Sto
             rubric.stats = stats;
         }
     }
+    let spend = store.spend(&experiment.id).await?;
+    let spend_cap_reached = candidates.iter().any(|c| c.skipped > 0);
     Ok(Report {
+        spend,
+        spend_cap_reached,
         experiment: spec.name.clone(),
         status: if progress.is_done() { "done" } else { "running" }.into(),
         margin: spec.margin,
@@ -246,6 +257,14 @@ pub fn render_text(report: &Report) -> String {
         report.margin,
         basis
     );
+    if let Some(cap) = report.spend.cap_usd {
+        let _ = writeln!(
+            out,
+            "spend on replays ${:.6} of a ${cap:.6} cap{}",
+            report.spend.spent_usd,
+            if report.spend_cap_reached { " — cap reached, remaining replays skipped" } else { "" }
+        );
+    }
     let _ = writeln!(
         out,
         "{:<12} {:<12} {:>5} {:>4} {:>10} {:>8} {:>7}  {:<12} {:>6} {:>6} {:>7} {:>17} {:>8} {:>8} {:>8}  verdict",

@@ -39,6 +39,8 @@ pub struct ExperimentSpec {
     pub sample_size: Option<usize>,
     /// Non-inferiority margin on the [0, 1] score scale.
     pub margin: f64,
+    /// Most to spend on candidate replays, in USD (judge calls are not counted).
+    pub spend_cap_usd: Option<f64>,
     /// Prices of production models, for exchanges whose gateway reported no cost.
     #[serde(default)]
     pub prices: BTreeMap<String, Price>,
@@ -105,6 +107,11 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
+        sqlx::query("INSERT INTO experiment_spend (experiment_id, cap_usd) VALUES (?, ?)")
+            .bind(&experiment.id)
+            .bind(experiment.spec.spend_cap_usd)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(experiment)
     }

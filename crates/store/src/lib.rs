@@ -17,7 +17,7 @@ use sqlx::sqlite::{
 
 pub use exchanges::{DeliveryCounts, IngestOutcome, SourceStats, StoredExchange};
 pub use experiments::{Experiment, ExperimentSpec, Filter};
-pub use results::{JudgmentRecord, Progress, ReplayRecord};
+pub use results::{JudgmentRecord, Progress, ReplayRecord, Spend};
 
 /// Subject name of the production response in judgments.
 pub const BASELINE: &str = "baseline";

@@ -27,8 +27,10 @@ pub struct ReplayRecord {
     pub cost_usd: Option<f64>,
     /// Latency in milliseconds.
     pub latency_ms: Option<f64>,
-    /// Why the call failed, after retries.
+    /// Why the call failed, after retries (or why it was skipped).
     pub error: Option<String>,
+    /// Set when the call was not attempted (the spend cap was reached).
+    pub skipped: Option<String>,
 }
 
 /// One judge score (or the reason there is none).
@@ -90,13 +92,83 @@ impl Progress {
     }
 }
 
+/// What an experiment has spent on replays.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Spend {
+    /// The cap, if any.
+    pub cap_usd: Option<f64>,
+    /// Settled cost of finished calls.
+    pub spent_usd: f64,
+    /// Estimated cost of calls in flight.
+    pub reserved_usd: f64,
+}
+
 impl Store {
+    /// Sets up an experiment's spend account (idempotent).
+    pub async fn open_spend(&self, experiment_id: &str, cap_usd: Option<f64>) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO experiment_spend (experiment_id, cap_usd) VALUES (?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(experiment_id)
+        .bind(cap_usd)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Reserves `estimate_usd` if it fits under the cap; returns whether it did. Without a cap
+    /// every reservation fits.
+    pub async fn reserve_spend(&self, experiment_id: &str, estimate_usd: f64) -> Result<bool> {
+        self.open_spend(experiment_id, None).await?;
+        let done = sqlx::query(
+            "UPDATE experiment_spend SET reserved_usd = reserved_usd + ?2
+             WHERE experiment_id = ?1 AND (cap_usd IS NULL OR spent_usd + reserved_usd + ?2 <= cap_usd)",
+        )
+        .bind(experiment_id)
+        .bind(estimate_usd)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Replaces a reservation by the actual cost.
+    pub async fn settle_spend(&self, experiment_id: &str, estimate_usd: f64, actual_usd: f64) -> Result<()> {
+        sqlx::query(
+            "UPDATE experiment_spend SET reserved_usd = MAX(0, reserved_usd - ?2), spent_usd = spent_usd + ?3
+             WHERE experiment_id = ?1",
+        )
+        .bind(experiment_id)
+        .bind(estimate_usd)
+        .bind(actual_usd)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The experiment's spend account.
+    pub async fn spend(&self, experiment_id: &str) -> Result<Spend> {
+        let row = sqlx::query(
+            "SELECT cap_usd, spent_usd, reserved_usd FROM experiment_spend WHERE experiment_id = ?",
+        )
+        .bind(experiment_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            Some(r) => Spend {
+                cap_usd: r.try_get("cap_usd")?,
+                spent_usd: r.try_get("spent_usd")?,
+                reserved_usd: r.try_get("reserved_usd")?,
+            },
+            None => Spend::default(),
+        })
+    }
+
     /// Stores a replay unless one exists for the same key; returns whether it was inserted.
     pub async fn insert_replay(&self, replay: &ReplayRecord) -> Result<bool> {
         let done = sqlx::query(
             "INSERT INTO replays (id, experiment_id, exchange_id, candidate, model, response, output_text,
-                 input_tokens, output_tokens, cost_usd, latency_ms, error, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                 input_tokens, output_tokens, cost_usd, latency_ms, error, skipped, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (experiment_id, exchange_id, candidate) DO NOTHING",
         )
         .bind(uuid::Uuid::now_v7().to_string())
@@ -111,6 +183,7 @@ impl Store {
         .bind(replay.cost_usd)
         .bind(replay.latency_ms)
         .bind(&replay.error)
+        .bind(&replay.skipped)
         .bind(Utc::now())
         .execute(&self.pool)
         .await?;
@@ -263,5 +336,6 @@ fn decode_replay(r: &sqlx::sqlite::SqliteRow) -> Result<ReplayRecord> {
         cost_usd: r.try_get("cost_usd")?,
         latency_ms: r.try_get("latency_ms")?,
         error: r.try_get("error")?,
+        skipped: r.try_get("skipped")?,
     })
 }

@@ -28,6 +28,9 @@ pub struct ExperimentRequest {
     pub filter: Filter,
     /// Non-inferiority margin (default 0.02).
     pub margin: Option<f64>,
+    /// Most to spend on candidate replays, in USD.
+    #[serde(default)]
+    pub spend_cap_usd: Option<f64>,
 }
 
 /// Why an experiment could not be created.
@@ -74,6 +77,9 @@ pub async fn create_experiment(
     if request.sample_size == Some(0) {
         return invalid("sample_size must be at least 1".into());
     }
+    if request.spend_cap_usd.is_some_and(|cap| !(cap.is_finite() && cap >= 0.0)) {
+        return invalid("spend_cap_usd must be a non-negative amount".into());
+    }
     let margin = request.margin.unwrap_or(DEFAULT_MARGIN);
     if !(0.0..1.0).contains(&margin) {
         return invalid(format!("margin must be within [0, 1), got {margin}"));
@@ -108,6 +114,7 @@ pub async fn create_experiment(
         rubrics: rubric_names,
         sample_size: request.sample_size,
         margin,
+        spend_cap_usd: request.spend_cap_usd,
         prices,
     };
     let experiment = store.create_experiment(spec).await?;

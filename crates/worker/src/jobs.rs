@@ -77,6 +77,15 @@ fn judge_jobs(experiment_id: &str, exchange_id: &str, subject: &str, rubrics: &[
         .collect()
 }
 
+/// Tokens a replay of `exchange` will likely use: the production call's usage, else a guess
+/// from the request's length (4 characters a token) and a modest answer.
+fn estimated_usage(exchange: &evaltap_core::Exchange) -> evaltap_core::Usage {
+    exchange.usage.filter(|u| u.input_tokens > 0).unwrap_or_else(|| evaltap_core::Usage {
+        input_tokens: (exchange.request.to_string().len() / 4) as u64,
+        output_tokens: 256,
+    })
+}
+
 /// The judge jobs among `jobs` whose judgment is not stored yet.
 async fn missing_judgments(svc: &Services, jobs: Vec<EvalJob>) -> Result<Vec<EvalJob>, WorkerError> {
     let mut missing = Vec::new();
@@ -126,20 +135,37 @@ pub async fn replay(
         cost_usd: None,
         latency_ms: None,
         error: None,
+        skipped: None,
     };
-    let outcome = match svc.candidate_client(config).chat(&body).await {
-        Ok(done) => {
-            record.cost_usd = done.usage.map(|u| config.price.cost(u));
-            record.usage = done.usage;
-            record.latency_ms = Some(done.latency_ms);
-            record.output_text = Some(done.text);
-            record.response = Some(done.response);
-            JobOutcome::Stored { follow_up }
-        }
-        Err(err) => {
-            tracing::warn!(%err, experiment_id, exchange_id, candidate, "replay failed");
-            record.error = Some(err.to_string());
-            JobOutcome::Failed { error: err.to_string() }
+    let estimate = config.price.cost(estimated_usage(&exchange.exchange));
+    let outcome = if !svc.store.reserve_spend(experiment_id, estimate).await? {
+        let reason = "spend cap reached".to_string();
+        record.error = Some(reason.clone());
+        record.skipped = Some(reason.clone());
+        JobOutcome::Failed { error: reason }
+    } else {
+        let result = svc.candidate_client(config).chat(&body).await;
+        let actual = match &result {
+            Ok(done) => done.usage.map_or(estimate, |u| config.price.cost(u)),
+            // A failed call may still have been billed; count the estimate, to stay on the
+            // safe side of the cap.
+            Err(_) => estimate,
+        };
+        svc.store.settle_spend(experiment_id, estimate, actual).await?;
+        match result {
+            Ok(done) => {
+                record.cost_usd = done.usage.map(|u| config.price.cost(u));
+                record.usage = done.usage;
+                record.latency_ms = Some(done.latency_ms);
+                record.output_text = Some(done.text);
+                record.response = Some(done.response);
+                JobOutcome::Stored { follow_up }
+            }
+            Err(err) => {
+                tracing::warn!(%err, experiment_id, exchange_id, candidate, "replay failed");
+                record.error = Some(err.to_string());
+                JobOutcome::Failed { error: err.to_string() }
+            }
         }
     };
     if svc.store.insert_replay(&record).await? {
