@@ -188,6 +188,7 @@ async fn the_whole_loop_reaches_the_right_verdicts_and_is_idempotent() {
                 exchange_id: exchange_id.clone(),
                 subject: subject.into(),
                 rubric: "correctness".into(),
+                position: String::new(),
             });
         }
     }
@@ -288,4 +289,52 @@ async fn the_whole_loop_reaches_the_right_verdicts_and_is_idempotent() {
             .await
             .expect("sum");
     assert!((replayed - report.spend.spent_usd).abs() < 1e-12);
+
+    // A pairwise rubric: each exchange judged in both orders, a win only when both agree.
+    let request = ExperimentRequest {
+        name: "pairwise".into(),
+        candidates: vec!["small".into()],
+        rubrics: vec!["preference".into()],
+        sample_size: Some(80),
+        filter: Default::default(),
+        margin: None,
+        spend_cap_usd: None,
+    };
+    let pairwise =
+        evaltap_worker::create_experiment(&app.config, &app.rubrics, &app.store, &app.queue, request)
+            .await
+            .expect("create");
+    assert_eq!(pairwise.spec.pairwise_rubrics, ["preference"]);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let runner = app.clone();
+    let worker = tokio::spawn(async move {
+        runner
+            .run_worker(16, async move {
+                let _ = stop_rx.await;
+            })
+            .await
+    });
+    let done = app.wait_done(&pairwise, Duration::from_secs(60), |_| {}).await.expect("finishes");
+    let _ = stop_tx.send(());
+    worker.await.expect("join").expect("worker");
+    assert_eq!(done.judgments_done, 160);
+    let positions: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT subject, position, COUNT(*) FROM judgments WHERE experiment_id = ? GROUP BY subject, position ORDER BY position",
+    )
+    .bind(&pairwise.id)
+    .fetch_all(&pool)
+    .await
+    .expect("counts");
+    assert_eq!(
+        positions,
+        [("small".to_string(), "ab".to_string(), 80), ("small".to_string(), "ba".to_string(), 80)]
+    );
+    let report = evaltap_report::build(&app.store, &pairwise).await.expect("report");
+    let rubric = &report.candidates[0].rubrics[0];
+    let summary = rubric.pairwise.as_ref().expect("pairwise summary");
+    assert_eq!(summary.wins + summary.losses + summary.ties, 80);
+    assert!(summary.losses > summary.wins, "{summary:?}");
+    assert!(summary.position_consistency > 0.5 && summary.position_consistency < 1.0, "{summary:?}");
+    assert_eq!(rubric.stats.baseline_mean, 0.5);
+    assert_eq!(rubric.stats.verdict, Verdict::Worse, "{rubric:?}");
 }

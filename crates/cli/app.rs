@@ -53,11 +53,7 @@ impl App {
 
     /// How far an experiment has got.
     pub async fn progress(&self, experiment: &Experiment) -> anyhow::Result<Progress> {
-        let spec = &experiment.spec;
-        Ok(self
-            .store
-            .progress(&experiment.id, spec.candidates.len() as u64, spec.rubrics.len() as u64)
-            .await?)
+        Ok(self.store.experiment_progress(experiment).await?)
     }
 
     /// HTTP server state.

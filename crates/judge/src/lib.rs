@@ -64,6 +64,9 @@ pub enum JudgeError {
 pub enum Mode {
     /// One response, a score on the rubric's scale.
     Pointwise,
+    /// Two responses (`response_a`, `response_b`); the judge names the better one. evaltap asks
+    /// in both orders.
+    Pairwise,
 }
 
 /// The range of a pointwise score.
@@ -85,14 +88,31 @@ pub struct Rubric {
     /// What it measures.
     #[serde(default)]
     pub description: String,
-    /// Pointwise (the only mode so far).
+    /// Pointwise or pairwise.
     pub mode: Mode,
-    /// Score range.
+    /// Score range (pointwise rubrics).
+    #[serde(default = "default_scale")]
     pub scale: Scale,
     /// Judge model overriding the configured one.
     pub judge_model: Option<String>,
     /// minijinja template of the judge prompt.
     pub template: String,
+}
+
+fn default_scale() -> Scale {
+    Scale { min: 1.0, max: 10.0 }
+}
+
+/// Which response a pairwise judge preferred.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Winner {
+    /// The first response.
+    A,
+    /// The second response.
+    B,
+    /// Neither.
+    Tie,
 }
 
 /// A parsed judge answer.
@@ -118,9 +138,10 @@ pub struct Subject<'a> {
 }
 
 /// The shipped rubrics, used when no rubric folder exists (e.g. `evaltap demo` run elsewhere).
-const BUILTIN: [(&str, &str); 2] = [
+const BUILTIN: [(&str, &str); 3] = [
     ("correctness.toml", include_str!("../../../rubrics/correctness.toml")),
     ("helpfulness.toml", include_str!("../../../rubrics/helpfulness.toml")),
+    ("preference.toml", include_str!("../../../rubrics/preference.toml")),
 ];
 
 /// A set of loaded rubrics with their compiled templates.
@@ -180,6 +201,28 @@ impl Rubrics {
         self.rubrics.keys().cloned().collect()
     }
 
+    /// The judge prompt comparing two responses to the same request with pairwise rubric `name`.
+    pub fn render_pair(
+        &self,
+        name: &str,
+        request: &Value,
+        response_a: &str,
+        response_b: &str,
+    ) -> Result<String, JudgeError> {
+        let render_err = |source| JudgeError::Render { rubric: name.into(), source };
+        let template = self.env.get_template(name).map_err(render_err)?;
+        template
+            .render(context! {
+                conversation => evaltap_core::chat::transcript(request),
+                question => evaltap_core::chat::last_user_text(request),
+                response_a => response_a,
+                response_b => response_b,
+                reference => None::<String>,
+                request => Serde(request),
+            })
+            .map_err(render_err)
+    }
+
     /// The judge prompt for grading `subject` with rubric `name`.
     pub fn render(&self, name: &str, subject: Subject<'_>) -> Result<String, JudgeError> {
         let rubric = self.get(name)?;
@@ -199,6 +242,28 @@ impl Rubrics {
 }
 
 impl Rubric {
+    /// Reads a pairwise judge's answer: a JSON object whose `winner` is "A", "B" or "tie".
+    pub fn parse_winner(&self, answer: &str) -> Result<(Winner, String), JudgeError> {
+        let fail = |reason: &str| JudgeError::Unparseable {
+            rubric: self.name.clone(),
+            reason: reason.into(),
+            answer: answer.chars().take(200).collect(),
+        };
+        let object = extract_json_object(answer).ok_or_else(|| fail("no JSON object"))?;
+        let winner = match object
+            .get("winner")
+            .and_then(Value::as_str)
+            .map(|w| w.trim().to_ascii_lowercase())
+            .as_deref()
+        {
+            Some("a") => Winner::A,
+            Some("b") => Winner::B,
+            Some("tie") | Some("none") | Some("equal") => Winner::Tie,
+            _ => return Err(fail("`winner` must be \"A\", \"B\" or \"tie\"")),
+        };
+        Ok((winner, object.get("reason").and_then(Value::as_str).unwrap_or_default().to_string()))
+    }
+
     /// Reads the judge's answer: a JSON object with a numeric `score` within the scale.
     pub fn parse_score(&self, answer: &str) -> Result<Score, JudgeError> {
         let fail = |reason: &str| JudgeError::Unparseable {
@@ -264,6 +329,25 @@ impl Judge {
         Judge { client, model: model.into() }
     }
 
+    /// Asks which of two responses is better with pairwise `rubric`.
+    pub async fn compare(
+        &self,
+        rubrics: &Rubrics,
+        rubric: &str,
+        request: &Value,
+        response_a: &str,
+        response_b: &str,
+    ) -> Result<(Winner, String, String), JudgeError> {
+        let prompt = rubrics.render_pair(rubric, request, response_a, response_b)?;
+        let definition = rubrics.get(rubric)?;
+        let model = definition.judge_model.clone().unwrap_or_else(|| self.model.clone());
+        let body =
+            json!({"model": model, "temperature": 0, "messages": [{"role": "user", "content": prompt}]});
+        let completion = self.client.chat(&body).await?;
+        let (winner, reason) = definition.parse_winner(&completion.text)?;
+        Ok((winner, reason, model))
+    }
+
     /// Grades `subject` with `rubric`.
     pub async fn score(
         &self,
@@ -294,7 +378,7 @@ mod tests {
     #[test]
     fn renders_with_and_without_reference() {
         let rubrics = shipped();
-        assert_eq!(rubrics.names(), ["correctness", "helpfulness"]);
+        assert_eq!(rubrics.names(), ["correctness", "helpfulness", "preference"]);
         let request = json!({"messages": [{"role": "user", "content": "What is 2 + 2?"}]});
         let subject = Subject { request: &request, response: "4", reference: None };
         let prompt = rubrics.render("correctness", subject).expect("renders");
@@ -318,6 +402,22 @@ mod tests {
             let err = rubric.parse_score(bad).expect_err(bad);
             assert!(err.to_string().contains("correctness"), "{err}");
         }
+    }
+
+    #[test]
+    fn pairwise_renders_both_responses_and_parses_the_winner() {
+        let rubrics = shipped();
+        let request = json!({"messages": [{"role": "user", "content": "What is 2 + 2?"}]});
+        let prompt = rubrics.render_pair("preference", &request, "4", "5").expect("renders");
+        assert!(prompt.contains("### Response A\n4") && prompt.contains("### Response B\n5"), "{prompt}");
+        let rubric = rubrics.get("preference").expect("exists");
+        assert_eq!(rubric.mode, Mode::Pairwise);
+        assert_eq!(
+            rubric.parse_winner("{\"winner\": \"B\", \"reason\": \"r\"}").expect("parses").0,
+            Winner::B
+        );
+        assert_eq!(rubric.parse_winner("{\"winner\": \"Tie\"}").expect("parses").0, Winner::Tie);
+        assert!(rubric.parse_winner("{\"winner\": \"C\"}").is_err());
     }
 
     #[test]

@@ -92,6 +92,57 @@ pub struct RubricResult {
     pub stats: Comparison,
     /// Additional pairs needed beyond those scored (inconclusive verdicts only).
     pub more_samples_needed: Option<u64>,
+    /// For pairwise rubrics: wins, ties and losses of the candidate against the baseline. The
+    /// statistics above then compare the candidate's tie-as-half win rate with ½ (`delta` is
+    /// win rate − ½), so `non-inferior` means a win rate above ½ − margin.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pairwise: Option<PairwiseSummary>,
+}
+
+/// Pairwise outcomes, both orders asked; a win or loss counts only when both orders agree.
+#[derive(Debug, Clone, Serialize)]
+pub struct PairwiseSummary {
+    /// Exchanges the candidate won in both orders.
+    pub wins: u64,
+    /// Exchanges the candidate lost in both orders.
+    pub losses: u64,
+    /// Everything else (ties, or the orders disagree).
+    pub ties: u64,
+    /// Two-sided exact sign test on wins vs losses (ties excluded).
+    pub p_sign: f64,
+    /// Wilson 95% interval of wins / (wins + losses).
+    pub win_rate_ci: (f64, f64),
+    /// Tie-as-half win rate (wins + ties/2) / n.
+    pub win_rate: f64,
+    /// Share of exchanges where both orders gave the same outcome; below 0.7 the judge's
+    /// position bias makes pairwise results suspect.
+    pub position_consistency: f64,
+}
+
+/// Summarizes (score with baseline first, score with candidate first) pairs.
+fn pairwise_summary(orders: impl Iterator<Item = (f64, f64)>) -> PairwiseSummary {
+    let (mut wins, mut losses, mut ties, mut consistent, mut n) = (0u64, 0u64, 0u64, 0u64, 0u64);
+    for (ab, ba) in orders {
+        n += 1;
+        if ab == ba {
+            consistent += 1;
+        }
+        match (ab, ba) {
+            (x, y) if x == 1.0 && y == 1.0 => wins += 1,
+            (x, y) if x == 0.0 && y == 0.0 => losses += 1,
+            _ => ties += 1,
+        }
+    }
+    let sign = evaltap_stats::sign_test(wins, losses, ties, ALPHA);
+    PairwiseSummary {
+        wins,
+        losses,
+        ties,
+        p_sign: sign.p_two_sided,
+        win_rate_ci: sign.win_rate_ci,
+        win_rate: sign.win_rate_tie_half,
+        position_consistency: if n == 0 { 1.0 } else { consistent as f64 / n as f64 },
+    }
 }
 
 fn cost_of(
@@ -115,11 +166,13 @@ fn cluster_key(tags: &serde_json::Value) -> Option<String> {
     })
 }
 
+/// exchange id → (normalized score, arrival sequence), for one (subject, rubric, position).
+type ScoresByExchange = HashMap<String, (f64, usize)>;
+
 /// Builds the report of an experiment from what is stored.
 pub async fn build(store: &Store, experiment: &Experiment) -> Result<Report, StoreError> {
     let spec = &experiment.spec;
-    let progress =
-        store.progress(&experiment.id, spec.candidates.len() as u64, spec.rubrics.len() as u64).await?;
+    let progress = store.experiment_progress(experiment).await?;
     let exchange_ids = store.experiment_exchange_ids(&experiment.id).await?;
 
     let mut models: BTreeMap<String, usize> = BTreeMap::new();
@@ -138,11 +191,10 @@ pub async fn build(store: &Store, experiment: &Experiment) -> Result<Report, Sto
     let baseline_model = models.iter().max_by_key(|(_, n)| **n).map(|(m, _)| m.clone()).unwrap_or_default();
     let baseline_cost = mean_or_zero(&baseline_costs);
 
-    // scores[(subject, rubric)][exchange] = (normalized score, arrival sequence)
-    let mut scores: HashMap<(String, String), HashMap<String, (f64, usize)>> = HashMap::new();
+    let mut scores: HashMap<(String, String, String), ScoresByExchange> = HashMap::new();
     for (seq, j) in store.judgments(&experiment.id).await?.into_iter().enumerate() {
         if let Some(score) = j.score.filter(|s| s.is_finite()) {
-            scores.entry((j.subject, j.rubric)).or_default().insert(j.exchange_id, (score, seq));
+            scores.entry((j.subject, j.rubric, j.position)).or_default().insert(j.exchange_id, (score, seq));
         }
     }
     let basis = if progress.is_done() { Basis::FixedN } else { Basis::Sequential };
@@ -168,14 +220,39 @@ pub async fn build(store: &Store, experiment: &Experiment) -> Result<Report, Sto
                 .rubrics
                 .iter()
                 .map(|rubric| {
-                    let base = scores.get(&(BASELINE.to_string(), rubric.clone())).unwrap_or(&empty);
-                    let cand = scores.get(&(candidate.name.clone(), rubric.clone())).unwrap_or(&empty);
+                    let get = |subject: &str, position: &str| {
+                        scores
+                            .get(&(subject.to_string(), rubric.clone(), position.to_string()))
+                            .unwrap_or(&empty)
+                    };
                     // A pair arrives when its later judgment is stored; sequential statistics
                     // see pairs in that order.
-                    let mut pairs: Vec<(usize, &String, f64, f64)> = cand
-                        .iter()
-                        .filter_map(|(ex, (c, cs))| base.get(ex).map(|(b, bs)| ((*cs).max(*bs), ex, *b, *c)))
-                        .collect();
+                    let (mut pairs, pairwise): (Vec<(usize, &String, f64, f64)>, _) = if spec
+                        .is_pairwise(rubric)
+                    {
+                        // Both orders judged: the candidate's score is their mean, against ½.
+                        let (ab, ba) = (get(&candidate.name, "ab"), get(&candidate.name, "ba"));
+                        let both: Vec<(usize, &String, f64, f64)> = ab
+                            .iter()
+                            .filter_map(|(ex, (x, xs))| {
+                                ba.get(ex).map(|(y, ys)| ((*xs).max(*ys), ex, *x, *y))
+                            })
+                            .collect();
+                        let summary = pairwise_summary(both.iter().map(|p| (p.2, p.3)));
+                        (
+                            both.into_iter().map(|(seq, ex, x, y)| (seq, ex, 0.5, (x + y) / 2.0)).collect(),
+                            Some(summary),
+                        )
+                    } else {
+                        let (base, cand) = (get(BASELINE, ""), get(&candidate.name, ""));
+                        let pairs = cand
+                            .iter()
+                            .filter_map(|(ex, (c, cs))| {
+                                base.get(ex).map(|(b, bs)| ((*cs).max(*bs), ex, *b, *c))
+                            })
+                            .collect();
+                        (pairs, None)
+                    };
                     pairs.sort_by_key(|p| p.0);
                     let b: Vec<f64> = pairs.iter().map(|p| p.2).collect();
                     let c: Vec<f64> = pairs.iter().map(|p| p.3).collect();
@@ -188,6 +265,7 @@ pub async fn build(store: &Store, experiment: &Experiment) -> Result<Report, Sto
                         rubric: rubric.clone(),
                         stats: compare_paired(&b, &c, clustered.then_some(&keys[..]), &options),
                         more_samples_needed: None,
+                        pairwise,
                     }
                 })
                 .collect();

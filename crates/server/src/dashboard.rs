@@ -67,6 +67,7 @@ pub(crate) async fn experiment(
                            "delta": r.delta, "ci_low": r.ci_low, "ci_high": r.ci_high, "p_value": r.p_value,
                            "p_sequential": r.p_value_sequential, "p_holm": r.p_holm, "q_value": r.q_value,
                            "verdict": r.verdict.as_str(), "more_samples": rubric.more_samples_needed,
+                           "pairwise": rubric.pairwise,
                            "x_low": strip_x(r.ci_low), "x_high": strip_x(r.ci_high), "x_delta": strip_x(r.delta)})
                 })
                 .collect();

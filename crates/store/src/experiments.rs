@@ -35,6 +35,9 @@ pub struct ExperimentSpec {
     pub candidates: Vec<CandidateConfig>,
     /// Rubric names.
     pub rubrics: Vec<String>,
+    /// Those of `rubrics` that are pairwise (frozen: a rubric file may change later).
+    #[serde(default)]
+    pub pairwise_rubrics: Vec<String>,
     /// How many exchanges to sample (all matching when absent).
     pub sample_size: Option<usize>,
     /// Non-inferiority margin on the [0, 1] score scale.
@@ -44,6 +47,19 @@ pub struct ExperimentSpec {
     /// Prices of production models, for exchanges whose gateway reported no cost.
     #[serde(default)]
     pub prices: BTreeMap<String, Price>,
+}
+
+impl ExperimentSpec {
+    /// Whether `rubric` is pairwise in this experiment.
+    pub fn is_pairwise(&self, rubric: &str) -> bool {
+        self.pairwise_rubrics.iter().any(|r| r == rubric)
+    }
+
+    /// (pointwise, pairwise) rubric counts.
+    pub fn rubric_counts(&self) -> (u64, u64) {
+        let pairwise = self.rubrics.iter().filter(|r| self.is_pairwise(r)).count() as u64;
+        (self.rubrics.len() as u64 - pairwise, pairwise)
+    }
 }
 
 /// A stored experiment.

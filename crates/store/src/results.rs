@@ -243,22 +243,24 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Whether this judgment is already stored.
+    /// Whether this judgment is already stored (`position` is '' for pointwise rubrics).
     pub async fn judgment_exists(
         &self,
         experiment_id: &str,
         exchange_id: &str,
         subject: &str,
         rubric: &str,
+        position: &str,
     ) -> Result<bool> {
         let found: Option<i64> = sqlx::query_scalar(
             "SELECT 1 FROM judgments WHERE experiment_id = ? AND exchange_id = ? AND subject = ?
-               AND rubric = ? AND position = ''",
+               AND rubric = ? AND position = ?",
         )
         .bind(experiment_id)
         .bind(exchange_id)
         .bind(subject)
         .bind(rubric)
+        .bind(position)
         .fetch_optional(&self.pool)
         .await?;
         Ok(found.is_some())
@@ -288,8 +290,22 @@ impl Store {
             .collect()
     }
 
-    /// Counts of stored and expected work for an experiment with `candidates` and `rubrics`.
-    pub async fn progress(&self, experiment_id: &str, candidates: u64, rubrics: u64) -> Result<Progress> {
+    /// How far an experiment has got.
+    pub async fn experiment_progress(&self, experiment: &crate::Experiment) -> Result<Progress> {
+        let (pointwise, pairwise) = experiment.spec.rubric_counts();
+        self.progress(&experiment.id, experiment.spec.candidates.len() as u64, pointwise, pairwise).await
+    }
+
+    /// Counts of stored and expected work for an experiment with `candidates`, `pointwise`
+    /// rubrics (judged on the baseline and each candidate) and `pairwise` rubrics (judged per
+    /// candidate in both orders).
+    pub async fn progress(
+        &self,
+        experiment_id: &str,
+        candidates: u64,
+        pointwise: u64,
+        pairwise: u64,
+    ) -> Result<Progress> {
         let row = sqlx::query(
             "SELECT
                (SELECT COUNT(*) FROM experiment_exchanges WHERE experiment_id = ?1) AS exchanges,
@@ -306,13 +322,13 @@ impl Store {
         let replays_failed = count("failed")?;
         let replays_expected = exchanges * candidates;
         // Baseline judgments, plus one set per replay that succeeded or is still pending.
-        let subjects = exchanges + replays_expected.saturating_sub(replays_failed);
+        let replays_judged = replays_expected.saturating_sub(replays_failed);
         Ok(Progress {
             exchanges,
             replays_expected,
             replays_done,
             replays_failed,
-            judgments_expected: subjects * rubrics,
+            judgments_expected: (exchanges + replays_judged) * pointwise + replays_judged * pairwise * 2,
             judgments_done: count("judgments")?,
         })
     }

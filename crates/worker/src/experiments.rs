@@ -107,11 +107,17 @@ pub async fn create_experiment(
     for c in &config.candidates {
         prices.entry(c.model.clone()).or_insert(c.price);
     }
+    let pairwise_rubrics: Vec<String> = rubric_names
+        .iter()
+        .filter(|name| rubrics.get(name).is_ok_and(|r| r.mode == evaltap_judge::Mode::Pairwise))
+        .cloned()
+        .collect();
     let spec = ExperimentSpec {
         name: request.name.trim().to_string(),
         filter: request.filter,
         candidates,
         rubrics: rubric_names,
+        pairwise_rubrics,
         sample_size: request.sample_size,
         margin,
         spend_cap_usd: request.spend_cap_usd,

@@ -2,8 +2,9 @@
 
 use evaltap_core::chat;
 use evaltap_judge::Subject;
+use evaltap_judge::Winner;
 use evaltap_providers::replay_body;
-use evaltap_store::{BASELINE, JudgmentRecord, ReplayRecord};
+use evaltap_store::{BASELINE, ExperimentSpec, JudgmentRecord, ReplayRecord, StoredExchange};
 use serde::{Deserialize, Serialize};
 
 use crate::{Services, WorkerError};
@@ -31,8 +32,15 @@ pub enum EvalJob {
         subject: String,
         /// Rubric name.
         rubric: String,
+        /// '' for pointwise rubrics; `ab` (baseline first) or `ba` (candidate first) for
+        /// pairwise ones, which are asked in both orders.
+        #[serde(default)]
+        position: String,
     },
 }
+
+/// The orders a pairwise rubric is asked in.
+pub const PAIRWISE_POSITIONS: [&str; 2] = ["ab", "ba"];
 
 /// What a job did.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -65,16 +73,32 @@ impl JobOutcome {
     }
 }
 
-fn judge_jobs(experiment_id: &str, exchange_id: &str, subject: &str, rubrics: &[String]) -> Vec<EvalJob> {
-    rubrics
-        .iter()
-        .map(|rubric| EvalJob::Judge {
-            experiment_id: experiment_id.into(),
-            exchange_id: exchange_id.into(),
-            subject: subject.into(),
-            rubric: rubric.clone(),
-        })
-        .collect()
+/// The judge jobs for `subject`'s response: one per pointwise rubric, two (both orders) per
+/// pairwise one — of which the baseline has none.
+pub fn judge_jobs(
+    experiment_id: &str,
+    exchange_id: &str,
+    subject: &str,
+    spec: &ExperimentSpec,
+) -> Vec<EvalJob> {
+    let mut jobs = Vec::new();
+    for rubric in &spec.rubrics {
+        let positions: &[&str] = match (spec.is_pairwise(rubric), subject == BASELINE) {
+            (false, _) => &[""],
+            (true, false) => &PAIRWISE_POSITIONS,
+            (true, true) => &[],
+        };
+        for position in positions {
+            jobs.push(EvalJob::Judge {
+                experiment_id: experiment_id.into(),
+                exchange_id: exchange_id.into(),
+                subject: subject.into(),
+                rubric: rubric.clone(),
+                position: (*position).into(),
+            });
+        }
+    }
+    jobs
 }
 
 /// Tokens a replay of `exchange` will likely use: the production call's usage, else a guess
@@ -90,8 +114,8 @@ fn estimated_usage(exchange: &evaltap_core::Exchange) -> evaltap_core::Usage {
 async fn missing_judgments(svc: &Services, jobs: Vec<EvalJob>) -> Result<Vec<EvalJob>, WorkerError> {
     let mut missing = Vec::new();
     for job in jobs {
-        if let EvalJob::Judge { experiment_id, exchange_id, subject, rubric } = &job
-            && svc.store.judgment_exists(experiment_id, exchange_id, subject, rubric).await?
+        if let EvalJob::Judge { experiment_id, exchange_id, subject, rubric, position } = &job
+            && svc.store.judgment_exists(experiment_id, exchange_id, subject, rubric, position).await?
         {
             continue;
         }
@@ -109,7 +133,7 @@ pub async fn replay(
     candidate: &str,
 ) -> Result<JobOutcome, WorkerError> {
     let experiment = svc.store.require_experiment(experiment_id).await?;
-    let follow_up = judge_jobs(experiment_id, exchange_id, candidate, &experiment.spec.rubrics);
+    let follow_up = judge_jobs(experiment_id, exchange_id, candidate, &experiment.spec);
     if let Some(existing) = svc.store.replay(experiment_id, exchange_id, candidate).await? {
         let follow_up =
             if existing.error.is_none() { missing_judgments(svc, follow_up).await? } else { Vec::new() };
@@ -172,20 +196,53 @@ pub async fn replay(
         Ok(outcome)
     } else {
         // Another worker stored it first; theirs stands.
-        let follow_up = judge_jobs(experiment_id, exchange_id, candidate, &experiment.spec.rubrics);
+        let follow_up = judge_jobs(experiment_id, exchange_id, candidate, &experiment.spec);
         Ok(JobOutcome::AlreadyDone { follow_up: missing_judgments(svc, follow_up).await? })
     }
 }
 
-/// Scores the baseline's or a candidate's response to an exchange with a rubric.
+/// The response text of `subject` (`baseline` or a candidate) for an exchange.
+async fn subject_text(
+    svc: &Services,
+    experiment_id: &str,
+    exchange: &StoredExchange,
+    subject: &str,
+) -> Result<String, WorkerError> {
+    if subject == BASELINE {
+        return Ok(chat::response_text(&exchange.exchange.response));
+    }
+    let exchange_id = &exchange.id;
+    let replay =
+        svc.store.replay(experiment_id, exchange_id, subject).await?.ok_or_else(|| {
+            WorkerError::Missing(format!("no replay of {exchange_id} by `{subject}` to judge"))
+        })?;
+    replay
+        .output_text
+        .ok_or_else(|| WorkerError::Missing(format!("the replay of {exchange_id} by `{subject}` failed")))
+}
+
+/// The candidate's score in one pairwise order: 1 if it won, 0 if it lost, ½ for a tie.
+fn candidate_score(position: &str, winner: Winner) -> f64 {
+    let candidate_is_a = position == "ba";
+    match winner {
+        Winner::Tie => 0.5,
+        Winner::A if candidate_is_a => 1.0,
+        Winner::B if !candidate_is_a => 1.0,
+        _ => 0.0,
+    }
+}
+
+/// Scores a response to an exchange with a rubric: pointwise (`position` '') the baseline's or
+/// a candidate's; pairwise the candidate against the baseline in the order `position` names.
 pub async fn judge(
     svc: &Services,
     experiment_id: &str,
     exchange_id: &str,
     subject: &str,
     rubric: &str,
+    position: &str,
 ) -> Result<JobOutcome, WorkerError> {
-    if svc.store.judgment_exists(experiment_id, exchange_id, subject, rubric).await? {
+    if svc.store.judgment_exists(experiment_id, exchange_id, subject, rubric, position).await? {
         return Ok(JobOutcome::AlreadyDone { follow_up: Vec::new() });
     }
     let exchange = svc
@@ -193,44 +250,54 @@ pub async fn judge(
         .exchange(exchange_id)
         .await?
         .ok_or_else(|| WorkerError::Missing(format!("exchange {exchange_id} is not stored")))?;
-    let response_text = if subject == BASELINE {
-        chat::response_text(&exchange.exchange.response)
-    } else {
-        let replay = svc.store.replay(experiment_id, exchange_id, subject).await?.ok_or_else(|| {
-            WorkerError::Missing(format!("no replay of {exchange_id} by `{subject}` to judge"))
-        })?;
-        replay.output_text.ok_or_else(|| {
-            WorkerError::Missing(format!("the replay of {exchange_id} by `{subject}` failed"))
-        })?
-    };
+    let response_text = subject_text(svc, experiment_id, &exchange, subject).await?;
     let mut record = JudgmentRecord {
         experiment_id: experiment_id.into(),
         exchange_id: exchange_id.into(),
         subject: subject.into(),
         rubric: rubric.into(),
-        position: String::new(),
+        position: position.into(),
         raw_score: None,
         score: None,
         reason: None,
         judge_model: None,
         error: None,
     };
-    let subject_text =
-        Subject { request: &exchange.exchange.request, response: &response_text, reference: None };
-    let result = match &svc.judge {
-        Some(judge) => judge.score(&svc.rubrics, rubric, subject_text).await.map_err(|e| e.to_string()),
-        None => Err("no [judge] is configured in evaltap.toml".to_string()),
+    let request = &exchange.exchange.request;
+    let result = match (&svc.judge, position) {
+        (None, _) => Err("no [judge] is configured in evaltap.toml".to_string()),
+        (Some(judge), "") => {
+            let subject_text = Subject { request, response: &response_text, reference: None };
+            judge
+                .score(&svc.rubrics, rubric, subject_text)
+                .await
+                .map(|j| (j.score.raw, j.score.normalized, j.score.reason, j.judge_model))
+                .map_err(|e| e.to_string())
+        }
+        (Some(judge), order) => {
+            let baseline = subject_text(svc, experiment_id, &exchange, BASELINE).await?;
+            let (a, b) =
+                if order == "ba" { (&response_text, &baseline) } else { (&baseline, &response_text) };
+            judge
+                .compare(&svc.rubrics, rubric, request, a, b)
+                .await
+                .map(|(winner, reason, model)| {
+                    let score = candidate_score(order, winner);
+                    (score, score, reason, model)
+                })
+                .map_err(|e| e.to_string())
+        }
     };
     let outcome = match result {
-        Ok(judgment) => {
-            record.raw_score = Some(judgment.score.raw);
-            record.score = Some(judgment.score.normalized);
-            record.reason = Some(judgment.score.reason);
-            record.judge_model = Some(judgment.judge_model);
+        Ok((raw, normalized, reason, model)) => {
+            record.raw_score = Some(raw);
+            record.score = Some(normalized);
+            record.reason = Some(reason);
+            record.judge_model = Some(model);
             JobOutcome::Stored { follow_up: Vec::new() }
         }
         Err(err) => {
-            tracing::warn!(%err, experiment_id, exchange_id, subject, rubric, "judgment failed");
+            tracing::warn!(%err, experiment_id, exchange_id, subject, rubric, position, "judgment failed");
             record.error = Some(err.clone());
             JobOutcome::Failed { error: err }
         }

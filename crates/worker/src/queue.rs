@@ -50,25 +50,25 @@ pub async fn enqueue_missing(
     let id = experiment.id.as_str();
     let exchanges = store.experiment_exchange_ids(id).await?;
     let replays = store.replays(id).await?;
-    let judged: HashSet<(String, String, String)> =
-        store.judgments(id).await?.into_iter().map(|j| (j.exchange_id, j.subject, j.rubric)).collect();
+    let judged: HashSet<(String, String, String, String)> = store
+        .judgments(id)
+        .await?
+        .into_iter()
+        .map(|j| (j.exchange_id, j.subject, j.rubric, j.position))
+        .collect();
     let replayed: HashSet<(&str, &str)> =
         replays.iter().map(|r| (r.exchange_id.as_str(), r.candidate.as_str())).collect();
-    let mut jobs = Vec::new();
-    let judge_missing = |exchange_id: &str, subject: &str, jobs: &mut Vec<EvalJob>| {
-        for rubric in &experiment.spec.rubrics {
-            if !judged.contains(&(exchange_id.to_string(), subject.to_string(), rubric.clone())) {
-                jobs.push(EvalJob::Judge {
-                    experiment_id: id.into(),
-                    exchange_id: exchange_id.into(),
-                    subject: subject.into(),
-                    rubric: rubric.clone(),
-                });
-            }
+    let is_missing = |job: &EvalJob| match job {
+        EvalJob::Judge { exchange_id, subject, rubric, position, .. } => {
+            !judged.contains(&(exchange_id.clone(), subject.clone(), rubric.clone(), position.clone()))
         }
+        EvalJob::Replay { .. } => true,
     };
+    let mut jobs = Vec::new();
     for exchange_id in &exchanges {
-        judge_missing(exchange_id, BASELINE, &mut jobs);
+        jobs.extend(
+            jobs::judge_jobs(id, exchange_id, BASELINE, &experiment.spec).into_iter().filter(is_missing),
+        );
         for candidate in &experiment.spec.candidates {
             if !replayed.contains(&(exchange_id.as_str(), candidate.name.as_str())) {
                 jobs.push(EvalJob::Replay {
@@ -80,7 +80,8 @@ pub async fn enqueue_missing(
         }
     }
     for replay in replays.iter().filter(|r| r.error.is_none()) {
-        judge_missing(&replay.exchange_id, &replay.candidate, &mut jobs);
+        let follow_up = jobs::judge_jobs(id, &replay.exchange_id, &replay.candidate, &experiment.spec);
+        jobs.extend(follow_up.into_iter().filter(is_missing));
     }
     let count = jobs.len();
     push_all(queue, jobs).await?;
@@ -99,8 +100,8 @@ async fn handle(job: EvalJob, state: Data<WorkerState>) -> Result<(), BoxDynErro
         EvalJob::Replay { experiment_id, exchange_id, candidate } => {
             jobs::replay(svc, experiment_id, exchange_id, candidate).await?
         }
-        EvalJob::Judge { experiment_id, exchange_id, subject, rubric } => {
-            jobs::judge(svc, experiment_id, exchange_id, subject, rubric).await?
+        EvalJob::Judge { experiment_id, exchange_id, subject, rubric, position } => {
+            jobs::judge(svc, experiment_id, exchange_id, subject, rubric, position).await?
         }
     };
     push_all(&state.queue, outcome.follow_up().to_vec()).await?;
