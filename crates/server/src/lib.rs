@@ -40,7 +40,7 @@ impl AppState {
     pub fn new(config: Config, store: Store, queue: Queue, rubrics: Rubrics) -> AppState {
         let sources = sources::Sources::new(&config.sources);
         let ingest_slots = Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_ingest.max(1)));
-        let proxy = proxy::ProxyState::start(store.clone(), sources.clone());
+        let proxy = proxy::ProxyState::start(store.clone());
         AppState {
             config: Arc::new(config),
             store,

@@ -15,7 +15,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use evaltap_ingest::{Adapter, Rejection};
-use evaltap_store::DeliveryCounts;
 use serde::Serialize;
 
 use crate::sources::Source;
@@ -177,20 +176,7 @@ async fn ingest(
     let body = decompress(headers, body_or_limit(body, limit)?, limit)?;
     let source = authenticate(state, headers, query, &body)?;
     let decoded = adapter.decode(&body, headers).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let received = decoded.exchanges.len() + decoded.rejected.len();
-    let now_minute = (chrono_minute)();
-    let mut redactions = 0;
-    let mut kept = Vec::new();
-    let mut sampled_out = 0;
-    for (_, mut exchange) in decoded.exchanges {
-        redactions += source.redact(&mut exchange);
-        if source.keep(&exchange, now_minute) {
-            kept.push(exchange);
-        } else {
-            sampled_out += 1;
-        }
-    }
-    let counts = DeliveryCounts { received, sampled_out, rejected: decoded.rejected.len(), redactions };
+    let (kept, counts) = source.admit(decoded.exchanges.into_iter().map(|(_, e)| e), decoded.rejected.len());
     let stored =
         tokio::time::timeout(STORE_TIMEOUT, state.store.record_delivery(&source.config.name, &kept, counts))
             .await
@@ -200,10 +186,10 @@ async fn ingest(
             })??;
     let mut reply = MirrorReply {
         accepted: stored.inserted,
-        sampled_out,
+        sampled_out: counts.sampled_out,
         duplicates: stored.duplicates,
         rejected: decoded.rejected,
-        redactions,
+        redactions: counts.redactions,
         error: None,
     };
     let nothing_taken = reply.accepted + reply.sampled_out + reply.duplicates == 0;
@@ -234,8 +220,4 @@ pub(crate) async fn admit(
         }
         .into_response(),
     }
-}
-
-fn chrono_minute() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() / 60)
 }

@@ -16,13 +16,13 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
 use evaltap_core::{Exchange, Usage};
-use evaltap_store::{DeliveryCounts, Store};
+use evaltap_store::Store;
 use futures::Stream;
 use futures::stream::BoxStream;
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 
-use crate::sources::{Source, Sources};
+use crate::sources::Source;
 use crate::{ApiError, AppState};
 
 /// Exchanges waiting to be stored; beyond this the proxy sheds instead of slowing callers.
@@ -40,7 +40,7 @@ pub struct ProxyState {
 
 impl ProxyState {
     /// Starts the background task that stores mirrored exchanges.
-    pub fn start(store: Store, _sources: Sources) -> ProxyState {
+    pub fn start(store: Store) -> ProxyState {
         let (mirror, mut rx) = mpsc::channel::<(Arc<Source>, Exchange)>(MIRROR_QUEUE);
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
@@ -52,28 +52,15 @@ impl ProxyState {
                         Err(_) => break,
                     }
                 }
-                let now_minute = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs() / 60);
-                let mut by_source: Vec<(Arc<Source>, Vec<Exchange>, DeliveryCounts)> = Vec::new();
-                for (source, mut exchange) in batch {
-                    let slot = match by_source.iter().position(|(s, _, _)| Arc::ptr_eq(s, &source)) {
-                        Some(i) => i,
-                        None => {
-                            by_source.push((source.clone(), Vec::new(), DeliveryCounts::default()));
-                            by_source.len() - 1
-                        }
-                    };
-                    let (_, kept, counts) = &mut by_source[slot];
-                    counts.received += 1;
-                    counts.redactions += source.redact(&mut exchange);
-                    if source.keep(&exchange, now_minute) {
-                        kept.push(exchange);
-                    } else {
-                        counts.sampled_out += 1;
+                let mut by_source: Vec<(Arc<Source>, Vec<Exchange>)> = Vec::new();
+                for (source, exchange) in batch {
+                    match by_source.iter_mut().find(|(s, _)| Arc::ptr_eq(s, &source)) {
+                        Some((_, exchanges)) => exchanges.push(exchange),
+                        None => by_source.push((source, vec![exchange])),
                     }
                 }
-                for (source, kept, counts) in by_source {
+                for (source, exchanges) in by_source {
+                    let (kept, counts) = source.admit(exchanges, 0);
                     if let Err(err) = store.record_delivery(&source.config.name, &kept, counts).await {
                         tracing::error!(%err, source = %source.config.name, "storing mirrored exchanges failed");
                     }

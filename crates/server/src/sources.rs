@@ -6,8 +6,14 @@ use std::sync::{Arc, Mutex};
 
 use evaltap_core::redact::Redactor;
 use evaltap_core::{Exchange, SourceConfig, sampling};
+use evaltap_store::DeliveryCounts;
 use hmac::{KeyInit, Mac};
 use sha2::{Digest, Sha256};
+
+/// Minutes since the epoch: the window of the per-minute caps.
+pub fn current_minute() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() / 60)
+}
 
 /// Hex SHA-256 of a key: keys are compared and held only in this form.
 pub fn key_hash(key: &str) -> String {
@@ -70,6 +76,28 @@ impl Source {
     /// Redacts an exchange in place; returns the number of redactions.
     pub fn redact(&self, exchange: &mut Exchange) -> usize {
         self.redactor.redact_exchange(exchange)
+    }
+
+    /// Redacts and samples a delivery's exchanges (`rejected` more were malformed): what to
+    /// store, and the counts to record with it.
+    pub fn admit(
+        &self,
+        exchanges: impl IntoIterator<Item = Exchange>,
+        rejected: usize,
+    ) -> (Vec<Exchange>, DeliveryCounts) {
+        let now_minute = current_minute();
+        let mut counts = DeliveryCounts { rejected, received: rejected, ..DeliveryCounts::default() };
+        let mut kept = Vec::new();
+        for mut exchange in exchanges {
+            counts.received += 1;
+            counts.redactions += self.redact(&mut exchange);
+            if self.keep(&exchange, now_minute) {
+                kept.push(exchange);
+            } else {
+                counts.sampled_out += 1;
+            }
+        }
+        (kept, counts)
     }
 
     /// Whether sampling keeps this exchange: the stable hash against the rate of the first
