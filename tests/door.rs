@@ -61,6 +61,10 @@ async fn redaction_and_credentials_never_reach_storage() {
         .expect("json");
     assert_eq!(sources["sources"][0]["redactions"], 6);
     assert_eq!(sources["sources"][0]["accepted"], 1);
+    let page = server.http.get(format!("{}/sources", server.url)).send().await.expect("page");
+    assert_eq!(page.status().as_u16(), 200);
+    let html = page.text().await.expect("html");
+    assert!(html.contains("<td>prod</td>") && html.contains(">6</td>"), "{html}");
 }
 
 #[tokio::test]

@@ -40,6 +40,11 @@ pub(crate) async fn create_experiment(
 
 /// `GET /api/sources`: configured sources with their counters.
 pub(crate) async fn list_sources(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(sources_overview(&state).await?))
+}
+
+/// Configured sources with their counters, and what the proxy shed.
+pub(crate) async fn sources_overview(state: &AppState) -> Result<Value, ApiError> {
     let stats = state.store.source_stats().await?;
     let items: Vec<Value> = state
         .config
@@ -53,7 +58,7 @@ pub(crate) async fn list_sources(State(state): State<AppState>) -> Result<Json<V
                    "last_seen_at": s.last_seen_at, "proxy": source.upstream.is_some()})
         })
         .collect();
-    Ok(Json(json!({"sources": items, "proxy_shed": state.proxy.shed()})))
+    Ok(json!({"sources": items, "proxy_shed": state.proxy.shed()}))
 }
 
 /// Query of `GET /api/exchanges`.

@@ -15,6 +15,7 @@ pub(crate) fn templates() -> Environment<'static> {
         ("layout.html", include_str!("../templates/layout.html")),
         ("index.html", include_str!("../templates/index.html")),
         ("experiment.html", include_str!("../templates/experiment.html")),
+        ("sources.html", include_str!("../templates/sources.html")),
     ] {
         // The templates are compiled into the binary and covered by tests.
         env.add_template(name, source).expect("dashboard templates are valid");
@@ -77,4 +78,9 @@ pub(crate) async fn experiment(
         })
         .collect();
     render(&state, "experiment.html", json!({"report": report, "candidates": candidates}))
+}
+
+pub(crate) async fn sources(State(state): State<AppState>) -> Result<Html<String>, ApiError> {
+    let overview = crate::api::sources_overview(&state).await?;
+    render(&state, "sources.html", overview)
 }

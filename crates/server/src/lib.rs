@@ -66,6 +66,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ingest)
         .route("/", get(dashboard::index))
         .route("/experiments/{name}", get(dashboard::experiment))
+        .route("/sources", get(dashboard::sources))
         .route("/healthz", get(|| async { "ok" }))
         .route("/proxy/{source}/v1/chat/completions", post(proxy::chat_completions))
         .route("/api/sources", get(api::list_sources))
