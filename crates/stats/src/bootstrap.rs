@@ -115,14 +115,14 @@ mod tests {
 
     #[test]
     fn spec_vector_22_bca_pieces() {
-        assert_close(jackknife_acceleration(&D), -0.0413575063, 1e-8);
+        assert_close(jackknife_acceleration(&D), -0.0413575063, 1e-9);
         let a = jackknife_acceleration(&D);
         let (a1, a2) = bca_levels(0.0, a, 0.05);
-        assert_close(a1, 0.0164684653, 1e-8);
-        assert_close(a2, 0.9650843471, 1e-8);
+        assert_close(a1, 0.0164684653, 1e-9);
+        assert_close(a2, 0.9650843471, 1e-9);
         let (a1, a2) = bca_levels(0.1, a, 0.05);
-        assert_close(a1, 0.0277486848, 1e-8);
-        assert_close(a2, 0.9771548502, 1e-8);
+        assert_close(a1, 0.0277486848, 1e-9);
+        assert_close(a2, 0.9771548502, 1e-9);
         // scipy's RNG-dependent interval is ≈ [−0.083, 0.750] (±0.02).
         let ci = bca_interval(&D, 10_000, 0.05, 1).expect("n >= 2");
         assert!((ci.low - -0.083).abs() < 0.03 && (ci.high - 0.750).abs() < 0.03, "{ci:?}");

@@ -226,9 +226,9 @@ mod tests {
         assert_close(r.se, 0.2289082565, 1e-9);
         assert_close(r.t, 1.8202343289, 1e-9);
         assert_eq!(r.df, 11.0);
-        assert_close(r.p_value, 0.0960136657, 1e-8);
-        assert_close(r.ci_low, -0.0871570089, 1e-8);
-        assert_close(r.ci_high, 0.9204903423, 1e-8);
+        assert_close(r.p_value, 0.0960136657, 1e-9);
+        assert_close(r.ci_low, -0.0871570089, 1e-9);
+        assert_close(r.ci_high, 0.9204903423, 1e-9);
     }
 
     #[test]
@@ -236,8 +236,8 @@ mod tests {
         let r = paired_t(&B, &C, 0.05).expect("valid");
         let ni = noninferiority(&r, 0.5, 0.05);
         assert_close(ni.t, 4.0045155235, 1e-9);
-        assert_close(ni.p_value, 0.0010350764, 1e-8);
-        assert_close(ni.lower_bound, 0.0055738039, 1e-8);
+        assert_close(ni.p_value, 0.0010350764, 1e-9);
+        assert_close(ni.lower_bound, 0.0055738039, 1e-9);
         assert!(ni.non_inferior);
     }
 

@@ -138,40 +138,40 @@ mod tests {
         assert_close(mixture_rho(0.05, 100.0), 0.2817118138, 1e-9);
         let last = normal_mixture(&D, 0.0, 0.05, 100.0).pop().expect("points");
         assert_close(last.sd, 0.7929614611, 1e-9);
-        assert_close(last.lambda, 1.6057293984, 1e-8);
-        assert_close(last.p_instant, 0.6227699393, 1e-8);
-        assert_close(last.cs.0, -0.4291894814, 1e-8);
-        assert_close(last.cs.1, 1.2625228148, 1e-8);
+        assert_close(last.lambda, 1.6057293984, 1e-9);
+        assert_close(last.p_instant, 0.6227699393, 1e-9);
+        assert_close(last.cs.0, -0.4291894814, 1e-9);
+        assert_close(last.cs.1, 1.2625228148, 1e-9);
         assert_close(mixture_rho(0.05, 1000.0), 0.0890850975, 1e-9);
         let last = normal_mixture(&D, 0.0, 0.05, 1000.0).pop().expect("points");
-        assert_close(last.lambda, 1.1035857706, 1e-8);
-        assert_close(last.cs.0, -1.4978442722, 1e-8);
-        assert_close(last.cs.1, 2.3311776056, 1e-8);
+        assert_close(last.lambda, 1.1035857706, 1e-9);
+        assert_close(last.cs.0, -1.4978442722, 1e-9);
+        assert_close(last.cs.1, 2.3311776056, 1e-9);
     }
 
     #[test]
     fn spec_vector_25_stream() {
         let points = normal_mixture(&stream(), 0.0, 0.05, 200.0);
         let at = |t: usize| points.iter().find(|p| p.n == t).expect("point");
-        assert_close(at(100).cs.0, -0.1121760771, 1e-8);
-        assert_close(at(100).cs.1, 0.2741760771, 1e-8);
+        assert_close(at(100).cs.0, -0.1121760771, 1e-9);
+        assert_close(at(100).cs.1, 0.2741760771, 1e-9);
         let end = at(400);
         assert_close(end.mean, 0.0875, 1e-12);
         assert_close(end.lambda, 10.28408, 1e-6);
-        assert_close(end.p_instant, 0.0972377167, 1e-8);
+        assert_close(end.p_instant, 0.0972377167, 1e-9);
         // The always-valid p-value keeps the smallest 1/Λ seen so far.
         assert!(end.p_value <= end.p_instant);
         assert_eq!(end.p_value, points.iter().map(|p| p.p_instant).fold(1.0, f64::min));
-        assert_close(end.cs.0, -0.0074558708, 1e-8);
-        assert_close(end.cs.1, 0.1824558708, 1e-8);
+        assert_close(end.cs.0, -0.0074558708, 1e-9);
+        assert_close(end.cs.1, 0.1824558708, 1e-9);
     }
 
     #[test]
     fn spec_vector_26_prpl_eb() {
         let cs = prpl_eb_cs(&stream(), 0.05);
-        assert_close(cs[99].0, -0.1468656301, 1e-8);
-        assert_close(cs[99].1, 0.3166548824, 1e-8);
-        assert_close(cs[399].0, -0.0213801722, 1e-8);
-        assert_close(cs[399].1, 0.1984522586, 1e-8);
+        assert_close(cs[99].0, -0.1468656301, 1e-9);
+        assert_close(cs[99].1, 0.3166548824, 1e-9);
+        assert_close(cs[399].0, -0.0213801722, 1e-9);
+        assert_close(cs[399].1, 0.1984522586, 1e-9);
     }
 }

@@ -160,25 +160,25 @@ mod tests {
         let w = wilcoxon(&D, ZeroMethod::Wilcox, false, WilcoxonMethod::Normal);
         assert_eq!((w.n, w.t_plus, w.t_minus), (9, 35.0, 10.0));
         assert_close(w.z.abs(), 1.6666666667, 1e-9);
-        assert_close(w.p_value, 0.0955807045, 1e-8);
+        assert_close(w.p_value, 0.0955807045, 1e-9);
         let w = wilcoxon(&D, ZeroMethod::Wilcox, true, WilcoxonMethod::Normal);
         assert_close(w.z.abs(), 1.6, 1e-12);
-        assert_close(w.p_value, 0.1095985834, 1e-8);
+        assert_close(w.p_value, 0.1095985834, 1e-9);
         let w = wilcoxon(&D, ZeroMethod::Pratt, false, WilcoxonMethod::Auto);
         assert_eq!((w.t_plus, w.t_minus), (56.0, 16.0));
         assert_close(w.z.abs(), 1.6666666667, 1e-9);
-        assert_close(w.p_value, 0.0955807045, 1e-8);
+        assert_close(w.p_value, 0.0955807045, 1e-9);
         let w = wilcoxon(&D, ZeroMethod::Pratt, true, WilcoxonMethod::Auto);
         assert_close(w.z.abs(), 1.625, 1e-12);
-        assert_close(w.p_value, 0.1041625588, 1e-8);
+        assert_close(w.p_value, 0.1041625588, 1e-9);
         let w = wilcoxon(&D, ZeroMethod::Zsplit, false, WilcoxonMethod::Auto);
         assert_eq!(w.t_plus, 59.0);
         assert_close(w.z.abs(), 1.6495721977, 1e-9);
-        assert_close(w.p_value, 0.0990304653, 1e-8);
+        assert_close(w.p_value, 0.0990304653, 1e-9);
         assert_close(
             wilcoxon(&D, ZeroMethod::Zsplit, true, WilcoxonMethod::Auto).p_value,
             0.1077622904,
-            1e-8,
+            1e-9,
         );
     }
 
@@ -191,7 +191,7 @@ mod tests {
         assert_close(w.p_value, 0.064453125, 1e-12);
         let approx = wilcoxon(&d2, ZeroMethod::Pratt, false, WilcoxonMethod::Normal);
         assert_close(approx.z.abs(), 1.8856946083, 1e-9);
-        assert_close(approx.p_value, 0.0593361199, 1e-8);
+        assert_close(approx.p_value, 0.0593361199, 1e-9);
         let zero = wilcoxon(&[0.0; 4], ZeroMethod::Pratt, false, WilcoxonMethod::Auto);
         assert_eq!(zero.p_value, 1.0);
         assert!(zero.underpowered);
