@@ -29,7 +29,7 @@ pub struct DeliveryCounts {
 }
 
 /// What a source has sent, over its lifetime.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, sqlx::FromRow)]
 pub struct SourceStats {
     /// Source name.
     pub source: String,
@@ -140,21 +140,7 @@ impl Store {
 
     /// Lifetime counters of every source that has sent something.
     pub async fn source_stats(&self) -> Result<Vec<SourceStats>> {
-        let rows = sqlx::query("SELECT * FROM source_stats ORDER BY source").fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|r| {
-                Ok(SourceStats {
-                    source: r.try_get("source")?,
-                    received: r.try_get("received")?,
-                    accepted: r.try_get("accepted")?,
-                    sampled_out: r.try_get("sampled_out")?,
-                    duplicates: r.try_get("duplicates")?,
-                    rejected: r.try_get("rejected")?,
-                    redactions: r.try_get("redactions")?,
-                    last_seen_at: r.try_get("last_seen_at")?,
-                })
-            })
-            .collect()
+        Ok(sqlx::query_as("SELECT * FROM source_stats ORDER BY source").fetch_all(&self.pool).await?)
     }
 
     /// Stored exchanges of a source, newest first.

@@ -34,7 +34,7 @@ pub struct ReplayRecord {
 }
 
 /// One judge score (or the reason there is none).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct JudgmentRecord {
     /// Experiment.
     pub experiment_id: String,
@@ -268,26 +268,10 @@ impl Store {
 
     /// All judgments of an experiment, in the order they were stored.
     pub async fn judgments(&self, experiment_id: &str) -> Result<Vec<JudgmentRecord>> {
-        let rows = sqlx::query("SELECT * FROM judgments WHERE experiment_id = ? ORDER BY created_at, id")
+        Ok(sqlx::query_as("SELECT * FROM judgments WHERE experiment_id = ? ORDER BY created_at, id")
             .bind(experiment_id)
             .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(JudgmentRecord {
-                    experiment_id: r.try_get("experiment_id")?,
-                    exchange_id: r.try_get("exchange_id")?,
-                    subject: r.try_get("subject")?,
-                    rubric: r.try_get("rubric")?,
-                    position: r.try_get("position")?,
-                    raw_score: r.try_get("raw_score")?,
-                    score: r.try_get("score")?,
-                    reason: r.try_get("reason")?,
-                    judge_model: r.try_get("judge_model")?,
-                    error: r.try_get("error")?,
-                })
-            })
-            .collect()
+            .await?)
     }
 
     /// How far an experiment has got.
