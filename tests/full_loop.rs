@@ -5,8 +5,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use apalis::prelude::TaskSink;
+use evaltap::app::App;
 use evaltap::demo::{DemoOptions, start};
 use evaltap_stats::Verdict;
+use evaltap_store::{Experiment, Progress};
 use evaltap_worker::{EvalJob, ExperimentRequest, JobOutcome};
 use sqlx::Row;
 use statrs::distribution::{ContinuousCDF, StudentsT};
@@ -34,6 +36,23 @@ async fn assert_unique(pool: &sqlx::SqlitePool) {
     )
     .await;
     assert_eq!(judgments, distinct);
+}
+
+/// Runs a worker with `concurrency` jobs in flight until `experiment` is done, then stops it.
+async fn run_to_done(app: &App, experiment: &Experiment, concurrency: usize) -> Progress {
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let runner = app.clone();
+    let worker = tokio::spawn(async move {
+        runner
+            .run_worker(concurrency, async move {
+                let _ = stop_rx.await;
+            })
+            .await
+    });
+    let done = app.wait_done(experiment, Duration::from_secs(60), |_| {}).await.expect("finishes");
+    let _ = stop_tx.send(());
+    worker.await.expect("join").expect("worker");
+    done
 }
 
 async fn pending_jobs(pool: &sqlx::SqlitePool) -> i64 {
@@ -232,18 +251,7 @@ async fn the_whole_loop_reaches_the_right_verdicts_and_is_idempotent() {
     assert!(!before.is_done(), "the crash must land mid-run: {before:?}");
 
     app.resume_unfinished().await.expect("resume");
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let replacement = app.clone();
-    let worker = tokio::spawn(async move {
-        replacement
-            .run_worker(16, async move {
-                let _ = stop_rx.await;
-            })
-            .await
-    });
-    let done = app.wait_done(&experiment, Duration::from_secs(60), |_| {}).await.expect("finishes");
-    let _ = stop_tx.send(());
-    worker.await.expect("join").expect("worker");
+    let done = run_to_done(&app, &experiment, 16).await;
     assert_eq!((done.replays_done, done.judgments_done), (120, 240));
     assert_unique(&pool).await;
     let report = evaltap_report::build(&app.store, &experiment).await.expect("report");
@@ -264,18 +272,7 @@ async fn the_whole_loop_reaches_the_right_verdicts_and_is_idempotent() {
         evaltap_worker::create_experiment(&app.config, &app.rubrics, &app.store, &app.queue, request)
             .await
             .expect("create");
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let runner = app.clone();
-    let worker = tokio::spawn(async move {
-        runner
-            .run_worker(8, async move {
-                let _ = stop_rx.await;
-            })
-            .await
-    });
-    app.wait_done(&capped, Duration::from_secs(60), |_| {}).await.expect("finishes");
-    let _ = stop_tx.send(());
-    worker.await.expect("join").expect("worker");
+    run_to_done(&app, &capped, 8).await;
     let report = evaltap_report::build(&app.store, &capped).await.expect("report");
     let medium = &report.candidates[0];
     assert!(report.spend_cap_reached);
@@ -305,18 +302,7 @@ async fn the_whole_loop_reaches_the_right_verdicts_and_is_idempotent() {
             .await
             .expect("create");
     assert_eq!(pairwise.spec.pairwise_rubrics, ["preference"]);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let runner = app.clone();
-    let worker = tokio::spawn(async move {
-        runner
-            .run_worker(16, async move {
-                let _ = stop_rx.await;
-            })
-            .await
-    });
-    let done = app.wait_done(&pairwise, Duration::from_secs(60), |_| {}).await.expect("finishes");
-    let _ = stop_tx.send(());
-    worker.await.expect("join").expect("worker");
+    let done = run_to_done(&app, &pairwise, 16).await;
     assert_eq!(done.judgments_done, 160);
     let positions: Vec<(String, String, i64)> = sqlx::query_as(
         "SELECT subject, position, COUNT(*) FROM judgments WHERE experiment_id = ? GROUP BY subject, position ORDER BY position",
