@@ -38,6 +38,29 @@ async fn assert_unique(pool: &sqlx::SqlitePool) {
     assert_eq!(judgments, distinct);
 }
 
+/// Creates a one-candidate, one-rubric experiment over `sample` exchanges.
+async fn create(
+    app: &App,
+    name: &str,
+    candidate: &str,
+    rubric: &str,
+    sample: usize,
+    spend_cap_usd: Option<f64>,
+) -> Experiment {
+    let request = ExperimentRequest {
+        name: name.into(),
+        candidates: vec![candidate.into()],
+        rubrics: vec![rubric.into()],
+        sample_size: Some(sample),
+        filter: Default::default(),
+        margin: None,
+        spend_cap_usd,
+    };
+    evaltap_worker::create_experiment(&app.config, &app.rubrics, &app.store, &app.queue, request)
+        .await
+        .expect("create")
+}
+
 /// Runs a worker with `concurrency` jobs in flight until `experiment` is done, then stops it.
 async fn run_to_done(app: &App, experiment: &Experiment, concurrency: usize) -> Progress {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -223,19 +246,7 @@ async fn the_whole_loop_reaches_the_right_verdicts_and_is_idempotent() {
 
     // A worker killed mid-run: its replacement finishes the experiment with one row per key.
     let app = run.app.clone();
-    let request = ExperimentRequest {
-        name: "restart".into(),
-        candidates: vec!["small".into()],
-        rubrics: vec!["correctness".into()],
-        sample_size: Some(120),
-        filter: Default::default(),
-        margin: None,
-        spend_cap_usd: None,
-    };
-    let experiment =
-        evaltap_worker::create_experiment(&app.config, &app.rubrics, &app.store, &app.queue, request)
-            .await
-            .expect("create");
+    let experiment = create(&app, "restart", "small", "correctness", 120, None).await;
     let crashing = app.clone();
     let worker = tokio::spawn(async move { crashing.run_worker(16, std::future::pending()).await });
     loop {
@@ -259,19 +270,7 @@ async fn the_whole_loop_reaches_the_right_verdicts_and_is_idempotent() {
 
     // A spend cap: replays past it are skipped, never attempted, and the report says so.
     let cap = 0.0001;
-    let request = ExperimentRequest {
-        name: "capped".into(),
-        candidates: vec!["medium".into()],
-        rubrics: vec!["correctness".into()],
-        sample_size: Some(50),
-        filter: Default::default(),
-        margin: None,
-        spend_cap_usd: Some(cap),
-    };
-    let capped =
-        evaltap_worker::create_experiment(&app.config, &app.rubrics, &app.store, &app.queue, request)
-            .await
-            .expect("create");
+    let capped = create(&app, "capped", "medium", "correctness", 50, Some(cap)).await;
     run_to_done(&app, &capped, 8).await;
     let report = evaltap_report::build(&app.store, &capped).await.expect("report");
     let medium = &report.candidates[0];
@@ -288,19 +287,7 @@ async fn the_whole_loop_reaches_the_right_verdicts_and_is_idempotent() {
     assert!((replayed - report.spend.spent_usd).abs() < 1e-12);
 
     // A pairwise rubric: each exchange judged in both orders, a win only when both agree.
-    let request = ExperimentRequest {
-        name: "pairwise".into(),
-        candidates: vec!["small".into()],
-        rubrics: vec!["preference".into()],
-        sample_size: Some(80),
-        filter: Default::default(),
-        margin: None,
-        spend_cap_usd: None,
-    };
-    let pairwise =
-        evaltap_worker::create_experiment(&app.config, &app.rubrics, &app.store, &app.queue, request)
-            .await
-            .expect("create");
+    let pairwise = create(&app, "pairwise", "small", "preference", 80, None).await;
     assert_eq!(pairwise.spec.pairwise_rubrics, ["preference"]);
     let done = run_to_done(&app, &pairwise, 16).await;
     assert_eq!(done.judgments_done, 160);

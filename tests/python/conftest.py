@@ -41,6 +41,15 @@ def spawn(args, log_path, env=None):
     return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
 
 
+def serve(args, log_path, ready_url, timeout, env=None, stop_timeout=10):
+    """Starts a server process, waits until `ready_url` answers, yields, then stops it."""
+    p = spawn(args, log_path, env)
+    wait_http(ready_url, timeout, p, log_path)
+    yield
+    p.terminate()
+    p.wait(stop_timeout)
+
+
 @pytest.fixture(scope="session")
 def workdir(tmp_path_factory):
     return tmp_path_factory.mktemp("evaltap")
@@ -49,13 +58,10 @@ def workdir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def sim(workdir):
     port = free_port()
-    log = str(workdir / "sim.log")
-    p = spawn([EVALTAP, "sim", "--port", str(port), "--latency-scale", "0"], log)
     url = f"http://127.0.0.1:{port}/v1"
-    wait_http(url + "/models", 30, p, log)
-    yield url
-    p.terminate()
-    p.wait(10)
+    for _ in serve([EVALTAP, "sim", "--port", str(port), "--latency-scale", "0"], str(workdir / "sim.log"),
+                   url + "/models", 30):
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -78,13 +84,10 @@ key = "{SOURCE_KEY}-app"
 upstream = "{sim}"
 """
     )
-    log = str(workdir / "evaltap.log")
-    p = spawn([EVALTAP, "serve", "--config", str(config), "--workers", "0"], log)
     url = f"http://127.0.0.1:{port}"
-    wait_http(url + "/healthz", 30, p, log)
-    yield url
-    p.terminate()
-    p.wait(10)
+    for _ in serve([EVALTAP, "serve", "--config", str(config), "--workers", "0"], str(workdir / "evaltap.log"),
+                   url + "/healthz", 30):
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -112,15 +115,12 @@ callback_settings:
     log_format: json_array
 """
     )
-    log = str(workdir / "litellm.log")
     litellm = os.path.join(os.path.dirname(sys.executable), "litellm")
-    p = spawn([litellm, "--config", str(config), "--port", str(port), "--host", "127.0.0.1"], log,
-              env={"DEFAULT_BATCH_SIZE": "1", "LITELLM_LOG": "ERROR", "NO_DOCS": "True"})
     url = f"http://127.0.0.1:{port}"
-    wait_http(url + "/health/liveliness", 180, p, log)
-    yield url
-    p.terminate()
-    p.wait(20)
+    for _ in serve([litellm, "--config", str(config), "--port", str(port), "--host", "127.0.0.1"],
+                   str(workdir / "litellm.log"), url + "/health/liveliness", 180,
+                   env={"DEFAULT_BATCH_SIZE": "1", "LITELLM_LOG": "ERROR", "NO_DOCS": "True"}, stop_timeout=20):
+        yield url
 
 
 def stored_exchanges(evaltap_url: str, source: str, count: int, timeout: float = 60):

@@ -1,5 +1,5 @@
 use chrono::{DateTime, Utc};
-use evaltap_core::{Exchange, Usage};
+use evaltap_core::Exchange;
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::Row;
@@ -192,10 +192,7 @@ fn decode_exchange(row: &sqlx::sqlite::SqliteRow) -> Result<StoredExchange> {
             request: from_json::<Value>("exchanges.request", &request)?,
             response: from_json::<Value>("exchanges.response", &response)?,
             model: row.try_get("model")?,
-            usage: input.map(|i| Usage {
-                input_tokens: i.max(0) as u64,
-                output_tokens: output.unwrap_or(0).max(0) as u64,
-            }),
+            usage: crate::usage_from_columns(input, output),
             cost_usd: row.try_get("cost_usd")?,
             latency_ms: row.try_get("latency_ms")?,
             tags: from_json::<Value>("exchanges.tags", &tags)?,

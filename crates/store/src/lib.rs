@@ -85,6 +85,14 @@ impl Store {
     }
 }
 
+/// Usage from the nullable token columns: none without an input count.
+pub(crate) fn usage_from_columns(input: Option<i64>, output: Option<i64>) -> Option<evaltap_core::Usage> {
+    input.map(|i| evaltap_core::Usage {
+        input_tokens: i.max(0) as u64,
+        output_tokens: output.unwrap_or(0).max(0) as u64,
+    })
+}
+
 pub(crate) fn to_json(value: &impl serde::Serialize) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "null".into())
 }

@@ -329,10 +329,7 @@ fn decode_replay(r: &sqlx::sqlite::SqliteRow) -> Result<ReplayRecord> {
         model: r.try_get("model")?,
         response: response.map(|text| from_json("replays.response", &text)).transpose()?,
         output_text: r.try_get("output_text")?,
-        usage: input.map(|i| Usage {
-            input_tokens: i.max(0) as u64,
-            output_tokens: output.unwrap_or(0).max(0) as u64,
-        }),
+        usage: crate::usage_from_columns(input, output),
         cost_usd: r.try_get("cost_usd")?,
         latency_ms: r.try_get("latency_ms")?,
         error: r.try_get("error")?,
