@@ -4,9 +4,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Evidence, Verdict, WilcoxonMethod, ZeroMethod, benjamini_hochberg, bootstrap_means, holm, noninferiority,
-    normal_mixture, paired_differences, paired_t_clustered, percentile_interval, sample_size_noninferiority,
-    sample_size_paired, verdict, wilcoxon,
+    Evidence, Verdict, WilcoxonMethod, ZeroMethod, benjamini_hochberg, bootstrap_means, holm, mcnemar,
+    noninferiority, normal_mixture_from, paired_differences, paired_t_clustered, percentile_interval,
+    sample_size_noninferiority, sample_size_paired, verdict, wilcoxon,
 };
 
 /// Which statistics the verdict was decided from.
@@ -53,8 +53,29 @@ impl Default for CompareOptions {
     }
 }
 
-/// Sequential monitoring needs this many pairs (and σ̂ > 0) before it decides anything.
+/// Sequential monitoring needs this many pairs (and σ̂ > 0) before it decides anything; its
+/// always-valid p-value and confidence sequence accumulate only from here (the burn-in).
 pub const SEQUENTIAL_MIN_N: usize = 30;
+
+/// A fixed-n verdict needs at least this many pairs: below it a t-interval rests on a variance
+/// estimate too rough to decide a model swap on.
+pub const FIXED_N_MIN_N: usize = 10;
+
+/// Whether every score of both samples is 0 or 1 (pass/fail rubrics and checks).
+pub fn is_binary(baseline: &[f64], candidate: &[f64]) -> bool {
+    !baseline.is_empty() && baseline.iter().chain(candidate).all(|&x| x == 0.0 || x == 1.0)
+}
+
+/// Discordant pairs of pass/fail scores and McNemar's exact test on them.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct McNemarCounts {
+    /// Pairs that pass on the baseline only.
+    pub baseline_only: u64,
+    /// Pairs that pass on the candidate only.
+    pub candidate_only: u64,
+    /// Exact two-sided McNemar p-value.
+    pub p_exact: f64,
+}
 
 /// One candidate × rubric comparison.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -103,14 +124,29 @@ pub struct Comparison {
     pub samples_needed: Option<u64>,
     /// Why statistics are degenerate or missing, when they are.
     pub note: Option<String>,
+    /// The candidate is significantly lower (adjusted p < α, Δ < 0). Beside a `non-inferior`
+    /// verdict it says the drop is real but shown to be within the margin.
+    pub significantly_lower: bool,
+    /// For pass/fail scores: McNemar's exact test, which then decides fixed-n verdicts (the
+    /// paired t stays beside it in `p_value`).
+    pub mcnemar: Option<McNemarCounts>,
+    /// Variance inflation from clustering, (clustered SE / unclustered SE)²; sample-size advice
+    /// is multiplied by it.
+    pub design_effect: Option<f64>,
+    /// The planned sample size the confidence sequence is tuned to (N*).
+    pub planned_n: Option<usize>,
+    /// Set when the statistics could not be computed (the note says why): never decided.
+    #[serde(skip)]
+    undecidable: bool,
 }
 
 impl Comparison {
     /// The p-value the verdict is based on, before adjustment.
     pub fn basis_p_value(&self) -> f64 {
-        match self.basis {
-            Basis::Sequential => self.p_value_sequential,
-            Basis::FixedN => self.p_value,
+        match (self.basis, &self.mcnemar) {
+            (Basis::Sequential, _) => self.p_value_sequential,
+            (Basis::FixedN, Some(m)) => m.p_exact,
+            (Basis::FixedN, None) => self.p_value,
         }
     }
 
@@ -120,7 +156,7 @@ impl Comparison {
                 delta: self.delta,
                 p_adjusted: self.p_holm,
                 ni_lower_bound: self.cs_low,
-                enough_data: self.n >= SEQUENTIAL_MIN_N && self.sd_delta > 0.0,
+                enough_data: !self.undecidable && self.n >= SEQUENTIAL_MIN_N && self.sd_delta > 0.0,
             },
             Basis::FixedN => Evidence {
                 delta: self.delta,
@@ -128,7 +164,9 @@ impl Comparison {
                 ni_lower_bound: self.ni_lower_bound,
                 // Zero variance with no difference says nothing about the true variance; with a
                 // constant non-zero difference the exact sign test still speaks.
-                enough_data: self.n >= 2 && (self.sd_delta > 0.0 || self.delta != 0.0),
+                enough_data: !self.undecidable
+                    && self.n >= FIXED_N_MIN_N
+                    && (self.sd_delta > 0.0 || self.delta != 0.0),
             },
         }
     }
@@ -167,7 +205,18 @@ pub fn compare_paired(
         verdict: Verdict::Inconclusive,
         samples_needed: None,
         note: Some(note),
+        significantly_lower: false,
+        mcnemar: None,
+        design_effect: None,
+        planned_n: options.planned_n,
+        undecidable: true,
     };
+    if !(options.margin.is_finite() && options.margin >= 0.0) {
+        return empty(format!("the non-inferiority margin must be a number ≥ 0, got {}", options.margin));
+    }
+    if !(options.alpha > 0.0 && options.alpha < 1.0) {
+        return empty(format!("alpha must be within (0, 1), got {}", options.alpha));
+    }
     let diffs = match paired_differences(baseline, candidate, 1) {
         Ok(d) => d,
         Err(err) => return empty(err.to_string()),
@@ -179,14 +228,16 @@ pub fn compare_paired(
             c.baseline_mean = crate::mean(baseline);
             c.candidate_mean = crate::mean(candidate);
             c.delta = c.candidate_mean - c.baseline_mean;
+            c.sd_delta = if diffs.len() > 1 { crate::variance(&diffs).sqrt() } else { 0.0 };
             return c;
         }
     };
     let ni = noninferiority(&t, options.margin, options.alpha);
     let n_star = options.planned_n.unwrap_or(diffs.len()).max(2) as f64;
-    let (p_seq, cs) = match normal_mixture(&diffs, 0.0, options.alpha, n_star).last() {
-        Some(point) => (point.p_value, point.cs_intersection),
-        None => (1.0, (-1.0, 1.0)),
+    let monitored = normal_mixture_from(&diffs, 0.0, options.alpha, n_star, SEQUENTIAL_MIN_N);
+    let (p_seq, cs) = match monitored.last() {
+        Some(point) if point.n >= SEQUENTIAL_MIN_N => (point.p_value, point.cs_intersection),
+        _ => (1.0, (-1.0, 1.0)),
     };
     let cs = if cs.0.is_finite() && cs.1.is_finite() { cs } else { (-1.0, 1.0) };
     let bootstrap_ci = (options.bootstrap_resamples > 0)
@@ -205,7 +256,23 @@ pub fn compare_paired(
             percentile_interval(&thetas, options.alpha)
         })
         .flatten();
+    let mcnemar = is_binary(baseline, candidate).then(|| {
+        let baseline_only = baseline.iter().zip(candidate).filter(|(b, c)| **b > **c).count() as u64;
+        let candidate_only = baseline.iter().zip(candidate).filter(|(b, c)| **c > **b).count() as u64;
+        McNemarCounts {
+            baseline_only,
+            candidate_only,
+            p_exact: mcnemar(baseline_only, candidate_only).p_exact,
+        }
+    });
+    let design_effect = t.clusters.filter(|_| t.sd_delta > 0.0).map(|_| {
+        let unclustered_se = t.sd_delta / (t.n as f64).sqrt();
+        (t.se / unclustered_se).powi(2)
+    });
     let mut note = t.note.clone();
+    if diffs.len() < FIXED_N_MIN_N {
+        note.get_or_insert_with(|| format!("a verdict needs at least {FIXED_N_MIN_N} pairs"));
+    }
     if options.basis == Basis::Sequential && (diffs.len() < SEQUENTIAL_MIN_N || t.sd_delta == 0.0) {
         note.get_or_insert_with(|| {
             format!("sequential monitoring decides from {SEQUENTIAL_MIN_N} pairs with non-zero variance")
@@ -234,9 +301,36 @@ pub fn compare_paired(
         verdict: Verdict::Inconclusive,
         samples_needed: None,
         note,
+        significantly_lower: false,
+        mcnemar,
+        design_effect,
+        planned_n: options.planned_n,
+        undecidable: false,
     };
     decide_family(std::slice::from_mut(&mut comparison), options);
     comparison
+}
+
+/// Pairs needed in all to settle a comparison whose differences have sd `sd_delta` and mean
+/// `delta`: the non-inferiority sample size when Δ > −margin, else the two-sided test's (exact
+/// noncentral t), multiplied by the design effect when pairs are clustered (each clustered
+/// pair carries less information). `None` when no finite n would settle it.
+pub fn samples_to_settle(
+    sd_delta: f64,
+    delta: f64,
+    design_effect: Option<f64>,
+    options: &CompareOptions,
+) -> Option<u64> {
+    if !(sd_delta > 0.0 && sd_delta.is_finite() && delta.is_finite()) {
+        return None;
+    }
+    let needed = if delta > -options.margin {
+        sample_size_noninferiority(sd_delta, delta, options.margin, options.alpha, options.power)
+    } else {
+        sample_size_paired(sd_delta, delta, options.alpha, options.power).map(|s| s.n_exact)
+    };
+    let inflation = design_effect.unwrap_or(1.0).max(1.0);
+    needed.map(|n| n * inflation).filter(|n| n.is_finite() && *n < 1e15).map(|n| n.ceil() as u64)
 }
 
 /// Adjusts the family's p-values (Holm for verdicts, BH q-values beside them), then decides
@@ -249,13 +343,9 @@ pub fn decide_family(family: &mut [Comparison], options: &CompareOptions) {
         c.p_holm = p_holm;
         c.q_value = q_value;
         c.verdict = verdict(&c.evidence(), options.alpha, options.margin);
-        c.samples_needed = if c.verdict == Verdict::Inconclusive && c.sd_delta > 0.0 {
-            let needed = if c.delta > -options.margin {
-                sample_size_noninferiority(c.sd_delta, c.delta, options.margin, options.alpha, options.power)
-            } else {
-                sample_size_paired(c.sd_delta, c.delta, options.alpha, options.power).map(|s| s.n_exact)
-            };
-            needed.filter(|n| n.is_finite()).map(|n| n.ceil().max(c.n as f64) as u64)
+        c.significantly_lower = !c.undecidable && c.p_holm < options.alpha && c.delta < 0.0;
+        c.samples_needed = if c.verdict == Verdict::Inconclusive && !c.undecidable {
+            samples_to_settle(c.sd_delta, c.delta, c.design_effect, options).map(|n| n.max(c.n as u64))
         } else {
             None
         };
@@ -297,8 +387,9 @@ mod tests {
     fn holm_across_the_family_can_withhold_a_verdict() {
         let opts = CompareOptions { bootstrap_resamples: 0, ..CompareOptions::default() };
         // p ≈ 0.03 alone is `worse`; in a family of four with nothing else, Holm withholds it.
-        let base: Vec<f64> = (0..200).map(|i| if i % 5 == 0 { 0.0 } else { 1.0 }).collect();
-        let cand: Vec<f64> = (0..200).map(|i| if i % 5 == 0 || i % 29 == 1 { 0.0 } else { 1.0 }).collect();
+        // (Scores 0.2/1: not pass/fail, so the paired t decides, not McNemar.)
+        let base: Vec<f64> = (0..200).map(|i| if i % 5 == 0 { 0.2 } else { 1.0 }).collect();
+        let cand: Vec<f64> = (0..200).map(|i| if i % 5 == 0 || i % 29 == 1 { 0.2 } else { 1.0 }).collect();
         let alone = compare_paired(&base, &cand, None, &opts);
         assert!(alone.p_value < 0.05 && alone.p_value > 0.0125, "{}", alone.p_value);
         assert_eq!(alone.verdict, Verdict::Worse);

@@ -49,17 +49,22 @@ pub use binary::{
 pub use bootstrap::{
     BcaInterval, bca_interval, bca_levels, bootstrap_means, jackknife_acceleration, percentile_interval,
 };
-pub use compare::{Basis, CompareOptions, Comparison, SEQUENTIAL_MIN_N, compare_paired, decide_family};
+pub use compare::{
+    Basis, CompareOptions, Comparison, FIXED_N_MIN_N, McNemarCounts, SEQUENTIAL_MIN_N, compare_paired,
+    decide_family, is_binary, samples_to_settle,
+};
 pub use descriptive::{mean, normal_cdf, normal_sf, percentile, t_quantile, variance, z_quantile};
 pub use multiple::{benjamini_hochberg, benjamini_yekutieli, holm};
 pub use paired::{
-    NonInferiority, PairedT, StatsError, clustered_se, clustered_se_uncorrected, noninferiority,
-    paired_differences, paired_t, paired_t_clustered,
+    MIN_CLUSTERS, NonInferiority, PairedT, StatsError, clustered_se, clustered_se_uncorrected,
+    noninferiority, paired_differences, paired_t, paired_t_clustered,
 };
 pub use power::{
     SampleSize, mde_paired, noncentral_t_sf, paired_t_power, sample_size_mcnemar, sample_size_noninferiority,
     sample_size_paired,
 };
-pub use sequential::{MixturePoint, mixture_rho, normal_mixture, prpl_eb_cs, prpl_eb_lower};
+pub use sequential::{
+    MixturePoint, mixture_rho, normal_mixture, normal_mixture_from, prpl_eb_cs, prpl_eb_lower,
+};
 pub use verdict::{Evidence, Verdict, verdict};
 pub use wilcoxon::{Wilcoxon, WilcoxonMethod, ZeroMethod, wilcoxon};

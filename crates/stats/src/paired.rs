@@ -26,7 +26,22 @@ pub enum StatsError {
     },
     /// An input was NaN or infinite.
     NotFinite,
+    /// The scores are so large that their differences or variance overflow.
+    Overflow,
+    /// Clustered data with too few clusters for a clustered standard error to mean anything.
+    TooFewClusters {
+        /// Distinct clusters given.
+        clusters: usize,
+        /// Clusters needed.
+        needed: usize,
+    },
+    /// The clustered standard error is 0 although the differences vary: the cluster sums
+    /// cancel exactly, which says nothing about the true uncertainty.
+    DegenerateClusters,
 }
+
+/// Fewer distinct clusters than this give no clustered standard error (`TooFewClusters`).
+pub const MIN_CLUSTERS: usize = 5;
 
 impl std::fmt::Display for StatsError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -38,6 +53,17 @@ impl std::fmt::Display for StatsError {
                 write!(f, "samples are not paired: {baseline} baseline vs {candidate} candidate scores")
             }
             StatsError::NotFinite => write!(f, "a score is NaN or infinite"),
+            StatsError::Overflow => {
+                write!(f, "scores too large: their differences or variance overflow a 64-bit float")
+            }
+            StatsError::TooFewClusters { clusters, needed } => write!(
+                f,
+                "too few clusters for a clustered standard error: {clusters}, at least {needed} needed"
+            ),
+            StatsError::DegenerateClusters => write!(
+                f,
+                "the clustered standard error is 0 although the differences vary (cluster sums cancel)"
+            ),
         }
     }
 }
@@ -91,7 +117,15 @@ pub fn paired_differences(
     if baseline.len() < needed {
         return Err(StatsError::Insufficient { n: baseline.len(), needed });
     }
-    Ok(candidate.iter().zip(baseline).map(|(c, b)| c - b).collect())
+    let diffs: Vec<f64> = candidate.iter().zip(baseline).map(|(c, b)| c - b).collect();
+    let sums_finite = [mean(baseline), mean(candidate), mean(&diffs)].iter().all(|m| m.is_finite());
+    if !sums_finite
+        || diffs.iter().any(|d| !d.is_finite())
+        || !variance(&diffs).is_finite() && diffs.len() > 1
+    {
+        return Err(StatsError::Overflow);
+    }
+    Ok(diffs)
 }
 
 /// Clustered standard error of a mean (Miller 2024, with inspect_ai's C/(C−1) correction):
@@ -135,10 +169,24 @@ pub fn paired_t_clustered<K: Ord>(
     let n = diffs.len();
     let mean_delta = mean(&diffs);
     let sd_delta = variance(&diffs).sqrt();
-    let (se, df, cluster_count) = match clusters.and_then(|c| clustered_se(&diffs, c)) {
-        // A single pair per cluster is the unclustered case; keep its exact t.
-        Some((se, c)) if c < n => (se, (c - 1) as f64, Some(c)),
-        _ => (sd_delta / (n as f64).sqrt(), (n - 1) as f64, None),
+    let clustered = match clusters {
+        Some(keys) => {
+            let distinct = keys.iter().collect::<std::collections::BTreeSet<_>>().len();
+            // A single pair per cluster is the unclustered case; keep its exact t.
+            if distinct >= n {
+                None
+            } else if distinct < MIN_CLUSTERS {
+                return Err(StatsError::TooFewClusters { clusters: distinct, needed: MIN_CLUSTERS });
+            } else {
+                clustered_se(&diffs, keys)
+            }
+        }
+        None => None,
+    };
+    let (se, df, cluster_count) = match clustered {
+        Some((se, _)) if se == 0.0 && sd_delta > 0.0 => return Err(StatsError::DegenerateClusters),
+        Some((se, c)) => (se, (c - 1) as f64, Some(c)),
+        None => (sd_delta / (n as f64).sqrt(), (n - 1) as f64, None),
     };
     let (t, p_value, half_width, note) = if se == 0.0 {
         if mean_delta == 0.0 {

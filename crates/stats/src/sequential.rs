@@ -41,9 +41,29 @@ fn mixture_at(sum_dev: f64, mean: f64, sd: f64, n: f64, rho: f64, alpha: f64) ->
 
 /// Runs the normal-mixture mSPRT over `d` in arrival order against θ0 = `theta0`, tuned for
 /// `n_star` samples; returns the state after each sample from the second on (σ̂ needs two).
-/// σ̂ is the running sd, so validity is asymptotic: decide only from n ≥ 30.
+///
+/// The running minimum of p and the running intersection of the sequence start at the first
+/// sample (as the spec's test vectors are computed). Products monitor with
+/// [`normal_mixture_from`] and a burn-in instead.
 pub fn normal_mixture(d: &[f64], theta0: f64, alpha: f64, n_star: f64) -> Vec<MixturePoint> {
+    normal_mixture_from(d, theta0, alpha, n_star, 2)
+}
+
+/// The normal-mixture mSPRT whose always-valid p-value and confidence-sequence intersection
+/// accumulate only from `burn_in` samples on (stats-methods §4.1): σ̂ is a plug-in, and with a
+/// handful of samples a chance run of near-equal differences sets a tiny p that the running
+/// minimum would keep forever. Points before `burn_in` report p = 1 and the unintersected
+/// sequence. An intersection that would come out empty (which a valid procedure allows only
+/// with probability ≤ α) is never reported: the sequence at that time stands in for it.
+pub fn normal_mixture_from(
+    d: &[f64],
+    theta0: f64,
+    alpha: f64,
+    n_star: f64,
+    burn_in: usize,
+) -> Vec<MixturePoint> {
     let rho = mixture_rho(alpha, n_star);
+    let burn_in = burn_in.max(2) as f64;
     let (mut count, mut mean, mut m2) = (0.0f64, 0.0f64, 0.0f64);
     let mut p_value = 1.0f64;
     let mut inter = (f64::NEG_INFINITY, f64::INFINITY);
@@ -57,15 +77,17 @@ pub fn normal_mixture(d: &[f64], theta0: f64, alpha: f64, n_star: f64) -> Vec<Mi
             continue;
         }
         let sd = (m2 / (count - 1.0)).sqrt();
-        let (lambda, cs) = if sd > 0.0 {
+        let (lambda, cs) = if sd > 0.0 && sd.is_finite() {
             mixture_at(count * (mean - theta0), mean, sd, count, rho, alpha)
         } else {
             (1.0, (mean, mean))
         };
         let p_instant = (1.0 / lambda).min(1.0);
-        p_value = p_value.min(p_instant);
-        if sd > 0.0 {
-            inter = (inter.0.max(cs.0), inter.1.min(cs.1));
+        let accumulating = count >= burn_in && sd > 0.0;
+        if accumulating {
+            p_value = p_value.min(p_instant);
+            let next = (inter.0.max(cs.0), inter.1.min(cs.1));
+            inter = if next.0 <= next.1 { next } else { cs };
         }
         points.push(MixturePoint {
             n: count as usize,
@@ -75,7 +97,7 @@ pub fn normal_mixture(d: &[f64], theta0: f64, alpha: f64, n_star: f64) -> Vec<Mi
             p_value,
             p_instant,
             cs,
-            cs_intersection: inter,
+            cs_intersection: if accumulating || inter.0.is_finite() { inter } else { cs },
         });
     }
     points

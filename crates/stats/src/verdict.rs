@@ -48,20 +48,22 @@ pub struct Evidence {
 /// The one place that turns statistics into a verdict, in this order:
 ///
 /// 1. not enough data → `inconclusive`;
-/// 2. adjusted p < α and Δ > 0 → `better`; adjusted p < α and Δ < 0 → `worse` (a significant
-///    drop is reported even when it is smaller than the margin: a gate should see it);
-/// 3. lower bound > −margin → `non-inferior` (an intersection–union test: no adjustment);
-/// 4. otherwise `inconclusive`.
+/// 2. adjusted p < α and Δ > 0 → `better`;
+/// 3. lower bound > −margin → `non-inferior` (an intersection–union test: no adjustment), even
+///    when the drop is significant: a cost swap asks "within the margin?", and that is shown
+///    (the comparison flags `significantly_lower` beside it);
+/// 4. adjusted p < α and Δ < 0 → `worse`: lower, and not shown to be within the margin;
+/// 5. otherwise `inconclusive`.
 pub fn verdict(evidence: &Evidence, alpha: f64, margin: f64) -> Verdict {
-    if !evidence.enough_data || evidence.p_adjusted.is_nan() {
+    if !evidence.enough_data || evidence.p_adjusted.is_nan() || evidence.ni_lower_bound.is_nan() {
         return Verdict::Inconclusive;
     }
     if evidence.p_adjusted < alpha && evidence.delta > 0.0 {
         Verdict::Better
-    } else if evidence.p_adjusted < alpha && evidence.delta < 0.0 {
-        Verdict::Worse
     } else if evidence.ni_lower_bound > -margin {
         Verdict::NonInferior
+    } else if evidence.p_adjusted < alpha && evidence.delta < 0.0 {
+        Verdict::Worse
     } else {
         Verdict::Inconclusive
     }
@@ -79,7 +81,9 @@ mod tests {
     fn each_region_maps_to_its_verdict() {
         assert_eq!(verdict(&ev(0.05, 0.01, 0.01), 0.05, 0.02), Verdict::Better);
         assert_eq!(verdict(&ev(-0.05, 0.01, -0.09), 0.05, 0.02), Verdict::Worse);
-        assert_eq!(verdict(&ev(-0.001, 0.01, -0.002), 0.05, 0.02), Verdict::Worse);
+        // Significantly lower but shown within the margin: non-inferior (cost-swap reading).
+        assert_eq!(verdict(&ev(-0.001, 0.01, -0.002), 0.05, 0.02), Verdict::NonInferior);
+        assert_eq!(verdict(&ev(-0.01, 0.01, -0.0201), 0.05, 0.02), Verdict::Worse);
         assert_eq!(verdict(&ev(0.001, 0.6, -0.01), 0.05, 0.02), Verdict::NonInferior);
         assert_eq!(verdict(&ev(0.001, 0.6, -0.05), 0.05, 0.02), Verdict::Inconclusive);
         let thin = Evidence { enough_data: false, ..ev(0.5, 0.0, 0.4) };
