@@ -160,6 +160,14 @@ enum StatsCommand {
         /// Significance level.
         #[arg(long, default_value_t = 0.05)]
         alpha: f64,
+        /// Planned number of pairs, fixed when monitoring starts; tunes the always-valid
+        /// p-value and confidence sequence. Re-run on a growing file with the same value.
+        #[arg(long)]
+        planned_n: Option<usize>,
+        /// Decide as a running experiment's report does: from the always-valid statistics
+        /// (needs --planned-n) instead of the fixed-n test.
+        #[arg(long)]
+        sequential: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -375,9 +383,27 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sources { command: Some(SourcesCommand::Add { name, format, url }) } => {
             print!("{}", crate::sources_cmd::add(name, format, url, &crate::sources_cmd::new_key())?);
         }
-        Command::Stats(StatsCommand::Compare { csv, baseline, candidate, cluster, margin, alpha, json }) => {
-            let result =
-                crate::stats_cmd::compare_csv(csv, baseline, candidate, cluster.as_deref(), *margin, *alpha)?;
+        Command::Stats(StatsCommand::Compare {
+            csv,
+            baseline,
+            candidate,
+            cluster,
+            margin,
+            alpha,
+            planned_n,
+            sequential,
+            json,
+        }) => {
+            let settings = crate::stats_cmd::CompareSettings {
+                baseline,
+                candidate,
+                cluster: cluster.as_deref(),
+                margin: *margin,
+                alpha: *alpha,
+                planned_n: *planned_n,
+                sequential: *sequential,
+            };
+            let result = crate::stats_cmd::compare_csv(csv, &settings)?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&result)?);
             } else {

@@ -7,6 +7,27 @@ use anyhow::{Context as _, bail};
 use evaltap_stats::{Basis, BcaInterval, CompareOptions, Comparison, bca_interval, compare_paired};
 use serde::Serialize;
 
+/// What `stats compare` is asked.
+#[derive(Debug, Clone)]
+pub struct CompareSettings<'a> {
+    /// Baseline column.
+    pub baseline: &'a str,
+    /// Candidate column.
+    pub candidate: &'a str,
+    /// Cluster column.
+    pub cluster: Option<&'a str>,
+    /// Non-inferiority margin (≥ 0, on the scores' scale).
+    pub margin: f64,
+    /// Significance level.
+    pub alpha: f64,
+    /// The planned number of pairs, fixed when monitoring starts: it tunes the always-valid
+    /// statistics. Without it they are tuned to the rows present, which is not always-valid
+    /// across re-runs on a growing file.
+    pub planned_n: Option<usize>,
+    /// Decide as a running experiment would (sequential basis) instead of fixed-n.
+    pub sequential: bool,
+}
+
 /// What `stats compare` prints with `--json`.
 #[derive(Debug, Serialize)]
 pub struct CsvComparison {
@@ -37,16 +58,22 @@ fn number(record: &csv::StringRecord, index: usize, name: &str, row: usize) -> a
 }
 
 /// Reads the CSV and runs the comparison.
-pub fn compare_csv(
-    path: &Path,
-    baseline: &str,
-    candidate: &str,
-    cluster: Option<&str>,
-    margin: f64,
-    alpha: f64,
-) -> anyhow::Result<CsvComparison> {
-    if !(0.0..1.0).contains(&alpha) || alpha == 0.0 {
+pub fn compare_csv(path: &Path, settings: &CompareSettings<'_>) -> anyhow::Result<CsvComparison> {
+    let CompareSettings { baseline, candidate, cluster, margin, alpha, planned_n, sequential } = *settings;
+    if !(alpha > 0.0 && alpha < 1.0) {
         bail!("--alpha must be within (0, 1), got {alpha}");
+    }
+    if !(margin.is_finite() && margin >= 0.0) {
+        bail!("--margin must be a number ≥ 0 on the scores' scale, got {margin}");
+    }
+    if planned_n == Some(0) {
+        bail!("--planned-n must be at least 1");
+    }
+    if sequential && planned_n.is_none() {
+        bail!(
+            "--sequential needs --planned-n: the always-valid statistics are tuned to the planned \
+             number of pairs, fixed when monitoring starts"
+        );
     }
     let mut reader = csv::Reader::from_path(path).with_context(|| format!("opening {}", path.display()))?;
     let headers =
@@ -61,10 +88,15 @@ pub fn compare_csv(
         b.push(number(&record, bi, baseline, row)?);
         c.push(number(&record, ci, candidate, row)?);
         if let Some(k) = cluster_index {
-            keys.push(record.get(k).unwrap_or("").trim().to_string());
+            let key = record.get(k).unwrap_or("").trim();
+            if key.is_empty() {
+                bail!("row {row}, column `{}`: empty cluster key", cluster.unwrap_or_default());
+            }
+            keys.push(key.to_string());
         }
     }
-    let options = CompareOptions { alpha, margin, basis: Basis::FixedN, ..CompareOptions::default() };
+    let basis = if sequential { Basis::Sequential } else { Basis::FixedN };
+    let options = CompareOptions { alpha, margin, basis, planned_n, ..CompareOptions::default() };
     let stats = compare_paired(&b, &c, cluster_index.map(|_| &keys[..]), &options);
     let bca = if cluster_index.is_none() && stats.note.is_none() {
         let diffs: Vec<f64> = c.iter().zip(&b).map(|(c, b)| c - b).collect();
@@ -104,10 +136,26 @@ pub fn render(result: &CsvComparison) -> String {
         ),
         format!("Wilcoxon signed-rank (Pratt): p = {:.6}", s.p_value_wilcoxon),
         format!(
-            "always-valid (mSPRT): p = {:.6}, confidence sequence [{:+.6}, {:+.6}]",
-            s.p_value_sequential, s.cs_low, s.cs_high
+            "always-valid (mSPRT, from {} pairs on): p = {:.6}, confidence sequence [{:+.6}, {:+.6}]{}",
+            evaltap_stats::SEQUENTIAL_MIN_N,
+            s.p_value_sequential,
+            s.cs_low,
+            s.cs_high,
+            match s.planned_n {
+                Some(n) => format!(" (tuned to a planned {n} pairs)"),
+                None => " (tuned to this file's rows; pass --planned-n to monitor a growing file)".into(),
+            }
         ),
     ];
+    if let Some(m) = &s.mcnemar {
+        lines.push(format!(
+            "pass/fail: McNemar exact p = {:.6} ({} baseline-only, {} candidate-only passes)",
+            m.p_exact, m.baseline_only, m.candidate_only
+        ));
+    }
+    if let Some(deff) = s.design_effect {
+        lines.push(format!("design effect of clustering: {deff:.3}"));
+    }
     if let Some((lo, hi)) = s.bootstrap_ci {
         lines.push(format!("bootstrap percentile 95% CI [{lo:+.6}, {hi:+.6}]"));
     }
@@ -117,7 +165,14 @@ pub fn render(result: &CsvComparison) -> String {
             bca.low, bca.high, bca.z0, bca.a
         ));
     }
-    let mut verdict = format!("verdict: {}", s.verdict);
+    let basis = match s.basis {
+        Basis::Sequential => "sequential",
+        Basis::FixedN => "fixed-n",
+    };
+    let mut verdict = format!("verdict ({basis}): {}", s.verdict);
+    if s.significantly_lower {
+        verdict.push_str(" (significantly lower, but shown within the margin)");
+    }
     if let Some(n) = s.samples_needed {
         verdict.push_str(&format!(" (about {n} pairs in all would settle it)"));
     }
@@ -146,16 +201,78 @@ mod tests {
             .chain(b.iter().zip(&c).enumerate().map(|(i, (b, c))| format!("{i},{b},{c}\n")))
             .collect();
         let path = write("d", &text);
-        let result = compare_csv(&path, "base", "cand", None, 0.5, 0.05).expect("compares");
+        let result = compare_csv(&path, &CompareSettings { margin: 0.5, ..settings() }).expect("compares");
         assert!((result.stats.p_value - 0.0960136657).abs() < 1e-8);
         assert!((result.stats.ni_lower_bound - 0.0055738039).abs() < 1e-8);
-        assert!(render(&result).contains("verdict: non-inferior"));
+        assert!(render(&result).contains("verdict (fixed-n): non-inferior"), "{}", render(&result));
         let bad = write("bad", "base,cand\n1,2\n3,x\n");
-        let err = compare_csv(&bad, "base", "cand", None, 0.02, 0.05).expect_err("bad cell");
+        let err = compare_csv(&bad, &settings()).expect_err("bad cell");
         assert!(format!("{err:#}").contains("row 3, column `cand`"), "{err:#}");
-        let err = compare_csv(&bad, "base", "nope", None, 0.02, 0.05).expect_err("bad column");
+        let err =
+            compare_csv(&bad, &CompareSettings { candidate: "nope", ..settings() }).expect_err("bad column");
         assert!(format!("{err:#}").contains("no column `nope`"), "{err:#}");
+        for margin in [f64::NAN, -0.01] {
+            let err = compare_csv(&path, &CompareSettings { margin, ..settings() }).expect_err("bad margin");
+            assert!(format!("{err:#}").contains("--margin"), "{err:#}");
+        }
+        let err = compare_csv(&path, &CompareSettings { sequential: true, ..settings() }).expect_err("no N*");
+        assert!(format!("{err:#}").contains("--planned-n"), "{err:#}");
         let _ = std::fs::remove_file(path);
         let _ = std::fs::remove_file(bad);
+    }
+
+    fn settings() -> CompareSettings<'static> {
+        CompareSettings {
+            baseline: "base",
+            candidate: "cand",
+            cluster: None,
+            margin: 0.02,
+            alpha: 0.05,
+            planned_n: None,
+            sequential: false,
+        }
+    }
+
+    #[test]
+    fn empty_cluster_keys_are_an_error_not_a_silent_fallback() {
+        let path = write("emptykey", "base,cand,conv\n0.1,0.2,a\n0.3,0.4,\n");
+        let err =
+            compare_csv(&path, &CompareSettings { cluster: Some("conv"), ..settings() }).expect_err("empty");
+        assert!(format!("{err:#}").contains("row 3, column `conv`: empty cluster key"), "{err:#}");
+        let _ = std::fs::remove_file(path);
+    }
+
+    /// Re-running on a growing file with a fixed --planned-n is the always-valid procedure: each
+    /// prefix's p is the one the monitored sequence reached there, so it never goes back up.
+    #[test]
+    fn a_growing_file_with_a_planned_n_is_monitored_not_retuned() {
+        let rows: Vec<(f64, f64)> =
+            (0..120).map(|i| (((i * 37) % 10) as f64 / 9.0, (((i * 53) + 3) % 10) as f64 / 9.0)).collect();
+        let mut last_p = 1.0;
+        for n in (10..=120).step_by(10) {
+            let text: String = std::iter::once("base,cand\n".to_string())
+                .chain(rows[..n].iter().map(|(b, c)| format!("{b},{c}\n")))
+                .collect();
+            let path = write(&format!("grow{n}"), &text);
+            let s = CompareSettings { planned_n: Some(120), sequential: true, ..settings() };
+            let result = compare_csv(&path, &s).expect("compares");
+            let _ = std::fs::remove_file(&path);
+            assert_eq!(result.stats.planned_n, Some(120));
+            assert!(result.stats.p_value_sequential <= last_p, "p went back up at n = {n}");
+            last_p = result.stats.p_value_sequential;
+            let b: Vec<f64> = rows[..n].iter().map(|r| r.0).collect();
+            let c: Vec<f64> = rows[..n].iter().map(|r| r.1).collect();
+            let direct = evaltap_stats::normal_mixture_from(
+                &c.iter().zip(&b).map(|(c, b)| c - b).collect::<Vec<_>>(),
+                0.0,
+                0.05,
+                120.0,
+                evaltap_stats::SEQUENTIAL_MIN_N,
+            );
+            if n >= evaltap_stats::SEQUENTIAL_MIN_N {
+                let point = direct.last().expect("points");
+                assert_eq!(result.stats.p_value_sequential, point.p_value);
+            }
+        }
     }
 }

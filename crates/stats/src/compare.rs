@@ -399,4 +399,67 @@ mod tests {
         assert_eq!(family[0].verdict, Verdict::Inconclusive);
         assert!(family[0].samples_needed.is_some_and(|n| n > 200));
     }
+
+    fn keys(labels: &[usize]) -> Vec<String> {
+        labels.iter().map(|k| format!("c{k}")).collect()
+    }
+
+    #[test]
+    fn too_few_or_cancelling_clusters_stay_inconclusive_with_a_note() {
+        let opts = CompareOptions { bootstrap_resamples: 0, ..CompareOptions::default() };
+        let base: Vec<f64> = (0..40).map(|i| (i % 7) as f64 / 7.0).collect();
+        let cand: Vec<f64> = base.iter().enumerate().map(|(i, b)| b + 0.3 + 0.05 * (i % 3) as f64).collect();
+        // One cluster: never a silent fallback to the unclustered SE.
+        let one = compare_paired(&base, &cand, Some(&keys(&[0; 40])), &opts);
+        assert_eq!(one.verdict, Verdict::Inconclusive, "{one:?}");
+        assert!(one.note.as_deref().is_some_and(|n| n.contains("too few clusters")), "{one:?}");
+        // Two clusters with equal means: the clustered SE is exactly 0.
+        let two_keys: Vec<usize> = (0..40).map(|i| i % 2).collect();
+        let d: Vec<f64> = (0..40).map(|i| if (i / 2) % 2 == 0 { 0.25 } else { -0.25 }).collect();
+        let zeros = vec![0.0; 40];
+        let two = compare_paired(&zeros, &d, Some(&keys(&two_keys)), &opts);
+        assert_eq!(two.verdict, Verdict::Inconclusive, "{two:?}");
+        assert!(two.note.is_some() && two.p_holm == 1.0, "{two:?}");
+        // Five clusters are enough.
+        let five: Vec<usize> = (0..40).map(|i| i % 5).collect();
+        let ok = compare_paired(&base, &cand, Some(&keys(&five)), &opts);
+        assert_eq!((ok.clusters, ok.verdict), (Some(5), Verdict::Better), "{ok:?}");
+        assert!(ok.design_effect.is_some());
+    }
+
+    #[test]
+    fn tiny_extreme_or_invalid_inputs_are_inconclusive_never_a_panic() {
+        let opts = CompareOptions { bootstrap_resamples: 50, ..CompareOptions::default() };
+        // Two pairs with the same non-zero difference: a zero-width interval proves nothing.
+        let r = compare_paired(&[0.5, 0.6], &[0.49, 0.59], None, &opts);
+        assert_eq!(r.verdict, Verdict::Inconclusive, "{r:?}");
+        let r = compare_paired(&[1e308, -1e308, 1e308], &[-1e308, 1e308, -1e308], None, &opts);
+        assert_eq!(r.verdict, Verdict::Inconclusive, "{r:?}");
+        assert!(r.note.as_deref().is_some_and(|n| n.contains("too large")), "{r:?}");
+        for margin in [f64::NAN, -0.1, f64::INFINITY] {
+            let r = compare_paired(&[0.5; 20], &[0.6; 20], None, &CompareOptions { margin, ..opts.clone() });
+            assert_eq!(r.verdict, Verdict::Inconclusive, "{r:?}");
+            assert!(r.note.as_deref().is_some_and(|n| n.contains("margin")), "{r:?}");
+        }
+    }
+
+    #[test]
+    fn pass_fail_scores_are_decided_by_exact_mcnemar() {
+        let opts = CompareOptions { bootstrap_resamples: 0, ..CompareOptions::default() };
+        // 12 discordant pairs, 10 to the candidate: exact p = 2·P(X ≤ 2 | 12, ½) = 0.0386.
+        let mut base = vec![1.0; 50];
+        let mut cand = vec![1.0; 50];
+        for i in 0..10 {
+            base[i] = 0.0;
+        }
+        cand[20] = 0.0;
+        cand[21] = 0.0;
+        let r = compare_paired(&base, &cand, None, &opts);
+        let m = r.mcnemar.expect("binary scores");
+        assert_eq!((m.baseline_only, m.candidate_only), (2, 10));
+        assert!((m.p_exact - 0.038574).abs() < 1e-5, "{}", m.p_exact);
+        assert_eq!(r.basis_p_value(), m.p_exact);
+        assert!(r.p_value != m.p_exact, "the paired t stays beside it");
+        assert_eq!(r.verdict, Verdict::Better);
+    }
 }

@@ -157,7 +157,8 @@ fn the_advised_sample_size_settles_the_comparison_with_80_percent_power() {
     // the pilot measures it.)
     let (b, c) = scores(&mut rng, 200_000, Scale::OneToTen, -0.04);
     let pilot = compare_paired(&b, &c, None, &options);
-    let n = samples_to_settle(pilot.sd_delta, pilot.delta, pilot.design_effect, &options).expect("advice") as usize;
+    let n = samples_to_settle(pilot.sd_delta, pilot.delta, pilot.design_effect, &options).expect("advice")
+        as usize;
     let detected = (0..runs)
         .filter(|_| {
             let (b, c) = scores(&mut rng, n, Scale::OneToTen, -0.04);
@@ -186,7 +187,9 @@ fn the_advised_sample_size_settles_the_comparison_with_80_percent_power() {
         detected as f64 / runs as f64
     };
     let (power, naive_power) = (power_at(&mut rng, n), power_at(&mut rng, naive));
-    eprintln!("clustered: deff {deff:.2}, advised n {n} (power {power:.3}); unclustered advice {naive} ({naive_power:.3})");
+    eprintln!(
+        "clustered: deff {deff:.2}, advised n {n} (power {power:.3}); unclustered advice {naive} ({naive_power:.3})"
+    );
     assert!(at_least_80_percent(power, runs), "clustered power {power} at the advised n = {n}");
     assert!(naive_power < 0.7, "ignoring clusters should under-power: {naive_power} at {naive}");
 }
@@ -199,11 +202,12 @@ fn non_inferiority_holds_at_large_n_for_a_slightly_worse_candidate() {
     let options = fixed_n(0.02);
     let runs = 200;
     let rate = |rng: &mut ChaCha8Rng, n: usize, shift: f64, want: Verdict| {
-        (0..runs).filter(|_| {
-            let (b, c) = scores(rng, n, Scale::Continuous, shift);
-            compare_paired(&b, &c, None, &options).verdict == want
-        })
-        .count() as f64
+        (0..runs)
+            .filter(|_| {
+                let (b, c) = scores(rng, n, Scale::Continuous, shift);
+                compare_paired(&b, &c, None, &options).verdict == want
+            })
+            .count() as f64
             / runs as f64
     };
     let at_20k = rate(&mut rng, 20_000, -0.01, Verdict::NonInferior);
