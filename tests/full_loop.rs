@@ -55,6 +55,7 @@ async fn create(
         filter: Default::default(),
         margin: None,
         spend_cap_usd,
+        judge_samples: None,
     };
     evaltap_worker::create_experiment(&app.config, &app.rubrics, &app.store, &app.queue, request)
         .await

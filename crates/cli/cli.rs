@@ -60,6 +60,12 @@ enum Command {
     /// Statistics on your own data.
     #[command(subcommand)]
     Stats(StatsCommand),
+    /// Rubrics: check every template, or print the exact judge prompt for an exchange.
+    #[command(subcommand)]
+    Rubric(RubricCommand),
+    /// The judge: calibrate it against human labels.
+    #[command(subcommand)]
+    Judge(JudgeCommand),
     /// Print an experiment's report.
     Report {
         /// Experiment name.
@@ -117,6 +123,9 @@ struct SimArgs {
     /// Probability that the judge prefers position A whatever the answers.
     #[arg(long, default_value_t = 0.1)]
     judge_position_bias: f64,
+    /// Probability that the judge answers in unreadable prose when the graded answer is long.
+    #[arg(long, default_value_t = 0.0)]
+    judge_unreadable_long: f64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -134,6 +143,45 @@ enum SourcesCommand {
         /// evaltap's URL as the gateway reaches it.
         #[arg(long, default_value = "http://127.0.0.1:7077")]
         url: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RubricCommand {
+    /// Load and render every rubric with a sample exchange; a broken template is reported as
+    /// `file:line: reason` and the command exits 1.
+    Check,
+    /// Print the exact prompt the judge gets for a stored exchange.
+    Render {
+        /// Rubric name.
+        name: String,
+        /// Stored exchange id.
+        #[arg(long)]
+        exchange: String,
+        /// Use the rubric text this experiment froze (and its replays with --candidate).
+        #[arg(long)]
+        experiment: Option<String>,
+        /// Grade this candidate's replay instead of the production answer (pairwise: compare them).
+        #[arg(long)]
+        candidate: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum JudgeCommand {
+    /// Run the judge on human-labelled items and report its agreement with them: weighted κ,
+    /// κ on pass/fail, Krippendorff's α, the confusion table and the mean bias. Stored; every
+    /// report names the rubric's latest calibration.
+    Calibrate {
+        /// Rubric (pointwise).
+        #[arg(long)]
+        rubric: String,
+        /// JSONL of labelled items (see datasets/README.md).
+        #[arg(long)]
+        labels: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -199,10 +247,19 @@ enum ExperimentCommand {
         /// Non-inferiority margin on the [0, 1] scale.
         #[arg(long)]
         margin: Option<f64>,
-        /// Most to spend on candidate replays, in USD; replays past it are skipped and the
-        /// report says so.
+        /// Most to spend on candidate replays and judge calls together, in USD; work past it is
+        /// skipped and the report says so.
         #[arg(long)]
         spend_cap_usd: Option<f64>,
+        /// Judge calls averaged per item and rubric (default: `[judge].samples`, else 1).
+        #[arg(long)]
+        judge_samples: Option<usize>,
+    },
+    /// Print what an experiment froze: sample, candidates, rubrics (text hash, mode, scale) and
+    /// the judge with its parameters.
+    Show {
+        /// Experiment name.
+        name: String,
     },
     /// Run an experiment's remaining work in this process until it is done, then print the report.
     Run {
@@ -245,6 +302,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 judge: evaltap_sim::JudgeBehavior {
                     noise: args.judge_noise,
                     position_bias: args.judge_position_bias,
+                    unreadable_long: args.judge_unreadable_long,
                 },
             };
             let server = evaltap_sim::spawn(SocketAddr::from(([127, 0, 0, 1], args.port)), config)
@@ -289,6 +347,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             model,
             margin,
             spend_cap_usd,
+            judge_samples,
         }) => {
             let app = open_app(&cli).await?;
             let request = ExperimentRequest {
@@ -299,6 +358,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 filter: Filter { source: source.clone(), model: model.clone(), ..Filter::default() },
                 margin: *margin,
                 spend_cap_usd: *spend_cap_usd,
+                judge_samples: *judge_samples,
             };
             let experiment =
                 evaltap_worker::create_experiment(&app.config, &app.rubrics, &app.store, &app.queue, request)
@@ -408,6 +468,39 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&result)?);
             } else {
                 print!("{}", crate::stats_cmd::render(&result));
+            }
+        }
+        Command::Experiment(ExperimentCommand::Show { name }) => {
+            let app = open_app(&cli).await?;
+            let experiment = app.store.require_experiment(name).await?;
+            let exchanges = app.store.experiment_exchange_ids(&experiment.id).await?.len();
+            print!("{}", crate::judge_cmd::show_experiment(&experiment, exchanges));
+        }
+        Command::Rubric(RubricCommand::Check) => {
+            let explicit = std::env::var_os("EVALTAP_CONFIG").is_some()
+                || cli.config.as_path() != std::path::Path::new("evaltap.toml");
+            let config = load_config(&cli.config, explicit)?;
+            print!("{}", crate::judge_cmd::check_rubrics(&config.rubrics_dir)?);
+        }
+        Command::Rubric(RubricCommand::Render { name, exchange, experiment, candidate }) => {
+            let app = open_app(&cli).await?;
+            let prompt = crate::judge_cmd::render_rubric(
+                &app,
+                name,
+                exchange,
+                experiment.as_deref(),
+                candidate.as_deref(),
+            )
+            .await?;
+            println!("{prompt}");
+        }
+        Command::Judge(JudgeCommand::Calibrate { rubric, labels, json }) => {
+            let app = open_app(&cli).await?;
+            let result = crate::judge_cmd::calibrate(&app, rubric, labels).await?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&result)?);
+            } else {
+                print!("{}", evaltap_judge::calibration::render(rubric, &result));
             }
         }
         Command::Report { name, json } => {

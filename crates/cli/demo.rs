@@ -87,6 +87,11 @@ pub fn demo_config(sim_url: &str, database_url: String) -> Config {
             model: "sim-judge".into(),
             api_key_env: None,
             max_concurrency: 32,
+            // The simulated judge's list price (its /v1/models catalog entry).
+            input_per_mtok: 1.0,
+            output_per_mtok: 4.0,
+            samples: 1,
+            temperature: 0.0,
         }),
         ..Config::default()
     }

@@ -195,6 +195,30 @@ pub struct JudgeConfig {
     /// Calls in flight at once against the judge.
     #[serde(default = "default_concurrency")]
     pub max_concurrency: usize,
+    /// USD per million judge prompt tokens (judge calls count against an experiment's cap).
+    #[serde(default)]
+    pub input_per_mtok: f64,
+    /// USD per million judge completion tokens.
+    #[serde(default)]
+    pub output_per_mtok: f64,
+    /// Judge calls averaged per item and rubric (K); with K > 1 each call carries its own
+    /// `seed` and the judge's sampling `temperature` applies.
+    #[serde(default = "default_judge_samples")]
+    pub samples: usize,
+    /// Sampling temperature of judge calls (0 unless set).
+    #[serde(default)]
+    pub temperature: f64,
+}
+
+impl JudgeConfig {
+    /// The judge's price.
+    pub fn price(&self) -> Price {
+        Price { input_per_mtok: self.input_per_mtok, output_per_mtok: self.output_per_mtok }
+    }
+}
+
+fn default_judge_samples() -> usize {
+    1
 }
 
 fn default_database_url() -> String {

@@ -2,10 +2,14 @@
 //! the judge prompt; the judge model answers JSON, parsed here into a score on the rubric's
 //! scale and its [0, 1] normalization.
 
+pub mod calibration;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
+use evaltap_core::Usage;
 use evaltap_providers::{ChatClient, ProviderError};
 use minijinja::value::Serde;
 use minijinja::{Environment, UndefinedBehavior, context};
@@ -97,6 +101,12 @@ pub struct Rubric {
     pub judge_model: Option<String>,
     /// minijinja template of the judge prompt.
     pub template: String,
+    /// The file's full text, as read.
+    #[serde(skip)]
+    pub source: String,
+    /// Hex SHA-256 of `source`: what an experiment freezes and a calibration refers to.
+    #[serde(skip)]
+    pub sha256: String,
 }
 
 fn default_scale() -> Scale {
@@ -138,11 +148,35 @@ pub struct Subject<'a> {
 }
 
 /// The shipped rubrics, used when no rubric folder exists (e.g. `evaltap demo` run elsewhere).
-const BUILTIN: [(&str, &str); 3] = [
+const BUILTIN: [(&str, &str); 7] = [
+    ("conciseness.toml", include_str!("../../../rubrics/conciseness.toml")),
     ("correctness.toml", include_str!("../../../rubrics/correctness.toml")),
+    ("faithfulness.toml", include_str!("../../../rubrics/faithfulness.toml")),
     ("helpfulness.toml", include_str!("../../../rubrics/helpfulness.toml")),
+    ("instruction_following.toml", include_str!("../../../rubrics/instruction_following.toml")),
     ("preference.toml", include_str!("../../../rubrics/preference.toml")),
+    ("safety.toml", include_str!("../../../rubrics/safety.toml")),
 ];
+
+/// Hex SHA-256 of a text.
+pub fn sha256_hex(text: &str) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// "file:line: reason" for a template error, so a broken rubric points at its line.
+fn template_error(path: &str, template: &str, source_text: &str, err: &minijinja::Error) -> String {
+    // The template starts some lines into the file (after `template = """`): find where.
+    let offset = source_text
+        .find(template.lines().next().unwrap_or_default())
+        .map(|at| source_text[..at].lines().count().saturating_sub(1))
+        .unwrap_or(0);
+    let detail = err.detail().map(|d| format!(": {d}")).unwrap_or_default();
+    match err.line() {
+        Some(line) => format!("{path}:{}: template error: {}{detail}", line + offset, err.kind()),
+        None => format!("{path}: template error: {}{detail}", err.kind()),
+    }
+}
 
 /// A set of loaded rubrics with their compiled templates.
 #[derive(Debug, Clone)]
@@ -178,12 +212,14 @@ impl Rubrics {
         let mut rubrics = BTreeMap::new();
         for (path, text) in files {
             let invalid = |reason: String| JudgeError::Invalid { path: path.clone(), reason };
-            let rubric: Rubric = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
-            if rubric.scale.min >= rubric.scale.max {
+            let mut rubric: Rubric = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+            if !(rubric.scale.min < rubric.scale.max) {
                 return Err(invalid("scale.min must be below scale.max".into()));
             }
             env.add_template_owned(rubric.name.clone(), rubric.template.clone())
-                .map_err(|e| invalid(format!("template: {e}")))?;
+                .map_err(|e| invalid(template_error(&path, &rubric.template, &text, &e)))?;
+            rubric.sha256 = sha256_hex(&text);
+            rubric.source = text;
             if rubrics.insert(rubric.name.clone(), rubric).is_some() {
                 return Err(invalid("another rubric has the same name".into()));
             }
@@ -199,6 +235,33 @@ impl Rubrics {
     /// Names of all rubrics.
     pub fn names(&self) -> Vec<String> {
         self.rubrics.keys().cloned().collect()
+    }
+
+    /// Renders every rubric with a sample exchange, so a template that parses but fails when
+    /// rendered (an unknown variable, a bad filter) is reported before any experiment runs.
+    /// Returns one message per broken rubric.
+    pub fn check(&self) -> Vec<String> {
+        let request = json!({"messages": [{"role": "user", "content": "What is 2 + 2?"}]});
+        let subject = Subject { request: &request, response: "4", reference: Some("4") };
+        self.rubrics
+            .values()
+            .filter_map(|rubric| {
+                let rendered = match rubric.mode {
+                    Mode::Pointwise => self.render(&rubric.name, subject),
+                    Mode::Pairwise => self.render_pair(&rubric.name, &request, "4", "5"),
+                };
+                match rendered {
+                    Err(JudgeError::Render { source, .. }) => Some(template_error(
+                        &format!("rubric `{}`", rubric.name),
+                        &rubric.template,
+                        &rubric.source,
+                        &source,
+                    )),
+                    Err(other) => Some(other.to_string()),
+                    Ok(_) => None,
+                }
+            })
+            .collect()
     }
 
     /// The judge prompt comparing two responses to the same request with pairwise rubric `name`.
@@ -312,57 +375,171 @@ fn extract_json_object(text: &str) -> Option<serde_json::Map<String, Value>> {
 pub struct Judge {
     client: ChatClient,
     model: String,
+    temperature: f64,
+    retry_delay: Duration,
 }
 
-/// One judgment.
-#[derive(Debug, Clone)]
-pub struct Judgment {
-    /// The score.
-    pub score: Score,
+/// An unreadable judge answer is asked again this many times in all, with backoff.
+pub const JUDGE_ATTEMPTS: u32 = 3;
+
+/// What one judgment took: the judge's last raw answer, tokens over every call (failed ones
+/// too: they were billed) and how many calls.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JudgeCalls {
+    /// The last answer as it came.
+    pub raw_output: Option<String>,
+    /// Tokens over every call.
+    pub usage: Usage,
+    /// Calls made.
+    pub attempts: u32,
     /// Model that judged.
-    pub judge_model: String,
+    pub model: String,
+}
+
+impl JudgeCalls {
+    fn add(&mut self, completion: &evaltap_providers::Completion) {
+        self.raw_output = Some(completion.text.clone());
+        if let Some(u) = completion.usage {
+            self.usage.input_tokens += u.input_tokens;
+            self.usage.output_tokens += u.output_tokens;
+        }
+    }
+}
+
+/// A pointwise grade: one score per judge sample; their mean is the item's score.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Graded {
+    /// One score per sample.
+    pub samples: Vec<Score>,
+    /// The calls.
+    pub calls: JudgeCalls,
+}
+
+impl Graded {
+    /// Mean raw and normalized score, and the first sample's reason.
+    pub fn mean(&self) -> Score {
+        let n = self.samples.len().max(1) as f64;
+        Score {
+            raw: self.samples.iter().map(|s| s.raw).sum::<f64>() / n,
+            normalized: self.samples.iter().map(|s| s.normalized).sum::<f64>() / n,
+            reason: self.samples.first().map(|s| s.reason.clone()).unwrap_or_default(),
+        }
+    }
+}
+
+/// A judgment that could not be made, with what the calls cost.
+#[derive(Debug)]
+pub struct JudgeFailure {
+    /// Why.
+    pub error: JudgeError,
+    /// The calls made before giving up.
+    pub calls: JudgeCalls,
 }
 
 impl Judge {
-    /// A judge calling `model` through `client`.
-    pub fn new(client: ChatClient, model: impl Into<String>) -> Judge {
-        Judge { client, model: model.into() }
+    /// A judge calling `model` through `client` at `temperature`.
+    pub fn new(client: ChatClient, model: impl Into<String>, temperature: f64) -> Judge {
+        Judge { client, model: model.into(), temperature, retry_delay: Duration::from_millis(200) }
     }
 
-    /// Asks which of two responses is better with pairwise `rubric`.
-    pub async fn compare(
+    /// Replaces the delay before the first re-ask of an unreadable answer (doubled after).
+    pub fn with_retry_delay(mut self, delay: Duration) -> Judge {
+        self.retry_delay = delay;
+        self
+    }
+
+    /// The judge model used for `rubric`: the rubric's own, else this judge's.
+    pub fn model_for(&self, rubric: &Rubric) -> String {
+        rubric.judge_model.clone().unwrap_or_else(|| self.model.clone())
+    }
+
+    /// Asks `prompt` until `parse` reads the answer, at most [`JUDGE_ATTEMPTS`] times.
+    async fn ask<T>(
+        &self,
+        model: &str,
+        prompt: &str,
+        seed: Option<u64>,
+        calls: &mut JudgeCalls,
+        parse: impl Fn(&str) -> Result<T, JudgeError>,
+    ) -> Result<T, JudgeError> {
+        let mut body = json!({"model": model, "temperature": self.temperature, "messages": [{"role": "user", "content": prompt}]});
+        if let Some(seed) = seed {
+            body["seed"] = json!(seed);
+        }
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            calls.attempts += 1;
+            let completion = self.client.chat(&body).await?;
+            calls.add(&completion);
+            match parse(&completion.text) {
+                Ok(parsed) => return Ok(parsed),
+                Err(err) if attempt >= JUDGE_ATTEMPTS => return Err(err),
+                Err(err) => {
+                    tracing::debug!(%err, attempt, "unreadable judge answer; asking again");
+                    tokio::time::sleep(self.retry_delay * 2u32.pow(attempt - 1)).await;
+                }
+            }
+        }
+    }
+
+    /// Grades `subject` with pointwise `rubric`, averaging `samples` judge calls (each with its
+    /// own seed when there are several).
+    pub async fn grade(
+        &self,
+        rubrics: &Rubrics,
+        rubric: &str,
+        subject: Subject<'_>,
+        samples: usize,
+    ) -> Result<Graded, JudgeFailure> {
+        let mut calls = JudgeCalls::default();
+        let fail = |error: JudgeError, calls: JudgeCalls| JudgeFailure { error, calls };
+        let definition = match rubrics.get(rubric) {
+            Ok(d) => d,
+            Err(e) => return Err(fail(e, calls)),
+        };
+        let prompt = match rubrics.render(rubric, subject) {
+            Ok(p) => p,
+            Err(e) => return Err(fail(e, calls)),
+        };
+        calls.model = self.model_for(definition);
+        let model = calls.model.clone();
+        let mut scores = Vec::with_capacity(samples.max(1));
+        for k in 0..samples.max(1) {
+            let seed = (samples > 1).then_some(k as u64);
+            match self.ask(&model, &prompt, seed, &mut calls, |a| definition.parse_score(a)).await {
+                Ok(score) => scores.push(score),
+                Err(e) => return Err(fail(e, calls)),
+            }
+        }
+        Ok(Graded { samples: scores, calls })
+    }
+
+    /// Asks pairwise `rubric` which of two responses is better (in this order).
+    pub async fn prefer(
         &self,
         rubrics: &Rubrics,
         rubric: &str,
         request: &Value,
         response_a: &str,
         response_b: &str,
-    ) -> Result<(Winner, String, String), JudgeError> {
-        let prompt = rubrics.render_pair(rubric, request, response_a, response_b)?;
-        let definition = rubrics.get(rubric)?;
-        let model = definition.judge_model.clone().unwrap_or_else(|| self.model.clone());
-        let body =
-            json!({"model": model, "temperature": 0, "messages": [{"role": "user", "content": prompt}]});
-        let completion = self.client.chat(&body).await?;
-        let (winner, reason) = definition.parse_winner(&completion.text)?;
-        Ok((winner, reason, model))
-    }
-
-    /// Grades `subject` with `rubric`.
-    pub async fn score(
-        &self,
-        rubrics: &Rubrics,
-        rubric: &str,
-        subject: Subject<'_>,
-    ) -> Result<Judgment, JudgeError> {
-        let prompt = rubrics.render(rubric, subject)?;
-        let definition = rubrics.get(rubric)?;
-        let model = definition.judge_model.clone().unwrap_or_else(|| self.model.clone());
-        let body = json!({"model": model, "temperature": 0,
-                          "messages": [{"role": "user", "content": prompt}]});
-        let completion = self.client.chat(&body).await?;
-        let score = definition.parse_score(&completion.text)?;
-        Ok(Judgment { score, judge_model: model })
+    ) -> Result<(Winner, String, JudgeCalls), JudgeFailure> {
+        let mut calls = JudgeCalls::default();
+        let fail = |error: JudgeError, calls: JudgeCalls| JudgeFailure { error, calls };
+        let definition = match rubrics.get(rubric) {
+            Ok(d) => d,
+            Err(e) => return Err(fail(e, calls)),
+        };
+        let prompt = match rubrics.render_pair(rubric, request, response_a, response_b) {
+            Ok(p) => p,
+            Err(e) => return Err(fail(e, calls)),
+        };
+        calls.model = self.model_for(definition);
+        let model = calls.model.clone();
+        match self.ask(&model, &prompt, None, &mut calls, |a| definition.parse_winner(a)).await {
+            Ok((winner, reason)) => Ok((winner, reason, calls)),
+            Err(e) => Err(fail(e, calls)),
+        }
     }
 }
 
@@ -378,7 +555,19 @@ mod tests {
     #[test]
     fn renders_with_and_without_reference() {
         let rubrics = shipped();
-        assert_eq!(rubrics.names(), ["correctness", "helpfulness", "preference"]);
+        assert_eq!(
+            rubrics.names(),
+            [
+                "conciseness",
+                "correctness",
+                "faithfulness",
+                "helpfulness",
+                "instruction_following",
+                "preference",
+                "safety"
+            ]
+        );
+        assert!(rubrics.check().is_empty(), "{:?}", rubrics.check());
         let request = json!({"messages": [{"role": "user", "content": "What is 2 + 2?"}]});
         let subject = Subject { request: &request, response: "4", reference: None };
         let prompt = rubrics.render("correctness", subject).expect("renders");
@@ -424,7 +613,14 @@ mod tests {
     fn invalid_rubrics_are_rejected_with_the_file_named() {
         let bad_template = "name='x'\nmode='pointwise'\nscale={min=1,max=5}\ntemplate='{% if %}'";
         let err = Rubrics::from_sources([("x.toml".to_string(), bad_template.to_string())]).expect_err("bad");
-        assert!(err.to_string().contains("x.toml"), "{err}");
+        assert!(err.to_string().contains("x.toml:4: template error"), "{err}");
+        // Parses, but fails when rendered: `rubric check` reports it with its line.
+        let unknown_var = "name='y'\nmode='pointwise'\ntemplate=\"\"\"\nline one\n{{ respnse }}\n\"\"\"";
+        let rubrics =
+            Rubrics::from_sources([("y.toml".to_string(), unknown_var.to_string())]).expect("parses");
+        let problems = rubrics.check();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("rubric `y`:5: template error: undefined value"), "{problems:?}");
         let bad_scale = "name='x'\nmode='pointwise'\nscale={min=5,max=1}\ntemplate='t'";
         assert!(Rubrics::from_sources([("y.toml".to_string(), bad_scale.to_string())]).is_err());
     }

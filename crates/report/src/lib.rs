@@ -40,8 +40,45 @@ pub struct Report {
     pub spend_cap_reached: bool,
     /// The production responses.
     pub baseline: BaselineSummary,
+    /// The rubrics as the experiment froze them (empty for experiments created before rubrics
+    /// were frozen).
+    pub frozen_rubrics: Vec<FrozenRubricSummary>,
+    /// The judge model the experiment froze.
+    pub judge_model: Option<String>,
+    /// The frozen judge's sampling parameters.
+    pub judge: Option<JudgeSummary>,
     /// One entry per candidate, in the experiment's order.
     pub candidates: Vec<CandidateReport>,
+}
+
+/// A frozen rubric, as the report names it.
+#[derive(Debug, Clone, Serialize)]
+pub struct FrozenRubricSummary {
+    /// Rubric name.
+    pub name: String,
+    /// Hex SHA-256 of the rubric's full text.
+    pub sha256: String,
+    /// `pointwise` or `pairwise`.
+    pub mode: String,
+    /// Score range.
+    pub scale: (f64, f64),
+    /// The rubric's own judge model, if it names one.
+    pub judge_model: Option<String>,
+}
+
+/// The frozen judge.
+#[derive(Debug, Clone, Serialize)]
+pub struct JudgeSummary {
+    /// Model.
+    pub model: String,
+    /// Sampling temperature.
+    pub temperature: f64,
+    /// Calls averaged per item and rubric.
+    pub samples: usize,
+    /// USD per million prompt tokens.
+    pub input_per_mtok: f64,
+    /// USD per million completion tokens.
+    pub output_per_mtok: f64,
 }
 
 /// The baseline (production) side.
@@ -97,7 +134,53 @@ pub struct RubricResult {
     /// win rate − ½), so `non-inferior` means a win rate above ½ − margin.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pairwise: Option<PairwiseSummary>,
+    /// Exchanges whose pair is missing because a judgment failed (unreadable answer or judge
+    /// error, after retries): they are not in `n`. If failures depend on the answer the delta is
+    /// biased, so more than 2% of pairs raises a warning.
+    pub judge_errors: u64,
+    /// Judgments not made because the spend cap was reached.
+    pub judge_skipped: u64,
+    /// What the candidate-side judge calls of this rubric cost, in USD (the baseline's are in
+    /// the experiment's `spend.judge_spent_usd`).
+    pub judge_cost_usd: f64,
+    /// Pearson correlation of the score difference with the answer-length difference
+    /// (characters, candidate − baseline): a judge that rewards length shows up here.
+    pub length_correlation: Option<f64>,
+    /// Pairwise: share of exchanges where both orders gave the same outcome.
+    pub consistency: Option<f64>,
+    /// Pairwise: share of verdicts that named the first-shown response.
+    pub first_position_rate: Option<f64>,
+    /// Pairwise: length-controlled win rate (win rate at equal length, Dubois et al. 2024),
+    /// beside the raw tie-as-half rate.
+    pub lc_win_rate: Option<f64>,
+    /// With several judge samples per item: the pooled within-item standard deviation of the
+    /// normalized scores (averaging K samples divides its variance by K; what is left is in the
+    /// interval through the per-item means).
+    pub judge_within_item_sd: Option<f64>,
+    /// The rubric's latest calibration against human labels, if any.
+    pub calibration: Option<CalibrationSummary>,
+    /// What the reader should know before trusting the verdict.
+    pub warnings: Vec<String>,
 }
+
+/// The latest calibration of a rubric's judge against human labels.
+#[derive(Debug, Clone, Serialize)]
+pub struct CalibrationSummary {
+    /// When it ran.
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// Judge model calibrated.
+    pub judge_model: String,
+    /// Whether the calibrated rubric text is the one this experiment froze.
+    pub same_rubric_text: bool,
+    /// The stored statistics (κ, weighted κ, α, confusion table, bias).
+    pub result: serde_json::Value,
+}
+
+/// Consistency below this makes pairwise results suspect (position bias).
+pub const MIN_PAIRWISE_CONSISTENCY: f64 = 0.8;
+
+/// Judge failures above this share of pairs raise a warning.
+pub const MAX_JUDGE_ERROR_SHARE: f64 = 0.02;
 
 /// Pairwise outcomes, both orders asked; a win or loss counts only when both orders agree.
 #[derive(Debug, Clone, Serialize)]
@@ -114,26 +197,56 @@ pub struct PairwiseSummary {
     pub win_rate_ci: (f64, f64),
     /// Tie-as-half win rate (wins + ties/2) / n.
     pub win_rate: f64,
-    /// Share of exchanges where both orders gave the same outcome; below 0.7 the judge's
+    /// Share of exchanges where both orders gave the same outcome; below 0.8 the judge's
     /// position bias makes pairwise results suspect.
     pub position_consistency: f64,
+    /// Share of verdicts naming the first-shown response (A), over both orders.
+    pub first_position_rate: f64,
+    /// P(A) − P(B) over both orders: each exchange is shown both ways, so an unbiased judge
+    /// gives 0; a judge that answers "A" regardless with probability b gives b.
+    pub position_bias: f64,
+}
+
+/// The exchange's pairwise score from the candidate's score in each order (1 win, ½ tie, 0
+/// loss): a win or loss only when both orders agree, anything else a tie.
+pub fn pairwise_outcome(ab: f64, ba: f64) -> f64 {
+    if ab == 1.0 && ba == 1.0 {
+        1.0
+    } else if ab == 0.0 && ba == 0.0 {
+        0.0
+    } else {
+        0.5
+    }
 }
 
 /// Summarizes (score with baseline first, score with candidate first) pairs.
 fn pairwise_summary(orders: impl Iterator<Item = (f64, f64)>) -> PairwiseSummary {
     let (mut wins, mut losses, mut ties, mut consistent, mut n) = (0u64, 0u64, 0u64, 0u64, 0u64);
+    let (mut first, mut second) = (0u64, 0u64);
     for (ab, ba) in orders {
         n += 1;
         if ab == ba {
             consistent += 1;
         }
-        match (ab, ba) {
-            (x, y) if x == 1.0 && y == 1.0 => wins += 1,
-            (x, y) if x == 0.0 && y == 0.0 => losses += 1,
+        match pairwise_outcome(ab, ba) {
+            x if x == 1.0 => wins += 1,
+            x if x == 0.0 => losses += 1,
             _ => ties += 1,
+        }
+        // Baseline first (ab): the candidate's win means B was named. Candidate first (ba): A.
+        match ab {
+            x if x == 0.0 => first += 1,
+            x if x == 1.0 => second += 1,
+            _ => {}
+        }
+        match ba {
+            x if x == 1.0 => first += 1,
+            x if x == 0.0 => second += 1,
+            _ => {}
         }
     }
     let sign = evaltap_stats::sign_test(wins, losses, ties, ALPHA);
+    let verdicts = (2 * n).max(1) as f64;
     PairwiseSummary {
         wins,
         losses,
@@ -142,7 +255,24 @@ fn pairwise_summary(orders: impl Iterator<Item = (f64, f64)>) -> PairwiseSummary
         win_rate_ci: sign.win_rate_ci,
         win_rate: sign.win_rate_tie_half,
         position_consistency: if n == 0 { 1.0 } else { consistent as f64 / n as f64 },
+        first_position_rate: first as f64 / verdicts,
+        position_bias: (first as f64 - second as f64) / verdicts,
     }
+}
+
+/// Pearson correlation; `None` when either side does not vary or there are fewer than 3 points.
+fn correlation(x: &[f64], y: &[f64]) -> Option<f64> {
+    if x.len() < 3 || x.len() != y.len() {
+        return None;
+    }
+    let (mx, my) = (mean(x), mean(y));
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for (a, b) in x.iter().zip(y) {
+        sxy += (a - mx) * (b - my);
+        sxx += (a - mx).powi(2);
+        syy += (b - my).powi(2);
+    }
+    (sxx > 0.0 && syy > 0.0).then(|| sxy / (sxx * syy).sqrt())
 }
 
 fn cost_of(
@@ -169,6 +299,19 @@ fn cluster_key(tags: &serde_json::Value) -> Option<String> {
 /// exchange id → (normalized score, arrival sequence), for one (subject, rubric, position).
 type ScoresByExchange = HashMap<String, (f64, usize)>;
 
+/// What the judgments of one (subject, rubric, position) say besides scores.
+#[derive(Default)]
+struct JudgeBook {
+    /// Exchanges whose judgment failed (not skipped).
+    failed: std::collections::HashSet<String>,
+    /// Exchanges whose judgment was skipped at the spend cap.
+    skipped: std::collections::HashSet<String>,
+    /// Cost of the calls.
+    cost: f64,
+    /// (Σ within-item variance, items) over judgments with several samples.
+    within: (f64, u64),
+}
+
 /// Builds the report of an experiment from what is stored.
 pub async fn build(store: &Store, experiment: &Experiment) -> Result<Report, StoreError> {
     let spec = &experiment.spec;
@@ -178,6 +321,7 @@ pub async fn build(store: &Store, experiment: &Experiment) -> Result<Report, Sto
     let mut models: BTreeMap<String, usize> = BTreeMap::new();
     let mut baseline_costs = Vec::new();
     let mut clusters: HashMap<String, String> = HashMap::new();
+    let mut baseline_lengths: HashMap<String, f64> = HashMap::new();
     for id in &exchange_ids {
         if let Some(stored) = store.exchange(id).await? {
             let ex = &stored.exchange;
@@ -186,15 +330,35 @@ pub async fn build(store: &Store, experiment: &Experiment) -> Result<Report, Sto
             if let Some(key) = cluster_key(&ex.tags) {
                 clusters.insert(id.clone(), key);
             }
+            let text = evaltap_core::chat::response_text(&ex.response);
+            baseline_lengths.insert(id.clone(), text.chars().count() as f64);
         }
     }
     let baseline_model = models.iter().max_by_key(|(_, n)| **n).map(|(m, _)| m.clone()).unwrap_or_default();
     let baseline_cost = mean_or_zero(&baseline_costs);
 
     let mut scores: HashMap<(String, String, String), ScoresByExchange> = HashMap::new();
+    let mut books: HashMap<(String, String), JudgeBook> = HashMap::new();
     for (seq, j) in store.judgments(&experiment.id).await?.into_iter().enumerate() {
-        if let Some(score) = j.score.filter(|s| s.is_finite()) {
-            scores.entry((j.subject, j.rubric, j.position)).or_default().insert(j.exchange_id, (score, seq));
+        let book = books.entry((j.subject.clone(), j.rubric.clone())).or_default();
+        book.cost += j.cost_usd.unwrap_or(0.0);
+        if let Some(samples) = j.score_samples.as_deref().filter(|s| s.len() > 1) {
+            book.within.0 += evaltap_stats::variance(samples);
+            book.within.1 += 1;
+        }
+        match j.score.filter(|s| s.is_finite()) {
+            Some(score) => {
+                scores
+                    .entry((j.subject, j.rubric, j.position))
+                    .or_default()
+                    .insert(j.exchange_id, (score, seq));
+            }
+            None if j.skipped.is_some() => {
+                book.skipped.insert(j.exchange_id);
+            }
+            None => {
+                book.failed.insert(j.exchange_id);
+            }
         }
     }
     let basis = if progress.is_done() { Basis::FixedN } else { Basis::Sequential };
@@ -205,8 +369,15 @@ pub async fn build(store: &Store, experiment: &Experiment) -> Result<Report, Sto
         planned_n: Some(exchange_ids.len()),
         ..CompareOptions::default()
     };
+    let mut calibrations = HashMap::new();
+    for rubric in &spec.rubrics {
+        if let Some(c) = store.latest_calibration(rubric).await? {
+            calibrations.insert(rubric.clone(), c);
+        }
+    }
     let replays = store.replays(&experiment.id).await?;
     let empty = HashMap::new();
+    let no_book = JudgeBook::default();
     let mut candidates: Vec<CandidateReport> = spec
         .candidates
         .iter()
@@ -215,6 +386,10 @@ pub async fn build(store: &Store, experiment: &Experiment) -> Result<Report, Sto
             let ok: Vec<_> = mine.iter().filter(|r| r.error.is_none()).collect();
             let costs: Vec<f64> = ok.iter().filter_map(|r| r.cost_usd).collect();
             let latencies: Vec<f64> = ok.iter().filter_map(|r| r.latency_ms).collect();
+            let candidate_lengths: HashMap<&str, f64> = ok
+                .iter()
+                .map(|r| (r.exchange_id.as_str(), r.output_text.as_deref().unwrap_or("").chars().count() as f64))
+                .collect();
             let cost = mean_or_zero(&costs);
             let rubrics = spec
                 .rubrics
@@ -225,12 +400,13 @@ pub async fn build(store: &Store, experiment: &Experiment) -> Result<Report, Sto
                             .get(&(subject.to_string(), rubric.clone(), position.to_string()))
                             .unwrap_or(&empty)
                     };
+                    let book = |subject: &str| books.get(&(subject.to_string(), rubric.clone())).unwrap_or(&no_book);
+                    let (mine_book, base_book) = (book(&candidate.name), book(BASELINE));
                     // A pair arrives when its later judgment is stored; sequential statistics
                     // see pairs in that order.
-                    let (mut pairs, pairwise): (Vec<(usize, &String, f64, f64)>, _) = if spec
-                        .is_pairwise(rubric)
-                    {
-                        // Both orders judged: the candidate's score is their mean, against ½.
+                    let pairwise_rubric = spec.is_pairwise(rubric);
+                    let (mut pairs, pairwise): (Vec<(usize, &String, f64, f64)>, _) = if pairwise_rubric {
+                        // Both orders judged: the exchange scores 1, ½ or 0 against ½.
                         let (ab, ba) = (get(&candidate.name, "ab"), get(&candidate.name, "ba"));
                         let both: Vec<(usize, &String, f64, f64)> = ab
                             .iter()
@@ -240,7 +416,9 @@ pub async fn build(store: &Store, experiment: &Experiment) -> Result<Report, Sto
                             .collect();
                         let summary = pairwise_summary(both.iter().map(|p| (p.2, p.3)));
                         (
-                            both.into_iter().map(|(seq, ex, x, y)| (seq, ex, 0.5, (x + y) / 2.0)).collect(),
+                            both.into_iter()
+                                .map(|(seq, ex, x, y)| (seq, ex, 0.5, pairwise_outcome(x, y)))
+                                .collect(),
                             Some(summary),
                         )
                     } else {
@@ -261,10 +439,74 @@ pub async fn build(store: &Store, experiment: &Experiment) -> Result<Report, Sto
                         .map(|p| clusters.get(p.1).cloned().unwrap_or_else(|| format!("exchange:{}", p.1)))
                         .collect();
                     let clustered = !clusters.is_empty();
+                    let length_diff: Vec<f64> = pairs
+                        .iter()
+                        .map(|p| {
+                            candidate_lengths.get(p.1.as_str()).copied().unwrap_or(0.0)
+                                - baseline_lengths.get(p.1.as_str()).copied().unwrap_or(0.0)
+                        })
+                        .collect();
+                    let score_diff: Vec<f64> = c.iter().zip(&b).map(|(c, b)| c - b).collect();
+                    // Judge failures that cost this candidate a pair: its own judgments, and the
+                    // baseline's on exchanges it replayed.
+                    let lost = |own: &std::collections::HashSet<String>, base: &std::collections::HashSet<String>| {
+                        ok.iter()
+                            .filter(|r| {
+                                own.contains(&r.exchange_id) || (!pairwise_rubric && base.contains(&r.exchange_id))
+                            })
+                            .count() as u64
+                    };
+                    let judge_errors = lost(&mine_book.failed, &base_book.failed);
+                    let judge_skipped = lost(&mine_book.skipped, &base_book.skipped);
+                    let within = [mine_book.within, base_book.within];
+                    let within_items: u64 = within.iter().map(|w| w.1).sum();
+                    let mut warnings = Vec::new();
+                    let attempted = pairs.len() as u64 + judge_errors;
+                    if attempted > 0 && judge_errors as f64 / attempted as f64 > MAX_JUDGE_ERROR_SHARE {
+                        warnings.push(format!(
+                            "{judge_errors} of {attempted} pairs ({:.1}%) lost to judge failures: if failures \
+                             depend on the answer, the delta is biased",
+                            100.0 * judge_errors as f64 / attempted as f64
+                        ));
+                    }
+                    if let Some(p) = &pairwise
+                        && p.position_consistency < MIN_PAIRWISE_CONSISTENCY
+                        && !pairs.is_empty()
+                    {
+                        warnings.push(format!(
+                            "the judge agreed with itself across the two orders on only {:.0}% of \
+                             exchanges (first position named {:.0}% of the time): position bias",
+                            100.0 * p.position_consistency,
+                            100.0 * p.first_position_rate
+                        ));
+                    }
+                    let calibration = calibrations.get(rubric).map(|cal| CalibrationSummary {
+                        created_at: cal.created_at,
+                        judge_model: cal.judge_model.clone(),
+                        same_rubric_text: spec.frozen_rubric(rubric).is_none_or(|f| f.sha256 == cal.rubric_sha256),
+                        result: cal.result.clone(),
+                    });
+                    if calibration.as_ref().is_some_and(|c| !c.same_rubric_text) {
+                        warnings.push("the latest calibration was of another version of this rubric's text".into());
+                    }
                     RubricResult {
                         rubric: rubric.clone(),
                         stats: compare_paired(&b, &c, clustered.then_some(&keys[..]), &options),
                         more_samples_needed: None,
+                        judge_errors,
+                        judge_skipped,
+                        judge_cost_usd: mine_book.cost,
+                        length_correlation: correlation(&score_diff, &length_diff),
+                        consistency: pairwise.as_ref().map(|p| p.position_consistency),
+                        first_position_rate: pairwise.as_ref().map(|p| p.first_position_rate),
+                        lc_win_rate: pairwise
+                            .as_ref()
+                            .and_then(|_| evaltap_stats::length_controlled_win_rate(&c, &length_diff))
+                            .map(|lc| lc.lc),
+                        judge_within_item_sd: (within_items > 0)
+                            .then(|| (within.iter().map(|w| w.0).sum::<f64>() / within_items as f64).sqrt()),
+                        calibration,
+                        warnings,
                         pairwise,
                     }
                 })
@@ -299,7 +541,8 @@ pub async fn build(store: &Store, experiment: &Experiment) -> Result<Report, Sto
         }
     }
     let spend = store.spend(&experiment.id).await?;
-    let spend_cap_reached = candidates.iter().any(|c| c.skipped > 0);
+    let spend_cap_reached =
+        candidates.iter().any(|c| c.skipped > 0 || c.rubrics.iter().any(|r| r.judge_skipped > 0));
     Ok(Report {
         spend,
         spend_cap_reached,
@@ -313,6 +556,25 @@ pub async fn build(store: &Store, experiment: &Experiment) -> Result<Report, Sto
             n: exchange_ids.len(),
             cost_per_request_usd: baseline_cost,
         },
+        frozen_rubrics: spec
+            .rubric_definitions
+            .iter()
+            .map(|r| FrozenRubricSummary {
+                name: r.name.clone(),
+                sha256: r.sha256.clone(),
+                mode: r.mode.clone(),
+                scale: (r.scale_min, r.scale_max),
+                judge_model: r.judge_model.clone(),
+            })
+            .collect(),
+        judge_model: spec.judge.as_ref().map(|j| j.model.clone()),
+        judge: spec.judge.as_ref().map(|j| JudgeSummary {
+            model: j.model.clone(),
+            temperature: j.temperature,
+            samples: spec.judge_samples,
+            input_per_mtok: j.input_per_mtok,
+            output_per_mtok: j.output_per_mtok,
+        }),
         candidates,
     })
 }

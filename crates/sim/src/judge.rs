@@ -22,11 +22,14 @@ pub struct JudgeBehavior {
     pub noise: f64,
     /// Probability that a pairwise verdict is "A" whatever the answers.
     pub position_bias: f64,
+    /// Probability that the judge answers in prose with no JSON when the graded answer is long
+    /// (more than one word): a judge whose failures depend on the answer.
+    pub unreadable_long: f64,
 }
 
 impl Default for JudgeBehavior {
     fn default() -> Self {
-        JudgeBehavior { noise: 0.05, position_bias: 0.1 }
+        JudgeBehavior { noise: 0.05, position_bias: 0.1, unreadable_long: 0.0 }
     }
 }
 
@@ -64,7 +67,10 @@ pub fn judge(model: &str, prompt: &str, behavior: JudgeBehavior) -> String {
     let sections = sections(prompt);
     let task = Task::find(prompt);
     let (Some(a), Some(b)) = (response_section(&sections, "A"), response_section(&sections, "B")) else {
-        return pointwise(model, prompt, &sections, task, behavior).to_string();
+        return match pointwise(model, prompt, &sections, task, behavior) {
+            Value::String(prose) => prose,
+            object => object.to_string(),
+        };
     };
     let Some(task) = task else {
         return json!({"winner": "tie", "reason": "could not identify the task to check"}).to_string();
@@ -98,6 +104,9 @@ fn pointwise(
     let Some(task) = task else {
         return json!({"score": (low + high) / 2, "reason": "could not identify the task to check"});
     };
+    if answer.split_whitespace().count() > 1 && unit(model, prompt, "unreadable") < behavior.unreadable_long {
+        return Value::String("Let me think about this answer step by step before I grade it.".into());
+    }
     if unit(model, prompt, "noise") < behavior.noise {
         let span = (high - low + 1) as f64;
         let score = low + (unit(model, prompt, "noise-score") * span) as i64;
@@ -117,7 +126,7 @@ fn pointwise(
 mod tests {
     use super::*;
 
-    const QUIET: JudgeBehavior = JudgeBehavior { noise: 0.0, position_bias: 0.0 };
+    const QUIET: JudgeBehavior = JudgeBehavior { noise: 0.0, position_bias: 0.0, unreadable_long: 0.0 };
 
     fn prompt(answer: &str) -> String {
         format!(

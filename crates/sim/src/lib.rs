@@ -185,7 +185,14 @@ async fn chat_completions(State(config): State<SimConfig>, body: axum::body::Byt
     };
     let texts: Vec<String> = messages.iter().map(message_text).collect();
     let reply = match model.role {
-        Role::Judge => judge::judge(model.id, &texts.join("\n"), config.judge),
+        // A judge sampled several times per item sends a `seed` per sample: its noise varies with it.
+        Role::Judge => {
+            let key = match request.get("seed") {
+                Some(seed) => format!("{}#{seed}", model.id),
+                None => model.id.to_string(),
+            };
+            judge::judge(&key, &texts.join("\n"), config.judge)
+        }
         Role::Assistant => {
             let last_user = messages
                 .iter()

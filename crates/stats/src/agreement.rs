@@ -87,6 +87,28 @@ pub fn krippendorff_alpha(a: &[f64], b: &[f64], level: Level) -> f64 {
     if expected == 0.0 { 1.0 } else { 1.0 - observed / expected }
 }
 
+/// Krippendorff's α (interval) for any number of coders per unit, units with fewer than two
+/// values left out (they are not pairable): α = 1 − D_o/D_e with D_o = Σ_u Σ_{c≠k} (v_c − v_k)²
+/// /(m_u − 1) / n and D_e = Σ over all pairable values (v − v')² / (n(n − 1)). NaN with fewer
+/// than two pairable values; 1 when the values do not vary.
+pub fn krippendorff_alpha_multi(units: &[Vec<f64>]) -> f64 {
+    let pairable: Vec<&Vec<f64>> = units.iter().filter(|u| u.len() >= 2).collect();
+    let values: Vec<f64> = pairable.iter().flat_map(|u| u.iter().copied()).collect();
+    let n = values.len() as f64;
+    if n < 2.0 {
+        return f64::NAN;
+    }
+    // Σ_{c≠k} (v_c − v_k)² = 2 m Σ (v − v̄)² for a unit of m values; the same for all values.
+    let spread = |xs: &[f64]| {
+        let m = xs.len() as f64;
+        let mean = xs.iter().sum::<f64>() / m;
+        2.0 * m * xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>()
+    };
+    let observed: f64 = pairable.iter().map(|u| spread(u) / (u.len() as f64 - 1.0)).sum::<f64>() / n;
+    let expected = spread(&values) / (n * (n - 1.0));
+    if expected == 0.0 { 1.0 } else { 1.0 - observed / expected }
+}
+
 /// Rogan–Gladen correction of an observed pass rate for a judge with sensitivity `se` and
 /// specificity `sp`, clipped to [0, 1]; NaN when se + sp = 1 (an uninformative judge).
 pub fn rogan_gladen(p_obs: f64, se: f64, sp: f64) -> f64 {
@@ -182,6 +204,24 @@ mod tests {
         let h = [4., 4., 3., 5., 2., 5., 2., 1., 3., 4., 3., 4.];
         assert_close(quadratic_weighted_kappa(&j, &h), 0.8598130841, 1e-9);
         assert_close(krippendorff_alpha(&j, &h, Level::Interval), 0.8654970760, 1e-9);
+    }
+
+    #[test]
+    fn multi_coder_alpha_reduces_to_the_two_coder_one() {
+        let j = [5., 4., 3., 4., 2., 5., 3., 1., 2., 4., 3., 5.];
+        let h = [4., 4., 3., 5., 2., 5., 2., 1., 3., 4., 3., 4.];
+        let units: Vec<Vec<f64>> = j.iter().zip(&h).map(|(a, b)| vec![*a, *b]).collect();
+        assert_close(krippendorff_alpha_multi(&units), 0.8654970760, 1e-9);
+        // Three coders, one unit with a missing value: Krippendorff (2011) interval example,
+        // computed by hand: D_o = 0.25, D_e = 1.4167 for these values.
+        let units = vec![vec![1., 1., 2.], vec![2., 2., 2.], vec![3., 3.], vec![4., 3., 4.], vec![5.]];
+        let values = [1., 1., 2., 2., 2., 2., 3., 3., 4., 3., 4.];
+        let n = values.len() as f64;
+        let m = values.iter().sum::<f64>() / n;
+        let d_e = 2.0 * n * values.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (n * (n - 1.0));
+        let d_o = (2.0 * 3.0 * (2.0 / 9.0 * 3.0) / 2.0 + 0.0 + 0.0 + 2.0 * 3.0 * (2.0 / 9.0 * 3.0) / 2.0) / n;
+        assert_close(krippendorff_alpha_multi(&units), 1.0 - d_o / d_e, 1e-12);
+        assert!(krippendorff_alpha_multi(&[vec![1.0]]).is_nan());
     }
 
     #[test]

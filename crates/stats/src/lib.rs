@@ -40,8 +40,8 @@ mod wilcoxon;
 mod test_support;
 
 pub use agreement::{
-    LengthControlled, Level, cohen_kappa, krippendorff_alpha, length_controlled_win_rate,
-    quadratic_weighted_kappa, rogan_gladen,
+    LengthControlled, Level, cohen_kappa, krippendorff_alpha, krippendorff_alpha_multi,
+    length_controlled_win_rate, quadratic_weighted_kappa, rogan_gladen,
 };
 pub use binary::{
     McNemar, PairedBinaryNi, SignTest, mcnemar, paired_binary_noninferiority, sign_test, wilson,

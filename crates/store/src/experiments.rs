@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use evaltap_core::{CandidateConfig, Price};
+use evaltap_core::{CandidateConfig, JudgeConfig, Price};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
@@ -47,12 +47,52 @@ pub struct ExperimentSpec {
     /// Prices of production models, for exchanges whose gateway reported no cost.
     #[serde(default)]
     pub prices: BTreeMap<String, Price>,
+    /// Each rubric's full definition as it was when the experiment was created: jobs judge with
+    /// these, so editing a rubric file later cannot mix two judges in one delta. (Empty for
+    /// experiments created before rubrics were frozen: they use the loaded files.)
+    #[serde(default)]
+    pub rubric_definitions: Vec<FrozenRubric>,
+    /// The judge (endpoint, model, parameters, price) as configured at creation.
+    #[serde(default)]
+    pub judge: Option<JudgeConfig>,
+    /// Judge calls averaged per item and rubric (1 unless asked for more).
+    #[serde(default = "one")]
+    pub judge_samples: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// A rubric frozen into an experiment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FrozenRubric {
+    /// Rubric name.
+    pub name: String,
+    /// `pointwise` or `pairwise`.
+    pub mode: String,
+    /// Score range of a pointwise rubric.
+    pub scale_min: f64,
+    /// See `scale_min`.
+    pub scale_max: f64,
+    /// Judge model the rubric names, if it overrides the experiment's judge.
+    pub judge_model: Option<String>,
+    /// Hex SHA-256 of `source`.
+    pub sha256: String,
+    /// The rubric file's full text.
+    pub source: String,
 }
 
 impl ExperimentSpec {
     /// Whether `rubric` is pairwise in this experiment.
     pub fn is_pairwise(&self, rubric: &str) -> bool {
         self.pairwise_rubrics.iter().any(|r| r == rubric)
+    }
+
+    /// The frozen definition of `rubric`, if this experiment froze one.
+    pub fn frozen_rubric(&self, rubric: &str) -> Option<&FrozenRubric> {
+        self.rubric_definitions.iter().find(|r| r.name == rubric)
     }
 
     /// (pointwise, pairwise) rubric counts.

@@ -16,8 +16,8 @@ use sqlx::sqlite::{
 };
 
 pub use exchanges::{DeliveryCounts, IngestOutcome, SourceStats, StoredExchange};
-pub use experiments::{Experiment, ExperimentSpec, Filter};
-pub use results::{JudgmentRecord, Progress, ReplayRecord, Spend};
+pub use experiments::{Experiment, ExperimentSpec, Filter, FrozenRubric};
+pub use results::{Calibration, JudgmentRecord, Progress, ReplayRecord, Spend, SpendKind};
 
 /// Subject name of the production response in judgments.
 pub const BASELINE: &str = "baseline";

@@ -56,6 +56,72 @@ pub struct JudgmentRecord {
     pub judge_model: Option<String>,
     /// Why there is no score.
     pub error: Option<String>,
+    /// The judge's last answer as it came, also when it could not be read.
+    pub raw_output: Option<String>,
+    /// Judge prompt tokens over every call made for this judgment.
+    pub input_tokens: Option<i64>,
+    /// Judge completion tokens over every call made for this judgment.
+    pub output_tokens: Option<i64>,
+    /// What the judge calls cost, in USD.
+    pub cost_usd: Option<f64>,
+    /// Calls made (more than the samples when answers were unreadable and asked again).
+    pub attempts: i64,
+    /// With several judge samples per item: each normalized score (their mean is `score`).
+    #[sqlx(json(nullable))]
+    pub score_samples: Option<Vec<f64>>,
+    /// Set when the judgment was not attempted (the spend cap was reached).
+    pub skipped: Option<String>,
+}
+
+impl JudgmentRecord {
+    /// An empty record for one judgment key, to be filled in.
+    pub fn new(experiment_id: &str, exchange_id: &str, subject: &str, rubric: &str, position: &str) -> Self {
+        JudgmentRecord {
+            experiment_id: experiment_id.into(),
+            exchange_id: exchange_id.into(),
+            subject: subject.into(),
+            rubric: rubric.into(),
+            position: position.into(),
+            raw_score: None,
+            score: None,
+            reason: None,
+            judge_model: None,
+            error: None,
+            raw_output: None,
+            input_tokens: None,
+            output_tokens: None,
+            cost_usd: None,
+            attempts: 0,
+            score_samples: None,
+            skipped: None,
+        }
+    }
+}
+
+/// A judge calibration against human labels, as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Calibration {
+    /// Rubric calibrated.
+    pub rubric: String,
+    /// Hash of the rubric's text at the time.
+    pub rubric_sha256: String,
+    /// Judge model calibrated.
+    pub judge_model: String,
+    /// The labels file.
+    pub labels_file: String,
+    /// When.
+    pub created_at: chrono::DateTime<Utc>,
+    /// The agreement statistics (JSON).
+    pub result: Value,
+}
+
+/// What a cost is for, in an experiment's spend account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpendKind {
+    /// A candidate replay.
+    Replay,
+    /// A judge call.
+    Judge,
 }
 
 /// How far an experiment has got.
@@ -92,15 +158,19 @@ impl Progress {
     }
 }
 
-/// What an experiment has spent on replays.
+/// What an experiment has spent. Replays and judge calls both count against the cap.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct Spend {
     /// The cap, if any.
     pub cap_usd: Option<f64>,
-    /// Settled cost of finished calls.
+    /// Settled cost of finished candidate replays.
     pub spent_usd: f64,
     /// Estimated cost of calls in flight.
     pub reserved_usd: f64,
+    /// Settled cost of judge calls.
+    pub judge_spent_usd: f64,
+    /// Replays and judge calls together.
+    pub total_spent_usd: f64,
 }
 
 impl Store {
@@ -122,7 +192,8 @@ impl Store {
         self.open_spend(experiment_id, None).await?;
         let done = sqlx::query(
             "UPDATE experiment_spend SET reserved_usd = reserved_usd + ?2
-             WHERE experiment_id = ?1 AND (cap_usd IS NULL OR spent_usd + reserved_usd + ?2 <= cap_usd)",
+             WHERE experiment_id = ?1
+               AND (cap_usd IS NULL OR spent_usd + judge_spent_usd + reserved_usd + ?2 <= cap_usd)",
         )
         .bind(experiment_id)
         .bind(estimate_usd)
@@ -131,34 +202,50 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Replaces a reservation by the actual cost.
-    pub async fn settle_spend(&self, experiment_id: &str, estimate_usd: f64, actual_usd: f64) -> Result<()> {
-        sqlx::query(
-            "UPDATE experiment_spend SET reserved_usd = MAX(0, reserved_usd - ?2), spent_usd = spent_usd + ?3
-             WHERE experiment_id = ?1",
-        )
-        .bind(experiment_id)
-        .bind(estimate_usd)
-        .bind(actual_usd)
-        .execute(&self.pool)
-        .await?;
+    /// Replaces a reservation by the actual cost of a replay or a judge call.
+    pub async fn settle_spend(
+        &self,
+        experiment_id: &str,
+        kind: SpendKind,
+        estimate_usd: f64,
+        actual_usd: f64,
+    ) -> Result<()> {
+        let sql = match kind {
+            SpendKind::Replay => {
+                "UPDATE experiment_spend SET reserved_usd = MAX(0, reserved_usd - ?2), spent_usd = spent_usd + ?3
+                 WHERE experiment_id = ?1"
+            }
+            SpendKind::Judge => {
+                "UPDATE experiment_spend
+                 SET reserved_usd = MAX(0, reserved_usd - ?2), judge_spent_usd = judge_spent_usd + ?3
+                 WHERE experiment_id = ?1"
+            }
+        };
+        sqlx::query(sql).bind(experiment_id).bind(estimate_usd).bind(actual_usd).execute(&self.pool).await?;
         Ok(())
     }
 
     /// The experiment's spend account.
     pub async fn spend(&self, experiment_id: &str) -> Result<Spend> {
         let row = sqlx::query(
-            "SELECT cap_usd, spent_usd, reserved_usd FROM experiment_spend WHERE experiment_id = ?",
+            "SELECT cap_usd, spent_usd, reserved_usd, judge_spent_usd FROM experiment_spend
+             WHERE experiment_id = ?",
         )
         .bind(experiment_id)
         .fetch_optional(&self.pool)
         .await?;
         Ok(match row {
-            Some(r) => Spend {
-                cap_usd: r.try_get("cap_usd")?,
-                spent_usd: r.try_get("spent_usd")?,
-                reserved_usd: r.try_get("reserved_usd")?,
-            },
+            Some(r) => {
+                let (spent_usd, judge_spent_usd): (f64, f64) =
+                    (r.try_get("spent_usd")?, r.try_get("judge_spent_usd")?);
+                Spend {
+                    cap_usd: r.try_get("cap_usd")?,
+                    spent_usd,
+                    reserved_usd: r.try_get("reserved_usd")?,
+                    judge_spent_usd,
+                    total_spent_usd: spent_usd + judge_spent_usd,
+                }
+            }
             None => Spend::default(),
         })
     }
@@ -222,8 +309,9 @@ impl Store {
     pub async fn insert_judgment(&self, judgment: &JudgmentRecord) -> Result<bool> {
         let done = sqlx::query(
             "INSERT INTO judgments (id, experiment_id, exchange_id, subject, rubric, position,
-                 raw_score, score, reason, judge_model, error, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                 raw_score, score, reason, judge_model, error, raw_output, input_tokens, output_tokens,
+                 cost_usd, attempts, score_samples, skipped, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (experiment_id, exchange_id, subject, rubric, position) DO NOTHING",
         )
         .bind(uuid::Uuid::now_v7().to_string())
@@ -237,6 +325,13 @@ impl Store {
         .bind(&judgment.reason)
         .bind(&judgment.judge_model)
         .bind(&judgment.error)
+        .bind(&judgment.raw_output)
+        .bind(judgment.input_tokens)
+        .bind(judgment.output_tokens)
+        .bind(judgment.cost_usd)
+        .bind(judgment.attempts)
+        .bind(judgment.score_samples.as_ref().map(to_json))
+        .bind(&judgment.skipped)
         .bind(Utc::now())
         .execute(&self.pool)
         .await?;
@@ -272,6 +367,47 @@ impl Store {
             .bind(experiment_id)
             .fetch_all(&self.pool)
             .await?)
+    }
+
+    /// Stores a calibration result.
+    pub async fn insert_calibration(&self, calibration: &Calibration) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO calibrations (id, rubric, rubric_sha256, judge_model, labels_file, created_at, result)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(uuid::Uuid::now_v7().to_string())
+        .bind(&calibration.rubric)
+        .bind(&calibration.rubric_sha256)
+        .bind(&calibration.judge_model)
+        .bind(&calibration.labels_file)
+        .bind(calibration.created_at)
+        .bind(to_json(&calibration.result))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The latest calibration of `rubric` (any version of its text), newest first.
+    pub async fn latest_calibration(&self, rubric: &str) -> Result<Option<Calibration>> {
+        let row = sqlx::query(
+            "SELECT rubric, rubric_sha256, judge_model, labels_file, created_at, result FROM calibrations
+             WHERE rubric = ? ORDER BY created_at DESC, id DESC LIMIT 1",
+        )
+        .bind(rubric)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| -> Result<Calibration> {
+            let result: String = r.try_get("result")?;
+            Ok(Calibration {
+                rubric: r.try_get("rubric")?,
+                rubric_sha256: r.try_get("rubric_sha256")?,
+                judge_model: r.try_get("judge_model")?,
+                labels_file: r.try_get("labels_file")?,
+                created_at: r.try_get("created_at")?,
+                result: from_json("calibrations.result", &result)?,
+            })
+        })
+        .transpose()
     }
 
     /// How far an experiment has got.

@@ -2,7 +2,7 @@
 
 use evaltap_core::Config;
 use evaltap_judge::Rubrics;
-use evaltap_store::{Experiment, ExperimentSpec, Filter, Store};
+use evaltap_store::{Experiment, ExperimentSpec, Filter, FrozenRubric, Store};
 use serde::{Deserialize, Serialize};
 
 use crate::{Queue, WorkerError, enqueue_missing};
@@ -28,9 +28,12 @@ pub struct ExperimentRequest {
     pub filter: Filter,
     /// Non-inferiority margin (default 0.02).
     pub margin: Option<f64>,
-    /// Most to spend on candidate replays, in USD.
+    /// Most to spend on candidate replays and judge calls together, in USD.
     #[serde(default)]
     pub spend_cap_usd: Option<f64>,
+    /// Judge calls averaged per item and rubric (default: `[judge].samples`, else 1).
+    #[serde(default)]
+    pub judge_samples: Option<usize>,
 }
 
 /// Why an experiment could not be created.
@@ -71,8 +74,12 @@ pub async fn create_experiment(
     if request.candidates.is_empty() {
         return invalid("name at least one candidate".into());
     }
-    if config.judge.is_none() {
+    let Some(judge) = config.judge.clone() else {
         return invalid("no [judge] is configured in evaltap.toml".into());
+    };
+    let judge_samples = request.judge_samples.unwrap_or(judge.samples);
+    if !(1..=20).contains(&judge_samples) {
+        return invalid(format!("judge_samples must be within 1..=20, got {judge_samples}"));
     }
     if request.sample_size == Some(0) {
         return invalid("sample_size must be at least 1".into());
@@ -112,6 +119,22 @@ pub async fn create_experiment(
         .filter(|name| rubrics.get(name).is_ok_and(|r| r.mode == evaltap_judge::Mode::Pairwise))
         .cloned()
         .collect();
+    let rubric_definitions = rubric_names
+        .iter()
+        .filter_map(|name| rubrics.get(name).ok())
+        .map(|r| FrozenRubric {
+            name: r.name.clone(),
+            mode: match r.mode {
+                evaltap_judge::Mode::Pointwise => "pointwise".into(),
+                evaltap_judge::Mode::Pairwise => "pairwise".into(),
+            },
+            scale_min: r.scale.min,
+            scale_max: r.scale.max,
+            judge_model: r.judge_model.clone(),
+            sha256: r.sha256.clone(),
+            source: r.source.clone(),
+        })
+        .collect();
     let spec = ExperimentSpec {
         name: request.name.trim().to_string(),
         filter: request.filter,
@@ -122,6 +145,9 @@ pub async fn create_experiment(
         margin,
         spend_cap_usd: request.spend_cap_usd,
         prices,
+        rubric_definitions,
+        judge: Some(judge),
+        judge_samples,
     };
     let experiment = store.create_experiment(spec).await?;
     enqueue_missing(store, queue, &experiment).await?;

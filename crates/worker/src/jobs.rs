@@ -4,7 +4,7 @@ use evaltap_core::chat;
 use evaltap_judge::Subject;
 use evaltap_judge::Winner;
 use evaltap_providers::replay_body;
-use evaltap_store::{BASELINE, ExperimentSpec, JudgmentRecord, ReplayRecord, StoredExchange};
+use evaltap_store::{BASELINE, ExperimentSpec, JudgmentRecord, ReplayRecord, SpendKind, StoredExchange};
 use serde::{Deserialize, Serialize};
 
 use crate::{Services, WorkerError};
@@ -175,7 +175,7 @@ pub async fn replay(
             // safe side of the cap.
             Err(_) => estimate,
         };
-        svc.store.settle_spend(experiment_id, estimate, actual).await?;
+        svc.store.settle_spend(experiment_id, SpendKind::Replay, estimate, actual).await?;
         match result {
             Ok(done) => {
                 record.cost_usd = done.usage.map(|u| config.price.cost(u));
@@ -232,8 +232,16 @@ fn candidate_score(position: &str, winner: Winner) -> f64 {
     }
 }
 
+/// Output tokens a judge answer is budgeted at when reserving spend before the call.
+const JUDGE_OUTPUT_TOKENS_ESTIMATE: u64 = 200;
+
 /// Scores a response to an exchange with a rubric: pointwise (`position` '') the baseline's or
 /// a candidate's; pairwise the candidate against the baseline in the order `position` names.
+///
+/// Uses the rubric text and judge the experiment froze. An unreadable answer is asked again
+/// (with backoff) before the judgment is stored as failed, with the judge's raw answer kept.
+/// Judge calls reserve their estimated cost against the experiment's cap first and settle what
+/// they cost after; past the cap the judgment is stored as skipped.
 pub async fn judge(
     svc: &Services,
     experiment_id: &str,
@@ -245,55 +253,86 @@ pub async fn judge(
     if svc.store.judgment_exists(experiment_id, exchange_id, subject, rubric, position).await? {
         return Ok(JobOutcome::AlreadyDone { follow_up: Vec::new() });
     }
+    let experiment = svc.store.require_experiment(experiment_id).await?;
     let exchange = svc
         .store
         .exchange(exchange_id)
         .await?
         .ok_or_else(|| WorkerError::Missing(format!("exchange {exchange_id} is not stored")))?;
     let response_text = subject_text(svc, experiment_id, &exchange, subject).await?;
-    let mut record = JudgmentRecord {
-        experiment_id: experiment_id.into(),
-        exchange_id: exchange_id.into(),
-        subject: subject.into(),
-        rubric: rubric.into(),
-        position: position.into(),
-        raw_score: None,
-        score: None,
-        reason: None,
-        judge_model: None,
-        error: None,
+    // Pairwise rubrics compare with the baseline's answer; read it before reserving spend.
+    let baseline = if position.is_empty() {
+        String::new()
+    } else {
+        subject_text(svc, experiment_id, &exchange, BASELINE).await?
     };
+    let mut record = JudgmentRecord::new(experiment_id, exchange_id, subject, rubric, position);
     let request = &exchange.exchange.request;
-    let result = match (&svc.judge, position) {
+    let rubrics = svc.rubrics_for(experiment_id, &experiment.spec);
+    let outcome = match (svc.judge_for(&experiment.spec), rubrics) {
         (None, _) => Err("no [judge] is configured in evaltap.toml".to_string()),
-        (Some(judge), "") => {
-            let subject_text = Subject { request, response: &response_text, reference: None };
-            judge
-                .score(&svc.rubrics, rubric, subject_text)
-                .await
-                .map(|j| (j.score.raw, j.score.normalized, j.score.reason, j.judge_model))
-                .map_err(|e| e.to_string())
-        }
-        (Some(judge), order) => {
-            let baseline = subject_text(svc, experiment_id, &exchange, BASELINE).await?;
-            let (a, b) =
-                if order == "ba" { (&response_text, &baseline) } else { (&baseline, &response_text) };
-            judge
-                .compare(&svc.rubrics, rubric, request, a, b)
-                .await
-                .map(|(winner, reason, model)| {
-                    let score = candidate_score(order, winner);
-                    (score, score, reason, model)
-                })
-                .map_err(|e| e.to_string())
+        (_, Err(err)) => Err(format!("the experiment's frozen rubrics do not load: {err}")),
+        (Some((judge, config)), Ok(rubrics)) => {
+            let samples = if position.is_empty() { experiment.spec.judge_samples.max(1) } else { 1 };
+            // Reserve before paying: the prompt's length (4 characters a token) plus a bounded
+            // answer, per call.
+            let prompt_tokens = (request.to_string().len() + response_text.len() * 2) as u64 / 4 + 300;
+            let estimate = config.price().cost(evaltap_core::Usage {
+                input_tokens: prompt_tokens,
+                output_tokens: JUDGE_OUTPUT_TOKENS_ESTIMATE,
+            }) * samples as f64;
+            if !svc.store.reserve_spend(experiment_id, estimate).await? {
+                let reason = "spend cap reached".to_string();
+                record.error = Some(reason.clone());
+                record.skipped = Some(reason.clone());
+                Err(reason)
+            } else {
+                let result = if position.is_empty() {
+                    let subject = Subject { request, response: &response_text, reference: None };
+                    judge.grade(&rubrics, rubric, subject, samples).await.map(|graded| {
+                        let mean = graded.mean();
+                        if graded.samples.len() > 1 {
+                            record.score_samples =
+                                Some(graded.samples.iter().map(|s| s.normalized).collect());
+                        }
+                        (mean.raw, mean.normalized, mean.reason, graded.calls)
+                    })
+                } else {
+                    let (a, b) = if position == "ba" {
+                        (&response_text, &baseline)
+                    } else {
+                        (&baseline, &response_text)
+                    };
+                    judge.prefer(&rubrics, rubric, request, a, b).await.map(|(winner, reason, calls)| {
+                        let score = candidate_score(position, winner);
+                        (score, score, reason, calls)
+                    })
+                };
+                let calls = match &result {
+                    Ok((.., calls)) => calls.clone(),
+                    Err(failure) => failure.calls.clone(),
+                };
+                let actual = config.price().cost(calls.usage);
+                svc.store.settle_spend(experiment_id, SpendKind::Judge, estimate, actual).await?;
+                record.raw_output = calls.raw_output.clone();
+                record.attempts = i64::from(calls.attempts);
+                record.judge_model = Some(calls.model.clone()).filter(|m| !m.is_empty());
+                if calls.attempts > 0 {
+                    record.input_tokens = Some(calls.usage.input_tokens as i64);
+                    record.output_tokens = Some(calls.usage.output_tokens as i64);
+                    record.cost_usd = Some(actual);
+                }
+                result
+                    .map(|(raw, normalized, reason, _)| (raw, normalized, reason))
+                    .map_err(|f| f.error.to_string())
+            }
         }
     };
-    let outcome = match result {
-        Ok((raw, normalized, reason, model)) => {
+    let outcome = match outcome {
+        Ok((raw, normalized, reason)) => {
             record.raw_score = Some(raw);
             record.score = Some(normalized);
             record.reason = Some(reason);
-            record.judge_model = Some(model);
             JobOutcome::Stored { follow_up: Vec::new() }
         }
         Err(err) => {

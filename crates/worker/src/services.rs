@@ -2,10 +2,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use evaltap_core::{CandidateConfig, Config};
-use evaltap_judge::{Judge, Rubrics};
+use evaltap_core::{CandidateConfig, Config, JudgeConfig};
+use evaltap_judge::{Judge, JudgeError, Rubrics};
 use evaltap_providers::{ChatClient, HttpClient, ProviderError, http_client};
-use evaltap_store::Store;
+use evaltap_store::{ExperimentSpec, Store};
 
 /// What jobs need: the store, rubrics, the judge and model clients.
 #[derive(Debug, Clone)]
@@ -14,11 +14,13 @@ pub struct Services {
     pub store: Store,
     /// Loaded rubrics.
     pub rubrics: Rubrics,
-    /// The judge, if one is configured.
-    pub judge: Option<Judge>,
+    /// The judge configured now (experiments use the one they froze, see [`Services::judge_for`]).
+    pub judge: Option<JudgeConfig>,
     http: HttpClient,
-    /// One client per candidate endpoint, so each keeps its own concurrency limit.
+    /// One client per candidate or judge endpoint, so each keeps its own concurrency limit.
     clients: Arc<Mutex<HashMap<String, ChatClient>>>,
+    /// Rubrics as frozen by each experiment, parsed once.
+    frozen_rubrics: Arc<Mutex<HashMap<String, Rubrics>>>,
 }
 
 /// Model calls time out after this long; the client retries within it.
@@ -32,32 +34,61 @@ impl Services {
     /// Services for `config` over `store` with `rubrics`.
     pub fn new(config: &Config, store: Store, rubrics: Rubrics) -> Result<Services, ProviderError> {
         let http = http_client(CALL_TIMEOUT)?;
-        let judge = config.judge.as_ref().map(|j| {
-            let client = ChatClient::new(
-                http.clone(),
-                &j.base_url,
-                api_key(j.api_key_env.as_ref()),
-                j.max_concurrency,
-            );
-            Judge::new(client, j.model.clone())
-        });
-        Ok(Services { store, rubrics, judge, http, clients: Arc::default() })
+        Ok(Services {
+            store,
+            rubrics,
+            judge: config.judge.clone(),
+            http,
+            clients: Arc::default(),
+            frozen_rubrics: Arc::default(),
+        })
+    }
+
+    fn client(
+        &self,
+        key: String,
+        base_url: &str,
+        api_key_env: Option<&String>,
+        concurrency: usize,
+    ) -> ChatClient {
+        let mut clients = self.clients.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        clients
+            .entry(key)
+            .or_insert_with(|| {
+                ChatClient::new(self.http.clone(), base_url, api_key(api_key_env), concurrency)
+            })
+            .clone()
     }
 
     /// The client for a candidate as frozen in an experiment's spec.
     pub fn candidate_client(&self, candidate: &CandidateConfig) -> ChatClient {
         let key = format!("{}\u{0}{}\u{0}{}", candidate.name, candidate.base_url, candidate.max_concurrency);
-        let mut clients = self.clients.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        clients
-            .entry(key)
-            .or_insert_with(|| {
-                ChatClient::new(
-                    self.http.clone(),
-                    &candidate.base_url,
-                    api_key(candidate.api_key_env.as_ref()),
-                    candidate.max_concurrency,
-                )
-            })
-            .clone()
+        self.client(key, &candidate.base_url, candidate.api_key_env.as_ref(), candidate.max_concurrency)
+    }
+
+    /// The judge an experiment froze (older experiments: the one configured now), with its
+    /// configuration.
+    pub fn judge_for(&self, spec: &ExperimentSpec) -> Option<(Judge, JudgeConfig)> {
+        let config = spec.judge.clone().or_else(|| self.judge.clone())?;
+        let key = format!("judge\u{0}{}\u{0}{}", config.base_url, config.max_concurrency);
+        let client = self.client(key, &config.base_url, config.api_key_env.as_ref(), config.max_concurrency);
+        Some((Judge::new(client, config.model.clone(), config.temperature), config))
+    }
+
+    /// The rubrics an experiment froze (older experiments: the files loaded now).
+    pub fn rubrics_for(&self, experiment_id: &str, spec: &ExperimentSpec) -> Result<Rubrics, JudgeError> {
+        if spec.rubric_definitions.is_empty() {
+            return Ok(self.rubrics.clone());
+        }
+        let mut cache = self.frozen_rubrics.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(rubrics) = cache.get(experiment_id) {
+            return Ok(rubrics.clone());
+        }
+        let rubrics =
+            Rubrics::from_sources(spec.rubric_definitions.iter().map(|r| {
+                (format!("rubric `{}` frozen in experiment {}", r.name, spec.name), r.source.clone())
+            }))?;
+        cache.insert(experiment_id.to_string(), rubrics.clone());
+        Ok(rubrics)
     }
 }
