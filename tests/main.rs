@@ -3,6 +3,7 @@
 mod common;
 mod door;
 mod full_loop;
+mod judging;
 mod mirror;
 mod proxy;
 mod python_clients;

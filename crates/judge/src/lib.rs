@@ -169,7 +169,7 @@ fn template_error(path: &str, template: &str, source_text: &str, err: &minijinja
     // The template starts some lines into the file (after `template = """`): find where.
     let offset = source_text
         .find(template.lines().next().unwrap_or_default())
-        .map(|at| source_text[..at].lines().count().saturating_sub(1))
+        .map(|at| source_text[..at].matches('\n').count())
         .unwrap_or(0);
     let detail = err.detail().map(|d| format!(": {d}")).unwrap_or_default();
     match err.line() {

@@ -600,9 +600,11 @@ pub fn render_text(report: &Report) -> String {
     if let Some(cap) = report.spend.cap_usd {
         let _ = writeln!(
             out,
-            "spend on replays ${:.6} of a ${cap:.6} cap{}",
+            "spend ${:.6} (replays ${:.6}, judge ${:.6}) of a ${cap:.6} cap{}",
+            report.spend.total_spent_usd,
             report.spend.spent_usd,
-            if report.spend_cap_reached { " — cap reached, remaining replays skipped" } else { "" }
+            report.spend.judge_spent_usd,
+            if report.spend_cap_reached { " — cap reached, remaining work skipped" } else { "" }
         );
     }
     let _ = writeln!(
@@ -656,7 +658,100 @@ pub fn render_text(report: &Report) -> String {
                 s.p_holm,
                 s.verdict
             );
+            let mut notes = Vec::new();
+            if s.significantly_lower {
+                notes.push("significantly lower, but shown within the margin".to_string());
+            }
+            if r.judge_errors > 0 || r.judge_skipped > 0 {
+                notes
+                    .push(format!("judge errors {}, skipped at the cap {}", r.judge_errors, r.judge_skipped));
+            }
+            if let Some(p) = &r.pairwise {
+                notes.push(format!(
+                    "W/T/L {}/{}/{}, consistency {:.0}%, first position {:.0}%, LC win rate {}",
+                    p.wins,
+                    p.ties,
+                    p.losses,
+                    100.0 * p.position_consistency,
+                    100.0 * p.first_position_rate,
+                    r.lc_win_rate.map_or("—".into(), |lc| format!("{lc:.3}"))
+                ));
+            }
+            if let Some(note) = &s.note {
+                notes.push(note.clone());
+            }
+            for note in notes {
+                let _ = writeln!(out, "{:>70}  note: {note}", "");
+            }
+            for warning in &r.warnings {
+                let _ = writeln!(out, "{:>70}  warning: {warning}", "");
+            }
         }
     }
+    let mut named = std::collections::BTreeSet::new();
+    for r in report.candidates.iter().flat_map(|c| &c.rubrics) {
+        if let Some(cal) = &r.calibration
+            && named.insert(r.rubric.clone())
+        {
+            let _ = writeln!(
+                out,
+                "rubric {}: calibrated {} against human labels ({}): weighted κ {}, mean bias {}",
+                r.rubric,
+                cal.created_at.format("%Y-%m-%d %H:%M"),
+                cal.judge_model,
+                cal.result
+                    .get("weighted_kappa")
+                    .and_then(serde_json::Value::as_f64)
+                    .map_or("—".into(), |k| format!("{k:.3}")),
+                cal.result
+                    .get("mean_bias")
+                    .and_then(serde_json::Value::as_f64)
+                    .map_or("—".into(), |b| format!("{b:+.3}")),
+            );
+        }
+    }
+    if let Some(judge) = &report.judge {
+        let _ = writeln!(
+            out,
+            "judge {} (temperature {}, {} sample(s) per item); judge spend ${:.6}; rubrics frozen: {}",
+            judge.model,
+            judge.temperature,
+            judge.samples,
+            report.spend.judge_spent_usd,
+            report
+                .frozen_rubrics
+                .iter()
+                .map(|r| format!("{} {}", r.name, &r.sha256[..12.min(r.sha256.len())]))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_win_and_a_tie_is_a_tie() {
+        assert_eq!(pairwise_outcome(1.0, 0.5), 0.5);
+        assert_eq!(pairwise_outcome(0.5, 1.0), 0.5);
+        assert_eq!(pairwise_outcome(1.0, 1.0), 1.0);
+        assert_eq!(pairwise_outcome(0.0, 0.0), 0.0);
+        assert_eq!(pairwise_outcome(1.0, 0.0), 0.5);
+        let s = pairwise_summary([(1.0, 0.5), (1.0, 1.0), (0.0, 0.0)].into_iter());
+        assert_eq!((s.wins, s.ties, s.losses), (1, 1, 1));
+        // Verdicts naming A: (ab=0: A), (ba=1: A) ×2 → in (1,1): ba=1 A; (0,0): ab=0 A; (1,0.5): none.
+        assert!((s.first_position_rate - 2.0 / 6.0).abs() < 1e-12, "{s:?}");
+    }
+
+    #[test]
+    fn correlation_is_pearsons() {
+        assert!(
+            (correlation(&[1.0, 2.0, 3.0], &[2.0, 4.0, 6.5]).expect("varies") - 0.9979487157886733).abs()
+                < 1e-12
+        );
+        assert!(correlation(&[1.0, 1.0, 1.0], &[1.0, 2.0, 3.0]).is_none());
+    }
 }
