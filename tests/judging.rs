@@ -194,6 +194,19 @@ async fn a_judge_failing_on_long_answers_shows_judge_errors_and_a_warning() {
     let text = evaltap_report::render_text(&report);
     assert!(text.contains("judge errors") && text.contains("lost to judge failures"), "{text}");
 
+    // The dashboard shows them too.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/experiments/faulty", listener.local_addr().expect("addr"));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(evaltap_server::serve(listener, bench.app.server_state(), async move {
+        let _ = stopped.await;
+    }));
+    let http = evaltap_providers::http_client(Duration::from_secs(30)).expect("client");
+    let html = http.get(&url).send().await.expect("page").text().await.expect("html");
+    let _ = stop.send(());
+    assert!(html.contains(&format!("<td class=\"num judge-errors\">{}", rubric.judge_errors)), "{html}");
+    assert!(html.contains("lost to judge failures") && html.contains("judge $"), "{html}");
+
     // Judge calls cost money: stored per call, summed in the spend, failed attempts included.
     let stored: f64 = sqlx::query_scalar("SELECT SUM(cost_usd) FROM judgments WHERE experiment_id = ?")
         .bind(&experiment.id)

@@ -69,6 +69,14 @@ pub(crate) async fn experiment(
                            "p_sequential": r.p_value_sequential, "p_holm": r.p_holm, "q_value": r.q_value,
                            "verdict": r.verdict.as_str(), "more_samples": rubric.more_samples_needed,
                            "pairwise": rubric.pairwise,
+                           "judge_errors": rubric.judge_errors, "judge_skipped": rubric.judge_skipped,
+                           "judge_cost": rubric.judge_cost_usd, "warnings": rubric.warnings,
+                           "significantly_lower": r.significantly_lower,
+                           "length_correlation": rubric.length_correlation,
+                           "calibration": rubric.calibration.as_ref().map(|c| json!({
+                               "date": c.created_at.format("%Y-%m-%d").to_string(),
+                               "weighted_kappa": c.result.get("weighted_kappa"),
+                               "same_rubric_text": c.same_rubric_text})),
                            "x_low": strip_x(r.ci_low), "x_high": strip_x(r.ci_high), "x_delta": strip_x(r.delta)})
                 })
                 .collect();
