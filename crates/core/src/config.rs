@@ -342,6 +342,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_shipped_example_parses_with_a_priced_judge() {
+        let text = include_str!("../../../evaltap.example.toml");
+        let config = Config::parse(text, Path::new("evaltap.example.toml")).expect("the example is valid");
+        let judge = config.judge.expect("a judge");
+        assert!(judge.price().input_per_mtok > 0.0 && judge.samples == 1);
+    }
+
+    #[test]
     fn parses_a_full_file() {
         let text = r#"
             database_url = "sqlite://x.db"
