@@ -65,3 +65,22 @@ impl TestServer {
         }
     }
 }
+
+/// A one-candidate, one-rubric experiment request over `sample` exchanges.
+pub fn experiment_request(
+    name: &str,
+    candidate: &str,
+    rubric: &str,
+    sample: usize,
+) -> evaltap_worker::ExperimentRequest {
+    evaltap_worker::ExperimentRequest {
+        name: name.into(),
+        candidates: vec![candidate.into()],
+        rubrics: vec![rubric.into()],
+        sample_size: Some(sample),
+        filter: Default::default(),
+        margin: None,
+        spend_cap_usd: None,
+        judge_samples: None,
+    }
+}

@@ -13,7 +13,7 @@ use evaltap_worker::{EvalJob, ExperimentRequest, JobOutcome};
 use sqlx::Row;
 use statrs::distribution::{ContinuousCDF, StudentsT};
 
-use crate::common::TempDir;
+use crate::common::{TempDir, experiment_request};
 
 async fn count(pool: &sqlx::SqlitePool, sql: &'static str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(pool).await.expect(sql)
@@ -47,16 +47,7 @@ async fn create(
     sample: usize,
     spend_cap_usd: Option<f64>,
 ) -> Experiment {
-    let request = ExperimentRequest {
-        name: name.into(),
-        candidates: vec![candidate.into()],
-        rubrics: vec![rubric.into()],
-        sample_size: Some(sample),
-        filter: Default::default(),
-        margin: None,
-        spend_cap_usd,
-        judge_samples: None,
-    };
+    let request = ExperimentRequest { spend_cap_usd, ..experiment_request(name, candidate, rubric, sample) };
     evaltap_worker::create_experiment(&app.config, &app.rubrics, &app.store, &app.queue, request)
         .await
         .expect("create")

@@ -32,7 +32,7 @@ impl Bench {
             .await
             .expect("sim");
         let mut config = demo_config(&sim.base_url(), format!("sqlite://{}", dir.database().display()));
-        config.rubrics_dir = rubrics_dir.map_or_else(|| repo_rubrics(), Path::to_path_buf);
+        config.rubrics_dir = rubrics_dir.map_or_else(repo_rubrics, Path::to_path_buf);
         let app = App::open(config).await.expect("open");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let mirror = format!("http://{}/v1/mirror", listener.local_addr().expect("addr"));
@@ -45,6 +45,21 @@ impl Bench {
             .expect("traffic");
         assert_eq!(accepted, exchanges);
         Bench { app, _sim: sim, dir, stop: Some(stop) }
+    }
+
+    /// Traffic of `exchanges`, one experiment of `candidate` on `rubric` over all of it, run to
+    /// the end.
+    async fn run_one(
+        label: &str,
+        judge: JudgeBehavior,
+        candidate: &str,
+        rubric: &str,
+        exchanges: usize,
+    ) -> (Bench, Experiment, Report) {
+        let bench = Bench::start(label, judge, None, exchanges).await;
+        let experiment = bench.create(request(label, candidate, rubric, exchanges)).await;
+        let report = run(&bench.app, &experiment).await;
+        (bench, experiment, report)
     }
 
     async fn create(&self, request: ExperimentRequest) -> Experiment {
@@ -72,18 +87,7 @@ fn repo_rubrics() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("rubrics")
 }
 
-fn request(name: &str, candidate: &str, rubric: &str, sample: usize) -> ExperimentRequest {
-    ExperimentRequest {
-        name: name.into(),
-        candidates: vec![candidate.into()],
-        rubrics: vec![rubric.into()],
-        sample_size: Some(sample),
-        filter: Default::default(),
-        margin: None,
-        spend_cap_usd: None,
-        judge_samples: None,
-    }
-}
+use crate::common::experiment_request as request;
 
 /// Runs a worker of `app` until `experiment` is done; returns its report.
 async fn run(app: &App, experiment: &Experiment) -> Report {
@@ -158,9 +162,7 @@ async fn a_rubric_edited_after_creation_leaves_the_experiment_unchanged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_judge_failing_on_long_answers_shows_judge_errors_and_a_warning() {
     let faulty = JudgeBehavior { unreadable_long: 0.10, ..QUIET };
-    let bench = Bench::start("faulty", faulty, None, 200).await;
-    let experiment = bench.create(request("faulty", "medium", "correctness", 200)).await;
-    let report = run(&bench.app, &experiment).await;
+    let (bench, experiment, report) = Bench::run_one("faulty", faulty, "medium", "correctness", 200).await;
     let rubric = &report.candidates[0].rubrics[0];
     let pool = bench.app.store.pool();
 
@@ -221,9 +223,7 @@ async fn a_judge_failing_on_long_answers_shows_judge_errors_and_a_warning() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_report_recovers_the_judges_position_bias_and_warns() {
     let biased = JudgeBehavior { position_bias: 0.3, ..QUIET };
-    let bench = Bench::start("bias", biased, None, 300).await;
-    let experiment = bench.create(request("bias", "medium", "preference", 300)).await;
-    let report = run(&bench.app, &experiment).await;
+    let (_bench, _, report) = Bench::run_one("bias", biased, "medium", "preference", 300).await;
     let rubric = &report.candidates[0].rubrics[0];
     let summary = rubric.pairwise.as_ref().expect("pairwise");
     assert!((summary.position_bias - 0.3).abs() < 0.06, "{summary:?}");
@@ -235,9 +235,7 @@ async fn the_report_recovers_the_judges_position_bias_and_warns() {
     assert!(rubric.lc_win_rate.is_some_and(|lc| (0.0..=1.0).contains(&lc)), "{rubric:?}");
 
     // An unbiased judge: no first-position preference, full consistency on these answers.
-    let fair = Bench::start("fair", QUIET, None, 150).await;
-    let experiment = fair.create(request("fair", "medium", "preference", 150)).await;
-    let report = run(&fair.app, &experiment).await;
+    let (_fair, _, report) = Bench::run_one("fair", QUIET, "medium", "preference", 150).await;
     let rubric = &report.candidates[0].rubrics[0];
     let summary = rubric.pairwise.as_ref().expect("pairwise");
     assert!(summary.position_bias.abs() < 1e-12, "{summary:?}");

@@ -213,7 +213,7 @@ impl Rubrics {
         for (path, text) in files {
             let invalid = |reason: String| JudgeError::Invalid { path: path.clone(), reason };
             let mut rubric: Rubric = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
-            if !(rubric.scale.min < rubric.scale.max) {
+            if rubric.scale.min.partial_cmp(&rubric.scale.max) != Some(std::cmp::Ordering::Less) {
                 return Err(invalid("scale.min must be below scale.max".into()));
             }
             env.add_template_owned(rubric.name.clone(), rubric.template.clone())

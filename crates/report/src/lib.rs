@@ -228,22 +228,20 @@ fn pairwise_summary(orders: impl Iterator<Item = (f64, f64)>) -> PairwiseSummary
         if ab == ba {
             consistent += 1;
         }
-        match pairwise_outcome(ab, ba) {
-            x if x == 1.0 => wins += 1,
-            x if x == 0.0 => losses += 1,
-            _ => ties += 1,
+        let outcome = pairwise_outcome(ab, ba);
+        if outcome == 1.0 {
+            wins += 1;
+        } else if outcome == 0.0 {
+            losses += 1;
+        } else {
+            ties += 1;
         }
         // Baseline first (ab): the candidate's win means B was named. Candidate first (ba): A.
-        match ab {
-            x if x == 0.0 => first += 1,
-            x if x == 1.0 => second += 1,
-            _ => {}
-        }
-        match ba {
-            x if x == 1.0 => first += 1,
-            x if x == 0.0 => second += 1,
-            _ => {}
-        }
+        // A tie (½) names neither.
+        let (a_named_ab, a_named_ba) = (ab == 0.0, ba == 1.0);
+        let (b_named_ab, b_named_ba) = (ab == 1.0, ba == 0.0);
+        first += u64::from(a_named_ab) + u64::from(a_named_ba);
+        second += u64::from(b_named_ab) + u64::from(b_named_ba);
     }
     let sign = evaltap_stats::sign_test(wins, losses, ties, ALPHA);
     let verdicts = (2 * n).max(1) as f64;

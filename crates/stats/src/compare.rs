@@ -449,9 +449,7 @@ mod tests {
         // 12 discordant pairs, 10 to the candidate: exact p = 2·P(X ≤ 2 | 12, ½) = 0.0386.
         let mut base = vec![1.0; 50];
         let mut cand = vec![1.0; 50];
-        for i in 0..10 {
-            base[i] = 0.0;
-        }
+        base[..10].fill(0.0);
         cand[20] = 0.0;
         cand[21] = 0.0;
         let r = compare_paired(&base, &cand, None, &opts);
