@@ -403,4 +403,14 @@ fn rubric_check_reports_a_broken_template_with_its_line() {
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("typo`:5: template error"), "{stderr}");
+    // The same problem stops any command that would judge, at start-up.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_evaltap"))
+        .args(["experiment", "list"])
+        .env("EVALTAP_CONFIG", &config)
+        .env("EVALTAP_DATABASE_URL", format!("sqlite://{}", config_dir.0.join("db.sqlite").display()))
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("broken rubric") && stderr.contains("typo`:5"), "{stderr}");
 }

@@ -34,6 +34,15 @@ impl App {
         let queue = evaltap_worker::queue::open(&store).await.context("setting up the job queue")?;
         let rubrics = Rubrics::load(&config.rubrics_dir)
             .with_context(|| format!("loading rubrics from {}", config.rubrics_dir.display()))?;
+        // A template that parses but cannot render would fail every judge job: say so now.
+        let problems = rubrics.check();
+        if !problems.is_empty() {
+            anyhow::bail!(
+                "broken rubric(s) in {} (run `evaltap rubric check`):\n{}",
+                config.rubrics_dir.display(),
+                problems.join("\n")
+            );
+        }
         let services =
             Services::new(&config, store.clone(), rubrics.clone()).context("building model clients")?;
         Ok(App { config, store, queue, rubrics, services })
