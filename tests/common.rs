@@ -1,6 +1,15 @@
 //! Helpers shared by the whole-app tests.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use evaltap::app::App;
+use evaltap::demo::{demo_config, tee_production_traffic};
+use evaltap_report::Report;
+use evaltap_sim::{JudgeBehavior, SimConfig, SimServer};
+use evaltap_store::Experiment;
+use evaltap_worker::ExperimentRequest;
+use indicatif::ProgressBar;
 
 /// A fresh folder for one test's database, removed when dropped.
 pub struct TempDir(pub PathBuf);
@@ -83,4 +92,97 @@ pub fn experiment_request(
         spend_cap_usd: None,
         judge_samples: None,
     }
+}
+
+/// evaltap on a fresh database, with production traffic teed from a simulated upstream whose
+/// judge behaves as `judge`.
+pub struct Bench {
+    pub app: App,
+    _sim: SimServer,
+    pub dir: TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Bench {
+    pub async fn start(
+        label: &str,
+        judge: JudgeBehavior,
+        rubrics_dir: Option<&Path>,
+        exchanges: usize,
+    ) -> Bench {
+        let dir = TempDir::new(label);
+        let sim = evaltap_sim::spawn(([127, 0, 0, 1], 0).into(), SimConfig { latency_scale: 0.0, judge })
+            .await
+            .expect("sim");
+        let mut config = demo_config(&sim.base_url(), format!("sqlite://{}", dir.database().display()));
+        config.rubrics_dir = rubrics_dir.map_or_else(repo_rubrics, Path::to_path_buf);
+        let app = App::open(config).await.expect("open");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let mirror = format!("http://{}/v1/mirror", listener.local_addr().expect("addr"));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(evaltap_server::serve(listener, app.server_state(), async move {
+            let _ = stopped.await;
+        }));
+        let accepted = tee_production_traffic(&sim.base_url(), &mirror, exchanges, 5, &ProgressBar::hidden())
+            .await
+            .expect("traffic");
+        assert_eq!(accepted, exchanges);
+        Bench { app, _sim: sim, dir, stop: Some(stop) }
+    }
+
+    /// Traffic of `exchanges`, one experiment of `candidate` on `rubric` over all of it, run to
+    /// the end.
+    pub async fn run_one(
+        label: &str,
+        judge: JudgeBehavior,
+        candidate: &str,
+        rubric: &str,
+        exchanges: usize,
+    ) -> (Bench, Experiment, Report) {
+        let bench = Bench::start(label, judge, None, exchanges).await;
+        let experiment = bench.create(experiment_request(label, candidate, rubric, exchanges)).await;
+        let report = run(&bench.app, &experiment).await;
+        (bench, experiment, report)
+    }
+
+    pub async fn create(&self, request: ExperimentRequest) -> Experiment {
+        evaltap_worker::create_experiment(
+            &self.app.config,
+            &self.app.rubrics,
+            &self.app.store,
+            &self.app.queue,
+            request,
+        )
+        .await
+        .expect("create")
+    }
+}
+
+impl Drop for Bench {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub fn repo_rubrics() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("rubrics")
+}
+
+/// Runs a worker of `app` until `experiment` is done; returns its report.
+pub async fn run(app: &App, experiment: &Experiment) -> Report {
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let runner = app.clone();
+    let worker = tokio::spawn(async move {
+        runner
+            .run_worker(16, async move {
+                let _ = stop_rx.await;
+            })
+            .await
+    });
+    app.wait_done(experiment, Duration::from_secs(60), |_| {}).await.expect("finishes");
+    let _ = stop_tx.send(());
+    worker.await.expect("join").expect("worker");
+    evaltap_report::build(&app.store, experiment).await.expect("report")
 }

@@ -3,108 +3,15 @@
 //! labels. Each test runs evaltap against its own simulated upstream with a judge behaving as
 //! the test needs.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use evaltap::app::App;
-use evaltap::demo::{demo_config, tee_production_traffic};
-use evaltap_report::Report;
-use evaltap_sim::{JudgeBehavior, SimConfig, SimServer};
-use evaltap_store::Experiment;
+use evaltap_sim::JudgeBehavior;
 use evaltap_worker::ExperimentRequest;
-use indicatif::ProgressBar;
-
-use crate::common::TempDir;
-
-/// evaltap on a fresh database, with production traffic teed from a simulated upstream whose
-/// judge behaves as `judge`.
-struct Bench {
-    app: App,
-    _sim: SimServer,
-    dir: TempDir,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl Bench {
-    async fn start(label: &str, judge: JudgeBehavior, rubrics_dir: Option<&Path>, exchanges: usize) -> Bench {
-        let dir = TempDir::new(label);
-        let sim = evaltap_sim::spawn(([127, 0, 0, 1], 0).into(), SimConfig { latency_scale: 0.0, judge })
-            .await
-            .expect("sim");
-        let mut config = demo_config(&sim.base_url(), format!("sqlite://{}", dir.database().display()));
-        config.rubrics_dir = rubrics_dir.map_or_else(repo_rubrics, Path::to_path_buf);
-        let app = App::open(config).await.expect("open");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let mirror = format!("http://{}/v1/mirror", listener.local_addr().expect("addr"));
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(evaltap_server::serve(listener, app.server_state(), async move {
-            let _ = stopped.await;
-        }));
-        let accepted = tee_production_traffic(&sim.base_url(), &mirror, exchanges, 5, &ProgressBar::hidden())
-            .await
-            .expect("traffic");
-        assert_eq!(accepted, exchanges);
-        Bench { app, _sim: sim, dir, stop: Some(stop) }
-    }
-
-    /// Traffic of `exchanges`, one experiment of `candidate` on `rubric` over all of it, run to
-    /// the end.
-    async fn run_one(
-        label: &str,
-        judge: JudgeBehavior,
-        candidate: &str,
-        rubric: &str,
-        exchanges: usize,
-    ) -> (Bench, Experiment, Report) {
-        let bench = Bench::start(label, judge, None, exchanges).await;
-        let experiment = bench.create(request(label, candidate, rubric, exchanges)).await;
-        let report = run(&bench.app, &experiment).await;
-        (bench, experiment, report)
-    }
-
-    async fn create(&self, request: ExperimentRequest) -> Experiment {
-        evaltap_worker::create_experiment(
-            &self.app.config,
-            &self.app.rubrics,
-            &self.app.store,
-            &self.app.queue,
-            request,
-        )
-        .await
-        .expect("create")
-    }
-}
-
-impl Drop for Bench {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
-
-fn repo_rubrics() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("rubrics")
-}
 
 use crate::common::experiment_request as request;
-
-/// Runs a worker of `app` until `experiment` is done; returns its report.
-async fn run(app: &App, experiment: &Experiment) -> Report {
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let runner = app.clone();
-    let worker = tokio::spawn(async move {
-        runner
-            .run_worker(16, async move {
-                let _ = stop_rx.await;
-            })
-            .await
-    });
-    app.wait_done(experiment, Duration::from_secs(60), |_| {}).await.expect("finishes");
-    let _ = stop_tx.send(());
-    worker.await.expect("join").expect("worker");
-    evaltap_report::build(&app.store, experiment).await.expect("report")
-}
+use crate::common::{Bench, TempDir, repo_rubrics, run};
 
 const QUIET: JudgeBehavior = JudgeBehavior { noise: 0.0, position_bias: 0.0, unreadable_long: 0.0 };
 

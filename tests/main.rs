@@ -3,6 +3,7 @@
 mod common;
 mod door;
 mod full_loop;
+mod gate;
 mod judging;
 mod mirror;
 mod proxy;

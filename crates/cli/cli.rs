@@ -46,16 +46,24 @@ enum Command {
         #[command(subcommand)]
         command: Option<SourcesCommand>,
     },
-    /// Exit non-zero when a candidate significantly regresses (for CI).
+    /// A CI step: exit 0 when every rubric is non-inferior or better, 1 on a significant
+    /// regression, 2 when undecided (inconclusive, still running, or no data).
     Gate {
         /// Experiment name.
         name: String,
         /// Gate only this candidate.
         #[arg(long)]
         candidate: Option<String>,
-        /// Also fail unless every rubric is `better` or `non-inferior`.
-        #[arg(long)]
+        /// Kept for existing CI scripts: requiring non-inferiority is now what exit 0 means.
+        #[arg(long, hide = true)]
         require_non_inferior: bool,
+        /// Write JUnit XML here (one testcase per candidate × rubric).
+        #[arg(long)]
+        junit: Option<PathBuf>,
+        /// Write a Markdown pull-request comment here (also appended to $GITHUB_STEP_SUMMARY
+        /// when that is set).
+        #[arg(long)]
+        markdown: Option<PathBuf>,
     },
     /// Statistics on your own data.
     #[command(subcommand)]
@@ -416,7 +424,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
             }
         }
-        Command::Gate { name, candidate, require_non_inferior } => {
+        Command::Gate { name, candidate, require_non_inferior: _, junit, markdown } => {
             let app = open_app(&cli).await?;
             let experiment = app.store.require_experiment(name).await?;
             let report = evaltap_report::build(&app.store, &experiment).await?;
@@ -425,16 +433,38 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             {
                 anyhow::bail!("experiment `{name}` has no candidate `{wanted}`");
             }
-            let outcome = crate::gate::evaluate(&report, candidate.as_deref(), *require_non_inferior);
-            if outcome.passed {
-                println!("gate passed: experiment `{name}` ({}), no significant regression", report.status);
-                return Ok(ExitCode::SUCCESS);
+            let outcome = crate::gate::evaluate(&report, candidate.as_deref());
+            if let Some(path) = junit {
+                std::fs::write(path, crate::gate::junit(&report, &outcome))
+                    .with_context(|| format!("writing {}", path.display()))?;
             }
-            println!("gate failed: experiment `{name}` ({})", report.status);
-            for failure in &outcome.failures {
-                println!("  {failure}");
+            let summary = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|s| !s.is_empty());
+            if markdown.is_some() || summary.is_some() {
+                let worst = crate::gate::worst_items(&app.store, &experiment, 5).await?;
+                let text = crate::gate::markdown(&report, &outcome, &worst);
+                if let Some(path) = markdown {
+                    std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?;
+                }
+                if let Some(path) = summary {
+                    use std::io::Write as _;
+                    let mut file = std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&path)
+                        .with_context(|| format!("opening GITHUB_STEP_SUMMARY {}", path.display()))?;
+                    writeln!(file, "{text}").context("appending to GITHUB_STEP_SUMMARY")?;
+                }
             }
-            return Ok(ExitCode::from(1));
+            let verdict = match outcome.code {
+                crate::gate::GateCode::Pass => "passed",
+                crate::gate::GateCode::Regression => "failed (significant regression)",
+                crate::gate::GateCode::Undecided => "undecided",
+            };
+            println!("gate {verdict}: experiment `{name}` ({})", report.status);
+            for reason in &outcome.reasons {
+                println!("  {reason}");
+            }
+            return Ok(ExitCode::from(outcome.code as u8));
         }
         Command::Sources { command: None } => {
             let app = open_app(&cli).await?;
