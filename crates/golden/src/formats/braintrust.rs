@@ -1,0 +1,19 @@
+//! Braintrust dataset records: `{id, input, expected, metadata, tags}`.
+
+use super::{Common, FieldMap, Format, import_common};
+use crate::{GoldenError, Item};
+
+/// Braintrust.
+pub struct Braintrust;
+
+impl Format for Braintrust {
+    fn name(&self) -> &'static str {
+        "braintrust"
+    }
+
+    fn import(&self, path: &str, text: &str, map: &FieldMap) -> Result<Vec<Item>, GoldenError> {
+        let fields =
+            Common { id: "id", input: "input", reference: "expected", metadata: "metadata", tags: "tags" };
+        import_common(path, text, map, &fields)
+    }
+}

@@ -1,0 +1,24 @@
+//! evaltap's own JSONL (see the crate docs).
+
+use super::{FieldMap, Format};
+use crate::{GoldenError, Item};
+
+/// evaltap's JSONL.
+pub struct Native;
+
+impl Format for Native {
+    fn name(&self) -> &'static str {
+        "native"
+    }
+
+    fn import(&self, path: &str, text: &str, map: &FieldMap) -> Result<Vec<Item>, GoldenError> {
+        if !map.0.is_empty() {
+            return Err(GoldenError::Refused("--map applies to foreign formats, not native JSONL".into()));
+        }
+        crate::parse_native(path, text)
+    }
+
+    fn export(&self, items: &[Item]) -> Option<String> {
+        Some(crate::to_native(items))
+    }
+}

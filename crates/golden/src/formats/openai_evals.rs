@@ -1,0 +1,21 @@
+//! OpenAI evals JSONL samples: `{input, ideal}`, `input` a list of chat messages (or a string),
+//! `ideal` a string or a list of acceptable answers (the first is the reference, all are kept
+//! in metadata).
+
+use super::{Common, FieldMap, Format, import_common};
+use crate::{GoldenError, Item};
+
+/// OpenAI evals.
+pub struct OpenAiEvals;
+
+impl Format for OpenAiEvals {
+    fn name(&self) -> &'static str {
+        "openai-evals"
+    }
+
+    fn import(&self, path: &str, text: &str, map: &FieldMap) -> Result<Vec<Item>, GoldenError> {
+        let fields =
+            Common { id: "id", input: "input", reference: "ideal", metadata: "metadata", tags: "tags" };
+        import_common(path, text, map, &fields)
+    }
+}
