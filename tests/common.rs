@@ -91,6 +91,9 @@ pub fn experiment_request(
         margin: None,
         spend_cap_usd: None,
         judge_samples: None,
+        dataset: None,
+        baseline: None,
+        checks: Vec::new(),
     }
 }
 

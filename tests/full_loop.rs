@@ -23,16 +23,14 @@ async fn count(pool: &sqlx::SqlitePool, sql: &'static str) -> i64 {
 /// subject, rubric, position) one judgment.
 async fn assert_unique(pool: &sqlx::SqlitePool) {
     let replays = count(pool, "SELECT COUNT(*) FROM replays").await;
-    let distinct = count(
-        pool,
-        "SELECT COUNT(*) FROM (SELECT DISTINCT experiment_id, exchange_id, candidate FROM replays)",
-    )
-    .await;
+    let distinct =
+        count(pool, "SELECT COUNT(*) FROM (SELECT DISTINCT experiment_id, item_id, candidate FROM replays)")
+            .await;
     assert_eq!(replays, distinct);
     let judgments = count(pool, "SELECT COUNT(*) FROM judgments").await;
     let distinct = count(
         pool,
-        "SELECT COUNT(*) FROM (SELECT DISTINCT experiment_id, exchange_id, subject, rubric, position FROM judgments)",
+        "SELECT COUNT(*) FROM (SELECT DISTINCT experiment_id, item_id, subject, rubric, position FROM judgments)",
     )
     .await;
     assert_eq!(judgments, distinct);
@@ -130,19 +128,18 @@ async fn the_whole_loop_reaches_the_right_verdicts_and_is_idempotent() {
     assert_eq!(json["basis"], "fixed-n");
 
     // Recompute means, deltas and p-values from the stored judgments.
-    let rows =
-        sqlx::query("SELECT exchange_id, subject, rubric, score FROM judgments WHERE experiment_id = ?")
-            .bind(&run.experiment.id)
-            .fetch_all(&pool)
-            .await
-            .expect("judgments");
+    let rows = sqlx::query("SELECT item_id, subject, rubric, score FROM judgments WHERE experiment_id = ?")
+        .bind(&run.experiment.id)
+        .fetch_all(&pool)
+        .await
+        .expect("judgments");
     let mut scores: HashMap<(String, String), HashMap<String, f64>> = HashMap::new();
     for row in rows {
         let score: Option<f64> = row.get("score");
         scores
             .entry((row.get("subject"), row.get("rubric")))
             .or_default()
-            .insert(row.get("exchange_id"), score.expect("every judgment scored"));
+            .insert(row.get("item_id"), score.expect("every judgment scored"));
     }
     for candidate in &report.candidates {
         for rubric in &candidate.rubrics {
@@ -203,8 +200,8 @@ async fn the_whole_loop_reaches_the_right_verdicts_and_is_idempotent() {
     assert_eq!(api.status().as_u16(), 200);
 
     // Running a job again finds its result stored and adds nothing.
-    let exchange_id = &run.app.store.experiment_exchange_ids(&run.experiment.id).await.expect("ids")[0];
-    let again = evaltap_worker::replay(&run.app.services, &run.experiment.id, exchange_id, "small")
+    let item_id = &run.app.store.experiment_item_ids(&run.experiment.id).await.expect("ids")[0];
+    let again = evaltap_worker::replay(&run.app.services, &run.experiment.id, item_id, "small")
         .await
         .expect("replay");
     assert!(matches!(again, JobOutcome::AlreadyDone { .. }), "{again:?}");
@@ -213,18 +210,18 @@ async fn the_whole_loop_reaches_the_right_verdicts_and_is_idempotent() {
     // drains without adding a row.
     let mut queue = run.app.queue.clone();
     let mut duplicate_jobs = Vec::new();
-    for exchange_id in run.app.store.experiment_exchange_ids(&run.experiment.id).await.expect("ids") {
+    for item_id in run.app.store.experiment_item_ids(&run.experiment.id).await.expect("ids") {
         for candidate in ["small", "medium"] {
             duplicate_jobs.push(EvalJob::Replay {
                 experiment_id: run.experiment.id.clone(),
-                exchange_id: exchange_id.clone(),
+                item_id: item_id.clone(),
                 candidate: candidate.into(),
             });
         }
         for subject in ["baseline", "small", "medium"] {
             duplicate_jobs.push(EvalJob::Judge {
                 experiment_id: run.experiment.id.clone(),
-                exchange_id: exchange_id.clone(),
+                item_id: item_id.clone(),
                 subject: subject.into(),
                 rubric: "correctness".into(),
                 position: String::new(),

@@ -54,7 +54,7 @@ async fn a_rubric_edited_after_creation_leaves_the_experiment_unchanged() {
             && shown.contains("scale 1–10")
             && shown.contains("judge: model sim-judge")
     );
-    let exchange = &fresh.store.experiment_exchange_ids(&experiment.id).await.expect("ids")[0];
+    let exchange = &fresh.store.experiment_item_ids(&experiment.id).await.expect("ids")[0];
     let frozen_prompt =
         evaltap::judge_cmd::render_rubric(&fresh, "correctness", exchange, Some("frozen"), None)
             .await
@@ -88,7 +88,7 @@ async fn a_judge_failing_on_long_answers_shows_judge_errors_and_a_warning() {
     }
     // Every failure that cost a pair is counted, and n + judge_errors covers every replay.
     let lost_exchanges: i64 = sqlx::query_scalar(
-        "SELECT COUNT(DISTINCT exchange_id) FROM judgments WHERE experiment_id = ? AND error IS NOT NULL",
+        "SELECT COUNT(DISTINCT item_id) FROM judgments WHERE experiment_id = ? AND error IS NOT NULL",
     )
     .bind(&experiment.id)
     .fetch_one(pool)

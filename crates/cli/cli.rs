@@ -367,6 +367,9 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 margin: *margin,
                 spend_cap_usd: *spend_cap_usd,
                 judge_samples: *judge_samples,
+                dataset: None,
+                baseline: None,
+                checks: Vec::new(),
             };
             let experiment =
                 evaltap_worker::create_experiment(&app.config, &app.rubrics, &app.store, &app.queue, request)
@@ -503,7 +506,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Experiment(ExperimentCommand::Show { name }) => {
             let app = open_app(&cli).await?;
             let experiment = app.store.require_experiment(name).await?;
-            let exchanges = app.store.experiment_exchange_ids(&experiment.id).await?.len();
+            let exchanges = app.store.experiment_item_ids(&experiment.id).await?.len();
             print!("{}", crate::judge_cmd::show_experiment(&experiment, exchanges));
         }
         Command::Rubric(RubricCommand::Check) => {

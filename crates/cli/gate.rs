@@ -184,7 +184,7 @@ pub async fn worst_items(
     let mut scores: HashMap<(String, String), HashMap<String, f64>> = HashMap::new();
     for j in store.judgments(&experiment.id).await? {
         if let (Some(score), "") = (j.score, j.position.as_str()) {
-            scores.entry((j.subject, j.rubric)).or_default().insert(j.exchange_id, score);
+            scores.entry((j.subject, j.rubric)).or_default().insert(j.item_id, score);
         }
     }
     let mut worst = HashMap::new();

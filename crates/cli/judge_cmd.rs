@@ -39,6 +39,7 @@ pub fn check_rubrics(dir: &Path) -> anyhow::Result<String> {
 fn mode_name(mode: Mode) -> &'static str {
     match mode {
         Mode::Pointwise => "pointwise",
+        Mode::Reference => "reference",
         Mode::Pairwise => "pairwise",
     }
 }
@@ -79,7 +80,7 @@ pub async fn render_rubric(
     let request = &exchange.exchange.request;
     let definition = rubrics.get(rubric)?;
     Ok(match definition.mode {
-        Mode::Pointwise => {
+        Mode::Pointwise | Mode::Reference => {
             let response = candidate_text.as_deref().unwrap_or(&production);
             rubrics.render(rubric, Subject { request, response, reference: None })?
         }
@@ -114,6 +115,9 @@ pub async fn calibrate(app: &App, rubric: &str, labels: &Path) -> anyhow::Result
         rubric_definitions: Vec::new(),
         judge: app.config.judge.clone(),
         judge_samples: 1,
+        dataset: None,
+        baseline: Default::default(),
+        checks: Vec::new(),
     };
     let (judge, config) =
         app.services.judge_for(&experiment_like).context("no [judge] is configured in evaltap.toml")?;

@@ -47,6 +47,9 @@ pub enum JudgeError {
         /// Underlying error.
         source: minijinja::Error,
     },
+    /// A reference rubric was asked to grade an item that has no reference.
+    #[error("rubric `{0}` grades against a reference answer, and this item has none")]
+    NoReference(String),
     /// The judge's answer could not be read as a score.
     #[error("unreadable judge answer for rubric `{rubric}`: {reason}: {answer}")]
     Unparseable {
@@ -71,6 +74,9 @@ pub enum Mode {
     /// Two responses (`response_a`, `response_b`); the judge names the better one. evaltap asks
     /// in both orders.
     Pairwise,
+    /// One response graded against the item's reference answer (`reference`), a score on the
+    /// rubric's scale. Items without a reference cannot be graded with it.
+    Reference,
 }
 
 /// The range of a pointwise score.
@@ -148,12 +154,13 @@ pub struct Subject<'a> {
 }
 
 /// The shipped rubrics, used when no rubric folder exists (e.g. `evaltap demo` run elsewhere).
-const BUILTIN: [(&str, &str); 7] = [
+const BUILTIN: [(&str, &str); 8] = [
     ("conciseness.toml", include_str!("../../../rubrics/conciseness.toml")),
     ("correctness.toml", include_str!("../../../rubrics/correctness.toml")),
     ("faithfulness.toml", include_str!("../../../rubrics/faithfulness.toml")),
     ("helpfulness.toml", include_str!("../../../rubrics/helpfulness.toml")),
     ("instruction_following.toml", include_str!("../../../rubrics/instruction_following.toml")),
+    ("correctness_vs_reference.toml", include_str!("../../../rubrics/correctness_vs_reference.toml")),
     ("preference.toml", include_str!("../../../rubrics/preference.toml")),
     ("safety.toml", include_str!("../../../rubrics/safety.toml")),
 ];
@@ -247,7 +254,7 @@ impl Rubrics {
             .values()
             .filter_map(|rubric| {
                 let rendered = match rubric.mode {
-                    Mode::Pointwise => self.render(&rubric.name, subject),
+                    Mode::Pointwise | Mode::Reference => self.render(&rubric.name, subject),
                     Mode::Pairwise => self.render_pair(&rubric.name, &request, "4", "5"),
                 };
                 match rendered {
@@ -289,6 +296,9 @@ impl Rubrics {
     /// The judge prompt for grading `subject` with rubric `name`.
     pub fn render(&self, name: &str, subject: Subject<'_>) -> Result<String, JudgeError> {
         let rubric = self.get(name)?;
+        if rubric.mode == Mode::Reference && subject.reference.is_none_or(|r| r.trim().is_empty()) {
+            return Err(JudgeError::NoReference(name.into()));
+        }
         let render_err = |source| JudgeError::Render { rubric: name.into(), source };
         let template = self.env.get_template(name).map_err(render_err)?;
         template
@@ -560,6 +570,7 @@ mod tests {
             [
                 "conciseness",
                 "correctness",
+                "correctness_vs_reference",
                 "faithfulness",
                 "helpfulness",
                 "instruction_following",

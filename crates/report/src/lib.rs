@@ -314,13 +314,13 @@ struct JudgeBook {
 pub async fn build(store: &Store, experiment: &Experiment) -> Result<Report, StoreError> {
     let spec = &experiment.spec;
     let progress = store.experiment_progress(experiment).await?;
-    let exchange_ids = store.experiment_exchange_ids(&experiment.id).await?;
+    let item_ids = store.experiment_item_ids(&experiment.id).await?;
 
     let mut models: BTreeMap<String, usize> = BTreeMap::new();
     let mut baseline_costs = Vec::new();
     let mut clusters: HashMap<String, String> = HashMap::new();
     let mut baseline_lengths: HashMap<String, f64> = HashMap::new();
-    for id in &exchange_ids {
+    for id in &item_ids {
         if let Some(stored) = store.exchange(id).await? {
             let ex = &stored.exchange;
             *models.entry(ex.model.clone().unwrap_or_else(|| "unknown".into())).or_default() += 1;
@@ -346,16 +346,13 @@ pub async fn build(store: &Store, experiment: &Experiment) -> Result<Report, Sto
         }
         match j.score.filter(|s| s.is_finite()) {
             Some(score) => {
-                scores
-                    .entry((j.subject, j.rubric, j.position))
-                    .or_default()
-                    .insert(j.exchange_id, (score, seq));
+                scores.entry((j.subject, j.rubric, j.position)).or_default().insert(j.item_id, (score, seq));
             }
             None if j.skipped.is_some() => {
-                book.skipped.insert(j.exchange_id);
+                book.skipped.insert(j.item_id);
             }
             None => {
-                book.failed.insert(j.exchange_id);
+                book.failed.insert(j.item_id);
             }
         }
     }
@@ -364,7 +361,7 @@ pub async fn build(store: &Store, experiment: &Experiment) -> Result<Report, Sto
         alpha: ALPHA,
         margin: spec.margin,
         basis,
-        planned_n: Some(exchange_ids.len()),
+        planned_n: Some(item_ids.len()),
         ..CompareOptions::default()
     };
     let mut calibrations = HashMap::new();
@@ -386,7 +383,7 @@ pub async fn build(store: &Store, experiment: &Experiment) -> Result<Report, Sto
             let latencies: Vec<f64> = ok.iter().filter_map(|r| r.latency_ms).collect();
             let candidate_lengths: HashMap<&str, f64> = ok
                 .iter()
-                .map(|r| (r.exchange_id.as_str(), r.output_text.as_deref().unwrap_or("").chars().count() as f64))
+                .map(|r| (r.item_id.as_str(), r.output_text.as_deref().unwrap_or("").chars().count() as f64))
                 .collect();
             let cost = mean_or_zero(&costs);
             let rubrics = spec
@@ -450,7 +447,7 @@ pub async fn build(store: &Store, experiment: &Experiment) -> Result<Report, Sto
                     let lost = |own: &std::collections::HashSet<String>, base: &std::collections::HashSet<String>| {
                         ok.iter()
                             .filter(|r| {
-                                own.contains(&r.exchange_id) || (!pairwise_rubric && base.contains(&r.exchange_id))
+                                own.contains(&r.item_id) || (!pairwise_rubric && base.contains(&r.item_id))
                             })
                             .count() as u64
                     };
@@ -551,7 +548,7 @@ pub async fn build(store: &Store, experiment: &Experiment) -> Result<Report, Sto
         progress,
         baseline: BaselineSummary {
             model: baseline_model,
-            n: exchange_ids.len(),
+            n: item_ids.len(),
             cost_per_request_usd: baseline_cost,
         },
         frozen_rubrics: spec

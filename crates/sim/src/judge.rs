@@ -113,7 +113,16 @@ fn pointwise(
         return json!({"score": score.min(high), "reason": "hard to say"});
     }
     let span = high - low;
-    if task.check(answer) {
+    // A reference shown in the prompt is what the answer is graded against.
+    let reference = sections
+        .iter()
+        .find(|(title, _)| title.to_lowercase().contains("reference"))
+        .map(|(_, b)| b.as_str());
+    let correct = match reference {
+        Some(reference) => task.check_against(answer, reference),
+        None => task.check(answer),
+    };
+    if correct {
         // Terse answers lose a little on style; correctness dominates.
         let score = if answer.split_whitespace().count() > 1 { high } else { high - span / 9 };
         json!({"score": score, "reason": format!("correct: the answer is {}", task.answer())})
@@ -141,6 +150,19 @@ mod tests {
         let bad: Value = serde_json::from_str(&judge("j", &prompt("The answer is 6."), QUIET)).expect("json");
         assert_eq!(good["score"], 10);
         assert_eq!(bad["score"], 2);
+    }
+
+    #[test]
+    fn a_reference_in_the_prompt_is_graded_against_even_when_wrong() {
+        let with_reference = |reference: &str, answer: &str| {
+            format!(
+                "Rate the response on a scale from 1 to 10.\n### Conversation\nuser: What is 2 + 3? Reply with the number.\n### Reference answer\n{reference}\n### Response\n{answer}\n"
+            )
+        };
+        let score =
+            |p: String| serde_json::from_str::<Value>(&judge("j", &p, QUIET)).expect("json")["score"].clone();
+        assert_eq!(score(with_reference("The answer is 6.", "The answer is 6.")), 10);
+        assert_eq!(score(with_reference("The answer is 6.", "The answer is 5.")), 2);
     }
 
     #[test]

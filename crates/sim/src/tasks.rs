@@ -203,7 +203,35 @@ impl Task {
 
     /// Whether `response` answers the task correctly.
     pub fn check(&self, response: &str) -> bool {
-        let expected = self.answer();
+        self.agrees(response, &self.answer())
+    }
+
+    /// Whether `response` gives the same answer as `reference` — right or wrong: a judge shown
+    /// a reference grades against it, not against the truth.
+    pub fn check_against(&self, response: &str, reference: &str) -> bool {
+        let expected = match self {
+            Task::Arithmetic { .. } | Task::Convert { .. } => match NUMBER.find_iter(reference).last() {
+                Some(m) => m.as_str().to_string(),
+                None => return false,
+            },
+            Task::Sentiment { .. } => {
+                let lower = reference.to_lowercase();
+                if lower.contains("negative") {
+                    "negative"
+                } else if lower.contains("positive") {
+                    "positive"
+                } else {
+                    return false;
+                }
+                .to_string()
+            }
+            Task::JsonField { .. } => reference.trim().trim_end_matches('.').to_string(),
+        };
+        self.agrees(response, &expected)
+    }
+
+    fn agrees(&self, response: &str, expected: &str) -> bool {
+        let expected = expected.to_string();
         match self {
             Task::Arithmetic { .. } | Task::Convert { .. } => NUMBER
                 .find_iter(response)

@@ -58,6 +58,50 @@ pub struct ExperimentSpec {
     /// Judge calls averaged per item and rubric (1 unless asked for more).
     #[serde(default = "one")]
     pub judge_samples: usize,
+    /// A golden run: the dataset version whose items are replayed (production exchanges
+    /// otherwise).
+    #[serde(default)]
+    pub dataset: Option<DatasetRef>,
+    /// What candidates are compared with.
+    #[serde(default)]
+    pub baseline: BaselineSpec,
+    /// Deterministic checks applied to every item (JSON definitions), beside each item's own.
+    #[serde(default)]
+    pub checks: Vec<serde_json::Value>,
+}
+
+/// The dataset version a golden run uses.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetRef {
+    /// Dataset name.
+    pub name: String,
+    /// Content hash.
+    pub version: String,
+}
+
+/// The baseline candidates are compared with.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum BaselineSpec {
+    /// The production response stored with each exchange.
+    #[default]
+    Production,
+    /// The replies of this candidate (a model replayed like the others).
+    Candidate {
+        /// Candidate name.
+        name: String,
+    },
+    /// Each dataset item's reference answer.
+    Reference,
+}
+
+impl BaselineSpec {
+    /// Whether the baseline's text is on the item (judged as subject `baseline`), rather than a
+    /// replay judged under the candidate's own name.
+    pub fn is_judged_on_items(&self) -> bool {
+        !matches!(self, BaselineSpec::Candidate { .. })
+    }
 }
 
 fn one() -> usize {
@@ -95,6 +139,19 @@ impl ExperimentSpec {
         self.rubric_definitions.iter().find(|r| r.name == rubric)
     }
 
+    /// The candidate whose replies are the baseline, if the baseline is a model.
+    pub fn baseline_candidate(&self) -> Option<&str> {
+        match &self.baseline {
+            BaselineSpec::Candidate { name } => Some(name),
+            _ => None,
+        }
+    }
+
+    /// The kind of item this experiment replays.
+    pub fn item_kind(&self) -> &'static str {
+        if self.dataset.is_some() { crate::ITEM_DATASET } else { crate::ITEM_EXCHANGE }
+    }
+
     /// (pointwise, pairwise) rubric counts.
     pub fn rubric_counts(&self) -> (u64, u64) {
         let pairwise = self.rubrics.iter().filter(|r| self.is_pairwise(r)).count() as u64;
@@ -117,23 +174,28 @@ impl Store {
     /// Creates an experiment and freezes its sample: matching exchanges ordered by a hash of
     /// (experiment name, exchange id), the first `sample_size` kept.
     pub async fn create_experiment(&self, spec: ExperimentSpec) -> Result<Experiment> {
-        let f = &spec.filter;
-        let mut ids: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM exchanges WHERE succeeded = 1
-               AND (?1 IS NULL OR source = ?1) AND (?2 IS NULL OR model = ?2)
-               AND (?3 IS NULL OR received_at >= ?3) AND (?4 IS NULL OR received_at < ?4)",
-        )
-        .bind(&f.source)
-        .bind(&f.model)
-        .bind(f.since)
-        .bind(f.until)
-        .fetch_all(&self.pool)
-        .await?;
+        let mut ids: Vec<String> = match &spec.dataset {
+            Some(dataset) => self.dataset_items(&dataset.version).await?.into_iter().map(|i| i.key).collect(),
+            None => {
+                let f = &spec.filter;
+                sqlx::query_scalar(
+                    "SELECT id FROM exchanges WHERE succeeded = 1
+                       AND (?1 IS NULL OR source = ?1) AND (?2 IS NULL OR model = ?2)
+                       AND (?3 IS NULL OR received_at >= ?3) AND (?4 IS NULL OR received_at < ?4)",
+                )
+                .bind(&f.source)
+                .bind(&f.model)
+                .bind(f.since)
+                .bind(f.until)
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
         if ids.is_empty() {
-            return Err(StoreError::NotFound(format!(
-                "no stored exchanges match the filter of experiment `{}`",
-                spec.name
-            )));
+            return Err(StoreError::NotFound(match &spec.dataset {
+                Some(d) => format!("dataset `{}` version {} has no items", d.name, d.version),
+                None => format!("no stored exchanges match the filter of experiment `{}`", spec.name),
+            }));
         }
         ids.sort_by_cached_key(|id| xxhash_rust::xxh3::xxh3_64(format!("{}\u{0}{id}", spec.name).as_bytes()));
         ids.truncate(spec.sample_size.unwrap_or(usize::MAX));
@@ -157,8 +219,9 @@ impl Store {
             )));
         }
         for id in &ids {
-            sqlx::query("INSERT INTO experiment_exchanges (experiment_id, exchange_id) VALUES (?, ?)")
+            sqlx::query("INSERT INTO experiment_items (experiment_id, item_kind, item_id) VALUES (?, ?, ?)")
                 .bind(&experiment.id)
+                .bind(experiment.spec.item_kind())
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
@@ -197,10 +260,10 @@ impl Store {
         rows.iter().map(decode_experiment).collect()
     }
 
-    /// Ids of the exchanges an experiment sampled.
-    pub async fn experiment_exchange_ids(&self, experiment_id: &str) -> Result<Vec<String>> {
+    /// Ids of the items (exchanges or dataset items) an experiment sampled.
+    pub async fn experiment_item_ids(&self, experiment_id: &str) -> Result<Vec<String>> {
         Ok(sqlx::query_scalar(
-            "SELECT exchange_id FROM experiment_exchanges WHERE experiment_id = ? ORDER BY exchange_id",
+            "SELECT item_id FROM experiment_items WHERE experiment_id = ? ORDER BY item_id",
         )
         .bind(experiment_id)
         .fetch_all(&self.pool)

@@ -3,6 +3,7 @@
 //! Uniqueness constraints carry idempotency: inserting a replay or judgment that already exists
 //! is a no-op reported as such, so a retried or duplicated job never adds a row.
 
+mod datasets;
 mod exchanges;
 mod experiments;
 mod results;
@@ -15,12 +16,18 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+pub use datasets::{DatasetItemRow, DatasetVersion, dataset_item_key};
 pub use exchanges::{DeliveryCounts, IngestOutcome, SourceStats, StoredExchange};
-pub use experiments::{Experiment, ExperimentSpec, Filter, FrozenRubric};
+pub use experiments::{BaselineSpec, DatasetRef, Experiment, ExperimentSpec, Filter, FrozenRubric};
 pub use results::{Calibration, JudgmentRecord, Progress, ReplayRecord, Spend, SpendKind};
 
 /// Subject name of the production response in judgments.
 pub const BASELINE: &str = "baseline";
+
+/// Item kind of a production exchange.
+pub const ITEM_EXCHANGE: &str = "exchange";
+/// Item kind of a golden dataset item.
+pub const ITEM_DATASET: &str = "dataset_item";
 
 /// Why a storage operation failed.
 #[derive(Debug, thiserror::Error)]

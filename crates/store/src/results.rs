@@ -11,8 +11,10 @@ use crate::{Result, Store, from_json, to_json};
 pub struct ReplayRecord {
     /// Experiment.
     pub experiment_id: String,
-    /// Exchange replayed.
-    pub exchange_id: String,
+    /// `exchange` or `dataset_item`.
+    pub item_kind: String,
+    /// Item replayed (an exchange id, or a dataset item key).
+    pub item_id: String,
     /// Candidate name.
     pub candidate: String,
     /// Model called.
@@ -38,8 +40,10 @@ pub struct ReplayRecord {
 pub struct JudgmentRecord {
     /// Experiment.
     pub experiment_id: String,
-    /// Exchange judged.
-    pub exchange_id: String,
+    /// `exchange` or `dataset_item`.
+    pub item_kind: String,
+    /// Item judged (an exchange id, or a dataset item key).
+    pub item_id: String,
     /// `baseline` or a candidate name.
     pub subject: String,
     /// Rubric name.
@@ -75,10 +79,11 @@ pub struct JudgmentRecord {
 
 impl JudgmentRecord {
     /// An empty record for one judgment key, to be filled in.
-    pub fn new(experiment_id: &str, exchange_id: &str, subject: &str, rubric: &str, position: &str) -> Self {
+    pub fn new(experiment_id: &str, item_id: &str, subject: &str, rubric: &str, position: &str) -> Self {
         JudgmentRecord {
             experiment_id: experiment_id.into(),
-            exchange_id: exchange_id.into(),
+            item_kind: crate::ITEM_EXCHANGE.into(),
+            item_id: item_id.into(),
             subject: subject.into(),
             rubric: rubric.into(),
             position: position.into(),
@@ -253,14 +258,15 @@ impl Store {
     /// Stores a replay unless one exists for the same key; returns whether it was inserted.
     pub async fn insert_replay(&self, replay: &ReplayRecord) -> Result<bool> {
         let done = sqlx::query(
-            "INSERT INTO replays (id, experiment_id, exchange_id, candidate, model, response, output_text,
+            "INSERT INTO replays (id, experiment_id, item_kind, item_id, candidate, model, response, output_text,
                  input_tokens, output_tokens, cost_usd, latency_ms, error, skipped, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT (experiment_id, exchange_id, candidate) DO NOTHING",
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (experiment_id, item_id, candidate) DO NOTHING",
         )
         .bind(uuid::Uuid::now_v7().to_string())
         .bind(&replay.experiment_id)
-        .bind(&replay.exchange_id)
+        .bind(&replay.item_kind)
+        .bind(&replay.item_id)
         .bind(&replay.candidate)
         .bind(&replay.model)
         .bind(replay.response.as_ref().map(to_json))
@@ -281,42 +287,41 @@ impl Store {
     pub async fn replay(
         &self,
         experiment_id: &str,
-        exchange_id: &str,
+        item_id: &str,
         candidate: &str,
     ) -> Result<Option<ReplayRecord>> {
-        let row = sqlx::query(
-            "SELECT * FROM replays WHERE experiment_id = ? AND exchange_id = ? AND candidate = ?",
-        )
-        .bind(experiment_id)
-        .bind(exchange_id)
-        .bind(candidate)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row =
+            sqlx::query("SELECT * FROM replays WHERE experiment_id = ? AND item_id = ? AND candidate = ?")
+                .bind(experiment_id)
+                .bind(item_id)
+                .bind(candidate)
+                .fetch_optional(&self.pool)
+                .await?;
         row.map(|r| decode_replay(&r)).transpose()
     }
 
     /// All replays of an experiment.
     pub async fn replays(&self, experiment_id: &str) -> Result<Vec<ReplayRecord>> {
-        let rows =
-            sqlx::query("SELECT * FROM replays WHERE experiment_id = ? ORDER BY exchange_id, candidate")
-                .bind(experiment_id)
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sqlx::query("SELECT * FROM replays WHERE experiment_id = ? ORDER BY item_id, candidate")
+            .bind(experiment_id)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(decode_replay).collect()
     }
 
     /// Stores a judgment unless one exists for the same key; returns whether it was inserted.
     pub async fn insert_judgment(&self, judgment: &JudgmentRecord) -> Result<bool> {
         let done = sqlx::query(
-            "INSERT INTO judgments (id, experiment_id, exchange_id, subject, rubric, position,
+            "INSERT INTO judgments (id, experiment_id, item_kind, item_id, subject, rubric, position,
                  raw_score, score, reason, judge_model, error, raw_output, input_tokens, output_tokens,
                  cost_usd, attempts, score_samples, skipped, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT (experiment_id, exchange_id, subject, rubric, position) DO NOTHING",
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (experiment_id, item_id, subject, rubric, position) DO NOTHING",
         )
         .bind(uuid::Uuid::now_v7().to_string())
         .bind(&judgment.experiment_id)
-        .bind(&judgment.exchange_id)
+        .bind(&judgment.item_kind)
+        .bind(&judgment.item_id)
         .bind(&judgment.subject)
         .bind(&judgment.rubric)
         .bind(&judgment.position)
@@ -342,17 +347,17 @@ impl Store {
     pub async fn judgment_exists(
         &self,
         experiment_id: &str,
-        exchange_id: &str,
+        item_id: &str,
         subject: &str,
         rubric: &str,
         position: &str,
     ) -> Result<bool> {
         let found: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM judgments WHERE experiment_id = ? AND exchange_id = ? AND subject = ?
+            "SELECT 1 FROM judgments WHERE experiment_id = ? AND item_id = ? AND subject = ?
                AND rubric = ? AND position = ?",
         )
         .bind(experiment_id)
-        .bind(exchange_id)
+        .bind(item_id)
         .bind(subject)
         .bind(rubric)
         .bind(position)
@@ -413,22 +418,32 @@ impl Store {
     /// How far an experiment has got.
     pub async fn experiment_progress(&self, experiment: &crate::Experiment) -> Result<Progress> {
         let (pointwise, pairwise) = experiment.spec.rubric_counts();
-        self.progress(&experiment.id, experiment.spec.candidates.len() as u64, pointwise, pairwise).await
+        let baseline_judged = experiment.spec.baseline.is_judged_on_items();
+        self.progress(
+            &experiment.id,
+            experiment.spec.candidates.len() as u64,
+            pointwise,
+            pairwise,
+            baseline_judged,
+        )
+        .await
     }
 
     /// Counts of stored and expected work for an experiment with `candidates`, `pointwise`
-    /// rubrics (judged on the baseline and each candidate) and `pairwise` rubrics (judged per
-    /// candidate in both orders).
+    /// rubrics (judged on each candidate, and on the baseline when `baseline_judged`: its text
+    /// is on the item, not a replay) and `pairwise` rubrics (judged per candidate in both
+    /// orders).
     pub async fn progress(
         &self,
         experiment_id: &str,
         candidates: u64,
         pointwise: u64,
         pairwise: u64,
+        baseline_judged: bool,
     ) -> Result<Progress> {
         let row = sqlx::query(
             "SELECT
-               (SELECT COUNT(*) FROM experiment_exchanges WHERE experiment_id = ?1) AS exchanges,
+               (SELECT COUNT(*) FROM experiment_items WHERE experiment_id = ?1) AS exchanges,
                (SELECT COUNT(*) FROM replays WHERE experiment_id = ?1) AS replays,
                (SELECT COUNT(*) FROM replays WHERE experiment_id = ?1 AND error IS NOT NULL) AS failed,
                (SELECT COUNT(*) FROM judgments WHERE experiment_id = ?1) AS judgments",
@@ -448,7 +463,8 @@ impl Store {
             replays_expected,
             replays_done,
             replays_failed,
-            judgments_expected: (exchanges + replays_judged) * pointwise + replays_judged * pairwise * 2,
+            judgments_expected: (if baseline_judged { exchanges } else { 0 } + replays_judged) * pointwise
+                + replays_judged * pairwise * 2,
             judgments_done: count("judgments")?,
         })
     }
@@ -460,7 +476,8 @@ fn decode_replay(r: &sqlx::sqlite::SqliteRow) -> Result<ReplayRecord> {
     let output: Option<i64> = r.try_get("output_tokens")?;
     Ok(ReplayRecord {
         experiment_id: r.try_get("experiment_id")?,
-        exchange_id: r.try_get("exchange_id")?,
+        item_kind: r.try_get("item_kind")?,
+        item_id: r.try_get("item_id")?,
         candidate: r.try_get("candidate")?,
         model: r.try_get("model")?,
         response: response.map(|text| from_json("replays.response", &text)).transpose()?,

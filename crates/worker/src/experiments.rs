@@ -2,7 +2,7 @@
 
 use evaltap_core::Config;
 use evaltap_judge::Rubrics;
-use evaltap_store::{Experiment, ExperimentSpec, Filter, FrozenRubric, Store};
+use evaltap_store::{BaselineSpec, DatasetRef, Experiment, ExperimentSpec, Filter, FrozenRubric, Store};
 use serde::{Deserialize, Serialize};
 
 use crate::{Queue, WorkerError, enqueue_missing};
@@ -34,6 +34,15 @@ pub struct ExperimentRequest {
     /// Judge calls averaged per item and rubric (default: `[judge].samples`, else 1).
     #[serde(default)]
     pub judge_samples: Option<usize>,
+    /// A golden run over this dataset version (registered in the store) instead of traffic.
+    #[serde(default)]
+    pub dataset: Option<DatasetRef>,
+    /// What the candidates are compared with (production responses unless given).
+    #[serde(default)]
+    pub baseline: Option<BaselineSpec>,
+    /// Deterministic checks for every item (JSON definitions, see `evaltap-golden`).
+    #[serde(default)]
+    pub checks: Vec<serde_json::Value>,
 }
 
 /// Why an experiment could not be created.
@@ -74,10 +83,59 @@ pub async fn create_experiment(
     if request.candidates.is_empty() {
         return invalid("name at least one candidate".into());
     }
-    let Some(judge) = config.judge.clone() else {
-        return invalid("no [judge] is configured in evaltap.toml".into());
+    let baseline = request.baseline.clone().unwrap_or_default();
+    let dataset_items = match &request.dataset {
+        Some(d) => {
+            let rows = store.dataset_items(&d.version).await?;
+            if rows.is_empty() {
+                return invalid(format!("dataset `{}` has no registered version {}", d.name, d.version));
+            }
+            rows.into_iter()
+                .map(|row| {
+                    serde_json::from_value::<evaltap_golden::Item>(row.body)
+                        .map_err(|e| CreateError::Invalid(format!("dataset item {}: {e}", row.key)))
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        }
+        None => Vec::new(),
     };
-    let judge_samples = request.judge_samples.unwrap_or(judge.samples);
+    match (&baseline, request.dataset.is_some()) {
+        (BaselineSpec::Production, true) => {
+            return invalid("a golden run compares with a model (baseline) or with the references".into());
+        }
+        (BaselineSpec::Reference, false) => {
+            return invalid("only golden runs have reference answers to compare with".into());
+        }
+        _ => {}
+    }
+    let mut check_names = std::collections::BTreeSet::new();
+    for (i, value) in request.checks.iter().enumerate() {
+        let check = evaltap_golden::Check::parse(value)
+            .map_err(|e| CreateError::Invalid(format!("check {}: {e}", i + 1)))?;
+        check_names.insert(check.name());
+    }
+    for item in &dataset_items {
+        check_names.extend(item.checks.iter().map(evaltap_golden::Check::name));
+    }
+    let has_references = !dataset_items.is_empty() && dataset_items.iter().all(|i| i.reference.is_some());
+    let rubric_names: Vec<String> = if request.rubrics.is_empty() && check_names.is_empty() {
+        // Every loaded rubric, less those needing references the items do not have.
+        rubrics
+            .names()
+            .into_iter()
+            .filter(|n| {
+                has_references || rubrics.get(n).is_ok_and(|r| r.mode != evaltap_judge::Mode::Reference)
+            })
+            .collect()
+    } else {
+        request.rubrics.clone()
+    };
+    let judge = match (config.judge.clone(), rubric_names.is_empty()) {
+        (Some(judge), _) => Some(judge),
+        (None, true) => None,
+        (None, false) => return invalid("no [judge] is configured in evaltap.toml".into()),
+    };
+    let judge_samples = request.judge_samples.unwrap_or(judge.as_ref().map_or(1, |j| j.samples));
     if !(1..=20).contains(&judge_samples) {
         return invalid(format!("judge_samples must be within 1..=20, got {judge_samples}"));
     }
@@ -92,7 +150,14 @@ pub async fn create_experiment(
         return invalid(format!("margin must be within [0, 1), got {margin}"));
     }
     let mut candidates = Vec::new();
-    for name in &request.candidates {
+    let mut names = request.candidates.clone();
+    if let BaselineSpec::Candidate { name } = &baseline {
+        if names.contains(name) {
+            return invalid(format!("`{name}` is the baseline; it cannot also be a candidate"));
+        }
+        names.push(name.clone());
+    }
+    for name in &names {
         match config.candidate(name) {
             Some(c) if !candidates.iter().any(|x: &evaltap_core::CandidateConfig| x.name == *name) => {
                 candidates.push(c.clone())
@@ -106,8 +171,38 @@ pub async fn create_experiment(
     }
     let rubric_names = if request.rubrics.is_empty() { rubrics.names() } else { request.rubrics.clone() };
     for name in &rubric_names {
-        if rubrics.get(name).is_err() {
+        let Ok(rubric) = rubrics.get(name) else {
             return invalid(format!("unknown rubric `{name}` (available: {})", rubrics.names().join(", ")));
+        };
+        if rubric.mode == evaltap_judge::Mode::Pairwise && matches!(baseline, BaselineSpec::Candidate { .. })
+        {
+            return invalid(format!(
+                "pairwise rubric `{name}` needs a baseline answer on each item (production traffic or references), not a replayed model"
+            ));
+        }
+        if rubric.mode == evaltap_judge::Mode::Reference && !has_references {
+            return invalid(format!(
+                "rubric `{name}` grades against references: only golden runs whose items all have one"
+            ));
+        }
+    }
+    let needs_references = matches!(baseline, BaselineSpec::Reference)
+        || rubric_names
+            .iter()
+            .any(|n| rubrics.get(n).is_ok_and(|r| r.mode == evaltap_judge::Mode::Reference));
+    if needs_references {
+        let missing: Vec<&str> =
+            dataset_items.iter().filter(|i| i.reference.is_none()).map(|i| i.id.as_str()).take(5).collect();
+        if !missing.is_empty() {
+            return invalid(format!("items without a reference answer: {}", missing.join(", ")));
+        }
+        let drafts: Vec<&str> =
+            dataset_items.iter().filter(|i| i.draft).map(|i| i.id.as_str()).take(5).collect();
+        if !drafts.is_empty() {
+            return invalid(format!(
+                "items whose reference is still a draft (accept them with `evaltap golden accept`): {}",
+                drafts.join(", ")
+            ));
         }
     }
     let mut prices = config.prices.clone();
@@ -119,6 +214,8 @@ pub async fn create_experiment(
         .filter(|name| rubrics.get(name).is_ok_and(|r| r.mode == evaltap_judge::Mode::Pairwise))
         .cloned()
         .collect();
+    let mut all_rubrics = rubric_names.clone();
+    all_rubrics.extend(check_names.iter().map(|c| format!("{}{c}", crate::jobs::CHECK_PREFIX)));
     let rubric_definitions = rubric_names
         .iter()
         .filter_map(|name| rubrics.get(name).ok())
@@ -127,6 +224,7 @@ pub async fn create_experiment(
             mode: match r.mode {
                 evaltap_judge::Mode::Pointwise => "pointwise".into(),
                 evaltap_judge::Mode::Pairwise => "pairwise".into(),
+                evaltap_judge::Mode::Reference => "reference".into(),
             },
             scale_min: r.scale.min,
             scale_max: r.scale.max,
@@ -139,15 +237,18 @@ pub async fn create_experiment(
         name: request.name.trim().to_string(),
         filter: request.filter,
         candidates,
-        rubrics: rubric_names,
+        rubrics: all_rubrics,
         pairwise_rubrics,
         sample_size: request.sample_size,
         margin,
         spend_cap_usd: request.spend_cap_usd,
         prices,
         rubric_definitions,
-        judge: Some(judge),
+        judge,
         judge_samples,
+        dataset: request.dataset,
+        baseline,
+        checks: request.checks,
     };
     let experiment = store.create_experiment(spec).await?;
     enqueue_missing(store, queue, &experiment).await?;

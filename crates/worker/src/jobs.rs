@@ -1,11 +1,16 @@
 //! The jobs, callable without a queue.
 
 use evaltap_core::chat;
+use evaltap_golden::Check;
 use evaltap_judge::Subject;
 use evaltap_judge::Winner;
 use evaltap_providers::replay_body;
-use evaltap_store::{BASELINE, ExperimentSpec, JudgmentRecord, ReplayRecord, SpendKind, StoredExchange};
+use evaltap_store::{
+    BASELINE, BaselineSpec, ExperimentSpec, ITEM_DATASET, ITEM_EXCHANGE, JudgmentRecord, ReplayRecord,
+    SpendKind,
+};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::{Services, WorkerError};
 
@@ -17,8 +22,9 @@ pub enum EvalJob {
     Replay {
         /// Experiment id.
         experiment_id: String,
-        /// Exchange id.
-        exchange_id: String,
+        /// Item id (an exchange id, or a dataset item key).
+        #[serde(alias = "exchange_id")]
+        item_id: String,
         /// Candidate name.
         candidate: String,
     },
@@ -26,8 +32,9 @@ pub enum EvalJob {
     Judge {
         /// Experiment id.
         experiment_id: String,
-        /// Exchange id.
-        exchange_id: String,
+        /// Item id (an exchange id, or a dataset item key).
+        #[serde(alias = "exchange_id")]
+        item_id: String,
         /// `baseline` or a candidate name.
         subject: String,
         /// Rubric name.
@@ -73,17 +80,17 @@ impl JobOutcome {
     }
 }
 
-/// The judge jobs for `subject`'s response: one per pointwise rubric, two (both orders) per
-/// pairwise one — of which the baseline has none.
-pub fn judge_jobs(
-    experiment_id: &str,
-    exchange_id: &str,
-    subject: &str,
-    spec: &ExperimentSpec,
-) -> Vec<EvalJob> {
+/// The judge jobs for `subject`'s response: one per pointwise rubric (and deterministic
+/// check), two (both orders) per pairwise one — of which the baseline has none. A baseline
+/// that is a replayed model is judged under its candidate name, never as `baseline`.
+pub fn judge_jobs(experiment_id: &str, item_id: &str, subject: &str, spec: &ExperimentSpec) -> Vec<EvalJob> {
+    if subject == BASELINE && !spec.baseline.is_judged_on_items() {
+        return Vec::new();
+    }
+    let is_baseline = subject == BASELINE || spec.baseline_candidate() == Some(subject);
     let mut jobs = Vec::new();
     for rubric in &spec.rubrics {
-        let positions: &[&str] = match (spec.is_pairwise(rubric), subject == BASELINE) {
+        let positions: &[&str] = match (spec.is_pairwise(rubric), is_baseline) {
             (false, _) => &[""],
             (true, false) => &PAIRWISE_POSITIONS,
             (true, true) => &[],
@@ -91,7 +98,7 @@ pub fn judge_jobs(
         for position in positions {
             jobs.push(EvalJob::Judge {
                 experiment_id: experiment_id.into(),
-                exchange_id: exchange_id.into(),
+                item_id: item_id.into(),
                 subject: subject.into(),
                 rubric: rubric.clone(),
                 position: (*position).into(),
@@ -101,11 +108,69 @@ pub fn judge_jobs(
     jobs
 }
 
-/// Tokens a replay of `exchange` will likely use: the production call's usage, else a guess
-/// from the request's length (4 characters a token) and a modest answer.
-fn estimated_usage(exchange: &evaltap_core::Exchange) -> evaltap_core::Usage {
-    exchange.usage.filter(|u| u.input_tokens > 0).unwrap_or_else(|| evaltap_core::Usage {
-        input_tokens: (exchange.request.to_string().len() / 4) as u64,
+/// Rubric names of deterministic checks start with this.
+pub const CHECK_PREFIX: &str = "check:";
+
+/// What a job needs of the item it works on, whatever its kind.
+#[derive(Debug, Clone)]
+pub struct JobItem {
+    /// `exchange` or `dataset_item`.
+    pub kind: &'static str,
+    /// Its id.
+    pub id: String,
+    /// The request to replay and to show the judge.
+    pub request: Value,
+    /// The production response (exchanges).
+    pub production: Option<Value>,
+    /// The production call's token usage (exchanges).
+    pub usage: Option<evaltap_core::Usage>,
+    /// The reference answer (dataset items).
+    pub reference: Option<String>,
+    /// The item's own checks (dataset items).
+    pub checks: Vec<Check>,
+}
+
+/// Loads item `item_id` of the experiment's kind.
+pub async fn load_item(svc: &Services, spec: &ExperimentSpec, item_id: &str) -> Result<JobItem, WorkerError> {
+    if spec.dataset.is_none() {
+        let exchange = svc
+            .store
+            .exchange(item_id)
+            .await?
+            .ok_or_else(|| WorkerError::Missing(format!("exchange {item_id} is not stored")))?;
+        return Ok(JobItem {
+            kind: ITEM_EXCHANGE,
+            id: exchange.id,
+            request: exchange.exchange.request,
+            usage: exchange.exchange.usage,
+            production: Some(exchange.exchange.response),
+            reference: None,
+            checks: Vec::new(),
+        });
+    }
+    let row = svc
+        .store
+        .dataset_item(item_id)
+        .await?
+        .ok_or_else(|| WorkerError::Missing(format!("dataset item {item_id} is not stored")))?;
+    let item: evaltap_golden::Item = serde_json::from_value(row.body)
+        .map_err(|e| WorkerError::Missing(format!("dataset item {item_id} does not read back: {e}")))?;
+    Ok(JobItem {
+        kind: ITEM_DATASET,
+        id: row.key,
+        request: item.request(),
+        production: None,
+        usage: None,
+        reference: item.reference,
+        checks: item.checks,
+    })
+}
+
+/// Tokens a replay of `item` will likely use: the production call's usage, else a guess from
+/// the request's length (4 characters a token) and a modest answer.
+fn estimated_usage(item: &JobItem) -> evaltap_core::Usage {
+    item.usage.filter(|u| u.input_tokens > 0).unwrap_or_else(|| evaltap_core::Usage {
+        input_tokens: (item.request.to_string().len() / 4) as u64,
         output_tokens: 256,
     })
 }
@@ -114,8 +179,8 @@ fn estimated_usage(exchange: &evaltap_core::Exchange) -> evaltap_core::Usage {
 async fn missing_judgments(svc: &Services, jobs: Vec<EvalJob>) -> Result<Vec<EvalJob>, WorkerError> {
     let mut missing = Vec::new();
     for job in jobs {
-        if let EvalJob::Judge { experiment_id, exchange_id, subject, rubric, position } = &job
-            && svc.store.judgment_exists(experiment_id, exchange_id, subject, rubric, position).await?
+        if let EvalJob::Judge { experiment_id, item_id, subject, rubric, position } = &job
+            && svc.store.judgment_exists(experiment_id, item_id, subject, rubric, position).await?
         {
             continue;
         }
@@ -124,17 +189,17 @@ async fn missing_judgments(svc: &Services, jobs: Vec<EvalJob>) -> Result<Vec<Eva
     Ok(missing)
 }
 
-/// Replays an exchange against a candidate and stores the response, usage, cost and latency,
-/// or the error.
+/// Replays an item against a candidate and stores the response, usage, cost and latency, or
+/// the error.
 pub async fn replay(
     svc: &Services,
     experiment_id: &str,
-    exchange_id: &str,
+    item_id: &str,
     candidate: &str,
 ) -> Result<JobOutcome, WorkerError> {
     let experiment = svc.store.require_experiment(experiment_id).await?;
-    let follow_up = judge_jobs(experiment_id, exchange_id, candidate, &experiment.spec);
-    if let Some(existing) = svc.store.replay(experiment_id, exchange_id, candidate).await? {
+    let follow_up = judge_jobs(experiment_id, item_id, candidate, &experiment.spec);
+    if let Some(existing) = svc.store.replay(experiment_id, item_id, candidate).await? {
         let follow_up =
             if existing.error.is_none() { missing_judgments(svc, follow_up).await? } else { Vec::new() };
         return Ok(JobOutcome::AlreadyDone { follow_up });
@@ -142,15 +207,12 @@ pub async fn replay(
     let config = experiment.spec.candidates.iter().find(|c| c.name == candidate).ok_or_else(|| {
         WorkerError::Missing(format!("experiment {experiment_id} has no candidate `{candidate}`"))
     })?;
-    let exchange = svc
-        .store
-        .exchange(exchange_id)
-        .await?
-        .ok_or_else(|| WorkerError::Missing(format!("exchange {exchange_id} is not stored")))?;
-    let body = replay_body(&exchange.exchange.request, &config.model, &config.params);
+    let item = load_item(svc, &experiment.spec, item_id).await?;
+    let body = replay_body(&item.request, &config.model, &config.params);
     let mut record = ReplayRecord {
         experiment_id: experiment_id.into(),
-        exchange_id: exchange_id.into(),
+        item_kind: item.kind.into(),
+        item_id: item_id.into(),
         candidate: candidate.into(),
         model: config.model.clone(),
         response: None,
@@ -161,7 +223,7 @@ pub async fn replay(
         error: None,
         skipped: None,
     };
-    let estimate = config.price.cost(estimated_usage(&exchange.exchange));
+    let estimate = config.price.cost(estimated_usage(&item));
     let outcome = if !svc.store.reserve_spend(experiment_id, estimate).await? {
         let reason = "spend cap reached".to_string();
         record.error = Some(reason.clone());
@@ -186,7 +248,7 @@ pub async fn replay(
                 JobOutcome::Stored { follow_up }
             }
             Err(err) => {
-                tracing::warn!(%err, experiment_id, exchange_id, candidate, "replay failed");
+                tracing::warn!(%err, experiment_id, item_id, candidate, "replay failed");
                 record.error = Some(err.to_string());
                 JobOutcome::Failed { error: err.to_string() }
             }
@@ -196,29 +258,64 @@ pub async fn replay(
         Ok(outcome)
     } else {
         // Another worker stored it first; theirs stands.
-        let follow_up = judge_jobs(experiment_id, exchange_id, candidate, &experiment.spec);
+        let follow_up = judge_jobs(experiment_id, item_id, candidate, &experiment.spec);
         Ok(JobOutcome::AlreadyDone { follow_up: missing_judgments(svc, follow_up).await? })
     }
 }
 
-/// The response text of `subject` (`baseline` or a candidate) for an exchange.
-async fn subject_text(
+/// A subject's answer to an item: its text, and the whole response when there is one.
+struct Answer {
+    text: String,
+    response: Option<Value>,
+}
+
+/// The answer of `subject` (`baseline` or a candidate) to an item. The baseline's is the
+/// production response, the item's reference, or the baseline model's replay.
+async fn subject_answer(
     svc: &Services,
-    experiment_id: &str,
-    exchange: &StoredExchange,
+    experiment: &evaltap_store::Experiment,
+    item: &JobItem,
     subject: &str,
-) -> Result<String, WorkerError> {
-    if subject == BASELINE {
-        return Ok(chat::response_text(&exchange.exchange.response));
-    }
-    let exchange_id = &exchange.id;
+) -> Result<Answer, WorkerError> {
+    let spec = &experiment.spec;
+    let replayed = match (subject, &spec.baseline) {
+        (BASELINE, BaselineSpec::Production) => {
+            let response = item.production.clone().ok_or_else(|| {
+                WorkerError::Missing(format!("item {} has no production response", item.id))
+            })?;
+            return Ok(Answer { text: chat::response_text(&response), response: Some(response) });
+        }
+        (BASELINE, BaselineSpec::Reference) => {
+            let text = item
+                .reference
+                .clone()
+                .ok_or_else(|| WorkerError::Missing(format!("item {} has no reference answer", item.id)))?;
+            return Ok(Answer { text, response: None });
+        }
+        (BASELINE, BaselineSpec::Candidate { name }) => name.as_str(),
+        (candidate, _) => candidate,
+    };
+    let item_id = &item.id;
     let replay =
-        svc.store.replay(experiment_id, exchange_id, subject).await?.ok_or_else(|| {
-            WorkerError::Missing(format!("no replay of {exchange_id} by `{subject}` to judge"))
+        svc.store.replay(&experiment.id, item_id, replayed).await?.ok_or_else(|| {
+            WorkerError::Missing(format!("no replay of {item_id} by `{replayed}` to judge"))
         })?;
-    replay
+    let text = replay
         .output_text
-        .ok_or_else(|| WorkerError::Missing(format!("the replay of {exchange_id} by `{subject}` failed")))
+        .ok_or_else(|| WorkerError::Missing(format!("the replay of {item_id} by `{replayed}` failed")))?;
+    Ok(Answer { text, response: replay.response })
+}
+
+/// The checks named `name` that apply to an item: its own, and the run's.
+fn checks_named(spec: &ExperimentSpec, item: &JobItem, name: &str) -> Result<Vec<Check>, String> {
+    let mut checks: Vec<Check> = item.checks.iter().filter(|c| c.name() == name).cloned().collect();
+    for value in &spec.checks {
+        let check = Check::parse(value).map_err(|e| format!("the run's check does not load: {e}"))?;
+        if check.name() == name {
+            checks.push(check);
+        }
+    }
+    Ok(checks)
 }
 
 /// The candidate's score in one pairwise order: 1 if it won, 0 if it lost, ½ for a tie.
@@ -245,29 +342,30 @@ const JUDGE_OUTPUT_TOKENS_ESTIMATE: u64 = 200;
 pub async fn judge(
     svc: &Services,
     experiment_id: &str,
-    exchange_id: &str,
+    item_id: &str,
     subject: &str,
     rubric: &str,
     position: &str,
 ) -> Result<JobOutcome, WorkerError> {
-    if svc.store.judgment_exists(experiment_id, exchange_id, subject, rubric, position).await? {
+    if svc.store.judgment_exists(experiment_id, item_id, subject, rubric, position).await? {
         return Ok(JobOutcome::AlreadyDone { follow_up: Vec::new() });
     }
     let experiment = svc.store.require_experiment(experiment_id).await?;
-    let exchange = svc
-        .store
-        .exchange(exchange_id)
-        .await?
-        .ok_or_else(|| WorkerError::Missing(format!("exchange {exchange_id} is not stored")))?;
-    let response_text = subject_text(svc, experiment_id, &exchange, subject).await?;
+    let item = load_item(svc, &experiment.spec, item_id).await?;
+    let answer = subject_answer(svc, &experiment, &item, subject).await?;
+    let mut record = JudgmentRecord::new(experiment_id, item_id, subject, rubric, position);
+    record.item_kind = item.kind.into();
+    if let Some(name) = rubric.strip_prefix(CHECK_PREFIX) {
+        return check(svc, &experiment.spec, &item, &answer, name, record).await;
+    }
+    let response_text = answer.text;
     // Pairwise rubrics compare with the baseline's answer; read it before reserving spend.
     let baseline = if position.is_empty() {
         String::new()
     } else {
-        subject_text(svc, experiment_id, &exchange, BASELINE).await?
+        subject_answer(svc, &experiment, &item, BASELINE).await?.text
     };
-    let mut record = JudgmentRecord::new(experiment_id, exchange_id, subject, rubric, position);
-    let request = &exchange.exchange.request;
+    let request = &item.request;
     let rubrics = svc.rubrics_for(experiment_id, &experiment.spec);
     let outcome = match (svc.judge_for(&experiment.spec), rubrics) {
         (None, _) => Err("no [judge] is configured in evaltap.toml".to_string()),
@@ -288,7 +386,8 @@ pub async fn judge(
                 Err(reason)
             } else {
                 let result = if position.is_empty() {
-                    let subject = Subject { request, response: &response_text, reference: None };
+                    let subject =
+                        Subject { request, response: &response_text, reference: item.reference.as_deref() };
                     judge.grade(&rubrics, rubric, subject, samples).await.map(|graded| {
                         let mean = graded.mean();
                         if graded.samples.len() > 1 {
@@ -336,7 +435,7 @@ pub async fn judge(
             JobOutcome::Stored { follow_up: Vec::new() }
         }
         Err(err) => {
-            tracing::warn!(%err, experiment_id, exchange_id, subject, rubric, position, "judgment failed");
+            tracing::warn!(%err, experiment_id, item_id, subject, rubric, position, "judgment failed");
             record.error = Some(err.clone());
             JobOutcome::Failed { error: err }
         }
@@ -347,3 +446,58 @@ pub async fn judge(
         Ok(JobOutcome::AlreadyDone { follow_up: Vec::new() })
     }
 }
+
+/// A deterministic check: pass (1) when every check of that name on the item passes, fail (0)
+/// otherwise; no model is called. An item without such a check is recorded as not applicable.
+async fn check(
+    svc: &Services,
+    spec: &ExperimentSpec,
+    item: &JobItem,
+    answer: &Answer,
+    name: &str,
+    mut record: JudgmentRecord,
+) -> Result<JobOutcome, WorkerError> {
+    record.attempts = 0;
+    let outcome = match checks_named(spec, item, name) {
+        Ok(checks) if checks.is_empty() => {
+            record.skipped = Some(NOT_APPLICABLE.into());
+            JobOutcome::Failed { error: NOT_APPLICABLE.into() }
+        }
+        Ok(checks) => {
+            let results: Result<Vec<bool>, _> = checks
+                .iter()
+                .map(|c| c.passes(&answer.text, answer.response.as_ref(), item.reference.as_deref()))
+                .collect();
+            match results {
+                Ok(passes) => {
+                    let passed = passes.iter().all(|p| *p);
+                    let score = f64::from(u8::from(passed));
+                    record.raw_score = Some(score);
+                    record.score = Some(score);
+                    record.reason = Some(format!(
+                        "{} of {} `{name}` checks passed",
+                        passes.iter().filter(|p| **p).count(),
+                        passes.len()
+                    ));
+                    JobOutcome::Stored { follow_up: Vec::new() }
+                }
+                Err(err) => {
+                    record.error = Some(err.to_string());
+                    JobOutcome::Failed { error: err.to_string() }
+                }
+            }
+        }
+        Err(err) => {
+            record.error = Some(err.clone());
+            JobOutcome::Failed { error: err }
+        }
+    };
+    if svc.store.insert_judgment(&record).await? {
+        Ok(outcome)
+    } else {
+        Ok(JobOutcome::AlreadyDone { follow_up: Vec::new() })
+    }
+}
+
+/// Why a check judgment has no score when the item carries no check of that name.
+pub const NOT_APPLICABLE: &str = "not applicable: the item has no such check";

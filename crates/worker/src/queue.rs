@@ -48,39 +48,37 @@ pub async fn enqueue_missing(
     experiment: &Experiment,
 ) -> Result<usize, WorkerError> {
     let id = experiment.id.as_str();
-    let exchanges = store.experiment_exchange_ids(id).await?;
+    let exchanges = store.experiment_item_ids(id).await?;
     let replays = store.replays(id).await?;
     let judged: HashSet<(String, String, String, String)> = store
         .judgments(id)
         .await?
         .into_iter()
-        .map(|j| (j.exchange_id, j.subject, j.rubric, j.position))
+        .map(|j| (j.item_id, j.subject, j.rubric, j.position))
         .collect();
     let replayed: HashSet<(&str, &str)> =
-        replays.iter().map(|r| (r.exchange_id.as_str(), r.candidate.as_str())).collect();
+        replays.iter().map(|r| (r.item_id.as_str(), r.candidate.as_str())).collect();
     let is_missing = |job: &EvalJob| match job {
-        EvalJob::Judge { exchange_id, subject, rubric, position, .. } => {
-            !judged.contains(&(exchange_id.clone(), subject.clone(), rubric.clone(), position.clone()))
+        EvalJob::Judge { item_id, subject, rubric, position, .. } => {
+            !judged.contains(&(item_id.clone(), subject.clone(), rubric.clone(), position.clone()))
         }
         EvalJob::Replay { .. } => true,
     };
     let mut jobs = Vec::new();
-    for exchange_id in &exchanges {
-        jobs.extend(
-            jobs::judge_jobs(id, exchange_id, BASELINE, &experiment.spec).into_iter().filter(is_missing),
-        );
+    for item_id in &exchanges {
+        jobs.extend(jobs::judge_jobs(id, item_id, BASELINE, &experiment.spec).into_iter().filter(is_missing));
         for candidate in &experiment.spec.candidates {
-            if !replayed.contains(&(exchange_id.as_str(), candidate.name.as_str())) {
+            if !replayed.contains(&(item_id.as_str(), candidate.name.as_str())) {
                 jobs.push(EvalJob::Replay {
                     experiment_id: id.into(),
-                    exchange_id: exchange_id.clone(),
+                    item_id: item_id.clone(),
                     candidate: candidate.name.clone(),
                 });
             }
         }
     }
     for replay in replays.iter().filter(|r| r.error.is_none()) {
-        let follow_up = jobs::judge_jobs(id, &replay.exchange_id, &replay.candidate, &experiment.spec);
+        let follow_up = jobs::judge_jobs(id, &replay.item_id, &replay.candidate, &experiment.spec);
         jobs.extend(follow_up.into_iter().filter(is_missing));
     }
     let count = jobs.len();
@@ -97,11 +95,11 @@ struct WorkerState {
 async fn handle(job: EvalJob, state: Data<WorkerState>) -> Result<(), BoxDynError> {
     let svc = &state.services;
     let outcome = match &job {
-        EvalJob::Replay { experiment_id, exchange_id, candidate } => {
-            jobs::replay(svc, experiment_id, exchange_id, candidate).await?
+        EvalJob::Replay { experiment_id, item_id, candidate } => {
+            jobs::replay(svc, experiment_id, item_id, candidate).await?
         }
-        EvalJob::Judge { experiment_id, exchange_id, subject, rubric, position } => {
-            jobs::judge(svc, experiment_id, exchange_id, subject, rubric, position).await?
+        EvalJob::Judge { experiment_id, item_id, subject, rubric, position } => {
+            jobs::judge(svc, experiment_id, item_id, subject, rubric, position).await?
         }
     };
     push_all(&state.queue, outcome.follow_up().to_vec()).await?;
