@@ -119,6 +119,12 @@ impl Bench {
             .expect("sim");
         let mut config = demo_config(&sim.base_url(), format!("sqlite://{}", dir.database().display()));
         config.rubrics_dir = rubrics_dir.map_or_else(repo_rubrics, Path::to_path_buf);
+        // Golden runs compare with the production model itself; each bench has its own datasets.
+        let mut large = config.candidates[0].clone();
+        large.name = "large".into();
+        large.model = "sim-large".into();
+        config.candidates.push(large);
+        config.datasets_dir = dir.0.join("datasets");
         let app = App::open(config).await.expect("open");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let mirror = format!("http://{}/v1/mirror", listener.local_addr().expect("addr"));

@@ -4,6 +4,7 @@ mod common;
 mod door;
 mod full_loop;
 mod gate;
+mod golden;
 mod judging;
 mod mirror;
 mod proxy;

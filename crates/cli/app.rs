@@ -80,6 +80,36 @@ impl App {
         Ok(())
     }
 
+    /// Runs a worker in this process until `experiment` is done (a progress bar on stderr unless
+    /// `quiet`), then stops it.
+    pub async fn run_to_done(
+        &self,
+        experiment: &Experiment,
+        concurrency: usize,
+        quiet: bool,
+    ) -> anyhow::Result<Progress> {
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let worker_app = self.clone();
+        let worker = tokio::spawn(async move {
+            worker_app
+                .run_worker(concurrency, async move {
+                    let _ = stop_rx.await;
+                })
+                .await
+        });
+        let bar = crate::demo::progress_bar(quiet);
+        let waited = self
+            .wait_done(experiment, Duration::from_secs(300), |p| {
+                bar.set_length(p.total());
+                bar.set_position(p.completed());
+            })
+            .await;
+        bar.finish_and_clear();
+        let _ = stop_tx.send(());
+        worker.await.context("worker task")??;
+        waited
+    }
+
     /// Waits until `experiment` is done, calling `on_progress` as work lands. Fails if nothing
     /// moves for `stall`.
     pub async fn wait_done(

@@ -3,7 +3,6 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
@@ -68,6 +67,10 @@ enum Command {
     /// Statistics on your own data.
     #[command(subcommand)]
     Stats(StatsCommand),
+    /// Golden datasets: define them, import them, promote production traffic into them, run
+    /// them against models.
+    #[command(subcommand)]
+    Golden(GoldenCommand),
     /// Rubrics: check every template, or print the exact judge prompt for an exchange.
     #[command(subcommand)]
     Rubric(RubricCommand),
@@ -151,6 +154,161 @@ enum SourcesCommand {
         /// evaltap's URL as the gateway reaches it.
         #[arg(long, default_value = "http://127.0.0.1:7077")]
         url: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum GoldenCommand {
+    /// Start an empty dataset (`datasets/NAME.jsonl`).
+    New {
+        /// Dataset name.
+        name: String,
+    },
+    /// Add one item.
+    Add {
+        /// Dataset name.
+        name: String,
+        /// Item id (generated when omitted).
+        #[arg(long)]
+        id: Option<String>,
+        /// The user's input, as one message.
+        #[arg(long)]
+        input: Option<String>,
+        /// The chat messages, as a JSON array.
+        #[arg(long)]
+        messages: Option<String>,
+        /// Reference answer.
+        #[arg(long)]
+        reference: Option<String>,
+        /// A deterministic check (json_valid, regex=…, contains=…, equals[=…], max_length=N,
+        /// tool_call, refusal, no_refusal, or a JSON object); repeat for several.
+        #[arg(long = "check")]
+        checks: Vec<String>,
+        /// A tag key=value; repeat for several.
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+    },
+    /// List datasets with item counts, drafts and versions.
+    List,
+    /// Print a dataset's items.
+    Show {
+        /// Dataset name.
+        name: String,
+    },
+    /// Remove items (or, with --all, the whole dataset file; stored versions stay with the
+    /// runs that used them).
+    Rm {
+        /// Dataset name.
+        name: String,
+        /// Item ids.
+        items: Vec<String>,
+        /// Remove the dataset itself.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Import a file: native JSONL, langfuse, braintrust, promptfoo (YAML, JSON, JSONL, CSV),
+    /// openai-evals or inspect. All or nothing.
+    Import {
+        /// Dataset name (created if missing).
+        name: String,
+        /// The file.
+        file: PathBuf,
+        /// Its format (detected when omitted).
+        #[arg(long)]
+        format: Option<String>,
+        /// A source field with another name: ours=theirs (ours: id, input, reference,
+        /// metadata, tags); repeat for several.
+        #[arg(long = "map")]
+        map: Vec<String>,
+    },
+    /// Write a dataset as native JSONL, langfuse or promptfoo.
+    Export {
+        /// Dataset name.
+        name: String,
+        /// Format.
+        #[arg(long, default_value = "native")]
+        format: String,
+        /// Output file (stdout when omitted).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Turn stored production exchanges into items; the production answer becomes a draft
+    /// reference until accepted.
+    Promote {
+        /// Dataset name (created if missing).
+        name: String,
+        /// Promote from stored traffic (the only source today; required for clarity).
+        #[arg(long, required = true)]
+        from_traffic: bool,
+        /// Only this source.
+        #[arg(long)]
+        source: Option<String>,
+        /// Only this model.
+        #[arg(long)]
+        model: Option<String>,
+        /// Only exchanges with this tag key=value; repeat for several.
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        /// Only exchanges received at or after this time (RFC 3339).
+        #[arg(long)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// How many to promote.
+        #[arg(long)]
+        sample: Option<usize>,
+        /// Spread the sample evenly over route, model or source.
+        #[arg(long)]
+        stratify: Option<String>,
+    },
+    /// Accept draft references (all, or the named items).
+    Accept {
+        /// Dataset name.
+        name: String,
+        /// Item ids.
+        items: Vec<String>,
+        /// Accept every draft.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Register the datasets' current files as versions in the database.
+    Sync {
+        /// Only this dataset.
+        name: Option<String>,
+    },
+    /// Run a dataset against candidates through the job queue and print the report.
+    Run {
+        /// Dataset name.
+        name: String,
+        /// Candidates from evaltap.toml (comma-separated or repeated).
+        #[arg(long = "candidate", required = true, value_delimiter = ',')]
+        candidates: Vec<String>,
+        /// Compare with this configured candidate's answers.
+        #[arg(long)]
+        baseline: Option<String>,
+        /// Compare with the items' reference answers.
+        #[arg(long)]
+        against_reference: bool,
+        /// Judge rubric (repeat; default correctness_vs_reference when every item has a
+        /// reference, else correctness).
+        #[arg(long = "rubric")]
+        rubrics: Vec<String>,
+        /// A deterministic check for every item (repeat).
+        #[arg(long = "check")]
+        checks: Vec<String>,
+        /// Name of the run (an experiment).
+        #[arg(long = "run-name")]
+        run_name: Option<String>,
+        /// Non-inferiority margin.
+        #[arg(long)]
+        margin: Option<f64>,
+        /// Spend cap in USD (replays and judge calls).
+        #[arg(long)]
+        spend_cap_usd: Option<f64>,
+        /// Jobs in flight.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// Print the report JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -389,27 +547,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let app = open_app(&cli).await?;
             let experiment = app.store.require_experiment(name).await?;
             evaltap_worker::enqueue_missing(&app.store, &app.queue, &experiment).await?;
-            let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-            let worker_app = app.clone();
-            let concurrency = *concurrency;
-            let worker = tokio::spawn(async move {
-                worker_app
-                    .run_worker(concurrency, async move {
-                        let _ = stop_rx.await;
-                    })
-                    .await
-            });
-            let bar = demo::progress_bar(false);
-            let waited = app
-                .wait_done(&experiment, Duration::from_secs(300), |p| {
-                    bar.set_length(p.total());
-                    bar.set_position(p.completed());
-                })
-                .await;
-            bar.finish_and_clear();
-            let _ = stop_tx.send(());
-            worker.await.context("worker task")??;
-            waited?;
+            app.run_to_done(&experiment, *concurrency, false).await?;
             let report = evaltap_report::build(&app.store, &experiment).await?;
             print!("{}", evaltap_report::render_text(&report));
         }
@@ -508,6 +646,9 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let experiment = app.store.require_experiment(name).await?;
             let exchanges = app.store.experiment_item_ids(&experiment.id).await?.len();
             print!("{}", crate::judge_cmd::show_experiment(&experiment, exchanges));
+        }
+        Command::Golden(command) => {
+            return crate::golden_cmd::dispatch(&open_app(&cli).await?, command).await;
         }
         Command::Rubric(RubricCommand::Check) => {
             let explicit = std::env::var_os("EVALTAP_CONFIG").is_some()

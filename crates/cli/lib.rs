@@ -5,6 +5,7 @@ pub mod app;
 mod cli;
 pub mod demo;
 pub mod gate;
+pub mod golden_cmd;
 pub mod judge_cmd;
 pub mod sources_cmd;
 pub mod stats_cmd;

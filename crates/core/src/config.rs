@@ -47,6 +47,9 @@ pub struct Config {
     /// Folder of rubric files.
     #[serde(default = "default_rubrics_dir")]
     pub rubrics_dir: PathBuf,
+    /// Folder of golden dataset files (`NAME.jsonl`).
+    #[serde(default = "default_datasets_dir")]
+    pub datasets_dir: PathBuf,
     /// Largest ingest body accepted, in bytes (larger gets 413).
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
@@ -230,6 +233,9 @@ fn default_bind() -> String {
 fn default_rubrics_dir() -> PathBuf {
     "rubrics".into()
 }
+fn default_datasets_dir() -> PathBuf {
+    "datasets".into()
+}
 fn default_max_body_bytes() -> usize {
     16 * 1024 * 1024
 }
@@ -255,6 +261,7 @@ impl Default for Config {
             database_url: default_database_url(),
             bind: default_bind(),
             rubrics_dir: default_rubrics_dir(),
+            datasets_dir: default_datasets_dir(),
             max_body_bytes: default_max_body_bytes(),
             max_concurrent_ingest: default_max_concurrent_ingest(),
             sources: Vec::new(),

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 
 use evaltap_core::Usage;
 use evaltap_stats::{Basis, CompareOptions, Comparison, compare_paired, decide_family, mean, percentile};
-use evaltap_store::{BASELINE, Experiment, Progress, Spend, Store, StoreError};
+use evaltap_store::{BASELINE, BaselineSpec, DatasetRef, Experiment, Progress, Spend, Store, StoreError};
 use serde::Serialize;
 
 /// Significance level of the report's tests and intervals.
@@ -38,8 +38,12 @@ pub struct Report {
     pub spend: Spend,
     /// Whether replays were skipped because the spend cap was reached.
     pub spend_cap_reached: bool,
-    /// The production responses.
+    /// The baseline: production responses, a replayed model, or the references.
     pub baseline: BaselineSummary,
+    /// For a golden run: the dataset.
+    pub dataset: Option<String>,
+    /// For a golden run: the dataset version (content hash) it used.
+    pub dataset_version: Option<String>,
     /// The rubrics as the experiment froze them (empty for experiments created before rubrics
     /// were frozen).
     pub frozen_rubrics: Vec<FrozenRubricSummary>,
@@ -161,6 +165,36 @@ pub struct RubricResult {
     pub calibration: Option<CalibrationSummary>,
     /// What the reader should know before trusting the verdict.
     pub warnings: Vec<String>,
+    /// For pass/fail rubrics and deterministic checks: each side's pass rate with its Wilson
+    /// 95% interval (the comparison itself is McNemar's exact test, in `mcnemar`).
+    pub pass_rates: Option<PassRates>,
+}
+
+/// Pass rates of a pass/fail comparison.
+#[derive(Debug, Clone, Serialize)]
+pub struct PassRates {
+    /// Baseline pass rate.
+    pub baseline: f64,
+    /// Its Wilson 95% interval.
+    pub baseline_ci: (f64, f64),
+    /// Candidate pass rate.
+    pub candidate: f64,
+    /// Its Wilson 95% interval.
+    pub candidate_ci: (f64, f64),
+}
+
+fn pass_rates(baseline: &[f64], candidate: &[f64]) -> Option<PassRates> {
+    if !evaltap_stats::is_binary(baseline, candidate) {
+        return None;
+    }
+    let passes = |xs: &[f64]| xs.iter().filter(|x| **x == 1.0).count() as u64;
+    let n = baseline.len() as u64;
+    Some(PassRates {
+        baseline: passes(baseline) as f64 / n as f64,
+        baseline_ci: evaltap_stats::wilson(passes(baseline), n, ALPHA),
+        candidate: passes(candidate) as f64 / n as f64,
+        candidate_ci: evaltap_stats::wilson(passes(candidate), n, ALPHA),
+    })
 }
 
 /// The latest calibration of a rubric's judge against human labels.
@@ -320,16 +354,41 @@ pub async fn build(store: &Store, experiment: &Experiment) -> Result<Report, Sto
     let mut baseline_costs = Vec::new();
     let mut clusters: HashMap<String, String> = HashMap::new();
     let mut baseline_lengths: HashMap<String, f64> = HashMap::new();
-    for id in &item_ids {
+    let replays = store.replays(&experiment.id).await?;
+    // The baseline side: production answers, a replayed model, or the items' references.
+    let baseline_subject = spec.baseline_candidate().unwrap_or(BASELINE).to_string();
+    match (&spec.baseline, &spec.dataset) {
+        (BaselineSpec::Candidate { name }, _) => {
+            let model =
+                spec.candidates.iter().find(|c| &c.name == name).map_or(name.clone(), |c| c.model.clone());
+            models.insert(model, item_ids.len());
+            for r in replays.iter().filter(|r| &r.candidate == name && r.error.is_none()) {
+                baseline_costs.extend(r.cost_usd);
+                baseline_lengths
+                    .insert(r.item_id.clone(), r.output_text.as_deref().unwrap_or("").chars().count() as f64);
+            }
+        }
+        (BaselineSpec::Reference, Some(dataset)) => {
+            models.insert("reference".into(), item_ids.len());
+            for row in store.dataset_items(&dataset.version).await? {
+                let reference = row.body.get("reference").and_then(serde_json::Value::as_str).unwrap_or("");
+                baseline_lengths.insert(row.key, reference.chars().count() as f64);
+            }
+        }
+        _ => {}
+    }
+    for id in item_ids.iter().filter(|_| spec.dataset.is_none()) {
         if let Some(stored) = store.exchange(id).await? {
             let ex = &stored.exchange;
-            *models.entry(ex.model.clone().unwrap_or_else(|| "unknown".into())).or_default() += 1;
-            baseline_costs.extend(cost_of(experiment, ex.cost_usd, ex.model.as_deref(), ex.usage));
             if let Some(key) = cluster_key(&ex.tags) {
                 clusters.insert(id.clone(), key);
             }
-            let text = evaltap_core::chat::response_text(&ex.response);
-            baseline_lengths.insert(id.clone(), text.chars().count() as f64);
+            if spec.baseline == BaselineSpec::Production {
+                *models.entry(ex.model.clone().unwrap_or_else(|| "unknown".into())).or_default() += 1;
+                baseline_costs.extend(cost_of(experiment, ex.cost_usd, ex.model.as_deref(), ex.usage));
+                let text = evaltap_core::chat::response_text(&ex.response);
+                baseline_lengths.insert(id.clone(), text.chars().count() as f64);
+            }
         }
     }
     let baseline_model = models.iter().max_by_key(|(_, n)| **n).map(|(m, _)| m.clone()).unwrap_or_default();
@@ -348,6 +407,8 @@ pub async fn build(store: &Store, experiment: &Experiment) -> Result<Report, Sto
             Some(score) => {
                 scores.entry((j.subject, j.rubric, j.position)).or_default().insert(j.item_id, (score, seq));
             }
+            // A check the item does not carry is no judgment at all.
+            None if j.skipped.as_deref().is_some_and(|s| s.starts_with("not applicable")) => {}
             None if j.skipped.is_some() => {
                 book.skipped.insert(j.item_id);
             }
@@ -370,12 +431,12 @@ pub async fn build(store: &Store, experiment: &Experiment) -> Result<Report, Sto
             calibrations.insert(rubric.clone(), c);
         }
     }
-    let replays = store.replays(&experiment.id).await?;
     let empty = HashMap::new();
     let no_book = JudgeBook::default();
     let mut candidates: Vec<CandidateReport> = spec
         .candidates
         .iter()
+        .filter(|candidate| candidate.name != baseline_subject)
         .map(|candidate| {
             let mine: Vec<_> = replays.iter().filter(|r| r.candidate == candidate.name).collect();
             let ok: Vec<_> = mine.iter().filter(|r| r.error.is_none()).collect();
@@ -396,7 +457,7 @@ pub async fn build(store: &Store, experiment: &Experiment) -> Result<Report, Sto
                             .unwrap_or(&empty)
                     };
                     let book = |subject: &str| books.get(&(subject.to_string(), rubric.clone())).unwrap_or(&no_book);
-                    let (mine_book, base_book) = (book(&candidate.name), book(BASELINE));
+                    let (mine_book, base_book) = (book(&candidate.name), book(&baseline_subject));
                     // A pair arrives when its later judgment is stored; sequential statistics
                     // see pairs in that order.
                     let pairwise_rubric = spec.is_pairwise(rubric);
@@ -417,7 +478,7 @@ pub async fn build(store: &Store, experiment: &Experiment) -> Result<Report, Sto
                             Some(summary),
                         )
                     } else {
-                        let (base, cand) = (get(BASELINE, ""), get(&candidate.name, ""));
+                        let (base, cand) = (get(&baseline_subject, ""), get(&candidate.name, ""));
                         let pairs = cand
                             .iter()
                             .filter_map(|(ex, (c, cs))| {
@@ -502,6 +563,7 @@ pub async fn build(store: &Store, experiment: &Experiment) -> Result<Report, Sto
                             .then(|| (within.iter().map(|w| w.0).sum::<f64>() / within_items as f64).sqrt()),
                         calibration,
                         warnings,
+                        pass_rates: if pairwise.is_none() { pass_rates(&b, &c) } else { None },
                         pairwise,
                     }
                 })
@@ -551,6 +613,8 @@ pub async fn build(store: &Store, experiment: &Experiment) -> Result<Report, Sto
             n: item_ids.len(),
             cost_per_request_usd: baseline_cost,
         },
+        dataset: spec.dataset.as_ref().map(|d: &DatasetRef| d.name.clone()),
+        dataset_version: spec.dataset.as_ref().map(|d| d.version.clone()),
         frozen_rubrics: spec
             .rubric_definitions
             .iter()

@@ -170,6 +170,26 @@ impl Store {
         row.map(|row| decode_exchange(&row)).transpose()
     }
 
+    /// Successful exchanges matching `filter`, oldest first (the pool golden items are promoted
+    /// from).
+    pub async fn matching_exchanges(&self, filter: &crate::Filter) -> Result<Vec<StoredExchange>> {
+        let rows = sqlx::query(
+            "SELECT id, source, external_id, received_at, occurred_at, model, request, response,
+                    input_tokens, output_tokens, cost_usd, latency_ms, tags, succeeded
+             FROM exchanges WHERE succeeded = 1
+               AND (?1 IS NULL OR source = ?1) AND (?2 IS NULL OR model = ?2)
+               AND (?3 IS NULL OR received_at >= ?3) AND (?4 IS NULL OR received_at < ?4)
+             ORDER BY received_at, id",
+        )
+        .bind(&filter.source)
+        .bind(&filter.model)
+        .bind(filter.since)
+        .bind(filter.until)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(decode_exchange).collect()
+    }
+
     /// Number of stored exchanges.
     pub async fn count_exchanges(&self) -> Result<i64> {
         Ok(sqlx::query_scalar("SELECT COUNT(*) FROM exchanges").fetch_one(&self.pool).await?)
