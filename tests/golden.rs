@@ -80,8 +80,14 @@ async fn promoted_traffic_becomes_a_golden_set_that_runs_to_the_expected_verdict
     assert!(new && new_version != version);
     // Stored: the draft version (synced by the refused run), the accepted one the run used, and
     // the new one.
-    let versions: Vec<String> =
-        app.store.dataset_versions("support").await.expect("versions").into_iter().map(|v| v.version).collect();
+    let versions: Vec<String> = app
+        .store
+        .dataset_versions("support")
+        .await
+        .expect("versions")
+        .into_iter()
+        .map(|v| v.version)
+        .collect();
     assert_eq!(versions.len(), 3);
     assert!(versions.contains(&version) && versions.contains(&new_version));
 }
@@ -189,4 +195,38 @@ async fn a_malformed_import_names_the_line_and_leaves_the_dataset_unchanged() {
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("bad.csv"));
     assert_eq!(std::fs::read(&path).expect("read"), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_datasets_run_against_the_simulated_upstream() {
+    let bench = Bench::start("shipped", QUIET, None, 1).await;
+    let app = &bench.app;
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets");
+    let target = golden_cmd::datasets(app);
+    std::fs::create_dir_all(target.root()).expect("mkdir");
+    for name in ["arithmetic", "json-output"] {
+        std::fs::copy(shipped.join(format!("{name}.jsonl")), target.path(name).expect("path")).expect("copy");
+    }
+    // Arithmetic against its references: the cheap terse model is worse.
+    let options = GoldenRun { against_reference: true, ..run_options(&["small"]) };
+    let report = golden_cmd::run(app, "arithmetic", &options).await.expect("runs");
+    let small = &report.candidates[0];
+    let graded = small.rubrics.iter().find(|r| r.rubric == "correctness_vs_reference").expect("rubric");
+    assert_eq!((graded.stats.n, graded.stats.verdict), (24, Verdict::Worse), "{graded:?}");
+    assert!(small.rubrics.iter().any(|r| r.rubric == "check:contains"));
+    // JSON output against the production model: small answers bare numbers, which are JSON
+    // but not the schema's object.
+    let options = GoldenRun {
+        baseline: Some("large".into()),
+        rubrics: vec!["correctness".into()],
+        ..run_options(&["small"])
+    };
+    let report = golden_cmd::run(app, "json-output", &options).await.expect("runs");
+    let by_rubric =
+        |name: &str| report.candidates[0].rubrics.iter().find(|r| r.rubric == name).expect("rubric").clone();
+    let schema = by_rubric("check:json_schema");
+    assert_eq!(schema.pass_rates.as_ref().map(|p| (p.baseline, p.candidate)), Some((1.0, 0.0)), "{schema:?}");
+    assert_eq!(schema.stats.verdict, Verdict::Worse);
+    let valid = by_rubric("check:json_valid");
+    assert_eq!(valid.pass_rates.as_ref().map(|p| (p.baseline, p.candidate)), Some((1.0, 1.0)));
 }

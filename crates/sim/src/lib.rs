@@ -152,7 +152,15 @@ fn assistant_reply(model: &SimModel, prompt: &str) -> String {
     } else {
         task.wrong_answer(xxh3_64(format!("{}{prompt}", model.id).as_bytes()))
     };
-    if model.terse { answer } else { format!("The answer is {answer}.") }
+    if model.terse {
+        answer
+    } else if prompt.contains("Reply in JSON") {
+        // Verbose models follow a JSON output instruction; terse ones answer the bare value.
+        serde_json::json!({"answer": answer.parse::<i64>().map_or(serde_json::json!(answer), |n| serde_json::json!(n))})
+            .to_string()
+    } else {
+        format!("The answer is {answer}.")
+    }
 }
 
 async fn chat_completions(State(config): State<SimConfig>, body: axum::body::Bytes) -> Response {
@@ -275,6 +283,21 @@ mod tests {
             // 4σ of a binomial proportion at n = 2000 is under 0.045.
             assert!((correct - model.accuracy).abs() < 0.045, "{}: {correct}", model.id);
         }
+    }
+
+    #[test]
+    fn verbose_models_follow_a_json_output_instruction() {
+        let prompt = "What is 2 + 3? Reply in JSON as {\"answer\": <number>}.";
+        let large = models::find("sim-large").expect("model");
+        let reply: serde_json::Value = serde_json::from_str(&assistant_reply(large, prompt)).expect("JSON");
+        assert!(reply["answer"].is_i64(), "{reply}");
+        let small = models::find("sim-small").expect("model");
+        assert!(
+            serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&assistant_reply(
+                small, prompt
+            ))
+            .is_err()
+        );
     }
 
     #[test]
