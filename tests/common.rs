@@ -101,7 +101,7 @@ pub fn experiment_request(
 /// judge behaves as `judge`.
 pub struct Bench {
     pub app: App,
-    _sim: SimServer,
+    pub sim: SimServer,
     pub dir: TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -112,6 +112,17 @@ impl Bench {
         judge: JudgeBehavior,
         rubrics_dir: Option<&Path>,
         exchanges: usize,
+    ) -> Bench {
+        Bench::start_with(label, judge, rubrics_dir, exchanges, |_| {}).await
+    }
+
+    /// [`Bench::start`] with a last word on the configuration.
+    pub async fn start_with(
+        label: &str,
+        judge: JudgeBehavior,
+        rubrics_dir: Option<&Path>,
+        exchanges: usize,
+        configure: impl FnOnce(&mut evaltap_core::Config),
     ) -> Bench {
         let dir = TempDir::new(label);
         let sim = evaltap_sim::spawn(([127, 0, 0, 1], 0).into(), SimConfig { latency_scale: 0.0, judge })
@@ -125,6 +136,7 @@ impl Bench {
         large.model = "sim-large".into();
         config.candidates.push(large);
         config.datasets_dir = dir.0.join("datasets");
+        configure(&mut config);
         let app = App::open(config).await.expect("open");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let mirror = format!("http://{}/v1/mirror", listener.local_addr().expect("addr"));
@@ -136,7 +148,7 @@ impl Bench {
             .await
             .expect("traffic");
         assert_eq!(accepted, exchanges);
-        Bench { app, _sim: sim, dir, stop: Some(stop) }
+        Bench { app, sim, dir, stop: Some(stop) }
     }
 
     /// Traffic of `exchanges`, one experiment of `candidate` on `rubric` over all of it, run to

@@ -2,6 +2,7 @@
 
 mod common;
 mod door;
+mod drift;
 mod full_loop;
 mod gate;
 mod golden;

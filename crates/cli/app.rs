@@ -65,6 +65,17 @@ impl App {
         Ok(self.store.experiment_progress(experiment).await?)
     }
 
+    /// What the drift scheduler works with.
+    pub fn drift_context(&self) -> anyhow::Result<evaltap_drift::DriftContext> {
+        Ok(evaltap_drift::DriftContext {
+            config: self.config.clone(),
+            store: self.store.clone(),
+            queue: self.queue.clone(),
+            rubrics: self.rubrics.clone(),
+            http: evaltap_providers::http_client(Duration::from_secs(30))?,
+        })
+    }
+
     /// HTTP server state.
     pub fn server_state(&self) -> AppState {
         AppState::new(self.config.clone(), self.store.clone(), self.queue.clone(), self.rubrics.clone())

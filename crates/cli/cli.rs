@@ -274,6 +274,11 @@ pub(crate) enum GoldenCommand {
         /// Only this dataset.
         name: Option<String>,
     },
+    /// Drift: run a dataset against a model on a schedule and alert on significant drops.
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
+    /// Drift alerts, newest first.
+    Alerts,
     /// Run a dataset against candidates through the job queue and print the report.
     Run {
         /// Dataset name.
@@ -309,6 +314,51 @@ pub(crate) enum GoldenCommand {
         /// Print the report JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ScheduleCommand {
+    /// Run dataset NAME against a candidate every period (the dataset's current version is
+    /// pinned); each run is compared with the first, and a significant drop alerts.
+    Add {
+        /// Dataset name.
+        name: String,
+        /// Candidate from evaltap.toml.
+        #[arg(long)]
+        model: String,
+        /// Period: 6h, 30m, 1d…
+        #[arg(long)]
+        every: String,
+        /// Judge rubric (repeat).
+        #[arg(long = "rubric")]
+        rubrics: Vec<String>,
+        /// A deterministic check for every item (repeat).
+        #[arg(long = "check")]
+        checks: Vec<String>,
+        /// A drop beyond this (and significant) alerts; back within it recovers.
+        #[arg(long, default_value_t = evaltap_worker::DEFAULT_MARGIN)]
+        margin: f64,
+        /// Schedule name (default dataset:model).
+        #[arg(long = "schedule-name")]
+        schedule_name: Option<String>,
+    },
+    /// List schedules with their runs and open alerts.
+    List,
+    /// Delete a schedule (its runs' experiments stay).
+    Rm {
+        /// Schedule name.
+        name: String,
+    },
+    /// Pause a schedule.
+    Pause {
+        /// Schedule name.
+        name: String,
+    },
+    /// Resume a paused schedule.
+    Resume {
+        /// Schedule name.
+        name: String,
     },
 }
 
@@ -449,6 +499,9 @@ async fn open_app(cli: &Cli) -> anyhow::Result<App> {
     App::open(config).await
 }
 
+/// How often `serve` and `worker` look for due schedules and finished scheduled runs.
+const SCHEDULER_PERIOD: std::time::Duration = std::time::Duration::from_secs(30);
+
 async fn ctrl_c() {
     if tokio::signal::ctrl_c().await.is_err() {
         std::future::pending::<()>().await;
@@ -495,6 +548,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         tracing::error!("worker stopped: {err:#}");
                     }
                 });
+                tokio::spawn(evaltap_drift::run_scheduler(app.drift_context()?, SCHEDULER_PERIOD, ctrl_c()));
             }
             evaltap_server::serve(listener, app.server_state(), ctrl_c()).await?;
         }
@@ -502,6 +556,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let app = open_app(&cli).await?;
             let resumed = app.resume_unfinished().await?;
             eprintln!("worker running ({resumed} jobs re-enqueued); Ctrl-C to stop");
+            tokio::spawn(evaltap_drift::run_scheduler(app.drift_context()?, SCHEDULER_PERIOD, ctrl_c()));
             app.run_worker(args.concurrency, ctrl_c()).await?;
         }
         Command::Experiment(ExperimentCommand::Create {

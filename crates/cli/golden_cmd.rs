@@ -484,6 +484,24 @@ pub(crate) async fn dispatch(
                 );
             }
         }
+        G::Schedule(command) => schedule(app, command).await?,
+        G::Alerts => {
+            for alert in app.store.alerts().await? {
+                println!(
+                    "{} {:<7} {} on {}: opened {} ({}){}",
+                    alert.id,
+                    alert.status,
+                    alert.details["schedule"].as_str().unwrap_or_default(),
+                    alert.rubric,
+                    alert.opened_at.format("%Y-%m-%d %H:%M"),
+                    alert.details["delta"].as_f64().map_or(String::new(), |d| format!("Δ {d:+.3}")),
+                    alert
+                        .closed_at
+                        .map(|t| format!(", recovered {}", t.format("%Y-%m-%d %H:%M")))
+                        .unwrap_or_default()
+                );
+            }
+        }
         G::Run {
             name,
             candidates,
@@ -519,4 +537,70 @@ pub(crate) async fn dispatch(
         }
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+async fn schedule(app: &App, command: &crate::cli::ScheduleCommand) -> anyhow::Result<()> {
+    use crate::cli::ScheduleCommand as S;
+    match command {
+        S::Add { name, model, every, rubrics, checks, margin, schedule_name } => {
+            let every = humantime::parse_duration(every)
+                .with_context(|| format!("--every `{every}` (try 6h, 30m, 1d)"))?;
+            let (version, _, count) = sync(app, name).await?;
+            if count == 0 {
+                bail!("dataset `{name}` has no items");
+            }
+            let checks = checks
+                .iter()
+                .map(|c| Check::parse_arg(c).map(|c| serde_json::to_value(c).unwrap_or(Value::Null)))
+                .collect::<Result<Vec<_>, _>>()?;
+            let rubrics = if rubrics.is_empty() && checks.is_empty() {
+                vec!["correctness".to_string()]
+            } else {
+                rubrics.clone()
+            };
+            let new = evaltap_drift::NewSchedule {
+                name: schedule_name.clone(),
+                dataset: DatasetRef { name: name.clone(), version: version.clone() },
+                candidate: model.clone(),
+                every,
+                spec: evaltap_store::ScheduleSpec { rubrics, checks, margin: *margin },
+            };
+            let schedule = evaltap_drift::add_schedule(&app.drift_context()?, new).await?;
+            println!(
+                "schedule `{}`: {name} (version {}) against {model} every {}; runs start in any `evaltap serve` or `evaltap worker`",
+                schedule.name,
+                &version[..12],
+                humantime::format_duration(every)
+            );
+        }
+        S::List => {
+            let alerts = app.store.alerts().await?;
+            for s in app.store.schedules().await? {
+                let runs = app.store.schedule_runs(&s.id).await?;
+                let open = alerts.iter().filter(|a| a.schedule_id == s.id && a.status == "open").count();
+                println!(
+                    "{:<28} {} against {} every {}{}: {} runs, {} open alerts",
+                    s.name,
+                    s.dataset,
+                    s.candidate,
+                    humantime::format_duration(std::time::Duration::from_secs(s.every_seconds.max(0) as u64)),
+                    if s.paused { " (paused)" } else { "" },
+                    runs.len(),
+                    open
+                );
+            }
+        }
+        S::Rm { name } => {
+            let s = app.store.schedule(name).await?;
+            app.store.delete_schedule(&s.id).await?;
+            println!("deleted schedule `{}`", s.name);
+        }
+        S::Pause { name } | S::Resume { name } => {
+            let s = app.store.schedule(name).await?;
+            let paused = matches!(command, S::Pause { .. });
+            app.store.set_schedule_paused(&s.id, paused).await?;
+            println!("schedule `{}` {}", s.name, if paused { "paused" } else { "resumed" });
+        }
+    }
+    Ok(())
 }

@@ -13,6 +13,9 @@ pub mod pricing;
 pub mod redact;
 pub mod sampling;
 
-pub use config::{CandidateConfig, Config, ConfigError, JudgeConfig, SampleRule, SourceConfig};
+pub use config::{
+    AlertsConfig, CandidateConfig, Config, ConfigError, JudgeConfig, SampleRule, SlackSink, SourceConfig,
+    WebhookSink,
+};
 pub use exchange::Exchange;
 pub use pricing::{Price, Usage};

@@ -85,3 +85,23 @@ pub(crate) async fn experiment_report(
     let experiment = state.store.require_experiment(&name).await?;
     Ok(Json(evaltap_report::build(&state.store, &experiment).await?))
 }
+
+/// `GET /api/alerts`: drift alerts, newest first, with their deliveries.
+pub(crate) async fn list_alerts(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let mut alerts = Vec::new();
+    for alert in state.store.alerts().await? {
+        let deliveries: Vec<Value> = state
+            .store
+            .alert_deliveries(&alert.id)
+            .await?
+            .into_iter()
+            .map(|(event, sink, attempts, delivered)| {
+                serde_json::json!({"event": event, "sink": sink, "attempts": attempts, "delivered": delivered})
+            })
+            .collect();
+        let mut value = serde_json::to_value(&alert).map_err(|e| ApiError::Internal(e.to_string()))?;
+        value["deliveries"] = Value::Array(deliveries);
+        alerts.push(value);
+    }
+    Ok(Json(serde_json::json!({"alerts": alerts})))
+}

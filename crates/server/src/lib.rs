@@ -73,6 +73,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/exchanges", get(api::list_exchanges))
         .route("/api/experiments", get(api::list_experiments).post(api::create_experiment))
         .route("/api/experiments/{name}", get(api::experiment_report))
+        .route("/api/alerts", get(api::list_alerts))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }

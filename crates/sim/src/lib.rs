@@ -9,7 +9,9 @@ pub mod judge;
 pub mod models;
 pub mod tasks;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use axum::Json;
@@ -55,12 +57,56 @@ pub fn count_tokens(text: &str) -> u64 {
     (words * 4).div_ceil(3)
 }
 
+/// Accuracies changed while the server runs (`POST /control/accuracy`), by model id: how drift
+/// is produced on purpose.
+#[derive(Debug, Clone, Default)]
+pub struct AccuracyOverrides(Arc<RwLock<HashMap<String, f64>>>);
+
+impl AccuracyOverrides {
+    /// Sets `model`'s accuracy (clamped to [0, 1]).
+    pub fn set(&self, model: &str, accuracy: f64) {
+        let mut map = self.0.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        map.insert(model.to_string(), accuracy.clamp(0.0, 1.0));
+    }
+
+    /// `model`'s accuracy now.
+    pub fn get(&self, model: &SimModel) -> f64 {
+        let map = self.0.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        map.get(model.id).copied().unwrap_or(model.accuracy)
+    }
+}
+
+#[derive(Clone)]
+struct SimState {
+    config: SimConfig,
+    accuracy: AccuracyOverrides,
+}
+
 /// The router of the simulated upstream.
-pub fn router(config: SimConfig) -> Router {
+pub fn router(config: SimConfig, accuracy: AccuracyOverrides) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/models", get(list_models))
-        .with_state(config)
+        .route("/control/accuracy", post(set_accuracy))
+        .with_state(SimState { config, accuracy })
+}
+
+/// `POST /control/accuracy {"model", "accuracy"}`.
+async fn set_accuracy(State(state): State<SimState>, Json(body): Json<Value>) -> Response {
+    let (Some(model), Some(accuracy)) =
+        (body.get("model").and_then(Value::as_str), body.get("accuracy").and_then(Value::as_f64))
+    else {
+        return openai_error(StatusCode::BAD_REQUEST, "send {\"model\", \"accuracy\"}", "bad_control");
+    };
+    if models::find(model).is_none() {
+        return openai_error(
+            StatusCode::NOT_FOUND,
+            format!("model `{model}` does not exist"),
+            "model_not_found",
+        );
+    }
+    state.accuracy.set(model, accuracy);
+    Json(json!({"model": model, "accuracy": accuracy.clamp(0.0, 1.0)})).into_response()
 }
 
 /// A running simulated upstream.
@@ -68,6 +114,8 @@ pub fn router(config: SimConfig) -> Router {
 pub struct SimServer {
     /// Address it listens on.
     pub addr: SocketAddr,
+    /// Its changeable accuracies.
+    pub accuracy: AccuracyOverrides,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -93,13 +141,15 @@ pub async fn spawn(addr: SocketAddr, config: SimConfig) -> std::io::Result<SimSe
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
+    let accuracy = AccuracyOverrides::default();
+    let app = router(config, accuracy.clone());
     let task = tokio::spawn(async move {
-        let served = axum::serve(listener, router(config)).await;
+        let served = axum::serve(listener, app).await;
         if let Err(err) = served {
             tracing::error!(%err, "simulated upstream stopped");
         }
     });
-    Ok(SimServer { addr, task })
+    Ok(SimServer { addr, accuracy, task })
 }
 
 fn openai_error(status: StatusCode, message: impl Into<String>, code: &str) -> Response {
@@ -134,7 +184,7 @@ fn message_text(message: &Value) -> String {
 const SHARED_DIFFICULTY: f64 = 0.75;
 
 /// What a simulated assistant answers to a user prompt.
-fn assistant_reply(model: &SimModel, prompt: &str) -> String {
+fn assistant_reply(model: &SimModel, accuracy: f64, prompt: &str) -> String {
     let Some(task) = Task::find(prompt) else {
         let preview: String = prompt.chars().take(80).collect();
         return format!("This is {}, a simulated model. You said: {preview}", model.id);
@@ -147,7 +197,7 @@ fn assistant_reply(model: &SimModel, prompt: &str) -> String {
     } else {
         unit(model.id, prompt, "correct")
     };
-    let answer = if draw < model.accuracy {
+    let answer = if draw < accuracy {
         task.answer()
     } else {
         task.wrong_answer(xxh3_64(format!("{}{prompt}", model.id).as_bytes()))
@@ -163,7 +213,8 @@ fn assistant_reply(model: &SimModel, prompt: &str) -> String {
     }
 }
 
-async fn chat_completions(State(config): State<SimConfig>, body: axum::body::Bytes) -> Response {
+async fn chat_completions(State(state): State<SimState>, body: axum::body::Bytes) -> Response {
+    let config = state.config;
     let request: Value = match serde_json::from_slice(&body) {
         Ok(value) => value,
         Err(err) => {
@@ -207,7 +258,7 @@ async fn chat_completions(State(config): State<SimConfig>, body: axum::body::Byt
                 .rposition(|m| m.get("role").and_then(Value::as_str) == Some("user"))
                 .map(|i| texts[i].as_str())
                 .unwrap_or_default();
-            assistant_reply(model, last_user)
+            assistant_reply(model, state.accuracy.get(model), last_user)
         }
     };
     let prompt_tokens: u64 = texts.iter().map(|t| count_tokens(t) + 3).sum();
@@ -276,7 +327,7 @@ mod tests {
             let correct = (0..2000)
                 .filter(|i| {
                     let task = Task::generate(11, *i);
-                    task.check(&assistant_reply(model, &task.prompt()))
+                    task.check(&assistant_reply(model, model.accuracy, &task.prompt()))
                 })
                 .count() as f64
                 / 2000.0;
@@ -289,12 +340,13 @@ mod tests {
     fn verbose_models_follow_a_json_output_instruction() {
         let prompt = "What is 2 + 3? Reply in JSON as {\"answer\": <number>}.";
         let large = models::find("sim-large").expect("model");
-        let reply: serde_json::Value = serde_json::from_str(&assistant_reply(large, prompt)).expect("JSON");
+        let reply: serde_json::Value =
+            serde_json::from_str(&assistant_reply(large, 1.0, prompt)).expect("JSON");
         assert!(reply["answer"].is_i64(), "{reply}");
         let small = models::find("sim-small").expect("model");
         assert!(
             serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&assistant_reply(
-                small, prompt
+                small, 1.0, prompt
             ))
             .is_err()
         );

@@ -32,8 +32,9 @@ pub struct SimModel {
 }
 
 /// The built-in catalog: a strong expensive production model, a cheap model about as good, a
-/// cheap model clearly worse, and a judge.
-pub const CATALOG: [SimModel; 4] = [
+/// cheap model clearly worse, a model whose accuracy tests change on purpose (drift), and a
+/// judge.
+pub const CATALOG: [SimModel; 5] = [
     SimModel {
         id: "sim-large",
         role: Role::Assistant,
@@ -60,6 +61,15 @@ pub const CATALOG: [SimModel; 4] = [
         output_per_mtok: 0.40,
         latency_ms: 10,
         terse: true,
+    },
+    SimModel {
+        id: "sim-drift",
+        role: Role::Assistant,
+        accuracy: 0.92,
+        input_per_mtok: 0.40,
+        output_per_mtok: 1.60,
+        latency_ms: 20,
+        terse: false,
     },
     SimModel {
         id: "sim-judge",

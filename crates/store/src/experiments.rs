@@ -94,13 +94,15 @@ pub enum BaselineSpec {
     },
     /// Each dataset item's reference answer.
     Reference,
+    /// No baseline: absolute scores only (scheduled drift runs, compared with each other).
+    None,
 }
 
 impl BaselineSpec {
     /// Whether the baseline's text is on the item (judged as subject `baseline`), rather than a
     /// replay judged under the candidate's own name.
     pub fn is_judged_on_items(&self) -> bool {
-        !matches!(self, BaselineSpec::Candidate { .. })
+        matches!(self, BaselineSpec::Production | BaselineSpec::Reference)
     }
 }
 

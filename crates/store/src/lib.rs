@@ -4,6 +4,7 @@
 //! is a no-op reported as such, so a retried or duplicated job never adds a row.
 
 mod datasets;
+mod drift;
 mod exchanges;
 mod experiments;
 mod results;
@@ -17,6 +18,7 @@ use sqlx::sqlite::{
 };
 
 pub use datasets::{DatasetItemRow, DatasetVersion, dataset_item_key};
+pub use drift::{Alert, Schedule, ScheduleRun, ScheduleSpec};
 pub use exchanges::{DeliveryCounts, IngestOutcome, SourceStats, StoredExchange};
 pub use experiments::{BaselineSpec, DatasetRef, Experiment, ExperimentSpec, Filter, FrozenRubric};
 pub use results::{Calibration, JudgmentRecord, Progress, ReplayRecord, Spend, SpendKind};

@@ -1,0 +1,186 @@
+//! Drift from outside: a schedule against the simulated model whose accuracy drops mid-series
+//! raises exactly one alert, delivered to a local webhook with a valid signature, and one
+//! recovery notice once accuracy is restored; missed slots run once, a slot never twice; an
+//! A/A schedule of 30 runs raises none. Time is passed to the scheduler, not waited for.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use evaltap::app::App;
+use evaltap_drift::{NewSchedule, TickReport, tick};
+use evaltap_golden::{DatasetDir, Item};
+use evaltap_sim::JudgeBehavior;
+use evaltap_store::{DatasetRef, ScheduleSpec};
+
+use crate::common::Bench;
+
+const QUIET: JudgeBehavior = JudgeBehavior { noise: 0.0, position_bias: 0.0, unreadable_long: 0.0 };
+const SIX_HOURS: i64 = 6 * 3600;
+
+type Deliveries = Arc<Mutex<Vec<(Option<String>, Vec<u8>)>>>;
+
+/// A local webhook receiver recording each delivery's signature header and body.
+async fn receiver() -> (String, Deliveries) {
+    let got: Deliveries = Arc::default();
+    let sink = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+            let sink = sink.clone();
+            async move {
+                let signature =
+                    headers.get("x-evaltap-signature").and_then(|v| v.to_str().ok()).map(str::to_owned);
+                sink.lock().expect("lock").push((signature, body.to_vec()));
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, got)
+}
+
+/// A dataset of `n` arithmetic questions, synced; returns its reference.
+async fn dataset(app: &App, name: &str, n: usize) -> DatasetRef {
+    let items: Vec<Item> = (0..n)
+        .map(|i| {
+            Item::from_input(
+                format!("q{i}"),
+                &format!("What is {} + {}? Reply with the number.", 7 * i + 3, i + 11),
+            )
+        })
+        .collect();
+    DatasetDir::new(&app.config.datasets_dir).write(name, &items).expect("write");
+    let (version, _, _) = evaltap::golden_cmd::sync(app, name).await.expect("sync");
+    DatasetRef { name: name.into(), version }
+}
+
+/// Ticks at `now` until the run started there is evaluated; returns every tick's alerts.
+async fn run_slot(app: &App, now: DateTime<Utc>) -> TickReport {
+    let ctx = app.drift_context().expect("context");
+    let mut all = tick(&ctx, now).await.expect("tick");
+    assert_eq!(all.started.len(), 1, "one run per due slot: {all:?}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while all.evaluated.is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "the run never finished");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let next = tick(&ctx, now).await.expect("tick");
+        assert!(next.started.is_empty(), "a slot starts once");
+        all.evaluated.extend(next.evaluated);
+        all.opened.extend(next.opened);
+        all.closed.extend(next.closed);
+    }
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drop_alerts_once_and_recovers_once_and_a_and_a_never_alerts() {
+    let (url, deliveries) = receiver().await;
+    let bench = Bench::start_with("drift", QUIET, None, 1, |config| {
+        config.alerts.webhooks.push(evaltap_core::WebhookSink {
+            url: url.clone(),
+            secret: Some("s3cret".into()),
+            secret_env: None,
+        });
+        config.alerts.backoff_ms = 10;
+        let mut drift = config.candidates[0].clone();
+        drift.name = "drift".into();
+        drift.model = "sim-drift".into();
+        config.candidates.push(drift);
+    })
+    .await;
+    let app = bench.app.clone();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let runner = app.clone();
+    let worker = tokio::spawn(async move {
+        runner
+            .run_worker(16, async move {
+                let _ = stop_rx.await;
+            })
+            .await
+    });
+
+    let ctx = app.drift_context().expect("context");
+    let spec = ScheduleSpec { rubrics: vec!["correctness".into()], checks: vec![], margin: 0.02 };
+    let new = |dataset: DatasetRef, candidate: &str| NewSchedule {
+        name: None,
+        dataset,
+        candidate: candidate.into(),
+        every: Duration::from_secs(SIX_HOURS as u64),
+        spec: spec.clone(),
+    };
+    let support = dataset(&app, "support", 60).await;
+    let schedule = evaltap_drift::add_schedule(&ctx, new(support, "drift")).await.expect("schedule");
+
+    let t0 = Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).single().expect("time");
+    let at = |k: i64| t0 + chrono::Duration::seconds(k * SIX_HOURS);
+    let accuracy = [0.92, 0.92, 0.92, 0.45, 0.45, 0.92, 0.92];
+    let (mut opened, mut closed) = (Vec::new(), Vec::new());
+    for (k, acc) in accuracy.iter().enumerate() {
+        bench.sim.accuracy.set("sim-drift", *acc);
+        let report = run_slot(&app, at(k as i64)).await;
+        opened.extend(report.opened.iter().map(|a| (k, a.rubric.clone())));
+        closed.extend(report.closed.iter().map(|a| (k, a.rubric.clone())));
+    }
+    assert_eq!(opened, [(3, "correctness".to_string())], "one alert per regression, never one per run");
+    assert_eq!(closed, [(5, "correctness".to_string())], "one recovery notice");
+
+    // Delivered, signed, in order.
+    let got = deliveries.lock().expect("lock").clone();
+    assert_eq!(got.len(), 2, "{got:?}");
+    for ((signature, body), event) in got.iter().zip(["opened", "recovered"]) {
+        let expected = format!("sha256={}", evaltap_drift::signature("s3cret", body));
+        assert_eq!(signature.as_deref(), Some(expected.as_str()));
+        let json: serde_json::Value = serde_json::from_slice(body).expect("JSON body");
+        assert_eq!(json["event"], event);
+        assert_eq!(json["details"]["model"], "drift");
+    }
+    let alerts = app.store.alerts().await.expect("alerts");
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0].status, "closed");
+    assert!(alerts[0].details["delta"].as_f64().is_some_and(|d| d < -0.2), "{:?}", alerts[0].details);
+    let recorded = app.store.alert_deliveries(&alerts[0].id).await.expect("deliveries");
+    assert_eq!(
+        recorded.iter().map(|d| (d.0.as_str(), d.3)).collect::<Vec<_>>(),
+        [("opened", true), ("recovered", true)]
+    );
+
+    // Everything was down for days: the schedule runs once on the way back, not once per slot.
+    let back = at(100);
+    let report = run_slot(&app, back).await;
+    assert!(report.opened.is_empty() && report.closed.is_empty());
+    let runs = app.store.schedule_runs(&schedule.id).await.expect("runs");
+    assert_eq!(runs.len(), accuracy.len() + 1);
+    // Two processes at the same time: one starts the slot.
+    let (a, b) = tokio::join!(tick(&ctx, at(101)), tick(&ctx, at(101)));
+    assert_eq!(a.expect("tick").started.len() + b.expect("tick").started.len(), 1);
+
+    // The alerts API.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let api = format!("http://{}/api/alerts", listener.local_addr().expect("addr"));
+    let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(evaltap_server::serve(listener, app.server_state(), async move {
+        let _ = api_stopped.await;
+    }));
+    let http = evaltap_providers::http_client(Duration::from_secs(30)).expect("client");
+    let listed: serde_json::Value = http.get(&api).send().await.expect("api").json().await.expect("json");
+    assert_eq!(listed["alerts"][0]["deliveries"].as_array().map(Vec::len), Some(2), "{listed}");
+    let _ = stop_api.send(());
+
+    // A/A: 30 runs of an unchanged model raise nothing (the first schedule paused meanwhile).
+    app.store.set_schedule_paused(&schedule.id, true).await.expect("pause");
+    let aa = dataset(&app, "aa", 30).await;
+    let schedule = evaltap_drift::add_schedule(&ctx, new(aa, "medium")).await.expect("schedule");
+    for k in 200..230 {
+        let report = run_slot(&app, at(k)).await;
+        assert!(report.opened.is_empty(), "A/A run {k} alerted: {report:?}");
+    }
+    assert_eq!(app.store.schedule_runs(&schedule.id).await.expect("runs").len(), 30);
+    assert_eq!(app.store.alerts().await.expect("alerts").len(), 1);
+    let _ = stop_tx.send(());
+    worker.await.expect("join").expect("worker");
+}
