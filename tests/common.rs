@@ -191,19 +191,38 @@ pub fn repo_rubrics() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("rubrics")
 }
 
+/// A worker of an app running in the background until stopped.
+pub struct BackgroundWorker {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl BackgroundWorker {
+    /// Starts a worker with 16 jobs in flight.
+    pub fn start(app: &App) -> BackgroundWorker {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let runner = app.clone();
+        let task = tokio::spawn(async move {
+            runner
+                .run_worker(16, async move {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        BackgroundWorker { stop, task }
+    }
+
+    /// Stops it and waits for it.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.expect("join").expect("worker");
+    }
+}
+
 /// Runs a worker of `app` until `experiment` is done; returns its report.
 pub async fn run(app: &App, experiment: &Experiment) -> Report {
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let runner = app.clone();
-    let worker = tokio::spawn(async move {
-        runner
-            .run_worker(16, async move {
-                let _ = stop_rx.await;
-            })
-            .await
-    });
+    let worker = BackgroundWorker::start(app);
     app.wait_done(experiment, Duration::from_secs(60), |_| {}).await.expect("finishes");
-    let _ = stop_tx.send(());
-    worker.await.expect("join").expect("worker");
+    worker.stop().await;
     evaltap_report::build(&app.store, experiment).await.expect("report")
 }

@@ -13,7 +13,7 @@ use evaltap_golden::{DatasetDir, Item};
 use evaltap_sim::JudgeBehavior;
 use evaltap_store::{DatasetRef, ScheduleSpec};
 
-use crate::common::Bench;
+use crate::common::{BackgroundWorker, Bench};
 
 const QUIET: JudgeBehavior = JudgeBehavior { noise: 0.0, position_bias: 0.0, unreadable_long: 0.0 };
 const SIX_HOURS: i64 = 6 * 3600;
@@ -94,15 +94,7 @@ async fn a_drop_alerts_once_and_recovers_once_and_a_and_a_never_alerts() {
     })
     .await;
     let app = bench.app.clone();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let runner = app.clone();
-    let worker = tokio::spawn(async move {
-        runner
-            .run_worker(16, async move {
-                let _ = stop_rx.await;
-            })
-            .await
-    });
+    let worker = BackgroundWorker::start(&app);
 
     let ctx = app.drift_context().expect("context");
     let spec = ScheduleSpec { rubrics: vec!["correctness".into()], checks: vec![], margin: 0.02 };
@@ -181,6 +173,5 @@ async fn a_drop_alerts_once_and_recovers_once_and_a_and_a_never_alerts() {
     }
     assert_eq!(app.store.schedule_runs(&schedule.id).await.expect("runs").len(), 30);
     assert_eq!(app.store.alerts().await.expect("alerts").len(), 1);
-    let _ = stop_tx.send(());
-    worker.await.expect("join").expect("worker");
+    worker.stop().await;
 }

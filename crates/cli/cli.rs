@@ -77,6 +77,9 @@ enum Command {
     /// The judge: calibrate it against human labels.
     #[command(subcommand)]
     Judge(JudgeCommand),
+    /// Benchmarks that print figures beside a baseline measured in the same run.
+    #[command(subcommand)]
+    Bench(BenchCommand),
     /// Print an experiment's report.
     Report {
         /// Experiment name.
@@ -359,6 +362,23 @@ pub(crate) enum ScheduleCommand {
     Resume {
         /// Schedule name.
         name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// A golden run of N items with one judge rubric against the simulated upstream, beside a
+    /// bare HTTP client making the same calls at the same concurrency.
+    Golden {
+        /// Dataset items.
+        #[arg(long, default_value_t = 2000)]
+        items: usize,
+        /// Jobs (and bare calls) in flight.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// Simulated latency scale (1 = catalog latencies, 0 = none).
+        #[arg(long, default_value_t = 1.0)]
+        latency_scale: f64,
     },
 }
 
@@ -701,6 +721,15 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let experiment = app.store.require_experiment(name).await?;
             let exchanges = app.store.experiment_item_ids(&experiment.id).await?.len();
             print!("{}", crate::judge_cmd::show_experiment(&experiment, exchanges));
+        }
+        Command::Bench(BenchCommand::Golden { items, concurrency, latency_scale }) => {
+            let settings = crate::bench::GoldenBench {
+                items: *items,
+                concurrency: *concurrency,
+                latency_scale: *latency_scale,
+            };
+            let result = crate::bench::golden(&settings).await?;
+            print!("{}", result.render(&settings));
         }
         Command::Golden(command) => {
             return crate::golden_cmd::dispatch(&open_app(&cli).await?, command).await;

@@ -2,6 +2,7 @@
 //! modules; [`app::App`] wires store, queue, rubrics, server and workers for all of them.
 
 pub mod app;
+pub mod bench;
 mod cli;
 pub mod demo;
 pub mod gate;

@@ -440,11 +440,7 @@ pub async fn judge(
             JobOutcome::Failed { error: err }
         }
     };
-    if svc.store.insert_judgment(&record).await? {
-        Ok(outcome)
-    } else {
-        Ok(JobOutcome::AlreadyDone { follow_up: Vec::new() })
-    }
+    store_judgment(svc, &record, outcome).await
 }
 
 /// A deterministic check: pass (1) when every check of that name on the item passes, fail (0)
@@ -492,12 +488,21 @@ async fn check(
             JobOutcome::Failed { error: err }
         }
     };
-    if svc.store.insert_judgment(&record).await? {
+    store_judgment(svc, &record, outcome).await
+}
+
+/// Why a check judgment has no score when the item carries no check of that name.
+pub const NOT_APPLICABLE: &str = "not applicable: the item has no such check";
+
+/// Stores a judgment; a judgment another worker stored first stands, and this job is a no-op.
+async fn store_judgment(
+    svc: &Services,
+    record: &JudgmentRecord,
+    outcome: JobOutcome,
+) -> Result<JobOutcome, WorkerError> {
+    if svc.store.insert_judgment(record).await? {
         Ok(outcome)
     } else {
         Ok(JobOutcome::AlreadyDone { follow_up: Vec::new() })
     }
 }
-
-/// Why a check judgment has no score when the item carries no check of that name.
-pub const NOT_APPLICABLE: &str = "not applicable: the item has no such check";
