@@ -259,7 +259,7 @@ pub fn markdown(
         }
     }
     if !outcome.reasons.is_empty() && outcome.code == GateCode::Undecided {
-        out.push_str("\n");
+        out.push('\n');
         for reason in &outcome.reasons {
             let _ = writeln!(out, "- {reason}");
         }

@@ -486,7 +486,11 @@ pub(crate) async fn dispatch(
         }
         G::Schedule(command) => schedule(app, command).await?,
         G::Alerts => {
-            for alert in app.store.alerts().await? {
+            let alerts = app.store.alerts().await?;
+            if alerts.is_empty() {
+                println!("no drift alerts");
+            }
+            for alert in alerts {
                 println!(
                     "{} {:<7} {} on {}: opened {} ({}){}",
                     alert.id,
@@ -575,7 +579,11 @@ async fn schedule(app: &App, command: &crate::cli::ScheduleCommand) -> anyhow::R
         }
         S::List => {
             let alerts = app.store.alerts().await?;
-            for s in app.store.schedules().await? {
+            let schedules = app.store.schedules().await?;
+            if schedules.is_empty() {
+                println!("no schedules (`evaltap golden schedule add NAME --model M --every 6h`)");
+            }
+            for s in schedules {
                 let runs = app.store.schedule_runs(&s.id).await?;
                 let open = alerts.iter().filter(|a| a.schedule_id == s.id && a.status == "open").count();
                 println!(

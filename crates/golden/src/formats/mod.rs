@@ -108,8 +108,11 @@ pub fn detect(path: &str, text: &str) -> &'static str {
     }
 }
 
+/// Records of a source file, each with its line (or position) for error messages.
+pub(crate) type Records = Vec<(usize, Map<String, Value>)>;
+
 /// The records of a JSON array or JSONL text, each with its line (JSONL) or position (array).
-pub(crate) fn records(path: &str, text: &str) -> Result<Vec<(usize, Map<String, Value>)>, GoldenError> {
+pub(crate) fn records(path: &str, text: &str) -> Result<Records, GoldenError> {
     let invalid = |line: usize, reason: String| GoldenError::Invalid {
         path: path.into(),
         line,

@@ -7,7 +7,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{FieldMap, Format, input_value};
+use super::{FieldMap, Format, Records, input_value};
 use crate::{Check, GoldenError, Item};
 
 /// promptfoo.
@@ -22,7 +22,7 @@ fn assertion_from_expected(expected: &str) -> Value {
     json!({"type": kind, "value": value})
 }
 
-fn parse_csv(path: &str, text: &str) -> Result<Vec<(usize, Map<String, Value>)>, GoldenError> {
+fn parse_csv(path: &str, text: &str) -> Result<Records, GoldenError> {
     let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(text.as_bytes());
     let invalid = |line: usize, reason: String| GoldenError::Invalid {
         path: path.into(),
@@ -65,7 +65,7 @@ fn parse_csv(path: &str, text: &str) -> Result<Vec<(usize, Map<String, Value>)>,
     Ok(out)
 }
 
-fn parse_yaml(path: &str, text: &str) -> Result<Vec<(usize, Map<String, Value>)>, GoldenError> {
+fn parse_yaml(path: &str, text: &str) -> Result<Records, GoldenError> {
     let value: Value = serde_norway::from_str(text).map_err(|e| GoldenError::Invalid {
         path: path.into(),
         line: e.location().map_or(1, |l| l.line()),
