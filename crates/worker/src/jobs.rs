@@ -197,7 +197,7 @@ pub async fn replay(
     item_id: &str,
     candidate: &str,
 ) -> Result<JobOutcome, WorkerError> {
-    let experiment = svc.store.require_experiment(experiment_id).await?;
+    let experiment = svc.experiment(experiment_id).await?;
     let follow_up = judge_jobs(experiment_id, item_id, candidate, &experiment.spec);
     if let Some(existing) = svc.store.replay(experiment_id, item_id, candidate).await? {
         let follow_up =
@@ -223,8 +223,11 @@ pub async fn replay(
         error: None,
         skipped: None,
     };
+    // Without a cap there is nothing to reserve against: only the actual cost is recorded.
+    let capped = experiment.spec.spend_cap_usd.is_some();
     let estimate = config.price.cost(estimated_usage(&item));
-    let outcome = if !svc.store.reserve_spend(experiment_id, estimate).await? {
+    let reserved = if capped { estimate } else { 0.0 };
+    let outcome = if capped && !svc.store.reserve_spend(experiment_id, estimate).await? {
         let reason = "spend cap reached".to_string();
         record.error = Some(reason.clone());
         record.skipped = Some(reason.clone());
@@ -237,7 +240,7 @@ pub async fn replay(
             // safe side of the cap.
             Err(_) => estimate,
         };
-        svc.store.settle_spend(experiment_id, SpendKind::Replay, estimate, actual).await?;
+        svc.store.settle_spend(experiment_id, SpendKind::Replay, reserved, actual).await?;
         match result {
             Ok(done) => {
                 record.cost_usd = done.usage.map(|u| config.price.cost(u));
@@ -350,7 +353,7 @@ pub async fn judge(
     if svc.store.judgment_exists(experiment_id, item_id, subject, rubric, position).await? {
         return Ok(JobOutcome::AlreadyDone { follow_up: Vec::new() });
     }
-    let experiment = svc.store.require_experiment(experiment_id).await?;
+    let experiment = svc.experiment(experiment_id).await?;
     let item = load_item(svc, &experiment.spec, item_id).await?;
     let answer = subject_answer(svc, &experiment, &item, subject).await?;
     let mut record = JudgmentRecord::new(experiment_id, item_id, subject, rubric, position);
@@ -375,11 +378,13 @@ pub async fn judge(
             // Reserve before paying: the prompt's length (4 characters a token) plus a bounded
             // answer, per call.
             let prompt_tokens = (request.to_string().len() + response_text.len() * 2) as u64 / 4 + 300;
+            let capped = experiment.spec.spend_cap_usd.is_some();
             let estimate = config.price().cost(evaltap_core::Usage {
                 input_tokens: prompt_tokens,
                 output_tokens: JUDGE_OUTPUT_TOKENS_ESTIMATE,
             }) * samples as f64;
-            if !svc.store.reserve_spend(experiment_id, estimate).await? {
+            let reserved = if capped { estimate } else { 0.0 };
+            if capped && !svc.store.reserve_spend(experiment_id, estimate).await? {
                 let reason = "spend cap reached".to_string();
                 record.error = Some(reason.clone());
                 record.skipped = Some(reason.clone());
@@ -412,7 +417,7 @@ pub async fn judge(
                     Err(failure) => failure.calls.clone(),
                 };
                 let actual = config.price().cost(calls.usage);
-                svc.store.settle_spend(experiment_id, SpendKind::Judge, estimate, actual).await?;
+                svc.store.settle_spend(experiment_id, SpendKind::Judge, reserved, actual).await?;
                 record.raw_output = calls.raw_output.clone();
                 record.attempts = i64::from(calls.attempts);
                 record.judge_model = Some(calls.model.clone()).filter(|m| !m.is_empty());

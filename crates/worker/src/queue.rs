@@ -28,7 +28,7 @@ pub async fn open(store: &Store) -> Result<Queue, WorkerError> {
         .await
         .map_err(|e| WorkerError::Queue(e.to_string()))?;
     Ok(SqliteStorage::new(store.pool()).with_config(
-        QueueConfig::default().queue(QUEUE_NAME).batch_size(32).heartbeat_interval(Duration::from_secs(10)),
+        QueueConfig::default().queue(QUEUE_NAME).batch_size(64).heartbeat_interval(Duration::from_secs(10)),
     ))
 }
 
@@ -114,7 +114,7 @@ pub async fn run_worker(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), WorkerError> {
     let name = format!("evaltap-worker-{}", uuid::Uuid::now_v7());
-    let backend = queue.clone().poll_with_interval(Duration::from_millis(100));
+    let backend = queue.clone().poll_with_interval(Duration::from_millis(25));
     let worker = WorkerBuilder::new(name)
         .backend(backend)
         .data(WorkerState { services, queue })

@@ -5,7 +5,7 @@ use std::time::Duration;
 use evaltap_core::{CandidateConfig, Config, JudgeConfig};
 use evaltap_judge::{Judge, JudgeError, Rubrics};
 use evaltap_providers::{ChatClient, HttpClient, ProviderError, http_client};
-use evaltap_store::{ExperimentSpec, Store};
+use evaltap_store::{Experiment, ExperimentSpec, Store, StoreError};
 
 /// What jobs need: the store, rubrics, the judge and model clients.
 #[derive(Debug, Clone)]
@@ -21,6 +21,8 @@ pub struct Services {
     clients: Arc<Mutex<HashMap<String, ChatClient>>>,
     /// Rubrics as frozen by each experiment, parsed once.
     frozen_rubrics: Arc<Mutex<HashMap<String, Rubrics>>>,
+    /// Experiments by id: frozen at creation, so read and parsed once per process.
+    experiments: Arc<Mutex<HashMap<String, Arc<Experiment>>>>,
 }
 
 /// Model calls time out after this long; the client retries within it.
@@ -41,7 +43,19 @@ impl Services {
             http,
             clients: Arc::default(),
             frozen_rubrics: Arc::default(),
+            experiments: Arc::default(),
         })
+    }
+
+    /// The experiment with this id (its spec never changes after creation, so it is cached).
+    pub async fn experiment(&self, id: &str) -> Result<Arc<Experiment>, StoreError> {
+        if let Some(found) = self.experiments.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
+            return Ok(found.clone());
+        }
+        let experiment = Arc::new(self.store.require_experiment(id).await?);
+        let mut cache = self.experiments.lock().unwrap_or_else(|p| p.into_inner());
+        cache.insert(id.to_string(), experiment.clone());
+        Ok(experiment)
     }
 
     fn client(
