@@ -19,8 +19,14 @@ async fn proxy_server(upstream: &str) -> TestServer {
 }
 
 async fn call(http: &reqwest::Client, url: &str, body: &Value) -> (u16, String, Vec<u8>) {
-    let reply =
-        http.post(url).bearer_auth("sk-client-provider-key-123456").json(body).send().await.expect("send");
+    let reply = http
+        .post(url)
+        .bearer_auth("sk-client-provider-key-123456")
+        .header("x-evaltap-key", "k")
+        .json(body)
+        .send()
+        .await
+        .expect("send");
     let status = reply.status().as_u16();
     let content_type =
         reply.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
@@ -126,6 +132,7 @@ async fn streams_pass_through_before_the_upstream_finishes() {
         .http
         .post(format!("{}/proxy/app/v1/chat/completions", server.url))
         .bearer_auth("sk-client-provider-key-123456")
+        .header("x-evaltap-key", "k")
         .json(&json!({"model": "slow", "stream": true, "messages": [{"role": "user", "content": "hi"}]}))
         .send()
         .await

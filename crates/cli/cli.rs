@@ -64,6 +64,9 @@ enum Command {
         #[arg(long)]
         markdown: Option<PathBuf>,
     },
+    /// API and dashboard tokens.
+    #[command(subcommand)]
+    Tokens(TokensCommand),
     /// Statistics on your own data.
     #[command(subcommand)]
     Stats(StatsCommand),
@@ -422,6 +425,19 @@ enum JudgeCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum TokensCommand {
+    /// Generate a token and print the `[[auth.tokens]]` entry (its SHA-256) for evaltap.toml.
+    Add {
+        /// Who holds it.
+        #[arg(long)]
+        name: String,
+        /// `admin` (everything) or `read` (reports, exchanges, sources, alerts).
+        #[arg(long, default_value = "read")]
+        role: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum StatsCommand {
     /// Compare paired scores from a CSV: paired t (clustered if asked), non-inferiority,
     /// Wilcoxon, bootstrap, always-valid p-value, and the verdict evaltap would give.
@@ -685,6 +701,9 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sources { command: None } => {
             let app = open_app(&cli).await?;
             print!("{}", crate::sources_cmd::list(&app).await?);
+        }
+        Command::Tokens(TokensCommand::Add { name, role }) => {
+            print!("{}", crate::sources_cmd::add_token(name, role, &crate::sources_cmd::new_key())?);
         }
         Command::Sources { command: Some(SourcesCommand::Add { name, format, url }) } => {
             print!("{}", crate::sources_cmd::add(name, format, url, &crate::sources_cmd::new_key())?);

@@ -93,6 +93,8 @@ pub fn demo_config(sim_url: &str, database_url: String) -> Config {
             samples: 1,
             temperature: 0.0,
         }),
+        // The demo serves on loopback only, for the person running it.
+        auth: evaltap_core::AuthConfig { allow_unauthenticated: true, tokens: Vec::new() },
         ..Config::default()
     }
 }
@@ -207,7 +209,8 @@ pub async fn start(options: &DemoOptions, database: PathBuf) -> anyhow::Result<D
     let http = http_client(Duration::from_secs(30))?;
     let created = http
         .post(format!("http://{server_addr}/api/experiments"))
-        .json(&json!({"name": EXPERIMENT, "candidates": ["medium", "small"], "rubrics": ["correctness", "helpfulness"]}))
+        .json(&json!({"name": EXPERIMENT, "candidates": ["medium", "small"], "rubrics": ["correctness", "helpfulness"],
+                      "sample_size": accepted, "spend_cap_usd": null}))
         .send()
         .await
         .context("creating the experiment")?;

@@ -100,7 +100,7 @@ pub fn add(name: &str, format: &str, url: &str, key: &str) -> anyhow::Result<Str
             "Any OpenTelemetry SDK or collector (GenAI semantic conventions, with message content capture on):\n\n  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT={url}/v1/traces\n  OTEL_EXPORTER_OTLP_HEADERS=Authorization=Bearer%20{key}\n  OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true\n"
         ),
         _ => format!(
-            "Point your OpenAI-compatible client at the tee proxy; nothing else changes:\n\n  base_url = \"{url}/proxy/{name}/v1\"\n\nevaltap forwards to `upstream` with your headers and mirrors each exchange after it completes.\n"
+            "Point your OpenAI-compatible client at the tee proxy and send the source key in its own header:\n\n  base_url = \"{url}/proxy/{name}/v1\"\n  default_headers = {{\"X-Evaltap-Key\": \"{key}\"}}\n\nevaltap forwards to `upstream` with your headers (your own Authorization untouched) and mirrors each exchange after it completes.\n"
         ),
     };
     Ok(format!(
@@ -127,4 +127,17 @@ mod tests {
         assert!(add("prod", "nope", "http://x", "k").is_err());
         assert!(new_key().starts_with("etk_") && new_key() != new_key());
     }
+}
+
+/// A new API token and the `evaltap.toml` entry that admits it (only its hash).
+pub fn add_token(name: &str, role: &str, token: &str) -> anyhow::Result<String> {
+    if !["admin", "read"].contains(&role) {
+        anyhow::bail!("--role must be admin or read, got `{role}`");
+    }
+    let hash = evaltap_server::sources::key_hash(token);
+    Ok(format!(
+        "API token for `{name}` ({role}; shown once, only its hash goes into evaltap.toml):\n\n  {token}\n\n\
+         Add to evaltap.toml:\n\n[[auth.tokens]]\nname = \"{name}\"\nrole = \"{role}\"\nsha256 = \"{hash}\"\n\n\
+         Use it as `Authorization: Bearer <token>` on /api, or sign in to the dashboard with it.\n"
+    ))
 }

@@ -13,6 +13,9 @@ import pytest
 
 EVALTAP = os.environ.get("EVALTAP_BIN", "evaltap")
 SOURCE_KEY = "etk_python_tests"
+# A read-only API token; evaltap.toml holds only its SHA-256.
+READ_TOKEN = "etk_python_tests_reader"
+READ_TOKEN_SHA256 = "ddafe7b7be531bcecf1e91d7e91ca0e5f2ce9c8fba28640db37478516b884b86"
 LITELLM_MASTER_KEY = "sk-litellm-master-5f2c9a7e41d8b3c6"
 
 
@@ -82,6 +85,11 @@ key = "{SOURCE_KEY}"
 name = "app"
 key = "{SOURCE_KEY}-app"
 upstream = "{sim}"
+
+[[auth.tokens]]
+name = "python-tests"
+role = "read"
+sha256 = "{READ_TOKEN_SHA256}"
 """
     )
     url = f"http://127.0.0.1:{port}"
@@ -127,7 +135,9 @@ def stored_exchanges(evaltap_url: str, source: str, count: int, timeout: float =
     deadline = time.time() + timeout
     found = []
     while time.time() < deadline:
-        with urllib.request.urlopen(f"{evaltap_url}/api/exchanges?source={source}&limit=1000") as r:
+        request = urllib.request.Request(f"{evaltap_url}/api/exchanges?source={source}&limit=1000",
+                                         headers={"Authorization": f"Bearer {READ_TOKEN}"})
+        with urllib.request.urlopen(request) as r:
             found = json.load(r)["exchanges"]
         if len(found) >= count:
             return found

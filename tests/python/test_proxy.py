@@ -6,7 +6,7 @@ import json
 
 import openai
 
-from conftest import stored_exchanges
+from conftest import SOURCE_KEY, stored_exchanges
 
 
 def request(kg: int) -> dict:
@@ -24,7 +24,9 @@ def raw_bytes(client, body, stream):
 
 def test_tee_proxy_is_transparent(sim, evaltap):
     direct = openai.OpenAI(base_url=sim, api_key="sk-client-key-not-stored")
-    proxied = openai.OpenAI(base_url=f"{evaltap}/proxy/app/v1", api_key="sk-client-key-not-stored")
+    # The source key goes in its own header; the client's provider key stays in Authorization.
+    proxied = openai.OpenAI(base_url=f"{evaltap}/proxy/app/v1", api_key="sk-client-key-not-stored",
+                            default_headers={"X-Evaltap-Key": f"{SOURCE_KEY}-app"})
     # Each call asks something different: the simulated upstream's ids derive from content,
     # and evaltap deduplicates on them.
     assert raw_bytes(proxied, request(7), False) == raw_bytes(direct, request(7), False)

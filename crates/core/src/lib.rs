@@ -14,8 +14,8 @@ pub mod redact;
 pub mod sampling;
 
 pub use config::{
-    AlertsConfig, CandidateConfig, Config, ConfigError, JudgeConfig, SampleRule, SlackSink, SourceConfig,
-    WebhookSink,
+    AlertsConfig, AuthConfig, CandidateConfig, Config, ConfigError, JudgeConfig, Role, SampleRule, SlackSink,
+    SourceConfig, TokenConfig, WebhookSink,
 };
 pub use exchange::Exchange;
 pub use pricing::{Price, Usage};

@@ -25,9 +25,21 @@ pub(crate) async fn list_experiments(State(state): State<AppState>) -> Result<Js
 
 pub(crate) async fn create_experiment(
     State(state): State<AppState>,
-    request: Result<Json<ExperimentRequest>, JsonRejection>,
+    request: Result<Json<Value>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let Json(request) = request.map_err(|e| ApiError::Client(e.status(), e.body_text()))?;
+    let Json(body) = request.map_err(|e| ApiError::Client(e.status(), e.body_text()))?;
+    // An experiment calls paid models: the API makes its size and its budget explicit. A cap of
+    // `null` is an explicit "no cap" (only admins get here).
+    if body.get("sample_size").is_none_or(Value::is_null) {
+        return Err(ApiError::bad_request("`sample_size` is required: how many exchanges to replay"));
+    }
+    if body.get("spend_cap_usd").is_none() {
+        return Err(ApiError::bad_request(
+            "`spend_cap_usd` is required: a budget in USD, or an explicit null for no cap",
+        ));
+    }
+    let request: ExperimentRequest = serde_json::from_value(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid experiment: {e}")))?;
     let experiment =
         evaltap_worker::create_experiment(&state.config, &state.rubrics, &state.store, &state.queue, request)
             .await

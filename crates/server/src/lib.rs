@@ -2,6 +2,7 @@
 //! dashboard. [`router`] builds the whole app from [`AppState`]; `main` and the tests share it.
 
 mod api;
+pub mod auth;
 mod dashboard;
 mod error;
 mod mirror;
@@ -14,7 +15,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
-use evaltap_core::Config;
+use evaltap_core::{AuthConfig, Config};
 use evaltap_judge::Rubrics;
 use evaltap_store::Store;
 use evaltap_worker::Queue;
@@ -32,6 +33,7 @@ pub struct AppState {
     pub(crate) ingest_slots: Arc<tokio::sync::Semaphore>,
     pub(crate) proxy: proxy::ProxyState,
     pub(crate) templates: Arc<minijinja::Environment<'static>>,
+    pub(crate) auth: auth::Auth,
 }
 
 impl AppState {
@@ -50,7 +52,15 @@ impl AppState {
             ingest_slots,
             proxy,
             templates: Arc::new(dashboard::templates()),
+            auth: auth::Auth::new(&AuthConfig::default(), false),
         }
+    }
+
+    /// The same state with access decided for a server bound to `addr`: tokens from the
+    /// configuration, open only if allowed and loopback.
+    pub fn bound_to(mut self, addr: std::net::SocketAddr) -> AppState {
+        self.auth = auth::Auth::new(&self.config.auth, addr.ip().is_loopback());
+        self
     }
 }
 
@@ -62,18 +72,25 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/mirror/{format}", post(mirror::with_format))
         .route("/v1/traces", post(mirror::otlp_traces))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), mirror::admit));
-    Router::new()
-        .merge(ingest)
+    // Everything that reads or changes what evaltap holds needs a token (admin to change).
+    let guarded = Router::new()
         .route("/", get(dashboard::index))
         .route("/experiments/{name}", get(dashboard::experiment))
         .route("/sources", get(dashboard::sources))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/proxy/{source}/v1/chat/completions", post(proxy::chat_completions))
         .route("/api/sources", get(api::list_sources))
         .route("/api/exchanges", get(api::list_exchanges))
         .route("/api/experiments", get(api::list_experiments).post(api::create_experiment))
         .route("/api/experiments/{name}", get(api::experiment_report))
         .route("/api/alerts", get(api::list_alerts))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_admin_for_writes));
+    Router::new()
+        .merge(ingest)
+        .merge(guarded)
+        .route("/login", get(auth::login_form).post(auth::login))
+        .route("/healthz", get(|| async { "ok" }))
+        // Authenticated by the source key in `X-Evaltap-Key`; the caller's own `Authorization`
+        // goes to the upstream untouched.
+        .route("/proxy/{source}/v1/chat/completions", post(proxy::chat_completions))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }
@@ -86,6 +103,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     // Replies go out as headers then body; with Nagle on, the second write waits for the
     // peer's delayed ACK (~40 ms).
+    let state = state.bound_to(listener.local_addr()?);
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });

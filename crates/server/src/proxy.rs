@@ -95,6 +95,9 @@ fn hop_by_hop(name: &HeaderName) -> bool {
     )
 }
 
+/// The header that carries a source's key on tee-proxy calls.
+pub const SOURCE_KEY_HEADER: &str = "x-evaltap-key";
+
 pub(crate) async fn chat_completions(
     State(state): State<AppState>,
     Path(source_name): Path<String>,
@@ -108,12 +111,22 @@ pub(crate) async fn chat_completions(
     let upstream = source.config.upstream.clone().ok_or_else(|| {
         ApiError::not_found(format!("source `{source_name}` has no `upstream` to proxy to"))
     })?;
+    // The source key travels in its own header, so the caller's `Authorization` (its provider
+    // key) reaches the upstream unchanged and is never taken as ours.
+    let presented = headers.get(SOURCE_KEY_HEADER).and_then(|v| v.to_str().ok()).map(str::trim);
+    let keyed = presented.and_then(|k| state.sources.by_key(k)).is_some_and(|s| s.config.name == source_name);
+    if !keyed {
+        return Err(ApiError::Client(
+            StatusCode::UNAUTHORIZED,
+            format!("the tee proxy needs source `{source_name}`'s key in `{SOURCE_KEY_HEADER}`"),
+        ));
+    }
     let url = format!("{}/chat/completions", upstream.trim_end_matches('/'));
     let mut request = state.proxy.http.post(&url).body(body.clone());
     for (name, value) in &headers {
         // The mirror must read the body, so ask the upstream for it uncompressed; the client
         // still gets the same content.
-        if !hop_by_hop(name) && name.as_str() != "accept-encoding" {
+        if !hop_by_hop(name) && name.as_str() != "accept-encoding" && name.as_str() != SOURCE_KEY_HEADER {
             request = request.header(name, value);
         }
     }

@@ -1,0 +1,173 @@
+//! Who may use the API and the dashboard: bearer tokens (the dashboard's login form sets the
+//! same token as an HttpOnly cookie) with a role, held only as SHA-256. Without tokens the
+//! server refuses every non-ingest route, unless it is bound to loopback and the configuration
+//! explicitly allows unauthenticated use.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Form;
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use evaltap_core::{AuthConfig, Role};
+use serde::Deserialize;
+
+use crate::AppState;
+use crate::sources::key_hash;
+
+/// The cookie the login form sets.
+pub const COOKIE: &str = "evaltap_token";
+
+/// Tokens by hash, and whether the server is open.
+#[derive(Debug, Clone, Default)]
+pub struct Auth {
+    tokens: Arc<HashMap<String, (Role, String)>>,
+    open: bool,
+}
+
+impl Auth {
+    /// Tokens from `config`; `open` only if allowed and `loopback`.
+    pub fn new(config: &AuthConfig, loopback: bool) -> Auth {
+        let mut tokens = HashMap::new();
+        for t in &config.tokens {
+            let hash = match (&t.sha256, &t.token_env) {
+                (Some(h), _) => Some(h.trim().to_ascii_lowercase()),
+                (None, Some(var)) => std::env::var(var).ok().filter(|v| !v.is_empty()).map(|v| key_hash(&v)),
+                (None, None) => None,
+            };
+            match hash {
+                Some(h) => {
+                    tokens.insert(h, (t.role, t.name.clone()));
+                }
+                None => {
+                    tracing::warn!(token = %t.name, "token has no sha256 and its token_env is not set: ignored")
+                }
+            }
+        }
+        if config.allow_unauthenticated && !loopback {
+            tracing::warn!("allow_unauthenticated is ignored: the server is not bound to loopback");
+        }
+        Auth { tokens: Arc::new(tokens), open: config.allow_unauthenticated && loopback }
+    }
+
+    /// The role of a presented token.
+    pub fn role_of(&self, token: &str) -> Option<Role> {
+        self.tokens.get(&key_hash(token)).map(|(role, _)| *role)
+    }
+
+    fn role_from_headers(&self, headers: &HeaderMap) -> Option<Role> {
+        if self.open {
+            return Some(Role::Admin);
+        }
+        let bearer = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(str::trim);
+        let cookie = headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|v| {
+            v.split(';')
+                .filter_map(|kv| kv.trim().split_once('='))
+                .find(|(k, _)| *k == COOKIE)
+                .map(|(_, v)| v.trim())
+        });
+        bearer.or(cookie).and_then(|t| self.role_of(t))
+    }
+}
+
+fn refuse(api: bool, status: StatusCode, message: &str, path: &str) -> Response {
+    if api || status == StatusCode::FORBIDDEN {
+        return (status, axum::Json(serde_json::json!({"error": message}))).into_response();
+    }
+    let next: String = url_escape(path);
+    Redirect::to(&format!("/login?next={next}")).into_response()
+}
+
+fn url_escape(path: &str) -> String {
+    path.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+async fn require(state: &AppState, needed: Role, request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_string();
+    let api = path.starts_with("/api/");
+    match state.auth.role_from_headers(request.headers()) {
+        Some(role) if role >= needed => next.run(request).await,
+        Some(_) => refuse(api, StatusCode::FORBIDDEN, "this token is read-only", &path),
+        None => refuse(
+            api,
+            StatusCode::UNAUTHORIZED,
+            "authentication required: send `Authorization: Bearer <token>`",
+            &path,
+        ),
+    }
+}
+
+/// Middleware: an admin token for writes (POST, PUT, DELETE), any token for reads.
+pub(crate) async fn require_admin_for_writes(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let needed = if request.method() == axum::http::Method::GET { Role::Read } else { Role::Admin };
+    require(&state, needed, request, next).await
+}
+
+#[derive(Deserialize)]
+pub(crate) struct NextPage {
+    next: Option<String>,
+}
+
+/// A `next` that stays on this server.
+fn local(next: Option<&str>) -> &str {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n,
+        _ => "/",
+    }
+}
+
+fn login_page(next: &str, error: Option<&str>) -> Html<String> {
+    let escape =
+        |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;");
+    Html(format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Sign in · evaltap</title>\
+         <style>body{{font-family:system-ui,sans-serif;max-width:28rem;margin:4rem auto}}input{{width:100%;padding:.5rem;margin:.5rem 0}}</style>\
+         </head><body><h1>evaltap</h1>{}<form method=\"post\" action=\"/login\">\
+         <input type=\"hidden\" name=\"next\" value=\"{}\">\
+         <label>API token<input type=\"password\" name=\"token\" autocomplete=\"current-password\" required></label>\
+         <button type=\"submit\">Sign in</button></form>\
+         <p>Create one with <code>evaltap tokens add --role read</code>.</p></body></html>",
+        error.map(|e| format!("<p style=\"color:#9b1c1c\">{}</p>", escape(e))).unwrap_or_default(),
+        escape(next)
+    ))
+}
+
+/// `GET /login`.
+pub(crate) async fn login_form(Query(q): Query<NextPage>) -> Html<String> {
+    login_page(local(q.next.as_deref()), None)
+}
+
+#[derive(Deserialize)]
+pub(crate) struct Login {
+    token: String,
+    next: Option<String>,
+}
+
+/// `POST /login`: a valid token becomes an HttpOnly, SameSite=Strict cookie.
+pub(crate) async fn login(State(state): State<AppState>, Form(form): Form<Login>) -> Response {
+    let next = local(form.next.as_deref()).to_string();
+    let token = form.token.trim();
+    if state.auth.role_of(token).is_none() {
+        return (StatusCode::UNAUTHORIZED, login_page(&next, Some("That token is not valid.")))
+            .into_response();
+    }
+    let cookie = format!("{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age=2592000");
+    ([(header::SET_COOKIE, cookie)], Redirect::to(&next)).into_response()
+}
