@@ -38,7 +38,7 @@ pub struct TestServer {
     pub url: String,
     pub http: reqwest::Client,
     _stop: tokio::sync::oneshot::Sender<()>,
-    _dir: TempDir,
+    pub dir: TempDir,
 }
 
 impl TestServer {
@@ -46,6 +46,11 @@ impl TestServer {
     pub async fn start(mut config: evaltap_core::Config) -> TestServer {
         let dir = TempDir::new("server");
         config.database_url = format!("sqlite://{}", dir.database().display());
+        // Tests of the door and the proxy read the API without tokens (loopback only); tests of
+        // access control configure tokens.
+        if config.auth.tokens.is_empty() {
+            config.auth.allow_unauthenticated = true;
+        }
         let app = evaltap::app::App::open(config).await.expect("open");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
@@ -54,7 +59,7 @@ impl TestServer {
             let _ = stopped.await;
         }));
         let http = evaltap_providers::http_client(std::time::Duration::from_secs(30)).expect("client");
-        TestServer { app, url, http, _stop: stop, _dir: dir }
+        TestServer { app, url, http, _stop: stop, dir }
     }
 
     /// Stored exchanges of a source (newest first), polling until `count` are there.

@@ -67,6 +67,44 @@ async fn redaction_and_credentials_never_reach_storage() {
     assert!(html.contains("<td>prod</td>") && html.contains(">6</td>"), "{html}");
 }
 
+/// Every credential shape the door audit found surviving, planted in a native delivery and a
+/// LiteLLM one (whose tags copy client headers): none is in the database files afterwards.
+#[tokio::test]
+async fn planted_credentials_never_reach_the_database_files() {
+    let server =
+        TestServer::start(Config { sources: vec![SourceConfig::with_key("prod", "k")], ..Config::default() })
+            .await;
+    let markers: Vec<String> = (1..=16).map(|i| format!("planted{i}marker")).collect();
+    let native = json!({"id": "secrets-1",
+        "request": {"model": "m", "messages": [{"role": "user", "content": format!("Basic {}", "cGxhbnRlZDE2bWFya2VyOnB3")}],
+                    "metadata": {"authorization": markers[0], "api_key": markers[1], "openai_api_key": markers[2]}},
+        "response": {"model": "m", "choices": [{"message": {"role": "assistant", "content": "ok"}}]},
+        "tags": {"cf-aig-api-key": markers[3], "Ocp-Apim-Subscription-Key": markers[4], "X-Auth-Token": markers[5],
+                 "access_token": markers[6], "client_secret": markers[7], "password": markers[8], "token": markers[9],
+                 "aws_secret_access_key": markers[10], "x-custom-token": markers[11], "route": "support"}});
+    let (status, body) = post(&server, "/v1/mirror", "k", native.to_string()).await;
+    assert_eq!(status, 202, "{body}");
+    let litellm = json!([{"id": "chatcmpl-secrets-2", "call_type": "acompletion", "model": "m",
+        "messages": [{"role": "user", "content": "hi"}],
+        "response": {"id": "chatcmpl-secrets-2", "model": "m", "choices": [{"message": {"role": "assistant", "content": "hey"}}]},
+        "metadata": {"user_api_key": markers[12], "headers": {"x-api-token": markers[13], "x-custom-token": markers[14]},
+                     "api_token": markers[15]},
+        "request_tags": [], "status": "success"}]);
+    let (status, body) = post(&server, "/v1/mirror/litellm", "k", litellm.to_string()).await;
+    assert_eq!(status, 202, "{body}");
+    server.wait_for_exchanges("prod", 1).await;
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(&server.dir.0).expect("dir") {
+        bytes.extend(std::fs::read(entry.expect("entry").path()).expect("read"));
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(text.contains("support"), "the delivery is stored");
+    for marker in &markers {
+        assert!(!text.contains(marker.as_str()), "{marker} found in the database files");
+    }
+    assert!(!text.contains("cGxhbnRlZDE2bWFya2VyOnB3"), "Basic credentials found in the database files");
+}
+
 #[tokio::test]
 async fn signed_deliveries_are_checked() {
     use hmac::{KeyInit, Mac};

@@ -108,6 +108,19 @@ pub fn add(name: &str, format: &str, url: &str, key: &str) -> anyhow::Result<Str
     ))
 }
 
+/// A new API token and the `evaltap.toml` entry that admits it (only its hash).
+pub fn add_token(name: &str, role: &str, token: &str) -> anyhow::Result<String> {
+    if !["admin", "read"].contains(&role) {
+        anyhow::bail!("--role must be admin or read, got `{role}`");
+    }
+    let hash = evaltap_server::sources::key_hash(token);
+    Ok(format!(
+        "API token for `{name}` ({role}; shown once, only its hash goes into evaltap.toml):\n\n  {token}\n\n\
+         Add to evaltap.toml:\n\n[[auth.tokens]]\nname = \"{name}\"\nrole = \"{role}\"\nsha256 = \"{hash}\"\n\n\
+         Use it as `Authorization: Bearer <token>` on /api, or sign in to the dashboard with it.\n"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,17 +140,4 @@ mod tests {
         assert!(add("prod", "nope", "http://x", "k").is_err());
         assert!(new_key().starts_with("etk_") && new_key() != new_key());
     }
-}
-
-/// A new API token and the `evaltap.toml` entry that admits it (only its hash).
-pub fn add_token(name: &str, role: &str, token: &str) -> anyhow::Result<String> {
-    if !["admin", "read"].contains(&role) {
-        anyhow::bail!("--role must be admin or read, got `{role}`");
-    }
-    let hash = evaltap_server::sources::key_hash(token);
-    Ok(format!(
-        "API token for `{name}` ({role}; shown once, only its hash goes into evaltap.toml):\n\n  {token}\n\n\
-         Add to evaltap.toml:\n\n[[auth.tokens]]\nname = \"{name}\"\nrole = \"{role}\"\nsha256 = \"{hash}\"\n\n\
-         Use it as `Authorization: Bearer <token>` on /api, or sign in to the dashboard with it.\n"
-    ))
 }

@@ -27,6 +27,34 @@ pub const CREDENTIAL_KEYS: [&str; 16] = [
     "x-amz-security-token",
 ];
 
+/// Name fragments (case-insensitive) that mark a credential in any key, with any prefix:
+/// `metadata.api_key`, `openai_api_key`, `Ocp-Apim-Subscription-Key`, `client_secret`…
+const CREDENTIAL_FRAGMENTS: [&str; 12] = [
+    "authorization",
+    "api_key",
+    "api-key",
+    "apikey",
+    "secret",
+    "password",
+    "passwd",
+    "subscription-key",
+    "subscription_key",
+    "credential",
+    "cookie",
+    "private_key",
+];
+
+/// Whether a key names a credential: an exact known header, a credential fragment, or a
+/// `token`/`auth` word (`access_token`, `X-Auth-Token`, `api_token`; not `max_tokens`).
+pub fn is_credential_key(key: &str) -> bool {
+    let lower = key.to_ascii_lowercase();
+    CREDENTIAL_KEYS.iter().any(|c| *c == lower)
+        || CREDENTIAL_FRAGMENTS.iter().any(|f| lower.contains(f))
+        || lower
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .any(|word| word == "auth" || word == "token" || (word.ends_with("token") && word.len() > 5))
+}
+
 struct Pattern {
     kind: &'static str,
     regex: Regex,
@@ -38,6 +66,8 @@ static BUILTIN: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
         |kind, re: &str, luhn| Pattern { kind, regex: Regex::new(re).expect("valid builtin regex"), luhn };
     vec![
         p("bearer", r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{8,}", false),
+        p("basic_auth", r"(?i)\bbasic\s+[A-Za-z0-9+/]{8,}={0,2}", false),
+        p("jwt", r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}", false),
         p("api_key", r"\b(?:sk|pk|rk)-(?:[A-Za-z0-9]+-)*[A-Za-z0-9_-]{16,}", false),
         p("api_key", r"\bAKIA[0-9A-Z]{16}\b", false),
         p("api_key", r"\bgh[pousr]_[A-Za-z0-9]{20,}\b", false),
@@ -135,7 +165,13 @@ impl Redactor {
             Value::Array(items) => items.iter_mut().map(|v| self.redact_value(v)).sum(),
             Value::Object(map) => {
                 let before = map.len();
-                map.retain(|k, _| !CREDENTIAL_KEYS.iter().any(|c| c.eq_ignore_ascii_case(k)));
+                // Known credential headers go whatever they hold; other credential-named keys go
+                // when they hold a text (a `password` property in a tool's JSON Schema is an
+                // object, and stays, its strings redacted like any other).
+                map.retain(|k, v| {
+                    let exact = CREDENTIAL_KEYS.iter().any(|c| c.eq_ignore_ascii_case(k));
+                    !(exact || (is_credential_key(k) && matches!(v, Value::String(_))))
+                });
                 let dropped = before - map.len();
                 dropped + map.values_mut().map(|v| self.redact_value(v)).sum::<usize>()
             }
@@ -184,6 +220,44 @@ mod tests {
         ] {
             assert_eq!(redact(text), (text.to_string(), 0), "{text}");
         }
+    }
+
+    /// Every credential shape found surviving redaction in the door audit, under prefixed and
+    /// cased names, at any depth.
+    #[test]
+    fn credential_names_with_any_prefix_and_credential_values_are_removed() {
+        let redactor = Redactor::new(true, &[]).expect("valid");
+        let planted = [
+            ("metadata", json!({"authorization": "m1-secret-value", "api_key": "m2-secret-value"})),
+            (
+                "headers",
+                json!({"cf-aig-api-key": "m3-secret-value", "Ocp-Apim-Subscription-Key": "m4-secret-value",
+                               "X-Auth-Token": "m5-secret-value", "x-custom-token": "m6-secret-value",
+                               "X-Api-Token": "m7-secret-value"}),
+            ),
+            (
+                "litellm",
+                json!({"openai_api_key": "m8-secret-value", "access_token": "m9-secret-value",
+                               "client_secret": "m10-secret-value", "password": "m11-secret-value",
+                               "token": "m12-secret-value", "aws_secret_access_key": "m13-secret-value",
+                               "api_token": "m14-secret-value", "auth_token": "m15-secret-value"}),
+            ),
+        ];
+        let mut value = json!({"deep": {"deeper": planted.iter().map(|(k, v)| (k.to_string(), v.clone())).collect::<serde_json::Map<_, _>>()},
+            "text": "use Basic dXNlcjpwYXNzd29yZA== and eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjMifQ.c2lnbmF0dXJlX3h5eg",
+            "usage": {"prompt_tokens": 12, "max_tokens": 100, "token_count": 3},
+            "tools": [{"function": {"parameters": {"properties": {"password": {"type": "string"}}}}}]});
+        redactor.redact_value(&mut value);
+        let text = value.to_string();
+        for i in 1..=15 {
+            assert!(!text.contains(&format!("m{i}-secret-value")), "marker m{i} survived: {text}");
+        }
+        assert!(!text.contains("dXNlcjpwYXNzd29yZA") && !text.contains("c2lnbmF0dXJl"), "{text}");
+        // Counts and schemas are not credentials.
+        assert_eq!(value["usage"], json!({"prompt_tokens": 12, "max_tokens": 100, "token_count": 3}));
+        assert!(value["tools"][0]["function"]["parameters"]["properties"]["password"].is_object());
+        assert!(!is_credential_key("max_tokens") && !is_credential_key("completion_tokens"));
+        assert!(is_credential_key("refreshToken") && is_credential_key("x-amz-security-token"));
     }
 
     #[test]
