@@ -240,3 +240,65 @@ async fn over_capacity_answers_503_with_retry_after_at_once() {
     let done = slow.await.expect("join").expect("send");
     assert_eq!(done.status().as_u16(), 202);
 }
+
+fn nested(depth: usize) -> String {
+    format!("{}1{}", "[".repeat(depth), "]".repeat(depth))
+}
+
+/// The poison shapes found in the door audit (a LiteLLM failure whose `error_information` nests
+/// ~126 levels, deep values in a native item) are refused with a reason, and every read keeps
+/// working; a garbage batch gets a bounded reply.
+#[tokio::test]
+async fn poison_records_are_refused_and_replies_stay_bounded() {
+    let server =
+        TestServer::start(Config { sources: vec![SourceConfig::with_key("prod", "k")], ..Config::default() })
+            .await;
+    let deep_native = format!(
+        r#"{{"id": "deep", "request": {{"model": "m", "messages": [{{"role": "user", "content": "hi"}}], "extra": {}}},
+            "response": {{"model": "m", "choices": [{{"message": {{"role": "assistant", "content": "ok"}}}}]}}}}"#,
+        nested(120)
+    );
+    let (status, body) = post(&server, "/v1/mirror", "k", deep_native).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["rejected"][0]["reason"].as_str().is_some_and(|r| r.contains("levels deep")), "{body}");
+    let deep_litellm = format!(
+        r#"[{{"id": "fail-1", "call_type": "acompletion", "model": "m", "status": "failure",
+             "messages": [{{"role": "user", "content": "hi"}}], "error_information": {{"error_message": "x", "traceback": {}}}}}]"#,
+        nested(122)
+    );
+    let (status, body) = post(&server, "/v1/mirror/litellm", "k", deep_litellm).await;
+    assert!(status == 400 || (status == 202 && body["accepted"] == 0), "{status} {body}");
+    // Reads keep working.
+    let list = server.http.get(format!("{}/api/exchanges", server.url)).send().await.expect("list");
+    assert_eq!(list.status().as_u16(), 200);
+
+    // 250 garbage items: the reply lists the first 100 and counts them all.
+    let garbage: String = (0..250).map(|_| "0\n").collect();
+    let (status, body) = post(&server, "/v1/mirror", "k", garbage).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["rejected"].as_array().map(Vec::len), Some(100), "{body}");
+    assert_eq!(body["rejected_total"], 250);
+}
+
+/// A row that does not read back (inserted behind evaltap's back) is skipped and counted by
+/// lists, reports and experiments, which still complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_row_is_skipped_and_counted_everywhere() {
+    let bench = crate::common::Bench::start("poison", evaltap_sim::JudgeBehavior::default(), None, 20).await;
+    let app = &bench.app;
+    sqlx::query(
+        "INSERT INTO exchanges (id, source, dedup_key, received_at, model, request, response, tags, succeeded)
+         VALUES ('poison-row', 'demo', 'poison', '2026-11-29T00:00:00Z', 'sim-large', '{not json', '{}', '{}', 1)",
+    )
+    .execute(app.store.pool())
+    .await
+    .expect("insert");
+    let (readable, unreadable) = app.store.readable_exchanges(None, 1000).await.expect("list");
+    assert_eq!((readable.len(), unreadable), (20, 1));
+    let experiment =
+        bench.create(crate::common::experiment_request("poison", "small", "correctness", 21)).await;
+    let report = crate::common::run(app, &experiment).await;
+    assert_eq!(report.status, "done");
+    assert_eq!(report.unreadable_items, 1);
+    assert_eq!((report.candidates[0].n, report.candidates[0].errors), (20, 1), "{:?}", report.candidates[0]);
+}

@@ -31,7 +31,39 @@ pub struct Exchange {
     pub succeeded: bool,
 }
 
+/// Deepest JSON nesting stored in a request, response or tags: deeper values are refused at the
+/// door, so that everything stored reads back (serde_json stops at 128 levels, and storage
+/// wraps values in a few more).
+pub const MAX_JSON_DEPTH: usize = 64;
+
+/// Nesting depth of a JSON value (a scalar is 0), computed without recursion.
+pub fn json_depth(value: &serde_json::Value) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(value, 0usize)];
+    while let Some((v, depth)) = stack.pop() {
+        deepest = deepest.max(depth);
+        match v {
+            serde_json::Value::Array(items) => stack.extend(items.iter().map(|i| (i, depth + 1))),
+            serde_json::Value::Object(map) => stack.extend(map.values().map(|i| (i, depth + 1))),
+            _ => {}
+        }
+    }
+    deepest
+}
+
 impl Exchange {
+    /// Why this exchange cannot be stored, if it nests deeper than [`MAX_JSON_DEPTH`].
+    pub fn too_deep(&self) -> Option<String> {
+        [("request", &self.request), ("response", &self.response), ("tags", &self.tags)].iter().find_map(
+            |(field, value)| {
+                let depth = json_depth(value);
+                (depth > MAX_JSON_DEPTH).then(|| {
+                    format!("`{field}` nests {depth} levels deep; at most {MAX_JSON_DEPTH} are stored")
+                })
+            },
+        )
+    }
+
     /// Key that identifies this exchange within its source, for idempotent re-delivery: the
     /// gateway's id when present, else a hash of the request and response content.
     pub fn dedup_key(&self) -> String {

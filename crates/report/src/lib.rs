@@ -40,6 +40,8 @@ pub struct Report {
     pub spend_cap_reached: bool,
     /// The baseline: production responses, a replayed model, or the references.
     pub baseline: BaselineSummary,
+    /// Sampled items whose stored row does not read back (skipped, counted).
+    pub unreadable_items: usize,
     /// For a golden run: the dataset.
     pub dataset: Option<String>,
     /// For a golden run: the dataset version (content hash) it used.
@@ -377,8 +379,18 @@ pub async fn build(store: &Store, experiment: &Experiment) -> Result<Report, Sto
         }
         _ => {}
     }
+    let mut unreadable_items = 0;
     for id in item_ids.iter().filter(|_| spec.dataset.is_none()) {
-        if let Some(stored) = store.exchange(id).await? {
+        let stored = match store.exchange(id).await {
+            Ok(stored) => stored,
+            // One row that does not read back is counted, never fatal to the report.
+            Err(StoreError::Json { .. }) => {
+                unreadable_items += 1;
+                None
+            }
+            Err(other) => return Err(other),
+        };
+        if let Some(stored) = stored {
             let ex = &stored.exchange;
             if let Some(key) = cluster_key(&ex.tags) {
                 clusters.insert(id.clone(), key);
@@ -613,6 +625,7 @@ pub async fn build(store: &Store, experiment: &Experiment) -> Result<Report, Sto
             n: item_ids.len(),
             cost_per_request_usd: baseline_cost,
         },
+        unreadable_items,
         dataset: spec.dataset.as_ref().map(|d: &DatasetRef| d.name.clone()),
         dataset_version: spec.dataset.as_ref().map(|d| d.version.clone()),
         frozen_rubrics: spec

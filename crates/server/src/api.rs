@@ -86,8 +86,8 @@ pub(crate) async fn list_exchanges(
     axum::extract::Query(query): axum::extract::Query<ExchangeQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
-    let exchanges = state.store.recent_exchanges(query.source.as_deref(), limit).await?;
-    Ok(Json(json!({"exchanges": exchanges})))
+    let (exchanges, unreadable) = state.store.readable_exchanges(query.source.as_deref(), limit).await?;
+    Ok(Json(json!({"exchanges": exchanges, "unreadable": unreadable})))
 }
 
 pub(crate) async fn experiment_report(

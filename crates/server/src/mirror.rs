@@ -27,6 +27,8 @@ struct MirrorReply {
     sampled_out: usize,
     duplicates: usize,
     rejected: Vec<Rejection>,
+    /// All rejections, of which `rejected` lists the first [`MAX_LISTED_REJECTIONS`].
+    rejected_total: usize,
     redactions: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
@@ -165,6 +167,9 @@ pub(crate) async fn otlp_traces(
     }
 }
 
+/// Rejections a reply lists (the rest are counted in `rejected_total`).
+pub const MAX_LISTED_REJECTIONS: usize = 100;
+
 async fn ingest(
     state: &AppState,
     adapter: &dyn Adapter,
@@ -175,8 +180,16 @@ async fn ingest(
     let limit = state.config.max_body_bytes;
     let body = decompress(headers, body_or_limit(body, limit)?, limit)?;
     let source = authenticate(state, headers, query, &body)?;
-    let decoded = adapter.decode(&body, headers).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let (kept, counts) = source.admit(decoded.exchanges.into_iter().map(|(_, e)| e), decoded.rejected.len());
+    let mut decoded = adapter.decode(&body, headers).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    // Anything stored must read back: refuse what nests too deep, with the reason.
+    let (fit, too_deep): (Vec<_>, Vec<_>) =
+        decoded.exchanges.drain(..).partition(|(_, e)| e.too_deep().is_none());
+    for (index, exchange) in too_deep {
+        let reason = exchange.too_deep().unwrap_or_default();
+        decoded.rejected.push(Rejection { index, reason });
+    }
+    decoded.rejected.sort_by_key(|r| r.index);
+    let (kept, counts) = source.admit(fit.into_iter().map(|(_, e)| e), decoded.rejected.len());
     let stored =
         tokio::time::timeout(STORE_TIMEOUT, state.store.record_delivery(&source.config.name, &kept, counts))
             .await
@@ -184,11 +197,16 @@ async fn ingest(
                 retry_after_secs: 5,
                 message: "storage is busy; retry shortly".into(),
             })??;
+    // A reply lists the first rejections and counts them all: a batch of garbage must not turn
+    // into a reply many times its size.
+    let rejected_total = decoded.rejected.len();
+    decoded.rejected.truncate(MAX_LISTED_REJECTIONS);
     let mut reply = MirrorReply {
         accepted: stored.inserted,
         sampled_out: counts.sampled_out,
         duplicates: stored.duplicates,
         rejected: decoded.rejected,
+        rejected_total,
         redactions: counts.redactions,
         error: None,
     };
@@ -196,7 +214,7 @@ async fn ingest(
     let status = if nothing_taken && !reply.rejected.is_empty() {
         reply.error = Some(match reply.rejected.as_slice() {
             [only] => only.reason.clone(),
-            many => format!("all {} items were rejected", many.len()),
+            _ => format!("all {rejected_total} items were rejected"),
         });
         StatusCode::BAD_REQUEST
     } else {

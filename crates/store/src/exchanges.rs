@@ -143,8 +143,19 @@ impl Store {
         Ok(sqlx::query_as("SELECT * FROM source_stats ORDER BY source").fetch_all(&self.pool).await?)
     }
 
-    /// Stored exchanges of a source, newest first.
+    /// Stored exchanges of a source, newest first (rows that do not read back are skipped; see
+    /// [`Store::readable_exchanges`]).
     pub async fn recent_exchanges(&self, source: Option<&str>, limit: i64) -> Result<Vec<StoredExchange>> {
+        Ok(self.readable_exchanges(source, limit).await?.0)
+    }
+
+    /// Stored exchanges of a source, newest first, and how many rows were skipped because they
+    /// do not read back: one bad row never fails a list.
+    pub async fn readable_exchanges(
+        &self,
+        source: Option<&str>,
+        limit: i64,
+    ) -> Result<(Vec<StoredExchange>, usize)> {
         let rows = sqlx::query(
             "SELECT id, source, external_id, received_at, occurred_at, model, request, response,
                     input_tokens, output_tokens, cost_usd, latency_ms, tags, succeeded
@@ -154,7 +165,7 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(decode_exchange).collect()
+        Ok(skip_unreadable(rows.iter().map(decode_exchange)))
     }
 
     /// The exchange with this id.
@@ -187,7 +198,7 @@ impl Store {
         .bind(filter.until)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(decode_exchange).collect()
+        Ok(skip_unreadable(rows.iter().map(decode_exchange)).0)
     }
 
     /// Number of stored exchanges.
@@ -219,4 +230,25 @@ fn decode_exchange(row: &sqlx::sqlite::SqliteRow) -> Result<StoredExchange> {
             succeeded: row.try_get("succeeded")?,
         },
     })
+}
+
+/// The rows that decode, and how many did not (each logged): a corrupt row is counted, never
+/// fatal to a list.
+fn skip_unreadable(rows: impl Iterator<Item = Result<StoredExchange>>) -> (Vec<StoredExchange>, usize) {
+    let mut skipped = 0;
+    let readable = rows
+        .filter_map(|row| match row {
+            Ok(exchange) => Some(exchange),
+            Err(err) => {
+                skipped += 1;
+                tracing_log(&err);
+                None
+            }
+        })
+        .collect();
+    (readable, skipped)
+}
+
+fn tracing_log(err: &crate::StoreError) {
+    log::warn!("skipping a stored exchange that does not read back: {err}");
 }

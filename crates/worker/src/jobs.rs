@@ -166,6 +166,11 @@ pub async fn load_item(svc: &Services, spec: &ExperimentSpec, item_id: &str) -> 
     })
 }
 
+/// Whether a job failed because its item's stored row does not read back (it never will).
+fn unreadable(err: &WorkerError) -> bool {
+    matches!(err, WorkerError::Store(evaltap_store::StoreError::Json { .. }))
+}
+
 /// Tokens a replay of `item` will likely use: the production call's usage, else a guess from
 /// the request's length (4 characters a token) and a modest answer.
 fn estimated_usage(item: &JobItem) -> evaltap_core::Usage {
@@ -207,7 +212,31 @@ pub async fn replay(
     let config = experiment.spec.candidates.iter().find(|c| c.name == candidate).ok_or_else(|| {
         WorkerError::Missing(format!("experiment {experiment_id} has no candidate `{candidate}`"))
     })?;
-    let item = load_item(svc, &experiment.spec, item_id).await?;
+    let item = match load_item(svc, &experiment.spec, item_id).await {
+        Ok(item) => item,
+        Err(err) if unreadable(&err) => {
+            // A row that does not read back fails this replay, visibly, instead of failing the
+            // job forever (the experiment still completes).
+            let error = format!("the item does not read back: {err}");
+            let record = ReplayRecord {
+                experiment_id: experiment_id.into(),
+                item_kind: experiment.spec.item_kind().into(),
+                item_id: item_id.into(),
+                candidate: candidate.into(),
+                model: config.model.clone(),
+                response: None,
+                output_text: None,
+                usage: None,
+                cost_usd: None,
+                latency_ms: None,
+                error: Some(error.clone()),
+                skipped: None,
+            };
+            svc.store.insert_replay(&record).await?;
+            return Ok(JobOutcome::Failed { error });
+        }
+        Err(err) => return Err(err),
+    };
     let body = replay_body(&item.request, &config.model, &config.params);
     let mut record = ReplayRecord {
         experiment_id: experiment_id.into(),
@@ -354,9 +383,18 @@ pub async fn judge(
         return Ok(JobOutcome::AlreadyDone { follow_up: Vec::new() });
     }
     let experiment = svc.experiment(experiment_id).await?;
-    let item = load_item(svc, &experiment.spec, item_id).await?;
-    let answer = subject_answer(svc, &experiment, &item, subject).await?;
     let mut record = JudgmentRecord::new(experiment_id, item_id, subject, rubric, position);
+    record.item_kind = experiment.spec.item_kind().into();
+    let item = match load_item(svc, &experiment.spec, item_id).await {
+        Ok(item) => item,
+        Err(err) if unreadable(&err) => {
+            let error = format!("the item does not read back: {err}");
+            record.error = Some(error.clone());
+            return store_judgment(svc, &record, JobOutcome::Failed { error }).await;
+        }
+        Err(err) => return Err(err),
+    };
+    let answer = subject_answer(svc, &experiment, &item, subject).await?;
     record.item_kind = item.kind.into();
     if let Some(name) = rubric.strip_prefix(CHECK_PREFIX) {
         return check(svc, &experiment.spec, &item, &answer, name, record).await;
