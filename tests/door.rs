@@ -241,6 +241,23 @@ async fn over_capacity_answers_503_with_retry_after_at_once() {
     assert_eq!(done.status().as_u16(), 202);
 }
 
+/// A 202 means committed durably: every pooled connection syncs at each commit.
+#[tokio::test]
+async fn acknowledged_writes_are_synced_at_commit() {
+    let server = TestServer::start(Config::default()).await;
+    assert_eq!(server.app.store.synchronous_level().await.expect("pragma"), 2);
+    // Every connection of the pool, held at once so each is a different one.
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        held.push(server.app.store.pool().acquire().await.expect("connection"));
+    }
+    for connection in &mut held {
+        let level: i64 =
+            sqlx::query_scalar("PRAGMA synchronous").fetch_one(&mut **connection).await.expect("pragma");
+        assert_eq!(level, 2, "synchronous = FULL on every connection");
+    }
+}
+
 fn nested(depth: usize) -> String {
     format!("{}1{}", "[".repeat(depth), "]".repeat(depth))
 }

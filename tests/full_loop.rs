@@ -95,7 +95,9 @@ async fn the_whole_loop_reaches_the_right_verdicts_and_is_idempotent() {
     for rubric in &medium.rubrics {
         assert_ne!(rubric.stats.verdict, Verdict::Worse, "{rubric:?}");
     }
-    assert!(medium.cost_delta_pct < 0.0 && small.cost_delta_pct < medium.cost_delta_pct);
+    let (medium_cost, small_cost) =
+        (medium.cost_delta_pct.expect("priced"), small.cost_delta_pct.expect("priced"));
+    assert!(medium_cost < 0.0 && small_cost < medium_cost);
     assert_eq!((small.n, small.errors, medium.n, medium.errors), (300, 0, 300, 0));
     assert!(medium.latency_p50_ms > 0.0);
 

@@ -321,3 +321,23 @@ fn rubric_check_reports_a_broken_template_with_its_line() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("broken rubric") && stderr.contains("typo`:5"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_candidate_whose_every_call_failed_has_an_unknown_cost_not_minus_100_percent() {
+    let bench = Bench::start_with("down", QUIET, None, 10, |config| {
+        let mut down = config.candidates[0].clone();
+        down.name = "down".into();
+        down.base_url = "http://127.0.0.1:9/v1".into();
+        down.deadline_secs = Some(1);
+        config.candidates.push(down);
+    })
+    .await;
+    let experiment = bench.create(request("down", "down", "correctness", 10)).await;
+    let report = run(&bench.app, &experiment).await;
+    let down = &report.candidates[0];
+    assert_eq!((down.n, down.errors), (0, 10));
+    assert_eq!((down.cost_per_request_usd, down.cost_delta_pct), (None, None));
+    let json = serde_json::to_value(&report).expect("json");
+    assert!(json["candidates"][0]["cost_delta_pct"].is_null());
+    assert!(evaltap_report::render_text(&report).contains("unknown"));
+}

@@ -74,6 +74,8 @@ pub fn demo_config(sim_url: &str, database_url: String) -> Config {
         price: Price { input_per_mtok: input, output_per_mtok: output },
         params: serde_json::Map::new(),
         max_concurrency: 16,
+        attempt_timeout_secs: None,
+        deadline_secs: None,
     };
     Config {
         database_url,
@@ -87,6 +89,8 @@ pub fn demo_config(sim_url: &str, database_url: String) -> Config {
             model: "sim-judge".into(),
             api_key_env: None,
             max_concurrency: 32,
+            attempt_timeout_secs: None,
+            deadline_secs: None,
             // The simulated judge's list price (its /v1/models catalog entry).
             input_per_mtok: 1.0,
             output_per_mtok: 4.0,

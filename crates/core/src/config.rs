@@ -291,6 +291,12 @@ pub struct CandidateConfig {
     /// Calls in flight at once against this endpoint.
     #[serde(default = "default_concurrency")]
     pub max_concurrency: usize,
+    /// Longest one attempt may take, in seconds (default 60).
+    #[serde(default)]
+    pub attempt_timeout_secs: Option<u64>,
+    /// Longest a call may take with its retries, in seconds (default 180).
+    #[serde(default)]
+    pub deadline_secs: Option<u64>,
 }
 
 /// The judge model.
@@ -306,6 +312,12 @@ pub struct JudgeConfig {
     /// Calls in flight at once against the judge.
     #[serde(default = "default_concurrency")]
     pub max_concurrency: usize,
+    /// Longest one attempt may take, in seconds (default 60).
+    #[serde(default)]
+    pub attempt_timeout_secs: Option<u64>,
+    /// Longest a call may take with its retries, in seconds (default 180).
+    #[serde(default)]
+    pub deadline_secs: Option<u64>,
     /// USD per million judge prompt tokens (judge calls count against an experiment's cap).
     #[serde(default)]
     pub input_per_mtok: f64,

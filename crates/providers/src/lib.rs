@@ -41,6 +41,15 @@ pub enum ProviderError {
         /// What was wrong.
         reason: String,
     },
+    /// An attempt got no complete answer within the per-attempt timeout (after retries), or
+    /// the call's overall deadline passed.
+    #[error("calling {url} timed out after {seconds:.1} s")]
+    Timeout {
+        /// URL called.
+        url: String,
+        /// How long it waited.
+        seconds: f64,
+    },
     /// The HTTP client could not be built.
     #[error("cannot build HTTP client: {0}")]
     Client(reqwest::Error),
@@ -55,6 +64,10 @@ pub struct RetryPolicy {
     pub base_delay: Duration,
     /// Longest wait between attempts, including one asked for by `Retry-After`.
     pub max_delay: Duration,
+    /// Longest one attempt may take, from sending to the end of the body.
+    pub attempt_timeout: Duration,
+    /// Longest the whole call may take, retries and waits included.
+    pub deadline: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -63,6 +76,8 @@ impl Default for RetryPolicy {
             max_attempts: 4,
             base_delay: Duration::from_millis(250),
             max_delay: Duration::from_secs(30),
+            attempt_timeout: Duration::from_secs(60),
+            deadline: Duration::from_secs(180),
         }
     }
 }
@@ -130,49 +145,82 @@ impl ChatClient {
         self
     }
 
-    /// Sends a chat-completions request body and returns the parsed completion.
+    /// Sends a chat-completions request body and returns the parsed completion. Each attempt
+    /// is bounded by `attempt_timeout`, the whole call (waits included) by `deadline`; a hung
+    /// upstream is reported as a timeout.
     pub async fn chat(&self, body: &Value) -> Result<Completion, ProviderError> {
         // The semaphore is never closed, so acquiring only waits.
         let _permit = self.limit.acquire().await.ok();
+        let call_started = Instant::now();
         let mut attempt = 1;
         loop {
             let started = Instant::now();
-            let mut request = self.http.post(&self.url).json(body);
-            if let Some(key) = &self.api_key {
-                request = request.bearer_auth(key);
-            }
-            let outcome = request.send().await;
-            let retry_after = match outcome {
-                Ok(response) if response.status().is_success() => {
-                    let response: Value = response.json().await.map_err(|e| {
-                        ProviderError::InvalidResponse { url: self.url.clone(), reason: e.to_string() }
-                    })?;
-                    return self.completion(response, started.elapsed());
-                }
-                Ok(response) => {
-                    let status = response.status();
-                    let retry_after = parse_retry_after(response.headers());
-                    let body: String = response.text().await.unwrap_or_default().chars().take(500).collect();
-                    let error =
-                        ProviderError::Status { url: self.url.clone(), status: status.as_u16(), body };
-                    let retryable = status.as_u16() == 429 || status.is_server_error();
-                    if !retryable || attempt >= self.retry.max_attempts {
-                        return Err(error);
-                    }
-                    tracing::debug!(%error, attempt, "retrying");
-                    retry_after
-                }
-                Err(source) => {
-                    if attempt >= self.retry.max_attempts || source.is_builder() {
-                        return Err(ProviderError::Transport { url: self.url.clone(), source });
-                    }
-                    tracing::debug!(error = %source, attempt, "retrying");
-                    None
+            let remaining = self.retry.deadline.saturating_sub(call_started.elapsed());
+            let budget = self.retry.attempt_timeout.min(remaining);
+            let outcome = tokio::time::timeout(budget, self.attempt(body)).await;
+            let (error, retry_after) = match outcome {
+                Ok(Attempt::Done(response)) => return self.completion(response, started.elapsed()),
+                Ok(Attempt::Final(error)) => return Err(error),
+                Ok(Attempt::Retry(error, retry_after)) => (error, retry_after),
+                Err(_) => {
+                    (ProviderError::Timeout { url: self.url.clone(), seconds: budget.as_secs_f64() }, None)
                 }
             };
+            if attempt >= self.retry.max_attempts {
+                return Err(error);
+            }
             let backoff = self.retry.base_delay * 2u32.saturating_pow(attempt - 1);
-            tokio::time::sleep(retry_after.unwrap_or(backoff).min(self.retry.max_delay)).await;
+            let wait = retry_after.unwrap_or(backoff).min(self.retry.max_delay);
+            if call_started.elapsed() + wait >= self.retry.deadline {
+                return Err(match error {
+                    ProviderError::Timeout { .. } => error,
+                    other => {
+                        tracing::debug!(error = %other, "no time left for another attempt");
+                        other
+                    }
+                });
+            }
+            tracing::debug!(%error, attempt, "retrying");
+            tokio::time::sleep(wait).await;
             attempt += 1;
+        }
+    }
+
+    /// One attempt: the response body, or an error with whether (and when) to retry.
+    async fn attempt(&self, body: &Value) -> Attempt {
+        let mut request = self.http.post(&self.url).json(body);
+        if let Some(key) = &self.api_key {
+            request = request.bearer_auth(key);
+        }
+        match request.send().await {
+            Ok(response) if response.status().is_success() => match response.json::<Value>().await {
+                Ok(value) => Attempt::Done(value),
+                Err(e) if e.is_timeout() => {
+                    Attempt::Retry(ProviderError::Timeout { url: self.url.clone(), seconds: 0.0 }, None)
+                }
+                Err(e) => Attempt::Final(ProviderError::InvalidResponse {
+                    url: self.url.clone(),
+                    reason: e.to_string(),
+                }),
+            },
+            Ok(response) => {
+                let status = response.status();
+                let retry_after = parse_retry_after(response.headers(), std::time::SystemTime::now());
+                let body: String = response.text().await.unwrap_or_default().chars().take(500).collect();
+                let error = ProviderError::Status { url: self.url.clone(), status: status.as_u16(), body };
+                if status.as_u16() == 429 || status.is_server_error() {
+                    Attempt::Retry(error, retry_after)
+                } else {
+                    Attempt::Final(error)
+                }
+            }
+            Err(source) if source.is_timeout() => {
+                Attempt::Retry(ProviderError::Timeout { url: self.url.clone(), seconds: 0.0 }, None)
+            }
+            Err(source) if source.is_builder() => {
+                Attempt::Final(ProviderError::Transport { url: self.url.clone(), source })
+            }
+            Err(source) => Attempt::Retry(ProviderError::Transport { url: self.url.clone(), source }, None),
         }
     }
 
@@ -192,9 +240,24 @@ impl ChatClient {
     }
 }
 
-fn parse_retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
-    value.trim().parse::<f64>().ok().filter(|s| *s >= 0.0).map(Duration::from_secs_f64)
+/// What one attempt came to.
+enum Attempt {
+    Done(Value),
+    Retry(ProviderError, Option<Duration>),
+    Final(ProviderError),
+}
+
+/// `Retry-After` as seconds or as an HTTP date (RFC 9110), relative to `now`.
+pub fn parse_retry_after(
+    headers: &reqwest::header::HeaderMap,
+    now: std::time::SystemTime,
+) -> Option<Duration> {
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<f64>() {
+        return (seconds >= 0.0 && seconds.is_finite()).then(|| Duration::from_secs_f64(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 /// The body to replay a captured request against another model: the same messages, tools and
@@ -217,6 +280,22 @@ pub fn replay_body(captured: &Value, model: &str, overrides: &Map<String, Value>
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(reqwest::header::RETRY_AFTER, "7".parse().expect("header"));
+        assert_eq!(parse_retry_after(&headers, now), Some(Duration::from_secs(7)));
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(42));
+        headers.insert(reqwest::header::RETRY_AFTER, later.parse().expect("header"));
+        assert_eq!(parse_retry_after(&headers, now), Some(Duration::from_secs(42)));
+        let past = httpdate::fmt_http_date(now - Duration::from_secs(42));
+        headers.insert(reqwest::header::RETRY_AFTER, past.parse().expect("header"));
+        assert_eq!(parse_retry_after(&headers, now), Some(Duration::ZERO));
+        headers.insert(reqwest::header::RETRY_AFTER, "soon".parse().expect("header"));
+        assert_eq!(parse_retry_after(&headers, now), None);
+    }
 
     #[test]
     fn replay_body_swaps_model_and_keeps_the_rest() {

@@ -12,6 +12,8 @@ fn fast_retry() -> RetryPolicy {
         max_attempts: 3,
         base_delay: Duration::from_millis(5),
         max_delay: Duration::from_millis(50),
+        attempt_timeout: Duration::from_millis(300),
+        deadline: Duration::from_secs(2),
     }
 }
 
@@ -65,5 +67,23 @@ async fn stops_after_max_attempts_on_server_errors() {
     let client = client_for(&server);
     let err = client.chat(&json!({"model": "m"})).await.expect_err("always 503");
     assert!(err.to_string().contains("503"), "{err}");
+    assert_eq!(server.received_requests().await.map(|r| r.len()), Some(3));
+}
+
+#[tokio::test]
+async fn a_hung_upstream_is_a_timeout_within_the_deadline() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(30)))
+        .mount(&server)
+        .await;
+    let client = client_for(&server);
+    let started = std::time::Instant::now();
+    let err = client.chat(&json!({"model": "m"})).await.expect_err("hangs");
+    let waited = started.elapsed();
+    assert!(matches!(err, evaltap_providers::ProviderError::Timeout { .. }), "{err}");
+    assert!(err.to_string().contains("timed out"), "{err}");
+    // Three attempts of 300 ms plus short waits: well under the 2 s deadline, far from 30 s.
+    assert!(waited < Duration::from_secs(2), "{waited:?}");
     assert_eq!(server.received_requests().await.map(|r| r.len()), Some(3));
 }

@@ -112,10 +112,11 @@ pub struct CandidateReport {
     pub errors: usize,
     /// Replays not attempted because the spend cap was reached.
     pub skipped: usize,
-    /// Mean cost per successful replay in USD.
-    pub cost_per_request_usd: f64,
-    /// Cost per request relative to the baseline, in percent (negative is cheaper).
-    pub cost_delta_pct: f64,
+    /// Mean cost per successful replay in USD; null when no successful replay was priced.
+    pub cost_per_request_usd: Option<f64>,
+    /// Cost per request relative to the baseline, in percent (negative is cheaper); null when
+    /// either side's cost is unknown.
+    pub cost_delta_pct: Option<f64>,
     /// Median replay latency in milliseconds.
     pub latency_p50_ms: f64,
     /// Quality per rubric.
@@ -586,12 +587,10 @@ pub async fn build(store: &Store, experiment: &Experiment) -> Result<Report, Sto
                 n: ok.len(),
                 errors: mine.iter().filter(|r| r.error.is_some() && r.skipped.is_none()).count(),
                 skipped: mine.iter().filter(|r| r.skipped.is_some()).count(),
-                cost_per_request_usd: cost,
-                cost_delta_pct: if baseline_cost > 0.0 {
-                    (cost - baseline_cost) / baseline_cost * 100.0
-                } else {
-                    0.0
-                },
+                // No priced successful call: the cost is unknown, not zero (never "−100%").
+                cost_per_request_usd: (!costs.is_empty()).then_some(cost),
+                cost_delta_pct: (!costs.is_empty() && baseline_cost > 0.0)
+                    .then(|| (cost - baseline_cost) / baseline_cost * 100.0),
                 latency_p50_ms: percentile(&latencies, 50.0).unwrap_or(0.0),
                 rubrics,
             }
@@ -702,13 +701,13 @@ pub fn render_text(report: &Report) -> String {
         for (i, r) in c.rubrics.iter().enumerate() {
             let head = if i == 0 {
                 format!(
-                    "{:<12} {:<12} {:>5} {:>4} {:>10.6} {:>7.1}% {:>7.1}",
+                    "{:<12} {:<12} {:>5} {:>4} {:>10} {:>8} {:>7.1}",
                     c.name,
                     c.model,
                     c.n,
                     c.errors,
-                    c.cost_per_request_usd,
-                    c.cost_delta_pct,
+                    c.cost_per_request_usd.map_or("unknown".to_string(), |v| format!("{v:.6}")),
+                    c.cost_delta_pct.map_or("—".to_string(), |v| format!("{v:.1}%")),
                     c.latency_p50_ms
                 )
             } else {

@@ -72,9 +72,10 @@ impl Store {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            // In WAL mode NORMAL is durable against application crashes and keeps the database
-            // consistent on power loss, without an fsync per commit.
-            .synchronous(SqliteSynchronous::Normal)
+            // A 202 promises the exchange is stored: FULL syncs the WAL at every commit, so a
+            // power loss cannot take back what was acknowledged (NORMAL could lose the last
+            // commits).
+            .synchronous(SqliteSynchronous::Full)
             // Short lock waits under concurrent workers are expected; warn only on long ones.
             .log_slow_statements(log::LevelFilter::Warn, Duration::from_secs(10))
             // The server, the workers and apalis share the file: wait for locks, don't fail.
@@ -86,6 +87,11 @@ impl Store {
         migrator.dangerous_set_table_name("_evaltap_migrations");
         migrator.run(&pool).await?;
         Ok(Store { pool })
+    }
+
+    /// The `synchronous` setting of a pooled connection (2 is FULL).
+    pub async fn synchronous_level(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("PRAGMA synchronous").fetch_one(&self.pool).await?)
     }
 
     /// The connection pool (apalis uses it for its job tables).

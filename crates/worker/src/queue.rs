@@ -20,13 +20,13 @@ pub const QUEUE_NAME: &str = "evaltap.eval";
 
 /// Creates apalis's tables (idempotent) and returns the queue.
 pub async fn open(store: &Store) -> Result<Queue, WorkerError> {
-    SqliteStorage::setup(store.pool()).await.map_err(|e| WorkerError::Queue(e.to_string()))?;
-    // apalis turns `synchronous` off on the connection it used; acknowledged ingest must survive
-    // a power cut, so put it back.
-    sqlx::query("PRAGMA synchronous = NORMAL")
-        .execute(store.pool())
+    // apalis' own `setup` also runs `PRAGMA synchronous = OFF` on whichever pooled connection
+    // it gets, which would let a power loss take back acknowledged writes: run only its
+    // migrations (the store's connections are already WAL with synchronous = FULL).
+    SqliteStorage::<()>::migrations()
+        .run(store.pool())
         .await
-        .map_err(|e| WorkerError::Queue(e.to_string()))?;
+        .map_err(|e| WorkerError::Queue(format!("creating the queue's tables: {e}")))?;
     Ok(SqliteStorage::new(store.pool()).with_config(
         QueueConfig::default().queue(QUEUE_NAME).batch_size(64).heartbeat_interval(Duration::from_secs(10)),
     ))

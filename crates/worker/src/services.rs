@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use evaltap_core::{CandidateConfig, Config, JudgeConfig};
 use evaltap_judge::{Judge, JudgeError, Rubrics};
-use evaltap_providers::{ChatClient, HttpClient, ProviderError, http_client};
+use evaltap_providers::{ChatClient, HttpClient, ProviderError, RetryPolicy, http_client};
 use evaltap_store::{Experiment, ExperimentSpec, Store, StoreError};
 
 /// What jobs need: the store, rubrics, the judge and model clients.
@@ -25,8 +25,9 @@ pub struct Services {
     experiments: Arc<Mutex<HashMap<String, Arc<Experiment>>>>,
 }
 
-/// Model calls time out after this long; the client retries within it.
-const CALL_TIMEOUT: Duration = Duration::from_secs(120);
+/// A backstop on any one HTTP request; attempts are bounded tighter by each endpoint's
+/// `attempt_timeout_secs` (and calls by `deadline_secs`).
+const CALL_TIMEOUT: Duration = Duration::from_secs(600);
 
 fn api_key(env_var: Option<&String>) -> Option<String> {
     env_var.and_then(|var| std::env::var(var).ok()).filter(|k| !k.is_empty())
@@ -64,12 +65,21 @@ impl Services {
         base_url: &str,
         api_key_env: Option<&String>,
         concurrency: usize,
+        timeouts: (Option<u64>, Option<u64>),
     ) -> ChatClient {
+        let mut retry = RetryPolicy::default();
+        if let Some(secs) = timeouts.0 {
+            retry.attempt_timeout = Duration::from_secs(secs.max(1));
+        }
+        if let Some(secs) = timeouts.1 {
+            retry.deadline = Duration::from_secs(secs.max(1));
+        }
         let mut clients = self.clients.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         clients
             .entry(key)
             .or_insert_with(|| {
                 ChatClient::new(self.http.clone(), base_url, api_key(api_key_env), concurrency)
+                    .with_retry(retry)
             })
             .clone()
     }
@@ -77,7 +87,14 @@ impl Services {
     /// The client for a candidate as frozen in an experiment's spec.
     pub fn candidate_client(&self, candidate: &CandidateConfig) -> ChatClient {
         let key = format!("{}\u{0}{}\u{0}{}", candidate.name, candidate.base_url, candidate.max_concurrency);
-        self.client(key, &candidate.base_url, candidate.api_key_env.as_ref(), candidate.max_concurrency)
+        let timeouts = (candidate.attempt_timeout_secs, candidate.deadline_secs);
+        self.client(
+            key,
+            &candidate.base_url,
+            candidate.api_key_env.as_ref(),
+            candidate.max_concurrency,
+            timeouts,
+        )
     }
 
     /// The judge an experiment froze (older experiments: the one configured now), with its
@@ -85,7 +102,9 @@ impl Services {
     pub fn judge_for(&self, spec: &ExperimentSpec) -> Option<(Judge, JudgeConfig)> {
         let config = spec.judge.clone().or_else(|| self.judge.clone())?;
         let key = format!("judge\u{0}{}\u{0}{}", config.base_url, config.max_concurrency);
-        let client = self.client(key, &config.base_url, config.api_key_env.as_ref(), config.max_concurrency);
+        let timeouts = (config.attempt_timeout_secs, config.deadline_secs);
+        let client =
+            self.client(key, &config.base_url, config.api_key_env.as_ref(), config.max_concurrency, timeouts);
         Some((Judge::new(client, config.model.clone(), config.temperature), config))
     }
 
