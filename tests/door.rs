@@ -319,3 +319,68 @@ async fn an_unreadable_row_is_skipped_and_counted_everywhere() {
     assert_eq!(report.unreadable_items, 1);
     assert_eq!((report.candidates[0].n, report.candidates[0].errors), (20, 1), "{:?}", report.candidates[0]);
 }
+
+/// Sends a request's head and the first bytes of a body that never completes.
+async fn start_slow_body(url: &str, path: &str, auth: Option<&str>) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt as _;
+    let addr = url.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let auth = auth.map(|k| format!("Authorization: Bearer {k}\r\n")).unwrap_or_default();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n{auth}Content-Length: 100000\r\n\r\n{{\"id\":"
+    );
+    stream.write_all(head.as_bytes()).await.expect("write");
+    stream
+}
+
+async fn status_line(stream: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt as _;
+    let mut buf = vec![0u8; 512];
+    let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
+        .await
+        .expect("answered")
+        .expect("read");
+    String::from_utf8_lossy(&buf[..n]).lines().next().unwrap_or_default().to_string()
+}
+
+/// 64 clients without a key trickling bodies take no slot: they are refused from their headers,
+/// and a real gateway's deliveries keep getting 202.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_unauthenticated_bodies_cannot_jam_the_door() {
+    let config = Config {
+        sources: vec![SourceConfig::with_key("prod", "k")],
+        max_concurrent_ingest: 4,
+        ..Config::default()
+    };
+    let server = TestServer::start(config).await;
+    let mut jammers = Vec::new();
+    for _ in 0..64 {
+        jammers.push(start_slow_body(&server.url, "/v1/mirror", None).await);
+    }
+    for i in 0..10 {
+        let (status, body) = post(&server, "/v1/mirror", "k", item(100 + i, "hello").to_string()).await;
+        assert_eq!(status, 202, "delivery {i} while 64 jammers are connected: {body}");
+    }
+    let line = status_line(&mut jammers[0]).await;
+    assert!(line.contains("401"), "{line}");
+}
+
+/// A key holder whose body stalls gets 408 at the deadline, and frees its slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_body_gets_408_at_the_deadline() {
+    let config = Config {
+        sources: vec![SourceConfig::with_key("prod", "k")],
+        max_concurrent_ingest: 1,
+        ingest_body_timeout_secs: 1,
+        ..Config::default()
+    };
+    let server = TestServer::start(config).await;
+    let started = std::time::Instant::now();
+    let mut slow = start_slow_body(&server.url, "/v1/mirror", Some("k")).await;
+    let line = status_line(&mut slow).await;
+    assert!(line.contains("408"), "{line}");
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    // Its slot is free again: the only slot serves the next delivery.
+    let (status, body) = post(&server, "/v1/mirror", "k", item(1, "after").to_string()).await;
+    assert_eq!(status, 202, "{body}");
+}

@@ -56,6 +56,10 @@ pub struct Config {
     /// Ingest requests processed at once; more get 503 with `Retry-After`.
     #[serde(default = "default_max_concurrent_ingest")]
     pub max_concurrent_ingest: usize,
+    /// Longest an ingest request may take to send its body, in seconds; a slower body gets 408
+    /// (and so does an HMAC-signed delivery after a third of it).
+    #[serde(default = "default_ingest_body_timeout_secs")]
+    pub ingest_body_timeout_secs: u64,
     /// Sources that may send traffic to the mirror endpoint.
     #[serde(default)]
     pub sources: Vec<SourceConfig>,
@@ -359,6 +363,9 @@ fn default_datasets_dir() -> PathBuf {
 fn default_max_body_bytes() -> usize {
     16 * 1024 * 1024
 }
+fn default_ingest_body_timeout_secs() -> u64 {
+    30
+}
 fn default_max_concurrent_ingest() -> usize {
     64
 }
@@ -384,6 +391,7 @@ impl Default for Config {
             datasets_dir: default_datasets_dir(),
             max_body_bytes: default_max_body_bytes(),
             max_concurrent_ingest: default_max_concurrent_ingest(),
+            ingest_body_timeout_secs: default_ingest_body_timeout_secs(),
             sources: Vec::new(),
             candidates: Vec::new(),
             judge: None,

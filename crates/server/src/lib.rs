@@ -31,6 +31,8 @@ pub struct AppState {
     pub(crate) rubrics: Rubrics,
     pub(crate) sources: sources::Sources,
     pub(crate) ingest_slots: Arc<tokio::sync::Semaphore>,
+    /// Each source's own share of the ingest slots, so one cannot starve the others.
+    pub(crate) source_slots: Arc<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>,
     pub(crate) proxy: proxy::ProxyState,
     pub(crate) templates: Arc<minijinja::Environment<'static>>,
     pub(crate) auth: auth::Auth,
@@ -41,7 +43,16 @@ impl AppState {
     /// logged).
     pub fn new(config: Config, store: Store, queue: Queue, rubrics: Rubrics) -> AppState {
         let sources = sources::Sources::new(&config.sources);
-        let ingest_slots = Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_ingest.max(1)));
+        let total = config.max_concurrent_ingest.max(1);
+        let ingest_slots = Arc::new(tokio::sync::Semaphore::new(total));
+        let per_source = if config.sources.len() > 1 { (total / 2).max(1) } else { total };
+        let source_slots = Arc::new(
+            config
+                .sources
+                .iter()
+                .map(|s| (s.name.clone(), Arc::new(tokio::sync::Semaphore::new(per_source))))
+                .collect(),
+        );
         let proxy = proxy::ProxyState::start(store.clone());
         AppState {
             config: Arc::new(config),
@@ -50,6 +61,7 @@ impl AppState {
             rubrics,
             sources,
             ingest_slots,
+            source_slots,
             proxy,
             templates: Arc::new(dashboard::templates()),
             auth: auth::Auth::new(&AuthConfig::default(), false),

@@ -37,14 +37,15 @@ struct MirrorReply {
 /// Longest a delivery waits for the database before it is told to retry.
 const STORE_TIMEOUT: Duration = Duration::from_secs(15);
 
-fn authenticate(
+/// The source a request claims to be, from its headers and query alone — before any of its
+/// body is read.
+fn identify(
     state: &AppState,
     headers: &HeaderMap,
     query: &HashMap<String, String>,
-    body: &[u8],
 ) -> Result<Arc<Source>, ApiError> {
     let unauthorized = |msg: &str| ApiError::Client(StatusCode::UNAUTHORIZED, msg.into());
-    let source = match headers.get(header::AUTHORIZATION) {
+    match headers.get(header::AUTHORIZATION) {
         Some(value) => {
             let key = value
                 .to_str()
@@ -52,14 +53,26 @@ fn authenticate(
                 .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
                 .map(str::trim)
                 .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <source key>`"))?;
-            state.sources.by_key(key).ok_or_else(|| unauthorized("unknown source key"))?
+            state.sources.by_key(key).ok_or_else(|| unauthorized("unknown source key"))
         }
         // Gateways that sign but cannot send headers name their source in the URL.
         None => match query.get("source").and_then(|name| state.sources.by_name(name)) {
-            Some(source) if source.requires_signature() => source,
-            _ => return Err(unauthorized("missing `Authorization: Bearer <source key>` header")),
+            Some(source) if source.requires_signature() => Ok(source),
+            _ => Err(unauthorized("missing `Authorization: Bearer <source key>` header")),
         },
-    };
+    }
+}
+
+/// The source of a request whose body has been read: its key, and its signature when the
+/// source signs.
+fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+    body: &[u8],
+) -> Result<Arc<Source>, ApiError> {
+    let unauthorized = |msg: &str| ApiError::Client(StatusCode::UNAUTHORIZED, msg.into());
+    let source = identify(state, headers, query)?;
     if source.requires_signature() {
         let signature = ["helicone-signature", "x-evaltap-signature"]
             .iter()
@@ -172,7 +185,7 @@ pub const MAX_LISTED_REJECTIONS: usize = 100;
 
 async fn ingest(
     state: &AppState,
-    adapter: &dyn Adapter,
+    adapter: &'static dyn Adapter,
     headers: &HeaderMap,
     query: &HashMap<String, String>,
     body: Result<Bytes, BytesRejection>,
@@ -223,19 +236,65 @@ async fn ingest(
     Ok((status, reply))
 }
 
-/// Admits an ingest request only while a slot is free, before its body is read: a full server
-/// answers 503 with `Retry-After` at once instead of queueing callers until they time out.
+/// The door, before a handler reads anything: the source is identified from the headers
+/// (unknown callers get 401 without a byte of their body read), then takes one of its own slots
+/// (a source may use at most half the server's when several send) and one of the server's; a
+/// full server answers 503 with `Retry-After` at once. The body must then arrive within the
+/// deadline (408 otherwise; signed deliveries, which are authenticated only by their body, get a
+/// third of it and a 2 MiB limit).
 pub(crate) async fn admit(
     State(state): State<AppState>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    match state.ingest_slots.clone().try_acquire_owned() {
-        Ok(_slot) => next.run(request).await,
-        Err(_) => ApiError::Unavailable {
-            retry_after_secs: 1,
-            message: "ingest is at capacity; retry shortly".into(),
+    let (parts, body) = request.into_parts();
+    let query: HashMap<String, String> = parts
+        .uri
+        .query()
+        .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    let source = match identify(&state, &parts.headers, &query) {
+        Ok(source) => source,
+        Err(err) => return err.into_response(),
+    };
+    let busy = || {
+        ApiError::Unavailable { retry_after_secs: 1, message: "ingest is at capacity; retry shortly".into() }
+            .into_response()
+    };
+    let Some(_source_slot) =
+        state.source_slots.get(&source.config.name).and_then(|s| s.clone().try_acquire_owned().ok())
+    else {
+        return busy();
+    };
+    let Ok(_slot) = state.ingest_slots.clone().try_acquire_owned() else {
+        return busy();
+    };
+    let signed_only = parts.headers.get(header::AUTHORIZATION).is_none();
+    let deadline = Duration::from_secs(state.config.ingest_body_timeout_secs.max(1));
+    let (deadline, limit) = if signed_only {
+        (deadline / 3, state.config.max_body_bytes.min(2 << 20))
+    } else {
+        (deadline, state.config.max_body_bytes)
+    };
+    let bytes = match tokio::time::timeout(deadline, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(err)) => {
+            let too_big = std::error::Error::source(&err)
+                .is_some_and(|e| e.is::<http_body_util::LengthLimitError>())
+                || err.to_string().contains("length limit");
+            return if too_big {
+                too_large(limit).into_response()
+            } else {
+                ApiError::bad_request(format!("reading the body: {err}")).into_response()
+            };
         }
-        .into_response(),
-    }
+        Err(_) => {
+            return ApiError::Client(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("the body did not arrive within {} s", deadline.as_secs_f64()),
+            )
+            .into_response();
+        }
+    };
+    next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))).await
 }
