@@ -384,3 +384,45 @@ async fn a_stalled_body_gets_408_at_the_deadline() {
     let (status, body) = post(&server, "/v1/mirror", "k", item(1, "after").to_string()).await;
     assert_eq!(status, 202, "{body}");
 }
+
+/// A slowloris (headers never finished) is disconnected at the header timeout; connections
+/// past the cap get 503 at once and `/healthz` answers again as soon as one closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slowloris_is_cut_and_connections_are_capped() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let config = Config { header_read_timeout_secs: 1, max_connections: 4, ..Config::default() };
+    let server = TestServer::start(config).await;
+    let addr = server.url.trim_start_matches("http://").to_string();
+    let started = std::time::Instant::now();
+    let mut loris = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+    loris.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.expect("write");
+    let mut buf = [0u8; 256];
+    let read =
+        tokio::time::timeout(Duration::from_secs(5), loris.read(&mut buf)).await.expect("closed in time");
+    // Closed (0 bytes, a reset, or hyper's 408) well before 5 s.
+    let closed =
+        read.as_ref().map_or(true, |n| *n == 0 || String::from_utf8_lossy(&buf[..*n]).contains("408"));
+    assert!(closed, "{read:?}");
+    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+
+    // Four idle connections take the four places; the fifth is told 503 and closed.
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        idle.push(tokio::net::TcpStream::connect(&addr).await.expect("connect"));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut extra = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+    let n = tokio::time::timeout(Duration::from_secs(5), extra.read(&mut buf))
+        .await
+        .expect("answered")
+        .expect("read");
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 503"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    // Idle connections are cut at the header timeout too, freeing their places.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let health = server.http.get(format!("{}/healthz", server.url)).send().await.expect("healthz");
+    assert_eq!(health.status().as_u16(), 200);
+}

@@ -56,6 +56,13 @@ pub struct Config {
     /// Ingest requests processed at once; more get 503 with `Retry-After`.
     #[serde(default = "default_max_concurrent_ingest")]
     pub max_concurrent_ingest: usize,
+    /// Seconds a client may take to send a request's headers (and an idle kept-alive connection
+    /// may wait for its next request) before it is disconnected.
+    #[serde(default = "default_header_read_timeout_secs")]
+    pub header_read_timeout_secs: u64,
+    /// Connections served at once; more are answered 503 and closed.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
     /// Longest an ingest request may take to send its body, in seconds; a slower body gets 408
     /// (and so does an HMAC-signed delivery after a third of it).
     #[serde(default = "default_ingest_body_timeout_secs")]
@@ -363,6 +370,14 @@ fn default_datasets_dir() -> PathBuf {
 fn default_max_body_bytes() -> usize {
     16 * 1024 * 1024
 }
+fn default_header_read_timeout_secs() -> u64 {
+    10
+}
+fn default_max_connections() -> usize {
+    // Below the common default of 1,024 file descriptors, leaving room for the database and
+    // outgoing model calls.
+    768
+}
 fn default_ingest_body_timeout_secs() -> u64 {
     30
 }
@@ -392,6 +407,8 @@ impl Default for Config {
             max_body_bytes: default_max_body_bytes(),
             max_concurrent_ingest: default_max_concurrent_ingest(),
             ingest_body_timeout_secs: default_ingest_body_timeout_secs(),
+            max_connections: default_max_connections(),
+            header_read_timeout_secs: default_header_read_timeout_secs(),
             sources: Vec::new(),
             candidates: Vec::new(),
             judge: None,

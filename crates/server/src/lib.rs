@@ -14,7 +14,6 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use evaltap_core::{AuthConfig, Config};
 use evaltap_judge::Rubrics;
 use evaltap_store::Store;
@@ -107,17 +106,69 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves the app on `listener` until `shutdown` completes.
+/// Serves the app on `listener` until `shutdown` completes, then lets in-flight requests
+/// finish (up to 30 s). Connections past `max_connections` get a 503 and are closed; a client
+/// that does not finish its headers within `header_read_timeout_secs` (a slowloris, or an idle
+/// kept-alive connection) is disconnected.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // Replies go out as headers then body; with Nagle on, the second write waits for the
-    // peer's delayed ACK (~40 ms).
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use tokio::io::AsyncWriteExt as _;
+
     let state = state.bound_to(listener.local_addr()?);
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    let connections = Arc::new(tokio::sync::Semaphore::new(state.config.max_connections.max(1)));
+    let state_header_timeout = state.config.header_read_timeout_secs;
+    let service = hyper_util::service::TowerToHyperService::new(router(state));
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let header_timeout = std::time::Duration::from_secs(state_header_timeout.max(1));
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout).keep_alive(true);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Out of file descriptors and the like: wait a little rather than spin.
+                    tracing::warn!(%err, "accepting a connection failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // Replies go out as headers then body; with Nagle on, the second write waits for the
+        // peer's delayed ACK (~40 ms).
+        let _ = stream.set_nodelay(true);
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            tokio::spawn(async move {
+                let mut stream = stream;
+                let _ = stream
+                    .write_all(b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    .await;
+            });
+            continue;
+        };
+        let (builder, service, watcher) = (builder.clone(), service.clone(), graceful.watcher());
+        tokio::spawn(async move {
+            // A connection that sends nothing is closed at the header timeout too: hyper's
+            // timer starts with the first byte of a request.
+            let mut first = [0u8; 1];
+            let spoke = tokio::time::timeout(header_timeout, stream.peek(&mut first)).await;
+            if matches!(spoke, Ok(Ok(n)) if n > 0) {
+                let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                if let Err(err) = watcher.watch(connection).await {
+                    tracing::debug!(%err, "connection ended with an error");
+                }
+            }
+            drop(permit);
+        });
+    }
+    if tokio::time::timeout(std::time::Duration::from_secs(30), graceful.shutdown()).await.is_err() {
+        tracing::warn!("some connections were still open 30 s after shutdown began");
+    }
+    Ok(())
 }
