@@ -18,7 +18,7 @@ async fn proxy_server(upstream: &str) -> TestServer {
     TestServer::start(Config { sources: vec![source], ..Config::default() }).await
 }
 
-async fn call(http: &reqwest::Client, url: &str, body: &Value) -> (u16, String, Vec<u8>) {
+async fn call(http: &reqwest::Client, url: &str, body: &Value) -> (u16, String, Option<String>, Vec<u8>) {
     let reply = http
         .post(url)
         .bearer_auth("sk-client-provider-key-123456")
@@ -28,9 +28,9 @@ async fn call(http: &reqwest::Client, url: &str, body: &Value) -> (u16, String, 
         .await
         .expect("send");
     let status = reply.status().as_u16();
-    let content_type =
-        reply.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-    (status, content_type, reply.bytes().await.expect("body").to_vec())
+    let header = |name: &str| reply.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let (content_type, length) = (header("content-type").unwrap_or_default(), header("content-length"));
+    (status, content_type, length, reply.bytes().await.expect("body").to_vec())
 }
 
 #[tokio::test]
@@ -50,8 +50,13 @@ async fn byte_identical_responses_and_mirrored_exchanges() {
     for body in [&plain, &streamed] {
         let a = call(&server.http, &direct, body).await;
         let b = call(&server.http, &proxied, body).await;
-        assert_eq!(a, b, "proxied response differs from the upstream's");
+        assert_eq!(
+            a, b,
+            "proxied response (status, type, Content-Length, bytes) differs from the upstream's"
+        );
     }
+    let framed = call(&server.http, &proxied, &plain).await;
+    assert!(framed.2.is_some(), "a non-streamed response keeps its Content-Length");
     let errors = call(
         &server.http,
         &proxied,
@@ -72,7 +77,7 @@ async fn byte_identical_responses_and_mirrored_exchanges() {
             .cloned()
             .expect("mirrored")
     };
-    let (_, _, plain_bytes) = call(&server.http, &direct, &plain).await;
+    let (_, _, _, plain_bytes) = call(&server.http, &direct, &plain).await;
     let plain_response: Value = serde_json::from_slice(&plain_bytes).expect("json");
     assert_eq!(find("12 + 30")["exchange"]["response"], plain_response);
     let streamed_exchange = find("3 km")["exchange"].clone();
@@ -84,7 +89,7 @@ async fn byte_identical_responses_and_mirrored_exchanges() {
         "messages": [{"role": "user", "content": "Convert 3 km to m. Reply with the number."}]}),
         )
         .await
-        .2,
+        .3,
     )
     .expect("json");
     assert_eq!(

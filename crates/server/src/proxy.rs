@@ -149,6 +149,15 @@ pub(crate) async fn chat_completions(
             builder = builder.header(name.as_str(), value.as_bytes());
         }
     }
+    // A response the upstream framed by length keeps that framing (and header): the client gets
+    // the same bytes the same way. Streams stay chunked, chunk by chunk.
+    let mut expected_len = None;
+    if !content_type.contains("text/event-stream")
+        && let Some(length) = upstream_response.headers().get(axum::http::header::CONTENT_LENGTH)
+    {
+        builder = builder.header(axum::http::header::CONTENT_LENGTH, length.as_bytes());
+        expected_len = length.to_str().ok().and_then(|l| l.trim().parse::<usize>().ok());
+    }
     let request_json: Option<Value> = serde_json::from_slice(&body).ok();
     let proxy = state.proxy.clone();
     let on_complete = move |bytes: Vec<u8>, complete: bool| {
@@ -164,6 +173,8 @@ pub(crate) async fn chat_completions(
         inner: Box::pin(upstream_response.bytes_stream()),
         buffer: Vec::new(),
         overflow: false,
+        seen: 0,
+        expected_len,
         on_complete: Some(Box::new(on_complete)),
     };
     builder
@@ -178,7 +189,20 @@ struct Tee {
     inner: BoxStream<'static, reqwest::Result<Bytes>>,
     buffer: Vec<u8>,
     overflow: bool,
+    /// Bytes passed through so far.
+    seen: usize,
+    /// The upstream's Content-Length: with it the server stops polling once that many bytes
+    /// went out, so the tee completes there rather than at the end of the stream.
+    expected_len: Option<usize>,
     on_complete: Option<OnComplete>,
+}
+
+impl Tee {
+    fn complete(&mut self) {
+        if let Some(done) = self.on_complete.take() {
+            done(std::mem::take(&mut self.buffer), !self.overflow);
+        }
+    }
 }
 
 impl Stream for Tee {
@@ -196,12 +220,14 @@ impl Stream for Tee {
                         this.buffer.extend_from_slice(&chunk);
                     }
                 }
+                this.seen += chunk.len();
+                if this.expected_len.is_some_and(|len| this.seen >= len) {
+                    this.complete();
+                }
                 Poll::Ready(Some(Ok(chunk)))
             }
             Poll::Ready(None) => {
-                if let Some(done) = this.on_complete.take() {
-                    done(std::mem::take(&mut this.buffer), !this.overflow);
-                }
+                this.complete();
                 Poll::Ready(None)
             }
             other => other,
