@@ -238,3 +238,34 @@ fn malformed_payloads_name_the_problem() {
     let err = decode("otlp", br#"{"spans": []}"#).expect_err("not OTLP");
     assert!(err.to_string().contains("`resourceSpans`"), "{err}");
 }
+
+#[test]
+fn otlp_error_spans_keep_their_status_description() {
+    let body = json!({"resourceSpans": [{"resource": {"attributes": []}, "scopeSpans": [{"spans": [{
+        "traceId": "0af7651916cd43dd8448eb211c80319c", "spanId": "b7ad6b7169203331", "name": "chat m",
+        "startTimeUnixNano": "1795824818000000000", "endTimeUnixNano": "1795824818500000000",
+        "attributes": [
+            {"key": "gen_ai.request.model", "value": {"stringValue": "m"}},
+            {"key": "gen_ai.input.messages", "value": {"stringValue": "[{\"role\":\"user\",\"parts\":[{\"type\":\"text\",\"content\":\"hi\"}]}]"}}
+        ],
+        "status": {"code": 2, "message": "upstream returned 429: rate limited"}}]}]}]});
+    let decoded = decode("otlp", body.to_string().as_bytes()).expect("decodes");
+    let (_, ex) = &decoded.exchanges[0];
+    assert!(!ex.succeeded);
+    assert_eq!(ex.response["error"]["message"], "upstream returned 429: rate limited");
+}
+
+#[test]
+fn litellm_keeps_only_allowlisted_client_headers() {
+    let body = json!([{"id": "chatcmpl-h", "call_type": "acompletion", "model": "m", "status": "success",
+        "messages": [{"role": "user", "content": "hi"}],
+        "response": {"id": "chatcmpl-h", "model": "m", "choices": [{"message": {"role": "assistant", "content": "hey"}}]},
+        "metadata": {"requester_metadata": {"headers": {"user-agent": "openai-python/2.1", "x-custom-token": "t0k",
+            "x-internal-thing": "anything", "x-request-id": "r-1"}, "team": "search"}}}]);
+    let decoded = decode("litellm", body.to_string().as_bytes()).expect("decodes");
+    let (_, ex) = &decoded.exchanges[0];
+    assert_eq!(
+        ex.tags["requester_metadata"],
+        json!({"headers": {"user-agent": "openai-python/2.1", "x-request-id": "r-1"}, "team": "search"})
+    );
+}

@@ -75,7 +75,7 @@ fn from_payload(value: &Value) -> Result<Exchange, String> {
         tags.insert("litellm_model_name".into(), v.clone());
     }
     if let Some(v) = value.pointer("/metadata/requester_metadata").filter(|v| !v.is_null()) {
-        tags.insert("requester_metadata".into(), v.clone());
+        tags.insert("requester_metadata".into(), allowlisted_headers(v.clone()));
     }
     if let Some(v) = value.pointer("/metadata/user_api_key_alias").filter(|v| !v.is_null()) {
         tags.insert("api_key_alias".into(), v.clone());
@@ -96,4 +96,42 @@ fn from_payload(value: &Value) -> Result<Exchange, String> {
         response,
         succeeded: !failed,
     })
+}
+
+/// Client headers evaltap keeps when a gateway copies them into its log (the rest, which may
+/// carry anyone's credentials, are dropped).
+pub const KEPT_CLIENT_HEADERS: [&str; 8] = [
+    "user-agent",
+    "content-type",
+    "accept",
+    "x-request-id",
+    "x-correlation-id",
+    "x-session-id",
+    "x-user-id",
+    "x-app-name",
+];
+
+/// Keeps only allowlisted entries of every `headers` object in `value`.
+fn allowlisted_headers(mut value: Value) -> Value {
+    fn walk(value: &mut Value) {
+        match value {
+            Value::Object(map) => {
+                for (key, inner) in map.iter_mut() {
+                    if key.eq_ignore_ascii_case("headers")
+                        && let Value::Object(headers) = inner
+                    {
+                        headers.retain(|name, _| {
+                            KEPT_CLIENT_HEADERS.iter().any(|k| k.eq_ignore_ascii_case(name))
+                        });
+                    } else {
+                        walk(inner);
+                    }
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    walk(&mut value);
+    value
 }

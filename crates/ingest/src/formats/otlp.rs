@@ -271,7 +271,13 @@ fn span_to_exchange(span: &Span) -> Option<Exchange> {
     let response = match response_of(span) {
         Some(r) => r,
         None if failed => {
-            json!({"error": {"message": span.attributes.get("error.message").or_else(|| span.attributes.get("exception.message"))}})
+            // The span's status description is the error for most SDKs; attributes otherwise.
+            let message = Some(&span.status_message)
+                .filter(|m| !m.is_empty())
+                .map(|m| Value::String(m.clone()))
+                .or_else(|| span.attributes.get("error.message").cloned())
+                .or_else(|| span.attributes.get("exception.message").cloned());
+            json!({"error": {"message": message}})
         }
         None => return None,
     };

@@ -24,6 +24,8 @@ pub struct Span {
     pub events: Vec<(String, Map<String, Value>)>,
     /// Status code: 0 unset, 1 ok, 2 error.
     pub status_code: i64,
+    /// Status description (set with an error status).
+    pub status_message: String,
     /// Resource attributes.
     pub resource: Map<String, Value>,
 }
@@ -181,6 +183,7 @@ pub fn from_protobuf(body: &[u8]) -> Result<Vec<Span>, String> {
                         .map(|e| (e.name.clone(), proto_attributes(&e.attributes)))
                         .collect(),
                     status_code: s.status.as_ref().map_or(0, |st| i64::from(st.code)),
+                    status_message: s.status.as_ref().map(|st| st.message.clone()).unwrap_or_default(),
                     resource: resource.clone(),
                 });
             }
@@ -290,6 +293,11 @@ pub fn from_json(body: &Value) -> Result<Vec<Span>, String> {
                             c.as_i64().or_else(|| c.as_str().map(|t| i64::from(t.contains("ERROR")) * 2))
                         })
                         .unwrap_or(0),
+                    status_message: s
+                        .pointer("/status/message")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string(),
                     resource: resource.clone(),
                 });
             }
