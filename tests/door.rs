@@ -426,3 +426,42 @@ async fn slowloris_is_cut_and_connections_are_capped() {
     let health = server.http.get(format!("{}/healthz", server.url)).send().await.expect("healthz");
     assert_eq!(health.status().as_u16(), 200);
 }
+
+/// Bounded, seeded fuzzing of the gzip path over HTTP: random and truncated gzip bodies get a
+/// 4xx, never a 5xx or a hang.
+#[tokio::test]
+async fn garbage_gzip_bodies_get_a_4xx() {
+    use std::io::Write as _;
+
+    use rand::{RngExt, SeedableRng};
+    let server =
+        TestServer::start(Config { sources: vec![SourceConfig::with_key("prod", "k")], ..Config::default() })
+            .await;
+    let mut rng = rand::rngs::ChaCha8Rng::seed_from_u64(99);
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(item(1, "hello").to_string().as_bytes()).expect("gzip");
+    let valid = encoder.finish().expect("gzip");
+    for case in 0..60 {
+        let body: Vec<u8> = match case % 3 {
+            0 => (0..rng.random_range(0..400)).map(|_| rng.random::<u8>()).collect(),
+            1 => valid[..rng.random_range(0..valid.len())].to_vec(),
+            _ => {
+                let mut b = valid.clone();
+                let at = rng.random_range(10..b.len());
+                b[at] ^= 0xff;
+                b
+            }
+        };
+        let reply = server
+            .http
+            .post(format!("{}/v1/mirror", server.url))
+            .bearer_auth("k")
+            .header("content-encoding", "gzip")
+            .body(body)
+            .send()
+            .await
+            .expect("answered");
+        let status = reply.status().as_u16();
+        assert!((200..500).contains(&status), "case {case}: {status}");
+    }
+}
