@@ -465,3 +465,40 @@ async fn garbage_gzip_bodies_get_a_4xx() {
         assert!((200..500).contains(&status), "case {case}: {status}");
     }
 }
+
+/// The door audit's amplification case: a 16 MB batch of `[0,0,…]` from a key holder gets a
+/// bounded 400 (items streamed one at a time, reasons kept for the first few), and the process's
+/// peak memory stays far below 500 MB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_16_mb_junk_batch_gets_a_bounded_reply_in_bounded_memory() {
+    let server =
+        TestServer::start(Config { sources: vec![SourceConfig::with_key("prod", "k")], ..Config::default() })
+            .await;
+    let mut junk = String::with_capacity(16 << 20);
+    junk.push('[');
+    while junk.len() < (16 << 20) - 4 {
+        junk.push_str("0,");
+    }
+    junk.push_str("0]");
+    let items = junk.matches('0').count();
+    let reply = server
+        .http
+        .post(format!("{}/v1/mirror", server.url))
+        .bearer_auth("k")
+        .body(junk)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(reply.status().as_u16(), 400);
+    let text = reply.text().await.expect("body");
+    assert!(text.len() < 20_000, "reply of {} bytes", text.len());
+    let body: Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(body["rejected_total"], items);
+    let status = std::fs::read_to_string("/proc/self/status").expect("proc");
+    let peak_kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM");
+    assert!(peak_kb < 500 * 1024, "peak resident memory {} MB", peak_kb / 1024);
+}

@@ -40,17 +40,37 @@ pub struct Rejection {
 pub struct Decoded {
     /// Exchanges, each with its index in the batch.
     pub exchanges: Vec<(usize, Exchange)>,
-    /// Items that were rejected.
+    /// Items that were rejected: the first [`MAX_KEPT_REJECTIONS`] with their reasons.
     pub rejected: Vec<Rejection>,
+    /// Rejected items beyond those listed in `rejected`.
+    pub more_rejected: usize,
 }
+
+/// Rejections kept with their reasons; beyond this they are only counted, so a batch of junk
+/// cannot grow a list as long as itself.
+pub const MAX_KEPT_REJECTIONS: usize = 1000;
 
 impl Decoded {
     /// Adds the outcome of decoding item `index`.
     pub fn push(&mut self, index: usize, item: Result<Exchange, String>) {
         match item {
             Ok(exchange) => self.exchanges.push((index, exchange)),
-            Err(reason) => self.rejected.push(Rejection { index, reason }),
+            Err(reason) => self.reject(index, reason),
         }
+    }
+
+    /// Records a rejected item.
+    pub fn reject(&mut self, index: usize, reason: String) {
+        if self.rejected.len() < MAX_KEPT_REJECTIONS {
+            self.rejected.push(Rejection { index, reason });
+        } else {
+            self.more_rejected += 1;
+        }
+    }
+
+    /// Every rejected item, listed or not.
+    pub fn rejected_total(&self) -> usize {
+        self.rejected.len() + self.more_rejected
     }
 }
 
@@ -61,9 +81,9 @@ pub fn decode_each(
     item: impl Fn(&serde_json::Value) -> Result<Exchange, String>,
 ) -> Result<Decoded, IngestError> {
     let mut decoded = Decoded::default();
-    for (index, value) in formats::native::json_items(body)?.into_iter().enumerate() {
-        decoded.push(index, value.and_then(|v| item(&v)));
-    }
+    formats::native::for_each_json_item(body, |index, value| {
+        decoded.push(index, value.and_then(|v| item(&v)))
+    })?;
     Ok(decoded)
 }
 

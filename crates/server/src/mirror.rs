@@ -169,7 +169,7 @@ pub(crate) async fn otlp_traces(
             (StatusCode::OK, [(header::CONTENT_TYPE, "application/x-protobuf")], Vec::new()).into_response()
         }
         Ok((status, reply)) if status.is_success() => {
-            let partial = serde_json::json!({"rejectedSpans": reply.rejected.len(),
+            let partial = serde_json::json!({"rejectedSpans": reply.rejected_total,
                 "errorMessage": reply.rejected.first().map(|r| r.reason.clone()).unwrap_or_default()});
             let mut body = serde_json::to_value(&reply).unwrap_or_default();
             body["partialSuccess"] = partial;
@@ -212,7 +212,7 @@ async fn ingest(
             })??;
     // A reply lists the first rejections and counts them all: a batch of garbage must not turn
     // into a reply many times its size.
-    let rejected_total = decoded.rejected.len();
+    let rejected_total = decoded.rejected_total();
     decoded.rejected.truncate(MAX_LISTED_REJECTIONS);
     let mut reply = MirrorReply {
         accepted: stored.inserted,

@@ -29,29 +29,64 @@ impl Adapter for Native {
     }
 }
 
-/// Splits a body into items: a JSON array's elements, a single JSON value, or JSON lines (where
-/// a bad line is one rejected item, not a failed body).
-pub fn json_items(body: &[u8]) -> Result<Vec<Result<Value, String>>, IngestError> {
+/// Calls `each` with every item of a body — a JSON array, one object, or JSON lines — in order,
+/// as each is parsed: the elements of a large array are never all held at once, so a batch of
+/// junk costs memory for one element at a time.
+pub fn for_each_json_item(
+    body: &[u8],
+    mut each: impl FnMut(usize, Result<Value, String>),
+) -> Result<(), IngestError> {
     let text =
         std::str::from_utf8(body).map_err(|e| IngestError::InvalidJson(format!("body is not UTF-8: {e}")))?;
     let trimmed = text.trim();
     if trimmed.is_empty() {
         return Err(IngestError::Empty);
     }
+    if trimmed.starts_with('[') {
+        let mut de = serde_json::Deserializer::from_str(trimmed);
+        let mut index = 0;
+        let streamed =
+            serde::Deserializer::deserialize_seq(&mut de, Elements { each: &mut each, index: &mut index })
+                .and_then(|()| de.end());
+        return streamed.map_err(|e| IngestError::InvalidJson(e.to_string()));
+    }
     let whole_error = match serde_json::from_str::<Value>(trimmed) {
-        Ok(Value::Array(items)) => return Ok(items.into_iter().map(Ok).collect()),
-        Ok(value) => return Ok(vec![Ok(value)]),
+        Ok(value) => {
+            each(0, Ok(value));
+            return Ok(());
+        }
         Err(err) => err,
     };
     let lines: Vec<&str> = trimmed.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
     if lines.len() < 2 {
         return Err(IngestError::InvalidJson(whole_error.to_string()));
     }
-    Ok(lines
-        .iter()
-        .enumerate()
-        .map(|(i, line)| serde_json::from_str(line).map_err(|e| format!("line {}: invalid JSON: {e}", i + 1)))
-        .collect())
+    for (i, line) in lines.iter().enumerate() {
+        each(i, serde_json::from_str(line).map_err(|e| format!("line {}: invalid JSON: {e}", i + 1)));
+    }
+    Ok(())
+}
+
+/// Streams a JSON array's elements to a callback.
+struct Elements<'a, F> {
+    each: &'a mut F,
+    index: &'a mut usize,
+}
+
+impl<'de, F: FnMut(usize, Result<Value, String>)> serde::de::Visitor<'de> for Elements<'_, F> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON array")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(value) = seq.next_element::<Value>()? {
+            (self.each)(*self.index, Ok(value));
+            *self.index += 1;
+        }
+        Ok(())
+    }
 }
 
 fn optional_f64(item: &Map<String, Value>, field: &str) -> Result<Option<f64>, String> {
