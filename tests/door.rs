@@ -74,7 +74,7 @@ async fn planted_credentials_never_reach_the_database_files() {
     let server =
         TestServer::start(Config { sources: vec![SourceConfig::with_key("prod", "k")], ..Config::default() })
             .await;
-    let markers: Vec<String> = (1..=16).map(|i| format!("planted{i}marker")).collect();
+    let markers: Vec<String> = (1..=19).map(|i| format!("planted{i}marker")).collect();
     let native = json!({"id": "secrets-1",
         "request": {"model": "m", "messages": [{"role": "user", "content": format!("Basic {}", "cGxhbnRlZDE2bWFya2VyOnB3")}],
                     "metadata": {"authorization": markers[0], "api_key": markers[1], "openai_api_key": markers[2]}},
@@ -92,7 +92,22 @@ async fn planted_credentials_never_reach_the_database_files() {
         "request_tags": [], "status": "success"}]);
     let (status, body) = post(&server, "/v1/mirror/litellm", "k", litellm.to_string()).await;
     assert_eq!(status, 202, "{body}");
-    server.wait_for_exchanges("prod", 1).await;
+    // OTLP: credentials under prefixed attribute names (`metadata.authorization`…).
+    let attr = |key: &str, value: &str| json!({"key": key, "value": {"stringValue": value}});
+    let otlp = json!({"resourceSpans": [{"resource": {"attributes": []}, "scopeSpans": [{"spans": [{
+    "traceId": "0af7651916cd43dd8448eb211c80319d", "spanId": "b7ad6b7169203332", "name": "chat m",
+    "startTimeUnixNano": "1795824818000000000", "endTimeUnixNano": "1795824818500000000",
+    "attributes": [
+        attr("gen_ai.request.model", "m"),
+        attr("gen_ai.input.messages", "[{\"role\":\"user\",\"parts\":[{\"type\":\"text\",\"content\":\"hi\"}]}]"),
+        attr("gen_ai.output.messages", "[{\"role\":\"assistant\",\"parts\":[{\"type\":\"text\",\"content\":\"yo\"}]}]"),
+        attr("metadata.authorization", &markers[16]),
+        attr("metadata.api_key", &markers[17]),
+        attr("http.request.header.x-auth-token", &markers[18])
+    ]}]}]}]});
+    let (status, body) = post(&server, "/v1/traces", "k", otlp.to_string()).await;
+    assert!(status == 200 || status == 202, "{status} {body}");
+    server.wait_for_exchanges("prod", 3).await;
     let mut bytes = Vec::new();
     for entry in std::fs::read_dir(&server.dir.0).expect("dir") {
         bytes.extend(std::fs::read(entry.expect("entry").path()).expect("read"));
