@@ -114,7 +114,8 @@ pub async fn run_worker(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), WorkerError> {
     let name = format!("evaltap-worker-{}", uuid::Uuid::now_v7());
-    let backend = queue.clone().poll_with_interval(Duration::from_millis(25));
+    let services_pool = services.store.pool().clone();
+    let backend = queue.clone().poll_with_interval(Duration::from_millis(10));
     let worker = WorkerBuilder::new(name)
         .backend(backend)
         .data(WorkerState { services, queue })
@@ -124,11 +125,35 @@ pub async fn run_worker(
         // `enqueue_missing` when a worker next starts.
         .retry(apalis::layers::retry::RetryPolicy::retries(3))
         .build(handle);
-    worker
+    // apalis-sqlite acknowledges jobs with a statement whose cost grows with the size of its job
+    // table; finished jobs are history (results live in evaltap's own tables), so they are
+    // removed as the worker goes.
+    let (stop_purge, mut purge_stopped) = tokio::sync::oneshot::channel::<()>();
+    let pool = services_pool;
+    let purge = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = &mut purge_stopped => return,
+                () = tokio::time::sleep(PURGE_EVERY) => {}
+            }
+            if let Err(err) =
+                sqlx::query("DELETE FROM Jobs WHERE status IN ('Done', 'Killed')").execute(&pool).await
+            {
+                tracing::debug!(%err, "purging finished jobs failed; will retry");
+            }
+        }
+    });
+    let ran = worker
         .run_until(async move {
             shutdown.await;
             Ok::<(), std::io::Error>(())
         })
         .await
-        .map_err(|e| WorkerError::Queue(e.to_string()))
+        .map_err(|e| WorkerError::Queue(e.to_string()));
+    let _ = stop_purge.send(());
+    let _ = purge.await;
+    ran
 }
+
+/// How often a worker removes finished jobs from the queue's table.
+const PURGE_EVERY: Duration = Duration::from_millis(250);
