@@ -77,6 +77,26 @@ pub struct JudgmentRecord {
     pub skipped: Option<String>,
 }
 
+impl ReplayRecord {
+    /// An empty record for one replay key, to be filled in.
+    pub fn new(experiment_id: &str, item_kind: &str, item_id: &str, candidate: &str, model: &str) -> Self {
+        ReplayRecord {
+            experiment_id: experiment_id.into(),
+            item_kind: item_kind.into(),
+            item_id: item_id.into(),
+            candidate: candidate.into(),
+            model: model.into(),
+            response: None,
+            output_text: None,
+            usage: None,
+            cost_usd: None,
+            latency_ms: None,
+            error: None,
+            skipped: None,
+        }
+    }
+}
+
 impl JudgmentRecord {
     /// An empty record for one judgment key, to be filled in.
     pub fn new(experiment_id: &str, item_id: &str, subject: &str, rubric: &str, position: &str) -> Self {

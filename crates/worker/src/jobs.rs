@@ -218,40 +218,21 @@ pub async fn replay(
             // A row that does not read back fails this replay, visibly, instead of failing the
             // job forever (the experiment still completes).
             let error = format!("the item does not read back: {err}");
-            let record = ReplayRecord {
-                experiment_id: experiment_id.into(),
-                item_kind: experiment.spec.item_kind().into(),
-                item_id: item_id.into(),
-                candidate: candidate.into(),
-                model: config.model.clone(),
-                response: None,
-                output_text: None,
-                usage: None,
-                cost_usd: None,
-                latency_ms: None,
-                error: Some(error.clone()),
-                skipped: None,
-            };
+            let mut record = ReplayRecord::new(
+                experiment_id,
+                experiment.spec.item_kind(),
+                item_id,
+                candidate,
+                &config.model,
+            );
+            record.error = Some(error.clone());
             svc.store.insert_replay(&record).await?;
             return Ok(JobOutcome::Failed { error });
         }
         Err(err) => return Err(err),
     };
     let body = replay_body(&item.request, &config.model, &config.params);
-    let mut record = ReplayRecord {
-        experiment_id: experiment_id.into(),
-        item_kind: item.kind.into(),
-        item_id: item_id.into(),
-        candidate: candidate.into(),
-        model: config.model.clone(),
-        response: None,
-        output_text: None,
-        usage: None,
-        cost_usd: None,
-        latency_ms: None,
-        error: None,
-        skipped: None,
-    };
+    let mut record = ReplayRecord::new(experiment_id, item.kind, item_id, candidate, &config.model);
     // Without a cap there is nothing to reserve against: only the actual cost is recorded.
     let capped = experiment.spec.spend_cap_usd.is_some();
     let estimate = config.price.cost(estimated_usage(&item));
