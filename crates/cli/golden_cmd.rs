@@ -23,12 +23,18 @@ pub fn datasets(app: &App) -> DatasetDir {
 /// Registers the current content of dataset `name` as a version; returns (version, whether it
 /// was new).
 pub async fn sync(app: &App, name: &str) -> anyhow::Result<(String, bool, usize)> {
+    let (version, new, items) = sync_items(app, name).await?;
+    Ok((version, new, items.len()))
+}
+
+/// [`sync`], returning the items it read.
+async fn sync_items(app: &App, name: &str) -> anyhow::Result<(String, bool, Vec<Item>)> {
     let items = datasets(app).read(name)?;
     let version = evaltap_golden::version_of(&items);
     let rows: Vec<(String, Value)> =
         items.iter().map(|i| Ok((i.id.clone(), serde_json::to_value(i)?))).collect::<anyhow::Result<_>>()?;
     let new = app.store.register_dataset_version(name, &version, &rows).await?;
-    Ok((version, new, items.len()))
+    Ok((version, new, items))
 }
 
 /// Parses `k=v` tags.
@@ -328,8 +334,8 @@ pub struct GoldenRun {
 /// Syncs the dataset, creates its run as an experiment over the version, runs it through the
 /// queue to the end and returns the report.
 pub async fn run(app: &App, dataset: &str, options: &GoldenRun) -> anyhow::Result<Report> {
-    let (version, _, count) = sync(app, dataset).await?;
-    if count == 0 {
+    let (version, _, items) = sync_items(app, dataset).await?;
+    if items.is_empty() {
         bail!("dataset `{dataset}` has no items");
     }
     let baseline = match (&options.baseline, options.against_reference) {
@@ -345,7 +351,6 @@ pub async fn run(app: &App, dataset: &str, options: &GoldenRun) -> anyhow::Resul
         .iter()
         .map(|c| Check::parse_arg(c).map(|c| serde_json::to_value(c).unwrap_or(Value::Null)))
         .collect::<Result<Vec<_>, _>>()?;
-    let items = datasets(app).read(dataset)?;
     let rubrics = if options.rubrics.is_empty() {
         let all_referenced = items.iter().all(|i| i.reference.is_some());
         vec![if all_referenced { "correctness_vs_reference" } else { "correctness" }.to_string()]

@@ -102,25 +102,8 @@ pub async fn calibrate(app: &App, rubric: &str, labels: &Path) -> anyhow::Result
         bail!("calibration compares scores: rubric `{rubric}` is pairwise");
     }
     let items = calibration::read_labels(labels, &definition)?;
-    let experiment_like = evaltap_store::ExperimentSpec {
-        name: "calibration".into(),
-        filter: Default::default(),
-        candidates: Vec::new(),
-        rubrics: vec![rubric.into()],
-        pairwise_rubrics: Vec::new(),
-        sample_size: None,
-        margin: 0.0,
-        spend_cap_usd: None,
-        prices: Default::default(),
-        rubric_definitions: Vec::new(),
-        judge: app.config.judge.clone(),
-        judge_samples: 1,
-        dataset: None,
-        baseline: Default::default(),
-        checks: Vec::new(),
-    };
-    let (judge, config) =
-        app.services.judge_for(&experiment_like).context("no [judge] is configured in evaltap.toml")?;
+    let config = app.config.judge.as_ref().context("no [judge] is configured in evaltap.toml")?;
+    let judge = app.services.judge_with(config);
     let rubrics = &app.rubrics;
     let concurrency = config.max_concurrency.max(1);
     let scores: Vec<Option<f64>> = futures_util::stream::iter(items.iter())

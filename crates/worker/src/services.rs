@@ -101,11 +101,16 @@ impl Services {
     /// configuration.
     pub fn judge_for(&self, spec: &ExperimentSpec) -> Option<(Judge, JudgeConfig)> {
         let config = spec.judge.clone().or_else(|| self.judge.clone())?;
+        Some((self.judge_with(&config), config))
+    }
+
+    /// A judge calling the endpoint `config` describes (one client per endpoint).
+    pub fn judge_with(&self, config: &JudgeConfig) -> Judge {
         let key = format!("judge\u{0}{}\u{0}{}", config.base_url, config.max_concurrency);
         let timeouts = (config.attempt_timeout_secs, config.deadline_secs);
         let client =
             self.client(key, &config.base_url, config.api_key_env.as_ref(), config.max_concurrency, timeouts);
-        Some((Judge::new(client, config.model.clone(), config.temperature), config))
+        Judge::new(client, config.model.clone(), config.temperature)
     }
 
     /// The rubrics an experiment froze (older experiments: the files loaded now).
