@@ -306,4 +306,43 @@ async fn the_whole_loop_reaches_the_right_verdicts_and_is_idempotent() {
     assert!(summary.position_consistency > 0.5 && summary.position_consistency < 1.0, "{summary:?}");
     assert_eq!(rubric.stats.baseline_mean, 0.5);
     assert_eq!(rubric.stats.verdict, Verdict::Worse, "{rubric:?}");
+
+    // Every field the README's report contract names is in the JSON (pointwise and pairwise).
+    let mut present = std::collections::HashSet::new();
+    for report in [&run.report, &report] {
+        collect_keys(&serde_json::to_value(report).expect("json"), &mut present);
+    }
+    for key in readme_report_keys() {
+        assert!(present.contains(&key), "README promises report field `{key}`, the report has none");
+    }
+}
+
+fn collect_keys(value: &serde_json::Value, keys: &mut std::collections::HashSet<String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                keys.insert(k.clone());
+                collect_keys(v, keys);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| collect_keys(v, keys)),
+        _ => {}
+    }
+}
+
+/// The field names in the README's report contract block.
+fn readme_report_keys() -> Vec<String> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
+    let start = readme.find("The report JSON (").expect("contract section");
+    let block = &readme[start..];
+    let open = block.find("```\n").expect("code block") + 4;
+    let close = open + block[open..].find("```").expect("end of block");
+    let text = block[open..close].replace(r#": "running" | "done""#, "");
+    let keys: Vec<String> = regex::Regex::new(r#""([a-z_0-9]+)""#)
+        .expect("regex")
+        .captures_iter(&text)
+        .map(|c| c[1].to_string())
+        .collect();
+    assert!(keys.len() > 40, "{keys:?}");
+    keys
 }
