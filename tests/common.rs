@@ -7,28 +7,118 @@ use evaltap::app::App;
 use evaltap::demo::{demo_config, tee_production_traffic};
 use evaltap_report::Report;
 use evaltap_sim::{JudgeBehavior, SimConfig, SimServer};
-use evaltap_store::Experiment;
+use evaltap_store::{Engine, Experiment};
 use evaltap_worker::ExperimentRequest;
 use indicatif::ProgressBar;
 
-/// A fresh folder for one test's database, removed when dropped.
-pub struct TempDir(pub PathBuf);
+tokio::task_local! {
+    /// The engine the shared suite runs the current test on (SQLite unless a test is one of
+    /// the pair [`on_both_engines!`] makes).
+    pub static ENGINE: Engine;
+}
+
+/// The engine of the running test.
+pub fn engine() -> Engine {
+    ENGINE.try_with(|e| *e).unwrap_or(Engine::Sqlite)
+}
+
+/// Where the shared suite finds PostgreSQL (`.ci/run` starts it): each test creates its own
+/// database there.
+pub fn postgres_admin_url() -> String {
+    std::env::var("EVALTAP_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// Runs an async test body once on SQLite and once on PostgreSQL: `mod NAME { sqlite, postgres }`.
+#[macro_export]
+macro_rules! on_both_engines {
+    ($(#[doc = $doc:literal])* async fn $name:ident() $body:block) => {
+        $(#[doc = $doc])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn body() $body
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                $crate::common::ENGINE.scope(evaltap_store::Engine::Sqlite, body()).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                $crate::common::ENGINE.scope(evaltap_store::Engine::Postgres, body()).await
+            }
+        }
+    };
+}
+
+/// A fresh folder (and, on PostgreSQL, a fresh database) for one test, removed when dropped.
+pub struct TempDir(pub PathBuf, Option<String>);
 
 impl TempDir {
     pub fn new(label: &str) -> TempDir {
         let dir = std::env::temp_dir().join(format!("evaltap-test-{label}-{}", uuid::Uuid::now_v7()));
         std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
+        TempDir(dir, None)
     }
 
     pub fn database(&self) -> PathBuf {
         self.0.join("evaltap.db")
     }
+
+    /// A database URL of the running test's engine: the SQLite file in this folder, or a new
+    /// PostgreSQL database (dropped with the folder).
+    pub fn database_url(&mut self) -> String {
+        match engine() {
+            Engine::Sqlite => format!("sqlite://{}", self.database().display()),
+            Engine::Postgres => {
+                let name = format!("evaltap_test_{}", uuid::Uuid::now_v7().simple());
+                postgres_admin(&format!("CREATE DATABASE {name}"));
+                self.1 = Some(name.clone());
+                let admin = postgres_admin_url();
+                let base = admin.rsplit_once('/').map_or(admin.as_str(), |(base, _)| base);
+                format!("{base}/{name}")
+            }
+        }
+    }
+}
+
+/// Runs one administrative statement on PostgreSQL, from a thread of its own (callable from
+/// sync code and from `Drop`).
+fn postgres_admin(statement: &str) {
+    let statement = statement.to_string();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        runtime.block_on(async {
+            use sqlx::Connection as _;
+            let url = postgres_admin_url();
+            let mut connection = sqlx::PgConnection::connect(&url).await.unwrap_or_else(|err| {
+                panic!("PostgreSQL is not reachable at {url} ({err}); start it (see .ci/run) or set EVALTAP_TEST_POSTGRES_URL")
+            });
+            sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&mut connection).await.expect("admin statement");
+        });
+    })
+    .join()
+    .expect("admin thread");
 }
 
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+        if let Some(name) = self.1.take() {
+            let _ = std::panic::catch_unwind(|| {
+                postgres_admin(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            });
+        }
+    }
+}
+
+/// The SQLite pool of a store (for the tests that look at SQLite itself).
+pub fn sqlite_pool(store: &evaltap_store::Store) -> &sqlx::SqlitePool {
+    match store.pool() {
+        evaltap_store::Pool::Sqlite(pool) => pool,
+        evaltap_store::Pool::Postgres(_) => panic!("this test runs on SQLite only"),
     }
 }
 
@@ -44,8 +134,8 @@ pub struct TestServer {
 impl TestServer {
     /// Opens `config` (its database replaced by a fresh file) and serves it.
     pub async fn start(mut config: evaltap_core::Config) -> TestServer {
-        let dir = TempDir::new("server");
-        config.database_url = format!("sqlite://{}", dir.database().display());
+        let mut dir = TempDir::new("server");
+        config.database_url = dir.database_url();
         // Tests of the door and the proxy read the API without tokens (loopback only); tests of
         // access control configure tokens.
         if config.auth.tokens.is_empty() {
@@ -129,11 +219,21 @@ impl Bench {
         exchanges: usize,
         configure: impl FnOnce(&mut evaltap_core::Config),
     ) -> Bench {
-        let dir = TempDir::new(label);
-        let sim = evaltap_sim::spawn(([127, 0, 0, 1], 0).into(), SimConfig { latency_scale: 0.0, judge })
+        Bench::start_on(label, SimConfig { latency_scale: 0.0, judge }, rubrics_dir, exchanges, configure)
             .await
-            .expect("sim");
-        let mut config = demo_config(&sim.base_url(), format!("sqlite://{}", dir.database().display()));
+    }
+
+    /// [`Bench::start_with`] with the simulated upstream configured in full.
+    pub async fn start_on(
+        label: &str,
+        sim_config: SimConfig,
+        rubrics_dir: Option<&Path>,
+        exchanges: usize,
+        configure: impl FnOnce(&mut evaltap_core::Config),
+    ) -> Bench {
+        let mut dir = TempDir::new(label);
+        let sim = evaltap_sim::spawn(([127, 0, 0, 1], 0).into(), sim_config).await.expect("sim");
+        let mut config = demo_config(&sim.base_url(), dir.database_url());
         config.rubrics_dir = rubrics_dir.map_or_else(repo_rubrics, Path::to_path_buf);
         // Golden runs compare with the production model itself; each bench has its own datasets.
         let mut large = config.candidates[0].clone();

@@ -260,11 +260,11 @@ async fn over_capacity_answers_503_with_retry_after_at_once() {
 #[tokio::test]
 async fn acknowledged_writes_are_synced_at_commit() {
     let server = TestServer::start(Config::default()).await;
-    assert_eq!(server.app.store.synchronous_level().await.expect("pragma"), 2);
+    assert_eq!(server.app.store.synchronous_level().await.expect("pragma"), Some(2));
     // Every connection of the pool, held at once so each is a different one.
     let mut held = Vec::new();
     for _ in 0..8 {
-        held.push(server.app.store.pool().acquire().await.expect("connection"));
+        held.push(crate::common::sqlite_pool(&server.app.store).acquire().await.expect("connection"));
     }
     for connection in &mut held {
         let level: i64 =
@@ -322,7 +322,7 @@ async fn an_unreadable_row_is_skipped_and_counted_everywhere() {
         "INSERT INTO exchanges (id, source, dedup_key, received_at, model, request, response, tags, succeeded)
          VALUES ('poison-row', 'demo', 'poison', '2026-11-29T00:00:00Z', 'sim-large', '{not json', '{}', '{}', 1)",
     )
-    .execute(app.store.pool())
+    .execute(crate::common::sqlite_pool(&app.store))
     .await
     .expect("insert");
     let (readable, unreadable) = app.store.readable_exchanges(None, 1000).await.expect("list");

@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use apalis::prelude::TaskSink;
 use evaltap::app::App;
 use evaltap::demo::{DemoOptions, start};
 use evaltap_stats::Verdict;
@@ -78,7 +77,7 @@ async fn the_whole_loop_reaches_the_right_verdicts_and_is_idempotent() {
     let options = DemoOptions { json: true, exchanges: 300, seed: 7, port: 0 };
     let run = start(&options, dir.database()).await.expect("the loop runs");
     let report = &run.report;
-    let pool = run.app.store.pool().clone();
+    let pool = crate::common::sqlite_pool(&run.app.store).clone();
 
     // Verdicts: the cheap, clearly worse model is `worse` on every rubric; the cheap model about
     // as good as production is not, and both cost less.
@@ -210,7 +209,7 @@ async fn the_whole_loop_reaches_the_right_verdicts_and_is_idempotent() {
 
     // Enqueueing every job of the experiment a second time, with the worker still running,
     // drains without adding a row.
-    let mut queue = run.app.queue.clone();
+    let queue = run.app.queue.clone();
     let mut duplicate_jobs = Vec::new();
     for item_id in run.app.store.experiment_item_ids(&run.experiment.id).await.expect("ids") {
         for candidate in ["small", "medium"] {
@@ -230,7 +229,7 @@ async fn the_whole_loop_reaches_the_right_verdicts_and_is_idempotent() {
             });
         }
     }
-    queue.push_bulk(duplicate_jobs).await.expect("push duplicates");
+    evaltap_worker::queue::push_jobs(&queue, duplicate_jobs).await.expect("push duplicates");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     while pending_jobs(&pool).await > 0 {
         assert!(tokio::time::Instant::now() < deadline, "duplicate jobs never drained");

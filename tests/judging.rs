@@ -37,7 +37,7 @@ async fn a_rubric_edited_after_creation_leaves_the_experiment_unchanged() {
     // The judge was asked on the frozen 1–10 scale: correct answers score 10.
     let max: f64 = sqlx::query_scalar("SELECT MAX(raw_score) FROM judgments WHERE experiment_id = ?")
         .bind(&experiment.id)
-        .fetch_one(fresh.store.pool())
+        .fetch_one(crate::common::sqlite_pool(&fresh.store))
         .await
         .expect("max");
     assert_eq!(max, 10.0);
@@ -71,7 +71,7 @@ async fn a_judge_failing_on_long_answers_shows_judge_errors_and_a_warning() {
     let faulty = JudgeBehavior { unreadable_long: 0.10, ..QUIET };
     let (bench, experiment, report) = Bench::run_one("faulty", faulty, "medium", "correctness", 200).await;
     let rubric = &report.candidates[0].rubrics[0];
-    let pool = bench.app.store.pool();
+    let pool = crate::common::sqlite_pool(&bench.app.store);
 
     // Failed judgments are stored with the judge's raw answer, after three attempts.
     let failed: Vec<(String, Option<String>, i64)> = sqlx::query_as(
@@ -169,7 +169,7 @@ async fn judge_calls_count_against_the_spend_cap() {
     // Reserved before paying: at most one judge call's estimation error over the cap.
     let largest_call: f64 = sqlx::query_scalar("SELECT MAX(cost_usd) FROM judgments WHERE experiment_id = ?")
         .bind(&experiment.id)
-        .fetch_one(bench.app.store.pool())
+        .fetch_one(crate::common::sqlite_pool(&bench.app.store))
         .await
         .expect("max");
     assert!(spend.total_spent_usd <= cap + largest_call, "{spend:?}");
@@ -193,7 +193,7 @@ async fn repeated_judging_averages_k_samples_and_reports_their_spread() {
         "SELECT score, score_samples, attempts FROM judgments WHERE experiment_id = ? AND score IS NOT NULL",
     )
     .bind(&experiment.id)
-    .fetch_all(bench.app.store.pool())
+    .fetch_all(crate::common::sqlite_pool(&bench.app.store))
     .await
     .expect("rows");
     assert_eq!(rows.len(), 80);

@@ -11,3 +11,4 @@ mod judging;
 mod mirror;
 mod proxy;
 mod python_clients;
+mod scale;

@@ -31,7 +31,8 @@ impl App {
         let store = Store::connect(&config.database_url)
             .await
             .with_context(|| format!("opening database {}", config.database_url))?;
-        let queue = evaltap_worker::queue::open(&store).await.context("setting up the job queue")?;
+        let queue =
+            evaltap_worker::queue::open(&store, &config.worker).await.context("setting up the job queue")?;
         let rubrics = Rubrics::load(&config.rubrics_dir)
             .with_context(|| format!("loading rubrics from {}", config.rubrics_dir.display()))?;
         // A template that parses but cannot render would fail every judge job: say so now.

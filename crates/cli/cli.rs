@@ -117,6 +117,10 @@ struct ServeArgs {
     /// Jobs in flight in the embedded worker (0 runs no worker).
     #[arg(long, default_value_t = 16)]
     workers: usize,
+    /// Run no worker in this process (ingest, proxy and dashboard only; run `evaltap worker`
+    /// elsewhere on the same database).
+    #[arg(long, conflicts_with = "workers")]
+    no_workers: bool,
 }
 
 #[derive(Debug, Args)]
@@ -520,6 +524,10 @@ enum ExperimentCommand {
         /// Jobs in flight.
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
+        /// Push every unfinished job again, including work already queued — for jobs the queue
+        /// gave up on after repeated storage errors. Duplicates call no model: claims decide.
+        #[arg(long)]
+        requeue: bool,
     },
     /// List experiments.
     List,
@@ -538,9 +546,27 @@ async fn open_app(cli: &Cli) -> anyhow::Result<App> {
 /// How often `serve` and `worker` look for due schedules and finished scheduled runs.
 const SCHEDULER_PERIOD: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// Completes on Ctrl-C (SIGINT) or SIGTERM — what docker, systemd and Kubernetes send.
 async fn ctrl_c() {
-    if tokio::signal::ctrl_c().await.is_err() {
-        std::future::pending::<()>().await;
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
     }
 }
 
@@ -572,21 +598,26 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let listener =
                 tokio::net::TcpListener::bind(&bind).await.with_context(|| format!("binding {bind}"))?;
             eprintln!("evaltap listening on http://{}", listener.local_addr()?);
-            if args.workers > 0 {
+            let mut worker = None;
+            if args.workers > 0 && !args.no_workers {
                 let resumed = app.resume_unfinished().await?;
                 if resumed > 0 {
                     eprintln!("re-enqueued {resumed} jobs of unfinished experiments");
                 }
                 let worker_app = app.clone();
                 let workers = args.workers;
-                tokio::spawn(async move {
+                worker = Some(tokio::spawn(async move {
                     if let Err(err) = worker_app.run_worker(workers, ctrl_c()).await {
                         tracing::error!("worker stopped: {err:#}");
                     }
-                });
+                }));
                 tokio::spawn(evaltap_drift::run_scheduler(app.drift_context()?, SCHEDULER_PERIOD, ctrl_c()));
             }
             evaltap_server::serve(listener, app.server_state(), ctrl_c()).await?;
+            // The worker saw the same signal: let its jobs in flight finish and store.
+            if let Some(worker) = worker {
+                let _ = worker.await;
+            }
         }
         Command::Worker(args) => {
             let app = open_app(&cli).await?;
@@ -634,10 +665,14 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 experiment.spec.name
             );
         }
-        Command::Experiment(ExperimentCommand::Run { name, concurrency }) => {
+        Command::Experiment(ExperimentCommand::Run { name, concurrency, requeue }) => {
             let app = open_app(&cli).await?;
             let experiment = app.store.require_experiment(name).await?;
-            evaltap_worker::enqueue_missing(&app.store, &app.queue, &experiment).await?;
+            if *requeue {
+                evaltap_worker::requeue_unfinished(&app.store, &app.queue, &experiment).await?;
+            } else {
+                evaltap_worker::enqueue_missing(&app.store, &app.queue, &experiment).await?;
+            }
             app.run_to_done(&experiment, *concurrency, false).await?;
             let report = evaltap_report::build(&app.store, &experiment).await?;
             print!("{}", evaltap_report::render_text(&report));

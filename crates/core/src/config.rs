@@ -84,6 +84,60 @@ pub struct Config {
     /// Who may use the API and the dashboard.
     #[serde(default)]
     pub auth: AuthConfig,
+    /// How workers hold work and notice each other's deaths.
+    #[serde(default)]
+    pub worker: WorkerConfig,
+}
+
+/// Worker timing: leases on claimed work and the queue's heartbeats.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// Seconds a claim on a replay or judgment (and its spend reservation) lasts unless
+    /// renewed; a worker renews it every third of this while its call runs. When a worker
+    /// dies, its work is taken over this long after its last renewal.
+    #[serde(default = "default_lease_secs")]
+    pub lease_secs: f64,
+    /// Seconds between a worker's heartbeats to the queue.
+    #[serde(default = "default_heartbeat_secs")]
+    pub heartbeat_secs: f64,
+    /// Heartbeats a worker may miss before the queue hands its jobs to other workers.
+    #[serde(default = "default_missed_heartbeats")]
+    pub missed_heartbeats: usize,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            lease_secs: default_lease_secs(),
+            heartbeat_secs: default_heartbeat_secs(),
+            missed_heartbeats: default_missed_heartbeats(),
+        }
+    }
+}
+
+impl WorkerConfig {
+    /// The lease on claimed work.
+    pub fn lease(&self) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(self.lease_secs.clamp(0.5, 86_400.0))
+    }
+
+    /// The interval between queue heartbeats.
+    pub fn heartbeat(&self) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(self.heartbeat_secs.clamp(0.2, 3_600.0))
+    }
+}
+
+fn default_lease_secs() -> f64 {
+    60.0
+}
+
+fn default_heartbeat_secs() -> f64 {
+    5.0
+}
+
+fn default_missed_heartbeats() -> usize {
+    3
 }
 
 /// API and dashboard access: bearer tokens (or the dashboard's login cookie) with a role. The
@@ -415,6 +469,7 @@ impl Default for Config {
             prices: BTreeMap::new(),
             alerts: AlertsConfig::default(),
             auth: AuthConfig::default(),
+            worker: WorkerConfig::default(),
         }
     }
 }

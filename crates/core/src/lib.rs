@@ -15,7 +15,7 @@ pub mod sampling;
 
 pub use config::{
     AlertsConfig, AuthConfig, CandidateConfig, Config, ConfigError, JudgeConfig, Role, SampleRule, SlackSink,
-    SourceConfig, TokenConfig, WebhookSink,
+    SourceConfig, TokenConfig, WebhookSink, WorkerConfig,
 };
 pub use exchange::Exchange;
 pub use pricing::{Price, Usage};

@@ -70,7 +70,11 @@ pub(crate) async fn sources_overview(state: &AppState) -> Result<Value, ApiError
                    "last_seen_at": s.last_seen_at, "proxy": source.upstream.is_some()})
         })
         .collect();
-    Ok(json!({"sources": items, "proxy_shed": state.proxy.shed()}))
+    // Every serve process adds what it shed to the store's counter; this process's count may
+    // be ahead of what it has recorded there yet.
+    let recorded = state.store.counter(crate::proxy::PROXY_SHED_COUNTER).await?;
+    Ok(json!({"sources": items, "proxy_shed": recorded.max(state.proxy.shed()),
+              "proxy_shed_this_process": state.proxy.shed()}))
 }
 
 /// Query of `GET /api/exchanges`.

@@ -119,6 +119,7 @@ pub async fn serve(
     use tokio::io::AsyncWriteExt as _;
 
     let state = state.bound_to(listener.local_addr()?);
+    let proxy = state.proxy.clone();
     let connections = Arc::new(tokio::sync::Semaphore::new(state.config.max_connections.max(1)));
     let state_header_timeout = state.config.header_read_timeout_secs;
     let service = hyper_util::service::TowerToHyperService::new(router(state));
@@ -170,5 +171,7 @@ pub async fn serve(
     if tokio::time::timeout(std::time::Duration::from_secs(30), graceful.shutdown()).await.is_err() {
         tracing::warn!("some connections were still open 30 s after shutdown began");
     }
+    // Exchanges the proxy mirrored up to the last connection are stored before returning.
+    proxy.flush().await;
     Ok(())
 }

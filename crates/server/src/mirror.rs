@@ -203,6 +203,7 @@ async fn ingest(
     }
     decoded.rejected.sort_by_key(|r| r.index);
     let (kept, counts) = source.admit(fit.into_iter().map(|(_, e)| e), decoded.rejected.len());
+    let (kept, counts) = source.cap_per_minute(&state.store, kept, counts).await?;
     let stored =
         tokio::time::timeout(STORE_TIMEOUT, state.store.record_delivery(&source.config.name, &kept, counts))
             .await

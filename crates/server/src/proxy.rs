@@ -34,15 +34,29 @@ const MAX_MIRRORED_BYTES: usize = 8 * 1024 * 1024;
 #[derive(Clone)]
 pub struct ProxyState {
     http: reqwest::Client,
-    mirror: mpsc::Sender<(Arc<Source>, Exchange)>,
+    mirror: mpsc::Sender<MirrorMessage>,
     shed: Arc<AtomicU64>,
 }
+
+/// What the mirror writer receives: exchanges to store, or a request to say when everything
+/// sent before it is stored.
+enum MirrorMessage {
+    Exchange(Arc<Source>, Exchange),
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
+/// Counter (in the store, shared by every serve process) of exchanges the proxy could not
+/// mirror.
+pub const PROXY_SHED_COUNTER: &str = "proxy_shed";
 
 impl ProxyState {
     /// Starts the background task that stores mirrored exchanges.
     pub fn start(store: Store) -> ProxyState {
-        let (mirror, mut rx) = mpsc::channel::<(Arc<Source>, Exchange)>(MIRROR_QUEUE);
+        let (mirror, mut rx) = mpsc::channel::<MirrorMessage>(MIRROR_QUEUE);
+        let shed = Arc::new(AtomicU64::new(0));
+        let shed_seen = shed.clone();
         tokio::spawn(async move {
+            let mut shed_recorded = 0;
             while let Some(first) = rx.recv().await {
                 // Group commit: take what else is waiting, store it per source in one go.
                 let mut batch = vec![first];
@@ -53,7 +67,15 @@ impl ProxyState {
                     }
                 }
                 let mut by_source: Vec<(Arc<Source>, Vec<Exchange>)> = Vec::new();
-                for (source, exchange) in batch {
+                let mut flushes = Vec::new();
+                for message in batch {
+                    let (source, exchange) = match message {
+                        MirrorMessage::Exchange(source, exchange) => (source, exchange),
+                        MirrorMessage::Flush(done) => {
+                            flushes.push(done);
+                            continue;
+                        }
+                    };
                     match by_source.iter_mut().find(|(s, _)| Arc::ptr_eq(s, &source)) {
                         Some((_, exchanges)) => exchanges.push(exchange),
                         None => by_source.push((source, vec![exchange])),
@@ -61,15 +83,39 @@ impl ProxyState {
                 }
                 for (source, exchanges) in by_source {
                     let (kept, counts) = source.admit(exchanges, 0);
-                    if let Err(err) = store.record_delivery(&source.config.name, &kept, counts).await {
+                    let capped = source.cap_per_minute(&store, kept, counts).await;
+                    let stored = match capped {
+                        Ok((kept, counts)) => store.record_delivery(&source.config.name, &kept, counts).await,
+                        Err(err) => Err(err),
+                    };
+                    if let Err(err) = stored {
                         tracing::error!(%err, source = %source.config.name, "storing mirrored exchanges failed");
                     }
+                }
+                let shed_now = shed_seen.load(Ordering::Relaxed);
+                if shed_now > shed_recorded {
+                    match store.add_to_counter(PROXY_SHED_COUNTER, shed_now - shed_recorded).await {
+                        Ok(()) => shed_recorded = shed_now,
+                        Err(err) => tracing::warn!(%err, "recording shed exchanges failed; will retry"),
+                    }
+                }
+                for done in flushes {
+                    let _ = done.send(());
                 }
             }
         });
         // Streams may run for minutes; only connecting is bounded.
         let http = evaltap_providers::http_client(Duration::from_secs(3600)).unwrap_or_default();
-        ProxyState { http, mirror, shed: Arc::default() }
+        ProxyState { http, mirror, shed }
+    }
+
+    /// Returns once every exchange mirrored so far is stored (shutdown calls this after the
+    /// last connection closed, so nothing a client was served is lost).
+    pub async fn flush(&self) {
+        let (done, stored) = tokio::sync::oneshot::channel();
+        if self.mirror.send(MirrorMessage::Flush(done)).await.is_ok() {
+            let _ = stored.await;
+        }
     }
 
     /// Exchanges dropped because the mirror queue was full.
@@ -164,7 +210,7 @@ pub(crate) async fn chat_completions(
         let (Some(request), true) = (request_json, complete) else { return };
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
         let exchange = assemble(request, &bytes, &content_type, status.as_u16(), latency_ms);
-        if proxy.mirror.try_send((source, exchange)).is_err() {
+        if proxy.mirror.try_send(MirrorMessage::Exchange(source, exchange)).is_err() {
             let shed = proxy.shed.fetch_add(1, Ordering::Relaxed) + 1;
             tracing::warn!(shed, "mirror queue full; exchange not mirrored");
         }

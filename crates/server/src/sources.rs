@@ -2,7 +2,7 @@
 //! per-minute cap, and redaction.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use evaltap_core::redact::Redactor;
 use evaltap_core::{Exchange, SourceConfig, sampling};
@@ -31,8 +31,6 @@ pub struct Source {
     pub config: SourceConfig,
     redactor: Redactor,
     hmac_secret: Option<Vec<u8>>,
-    /// (minute since the epoch, exchanges kept in it).
-    minute: Mutex<(u64, u64)>,
 }
 
 impl Source {
@@ -49,7 +47,7 @@ impl Source {
         if config.hmac_secret_env.is_some() && hmac_secret.is_none() {
             tracing::warn!(source = %config.name, "hmac_secret_env is not set: every delivery will be refused");
         }
-        Source { config, redactor, hmac_secret, minute: Mutex::new((0, 0)) }
+        Source { config, redactor, hmac_secret }
     }
 
     /// Whether deliveries must carry a valid signature.
@@ -85,13 +83,12 @@ impl Source {
         exchanges: impl IntoIterator<Item = Exchange>,
         rejected: usize,
     ) -> (Vec<Exchange>, DeliveryCounts) {
-        let now_minute = current_minute();
         let mut counts = DeliveryCounts { rejected, received: rejected, ..DeliveryCounts::default() };
         let mut kept = Vec::new();
         for mut exchange in exchanges {
             counts.received += 1;
             counts.redactions += self.redact(&mut exchange);
-            if self.keep(&exchange, now_minute) {
+            if self.keep(&exchange) {
                 kept.push(exchange);
             } else {
                 counts.sampled_out += 1;
@@ -101,24 +98,33 @@ impl Source {
     }
 
     /// Whether sampling keeps this exchange: the stable hash against the rate of the first
-    /// matching rule (or the source's), then the per-minute cap.
-    pub fn keep(&self, exchange: &Exchange, now_minute: u64) -> bool {
+    /// matching rule (or the source's). The per-minute cap is applied after, in the store
+    /// ([`Source::cap_per_minute`]), so that every serve process shares it.
+    pub fn keep(&self, exchange: &Exchange) -> bool {
         let route = exchange.tags.get("route").and_then(|v| v.as_str());
         let model =
             exchange.model.as_deref().or_else(|| exchange.request.get("model").and_then(|m| m.as_str()));
-        if !sampling::keep(&self.config.name, &exchange.dedup_key(), self.config.rate_for(model, route)) {
-            return false;
+        sampling::keep(&self.config.name, &exchange.dedup_key(), self.config.rate_for(model, route))
+    }
+
+    /// Keeps what fits under the source's per-minute cap (shared through the store by every
+    /// serve process); the rest counts as sampled out.
+    pub async fn cap_per_minute(
+        &self,
+        store: &evaltap_store::Store,
+        mut kept: Vec<Exchange>,
+        mut counts: DeliveryCounts,
+    ) -> Result<(Vec<Exchange>, DeliveryCounts), evaltap_store::StoreError> {
+        let Some(cap) = self.config.max_per_minute else { return Ok((kept, counts)) };
+        if kept.is_empty() {
+            return Ok((kept, counts));
         }
-        let Some(cap) = self.config.max_per_minute else { return true };
-        let mut minute = self.minute.lock().unwrap_or_else(|p| p.into_inner());
-        if minute.0 != now_minute {
-            *minute = (now_minute, 0);
-        }
-        if minute.1 >= cap {
-            return false;
-        }
-        minute.1 += 1;
-        true
+        let minute = i64::try_from(current_minute()).unwrap_or(i64::MAX);
+        let granted = store.take_rate(&self.config.name, minute, kept.len() as u64, cap).await?;
+        let granted = usize::try_from(granted).unwrap_or(usize::MAX).min(kept.len());
+        counts.sampled_out += kept.len() - granted;
+        kept.truncate(granted);
+        Ok((kept, counts))
     }
 }
 

@@ -76,19 +76,55 @@ impl AccuracyOverrides {
     }
 }
 
+/// Every chat completion request received, counted by its body: the same request made twice
+/// (a model call paid twice) shows as a count of 2.
+#[derive(Debug, Clone, Default)]
+pub struct CallLog(Arc<std::sync::Mutex<HashMap<u64, u64>>>);
+
+impl CallLog {
+    fn record(&self, body: &[u8]) {
+        let mut map = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        *map.entry(xxhash_rust::xxh3::xxh3_64(body)).or_insert(0) += 1;
+    }
+
+    /// Requests received, in all.
+    pub fn total(&self) -> u64 {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).values().sum()
+    }
+
+    /// Distinct requests received.
+    pub fn distinct(&self) -> usize {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).len()
+    }
+
+    /// How many times each request that came more than once came.
+    pub fn repeats(&self) -> Vec<u64> {
+        let map = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        map.values().copied().filter(|count| *count > 1).collect()
+    }
+}
+
 #[derive(Clone)]
 struct SimState {
     config: SimConfig,
     accuracy: AccuracyOverrides,
+    calls: CallLog,
 }
 
 /// The router of the simulated upstream.
-pub fn router(config: SimConfig, accuracy: AccuracyOverrides) -> Router {
+pub fn router(config: SimConfig, accuracy: AccuracyOverrides, calls: CallLog) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/models", get(list_models))
         .route("/control/accuracy", post(set_accuracy))
-        .with_state(SimState { config, accuracy })
+        .route("/control/calls", get(call_counts))
+        .with_state(SimState { config, accuracy, calls })
+}
+
+/// `GET /control/calls`: requests received, distinct, and the counts of repeated ones.
+async fn call_counts(State(state): State<SimState>) -> Json<Value> {
+    let calls = &state.calls;
+    Json(json!({"total": calls.total(), "distinct": calls.distinct(), "repeats": calls.repeats()}))
 }
 
 /// `POST /control/accuracy {"model", "accuracy"}`.
@@ -116,6 +152,8 @@ pub struct SimServer {
     pub addr: SocketAddr,
     /// Its changeable accuracies.
     pub accuracy: AccuracyOverrides,
+    /// The requests it received.
+    pub calls: CallLog,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -142,14 +180,15 @@ pub async fn spawn(addr: SocketAddr, config: SimConfig) -> std::io::Result<SimSe
         let _ = tcp.set_nodelay(true);
     });
     let accuracy = AccuracyOverrides::default();
-    let app = router(config, accuracy.clone());
+    let calls = CallLog::default();
+    let app = router(config, accuracy.clone(), calls.clone());
     let task = tokio::spawn(async move {
         let served = axum::serve(listener, app).await;
         if let Err(err) = served {
             tracing::error!(%err, "simulated upstream stopped");
         }
     });
-    Ok(SimServer { addr, accuracy, task })
+    Ok(SimServer { addr, accuracy, calls, task })
 }
 
 fn openai_error(status: StatusCode, message: impl Into<String>, code: &str) -> Response {
@@ -214,6 +253,7 @@ fn assistant_reply(model: &SimModel, accuracy: f64, prompt: &str) -> String {
 }
 
 async fn chat_completions(State(state): State<SimState>, body: axum::body::Bytes) -> Response {
+    state.calls.record(&body);
     let config = state.config;
     let request: Value = match serde_json::from_slice(&body) {
         Ok(value) => value,

@@ -1,11 +1,12 @@
 //! Golden dataset versions and their items, as runs use them. Versions are immutable: a
 //! changed file is registered as a new version.
 
+use crate::Columns;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::Row;
 
+use crate::with_pool;
 use crate::{Result, Store, from_json, to_json};
 
 /// A stored dataset version.
@@ -48,9 +49,10 @@ impl Store {
         version: &str,
         items: &[(String, Value)],
     ) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        with_pool!(&self.pool, p => {
+        let mut tx = p.begin().await?;
         let inserted = sqlx::query(
-            "INSERT INTO dataset_versions (dataset, version, created_at, items) VALUES (?, ?, ?, ?)
+            "INSERT INTO dataset_versions (dataset, version, created_at, items) VALUES ($1, $2, $3, $4)
              ON CONFLICT DO NOTHING",
         )
         .bind(name)
@@ -63,7 +65,7 @@ impl Store {
             == 1;
         for (position, (item_id, body)) in items.iter().enumerate() {
             sqlx::query(
-                "INSERT INTO dataset_items (key, version, item_id, position, body) VALUES (?, ?, ?, ?, ?)
+                "INSERT INTO dataset_items (key, version, item_id, position, body) VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT DO NOTHING",
             )
             .bind(dataset_item_key(version, item_id))
@@ -76,56 +78,63 @@ impl Store {
         }
         tx.commit().await?;
         Ok(inserted)
+        })
     }
 
     /// Versions of a dataset, newest first.
     pub async fn dataset_versions(&self, name: &str) -> Result<Vec<DatasetVersion>> {
+        with_pool!(&self.pool, p => {
         let rows = sqlx::query(
-            "SELECT dataset, version, created_at, items FROM dataset_versions WHERE dataset = ?
+            "SELECT dataset, version, created_at, items FROM dataset_versions WHERE dataset = $1
              ORDER BY created_at DESC, version",
         )
         .bind(name)
-        .fetch_all(&self.pool)
+        .fetch_all(p)
         .await?;
         rows.iter()
             .map(|r| {
                 Ok(DatasetVersion {
-                    dataset: r.try_get("dataset")?,
-                    version: r.try_get("version")?,
-                    created_at: r.try_get("created_at")?,
-                    items: r.try_get("items")?,
+                    dataset: r.get("dataset")?,
+                    version: r.get("version")?,
+                    created_at: r.get("created_at")?,
+                    items: r.get("items")?,
                 })
             })
             .collect()
+        })
     }
 
     /// Items of a version, in file order.
     pub async fn dataset_items(&self, version: &str) -> Result<Vec<DatasetItemRow>> {
+        with_pool!(&self.pool, p => {
         let rows = sqlx::query(
-            "SELECT key, version, item_id, body FROM dataset_items WHERE version = ? ORDER BY position",
+            "SELECT key, version, item_id, body FROM dataset_items WHERE version = $1 ORDER BY position",
         )
         .bind(version)
-        .fetch_all(&self.pool)
+        .fetch_all(p)
         .await?;
         rows.iter().map(decode_item).collect()
+        })
     }
 
     /// One dataset item by key.
     pub async fn dataset_item(&self, key: &str) -> Result<Option<DatasetItemRow>> {
-        let row = sqlx::query("SELECT key, version, item_id, body FROM dataset_items WHERE key = ?")
+        with_pool!(&self.pool, p => {
+        let row = sqlx::query("SELECT key, version, item_id, body FROM dataset_items WHERE key = $1")
             .bind(key)
-            .fetch_optional(&self.pool)
+            .fetch_optional(p)
             .await?;
         row.as_ref().map(decode_item).transpose()
+        })
     }
 }
 
-fn decode_item(r: &sqlx::sqlite::SqliteRow) -> Result<DatasetItemRow> {
-    let body: String = r.try_get("body")?;
+fn decode_item(r: &impl Columns) -> Result<DatasetItemRow> {
+    let body: String = r.get("body")?;
     Ok(DatasetItemRow {
-        key: r.try_get("key")?,
-        version: r.try_get("version")?,
-        item_id: r.try_get("item_id")?,
+        key: r.get("key")?,
+        version: r.get("version")?,
+        item_id: r.get("item_id")?,
         body: from_json("dataset_items.body", &body)?,
     })
 }

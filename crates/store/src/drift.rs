@@ -1,10 +1,11 @@
 //! Schedules, their runs (claimed slot by slot), alerts and alert deliveries.
 
+use crate::Columns;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sqlx::Row;
 
+use crate::with_pool;
 use crate::{Result, Store, StoreError, from_json, to_json};
 
 /// What a schedule runs, besides its dataset and model.
@@ -84,33 +85,33 @@ pub struct Alert {
     pub details: Value,
 }
 
-fn decode_schedule(r: &sqlx::sqlite::SqliteRow) -> Result<Schedule> {
-    let spec: String = r.try_get("spec")?;
+fn decode_schedule(r: &impl Columns) -> Result<Schedule> {
+    let spec: String = r.get("spec")?;
     Ok(Schedule {
-        id: r.try_get("id")?,
-        name: r.try_get("name")?,
-        dataset: r.try_get("dataset")?,
-        version: r.try_get("version")?,
-        candidate: r.try_get("candidate")?,
-        every_seconds: r.try_get("every_seconds")?,
+        id: r.get("id")?,
+        name: r.get("name")?,
+        dataset: r.get("dataset")?,
+        version: r.get("version")?,
+        candidate: r.get("candidate")?,
+        every_seconds: r.get("every_seconds")?,
         spec: from_json("schedules.spec", &spec)?,
-        paused: r.try_get::<i64, _>("paused")? != 0,
-        reference_experiment: r.try_get("reference_experiment")?,
-        created_at: r.try_get("created_at")?,
+        paused: r.get::<bool>("paused")?,
+        reference_experiment: r.get("reference_experiment")?,
+        created_at: r.get("created_at")?,
     })
 }
 
-fn decode_alert(r: &sqlx::sqlite::SqliteRow) -> Result<Alert> {
-    let details: String = r.try_get("details")?;
+fn decode_alert(r: &impl Columns) -> Result<Alert> {
+    let details: String = r.get("details")?;
     Ok(Alert {
-        id: r.try_get("id")?,
-        schedule_id: r.try_get("schedule_id")?,
-        rubric: r.try_get("rubric")?,
-        status: r.try_get("status")?,
-        opened_at: r.try_get("opened_at")?,
-        opened_run: r.try_get("opened_run")?,
-        closed_at: r.try_get("closed_at")?,
-        closed_run: r.try_get("closed_run")?,
+        id: r.get("id")?,
+        schedule_id: r.get("schedule_id")?,
+        rubric: r.get("rubric")?,
+        status: r.get("status")?,
+        opened_at: r.get("opened_at")?,
+        opened_run: r.get("opened_run")?,
+        closed_at: r.get("closed_at")?,
+        closed_run: r.get("closed_run")?,
         details: from_json("alerts.details", &details)?,
     })
 }
@@ -118,9 +119,9 @@ fn decode_alert(r: &sqlx::sqlite::SqliteRow) -> Result<Alert> {
 impl Store {
     /// Creates a schedule; a name already taken is a conflict.
     pub async fn create_schedule(&self, schedule: &Schedule) -> Result<()> {
-        let done = sqlx::query(
+        let done = with_pool!(&self.pool, p => sqlx::query(
             "INSERT INTO schedules (id, name, dataset, version, candidate, every_seconds, spec, paused, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?) ON CONFLICT (name) DO NOTHING",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, FALSE, $8) ON CONFLICT (name) DO NOTHING",
         )
         .bind(&schedule.id)
         .bind(&schedule.name)
@@ -130,9 +131,8 @@ impl Store {
         .bind(schedule.every_seconds)
         .bind(to_json(&schedule.spec))
         .bind(schedule.created_at)
-        .execute(&self.pool)
-        .await?;
-        if done.rows_affected() == 0 {
+        .execute(p).await.map(|d| d.rows_affected()))?;
+        if done == 0 {
             return Err(StoreError::Conflict(format!("a schedule named `{}` already exists", schedule.name)));
         }
         Ok(())
@@ -140,78 +140,82 @@ impl Store {
 
     /// Every schedule, by name.
     pub async fn schedules(&self) -> Result<Vec<Schedule>> {
-        let rows = sqlx::query("SELECT * FROM schedules ORDER BY name").fetch_all(&self.pool).await?;
+        with_pool!(&self.pool, p => {
+        let rows = sqlx::query("SELECT * FROM schedules ORDER BY name").fetch_all(p).await?;
         rows.iter().map(decode_schedule).collect()
+        })
     }
 
     /// The schedule with this name (or id).
     pub async fn schedule(&self, name_or_id: &str) -> Result<Schedule> {
-        let row = sqlx::query("SELECT * FROM schedules WHERE name = ?1 OR id = ?1")
+        with_pool!(&self.pool, p => {
+        let row = sqlx::query("SELECT * FROM schedules WHERE name = $1 OR id = $1")
             .bind(name_or_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(p)
             .await?;
         match row {
             Some(r) => decode_schedule(&r),
             None => Err(StoreError::NotFound(format!("no schedule named `{name_or_id}`"))),
         }
+        })
     }
 
     /// Pauses or resumes a schedule.
     pub async fn set_schedule_paused(&self, id: &str, paused: bool) -> Result<()> {
-        sqlx::query("UPDATE schedules SET paused = ? WHERE id = ?")
-            .bind(i64::from(paused))
+        with_pool!(&self.pool, p => sqlx::query("UPDATE schedules SET paused = $1 WHERE id = $2")
+            .bind(paused)
             .bind(id)
-            .execute(&self.pool)
-            .await?;
+            .execute(p).await.map(|d| d.rows_affected()))?;
         Ok(())
     }
 
     /// Deletes a schedule with its runs' records and alerts (the runs' experiments stay).
     pub async fn delete_schedule(&self, id: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        with_pool!(&self.pool, p => {
+        let mut tx = p.begin().await?;
         for sql in [
-            "DELETE FROM alert_deliveries WHERE alert_id IN (SELECT id FROM alerts WHERE schedule_id = ?)",
-            "DELETE FROM alerts WHERE schedule_id = ?",
-            "DELETE FROM schedule_runs WHERE schedule_id = ?",
-            "DELETE FROM schedules WHERE id = ?",
+            "DELETE FROM alert_deliveries WHERE alert_id IN (SELECT id FROM alerts WHERE schedule_id = $1)",
+            "DELETE FROM alerts WHERE schedule_id = $1",
+            "DELETE FROM schedule_runs WHERE schedule_id = $1",
+            "DELETE FROM schedules WHERE id = $1",
         ] {
             sqlx::query(sql).bind(id).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
+        })
     }
 
     /// Pins the run later runs are compared with (only if none is pinned yet).
     pub async fn pin_reference_run(&self, schedule_id: &str, experiment_id: &str) -> Result<()> {
-        sqlx::query(
-            "UPDATE schedules SET reference_experiment = ? WHERE id = ? AND reference_experiment IS NULL",
+        with_pool!(&self.pool, p => sqlx::query(
+            "UPDATE schedules SET reference_experiment = $1 WHERE id = $2 AND reference_experiment IS NULL",
         )
         .bind(experiment_id)
         .bind(schedule_id)
-        .execute(&self.pool)
-        .await?;
+        .execute(p).await.map(|d| d.rows_affected()))?;
         Ok(())
     }
 
     /// The latest slot started, if any.
     pub async fn last_slot(&self, schedule_id: &str) -> Result<Option<i64>> {
-        Ok(sqlx::query_scalar("SELECT MAX(slot) FROM schedule_runs WHERE schedule_id = ?")
+        Ok(
+            with_pool!(&self.pool, p => sqlx::query_scalar("SELECT MAX(slot) FROM schedule_runs WHERE schedule_id = $1")
             .bind(schedule_id)
-            .fetch_one(&self.pool)
-            .await?)
+            .fetch_one(p).await)?,
+        )
     }
 
     /// Claims a slot: whether this caller is the one to start it.
     pub async fn claim_slot(&self, schedule_id: &str, slot: i64) -> Result<bool> {
-        let done = sqlx::query(
-            "INSERT INTO schedule_runs (schedule_id, slot, started_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+        let done = with_pool!(&self.pool, p => sqlx::query(
+            "INSERT INTO schedule_runs (schedule_id, slot, started_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
         )
         .bind(schedule_id)
         .bind(slot)
         .bind(Utc::now())
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        .execute(p).await.map(|d| d.rows_affected()))?;
+        Ok(done == 1)
     }
 
     /// Records the experiment a claimed slot started (or why none: `outcome`).
@@ -222,51 +226,53 @@ impl Store {
         experiment_id: Option<&str>,
         outcome: Option<&Value>,
     ) -> Result<()> {
-        sqlx::query(
-            "UPDATE schedule_runs SET experiment_id = ?, outcome = ? WHERE schedule_id = ? AND slot = ?",
+        with_pool!(&self.pool, p => sqlx::query(
+            "UPDATE schedule_runs SET experiment_id = $1, outcome = $2 WHERE schedule_id = $3 AND slot = $4",
         )
         .bind(experiment_id)
         .bind(outcome.map(to_json))
         .bind(schedule_id)
         .bind(slot)
-        .execute(&self.pool)
-        .await?;
+        .execute(p).await.map(|d| d.rows_affected()))?;
         Ok(())
     }
 
     /// Runs with an experiment that have not been evaluated yet, oldest first.
     pub async fn unevaluated_runs(&self) -> Result<Vec<ScheduleRun>> {
+        with_pool!(&self.pool, p => {
         let rows = sqlx::query(
             "SELECT * FROM schedule_runs WHERE experiment_id IS NOT NULL AND evaluated_at IS NULL
              ORDER BY schedule_id, slot",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(p)
         .await?;
         rows.iter().map(decode_run).collect()
+        })
     }
 
     /// Marks a run evaluated, unless another process did first; returns whether this caller did.
     pub async fn finish_run_evaluation(&self, schedule_id: &str, slot: i64, outcome: &Value) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE schedule_runs SET evaluated_at = ?, outcome = ?
-             WHERE schedule_id = ? AND slot = ? AND evaluated_at IS NULL",
+        let done = with_pool!(&self.pool, p => sqlx::query(
+            "UPDATE schedule_runs SET evaluated_at = $1, outcome = $2
+             WHERE schedule_id = $3 AND slot = $4 AND evaluated_at IS NULL",
         )
         .bind(Utc::now())
         .bind(to_json(outcome))
         .bind(schedule_id)
         .bind(slot)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        .execute(p).await.map(|d| d.rows_affected()))?;
+        Ok(done == 1)
     }
 
     /// Every run of a schedule, by slot.
     pub async fn schedule_runs(&self, schedule_id: &str) -> Result<Vec<ScheduleRun>> {
-        let rows = sqlx::query("SELECT * FROM schedule_runs WHERE schedule_id = ? ORDER BY slot")
+        with_pool!(&self.pool, p => {
+        let rows = sqlx::query("SELECT * FROM schedule_runs WHERE schedule_id = $1 ORDER BY slot")
             .bind(schedule_id)
-            .fetch_all(&self.pool)
+            .fetch_all(p)
             .await?;
         rows.iter().map(decode_run).collect()
+        })
     }
 
     /// Opens an alert unless one is open for the same schedule and rubric; returns it if opened.
@@ -278,9 +284,9 @@ impl Store {
         details: &Value,
     ) -> Result<Option<Alert>> {
         let id = uuid::Uuid::now_v7().to_string();
-        let done = sqlx::query(
+        let done = with_pool!(&self.pool, p => sqlx::query(
             "INSERT INTO alerts (id, schedule_id, rubric, status, opened_at, opened_run, details)
-             VALUES (?, ?, ?, 'open', ?, ?, ?) ON CONFLICT DO NOTHING",
+             VALUES ($1, $2, $3, 'open', $4, $5, $6) ON CONFLICT DO NOTHING",
         )
         .bind(&id)
         .bind(schedule_id)
@@ -288,9 +294,8 @@ impl Store {
         .bind(Utc::now())
         .bind(run)
         .bind(to_json(details))
-        .execute(&self.pool)
-        .await?;
-        if done.rows_affected() == 0 {
+        .execute(p).await.map(|d| d.rows_affected()))?;
+        if done == 0 {
             return Ok(None);
         }
         self.alert(&id).await
@@ -298,43 +303,48 @@ impl Store {
 
     /// The open alert of a schedule's rubric.
     pub async fn open_alert_for(&self, schedule_id: &str, rubric: &str) -> Result<Option<Alert>> {
+        with_pool!(&self.pool, p => {
         let row =
-            sqlx::query("SELECT * FROM alerts WHERE schedule_id = ? AND rubric = ? AND status = 'open'")
+            sqlx::query("SELECT * FROM alerts WHERE schedule_id = $1 AND rubric = $2 AND status = 'open'")
                 .bind(schedule_id)
                 .bind(rubric)
-                .fetch_optional(&self.pool)
+                .fetch_optional(p)
                 .await?;
         row.as_ref().map(decode_alert).transpose()
+        })
     }
 
     /// Closes an open alert; returns it closed, or `None` if it was not open.
     pub async fn close_alert(&self, id: &str, run: &str) -> Result<Option<Alert>> {
-        let done = sqlx::query(
-            "UPDATE alerts SET status = 'closed', closed_at = ?, closed_run = ? WHERE id = ? AND status = 'open'",
+        let done = with_pool!(&self.pool, p => sqlx::query(
+            "UPDATE alerts SET status = 'closed', closed_at = $1, closed_run = $2 WHERE id = $3 AND status = 'open'",
         )
         .bind(Utc::now())
         .bind(run)
         .bind(id)
-        .execute(&self.pool)
-        .await?;
-        if done.rows_affected() == 0 {
+        .execute(p).await.map(|d| d.rows_affected()))?;
+        if done == 0 {
             return Ok(None);
         }
         self.alert(id).await
     }
 
     async fn alert(&self, id: &str) -> Result<Option<Alert>> {
+        with_pool!(&self.pool, p => {
         let row =
-            sqlx::query("SELECT * FROM alerts WHERE id = ?").bind(id).fetch_optional(&self.pool).await?;
+            sqlx::query("SELECT * FROM alerts WHERE id = $1").bind(id).fetch_optional(p).await?;
         row.as_ref().map(decode_alert).transpose()
+        })
     }
 
     /// Every alert, newest first.
     pub async fn alerts(&self) -> Result<Vec<Alert>> {
+        with_pool!(&self.pool, p => {
         let rows = sqlx::query("SELECT * FROM alerts ORDER BY opened_at DESC, id DESC")
-            .fetch_all(&self.pool)
+            .fetch_all(p)
             .await?;
         rows.iter().map(decode_alert).collect()
+        })
     }
 
     /// Records how delivering one alert event to one sink went.
@@ -347,51 +357,52 @@ impl Store {
         delivered: bool,
         last_error: Option<&str>,
     ) -> Result<()> {
-        sqlx::query(
+        with_pool!(&self.pool, p => sqlx::query(
             "INSERT INTO alert_deliveries (id, alert_id, event, sink, attempts, delivered, last_error, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(uuid::Uuid::now_v7().to_string())
         .bind(alert_id)
         .bind(event)
         .bind(sink)
         .bind(i64::from(attempts))
-        .bind(i64::from(delivered))
+        .bind(delivered)
         .bind(last_error)
         .bind(Utc::now())
-        .execute(&self.pool)
-        .await?;
+        .execute(p).await.map(|d| d.rows_affected()))?;
         Ok(())
     }
 
     /// Deliveries of an alert: (event, sink, attempts, delivered).
     pub async fn alert_deliveries(&self, alert_id: &str) -> Result<Vec<(String, String, i64, bool)>> {
+        with_pool!(&self.pool, p => {
         let rows = sqlx::query(
-            "SELECT event, sink, attempts, delivered FROM alert_deliveries WHERE alert_id = ? ORDER BY updated_at, id",
+            "SELECT event, sink, attempts, delivered FROM alert_deliveries WHERE alert_id = $1 ORDER BY updated_at, id",
         )
         .bind(alert_id)
-        .fetch_all(&self.pool)
+        .fetch_all(p)
         .await?;
         rows.iter()
             .map(|r| {
                 Ok((
-                    r.try_get("event")?,
-                    r.try_get("sink")?,
-                    r.try_get("attempts")?,
-                    r.try_get::<i64, _>("delivered")? != 0,
+                    r.get("event")?,
+                    r.get("sink")?,
+                    r.get("attempts")?,
+                    r.get::<bool>("delivered")?,
                 ))
             })
             .collect()
+        })
     }
 }
 
-fn decode_run(r: &sqlx::sqlite::SqliteRow) -> Result<ScheduleRun> {
-    let outcome: Option<String> = r.try_get("outcome")?;
+fn decode_run(r: &impl Columns) -> Result<ScheduleRun> {
+    let outcome: Option<String> = r.get("outcome")?;
     Ok(ScheduleRun {
-        schedule_id: r.try_get("schedule_id")?,
-        slot: r.try_get("slot")?,
-        experiment_id: r.try_get("experiment_id")?,
-        evaluated_at: r.try_get("evaluated_at")?,
+        schedule_id: r.get("schedule_id")?,
+        slot: r.get("slot")?,
+        experiment_id: r.get("experiment_id")?,
+        evaluated_at: r.get("evaluated_at")?,
         outcome: outcome.map(|o| from_json("schedule_runs.outcome", &o)).transpose()?,
     })
 }

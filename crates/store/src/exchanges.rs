@@ -1,9 +1,10 @@
+use crate::Columns;
 use chrono::{DateTime, Utc};
 use evaltap_core::Exchange;
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::Row;
 
+use crate::with_pool;
 use crate::{Result, Store, from_json, to_json};
 
 /// What happened to each exchange of an ingested batch, in order.
@@ -82,7 +83,8 @@ impl Store {
         counts: DeliveryCounts,
     ) -> Result<IngestOutcome> {
         let mut outcome = IngestOutcome::default();
-        let mut tx = self.pool.begin().await?;
+        with_pool!(&self.pool, p => {
+        let mut tx = p.begin().await?;
         let now = Utc::now();
         for exchange in batch {
             let usage = exchange.usage;
@@ -90,7 +92,7 @@ impl Store {
                 "INSERT INTO exchanges (id, source, dedup_key, external_id, received_at, occurred_at,
                      model, request, response, input_tokens, output_tokens, cost_usd, latency_ms,
                      tags, succeeded)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
                  ON CONFLICT (source, dedup_key) DO NOTHING",
             )
             .bind(uuid::Uuid::now_v7().to_string())
@@ -118,11 +120,11 @@ impl Store {
         }
         sqlx::query(
             "INSERT INTO source_stats (source, received, accepted, sampled_out, duplicates, rejected, redactions, last_seen_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
              ON CONFLICT (source) DO UPDATE SET
-               received = received + ?2, accepted = accepted + ?3, sampled_out = sampled_out + ?4,
-               duplicates = duplicates + ?5, rejected = rejected + ?6, redactions = redactions + ?7,
-               last_seen_at = ?8",
+               received = received + $2, accepted = accepted + $3, sampled_out = sampled_out + $4,
+               duplicates = duplicates + $5, rejected = rejected + $6, redactions = redactions + $7,
+               last_seen_at = $8",
         )
         .bind(source)
         .bind(counts.received as i64)
@@ -136,11 +138,14 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(outcome)
+        })
     }
 
     /// Lifetime counters of every source that has sent something.
     pub async fn source_stats(&self) -> Result<Vec<SourceStats>> {
-        Ok(sqlx::query_as("SELECT * FROM source_stats ORDER BY source").fetch_all(&self.pool).await?)
+        Ok(
+            with_pool!(&self.pool, p => sqlx::query_as("SELECT * FROM source_stats ORDER BY source").fetch_all(p).await)?,
+        )
     }
 
     /// Stored exchanges of a source, newest first (rows that do not read back are skipped; see
@@ -156,78 +161,149 @@ impl Store {
         source: Option<&str>,
         limit: i64,
     ) -> Result<(Vec<StoredExchange>, usize)> {
+        with_pool!(&self.pool, p => {
         let rows = sqlx::query(
             "SELECT id, source, external_id, received_at, occurred_at, model, request, response,
                     input_tokens, output_tokens, cost_usd, latency_ms, tags, succeeded
-             FROM exchanges WHERE (?1 IS NULL OR source = ?1) ORDER BY received_at DESC, id DESC LIMIT ?2",
+             FROM exchanges WHERE ($1 IS NULL OR source = $1) ORDER BY received_at DESC, id DESC LIMIT $2",
         )
         .bind(source)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(p)
         .await?;
         Ok(skip_unreadable(rows.iter().map(decode_exchange)))
+        })
     }
 
     /// The exchange with this id.
     pub async fn exchange(&self, id: &str) -> Result<Option<StoredExchange>> {
+        with_pool!(&self.pool, p => {
         let row = sqlx::query(
             "SELECT id, source, external_id, received_at, occurred_at, model, request, response,
                     input_tokens, output_tokens, cost_usd, latency_ms, tags, succeeded
-             FROM exchanges WHERE id = ?",
+             FROM exchanges WHERE id = $1",
         )
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(p)
         .await?;
         row.map(|row| decode_exchange(&row)).transpose()
+        })
     }
 
     /// Successful exchanges matching `filter`, oldest first (the pool golden items are promoted
     /// from).
     pub async fn matching_exchanges(&self, filter: &crate::Filter) -> Result<Vec<StoredExchange>> {
+        with_pool!(&self.pool, p => {
         let rows = sqlx::query(
             "SELECT id, source, external_id, received_at, occurred_at, model, request, response,
                     input_tokens, output_tokens, cost_usd, latency_ms, tags, succeeded
-             FROM exchanges WHERE succeeded = 1
-               AND (?1 IS NULL OR source = ?1) AND (?2 IS NULL OR model = ?2)
-               AND (?3 IS NULL OR received_at >= ?3) AND (?4 IS NULL OR received_at < ?4)
+             FROM exchanges WHERE succeeded = TRUE
+               AND ($1 IS NULL OR source = $1) AND ($2 IS NULL OR model = $2)
+               AND ($3 IS NULL OR received_at >= $3) AND ($4 IS NULL OR received_at < $4)
              ORDER BY received_at, id",
         )
         .bind(&filter.source)
         .bind(&filter.model)
         .bind(filter.since)
         .bind(filter.until)
-        .fetch_all(&self.pool)
+        .fetch_all(p)
         .await?;
         Ok(skip_unreadable(rows.iter().map(decode_exchange)).0)
+        })
+    }
+
+    /// Takes up to `wanted` admissions from `source`'s per-minute cap for minute `minute`;
+    /// returns how many fit. Every serve process on the database shares the window.
+    pub async fn take_rate(&self, source: &str, minute: i64, wanted: u64, cap: u64) -> Result<u64> {
+        let wanted = i64::try_from(wanted).unwrap_or(i64::MAX);
+        let cap = i64::try_from(cap).unwrap_or(i64::MAX);
+        with_pool!(&self.pool, p => {
+            let mut tx = p.begin().await?;
+            // The no-op update takes the row's lock (PostgreSQL) or the write lock (SQLite)
+            // before reading, so two processes cannot both see room for the same slot.
+            let admitted: i64 = sqlx::query_scalar(
+                "INSERT INTO rate_windows (source, minute, admitted) VALUES ($1, $2, 0)
+                 ON CONFLICT (source, minute) DO UPDATE SET admitted = rate_windows.admitted
+                 RETURNING admitted",
+            )
+            .bind(source)
+            .bind(minute)
+            .fetch_one(&mut *tx)
+            .await?;
+            let granted = wanted.min((cap - admitted).max(0));
+            if granted > 0 {
+                sqlx::query("UPDATE rate_windows SET admitted = admitted + $3 WHERE source = $1 AND minute = $2")
+                    .bind(source)
+                    .bind(minute)
+                    .bind(granted)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            // Old windows are history.
+            sqlx::query("DELETE FROM rate_windows WHERE source = $1 AND minute < $2")
+                .bind(source)
+                .bind(minute - 1)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(u64::try_from(granted).unwrap_or(0))
+        })
+    }
+
+    /// Adds `by` to the shared counter `name`.
+    pub async fn add_to_counter(&self, name: &str, by: u64) -> Result<()> {
+        with_pool!(&self.pool, p => sqlx::query(
+            "INSERT INTO counters (name, value) VALUES ($1, $2)
+             ON CONFLICT (name) DO UPDATE SET value = counters.value + excluded.value",
+        )
+        .bind(name)
+        .bind(i64::try_from(by).unwrap_or(i64::MAX))
+        .execute(p)
+        .await
+        .map(|_| ()))?;
+        Ok(())
+    }
+
+    /// The shared counter `name` (0 if never added to).
+    pub async fn counter(&self, name: &str) -> Result<u64> {
+        let value: Option<i64> = with_pool!(&self.pool, p => sqlx::query_scalar(
+            "SELECT value FROM counters WHERE name = $1",
+        )
+        .bind(name)
+        .fetch_optional(p)
+        .await)?;
+        Ok(value.unwrap_or(0).max(0) as u64)
     }
 
     /// Number of stored exchanges.
     pub async fn count_exchanges(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM exchanges").fetch_one(&self.pool).await?)
+        Ok(
+            with_pool!(&self.pool, p => sqlx::query_scalar("SELECT COUNT(*) FROM exchanges").fetch_one(p).await)?,
+        )
     }
 }
 
-fn decode_exchange(row: &sqlx::sqlite::SqliteRow) -> Result<StoredExchange> {
-    let input: Option<i64> = row.try_get("input_tokens")?;
-    let output: Option<i64> = row.try_get("output_tokens")?;
-    let request: String = row.try_get("request")?;
-    let response: String = row.try_get("response")?;
-    let tags: String = row.try_get("tags")?;
+fn decode_exchange(row: &impl Columns) -> Result<StoredExchange> {
+    let input: Option<i64> = row.get("input_tokens")?;
+    let output: Option<i64> = row.get("output_tokens")?;
+    let request: String = row.get("request")?;
+    let response: String = row.get("response")?;
+    let tags: String = row.get("tags")?;
     Ok(StoredExchange {
-        id: row.try_get("id")?,
-        source: row.try_get("source")?,
-        received_at: row.try_get("received_at")?,
+        id: row.get("id")?,
+        source: row.get("source")?,
+        received_at: row.get("received_at")?,
         exchange: Exchange {
-            external_id: row.try_get("external_id")?,
-            occurred_at: row.try_get("occurred_at")?,
+            external_id: row.get("external_id")?,
+            occurred_at: row.get("occurred_at")?,
             request: from_json::<Value>("exchanges.request", &request)?,
             response: from_json::<Value>("exchanges.response", &response)?,
-            model: row.try_get("model")?,
+            model: row.get("model")?,
             usage: crate::usage_from_columns(input, output),
-            cost_usd: row.try_get("cost_usd")?,
-            latency_ms: row.try_get("latency_ms")?,
+            cost_usd: row.get("cost_usd")?,
+            latency_ms: row.get("latency_ms")?,
             tags: from_json::<Value>("exchanges.tags", &tags)?,
-            succeeded: row.try_get("succeeded")?,
+            succeeded: row.get("succeeded")?,
         },
     })
 }

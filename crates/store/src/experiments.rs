@@ -1,10 +1,11 @@
 use std::collections::BTreeMap;
 
+use crate::Columns;
 use chrono::{DateTime, Utc};
 use evaltap_core::{CandidateConfig, JudgeConfig, Price};
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 
+use crate::with_pool;
 use crate::{Result, Store, StoreError, from_json, to_json};
 
 /// Which stored exchanges an experiment draws from. Failed calls are never baselines.
@@ -180,17 +181,16 @@ impl Store {
             Some(dataset) => self.dataset_items(&dataset.version).await?.into_iter().map(|i| i.key).collect(),
             None => {
                 let f = &spec.filter;
-                sqlx::query_scalar(
-                    "SELECT id FROM exchanges WHERE succeeded = 1
-                       AND (?1 IS NULL OR source = ?1) AND (?2 IS NULL OR model = ?2)
-                       AND (?3 IS NULL OR received_at >= ?3) AND (?4 IS NULL OR received_at < ?4)",
+                with_pool!(&self.pool, p => sqlx::query_scalar(
+                    "SELECT id FROM exchanges WHERE succeeded = TRUE
+                       AND ($1 IS NULL OR source = $1) AND ($2 IS NULL OR model = $2)
+                       AND ($3 IS NULL OR received_at >= $3) AND ($4 IS NULL OR received_at < $4)",
                 )
                 .bind(&f.source)
                 .bind(&f.model)
                 .bind(f.since)
                 .bind(f.until)
-                .fetch_all(&self.pool)
-                .await?
+                .fetch_all(p).await)?
             }
         };
         if ids.is_empty() {
@@ -203,9 +203,10 @@ impl Store {
         ids.truncate(spec.sample_size.unwrap_or(usize::MAX));
 
         let experiment = Experiment { id: uuid::Uuid::now_v7().to_string(), created_at: Utc::now(), spec };
-        let mut tx = self.pool.begin().await?;
+        with_pool!(&self.pool, p => {
+        let mut tx = p.begin().await?;
         let inserted = sqlx::query(
-            "INSERT INTO experiments (id, name, created_at, spec) VALUES (?, ?, ?, ?)
+            "INSERT INTO experiments (id, name, created_at, spec) VALUES ($1, $2, $3, $4)
              ON CONFLICT (name) DO NOTHING",
         )
         .bind(&experiment.id)
@@ -221,29 +222,32 @@ impl Store {
             )));
         }
         for id in &ids {
-            sqlx::query("INSERT INTO experiment_items (experiment_id, item_kind, item_id) VALUES (?, ?, ?)")
+            sqlx::query("INSERT INTO experiment_items (experiment_id, item_kind, item_id) VALUES ($1, $2, $3)")
                 .bind(&experiment.id)
                 .bind(experiment.spec.item_kind())
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
         }
-        sqlx::query("INSERT INTO experiment_spend (experiment_id, cap_usd) VALUES (?, ?)")
+        sqlx::query("INSERT INTO experiment_spend (experiment_id, cap_usd) VALUES ($1, $2)")
             .bind(&experiment.id)
             .bind(experiment.spec.spend_cap_usd)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
         Ok(experiment)
+        })
     }
 
     /// The experiment with this name (or id).
     pub async fn experiment(&self, name_or_id: &str) -> Result<Option<Experiment>> {
-        let row = sqlx::query("SELECT id, created_at, spec FROM experiments WHERE name = ?1 OR id = ?1")
+        with_pool!(&self.pool, p => {
+        let row = sqlx::query("SELECT id, created_at, spec FROM experiments WHERE name = $1 OR id = $1")
             .bind(name_or_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(p)
             .await?;
         row.map(|row| decode_experiment(&row)).transpose()
+        })
     }
 
     /// The experiment with this name (or id), or a `NotFound` error naming it.
@@ -255,29 +259,30 @@ impl Store {
 
     /// All experiments, newest first.
     pub async fn experiments(&self) -> Result<Vec<Experiment>> {
+        with_pool!(&self.pool, p => {
         let rows =
             sqlx::query("SELECT id, created_at, spec FROM experiments ORDER BY created_at DESC, id DESC")
-                .fetch_all(&self.pool)
+                .fetch_all(p)
                 .await?;
         rows.iter().map(decode_experiment).collect()
+        })
     }
 
     /// Ids of the items (exchanges or dataset items) an experiment sampled.
     pub async fn experiment_item_ids(&self, experiment_id: &str) -> Result<Vec<String>> {
-        Ok(sqlx::query_scalar(
-            "SELECT item_id FROM experiment_items WHERE experiment_id = ? ORDER BY item_id",
+        Ok(with_pool!(&self.pool, p => sqlx::query_scalar(
+            "SELECT item_id FROM experiment_items WHERE experiment_id = $1 ORDER BY item_id",
         )
         .bind(experiment_id)
-        .fetch_all(&self.pool)
-        .await?)
+        .fetch_all(p).await)?)
     }
 }
 
-fn decode_experiment(row: &sqlx::sqlite::SqliteRow) -> Result<Experiment> {
-    let spec: String = row.try_get("spec")?;
+fn decode_experiment(row: &impl Columns) -> Result<Experiment> {
+    let spec: String = row.get("spec")?;
     Ok(Experiment {
-        id: row.try_get("id")?,
-        created_at: row.try_get("created_at")?,
+        id: row.get("id")?,
+        created_at: row.get("created_at")?,
         spec: from_json("experiments.spec", &spec)?,
     })
 }

@@ -1,4 +1,10 @@
-//! Persistence: exchanges, experiments, replays and judgments in SQLite through sqlx.
+//! Persistence: exchanges, experiments, replays and judgments through sqlx, on SQLite (the
+//! embedded default, one file) or PostgreSQL (several processes on one database).
+//!
+//! The queries are written once in the SQL both engines accept (`$N` parameters, `ON CONFLICT`,
+//! `RETURNING`, `CASE` instead of two-argument `MAX`) and run on whichever pool the URL opened
+//! ([`with_pool!`]); what differs — connecting, tuning, migrations, the job queue's tables — lives
+//! in `sqlite.rs` and `postgres.rs`, side by side.
 //!
 //! Uniqueness constraints carry idempotency: inserting a replay or judgment that already exists
 //! is a no-op reported as such, so a retried or duplicated job never adds a row.
@@ -7,21 +13,22 @@ mod datasets;
 mod drift;
 mod exchanges;
 mod experiments;
+mod postgres;
 mod results;
+mod spend;
+mod sqlite;
+mod work;
 
-use std::str::FromStr;
-use std::time::Duration;
-
-use sqlx::ConnectOptions as _;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::postgres::PgPool;
+use sqlx::sqlite::SqlitePool;
 
 pub use datasets::{DatasetItemRow, DatasetVersion, dataset_item_key};
 pub use drift::{Alert, Schedule, ScheduleRun, ScheduleSpec};
 pub use exchanges::{DeliveryCounts, IngestOutcome, SourceStats, StoredExchange};
 pub use experiments::{BaselineSpec, DatasetRef, Experiment, ExperimentSpec, Filter, FrozenRubric};
-pub use results::{Calibration, JudgmentRecord, Progress, ReplayRecord, Spend, SpendKind};
+pub use results::{Calibration, JudgmentRecord, Progress, ReplayRecord};
+pub use spend::{Reservation, Spend, SpendKind};
+pub use work::{Claim, Lease, judgment_work_key, now_ms, replay_work_key};
 
 /// Subject name of the production response in judgments.
 pub const BASELINE: &str = "baseline";
@@ -60,42 +67,86 @@ pub enum StoreError {
 /// Result alias for this crate.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// Which database engine a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    /// One SQLite file (the embedded default).
+    Sqlite,
+    /// A PostgreSQL database shared by several processes.
+    Postgres,
+}
+
+impl Engine {
+    /// The engine a database URL names: `postgres://` or `postgresql://` is PostgreSQL,
+    /// anything else SQLite.
+    pub fn of_url(url: &str) -> Engine {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Engine::Postgres
+        } else {
+            Engine::Sqlite
+        }
+    }
+}
+
+/// A connection pool of either engine.
+#[derive(Debug, Clone)]
+pub enum Pool {
+    /// SQLite.
+    Sqlite(SqlitePool),
+    /// PostgreSQL.
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$pool` bound to the store's pool, whichever engine it is: the body is
+/// compiled once per engine, so each runs with its own driver's types.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! with_pool {
+    ($pool_enum:expr, $pool:ident => $body:expr) => {
+        match $pool_enum {
+            $crate::Pool::Sqlite($pool) => $body,
+            $crate::Pool::Postgres($pool) => $body,
+        }
+    };
+}
+
 /// The database.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: Pool,
 }
 
 impl Store {
-    /// Opens (creating if missing) the database at `url` and applies migrations.
+    /// Opens the database at `url` and applies migrations: `postgres://…` opens PostgreSQL,
+    /// anything else a SQLite file (created if missing).
     pub async fn connect(url: &str) -> Result<Store> {
-        let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // A 202 promises the exchange is stored: FULL syncs the WAL at every commit, so a
-            // power loss cannot take back what was acknowledged (NORMAL could lose the last
-            // commits).
-            .synchronous(SqliteSynchronous::Full)
-            // Short lock waits under concurrent workers are expected; warn only on long ones.
-            .log_slow_statements(log::LevelFilter::Warn, Duration::from_secs(10))
-            // The server, the workers and apalis share the file: wait for locks, don't fail.
-            .busy_timeout(Duration::from_secs(30))
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
-        let mut migrator = sqlx::migrate!("../../migrations/sqlite");
-        // apalis records its own migrations in `_sqlx_migrations` on the same file.
-        migrator.dangerous_set_table_name("_evaltap_migrations");
-        migrator.run(&pool).await?;
+        let pool = match Engine::of_url(url) {
+            Engine::Sqlite => Pool::Sqlite(sqlite::connect(url).await?),
+            Engine::Postgres => Pool::Postgres(postgres::connect(url).await?),
+        };
         Ok(Store { pool })
     }
 
-    /// The `synchronous` setting of a pooled connection (2 is FULL).
-    pub async fn synchronous_level(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar("PRAGMA synchronous").fetch_one(&self.pool).await?)
+    /// The engine this store runs on.
+    pub fn engine(&self) -> Engine {
+        match self.pool {
+            Pool::Sqlite(_) => Engine::Sqlite,
+            Pool::Postgres(_) => Engine::Postgres,
+        }
     }
 
-    /// The connection pool (apalis uses it for its job tables).
-    pub fn pool(&self) -> &SqlitePool {
+    /// SQLite's `synchronous` setting of a pooled connection (2 is FULL); `None` on PostgreSQL,
+    /// which syncs every commit unless told otherwise.
+    pub async fn synchronous_level(&self) -> Result<Option<i64>> {
+        match &self.pool {
+            Pool::Sqlite(pool) => Ok(Some(sqlx::query_scalar("PRAGMA synchronous").fetch_one(pool).await?)),
+            Pool::Postgres(_) => Ok(None),
+        }
+    }
+
+    /// The connection pool (the job queue keeps its tables in the same database).
+    pub fn pool(&self) -> &Pool {
         &self.pool
     }
 }
@@ -115,3 +166,31 @@ pub(crate) fn to_json(value: &impl serde::Serialize) -> String {
 pub(crate) fn from_json<T: serde::de::DeserializeOwned>(what: &'static str, text: &str) -> Result<T> {
     serde_json::from_str(text).map_err(|source| StoreError::Json { what, source })
 }
+
+/// Reading a column by name from a row of either engine, into a type both engines decode.
+pub(crate) trait Columns {
+    /// The column `name`, decoded.
+    fn get<T>(&self, name: &str) -> Result<T>
+    where
+        T: for<'r> sqlx::Decode<'r, sqlx::Sqlite>
+            + sqlx::Type<sqlx::Sqlite>
+            + for<'r> sqlx::Decode<'r, sqlx::Postgres>
+            + sqlx::Type<sqlx::Postgres>;
+}
+
+macro_rules! impl_columns {
+    ($($row:ty),*) => {$(
+        impl Columns for $row {
+            fn get<T>(&self, name: &str) -> Result<T>
+            where
+                T: for<'r> sqlx::Decode<'r, sqlx::Sqlite>
+                    + sqlx::Type<sqlx::Sqlite>
+                    + for<'r> sqlx::Decode<'r, sqlx::Postgres>
+                    + sqlx::Type<sqlx::Postgres>,
+            {
+                Ok(sqlx::Row::try_get(self, name)?)
+            }
+        }
+    )*};
+}
+impl_columns!(sqlx::sqlite::SqliteRow, sqlx::postgres::PgRow);

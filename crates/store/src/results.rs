@@ -1,9 +1,10 @@
+use crate::Columns;
 use chrono::Utc;
 use evaltap_core::Usage;
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::Row;
 
+use crate::with_pool;
 use crate::{Result, Store, from_json, to_json};
 
 /// The outcome of replaying one exchange against one candidate.
@@ -36,7 +37,7 @@ pub struct ReplayRecord {
 }
 
 /// One judge score (or the reason there is none).
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct JudgmentRecord {
     /// Experiment.
     pub experiment_id: String,
@@ -71,7 +72,6 @@ pub struct JudgmentRecord {
     /// Calls made (more than the samples when answers were unreadable and asked again).
     pub attempts: i64,
     /// With several judge samples per item: each normalized score (their mean is `score`).
-    #[sqlx(json(nullable))]
     pub score_samples: Option<Vec<f64>>,
     /// Set when the judgment was not attempted (the spend cap was reached).
     pub skipped: Option<String>,
@@ -140,15 +140,6 @@ pub struct Calibration {
     pub result: Value,
 }
 
-/// What a cost is for, in an experiment's spend account.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SpendKind {
-    /// A candidate replay.
-    Replay,
-    /// A judge call.
-    Judge,
-}
-
 /// How far an experiment has got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Progress {
@@ -183,104 +174,16 @@ impl Progress {
     }
 }
 
-/// What an experiment has spent. Replays and judge calls both count against the cap.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub struct Spend {
-    /// The cap, if any.
-    pub cap_usd: Option<f64>,
-    /// Settled cost of finished candidate replays.
-    pub spent_usd: f64,
-    /// Estimated cost of calls in flight.
-    pub reserved_usd: f64,
-    /// Settled cost of judge calls.
-    pub judge_spent_usd: f64,
-    /// Replays and judge calls together.
-    pub total_spent_usd: f64,
-}
-
 impl Store {
-    /// Sets up an experiment's spend account (idempotent).
-    pub async fn open_spend(&self, experiment_id: &str, cap_usd: Option<f64>) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO experiment_spend (experiment_id, cap_usd) VALUES (?, ?) ON CONFLICT DO NOTHING",
-        )
-        .bind(experiment_id)
-        .bind(cap_usd)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// Reserves `estimate_usd` if it fits under the cap; returns whether it did. Without a cap
-    /// every reservation fits.
-    pub async fn reserve_spend(&self, experiment_id: &str, estimate_usd: f64) -> Result<bool> {
-        self.open_spend(experiment_id, None).await?;
-        let done = sqlx::query(
-            "UPDATE experiment_spend SET reserved_usd = reserved_usd + ?2
-             WHERE experiment_id = ?1
-               AND (cap_usd IS NULL OR spent_usd + judge_spent_usd + reserved_usd + ?2 <= cap_usd)",
-        )
-        .bind(experiment_id)
-        .bind(estimate_usd)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    /// Replaces a reservation by the actual cost of a replay or a judge call.
-    pub async fn settle_spend(
-        &self,
-        experiment_id: &str,
-        kind: SpendKind,
-        estimate_usd: f64,
-        actual_usd: f64,
-    ) -> Result<()> {
-        let sql = match kind {
-            SpendKind::Replay => {
-                "UPDATE experiment_spend SET reserved_usd = MAX(0, reserved_usd - ?2), spent_usd = spent_usd + ?3
-                 WHERE experiment_id = ?1"
-            }
-            SpendKind::Judge => {
-                "UPDATE experiment_spend
-                 SET reserved_usd = MAX(0, reserved_usd - ?2), judge_spent_usd = judge_spent_usd + ?3
-                 WHERE experiment_id = ?1"
-            }
-        };
-        sqlx::query(sql).bind(experiment_id).bind(estimate_usd).bind(actual_usd).execute(&self.pool).await?;
-        Ok(())
-    }
-
-    /// The experiment's spend account.
-    pub async fn spend(&self, experiment_id: &str) -> Result<Spend> {
-        let row = sqlx::query(
-            "SELECT cap_usd, spent_usd, reserved_usd, judge_spent_usd FROM experiment_spend
-             WHERE experiment_id = ?",
-        )
-        .bind(experiment_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(match row {
-            Some(r) => {
-                let (spent_usd, judge_spent_usd): (f64, f64) =
-                    (r.try_get("spent_usd")?, r.try_get("judge_spent_usd")?);
-                Spend {
-                    cap_usd: r.try_get("cap_usd")?,
-                    spent_usd,
-                    reserved_usd: r.try_get("reserved_usd")?,
-                    judge_spent_usd,
-                    total_spent_usd: spent_usd + judge_spent_usd,
-                }
-            }
-            None => Spend::default(),
-        })
-    }
-
     /// Stores a replay unless one exists for the same key; returns whether it was inserted.
     pub async fn insert_replay(&self, replay: &ReplayRecord) -> Result<bool> {
-        let done = sqlx::query(
+        let work_key = crate::replay_work_key(&replay.item_id, &replay.candidate);
+        with_pool!(&self.pool, p => {
+            let mut tx = p.begin().await?;
+            let done = sqlx::query(
             "INSERT INTO replays (id, experiment_id, item_kind, item_id, candidate, model, response, output_text,
                  input_tokens, output_tokens, cost_usd, latency_ms, error, skipped, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
              ON CONFLICT (experiment_id, item_id, candidate) DO NOTHING",
         )
         .bind(uuid::Uuid::now_v7().to_string())
@@ -298,9 +201,15 @@ impl Store {
         .bind(&replay.error)
         .bind(&replay.skipped)
         .bind(Utc::now())
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        .execute(&mut *tx).await?.rows_affected();
+            sqlx::query(crate::work::FINISH_WORK)
+                .bind(&replay.experiment_id)
+                .bind(&work_key)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(done == 1)
+        })
     }
 
     /// The replay of one exchange by one candidate.
@@ -310,32 +219,44 @@ impl Store {
         item_id: &str,
         candidate: &str,
     ) -> Result<Option<ReplayRecord>> {
+        with_pool!(&self.pool, p => {
         let row =
-            sqlx::query("SELECT * FROM replays WHERE experiment_id = ? AND item_id = ? AND candidate = ?")
+            sqlx::query("SELECT * FROM replays WHERE experiment_id = $1 AND item_id = $2 AND candidate = $3")
                 .bind(experiment_id)
                 .bind(item_id)
                 .bind(candidate)
-                .fetch_optional(&self.pool)
+                .fetch_optional(p)
                 .await?;
         row.map(|r| decode_replay(&r)).transpose()
+        })
     }
 
     /// All replays of an experiment.
     pub async fn replays(&self, experiment_id: &str) -> Result<Vec<ReplayRecord>> {
-        let rows = sqlx::query("SELECT * FROM replays WHERE experiment_id = ? ORDER BY item_id, candidate")
+        with_pool!(&self.pool, p => {
+        let rows = sqlx::query("SELECT * FROM replays WHERE experiment_id = $1 ORDER BY item_id, candidate")
             .bind(experiment_id)
-            .fetch_all(&self.pool)
+            .fetch_all(p)
             .await?;
         rows.iter().map(decode_replay).collect()
+        })
     }
 
     /// Stores a judgment unless one exists for the same key; returns whether it was inserted.
     pub async fn insert_judgment(&self, judgment: &JudgmentRecord) -> Result<bool> {
-        let done = sqlx::query(
+        let work_key = crate::judgment_work_key(
+            &judgment.item_id,
+            &judgment.subject,
+            &judgment.rubric,
+            &judgment.position,
+        );
+        with_pool!(&self.pool, p => {
+            let mut tx = p.begin().await?;
+            let done = sqlx::query(
             "INSERT INTO judgments (id, experiment_id, item_kind, item_id, subject, rubric, position,
                  raw_score, score, reason, judge_model, error, raw_output, input_tokens, output_tokens,
                  cost_usd, attempts, score_samples, skipped, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
              ON CONFLICT (experiment_id, item_id, subject, rubric, position) DO NOTHING",
         )
         .bind(uuid::Uuid::now_v7().to_string())
@@ -358,9 +279,15 @@ impl Store {
         .bind(judgment.score_samples.as_ref().map(to_json))
         .bind(&judgment.skipped)
         .bind(Utc::now())
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        .execute(&mut *tx).await?.rows_affected();
+            sqlx::query(crate::work::FINISH_WORK)
+                .bind(&judgment.experiment_id)
+                .bind(&work_key)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(done == 1)
+        })
     }
 
     /// Whether this judgment is already stored (`position` is '' for pointwise rubrics).
@@ -372,33 +299,35 @@ impl Store {
         rubric: &str,
         position: &str,
     ) -> Result<bool> {
-        let found: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM judgments WHERE experiment_id = ? AND item_id = ? AND subject = ?
-               AND rubric = ? AND position = ?",
+        let found: bool = with_pool!(&self.pool, p => sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM judgments WHERE experiment_id = $1 AND item_id = $2 AND subject = $3
+               AND rubric = $4 AND position = $5)",
         )
         .bind(experiment_id)
         .bind(item_id)
         .bind(subject)
         .bind(rubric)
         .bind(position)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(found.is_some())
+        .fetch_one(p).await)?;
+        Ok(found)
     }
 
     /// All judgments of an experiment, in the order they were stored.
     pub async fn judgments(&self, experiment_id: &str) -> Result<Vec<JudgmentRecord>> {
-        Ok(sqlx::query_as("SELECT * FROM judgments WHERE experiment_id = ? ORDER BY created_at, id")
-            .bind(experiment_id)
-            .fetch_all(&self.pool)
-            .await?)
+        with_pool!(&self.pool, p => {
+            let rows = sqlx::query("SELECT * FROM judgments WHERE experiment_id = $1 ORDER BY created_at, id")
+                .bind(experiment_id)
+                .fetch_all(p)
+                .await?;
+            rows.iter().map(decode_judgment).collect()
+        })
     }
 
     /// Stores a calibration result.
     pub async fn insert_calibration(&self, calibration: &Calibration) -> Result<()> {
-        sqlx::query(
+        with_pool!(&self.pool, p => sqlx::query(
             "INSERT INTO calibrations (id, rubric, rubric_sha256, judge_model, labels_file, created_at, result)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(uuid::Uuid::now_v7().to_string())
         .bind(&calibration.rubric)
@@ -407,32 +336,33 @@ impl Store {
         .bind(&calibration.labels_file)
         .bind(calibration.created_at)
         .bind(to_json(&calibration.result))
-        .execute(&self.pool)
-        .await?;
+        .execute(p).await.map(|d| d.rows_affected()))?;
         Ok(())
     }
 
     /// The latest calibration of `rubric` (any version of its text), newest first.
     pub async fn latest_calibration(&self, rubric: &str) -> Result<Option<Calibration>> {
+        with_pool!(&self.pool, p => {
         let row = sqlx::query(
             "SELECT rubric, rubric_sha256, judge_model, labels_file, created_at, result FROM calibrations
-             WHERE rubric = ? ORDER BY created_at DESC, id DESC LIMIT 1",
+             WHERE rubric = $1 ORDER BY created_at DESC, id DESC LIMIT 1",
         )
         .bind(rubric)
-        .fetch_optional(&self.pool)
+        .fetch_optional(p)
         .await?;
         row.map(|r| -> Result<Calibration> {
-            let result: String = r.try_get("result")?;
+            let result: String = r.get("result")?;
             Ok(Calibration {
-                rubric: r.try_get("rubric")?,
-                rubric_sha256: r.try_get("rubric_sha256")?,
-                judge_model: r.try_get("judge_model")?,
-                labels_file: r.try_get("labels_file")?,
-                created_at: r.try_get("created_at")?,
+                rubric: r.get("rubric")?,
+                rubric_sha256: r.get("rubric_sha256")?,
+                judge_model: r.get("judge_model")?,
+                labels_file: r.get("labels_file")?,
+                created_at: r.get("created_at")?,
                 result: from_json("calibrations.result", &result)?,
             })
         })
         .transpose()
+        })
     }
 
     /// How far an experiment has got.
@@ -461,17 +391,18 @@ impl Store {
         pairwise: u64,
         baseline_judged: bool,
     ) -> Result<Progress> {
+        with_pool!(&self.pool, p => {
         let row = sqlx::query(
             "SELECT
-               (SELECT COUNT(*) FROM experiment_items WHERE experiment_id = ?1) AS exchanges,
-               (SELECT COUNT(*) FROM replays WHERE experiment_id = ?1) AS replays,
-               (SELECT COUNT(*) FROM replays WHERE experiment_id = ?1 AND error IS NOT NULL) AS failed,
-               (SELECT COUNT(*) FROM judgments WHERE experiment_id = ?1) AS judgments",
+               (SELECT COUNT(*) FROM experiment_items WHERE experiment_id = $1) AS exchanges,
+               (SELECT COUNT(*) FROM replays WHERE experiment_id = $1) AS replays,
+               (SELECT COUNT(*) FROM replays WHERE experiment_id = $1 AND error IS NOT NULL) AS failed,
+               (SELECT COUNT(*) FROM judgments WHERE experiment_id = $1) AS judgments",
         )
         .bind(experiment_id)
-        .fetch_one(&self.pool)
+        .fetch_one(p)
         .await?;
-        let count = |name: &str| -> Result<u64> { Ok(row.try_get::<i64, _>(name)?.max(0) as u64) };
+        let count = |name: &str| -> Result<u64> { Ok(row.get::<i64>(name)?.max(0) as u64) };
         let exchanges = count("exchanges")?;
         let replays_done = count("replays")?;
         let replays_failed = count("failed")?;
@@ -487,25 +418,50 @@ impl Store {
                 + replays_judged * pairwise * 2,
             judgments_done: count("judgments")?,
         })
+        })
     }
 }
 
-fn decode_replay(r: &sqlx::sqlite::SqliteRow) -> Result<ReplayRecord> {
-    let response: Option<String> = r.try_get("response")?;
-    let input: Option<i64> = r.try_get("input_tokens")?;
-    let output: Option<i64> = r.try_get("output_tokens")?;
+fn decode_replay(r: &impl Columns) -> Result<ReplayRecord> {
+    let response: Option<String> = r.get("response")?;
+    let input: Option<i64> = r.get("input_tokens")?;
+    let output: Option<i64> = r.get("output_tokens")?;
     Ok(ReplayRecord {
-        experiment_id: r.try_get("experiment_id")?,
-        item_kind: r.try_get("item_kind")?,
-        item_id: r.try_get("item_id")?,
-        candidate: r.try_get("candidate")?,
-        model: r.try_get("model")?,
+        experiment_id: r.get("experiment_id")?,
+        item_kind: r.get("item_kind")?,
+        item_id: r.get("item_id")?,
+        candidate: r.get("candidate")?,
+        model: r.get("model")?,
         response: response.map(|text| from_json("replays.response", &text)).transpose()?,
-        output_text: r.try_get("output_text")?,
+        output_text: r.get("output_text")?,
         usage: crate::usage_from_columns(input, output),
-        cost_usd: r.try_get("cost_usd")?,
-        latency_ms: r.try_get("latency_ms")?,
-        error: r.try_get("error")?,
-        skipped: r.try_get("skipped")?,
+        cost_usd: r.get("cost_usd")?,
+        latency_ms: r.get("latency_ms")?,
+        error: r.get("error")?,
+        skipped: r.get("skipped")?,
+    })
+}
+
+fn decode_judgment(r: &impl Columns) -> Result<JudgmentRecord> {
+    let samples: Option<String> = r.get("score_samples")?;
+    Ok(JudgmentRecord {
+        experiment_id: r.get("experiment_id")?,
+        item_kind: r.get("item_kind")?,
+        item_id: r.get("item_id")?,
+        subject: r.get("subject")?,
+        rubric: r.get("rubric")?,
+        position: r.get("position")?,
+        raw_score: r.get("raw_score")?,
+        score: r.get("score")?,
+        reason: r.get("reason")?,
+        judge_model: r.get("judge_model")?,
+        error: r.get("error")?,
+        raw_output: r.get("raw_output")?,
+        input_tokens: r.get("input_tokens")?,
+        output_tokens: r.get("output_tokens")?,
+        cost_usd: r.get("cost_usd")?,
+        attempts: r.get("attempts")?,
+        score_samples: samples.map(|text| from_json("judgments.score_samples", &text)).transpose()?,
+        skipped: r.get("skipped")?,
     })
 }

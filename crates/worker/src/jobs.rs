@@ -12,6 +12,7 @@ use evaltap_store::{
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::claims::{self, Acquired};
 use crate::{Services, WorkerError};
 
 /// A unit of work in the queue.
@@ -171,13 +172,24 @@ fn unreadable(err: &WorkerError) -> bool {
     matches!(err, WorkerError::Store(evaltap_store::StoreError::Json { .. }))
 }
 
-/// Tokens a replay of `item` will likely use: the production call's usage, else a guess from
-/// the request's length (4 characters a token) and a modest answer.
-fn estimated_usage(item: &JobItem) -> evaltap_core::Usage {
-    item.usage.filter(|u| u.input_tokens > 0).unwrap_or_else(|| evaltap_core::Usage {
-        input_tokens: (item.request.to_string().len() / 4) as u64,
-        output_tokens: 256,
-    })
+/// Output tokens a replay is budgeted at when neither the request's `max_tokens` nor the
+/// production answer bounds it.
+const REPLAY_OUTPUT_TOKENS_ESTIMATE: u64 = 1024;
+
+/// Tokens a replay of `item` (sending `body`) will use at most, as far as can be told before
+/// the call: the prompt as production measured it (else its length, 4 characters a token), and
+/// the answer bounded by the request's own `max_tokens` — else twice the production answer, as
+/// a more verbose candidate may write more — else a fixed allowance.
+fn estimated_usage(item: &JobItem, body: &Value) -> evaltap_core::Usage {
+    let production = item.usage.filter(|u| u.input_tokens > 0);
+    let input_tokens = production.map_or((item.request.to_string().len() / 4) as u64, |u| u.input_tokens);
+    let max_tokens = ["max_completion_tokens", "max_tokens"]
+        .iter()
+        .find_map(|field| body.get(*field).and_then(Value::as_u64));
+    let output_tokens = max_tokens
+        .or_else(|| production.map(|u| u.output_tokens.saturating_mul(2)).filter(|t| *t > 0))
+        .unwrap_or(REPLAY_OUTPUT_TOKENS_ESTIMATE);
+    evaltap_core::Usage { input_tokens, output_tokens }
 }
 
 /// The judge jobs among `jobs` whose judgment is not stored yet.
@@ -195,7 +207,8 @@ async fn missing_judgments(svc: &Services, jobs: Vec<EvalJob>) -> Result<Vec<Eva
 }
 
 /// Replays an item against a candidate and stores the response, usage, cost and latency, or
-/// the error.
+/// the error. The model is called only by the worker holding the replay's claim: a duplicated
+/// or re-delivered job waits for it and calls nothing.
 pub async fn replay(
     svc: &Services,
     experiment_id: &str,
@@ -203,12 +216,52 @@ pub async fn replay(
     candidate: &str,
 ) -> Result<JobOutcome, WorkerError> {
     let experiment = svc.experiment(experiment_id).await?;
-    let follow_up = judge_jobs(experiment_id, item_id, candidate, &experiment.spec);
-    if let Some(existing) = svc.store.replay(experiment_id, item_id, candidate).await? {
-        let follow_up =
-            if existing.error.is_none() { missing_judgments(svc, follow_up).await? } else { Vec::new() };
-        return Ok(JobOutcome::AlreadyDone { follow_up });
+    let key = evaltap_store::replay_work_key(item_id, candidate);
+    let held = match claims::acquire(svc, experiment_id, &key).await? {
+        Acquired::Finished => return already_replayed(svc, &experiment, item_id, candidate).await,
+        Acquired::Held(held) => held,
+    };
+    // A replay stored before claims were kept stands too.
+    if svc.store.replay(experiment_id, item_id, candidate).await?.is_some() {
+        held.release(svc).await;
+        return already_replayed(svc, &experiment, item_id, candidate).await;
     }
+    let result = replay_held(svc, &experiment, item_id, candidate, &key).await;
+    if result.is_err() {
+        held.release(svc).await;
+    } else if held.claims() > 1 {
+        tracing::info!(experiment_id, item_id, candidate, "replayed after taking over a claim");
+    }
+    result
+}
+
+/// The outcome of a replay job whose replay is already stored: its judgments still missing.
+async fn already_replayed(
+    svc: &Services,
+    experiment: &evaltap_store::Experiment,
+    item_id: &str,
+    candidate: &str,
+) -> Result<JobOutcome, WorkerError> {
+    let stored = svc.store.replay(&experiment.id, item_id, candidate).await?;
+    let follow_up = match stored {
+        Some(replay) if replay.error.is_none() => {
+            missing_judgments(svc, judge_jobs(&experiment.id, item_id, candidate, &experiment.spec)).await?
+        }
+        _ => Vec::new(),
+    };
+    Ok(JobOutcome::AlreadyDone { follow_up })
+}
+
+/// The replay itself, by the worker holding its claim.
+async fn replay_held(
+    svc: &Services,
+    experiment: &evaltap_store::Experiment,
+    item_id: &str,
+    candidate: &str,
+    key: &str,
+) -> Result<JobOutcome, WorkerError> {
+    let experiment_id = experiment.id.as_str();
+    let follow_up = judge_jobs(experiment_id, item_id, candidate, &experiment.spec);
     let config = experiment.spec.candidates.iter().find(|c| c.name == candidate).ok_or_else(|| {
         WorkerError::Missing(format!("experiment {experiment_id} has no candidate `{candidate}`"))
     })?;
@@ -233,46 +286,60 @@ pub async fn replay(
     };
     let body = replay_body(&item.request, &config.model, &config.params);
     let mut record = ReplayRecord::new(experiment_id, item.kind, item_id, candidate, &config.model);
+    let estimate = config.price.cost(estimated_usage(&item, &body));
     // Without a cap there is nothing to reserve against: only the actual cost is recorded.
-    let capped = experiment.spec.spend_cap_usd.is_some();
-    let estimate = config.price.cost(estimated_usage(&item));
-    let reserved = if capped { estimate } else { 0.0 };
-    let outcome = if capped && !svc.store.reserve_spend(experiment_id, estimate).await? {
-        let reason = "spend cap reached".to_string();
-        record.error = Some(reason.clone());
-        record.skipped = Some(reason.clone());
-        JobOutcome::Failed { error: reason }
-    } else {
-        let result = svc.candidate_client(config).chat(&body).await;
-        let actual = match &result {
-            Ok(done) => done.usage.map_or(estimate, |u| config.price.cost(u)),
-            // A failed call may still have been billed; count the estimate, to stay on the
-            // safe side of the cap.
-            Err(_) => estimate,
-        };
-        svc.store.settle_spend(experiment_id, SpendKind::Replay, reserved, actual).await?;
-        match result {
-            Ok(done) => {
-                record.cost_usd = done.usage.map(|u| config.price.cost(u));
-                record.usage = done.usage;
-                record.latency_ms = Some(done.latency_ms);
-                record.output_text = Some(done.text);
-                record.response = Some(done.response);
-                JobOutcome::Stored { follow_up }
-            }
-            Err(err) => {
-                tracing::warn!(%err, experiment_id, item_id, candidate, "replay failed");
-                record.error = Some(err.to_string());
-                JobOutcome::Failed { error: err.to_string() }
+    let reservation = match experiment.spec.spend_cap_usd {
+        None => None,
+        Some(_) => {
+            match svc.store.reserve_spend(experiment_id, SpendKind::Replay, key, estimate, svc.lease).await? {
+                Some(reservation) => Some(reservation),
+                None => {
+                    let reason = SPEND_CAP_REACHED.to_string();
+                    record.error = Some(reason.clone());
+                    record.skipped = Some(reason.clone());
+                    return store_replay(svc, experiment, &record, JobOutcome::Failed { error: reason })
+                        .await;
+                }
             }
         }
     };
-    if svc.store.insert_replay(&record).await? {
+    let result = svc.candidate_client(config).chat(&body).await;
+    let actual = match &result {
+        Ok(done) => done.usage.map_or(estimate, |u| config.price.cost(u)),
+        // A failed call may still have been billed; count the estimate, to stay on the safe
+        // side of the cap.
+        Err(_) => estimate,
+    };
+    svc.store.settle_spend(experiment_id, SpendKind::Replay, reservation.as_ref(), actual).await?;
+    let outcome = match result {
+        Ok(done) => {
+            record.cost_usd = done.usage.map(|u| config.price.cost(u));
+            record.usage = done.usage;
+            record.latency_ms = Some(done.latency_ms);
+            record.output_text = Some(done.text);
+            record.response = Some(done.response);
+            JobOutcome::Stored { follow_up }
+        }
+        Err(err) => {
+            tracing::warn!(%err, experiment_id, item_id, candidate, "replay failed");
+            record.error = Some(err.to_string());
+            JobOutcome::Failed { error: err.to_string() }
+        }
+    };
+    store_replay(svc, experiment, &record, outcome).await
+}
+
+/// Stores a replay (finishing its claim); one stored first by another worker stands.
+async fn store_replay(
+    svc: &Services,
+    experiment: &evaltap_store::Experiment,
+    record: &ReplayRecord,
+    outcome: JobOutcome,
+) -> Result<JobOutcome, WorkerError> {
+    if svc.store.insert_replay(record).await? {
         Ok(outcome)
     } else {
-        // Another worker stored it first; theirs stands.
-        let follow_up = judge_jobs(experiment_id, item_id, candidate, &experiment.spec);
-        Ok(JobOutcome::AlreadyDone { follow_up: missing_judgments(svc, follow_up).await? })
+        already_replayed(svc, experiment, &record.item_id, &record.candidate).await
     }
 }
 
@@ -360,9 +427,33 @@ pub async fn judge(
     rubric: &str,
     position: &str,
 ) -> Result<JobOutcome, WorkerError> {
-    if svc.store.judgment_exists(experiment_id, item_id, subject, rubric, position).await? {
-        return Ok(JobOutcome::AlreadyDone { follow_up: Vec::new() });
+    let key = evaltap_store::judgment_work_key(item_id, subject, rubric, position);
+    let held = match claims::acquire(svc, experiment_id, &key).await? {
+        Acquired::Finished => return Ok(JobOutcome::AlreadyDone { follow_up: Vec::new() }),
+        Acquired::Held(held) => held,
+    };
+    // A judgment stored before claims were kept stands too.
+    let result = if svc.store.judgment_exists(experiment_id, item_id, subject, rubric, position).await? {
+        Ok(JobOutcome::AlreadyDone { follow_up: Vec::new() })
+    } else {
+        judge_held(svc, experiment_id, item_id, subject, rubric, position, &key).await
+    };
+    if !matches!(result, Ok(JobOutcome::Stored { .. } | JobOutcome::Failed { .. })) {
+        held.release(svc).await;
     }
+    result
+}
+
+/// The judgment itself, by the worker holding its claim.
+async fn judge_held(
+    svc: &Services,
+    experiment_id: &str,
+    item_id: &str,
+    subject: &str,
+    rubric: &str,
+    position: &str,
+    key: &str,
+) -> Result<JobOutcome, WorkerError> {
     let experiment = svc.experiment(experiment_id).await?;
     let mut record = JudgmentRecord::new(experiment_id, item_id, subject, rubric, position);
     record.item_kind = experiment.spec.item_kind().into();
@@ -402,9 +493,13 @@ pub async fn judge(
                 input_tokens: prompt_tokens,
                 output_tokens: JUDGE_OUTPUT_TOKENS_ESTIMATE,
             }) * samples as f64;
-            let reserved = if capped { estimate } else { 0.0 };
-            if capped && !svc.store.reserve_spend(experiment_id, estimate).await? {
-                let reason = "spend cap reached".to_string();
+            let reservation = if capped {
+                svc.store.reserve_spend(experiment_id, SpendKind::Judge, key, estimate, svc.lease).await?
+            } else {
+                None
+            };
+            if capped && reservation.is_none() {
+                let reason = SPEND_CAP_REACHED.to_string();
                 record.error = Some(reason.clone());
                 record.skipped = Some(reason.clone());
                 Err(reason)
@@ -436,7 +531,7 @@ pub async fn judge(
                     Err(failure) => failure.calls.clone(),
                 };
                 let actual = config.price().cost(calls.usage);
-                svc.store.settle_spend(experiment_id, SpendKind::Judge, reserved, actual).await?;
+                svc.store.settle_spend(experiment_id, SpendKind::Judge, reservation.as_ref(), actual).await?;
                 record.raw_output = calls.raw_output.clone();
                 record.attempts = i64::from(calls.attempts);
                 record.judge_model = Some(calls.model.clone()).filter(|m| !m.is_empty());
@@ -529,4 +624,36 @@ async fn store_judgment(
     } else {
         Ok(JobOutcome::AlreadyDone { follow_up: Vec::new() })
     }
+}
+
+/// Why work was not attempted when the experiment's spend cap was reached.
+pub const SPEND_CAP_REACHED: &str = "spend cap reached";
+
+/// Records `job` as not attempted for `reason` (no model is called); a result already stored
+/// stands.
+pub async fn store_skipped(
+    store: &evaltap_store::Store,
+    experiment: &evaltap_store::Experiment,
+    job: &EvalJob,
+    reason: &str,
+) -> Result<(), WorkerError> {
+    match job {
+        EvalJob::Replay { experiment_id, item_id, candidate } => {
+            let model =
+                experiment.spec.candidates.iter().find(|c| c.name == *candidate).map_or("", |c| &c.model);
+            let mut record =
+                ReplayRecord::new(experiment_id, experiment.spec.item_kind(), item_id, candidate, model);
+            record.error = Some(reason.into());
+            record.skipped = Some(reason.into());
+            store.insert_replay(&record).await?;
+        }
+        EvalJob::Judge { experiment_id, item_id, subject, rubric, position } => {
+            let mut record = JudgmentRecord::new(experiment_id, item_id, subject, rubric, position);
+            record.item_kind = experiment.spec.item_kind().into();
+            record.error = Some(reason.into());
+            record.skipped = Some(reason.into());
+            store.insert_judgment(&record).await?;
+        }
+    }
+    Ok(())
 }

@@ -5,6 +5,7 @@
 //! make a retried or duplicated job a no-op, and [`queue::enqueue_missing`] re-creates any job
 //! whose result is absent, so a crashed worker loses nothing.
 
+mod claims;
 pub mod experiments;
 pub mod jobs;
 pub mod queue;
@@ -12,7 +13,7 @@ mod services;
 
 pub use experiments::{CreateError, DEFAULT_MARGIN, ExperimentRequest, create_experiment};
 pub use jobs::{EvalJob, JobOutcome, judge, replay};
-pub use queue::{Queue, enqueue_missing, run_worker};
+pub use queue::{Queue, enqueue, enqueue_missing, missing_jobs, requeue_unfinished, run_worker};
 pub use services::Services;
 
 /// Why a job failed in a way worth retrying (storage trouble, missing rows). Model and judge

@@ -1,54 +1,152 @@
-//! The apalis queue on the same SQLite database as the store.
+//! The apalis queue, in the same database as the store: apalis-sqlite on a SQLite file,
+//! apalis-postgres on PostgreSQL. The queue delivers jobs (and hands a dead worker's jobs to
+//! another after its missed heartbeats); claims in the store decide who calls a model.
 
 use std::collections::HashSet;
 use std::future::Future;
 use std::time::Duration;
 
 use apalis::prelude::*;
-use apalis_sqlite::{Config as QueueConfig, SqliteStorage};
-use evaltap_store::{BASELINE, Experiment, Store};
+use apalis_postgres::PostgresStorage;
+use apalis_sqlite::SqliteStorage;
+use evaltap_core::WorkerConfig;
+use evaltap_store::{BASELINE, Experiment, Pool, Store};
 
 use crate::jobs::{self, EvalJob};
 use crate::{Services, WorkerError};
 
-/// The job queue.
-pub type Queue = SqliteStorage<EvalJob>;
+/// The job queue, on whichever engine the store runs.
+#[derive(Clone)]
+pub enum Queue {
+    /// apalis-sqlite.
+    Sqlite(SqliteStorage<EvalJob>),
+    /// apalis-postgres.
+    Postgres(PostgresStorage<EvalJob>),
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Queue::Sqlite(_) => "Queue::Sqlite",
+            Queue::Postgres(_) => "Queue::Postgres",
+        })
+    }
+}
 
 /// A stable queue name: apalis defaults to the Rust type path, which a refactor would change,
 /// orphaning queued jobs.
 pub const QUEUE_NAME: &str = "evaltap.eval";
 
+/// Jobs fetched per poll.
+const BATCH_SIZE: usize = 64;
+
 /// Creates apalis's tables (idempotent) and returns the queue.
-pub async fn open(store: &Store) -> Result<Queue, WorkerError> {
-    // apalis' own `setup` also runs `PRAGMA synchronous = OFF` on whichever pooled connection
-    // it gets, which would let a power loss take back acknowledged writes: run only its
-    // migrations (the store's connections are already WAL with synchronous = FULL).
-    SqliteStorage::<()>::migrations()
-        .run(store.pool())
-        .await
-        .map_err(|e| WorkerError::Queue(format!("creating the queue's tables: {e}")))?;
-    Ok(SqliteStorage::new(store.pool()).with_config(
-        QueueConfig::default().queue(QUEUE_NAME).batch_size(64).heartbeat_interval(Duration::from_secs(10)),
-    ))
+pub async fn open(store: &Store, settings: &WorkerConfig) -> Result<Queue, WorkerError> {
+    let failed =
+        |e: sqlx::migrate::MigrateError| WorkerError::Queue(format!("creating the queue's tables: {e}"));
+    let missed = settings.missed_heartbeats.max(1);
+    Ok(match store.pool() {
+        Pool::Sqlite(pool) => {
+            // apalis' own `setup` also runs `PRAGMA synchronous = OFF` on whichever pooled
+            // connection it gets, which would let a power loss take back acknowledged writes:
+            // run only its migrations (the store's connections are WAL with synchronous = FULL).
+            SqliteStorage::<()>::migrations().run(pool).await.map_err(failed)?;
+            Queue::Sqlite(
+                SqliteStorage::new(pool).with_config(
+                    apalis_sqlite::Config::default()
+                        .queue(QUEUE_NAME)
+                        .batch_size(BATCH_SIZE)
+                        .heartbeat_interval(settings.heartbeat())
+                        .missed_heartbeats(missed),
+                ),
+            )
+        }
+        Pool::Postgres(pool) => {
+            PostgresStorage::<()>::migrations().run(pool).await.map_err(failed)?;
+            Queue::Postgres(
+                PostgresStorage::new(pool).with_config(
+                    apalis_postgres::Config::default()
+                        .queue(QUEUE_NAME)
+                        .batch_size(BATCH_SIZE)
+                        .heartbeat_interval(settings.heartbeat())
+                        .missed_heartbeats(missed),
+                ),
+            )
+        }
+    })
 }
 
-async fn push_all(queue: &Queue, jobs: Vec<EvalJob>) -> Result<(), WorkerError> {
+/// The experiment a job belongs to.
+fn experiment_of(job: &EvalJob) -> &str {
+    match job {
+        EvalJob::Replay { experiment_id, .. } | EvalJob::Judge { experiment_id, .. } => experiment_id,
+    }
+}
+
+/// The work key of a job (see [`evaltap_store::Store::claim_work`]).
+fn work_key(job: &EvalJob) -> String {
+    match job {
+        EvalJob::Replay { item_id, candidate, .. } => evaltap_store::replay_work_key(item_id, candidate),
+        EvalJob::Judge { item_id, subject, rubric, position, .. } => {
+            evaltap_store::judgment_work_key(item_id, subject, rubric, position)
+        }
+    }
+}
+
+/// Pushes jobs as they are, registered or not (`enqueue` is the normal way in; this is for
+/// repair: duplicates call nothing, as claims decide).
+pub async fn push_jobs(queue: &Queue, jobs: Vec<EvalJob>) -> Result<(), WorkerError> {
     if jobs.is_empty() {
         return Ok(());
     }
-    let mut queue = queue.clone();
-    queue.push_bulk(jobs).await.map_err(|e| WorkerError::Queue(e.to_string()))
+    let pushed = match queue.clone() {
+        Queue::Sqlite(mut storage) => storage.push_bulk(jobs).await.map_err(|e| e.to_string()),
+        Queue::Postgres(mut storage) => storage.push_bulk(jobs).await.map_err(|e| e.to_string()),
+    };
+    pushed.map_err(WorkerError::Queue)
 }
 
-/// Enqueues every job whose result is not stored yet: all of them for a new experiment, the
-/// remainder after a crash or for a re-run. Returns how many were enqueued.
-pub async fn enqueue_missing(
-    store: &Store,
-    queue: &Queue,
-    experiment: &Experiment,
-) -> Result<usize, WorkerError> {
+/// Enqueues those of `jobs` not enqueued before: each unit of work is registered in the store
+/// once, and only newly registered work is pushed, so re-running an experiment, restarting a
+/// process or repeating a follow-up never queues work twice. Nothing is enqueued for an
+/// experiment that reached its spend cap. Returns how many were enqueued.
+pub async fn enqueue(store: &Store, queue: &Queue, jobs: Vec<EvalJob>) -> Result<usize, WorkerError> {
+    let mut by_experiment: Vec<(String, Vec<EvalJob>)> = Vec::new();
+    for job in jobs {
+        let experiment = experiment_of(&job).to_string();
+        match by_experiment.iter_mut().find(|(id, _)| *id == experiment) {
+            Some((_, list)) => list.push(job),
+            None => by_experiment.push((experiment, vec![job])),
+        }
+    }
+    let mut enqueued = 0;
+    for (experiment_id, jobs) in by_experiment {
+        if store.spend(&experiment_id).await?.capped {
+            // Past the cap nothing is enqueued: the work is recorded as skipped at once.
+            let experiment = store.require_experiment(&experiment_id).await?;
+            for job in jobs {
+                jobs::store_skipped(store, &experiment, &job, jobs::SPEND_CAP_REACHED).await?;
+            }
+            continue;
+        }
+        let keys: Vec<String> = jobs.iter().map(work_key).collect();
+        let new = store.register_work(&experiment_id, &keys).await?;
+        let fresh: Vec<EvalJob> =
+            jobs.into_iter().zip(new).filter(|(_, new)| *new).map(|(job, _)| job).collect();
+        enqueued += fresh.len();
+        if let Err(err) = push_jobs(queue, fresh).await {
+            // Unregister what did not reach the queue, so the next attempt enqueues it.
+            store.unregister_unclaimed_work(&experiment_id, &keys).await?;
+            return Err(err);
+        }
+    }
+    Ok(enqueued)
+}
+
+/// Every job of an experiment whose result is not stored yet.
+pub async fn missing_jobs(store: &Store, experiment: &Experiment) -> Result<Vec<EvalJob>, WorkerError> {
     let id = experiment.id.as_str();
-    let exchanges = store.experiment_item_ids(id).await?;
+    let items = store.experiment_item_ids(id).await?;
     let replays = store.replays(id).await?;
     let judged: HashSet<(String, String, String, String)> = store
         .judgments(id)
@@ -65,7 +163,7 @@ pub async fn enqueue_missing(
         EvalJob::Replay { .. } => true,
     };
     let mut jobs = Vec::new();
-    for item_id in &exchanges {
+    for item_id in &items {
         jobs.extend(jobs::judge_jobs(id, item_id, BASELINE, &experiment.spec).into_iter().filter(is_missing));
         for candidate in &experiment.spec.candidates {
             if !replayed.contains(&(item_id.as_str(), candidate.name.as_str())) {
@@ -81,8 +179,32 @@ pub async fn enqueue_missing(
         let follow_up = jobs::judge_jobs(id, &replay.item_id, &replay.candidate, &experiment.spec);
         jobs.extend(follow_up.into_iter().filter(is_missing));
     }
+    Ok(jobs)
+}
+
+/// Enqueues every job of an experiment whose result is not stored and that was never enqueued:
+/// all of them for a new experiment, none on a re-run or restart. Returns how many.
+pub async fn enqueue_missing(
+    store: &Store,
+    queue: &Queue,
+    experiment: &Experiment,
+) -> Result<usize, WorkerError> {
+    let jobs = missing_jobs(store, experiment).await?;
+    enqueue(store, queue, jobs).await
+}
+
+/// Pushes every unfinished job of an experiment again, registered or not — for work whose job
+/// the queue gave up on (repeated storage errors). Duplicates call nothing: the claim decides.
+pub async fn requeue_unfinished(
+    store: &Store,
+    queue: &Queue,
+    experiment: &Experiment,
+) -> Result<usize, WorkerError> {
+    let jobs = missing_jobs(store, experiment).await?;
+    let keys: Vec<String> = jobs.iter().map(work_key).collect();
+    store.register_work(&experiment.id, &keys).await?;
     let count = jobs.len();
-    push_all(queue, jobs).await?;
+    push_jobs(queue, jobs).await?;
     Ok(count)
 }
 
@@ -102,11 +224,12 @@ async fn handle(job: EvalJob, state: Data<WorkerState>) -> Result<(), BoxDynErro
             jobs::judge(svc, experiment_id, item_id, subject, rubric, position).await?
         }
     };
-    push_all(&state.queue, outcome.follow_up().to_vec()).await?;
+    enqueue(&svc.store, &state.queue, outcome.follow_up().to_vec()).await?;
     Ok(())
 }
 
-/// Runs a worker with `concurrency` jobs in flight until `shutdown` completes.
+/// Runs a worker with `concurrency` jobs in flight until `shutdown` completes; then it stops
+/// taking jobs and lets those in flight finish.
 pub async fn run_worker(
     services: Services,
     queue: Queue,
@@ -114,46 +237,69 @@ pub async fn run_worker(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), WorkerError> {
     let name = format!("evaltap-worker-{}", uuid::Uuid::now_v7());
-    let services_pool = services.store.pool().clone();
-    let backend = queue.clone().poll_with_interval(Duration::from_millis(10));
-    let worker = WorkerBuilder::new(name)
-        .backend(backend)
-        .data(WorkerState { services, queue })
-        .concurrency(concurrency.max(1))
-        // Model and judge failures are results, not errors; what errs is storage (e.g. a lock
-        // held too long), worth a few more tries. A job that still fails is re-created by
-        // `enqueue_missing` when a worker next starts.
-        .retry(apalis::layers::retry::RetryPolicy::retries(3))
-        .build(handle);
-    // apalis-sqlite acknowledges jobs with a statement whose cost grows with the size of its job
-    // table; finished jobs are history (results live in evaltap's own tables), so they are
-    // removed as the worker goes.
-    let (stop_purge, mut purge_stopped) = tokio::sync::oneshot::channel::<()>();
-    let pool = services_pool;
-    let purge = tokio::spawn(async move {
+    let store = services.store.clone();
+    let state = WorkerState { services, queue: queue.clone() };
+    // Housekeeping beside the jobs: finished jobs leave the queue's table (apalis-sqlite's
+    // acknowledgement costs grow with it; results live in evaltap's own tables), and spend
+    // reservations of dead callers are released once their lease has run out.
+    let (stop_housekeeping, mut housekeeping_stopped) = tokio::sync::oneshot::channel::<()>();
+    let housekeeping = tokio::spawn(async move {
+        let mut rounds: u64 = 0;
         loop {
             tokio::select! {
-                _ = &mut purge_stopped => return,
+                _ = &mut housekeeping_stopped => return,
                 () = tokio::time::sleep(PURGE_EVERY) => {}
             }
-            if let Err(err) =
-                sqlx::query("DELETE FROM Jobs WHERE status IN ('Done', 'Killed')").execute(&pool).await
-            {
+            rounds += 1;
+            if let Err(err) = store.purge_finished_queue_jobs().await {
                 tracing::debug!(%err, "purging finished jobs failed; will retry");
+            }
+            if rounds.is_multiple_of(RELEASE_EVERY_ROUNDS) {
+                match store.release_expired_reservations().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(released = n, "released spend reservations of stopped calls"),
+                    Err(err) => tracing::debug!(%err, "releasing expired reservations failed; will retry"),
+                }
             }
         }
     });
-    let ran = worker
-        .run_until(async move {
-            shutdown.await;
-            Ok::<(), std::io::Error>(())
-        })
-        .await
-        .map_err(|e| WorkerError::Queue(e.to_string()));
-    let _ = stop_purge.send(());
-    let _ = purge.await;
+    let until = async move {
+        shutdown.await;
+        Ok::<(), std::io::Error>(())
+    };
+    // Model and judge failures are results, not errors; what errs is storage (e.g. a lock held
+    // too long), worth a few more tries.
+    let retry = apalis::layers::retry::RetryPolicy::retries(3);
+    let ran = match queue {
+        Queue::Sqlite(storage) => {
+            WorkerBuilder::new(name)
+                .backend(storage.poll_with_interval(Duration::from_millis(10)))
+                .data(state)
+                .concurrency(concurrency.max(1))
+                .retry(retry)
+                .build(handle)
+                .run_until(until)
+                .await
+        }
+        Queue::Postgres(storage) => {
+            WorkerBuilder::new(name)
+                .backend(storage.poll_with_interval(Duration::from_millis(10)))
+                .data(state)
+                .concurrency(concurrency.max(1))
+                .retry(retry)
+                .build(handle)
+                .run_until(until)
+                .await
+        }
+    }
+    .map_err(|e| WorkerError::Queue(e.to_string()));
+    let _ = stop_housekeeping.send(());
+    let _ = housekeeping.await;
     ran
 }
 
 /// How often a worker removes finished jobs from the queue's table.
 const PURGE_EVERY: Duration = Duration::from_millis(250);
+
+/// Expired reservations are looked for every this many purge rounds.
+const RELEASE_EVERY_ROUNDS: u64 = 8;

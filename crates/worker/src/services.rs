@@ -23,6 +23,10 @@ pub struct Services {
     frozen_rubrics: Arc<Mutex<HashMap<String, Rubrics>>>,
     /// Experiments by id: frozen at creation, so read and parsed once per process.
     experiments: Arc<Mutex<HashMap<String, Arc<Experiment>>>>,
+    /// This process's name on the claims it holds.
+    pub owner: String,
+    /// How long a claim (and its spend reservation) lasts unless renewed.
+    pub lease: Duration,
 }
 
 /// A backstop on any one HTTP request; attempts are bounded tighter by each endpoint's
@@ -45,6 +49,8 @@ impl Services {
             clients: Arc::default(),
             frozen_rubrics: Arc::default(),
             experiments: Arc::default(),
+            owner: format!("evaltap-{}-{}", std::process::id(), uuid::Uuid::now_v7()),
+            lease: config.worker.lease(),
         })
     }
 

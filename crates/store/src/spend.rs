@@ -1,0 +1,251 @@
+//! Spend as a ledger: each model call reserves its estimated cost first (one row, with a lease),
+//! then settles it with what it cost. The cap check is one conditional update of the
+//! experiment's running totals, so concurrent workers in any number of processes cannot pass it
+//! together; a reservation whose caller died is released when its lease runs out.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::with_pool;
+use crate::work::now_ms;
+use crate::{Columns, Result, Store};
+
+/// What a cost is for, in an experiment's spend account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpendKind {
+    /// A candidate replay.
+    Replay,
+    /// A judge call.
+    Judge,
+}
+
+impl SpendKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            SpendKind::Replay => "replay",
+            SpendKind::Judge => "judge",
+        }
+    }
+}
+
+/// What an experiment has spent. Replays and judge calls both count against the cap.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Spend {
+    /// The cap, if any.
+    pub cap_usd: Option<f64>,
+    /// Settled cost of finished candidate replays.
+    pub spent_usd: f64,
+    /// Estimated cost of calls in flight.
+    pub reserved_usd: f64,
+    /// Settled cost of judge calls.
+    pub judge_spent_usd: f64,
+    /// Replays and judge calls together.
+    pub total_spent_usd: f64,
+    /// Whether a call did not fit under the cap: the experiment stopped enqueueing work.
+    pub capped: bool,
+}
+
+/// A reservation held for one call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reservation {
+    /// Ledger row id.
+    pub id: String,
+    /// Experiment.
+    pub experiment_id: String,
+    /// The estimate reserved.
+    pub estimate_usd: f64,
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl Store {
+    /// Sets up an experiment's spend account (idempotent).
+    pub async fn open_spend(&self, experiment_id: &str, cap_usd: Option<f64>) -> Result<()> {
+        with_pool!(&self.pool, p => sqlx::query(
+            "INSERT INTO experiment_spend (experiment_id, cap_usd) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(experiment_id)
+        .bind(cap_usd)
+        .execute(p)
+        .await
+        .map(|_| ()))?;
+        Ok(())
+    }
+
+    /// Reserves `estimate_usd` for the call doing `work_key` if it fits under the cap, for
+    /// `lease` (renewed with the work's lease). `None` when it does not fit: the experiment
+    /// is then marked capped.
+    pub async fn reserve_spend(
+        &self,
+        experiment_id: &str,
+        kind: SpendKind,
+        work_key: &str,
+        estimate_usd: f64,
+        lease: Duration,
+    ) -> Result<Option<Reservation>> {
+        self.open_spend(experiment_id, None).await?;
+        let now = now_ms();
+        let id = uuid::Uuid::now_v7().to_string();
+        with_pool!(&self.pool, p => {
+            let mut tx = p.begin().await?;
+            let fits = sqlx::query(
+                "UPDATE experiment_spend SET reserved_usd = reserved_usd + $2
+                 WHERE experiment_id = $1
+                   AND (cap_usd IS NULL OR spent_usd + judge_spent_usd + reserved_usd + $2 <= cap_usd)",
+            )
+            .bind(experiment_id)
+            .bind(estimate_usd)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            if !fits {
+                sqlx::query("UPDATE experiment_spend SET capped = TRUE WHERE experiment_id = $1")
+                    .bind(experiment_id)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                return Ok(None);
+            }
+            sqlx::query(
+                "INSERT INTO spend_reservations
+                    (id, experiment_id, kind, work_key, estimate_usd, status, expires_ms, created_ms)
+                 VALUES ($1, $2, $3, $4, $5, 'reserved', $6, $7)",
+            )
+            .bind(&id)
+            .bind(experiment_id)
+            .bind(kind.as_str())
+            .bind(work_key)
+            .bind(estimate_usd)
+            .bind(now.saturating_add(millis(lease)))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(Some(Reservation { id, experiment_id: experiment_id.into(), estimate_usd }))
+        })
+    }
+
+    /// Records what a call cost: settles its reservation (if it still holds one; one released
+    /// after its lease ran out only adds the cost) or, without a cap, just adds the cost.
+    pub async fn settle_spend(
+        &self,
+        experiment_id: &str,
+        kind: SpendKind,
+        reservation: Option<&Reservation>,
+        actual_usd: f64,
+    ) -> Result<()> {
+        let add = match kind {
+            SpendKind::Replay => {
+                "UPDATE experiment_spend
+                 SET reserved_usd = CASE WHEN reserved_usd > $2 THEN reserved_usd - $2 ELSE 0 END,
+                     spent_usd = spent_usd + $3
+                 WHERE experiment_id = $1"
+            }
+            SpendKind::Judge => {
+                "UPDATE experiment_spend
+                 SET reserved_usd = CASE WHEN reserved_usd > $2 THEN reserved_usd - $2 ELSE 0 END,
+                     judge_spent_usd = judge_spent_usd + $3
+                 WHERE experiment_id = $1"
+            }
+        };
+        self.open_spend(experiment_id, None).await?;
+        with_pool!(&self.pool, p => {
+            let mut tx = p.begin().await?;
+            let mut held = 0.0;
+            if let Some(reservation) = reservation {
+                let settled = sqlx::query(
+                    "UPDATE spend_reservations SET status = 'settled', actual_usd = $2
+                     WHERE id = $1 AND status = 'reserved'",
+                )
+                .bind(&reservation.id)
+                .bind(actual_usd)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if settled == 1 {
+                    held = reservation.estimate_usd;
+                } else {
+                    sqlx::query("UPDATE spend_reservations SET actual_usd = $2 WHERE id = $1")
+                        .bind(&reservation.id)
+                        .bind(actual_usd)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            sqlx::query(add).bind(experiment_id).bind(held).bind(actual_usd).execute(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    /// Releases reservations whose lease ran out unsettled (their caller died); returns how
+    /// many. Any process may run this; each reservation is released once.
+    pub async fn release_expired_reservations(&self) -> Result<usize> {
+        let now = now_ms();
+        with_pool!(&self.pool, p => {
+            let mut tx = p.begin().await?;
+            let released: Vec<(String, f64)> = sqlx::query_as(
+                "UPDATE spend_reservations SET status = 'released'
+                 WHERE status = 'reserved' AND expires_ms < $1
+                 RETURNING experiment_id, estimate_usd",
+            )
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await?;
+            for (experiment_id, estimate) in &released {
+                sqlx::query(
+                    "UPDATE experiment_spend
+                     SET reserved_usd = CASE WHEN reserved_usd > $2 THEN reserved_usd - $2 ELSE 0 END
+                     WHERE experiment_id = $1",
+                )
+                .bind(experiment_id)
+                .bind(estimate)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(released.len())
+        })
+    }
+
+    /// Reservations of an experiment by status: (status, count, estimated USD).
+    pub async fn reservations(&self, experiment_id: &str) -> Result<Vec<(String, i64, f64)>> {
+        Ok(with_pool!(&self.pool, p => sqlx::query_as(
+            "SELECT status, COUNT(*), CAST(COALESCE(SUM(estimate_usd), 0) AS DOUBLE PRECISION)
+             FROM spend_reservations WHERE experiment_id = $1 GROUP BY status ORDER BY status",
+        )
+        .bind(experiment_id)
+        .fetch_all(p)
+        .await)?)
+    }
+
+    /// The experiment's spend account.
+    pub async fn spend(&self, experiment_id: &str) -> Result<Spend> {
+        with_pool!(&self.pool, p => {
+            let row = sqlx::query(
+                "SELECT cap_usd, spent_usd, reserved_usd, judge_spent_usd, capped FROM experiment_spend
+                 WHERE experiment_id = $1",
+            )
+            .bind(experiment_id)
+            .fetch_optional(p)
+            .await?;
+            row.as_ref().map_or(Ok(Spend::default()), decode_spend)
+        })
+    }
+}
+
+fn decode_spend(r: &impl Columns) -> Result<Spend> {
+    let (spent_usd, judge_spent_usd): (f64, f64) = (r.get("spent_usd")?, r.get("judge_spent_usd")?);
+    Ok(Spend {
+        cap_usd: r.get("cap_usd")?,
+        spent_usd,
+        reserved_usd: r.get("reserved_usd")?,
+        judge_spent_usd,
+        total_spent_usd: spent_usd + judge_spent_usd,
+        capped: r.get("capped")?,
+    })
+}

@@ -1,0 +1,225 @@
+//! Claim before call: each unit of work (one replay, one judgment) has a row that is created
+//! when the work is first enqueued and claimed, with a lease, by the one worker that calls the
+//! model. Unique keys protect rows; claims protect money: a duplicated or retried job finds the
+//! work claimed or finished and calls nothing.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::with_pool;
+use crate::{Result, Store};
+
+/// The key of the replay of `item_id` by `candidate`.
+pub fn replay_work_key(item_id: &str, candidate: &str) -> String {
+    json!(["replay", item_id, candidate]).to_string()
+}
+
+/// The key of one judgment (`position` is '' for pointwise rubrics).
+pub fn judgment_work_key(item_id: &str, subject: &str, rubric: &str, position: &str) -> String {
+    json!(["judge", item_id, subject, rubric, position]).to_string()
+}
+
+/// Milliseconds since the Unix epoch (lease times on both engines).
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// A held claim: only its holder calls the model for this work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// Experiment.
+    pub experiment_id: String,
+    /// Work key.
+    pub work_key: String,
+    /// Who holds it (a worker's id).
+    pub owner: String,
+    /// How many claims this work has had, this one included (more than one: a takeover).
+    pub claims: i64,
+}
+
+/// The answer to a claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// This caller holds the work.
+    Claimed(Lease),
+    /// The work is finished; nothing to call.
+    Finished,
+    /// Another worker holds an unexpired lease until `expires_ms`.
+    HeldElsewhere {
+        /// When the lease runs out unless renewed.
+        expires_ms: i64,
+    },
+}
+
+impl Store {
+    /// Registers units of work of an experiment; returns, per key, whether it was new — only
+    /// new work is enqueued, so re-running an experiment or restarting a process enqueues
+    /// nothing that is queued or done.
+    pub async fn register_work(&self, experiment_id: &str, keys: &[String]) -> Result<Vec<bool>> {
+        with_pool!(&self.pool, p => {
+            let mut tx = p.begin().await?;
+            let mut new = Vec::with_capacity(keys.len());
+            for key in keys {
+                let done = sqlx::query(
+                    "INSERT INTO work_claims (experiment_id, work_key) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                )
+                .bind(experiment_id)
+                .bind(key)
+                .execute(&mut *tx)
+                .await?;
+                new.push(done.rows_affected() == 1);
+            }
+            tx.commit().await?;
+            Ok(new)
+        })
+    }
+
+    /// Claims a unit of work for `owner` for `lease` (one statement: insert if absent, take
+    /// over if the previous lease ran out, never if finished).
+    pub async fn claim_work(
+        &self,
+        experiment_id: &str,
+        work_key: &str,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<Claim> {
+        let now = now_ms();
+        let claimed: Option<i64> = with_pool!(&self.pool, p => sqlx::query_scalar(
+            "INSERT INTO work_claims (experiment_id, work_key, owner, expires_ms, claims, finished)
+             VALUES ($1, $2, $3, $4, 1, FALSE)
+             ON CONFLICT (experiment_id, work_key) DO UPDATE
+                SET owner = excluded.owner, expires_ms = excluded.expires_ms, claims = work_claims.claims + 1
+              WHERE work_claims.finished = FALSE AND work_claims.expires_ms < $5
+             RETURNING claims",
+        )
+        .bind(experiment_id)
+        .bind(work_key)
+        .bind(owner)
+        .bind(now.saturating_add(millis(lease)))
+        .bind(now)
+        .fetch_optional(p)
+        .await)?;
+        if let Some(claims) = claimed {
+            return Ok(Claim::Claimed(Lease {
+                experiment_id: experiment_id.into(),
+                work_key: work_key.into(),
+                owner: owner.into(),
+                claims,
+            }));
+        }
+        let (finished, expires_ms): (bool, i64) = with_pool!(&self.pool, p => sqlx::query_as(
+            "SELECT finished, expires_ms FROM work_claims WHERE experiment_id = $1 AND work_key = $2",
+        )
+        .bind(experiment_id)
+        .bind(work_key)
+        .fetch_one(p)
+        .await)?;
+        Ok(if finished { Claim::Finished } else { Claim::HeldElsewhere { expires_ms } })
+    }
+
+    /// Extends a held lease (and the spend reservation made under it); false if it was lost.
+    pub async fn renew_lease(&self, lease: &Lease, duration: Duration) -> Result<bool> {
+        let expires = now_ms().saturating_add(millis(duration));
+        with_pool!(&self.pool, p => {
+            let mut tx = p.begin().await?;
+            let held = sqlx::query(
+                "UPDATE work_claims SET expires_ms = $1
+                 WHERE experiment_id = $2 AND work_key = $3 AND owner = $4 AND finished = FALSE",
+            )
+            .bind(expires)
+            .bind(&lease.experiment_id)
+            .bind(&lease.work_key)
+            .bind(&lease.owner)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            sqlx::query(
+                "UPDATE spend_reservations SET expires_ms = $1
+                 WHERE experiment_id = $2 AND work_key = $3 AND status = 'reserved'",
+            )
+            .bind(expires)
+            .bind(&lease.experiment_id)
+            .bind(&lease.work_key)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(held)
+        })
+    }
+
+    /// Gives a claim up unfinished (the call could not be made or stored), so that a retry
+    /// can take it at once.
+    pub async fn release_lease(&self, lease: &Lease) -> Result<()> {
+        with_pool!(&self.pool, p => sqlx::query(
+            "UPDATE work_claims SET expires_ms = 0
+             WHERE experiment_id = $1 AND work_key = $2 AND owner = $3 AND finished = FALSE",
+        )
+        .bind(&lease.experiment_id)
+        .bind(&lease.work_key)
+        .bind(&lease.owner)
+        .execute(p)
+        .await
+        .map(|_| ()))?;
+        Ok(())
+    }
+
+    /// Removes registrations of work never claimed (its job did not reach the queue).
+    pub async fn unregister_unclaimed_work(&self, experiment_id: &str, keys: &[String]) -> Result<()> {
+        with_pool!(&self.pool, p => {
+            let mut tx = p.begin().await?;
+            for key in keys {
+                sqlx::query(
+                    "DELETE FROM work_claims WHERE experiment_id = $1 AND work_key = $2 AND claims = 0
+                       AND finished = FALSE",
+                )
+                .bind(experiment_id)
+                .bind(key)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    /// Deletes finished jobs from the job queue's table (results live in evaltap's tables).
+    pub async fn purge_finished_queue_jobs(&self) -> Result<u64> {
+        Ok(match &self.pool {
+            crate::Pool::Sqlite(pool) => crate::sqlite::purge_finished_queue_jobs(pool).await?,
+            crate::Pool::Postgres(pool) => crate::postgres::purge_finished_queue_jobs(pool).await?,
+        })
+    }
+
+    /// Work of an experiment that is not finished: (key, claims so far).
+    pub async fn unfinished_work(&self, experiment_id: &str) -> Result<Vec<(String, i64)>> {
+        Ok(with_pool!(&self.pool, p => sqlx::query_as(
+            "SELECT work_key, claims FROM work_claims WHERE experiment_id = $1 AND finished = FALSE ORDER BY work_key",
+        )
+        .bind(experiment_id)
+        .fetch_all(p)
+        .await)?)
+    }
+
+    /// How many units of work of an experiment were claimed more than once (a claimant died or
+    /// lost its lease mid-call and another took over): the only calls that may have been paid
+    /// twice.
+    pub async fn work_takeovers(&self, experiment_id: &str) -> Result<i64> {
+        Ok(with_pool!(&self.pool, p => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM work_claims WHERE experiment_id = $1 AND claims > 1",
+        )
+        .bind(experiment_id)
+        .fetch_one(p)
+        .await)?)
+    }
+}
+
+/// Marks a unit of work finished; run in the transaction that stores its result.
+pub(crate) const FINISH_WORK: &str =
+    "INSERT INTO work_claims (experiment_id, work_key, finished) VALUES ($1, $2, TRUE)
+     ON CONFLICT (experiment_id, work_key) DO UPDATE SET finished = TRUE";

@@ -1,0 +1,80 @@
+//! Holding work while its model call runs: claim first, renew while calling, finish by storing
+//! the result (the store marks the claim finished in the same transaction), release on failure.
+
+use std::time::Duration;
+
+use evaltap_store::{Claim, Lease, now_ms};
+
+use crate::{Services, WorkerError};
+
+/// Work this worker holds; the lease is renewed in the background until dropped.
+pub(crate) struct HeldWork {
+    lease: Lease,
+    renewer: tokio::task::JoinHandle<()>,
+}
+
+impl HeldWork {
+    /// How many claims the work has had, this one included (more than one: a takeover).
+    pub(crate) fn claims(&self) -> i64 {
+        self.lease.claims
+    }
+
+    /// Gives the work up unfinished so that a retry can take it at once.
+    pub(crate) async fn release(self, svc: &Services) {
+        self.renewer.abort();
+        if let Err(err) = svc.store.release_lease(&self.lease).await {
+            tracing::warn!(%err, work = %self.lease.work_key, "releasing a claim failed; it expires with its lease");
+        }
+    }
+}
+
+impl Drop for HeldWork {
+    fn drop(&mut self) {
+        self.renewer.abort();
+    }
+}
+
+/// What claiming found.
+pub(crate) enum Acquired {
+    /// This worker holds the work and is the one to call.
+    Held(HeldWork),
+    /// The work is finished (by this or another worker): call nothing.
+    Finished,
+}
+
+/// Claims `work_key`, waiting while another live worker holds it (a duplicated or
+/// re-delivered job): returns once this worker holds it, or it is finished.
+pub(crate) async fn acquire(
+    svc: &Services,
+    experiment_id: &str,
+    work_key: &str,
+) -> Result<Acquired, WorkerError> {
+    loop {
+        match svc.store.claim_work(experiment_id, work_key, &svc.owner, svc.lease).await? {
+            Claim::Claimed(lease) => {
+                if lease.claims > 1 {
+                    tracing::info!(work = %work_key, claims = lease.claims, "taking over work whose claimant stopped");
+                }
+                let renewer = tokio::spawn(renew(svc.clone(), lease.clone()));
+                return Ok(Acquired::Held(HeldWork { lease, renewer }));
+            }
+            Claim::Finished => return Ok(Acquired::Finished),
+            Claim::HeldElsewhere { expires_ms } => {
+                let wait = (expires_ms - now_ms()).clamp(50, 1_000);
+                tokio::time::sleep(Duration::from_millis(wait.unsigned_abs())).await;
+            }
+        }
+    }
+}
+
+async fn renew(svc: Services, lease: Lease) {
+    let every = svc.lease / 3;
+    loop {
+        tokio::time::sleep(every).await;
+        match svc.store.renew_lease(&lease, svc.lease).await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(err) => tracing::warn!(%err, work = %lease.work_key, "renewing a claim failed; will retry"),
+        }
+    }
+}

@@ -1,0 +1,404 @@
+//! Several evaltap processes on one database, tested from outside: worker processes sharing an
+//! experiment (one SIGKILLed), `serve` stopped with signals and restarted, `serve` SIGKILLed while
+//! a client streams mirror batches, SIGTERM with proxy streams in flight, and a spend cap held
+//! across workers. The simulated upstream counts every request it receives, so a model call
+//! made twice shows.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use evaltap_core::Config;
+use evaltap_sim::{JudgeBehavior, SimConfig};
+use evaltap_store::{Engine, Experiment, Store};
+use serde_json::{Value, json};
+
+use crate::common::{Bench, ENGINE, TempDir, experiment_request};
+
+const QUIET: JudgeBehavior = JudgeBehavior { noise: 0.0, position_bias: 0.0, unreadable_long: 0.0 };
+
+/// An `evaltap` process, SIGKILLed when dropped.
+struct Process {
+    child: Child,
+    address: Option<String>,
+}
+
+impl Process {
+    /// Starts `evaltap --config CONFIG ARGS…`; for `serve`, waits until it listens.
+    fn start(config: &Path, args: &[&str]) -> Process {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_evaltap"))
+            .arg("--config")
+            .arg(config)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start evaltap");
+        let stderr = child.stderr.take().expect("stderr");
+        let (address_tx, address_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(address) = line.strip_prefix("evaltap listening on ") {
+                    let _ = address_tx.send(address.trim().to_string());
+                }
+                if std::env::var_os("EVALTAP_TEST_VERBOSE").is_some() {
+                    eprintln!("[evaltap] {line}");
+                }
+            }
+        });
+        let address = (args.first() == Some(&"serve"))
+            .then(|| address_rx.recv_timeout(Duration::from_secs(60)).expect("serve listens"));
+        Process { child, address }
+    }
+
+    fn url(&self) -> &str {
+        self.address.as_deref().expect("a serve process")
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{name}"), self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{name}");
+    }
+
+    /// Sends `signal` and waits for a clean exit.
+    fn stop_with(mut self, signal: &str) {
+        self.signal(signal);
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                assert!(status.success(), "evaltap exited with {status} after SIG{signal}");
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "evaltap did not stop after SIG{signal}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Writes `config` where processes can read it.
+fn write_config(dir: &TempDir, config: &Config) -> PathBuf {
+    let path = dir.0.join("evaltap.toml");
+    std::fs::write(&path, toml::to_string(config).expect("config as TOML")).expect("write config");
+    path
+}
+
+/// Short leases and heartbeats, so that a killed worker's work moves on within seconds.
+fn fast_takeover(config: &mut Config) {
+    config.worker.lease_secs = 2.0;
+    config.worker.heartbeat_secs = 0.5;
+    config.worker.missed_heartbeats = 2;
+}
+
+async fn wait_until(store: &Store, experiment: &Experiment, fraction: f64, limit: Duration) {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let progress = store.experiment_progress(experiment).await.expect("progress");
+        if progress.completed() as f64 >= fraction * progress.total() as f64 {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "stuck at {progress:?}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Model calls one experiment of `items` items needs: a replay per candidate, and a correctness
+/// judgment of the baseline and of each candidate.
+fn calls_needed(items: u64, candidates: u64) -> u64 {
+    items * candidates + items * (1 + candidates)
+}
+
+fn two_candidates(name: &str, items: usize) -> evaltap_worker::ExperimentRequest {
+    let mut request = experiment_request(name, "small", "correctness", items);
+    request.candidates.push("medium".into());
+    request
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_workers_on_postgres_one_killed_call_each_model_once() {
+    ENGINE
+        .scope(Engine::Postgres, async {
+            let sim = SimConfig { latency_scale: 4.0, judge: QUIET };
+            let bench = Bench::start_on("workers", sim, None, 120, fast_takeover).await;
+            let config = write_config(&bench.dir, &bench.app.config);
+            let production_calls = bench.sim.calls.total();
+            let experiment = bench.create(two_candidates("shared", 120)).await;
+
+            let concurrency = 6;
+            let per_worker = concurrency.to_string();
+            let workers: Vec<Process> =
+                (0..3).map(|_| Process::start(&config, &["worker", "--concurrency", &per_worker])).collect();
+            let store = &bench.app.store;
+            wait_until(store, &experiment, 0.3, Duration::from_secs(120)).await;
+            let mut workers = workers.into_iter();
+            workers.next().expect("a worker").kill();
+            wait_until(store, &experiment, 1.0, Duration::from_secs(180)).await;
+            drop(workers);
+
+            let progress = store.experiment_progress(&experiment).await.expect("progress");
+            assert_eq!((progress.replays_done, progress.judgments_done), (240, 360), "{progress:?}");
+            let replays = store.replays(&experiment.id).await.expect("replays");
+            assert!(replays.iter().all(|r| r.error.is_none()), "every replay succeeded");
+            // Every call made once, except calls in flight in the killed worker: each of those
+            // is a takeover, counted in the store, at most one per slot it had.
+            let takeovers = store.work_takeovers(&experiment.id).await.expect("takeovers");
+            let calls = bench.sim.calls.total() - production_calls;
+            let needed = calls_needed(120, 2);
+            assert!(calls >= needed, "{calls} calls for {needed} units of work");
+            assert!(
+                calls - needed <= takeovers as u64,
+                "{calls} calls, {needed} needed, {takeovers} takeovers"
+            );
+            assert!(takeovers <= concurrency as i64, "{takeovers} takeovers for {concurrency} slots");
+            assert!(store.unfinished_work(&experiment.id).await.expect("work").is_empty());
+        })
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_stopped_by_sigterm_and_sigint_and_restarted_repeats_no_call() {
+    ENGINE
+        .scope(Engine::Postgres, async {
+            let sim = SimConfig { latency_scale: 3.0, judge: QUIET };
+            let bench = Bench::start_on("restarts", sim, None, 80, fast_takeover).await;
+            let config = write_config(&bench.dir, &bench.app.config);
+            let production_calls = bench.sim.calls.total();
+            let experiment = bench.create(two_candidates("restarted", 80)).await;
+            let store = &bench.app.store;
+
+            let serve = Process::start(&config, &["serve", "--bind", "127.0.0.1:0", "--workers", "8"]);
+            wait_until(store, &experiment, 0.25, Duration::from_secs(120)).await;
+            serve.stop_with("TERM");
+            let serve = Process::start(&config, &["serve", "--bind", "127.0.0.1:0", "--workers", "8"]);
+            wait_until(store, &experiment, 0.6, Duration::from_secs(120)).await;
+            serve.stop_with("INT");
+            // Running it to the end from the CLI enqueues nothing already queued.
+            let status = Command::new(env!("CARGO_BIN_EXE_evaltap"))
+                .arg("--config")
+                .arg(&config)
+                .args(["experiment", "run", "restarted"])
+                .stdout(Stdio::null())
+                .status()
+                .expect("experiment run");
+            assert!(status.success());
+
+            let progress = store.experiment_progress(&experiment).await.expect("progress");
+            assert!(progress.is_done(), "{progress:?}");
+            assert_eq!(store.work_takeovers(&experiment.id).await.expect("takeovers"), 0);
+            let calls = bench.sim.calls.total() - production_calls;
+            assert_eq!(calls, calls_needed(80, 2), "stopping and restarting repeated a model call");
+        })
+        .await;
+}
+
+fn batch(first: usize, size: usize) -> String {
+    (first..first + size)
+        .map(|i| {
+            json!({"id": format!("req-{i}"),
+                   "request": {"model": "m", "messages": [{"role": "user", "content": format!("question {i}")}]},
+                   "response": {"model": "m", "choices": [{"message": {"role": "assistant", "content": "answer"}}]}})
+            .to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+crate::on_both_engines! {
+    /// Every batch that got a 202 before `serve` was SIGKILLed is stored; sending every batch
+    /// again after the restart adds none twice.
+    async fn serve_killed_while_ingesting_loses_no_acknowledged_batch() {
+        let mut dir = TempDir::new("killed-serve");
+        let config = Config {
+            database_url: dir.database_url(),
+            sources: vec![evaltap_core::SourceConfig::with_key("app", "k-app")],
+            auth: evaltap_core::AuthConfig { allow_unauthenticated: true, tokens: Vec::new() },
+            ..Config::default()
+        };
+        let path = write_config(&dir, &config);
+        let serve = Process::start(&path, &["serve", "--bind", "127.0.0.1:0", "--no-workers"]);
+        let url = format!("{}/v1/mirror", serve.url());
+        let http = evaltap_providers::http_client(Duration::from_secs(10)).expect("client");
+        const SIZE: usize = 20;
+        const BATCHES: usize = 400;
+        // Four clients stream batches until the process dies under them.
+        let (acked_tx, mut acked_rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut clients = Vec::new();
+        for client in 0..4 {
+            let (http, url, acked) = (http.clone(), url.clone(), acked_tx.clone());
+            clients.push(tokio::spawn(async move {
+                for b in (client..BATCHES).step_by(4) {
+                    let sent = http.post(&url).bearer_auth("k-app").body(batch(b * SIZE, SIZE)).send().await;
+                    match sent {
+                        Ok(reply) if reply.status().as_u16() == 202 => {
+                            let _ = acked.send(b);
+                        }
+                        _ => return,
+                    }
+                }
+            }));
+        }
+        drop(acked_tx);
+        // Kill once a good number of batches are acknowledged.
+        let mut acked = Vec::new();
+        while acked.len() < 60 {
+            acked.push(acked_rx.recv().await.expect("batches are acknowledged"));
+        }
+        serve.kill();
+        for client in clients {
+            let _ = client.await;
+        }
+        while let Ok(b) = acked_rx.try_recv() {
+            acked.push(b);
+        }
+
+        let store = Store::connect(&config.database_url).await.expect("store");
+        let stored: std::collections::HashSet<String> = store
+            .recent_exchanges(Some("app"), 100_000)
+            .await
+            .expect("stored")
+            .into_iter()
+            .filter_map(|e| e.exchange.external_id)
+            .collect();
+        for b in &acked {
+            for i in b * SIZE..(b + 1) * SIZE {
+                assert!(stored.contains(&format!("req-{i}")), "batch {b} got a 202 but item {i} is lost");
+            }
+        }
+
+        // Restarted, every batch sent again: stored once each.
+        let serve = Process::start(&path, &["serve", "--bind", "127.0.0.1:0", "--no-workers"]);
+        let url = format!("{}/v1/mirror", serve.url());
+        for b in 0..BATCHES {
+            let reply = http.post(&url).bearer_auth("k-app").body(batch(b * SIZE, SIZE)).send().await.expect("resend");
+            assert_eq!(reply.status().as_u16(), 202);
+        }
+        assert_eq!(store.count_exchanges().await.expect("count"), (BATCHES * SIZE) as i64);
+        let stats = store.source_stats().await.expect("stats");
+        assert_eq!(stats[0].accepted, (BATCHES * SIZE) as i64, "{stats:?}");
+        serve.stop_with("TERM");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_sixty_proxy_streams_finish_and_stores_every_exchange() {
+    let sim = evaltap_sim::spawn(([127, 0, 0, 1], 0).into(), SimConfig { latency_scale: 25.0, judge: QUIET })
+        .await
+        .expect("sim");
+    let mut dir = TempDir::new("sigterm-proxy");
+    let source = evaltap_core::SourceConfig {
+        upstream: Some(sim.base_url()),
+        ..evaltap_core::SourceConfig::with_key("app", "k-app")
+    };
+    let config = Config {
+        database_url: dir.database_url(),
+        sources: vec![source],
+        auth: evaltap_core::AuthConfig { allow_unauthenticated: true, tokens: Vec::new() },
+        ..Config::default()
+    };
+    let path = write_config(&dir, &config);
+    let serve = Process::start(&path, &["serve", "--bind", "127.0.0.1:0", "--no-workers"]);
+    let url = format!("{}/proxy/app/v1/chat/completions", serve.url());
+    let http = evaltap_providers::http_client(Duration::from_secs(60)).expect("client");
+    let mut streams = Vec::new();
+    for i in 0..60 {
+        let body = json!({"model": "sim-large", "stream": true, "stream_options": {"include_usage": true},
+                          "messages": [{"role": "user", "content": format!("What is {i} + 30? Reply with the number.")}]});
+        let (http, url) = (http.clone(), url.clone());
+        streams.push(tokio::spawn(async move {
+            let reply =
+                http.post(&url).header("x-evaltap-key", "k-app").json(&body).send().await.expect("send");
+            assert_eq!(reply.status().as_u16(), 200);
+            String::from_utf8(reply.bytes().await.expect("the stream completes").to_vec()).expect("utf-8")
+        }));
+    }
+    // All sixty are in flight upstream (the simulated model takes a second to answer).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while sim.calls.total() < 60 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} streams reached the upstream",
+            sim.calls.total()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let stopping = tokio::task::spawn_blocking(move || serve.stop_with("TERM"));
+    for stream in streams {
+        let text = stream.await.expect("client");
+        assert!(text.trim_end().ends_with("data: [DONE]"), "a stream was cut: {text}");
+    }
+    stopping.await.expect("serve stopped cleanly");
+    let store = Store::connect(&config.database_url).await.expect("store");
+    assert_eq!(store.count_exchanges().await.expect("count"), 60, "every proxied exchange is stored");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spend_cap_holds_across_three_workers_and_a_crash_leaks_no_reservation() {
+    ENGINE
+        .scope(Engine::Postgres, async {
+            let sim = SimConfig { latency_scale: 4.0, judge: QUIET };
+            let bench = Bench::start_on("capped", sim, None, 150, fast_takeover).await;
+            let config = write_config(&bench.dir, &bench.app.config);
+            let cap = 0.004;
+            let mut request = two_candidates("capped", 150);
+            request.spend_cap_usd = Some(cap);
+            let experiment = bench.create(request).await;
+            let store = &bench.app.store;
+
+            let workers: Vec<Process> =
+                (0..3).map(|_| Process::start(&config, &["worker", "--concurrency", "6"])).collect();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+            while store.spend(&experiment.id).await.expect("spend").total_spent_usd < cap / 3.0 {
+                assert!(tokio::time::Instant::now() < deadline, "nothing spent");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let mut workers = workers.into_iter();
+            workers.next().expect("a worker").kill();
+            wait_until(store, &experiment, 1.0, Duration::from_secs(180)).await;
+            drop(workers);
+            // The killed worker's reservations run out with their lease.
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            store.release_expired_reservations().await.expect("release");
+
+            let spend = store.spend(&experiment.id).await.expect("spend");
+            assert!(spend.capped, "{spend:?}");
+            let replays = store.replays(&experiment.id).await.expect("replays");
+            let judgments = store.judgments(&experiment.id).await.expect("judgments");
+            let largest = replays
+                .iter()
+                .filter_map(|r| r.cost_usd)
+                .chain(judgments.iter().filter_map(|j| j.cost_usd))
+                .fold(0.0, f64::max);
+            assert!(largest > 0.0);
+            assert!(spend.total_spent_usd <= cap + 3.0 * largest, "{spend:?}, largest call {largest}");
+            assert!(spend.judge_spent_usd > 0.0, "judge calls count: {spend:?}");
+            assert!(spend.reserved_usd.abs() < 1e-9, "a reservation leaked: {spend:?}");
+            let open: Vec<_> = store
+                .reservations(&experiment.id)
+                .await
+                .expect("ledger")
+                .into_iter()
+                .filter(|(status, ..)| status == "reserved")
+                .collect();
+            assert!(open.is_empty(), "{open:?}");
+            assert!(replays.iter().any(|r| r.skipped.is_some()), "the cap stopped some replays");
+            let report = evaltap_report::build(store, &experiment).await.expect("report");
+            let json: Value = serde_json::to_value(&report).expect("json");
+            assert_eq!(json["spend"]["capped"], true);
+        })
+        .await;
+}
