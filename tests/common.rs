@@ -73,42 +73,38 @@ impl TempDir {
         match engine() {
             Engine::Sqlite => format!("sqlite://{}", self.database().display()),
             Engine::Postgres => {
-                let name = format!("evaltap_test_{}", uuid::Uuid::now_v7().simple());
-                postgres_admin(&format!("CREATE DATABASE {name}"));
-                self.1 = Some(name.clone());
-                let admin = postgres_admin_url();
-                let base = admin.rsplit_once('/').map_or(admin.as_str(), |(base, _)| base);
-                format!("{base}/{name}")
+                let (url, name) = admin(|admin_url| async move {
+                    evaltap_store::create_scratch_database(&admin_url, "evaltap_test").await
+                })
+                .unwrap_or_else(|err| {
+                    panic!("PostgreSQL is not reachable at {} ({err}); start it (see .ci/run) or set EVALTAP_TEST_POSTGRES_URL", postgres_admin_url())
+                });
+                self.1 = Some(name);
+                url
             }
         }
     }
 }
 
-/// Runs one administrative statement on PostgreSQL, from a thread of its own (callable from
-/// sync code and from `Drop`).
-fn postgres_admin(statement: &str) {
-    let statement = statement.to_string();
+/// Runs an administrative call on PostgreSQL from a thread and runtime of its own (callable
+/// from sync code and from `Drop`).
+fn admin<T: Send + 'static, F: std::future::Future<Output = evaltap_store::Result<T>>>(
+    call: impl FnOnce(String) -> F + Send + 'static,
+) -> evaltap_store::Result<T> {
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-        runtime.block_on(async {
-            use sqlx::Connection as _;
-            let url = postgres_admin_url();
-            let mut connection = sqlx::PgConnection::connect(&url).await.unwrap_or_else(|err| {
-                panic!("PostgreSQL is not reachable at {url} ({err}); start it (see .ci/run) or set EVALTAP_TEST_POSTGRES_URL")
-            });
-            sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&mut connection).await.expect("admin statement");
-        });
+        runtime.block_on(call(postgres_admin_url()))
     })
     .join()
-    .expect("admin thread");
+    .expect("admin thread")
 }
 
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
         if let Some(name) = self.1.take() {
-            let _ = std::panic::catch_unwind(|| {
-                postgres_admin(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            let _ = admin(move |admin_url| async move {
+                evaltap_store::drop_scratch_database(&admin_url, &name).await
             });
         }
     }

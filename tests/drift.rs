@@ -77,101 +77,102 @@ async fn run_slot(app: &App, now: DateTime<Utc>) -> TickReport {
     all
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_drop_alerts_once_and_recovers_once_and_a_and_a_never_alerts() {
-    let (url, deliveries) = receiver().await;
-    let bench = Bench::start_with("drift", QUIET, None, 1, |config| {
-        config.alerts.webhooks.push(evaltap_core::WebhookSink {
-            url: url.clone(),
-            secret: Some("s3cret".into()),
-            secret_env: None,
-        });
-        config.alerts.backoff_ms = 10;
-        let mut drift = config.candidates[0].clone();
-        drift.name = "drift".into();
-        drift.model = "sim-drift".into();
-        config.candidates.push(drift);
-    })
-    .await;
-    let app = bench.app.clone();
-    let worker = BackgroundWorker::start(&app);
+crate::on_both_engines! {
+    async fn a_drop_alerts_once_and_recovers_once_and_a_and_a_never_alerts() {
+        let (url, deliveries) = receiver().await;
+        let bench = Bench::start_with("drift", QUIET, None, 1, |config| {
+            config.alerts.webhooks.push(evaltap_core::WebhookSink {
+                url: url.clone(),
+                secret: Some("s3cret".into()),
+                secret_env: None,
+            });
+            config.alerts.backoff_ms = 10;
+            let mut drift = config.candidates[0].clone();
+            drift.name = "drift".into();
+            drift.model = "sim-drift".into();
+            config.candidates.push(drift);
+        })
+        .await;
+        let app = bench.app.clone();
+        let worker = BackgroundWorker::start(&app);
 
-    let ctx = app.drift_context().expect("context");
-    let spec = ScheduleSpec { rubrics: vec!["correctness".into()], checks: vec![], margin: 0.02 };
-    let new = |dataset: DatasetRef, candidate: &str| NewSchedule {
-        name: None,
-        dataset,
-        candidate: candidate.into(),
-        every: Duration::from_secs(SIX_HOURS as u64),
-        spec: spec.clone(),
-    };
-    let support = dataset(&app, "support", 60).await;
-    let schedule = evaltap_drift::add_schedule(&ctx, new(support, "drift")).await.expect("schedule");
+        let ctx = app.drift_context().expect("context");
+        let spec = ScheduleSpec { rubrics: vec!["correctness".into()], checks: vec![], margin: 0.02 };
+        let new = |dataset: DatasetRef, candidate: &str| NewSchedule {
+            name: None,
+            dataset,
+            candidate: candidate.into(),
+            every: Duration::from_secs(SIX_HOURS as u64),
+            spec: spec.clone(),
+        };
+        let support = dataset(&app, "support", 60).await;
+        let schedule = evaltap_drift::add_schedule(&ctx, new(support, "drift")).await.expect("schedule");
 
-    let t0 = Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).single().expect("time");
-    let at = |k: i64| t0 + chrono::Duration::seconds(k * SIX_HOURS);
-    let accuracy = [0.92, 0.92, 0.92, 0.45, 0.45, 0.92, 0.92];
-    let (mut opened, mut closed) = (Vec::new(), Vec::new());
-    for (k, acc) in accuracy.iter().enumerate() {
-        bench.sim.accuracy.set("sim-drift", *acc);
-        let report = run_slot(&app, at(k as i64)).await;
-        opened.extend(report.opened.iter().map(|a| (k, a.rubric.clone())));
-        closed.extend(report.closed.iter().map(|a| (k, a.rubric.clone())));
+        let t0 = Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).single().expect("time");
+        let at = |k: i64| t0 + chrono::Duration::seconds(k * SIX_HOURS);
+        let accuracy = [0.92, 0.92, 0.92, 0.45, 0.45, 0.92, 0.92];
+        let (mut opened, mut closed) = (Vec::new(), Vec::new());
+        for (k, acc) in accuracy.iter().enumerate() {
+            bench.sim.accuracy.set("sim-drift", *acc);
+            let report = run_slot(&app, at(k as i64)).await;
+            opened.extend(report.opened.iter().map(|a| (k, a.rubric.clone())));
+            closed.extend(report.closed.iter().map(|a| (k, a.rubric.clone())));
+        }
+        assert_eq!(opened, [(3, "correctness".to_string())], "one alert per regression, never one per run");
+        assert_eq!(closed, [(5, "correctness".to_string())], "one recovery notice");
+
+        // Delivered, signed, in order.
+        let got = deliveries.lock().expect("lock").clone();
+        assert_eq!(got.len(), 2, "{got:?}");
+        for ((signature, body), event) in got.iter().zip(["opened", "recovered"]) {
+            let expected = format!("sha256={}", evaltap_drift::signature("s3cret", body));
+            assert_eq!(signature.as_deref(), Some(expected.as_str()));
+            let json: serde_json::Value = serde_json::from_slice(body).expect("JSON body");
+            assert_eq!(json["event"], event);
+            assert_eq!(json["details"]["model"], "drift");
+        }
+        let alerts = app.store.alerts().await.expect("alerts");
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(alerts[0].status, "closed");
+        assert!(alerts[0].details["delta"].as_f64().is_some_and(|d| d < -0.2), "{:?}", alerts[0].details);
+        let recorded = app.store.alert_deliveries(&alerts[0].id).await.expect("deliveries");
+        assert_eq!(
+            recorded.iter().map(|d| (d.0.as_str(), d.3)).collect::<Vec<_>>(),
+            [("opened", true), ("recovered", true)]
+        );
+
+        // Everything was down for days: the schedule runs once on the way back, not once per slot.
+        let back = at(100);
+        let report = run_slot(&app, back).await;
+        assert!(report.opened.is_empty() && report.closed.is_empty());
+        let runs = app.store.schedule_runs(&schedule.id).await.expect("runs");
+        assert_eq!(runs.len(), accuracy.len() + 1);
+        // Two processes at the same time: one starts the slot.
+        let (a, b) = tokio::join!(tick(&ctx, at(101)), tick(&ctx, at(101)));
+        assert_eq!(a.expect("tick").started.len() + b.expect("tick").started.len(), 1);
+
+        // The alerts API.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let api = format!("http://{}/api/alerts", listener.local_addr().expect("addr"));
+        let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(evaltap_server::serve(listener, app.server_state(), async move {
+            let _ = api_stopped.await;
+        }));
+        let http = evaltap_providers::http_client(Duration::from_secs(30)).expect("client");
+        let listed: serde_json::Value = http.get(&api).send().await.expect("api").json().await.expect("json");
+        assert_eq!(listed["alerts"][0]["deliveries"].as_array().map(Vec::len), Some(2), "{listed}");
+        let _ = stop_api.send(());
+
+        // A/A: 30 runs of an unchanged model raise nothing (the first schedule paused meanwhile).
+        app.store.set_schedule_paused(&schedule.id, true).await.expect("pause");
+        let aa = dataset(&app, "aa", 30).await;
+        let schedule = evaltap_drift::add_schedule(&ctx, new(aa, "medium")).await.expect("schedule");
+        for k in 200..230 {
+            let report = run_slot(&app, at(k)).await;
+            assert!(report.opened.is_empty(), "A/A run {k} alerted: {report:?}");
+        }
+        assert_eq!(app.store.schedule_runs(&schedule.id).await.expect("runs").len(), 30);
+        assert_eq!(app.store.alerts().await.expect("alerts").len(), 1);
+        worker.stop().await;
     }
-    assert_eq!(opened, [(3, "correctness".to_string())], "one alert per regression, never one per run");
-    assert_eq!(closed, [(5, "correctness".to_string())], "one recovery notice");
-
-    // Delivered, signed, in order.
-    let got = deliveries.lock().expect("lock").clone();
-    assert_eq!(got.len(), 2, "{got:?}");
-    for ((signature, body), event) in got.iter().zip(["opened", "recovered"]) {
-        let expected = format!("sha256={}", evaltap_drift::signature("s3cret", body));
-        assert_eq!(signature.as_deref(), Some(expected.as_str()));
-        let json: serde_json::Value = serde_json::from_slice(body).expect("JSON body");
-        assert_eq!(json["event"], event);
-        assert_eq!(json["details"]["model"], "drift");
-    }
-    let alerts = app.store.alerts().await.expect("alerts");
-    assert_eq!(alerts.len(), 1);
-    assert_eq!(alerts[0].status, "closed");
-    assert!(alerts[0].details["delta"].as_f64().is_some_and(|d| d < -0.2), "{:?}", alerts[0].details);
-    let recorded = app.store.alert_deliveries(&alerts[0].id).await.expect("deliveries");
-    assert_eq!(
-        recorded.iter().map(|d| (d.0.as_str(), d.3)).collect::<Vec<_>>(),
-        [("opened", true), ("recovered", true)]
-    );
-
-    // Everything was down for days: the schedule runs once on the way back, not once per slot.
-    let back = at(100);
-    let report = run_slot(&app, back).await;
-    assert!(report.opened.is_empty() && report.closed.is_empty());
-    let runs = app.store.schedule_runs(&schedule.id).await.expect("runs");
-    assert_eq!(runs.len(), accuracy.len() + 1);
-    // Two processes at the same time: one starts the slot.
-    let (a, b) = tokio::join!(tick(&ctx, at(101)), tick(&ctx, at(101)));
-    assert_eq!(a.expect("tick").started.len() + b.expect("tick").started.len(), 1);
-
-    // The alerts API.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let api = format!("http://{}/api/alerts", listener.local_addr().expect("addr"));
-    let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(evaltap_server::serve(listener, app.server_state(), async move {
-        let _ = api_stopped.await;
-    }));
-    let http = evaltap_providers::http_client(Duration::from_secs(30)).expect("client");
-    let listed: serde_json::Value = http.get(&api).send().await.expect("api").json().await.expect("json");
-    assert_eq!(listed["alerts"][0]["deliveries"].as_array().map(Vec::len), Some(2), "{listed}");
-    let _ = stop_api.send(());
-
-    // A/A: 30 runs of an unchanged model raise nothing (the first schedule paused meanwhile).
-    app.store.set_schedule_paused(&schedule.id, true).await.expect("pause");
-    let aa = dataset(&app, "aa", 30).await;
-    let schedule = evaltap_drift::add_schedule(&ctx, new(aa, "medium")).await.expect("schedule");
-    for k in 200..230 {
-        let report = run_slot(&app, at(k)).await;
-        assert!(report.opened.is_empty(), "A/A run {k} alerted: {report:?}");
-    }
-    assert_eq!(app.store.schedule_runs(&schedule.id).await.expect("runs").len(), 30);
-    assert_eq!(app.store.alerts().await.expect("alerts").len(), 1);
-    worker.stop().await;
 }

@@ -20,76 +20,77 @@ fn run_options(candidates: &[&str]) -> GoldenRun {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn promoted_traffic_becomes_a_golden_set_that_runs_to_the_expected_verdicts() {
-    let bench = Bench::start("golden", QUIET, None, 120).await;
-    let app = &bench.app;
-    let promotion = Promotion { sample: Some(50), ..Promotion::default() };
-    let ids = golden_cmd::promote(app, "support", &promotion).await.expect("promotes");
-    assert_eq!(ids.len(), 50);
-    // Promoting again takes other exchanges, never the same one twice.
-    let more = golden_cmd::promote(app, "support", &Promotion { sample: Some(5), ..Promotion::default() })
-        .await
-        .expect("promotes");
-    assert!(more.iter().all(|id| !ids.contains(id)));
-    golden_cmd::remove_items(app, "support", &more).expect("removes");
+crate::on_both_engines! {
+    async fn promoted_traffic_becomes_a_golden_set_that_runs_to_the_expected_verdicts() {
+        let bench = Bench::start("golden", QUIET, None, 120).await;
+        let app = &bench.app;
+        let promotion = Promotion { sample: Some(50), ..Promotion::default() };
+        let ids = golden_cmd::promote(app, "support", &promotion).await.expect("promotes");
+        assert_eq!(ids.len(), 50);
+        // Promoting again takes other exchanges, never the same one twice.
+        let more = golden_cmd::promote(app, "support", &Promotion { sample: Some(5), ..Promotion::default() })
+            .await
+            .expect("promotes");
+        assert!(more.iter().all(|id| !ids.contains(id)));
+        golden_cmd::remove_items(app, "support", &more).expect("removes");
 
-    // Draft references cannot be graded against until accepted.
-    let against = GoldenRun { against_reference: true, ..run_options(&["medium"]) };
-    let err = golden_cmd::run(app, "support", &against).await.expect_err("drafts");
-    assert!(format!("{err:#}").contains("still a draft"), "{err:#}");
-    assert_eq!(golden_cmd::accept(app, "support", true, &[]).expect("accepts"), 50);
+        // Draft references cannot be graded against until accepted.
+        let against = GoldenRun { against_reference: true, ..run_options(&["medium"]) };
+        let err = golden_cmd::run(app, "support", &against).await.expect_err("drafts");
+        assert!(format!("{err:#}").contains("still a draft"), "{err:#}");
+        assert_eq!(golden_cmd::accept(app, "support", true, &[]).expect("accepts"), 50);
 
-    // The references are the production model's answers: graded against them, the production
-    // model replayed scores 10 everywhere; medium agrees on most items, small on far fewer.
-    let options =
-        GoldenRun { baseline: Some("large".into()), margin: Some(0.2), ..run_options(&["medium", "small"]) };
-    let report = golden_cmd::run(app, "support", &options).await.expect("runs");
-    let (version, _, count) = golden_cmd::sync(app, "support").await.expect("sync");
-    assert_eq!(count, 50);
-    assert_eq!(report.dataset.as_deref(), Some("support"));
-    assert_eq!(report.dataset_version.as_deref(), Some(version.as_str()));
-    assert_eq!(
-        (report.status.as_str(), report.baseline.model.as_str(), report.baseline.n),
-        ("done", "sim-large", 50)
-    );
-    let verdict = |name: &str| {
-        let c = report.candidates.iter().find(|c| c.name == name).expect("candidate");
-        assert_eq!(c.rubrics[0].rubric, "correctness_vs_reference");
-        assert_eq!(c.rubrics[0].stats.n, 50);
-        c.rubrics[0].stats.verdict
-    };
-    assert_eq!(verdict("small"), Verdict::Worse, "{report:#?}");
-    assert_eq!(verdict("medium"), Verdict::NonInferior, "{report:#?}");
-    assert!(report.candidates.iter().all(|c| c.name != "large"), "the baseline is not a candidate");
-    let json = serde_json::to_value(&report).expect("json");
-    assert_eq!(json["dataset_version"], serde_json::json!(version));
+        // The references are the production model's answers: graded against them, the production
+        // model replayed scores 10 everywhere; medium agrees on most items, small on far fewer.
+        let options =
+            GoldenRun { baseline: Some("large".into()), margin: Some(0.2), ..run_options(&["medium", "small"]) };
+        let report = golden_cmd::run(app, "support", &options).await.expect("runs");
+        let (version, _, count) = golden_cmd::sync(app, "support").await.expect("sync");
+        assert_eq!(count, 50);
+        assert_eq!(report.dataset.as_deref(), Some("support"));
+        assert_eq!(report.dataset_version.as_deref(), Some(version.as_str()));
+        assert_eq!(
+            (report.status.as_str(), report.baseline.model.as_str(), report.baseline.n),
+            ("done", "sim-large", 50)
+        );
+        let verdict = |name: &str| {
+            let c = report.candidates.iter().find(|c| c.name == name).expect("candidate");
+            assert_eq!(c.rubrics[0].rubric, "correctness_vs_reference");
+            assert_eq!(c.rubrics[0].stats.n, 50);
+            c.rubrics[0].stats.verdict
+        };
+        assert_eq!(verdict("small"), Verdict::Worse, "{report:#?}");
+        assert_eq!(verdict("medium"), Verdict::NonInferior, "{report:#?}");
+        assert!(report.candidates.iter().all(|c| c.name != "large"), "the baseline is not a candidate");
+        let json = serde_json::to_value(&report).expect("json");
+        assert_eq!(json["dataset_version"], serde_json::json!(version));
 
-    // The gate reads a golden run like any experiment: small regressed.
-    let gate = evaltap::gate::evaluate(&report, Some("small"));
-    assert_eq!(gate.code, evaltap::gate::GateCode::Regression);
+        // The gate reads a golden run like any experiment: small regressed.
+        let gate = evaltap::gate::evaluate(&report, Some("small"));
+        assert_eq!(gate.code, evaltap::gate::GateCode::Regression);
 
-    // A changed file is a new version; the old one stays stored with its run.
-    golden_cmd::add(
-        app,
-        "support",
-        &golden_cmd::NewItem { input: Some("What is 1 + 1?".into()), ..Default::default() },
-    )
-    .expect("adds");
-    let (new_version, new, _) = golden_cmd::sync(app, "support").await.expect("sync");
-    assert!(new && new_version != version);
-    // Stored: the draft version (synced by the refused run), the accepted one the run used, and
-    // the new one.
-    let versions: Vec<String> = app
-        .store
-        .dataset_versions("support")
-        .await
-        .expect("versions")
-        .into_iter()
-        .map(|v| v.version)
-        .collect();
-    assert_eq!(versions.len(), 3);
-    assert!(versions.contains(&version) && versions.contains(&new_version));
+        // A changed file is a new version; the old one stays stored with its run.
+        golden_cmd::add(
+            app,
+            "support",
+            &golden_cmd::NewItem { input: Some("What is 1 + 1?".into()), ..Default::default() },
+        )
+        .expect("adds");
+        let (new_version, new, _) = golden_cmd::sync(app, "support").await.expect("sync");
+        assert!(new && new_version != version);
+        // Stored: the draft version (synced by the refused run), the accepted one the run used, and
+        // the new one.
+        let versions: Vec<String> = app
+            .store
+            .dataset_versions("support")
+            .await
+            .expect("versions")
+            .into_iter()
+            .map(|v| v.version)
+            .collect();
+        assert_eq!(versions.len(), 3);
+        assert!(versions.contains(&version) && versions.contains(&new_version));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -130,46 +131,47 @@ async fn the_judge_grades_against_the_reference_it_is_shown_even_a_wrong_one() {
     assert!(followed >= 4, "the judge should mark true answers wrong against wrong references");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deterministic_checks_are_pass_fail_and_compared_by_mcnemar() {
-    let bench = Bench::start("checks", QUIET, None, 1).await;
-    let app = &bench.app;
-    let items: String = (0..40)
-        .map(|i| {
-            format!(
-                "{}\n",
-                serde_json::json!({"id": format!("q{i}"), "input": format!("What is {} + {}? Reply with the number.", 3 * i + 1, i + 2),
-                    "reference": format!("{}", 4 * i + 3),
-                    "checks": [{"type": "regex", "pattern": "^The answer is -?\\d+\\.$"}]})
-            )
-        })
-        .collect();
-    let file = bench.dir.0.join("sums.jsonl");
-    std::fs::write(&file, items).expect("write");
-    assert_eq!(golden_cmd::import(app, "sums", &file, None, &[]).expect("imports"), 40);
-    // medium answers in sentences, small with bare numbers.
-    let options = GoldenRun {
-        baseline: Some("medium".into()),
-        rubrics: vec!["correctness".into()],
-        checks: vec!["max_length=200".into()],
-        ..run_options(&["small"])
-    };
-    let report = golden_cmd::run(app, "sums", &options).await.expect("runs");
-    let small = &report.candidates[0];
-    let regex = small.rubrics.iter().find(|r| r.rubric == "check:regex").expect("regex check");
-    let mcnemar = regex.stats.mcnemar.expect("pass/fail");
-    assert_eq!((mcnemar.baseline_only, mcnemar.candidate_only), (40, 0), "{regex:?}");
-    assert_eq!(regex.stats.verdict, Verdict::Worse);
-    let rates = regex.pass_rates.as_ref().expect("pass rates");
-    assert_eq!((rates.baseline, rates.candidate), (1.0, 0.0));
-    assert!(rates.baseline_ci.0 > 0.9 && rates.candidate_ci.1 < 0.1, "{rates:?}");
-    let length = small.rubrics.iter().find(|r| r.rubric == "check:max_length").expect("length check");
-    assert_eq!(length.pass_rates.as_ref().map(|r| (r.baseline, r.candidate)), Some((1.0, 1.0)));
+crate::on_both_engines! {
+    async fn deterministic_checks_are_pass_fail_and_compared_by_mcnemar() {
+        let bench = Bench::start("checks", QUIET, None, 1).await;
+        let app = &bench.app;
+        let items: String = (0..40)
+            .map(|i| {
+                format!(
+                    "{}\n",
+                    serde_json::json!({"id": format!("q{i}"), "input": format!("What is {} + {}? Reply with the number.", 3 * i + 1, i + 2),
+                        "reference": format!("{}", 4 * i + 3),
+                        "checks": [{"type": "regex", "pattern": "^The answer is -?\\d+\\.$"}]})
+                )
+            })
+            .collect();
+        let file = bench.dir.0.join("sums.jsonl");
+        std::fs::write(&file, items).expect("write");
+        assert_eq!(golden_cmd::import(app, "sums", &file, None, &[]).expect("imports"), 40);
+        // medium answers in sentences, small with bare numbers.
+        let options = GoldenRun {
+            baseline: Some("medium".into()),
+            rubrics: vec!["correctness".into()],
+            checks: vec!["max_length=200".into()],
+            ..run_options(&["small"])
+        };
+        let report = golden_cmd::run(app, "sums", &options).await.expect("runs");
+        let small = &report.candidates[0];
+        let regex = small.rubrics.iter().find(|r| r.rubric == "check:regex").expect("regex check");
+        let mcnemar = regex.stats.mcnemar.expect("pass/fail");
+        assert_eq!((mcnemar.baseline_only, mcnemar.candidate_only), (40, 0), "{regex:?}");
+        assert_eq!(regex.stats.verdict, Verdict::Worse);
+        let rates = regex.pass_rates.as_ref().expect("pass rates");
+        assert_eq!((rates.baseline, rates.candidate), (1.0, 0.0));
+        assert!(rates.baseline_ci.0 > 0.9 && rates.candidate_ci.1 < 0.1, "{rates:?}");
+        let length = small.rubrics.iter().find(|r| r.rubric == "check:max_length").expect("length check");
+        assert_eq!(length.pass_rates.as_ref().map(|r| (r.baseline, r.candidate)), Some((1.0, 1.0)));
 
-    // A pathological pattern is refused before anything runs.
-    let bad = GoldenRun { checks: vec!["regex=(unclosed".into()], ..options.clone() };
-    let err = golden_cmd::run(app, "sums", &bad).await.expect_err("refused");
-    assert!(format!("{err:#}").contains("regex"), "{err:#}");
+        // A pathological pattern is refused before anything runs.
+        let bad = GoldenRun { checks: vec!["regex=(unclosed".into()], ..options.clone() };
+        let err = golden_cmd::run(app, "sums", &bad).await.expect_err("refused");
+        assert!(format!("{err:#}").contains("regex"), "{err:#}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

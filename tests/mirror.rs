@@ -1,5 +1,5 @@
 //! The mirror endpoint over real HTTP: auth, batches with bad items, sampling, idempotency,
-//! limits.
+//! limits — on SQLite and on PostgreSQL.
 
 use std::time::Duration;
 
@@ -18,9 +18,9 @@ struct Mirror {
 }
 
 async fn start(sample_rate: f64, max_body_bytes: usize) -> Mirror {
-    let dir = TempDir::new("mirror");
+    let mut dir = TempDir::new("mirror");
     let config = Config {
-        database_url: format!("sqlite://{}", dir.database().display()),
+        database_url: dir.database_url(),
         max_body_bytes,
         sources: vec![SourceConfig { sample_rate, ..SourceConfig::with_key("prod", "k-prod") }],
         ..Config::default()
@@ -59,68 +59,71 @@ impl Mirror {
     }
 }
 
-#[tokio::test]
-async fn bad_input_gets_a_4xx_with_a_message_and_spares_the_rest_of_the_batch() {
-    let mirror = start(1.0, 1024 * 1024).await;
+crate::on_both_engines! {
+    async fn bad_input_gets_a_4xx_with_a_message_and_spares_the_rest_of_the_batch() {
+        let mirror = start(1.0, 1024 * 1024).await;
 
-    let (status, body) = mirror.send(Some("k-prod"), "{not json".into()).await;
-    assert_eq!(status, 400);
-    assert!(body["error"].as_str().is_some_and(|e| e.contains("invalid JSON")), "{body}");
+        let (status, body) = mirror.send(Some("k-prod"), "{not json".into()).await;
+        assert_eq!(status, 400);
+        assert!(body["error"].as_str().is_some_and(|e| e.contains("invalid JSON")), "{body}");
 
-    let (status, body) = mirror.send(Some("k-prod"), json!({"response": {}}).to_string()).await;
-    assert_eq!(status, 400);
-    assert_eq!(body["error"], "`request` is missing");
+        let (status, body) = mirror.send(Some("k-prod"), json!({"response": {}}).to_string()).await;
+        assert_eq!(status, 400);
+        assert_eq!(body["error"], "`request` is missing");
 
-    let (status, body) = mirror.send(Some("wrong"), item(0).to_string()).await;
-    assert_eq!(status, 401);
-    assert!(body["error"].as_str().is_some_and(|e| e.contains("key")), "{body}");
-    let (status, _) = mirror.send(None, item(0).to_string()).await;
-    assert_eq!(status, 401);
-    assert_eq!(mirror.stored().await, 0);
+        let (status, body) = mirror.send(Some("wrong"), item(0).to_string()).await;
+        assert_eq!(status, 401);
+        assert!(body["error"].as_str().is_some_and(|e| e.contains("key")), "{body}");
+        let (status, _) = mirror.send(None, item(0).to_string()).await;
+        assert_eq!(status, 401);
+        assert_eq!(mirror.stored().await, 0);
 
-    // NDJSON with a broken line and an item without `request`: the others are stored.
-    let batch = format!("{}\n{{broken\n{}\n{}\n", item(1), json!({"response": {}}), item(2));
-    let (status, body) = mirror.send(Some("k-prod"), batch.clone()).await;
-    assert_eq!(status, 202, "{body}");
-    assert_eq!((body["accepted"].as_u64(), body["duplicates"].as_u64()), (Some(2), Some(0)));
-    let rejected = body["rejected"].as_array().expect("rejected");
-    assert_eq!(rejected.iter().map(|r| r["index"].as_u64()).collect::<Vec<_>>(), [Some(1), Some(2)]);
-    assert!(rejected[0]["reason"].as_str().is_some_and(|r| r.contains("invalid JSON")));
-    assert_eq!(rejected[1]["reason"], "`request` is missing");
-    assert_eq!(mirror.stored().await, 2);
+        // NDJSON with a broken line and an item without `request`: the others are stored.
+        let batch = format!("{}\n{{broken\n{}\n{}\n", item(1), json!({"response": {}}), item(2));
+        let (status, body) = mirror.send(Some("k-prod"), batch.clone()).await;
+        assert_eq!(status, 202, "{body}");
+        assert_eq!((body["accepted"].as_u64(), body["duplicates"].as_u64()), (Some(2), Some(0)));
+        let rejected = body["rejected"].as_array().expect("rejected");
+        assert_eq!(rejected.iter().map(|r| r["index"].as_u64()).collect::<Vec<_>>(), [Some(1), Some(2)]);
+        assert!(rejected[0]["reason"].as_str().is_some_and(|r| r.contains("invalid JSON")));
+        assert_eq!(rejected[1]["reason"], "`request` is missing");
+        assert_eq!(mirror.stored().await, 2);
 
-    // Re-delivery is idempotent.
-    let (status, body) = mirror.send(Some("k-prod"), batch).await;
-    assert_eq!(status, 202);
-    assert_eq!((body["accepted"].as_u64(), body["duplicates"].as_u64()), (Some(0), Some(2)));
-    assert_eq!(mirror.stored().await, 2);
+        // Re-delivery is idempotent.
+        let (status, body) = mirror.send(Some("k-prod"), batch).await;
+        assert_eq!(status, 202);
+        assert_eq!((body["accepted"].as_u64(), body["duplicates"].as_u64()), (Some(0), Some(2)));
+        assert_eq!(mirror.stored().await, 2);
 
-    // A JSON array works the same way.
-    let (status, body) = mirror.send(Some("k-prod"), json!([item(3), item(4)]).to_string()).await;
-    assert_eq!((status, body["accepted"].as_u64()), (202, Some(2)));
+        // A JSON array works the same way.
+        let (status, body) = mirror.send(Some("k-prod"), json!([item(3), item(4)]).to_string()).await;
+        assert_eq!((status, body["accepted"].as_u64()), (202, Some(2)));
+    }
 }
 
-#[tokio::test]
-async fn oversized_bodies_get_413_naming_the_limit() {
-    let mirror = start(1.0, 2048).await;
-    let batch: String = (0..100).map(|i| format!("{}\n", item(i))).collect();
-    let (status, body) = mirror.send(Some("k-prod"), batch).await;
-    assert_eq!(status, 413);
-    assert!(body["error"].as_str().is_some_and(|e| e.contains("2048")), "{body}");
-    assert_eq!(mirror.stored().await, 0);
+crate::on_both_engines! {
+    async fn oversized_bodies_get_413_naming_the_limit() {
+        let mirror = start(1.0, 2048).await;
+        let batch: String = (0..100).map(|i| format!("{}\n", item(i))).collect();
+        let (status, body) = mirror.send(Some("k-prod"), batch).await;
+        assert_eq!(status, 413);
+        assert!(body["error"].as_str().is_some_and(|e| e.contains("2048")), "{body}");
+        assert_eq!(mirror.stored().await, 0);
+    }
 }
 
-#[tokio::test]
-async fn sampling_is_deterministic_per_exchange() {
-    let mirror = start(0.25, 16 * 1024 * 1024).await;
-    let batch: String = (0..10_000).map(|i| format!("{}\n", item(i))).collect();
-    let (status, first) = mirror.send(Some("k-prod"), batch.clone()).await;
-    assert_eq!(status, 202);
-    let accepted = first["accepted"].as_u64().expect("accepted");
-    // 3σ of binomial(10000, 0.25) is ≈ 130.
-    assert!((2370..=2630).contains(&accepted), "kept {accepted} of 10000 at rate 0.25");
-    assert_eq!(first["sampled_out"].as_u64(), Some(10_000 - accepted));
-    let (_, second) = mirror.send(Some("k-prod"), batch).await;
-    assert_eq!((second["accepted"].as_u64(), second["duplicates"].as_u64()), (Some(0), Some(accepted)));
-    assert_eq!(mirror.stored().await, accepted as i64);
+crate::on_both_engines! {
+    async fn sampling_is_deterministic_per_exchange() {
+        let mirror = start(0.25, 16 * 1024 * 1024).await;
+        let batch: String = (0..10_000).map(|i| format!("{}\n", item(i))).collect();
+        let (status, first) = mirror.send(Some("k-prod"), batch.clone()).await;
+        assert_eq!(status, 202);
+        let accepted = first["accepted"].as_u64().expect("accepted");
+        // 3σ of binomial(10000, 0.25) is ≈ 130.
+        assert!((2370..=2630).contains(&accepted), "kept {accepted} of 10000 at rate 0.25");
+        assert_eq!(first["sampled_out"].as_u64(), Some(10_000 - accepted));
+        let (_, second) = mirror.send(Some("k-prod"), batch).await;
+        assert_eq!((second["accepted"].as_u64(), second["duplicates"].as_u64()), (Some(0), Some(accepted)));
+        assert_eq!(mirror.stored().await, accepted as i64);
+    }
 }

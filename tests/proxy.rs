@@ -33,129 +33,131 @@ async fn call(http: &reqwest::Client, url: &str, body: &Value) -> (u16, String, 
     (status, content_type, length, reply.bytes().await.expect("body").to_vec())
 }
 
-#[tokio::test]
-async fn byte_identical_responses_and_mirrored_exchanges() {
-    let sim = evaltap_sim::spawn(
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-        evaltap_sim::SimConfig { latency_scale: 0.0, ..Default::default() },
-    )
-    .await
-    .expect("sim");
-    let server = proxy_server(&sim.base_url()).await;
-    let proxied = format!("{}/proxy/app/v1/chat/completions", server.url);
-    let direct = format!("{}/chat/completions", sim.base_url());
-    let plain = json!({"model": "sim-large", "messages": [{"role": "user", "content": "What is 12 + 30? Reply with the number."}]});
-    let streamed = json!({"model": "sim-large", "stream": true, "stream_options": {"include_usage": true},
-                          "messages": [{"role": "user", "content": "Convert 3 km to m. Reply with the number."}]});
-    for body in [&plain, &streamed] {
-        let a = call(&server.http, &direct, body).await;
-        let b = call(&server.http, &proxied, body).await;
-        assert_eq!(
-            a, b,
-            "proxied response (status, type, Content-Length, bytes) differs from the upstream's"
-        );
-    }
-    let framed = call(&server.http, &proxied, &plain).await;
-    assert!(framed.2.is_some(), "a non-streamed response keeps its Content-Length");
-    let errors = call(
-        &server.http,
-        &proxied,
-        &json!({"model": "no-such-model", "messages": [{"role": "user", "content": "x"}]}),
-    )
-    .await;
-    assert_eq!(errors.0, 404, "the upstream's status passes through");
-
-    let stored = server.wait_for_exchanges("app", 3).await;
-    let find = |prompt: &str| {
-        stored
-            .iter()
-            .find(|s| {
-                s["exchange"]["request"]["messages"][0]["content"]
-                    .as_str()
-                    .is_some_and(|c| c.contains(prompt))
-            })
-            .cloned()
-            .expect("mirrored")
-    };
-    let (_, _, _, plain_bytes) = call(&server.http, &direct, &plain).await;
-    let plain_response: Value = serde_json::from_slice(&plain_bytes).expect("json");
-    assert_eq!(find("12 + 30")["exchange"]["response"], plain_response);
-    let streamed_exchange = find("3 km")["exchange"].clone();
-    let direct_plain: Value = serde_json::from_slice(
-        &call(
-            &server.http,
-            &direct,
-            &json!({"model": "sim-large",
-        "messages": [{"role": "user", "content": "Convert 3 km to m. Reply with the number."}]}),
+crate::on_both_engines! {
+    async fn byte_identical_responses_and_mirrored_exchanges() {
+        let sim = evaltap_sim::spawn(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            evaltap_sim::SimConfig { latency_scale: 0.0, ..Default::default() },
         )
         .await
-        .3,
-    )
-    .expect("json");
-    assert_eq!(
-        streamed_exchange["response"]["choices"][0]["message"]["content"],
-        direct_plain["choices"][0]["message"]["content"]
-    );
-    assert_eq!(streamed_exchange["response"]["usage"], direct_plain["usage"]);
-    assert_eq!(streamed_exchange["request"], streamed);
-    let everything = serde_json::to_string(&stored).expect("json");
-    assert!(!everything.contains("sk-client"), "the caller's provider key must not be stored");
+        .expect("sim");
+        let server = proxy_server(&sim.base_url()).await;
+        let proxied = format!("{}/proxy/app/v1/chat/completions", server.url);
+        let direct = format!("{}/chat/completions", sim.base_url());
+        let plain = json!({"model": "sim-large", "messages": [{"role": "user", "content": "What is 12 + 30? Reply with the number."}]});
+        let streamed = json!({"model": "sim-large", "stream": true, "stream_options": {"include_usage": true},
+                              "messages": [{"role": "user", "content": "Convert 3 km to m. Reply with the number."}]});
+        for body in [&plain, &streamed] {
+            let a = call(&server.http, &direct, body).await;
+            let b = call(&server.http, &proxied, body).await;
+            assert_eq!(
+                a, b,
+                "proxied response (status, type, Content-Length, bytes) differs from the upstream's"
+            );
+        }
+        let framed = call(&server.http, &proxied, &plain).await;
+        assert!(framed.2.is_some(), "a non-streamed response keeps its Content-Length");
+        let errors = call(
+            &server.http,
+            &proxied,
+            &json!({"model": "no-such-model", "messages": [{"role": "user", "content": "x"}]}),
+        )
+        .await;
+        assert_eq!(errors.0, 404, "the upstream's status passes through");
+
+        let stored = server.wait_for_exchanges("app", 3).await;
+        let find = |prompt: &str| {
+            stored
+                .iter()
+                .find(|s| {
+                    s["exchange"]["request"]["messages"][0]["content"]
+                        .as_str()
+                        .is_some_and(|c| c.contains(prompt))
+                })
+                .cloned()
+                .expect("mirrored")
+        };
+        let (_, _, _, plain_bytes) = call(&server.http, &direct, &plain).await;
+        let plain_response: Value = serde_json::from_slice(&plain_bytes).expect("json");
+        assert_eq!(find("12 + 30")["exchange"]["response"], plain_response);
+        let streamed_exchange = find("3 km")["exchange"].clone();
+        let direct_plain: Value = serde_json::from_slice(
+            &call(
+                &server.http,
+                &direct,
+                &json!({"model": "sim-large",
+            "messages": [{"role": "user", "content": "Convert 3 km to m. Reply with the number."}]}),
+            )
+            .await
+            .3,
+        )
+        .expect("json");
+        assert_eq!(
+            streamed_exchange["response"]["choices"][0]["message"]["content"],
+            direct_plain["choices"][0]["message"]["content"]
+        );
+        assert_eq!(streamed_exchange["response"]["usage"], direct_plain["usage"]);
+        assert_eq!(streamed_exchange["request"], streamed);
+        let everything = serde_json::to_string(&stored).expect("json");
+        assert!(!everything.contains("sk-client"), "the caller's provider key must not be stored");
+    }
 }
 
-#[tokio::test]
-async fn streams_pass_through_before_the_upstream_finishes() {
-    // An upstream that sends one chunk, then waits until the test has seen it through the proxy.
-    let release = Arc::new(tokio::sync::Notify::new());
-    let seen_auth = Arc::new(Mutex::new(None::<String>));
-    let (release_up, auth_up) = (release.clone(), seen_auth.clone());
-    let app = axum::Router::new().route(
-        "/v1/chat/completions",
-        axum::routing::post(move |headers: HeaderMap| {
-            let release = release_up.clone();
-            *auth_up.lock().expect("lock") = headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned);
-            async move {
-                let first = "data: {\"id\":\"s1\",\"model\":\"slow\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"}}]}\n\n";
-                let rest = "data: {\"id\":\"s1\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo\"},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
-                let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(first.to_string()) }).chain(
-                    futures_util::stream::once(async move {
-                        release.notified().await;
-                        Ok(rest.to_string())
-                    }),
-                );
-                axum::response::Response::builder()
-                    .header("content-type", "text/event-stream")
-                    .body(Body::from_stream(stream))
-                    .expect("response")
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let upstream = format!("http://{}/v1", listener.local_addr().expect("addr"));
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    let server = proxy_server(&upstream).await;
-    let reply = server
-        .http
-        .post(format!("{}/proxy/app/v1/chat/completions", server.url))
-        .bearer_auth("sk-client-provider-key-123456")
-        .header("x-evaltap-key", "k")
-        .json(&json!({"model": "slow", "stream": true, "messages": [{"role": "user", "content": "hi"}]}))
-        .send()
-        .await
-        .expect("send");
-    let mut body = reply.bytes_stream();
-    let first = tokio::time::timeout(Duration::from_secs(5), body.next())
-        .await
-        .expect("the first chunk arrives while the upstream is still open")
-        .expect("chunk")
-        .expect("bytes");
-    assert!(String::from_utf8_lossy(&first).contains("Hel"));
-    release.notify_one();
-    let mut rest = Vec::new();
-    while let Some(chunk) = body.next().await {
-        rest.extend_from_slice(&chunk.expect("bytes"));
+crate::on_both_engines! {
+    async fn streams_pass_through_before_the_upstream_finishes() {
+        // An upstream that sends one chunk, then waits until the test has seen it through the proxy.
+        let release = Arc::new(tokio::sync::Notify::new());
+        let seen_auth = Arc::new(Mutex::new(None::<String>));
+        let (release_up, auth_up) = (release.clone(), seen_auth.clone());
+        let app = axum::Router::new().route(
+            "/v1/chat/completions",
+            axum::routing::post(move |headers: HeaderMap| {
+                let release = release_up.clone();
+                *auth_up.lock().expect("lock") = headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned);
+                async move {
+                    let first = "data: {\"id\":\"s1\",\"model\":\"slow\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"}}]}\n\n";
+                    let rest = "data: {\"id\":\"s1\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo\"},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
+                    let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(first.to_string()) }).chain(
+                        futures_util::stream::once(async move {
+                            release.notified().await;
+                            Ok(rest.to_string())
+                        }),
+                    );
+                    axum::response::Response::builder()
+                        .header("content-type", "text/event-stream")
+                        .body(Body::from_stream(stream))
+                        .expect("response")
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let upstream = format!("http://{}/v1", listener.local_addr().expect("addr"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let server = proxy_server(&upstream).await;
+        let reply = server
+            .http
+            .post(format!("{}/proxy/app/v1/chat/completions", server.url))
+            .bearer_auth("sk-client-provider-key-123456")
+            .header("x-evaltap-key", "k")
+            .json(&json!({"model": "slow", "stream": true, "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .expect("send");
+        let mut body = reply.bytes_stream();
+        let first = tokio::time::timeout(Duration::from_secs(5), body.next())
+            .await
+            .expect("the first chunk arrives while the upstream is still open")
+            .expect("chunk")
+            .expect("bytes");
+        assert!(String::from_utf8_lossy(&first).contains("Hel"));
+        release.notify_one();
+        let mut rest = Vec::new();
+        while let Some(chunk) = body.next().await {
+            rest.extend_from_slice(&chunk.expect("bytes"));
+        }
+        assert!(String::from_utf8_lossy(&rest).contains("[DONE]"));
+        assert_eq!(seen_auth.lock().expect("lock").as_deref(), Some("Bearer sk-client-provider-key-123456"));
+        let stored = server.wait_for_exchanges("app", 1).await;
+        assert_eq!(stored[0]["exchange"]["response"]["choices"][0]["message"]["content"], "Hello");
     }
-    assert!(String::from_utf8_lossy(&rest).contains("[DONE]"));
-    assert_eq!(seen_auth.lock().expect("lock").as_deref(), Some("Bearer sk-client-provider-key-123456"));
-    let stored = server.wait_for_exchanges("app", 1).await;
-    assert_eq!(stored[0]["exchange"]["response"]["choices"][0]["message"]["content"], "Hello");
 }

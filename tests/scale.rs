@@ -402,3 +402,77 @@ async fn spend_cap_holds_across_three_workers_and_a_crash_leaks_no_reservation()
         })
         .await;
 }
+
+crate::on_both_engines! {
+    /// The whole loop in one process on either engine: every unit of work enqueued once, every
+    /// model call made once, the verdicts right.
+    async fn the_loop_enqueues_and_calls_each_unit_once() {
+        let bench = Bench::start("loop", QUIET, None, 80).await;
+        let production_calls = bench.sim.calls.total();
+        let mut request = two_candidates("loop", 80);
+        request.rubrics.push("preference".into());
+        let experiment = bench.create(request).await;
+        let app = &bench.app;
+        // Created means enqueued: asking again (a re-run, a restart) enqueues nothing.
+        assert_eq!(evaltap_worker::enqueue_missing(&app.store, &app.queue, &experiment).await.expect("enqueue"), 0);
+        let report = crate::common::run(app, &experiment).await;
+        assert_eq!(report.status, "done");
+        let by_name = |name: &str| report.candidates.iter().find(|c| c.name == name).expect("candidate");
+        let correctness = |name: &str| {
+            by_name(name).rubrics.iter().find(|r| r.rubric == "correctness").expect("rubric").stats.verdict
+        };
+        assert_eq!(correctness("small"), evaltap_stats::Verdict::Worse);
+        assert_ne!(correctness("medium"), evaltap_stats::Verdict::Worse);
+        // Replays, then judgments: the baseline and each candidate pointwise, each candidate
+        // pairwise in both orders.
+        let needed = 80 * 2 + 80 + 2 * (80 + 2 * 80);
+        assert_eq!(bench.sim.calls.total() - production_calls, needed, "a model call was made twice");
+        assert_eq!(app.store.work_takeovers(&experiment.id).await.expect("takeovers"), 0);
+        assert_eq!(evaltap_worker::enqueue_missing(&app.store, &app.queue, &experiment).await.expect("enqueue"), 0);
+        let spend = app.store.spend(&experiment.id).await.expect("spend");
+        assert!(spend.spent_usd > 0.0 && spend.judge_spent_usd > 0.0 && !spend.capped, "{spend:?}");
+    }
+}
+
+crate::on_both_engines! {
+    /// A source's per-minute cap is one budget for every serve process on the database.
+    async fn a_per_minute_cap_holds_across_two_serve_processes() {
+        // The window is the wall-clock minute: start well inside one.
+        while chrono::Utc::now().timestamp() % 60 > 45 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let mut dir = TempDir::new("rate");
+        let source = evaltap_core::SourceConfig {
+            max_per_minute: Some(50),
+            ..evaltap_core::SourceConfig::with_key("app", "k-app")
+        };
+        let config = Config {
+            database_url: dir.database_url(),
+            sources: vec![source],
+            auth: evaltap_core::AuthConfig { allow_unauthenticated: true, tokens: Vec::new() },
+            ..Config::default()
+        };
+        let path = write_config(&dir, &config);
+        let first = Process::start(&path, &["serve", "--bind", "127.0.0.1:0", "--no-workers"]);
+        let second = Process::start(&path, &["serve", "--bind", "127.0.0.1:0", "--no-workers"]);
+        let http = evaltap_providers::http_client(Duration::from_secs(10)).expect("client");
+        let mut accepted = 0;
+        for (n, serve) in [&first, &second, &first, &second].into_iter().enumerate() {
+            let reply = http
+                .post(format!("{}/v1/mirror", serve.url()))
+                .bearer_auth("k-app")
+                .body(batch(n * 30, 30))
+                .send()
+                .await
+                .expect("send");
+            assert_eq!(reply.status().as_u16(), 202);
+            let body: Value = reply.json().await.expect("json");
+            accepted += body["accepted"].as_u64().expect("accepted");
+        }
+        assert_eq!(accepted, 50, "120 sent through two processes under a cap of 50 a minute");
+        let store = Store::connect(&config.database_url).await.expect("store");
+        assert_eq!(store.count_exchanges().await.expect("count"), 50);
+        first.stop_with("TERM");
+        second.stop_with("INT");
+    }
+}

@@ -387,6 +387,25 @@ enum BenchCommand {
         #[arg(long, default_value_t = 1.0)]
         latency_scale: f64,
     },
+    /// Mirror-endpoint throughput on SQLite and PostgreSQL side by side: single-exchange POSTs
+    /// at a concurrency, then batches.
+    Ingest {
+        /// Exchanges per measurement.
+        #[arg(long, default_value_t = 20_000)]
+        exchanges: usize,
+        /// Requests in flight.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// Exchanges per batch.
+        #[arg(long, default_value_t = 100)]
+        batch: usize,
+        /// PostgreSQL server to measure on (a database is created and dropped there).
+        #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+        postgres_url: String,
+        /// Measure SQLite only.
+        #[arg(long)]
+        sqlite_only: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -784,6 +803,16 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let result = crate::bench::golden(&settings).await?;
             print!("{}", result.render(&settings));
+        }
+        Command::Bench(BenchCommand::Ingest { exchanges, concurrency, batch, postgres_url, sqlite_only }) => {
+            let settings = crate::bench_ingest::IngestBench {
+                exchanges: *exchanges,
+                concurrency: *concurrency,
+                batch: *batch,
+                postgres_url: (!sqlite_only).then(|| postgres_url.clone()),
+            };
+            let figures = crate::bench_ingest::ingest(&settings).await?;
+            print!("{}", crate::bench_ingest::render(&settings, &figures));
         }
         Command::Golden(command) => {
             return crate::golden_cmd::dispatch(&open_app(&cli).await?, command).await;

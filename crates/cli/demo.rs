@@ -99,6 +99,8 @@ pub fn demo_config(sim_url: &str, database_url: String) -> Config {
         }),
         // The demo serves on loopback only, for the person running it.
         auth: evaltap_core::AuthConfig { allow_unauthenticated: true, tokens: Vec::new() },
+        // One process on a laptop: a stopped worker's work moves on within seconds.
+        worker: evaltap_core::WorkerConfig { lease_secs: 10.0, heartbeat_secs: 1.0, missed_heartbeats: 3 },
         ..Config::default()
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod bench;
+pub mod bench_ingest;
 mod cli;
 pub mod demo;
 pub mod gate;

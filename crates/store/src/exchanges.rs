@@ -122,8 +122,9 @@ impl Store {
             "INSERT INTO source_stats (source, received, accepted, sampled_out, duplicates, rejected, redactions, last_seen_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
              ON CONFLICT (source) DO UPDATE SET
-               received = received + $2, accepted = accepted + $3, sampled_out = sampled_out + $4,
-               duplicates = duplicates + $5, rejected = rejected + $6, redactions = redactions + $7,
+               received = source_stats.received + $2, accepted = source_stats.accepted + $3,
+               sampled_out = source_stats.sampled_out + $4, duplicates = source_stats.duplicates + $5,
+               rejected = source_stats.rejected + $6, redactions = source_stats.redactions + $7,
                last_seen_at = $8",
         )
         .bind(source)

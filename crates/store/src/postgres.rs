@@ -33,3 +33,30 @@ pub(crate) async fn purge_finished_queue_jobs(pool: &PgPool) -> Result<u64> {
         sqlx::query("DELETE FROM apalis.jobs WHERE status IN ('Done', 'Killed')").execute(pool).await?;
     Ok(done.rows_affected())
 }
+
+/// Creates a new, empty database named `<prefix>_<uuid>` on the server `admin_url` connects to;
+/// returns its URL and name. (Benchmarks and tests each get a database of their own.)
+pub async fn create_scratch_database(admin_url: &str, prefix: &str) -> Result<(String, String)> {
+    use sqlx::Connection as _;
+    let name = format!("{prefix}_{}", uuid::Uuid::now_v7().simple());
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(crate::StoreError::Conflict(format!("`{name}` is not a plain database name")));
+    }
+    let mut admin = sqlx::PgConnection::connect(admin_url).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await?;
+    let base = admin_url.rsplit_once('/').map_or(admin_url, |(base, _)| base);
+    Ok((format!("{base}/{name}"), name))
+}
+
+/// Drops a database made by [`create_scratch_database`], closing its connections.
+pub async fn drop_scratch_database(admin_url: &str, name: &str) -> Result<()> {
+    use sqlx::Connection as _;
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(crate::StoreError::Conflict(format!("`{name}` is not a plain database name")));
+    }
+    let mut admin = sqlx::PgConnection::connect(admin_url).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+        .execute(&mut admin)
+        .await?;
+    Ok(())
+}

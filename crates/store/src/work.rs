@@ -79,6 +79,40 @@ impl Store {
         })
     }
 
+    /// Those of `keys` registered so far for an experiment (enqueued or done).
+    pub async fn registered_among(
+        &self,
+        experiment_id: &str,
+        keys: &[String],
+    ) -> Result<std::collections::HashSet<String>> {
+        // A few keys (a job's follow-ups) are looked up one by one; many (a new experiment) by
+        // reading the experiment's registrations once.
+        if keys.len() > 32 {
+            let all: Vec<String> = with_pool!(&self.pool, p => sqlx::query_scalar(
+                "SELECT work_key FROM work_claims WHERE experiment_id = $1",
+            )
+            .bind(experiment_id)
+            .fetch_all(p)
+            .await)?;
+            let wanted: std::collections::HashSet<&String> = keys.iter().collect();
+            return Ok(all.into_iter().filter(|k| wanted.contains(k)).collect());
+        }
+        let mut found = std::collections::HashSet::new();
+        for key in keys {
+            let registered: bool = with_pool!(&self.pool, p => sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM work_claims WHERE experiment_id = $1 AND work_key = $2)",
+            )
+            .bind(experiment_id)
+            .bind(key)
+            .fetch_one(p)
+            .await)?;
+            if registered {
+                found.insert(key.clone());
+            }
+        }
+        Ok(found)
+    }
+
     /// Claims a unit of work for `owner` for `lease` (one statement: insert if absent, take
     /// over if the previous lease ran out, never if finished).
     pub async fn claim_work(
@@ -169,31 +203,32 @@ impl Store {
         Ok(())
     }
 
-    /// Removes registrations of work never claimed (its job did not reach the queue).
-    pub async fn unregister_unclaimed_work(&self, experiment_id: &str, keys: &[String]) -> Result<()> {
-        with_pool!(&self.pool, p => {
-            let mut tx = p.begin().await?;
-            for key in keys {
-                sqlx::query(
-                    "DELETE FROM work_claims WHERE experiment_id = $1 AND work_key = $2 AND claims = 0
-                       AND finished = FALSE",
-                )
-                .bind(experiment_id)
-                .bind(key)
-                .execute(&mut *tx)
-                .await?;
-            }
-            tx.commit().await?;
-            Ok(())
-        })
-    }
-
     /// Deletes finished jobs from the job queue's table (results live in evaltap's tables).
     pub async fn purge_finished_queue_jobs(&self) -> Result<u64> {
         Ok(match &self.pool {
             crate::Pool::Sqlite(pool) => crate::sqlite::purge_finished_queue_jobs(pool).await?,
             crate::Pool::Postgres(pool) => crate::postgres::purge_finished_queue_jobs(pool).await?,
         })
+    }
+
+    /// Work whose claimant stopped without finishing it and that nobody has taken over since
+    /// `stale_before_ms` (its lease ran out at least that long ago): returned so that it can be
+    /// queued again, and marked so that it is returned once per such period. Covers jobs the
+    /// queue itself lost with their worker.
+    pub async fn stranded_work(&self, stale_before_ms: i64, limit: i64) -> Result<Vec<(String, String)>> {
+        Ok(with_pool!(&self.pool, p => sqlx::query_as(
+            "UPDATE work_claims SET expires_ms = $1, owner = 'requeued'
+             WHERE (experiment_id, work_key) IN (
+                 SELECT experiment_id, work_key FROM work_claims
+                 WHERE finished = FALSE AND claims > 0 AND expires_ms < $2
+                 LIMIT $3)
+             RETURNING experiment_id, work_key",
+        )
+        .bind(now_ms())
+        .bind(stale_before_ms)
+        .bind(limit)
+        .fetch_all(p)
+        .await)?)
     }
 
     /// Work of an experiment that is not finished: (key, claims so far).

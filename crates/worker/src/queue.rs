@@ -93,6 +93,35 @@ fn work_key(job: &EvalJob) -> String {
     }
 }
 
+/// The job that does the unit of work `work_key` of an experiment.
+fn job_for_key(experiment_id: &str, work_key: &str) -> Option<EvalJob> {
+    let parts: Vec<String> = serde_json::from_str(work_key).ok()?;
+    let experiment_id = experiment_id.to_string();
+    match parts.as_slice() {
+        [kind, item_id, candidate] if kind == "replay" => {
+            Some(EvalJob::Replay { experiment_id, item_id: item_id.clone(), candidate: candidate.clone() })
+        }
+        [kind, item_id, subject, rubric, position] if kind == "judge" => Some(EvalJob::Judge {
+            experiment_id,
+            item_id: item_id.clone(),
+            subject: subject.clone(),
+            rubric: rubric.clone(),
+            position: position.clone(),
+        }),
+        _ => None,
+    }
+}
+
+/// Queues again the work whose claimant stopped and that nobody took over within a lease.
+async fn requeue_stranded(store: &Store, queue: &Queue, lease: Duration) -> Result<usize, WorkerError> {
+    let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+    let stranded = store.stranded_work(evaltap_store::now_ms().saturating_sub(lease_ms), 1_000).await?;
+    let jobs: Vec<EvalJob> = stranded.iter().filter_map(|(id, key)| job_for_key(id, key)).collect();
+    let count = jobs.len();
+    push_jobs(queue, jobs).await?;
+    Ok(count)
+}
+
 /// Pushes jobs as they are, registered or not (`enqueue` is the normal way in; this is for
 /// repair: duplicates call nothing, as claims decide).
 pub async fn push_jobs(queue: &Queue, jobs: Vec<EvalJob>) -> Result<(), WorkerError> {
@@ -129,16 +158,20 @@ pub async fn enqueue(store: &Store, queue: &Queue, jobs: Vec<EvalJob>) -> Result
             }
             continue;
         }
-        let keys: Vec<String> = jobs.iter().map(work_key).collect();
-        let new = store.register_work(&experiment_id, &keys).await?;
-        let fresh: Vec<EvalJob> =
-            jobs.into_iter().zip(new).filter(|(_, new)| *new).map(|(job, _)| job).collect();
+        // Pushed first, registered after: a crash in between leaves a job queued but not
+        // registered (enqueued again later, and a duplicate job calls nothing), never work
+        // registered but not queued.
+        let keyed: Vec<(String, EvalJob)> = jobs.into_iter().map(|job| (work_key(&job), job)).collect();
+        let all_keys: Vec<String> = keyed.iter().map(|(key, _)| key.clone()).collect();
+        let registered = store.registered_among(&experiment_id, &all_keys).await?;
+        let mut seen = std::collections::HashSet::new();
+        let (keys, fresh): (Vec<String>, Vec<EvalJob>) = keyed
+            .into_iter()
+            .filter(|(key, _)| !registered.contains(key) && seen.insert(key.clone()))
+            .unzip();
         enqueued += fresh.len();
-        if let Err(err) = push_jobs(queue, fresh).await {
-            // Unregister what did not reach the queue, so the next attempt enqueues it.
-            store.unregister_unclaimed_work(&experiment_id, &keys).await?;
-            return Err(err);
-        }
+        push_jobs(queue, fresh).await?;
+        store.register_work(&experiment_id, &keys).await?;
     }
     Ok(enqueued)
 }
@@ -238,10 +271,13 @@ pub async fn run_worker(
 ) -> Result<(), WorkerError> {
     let name = format!("evaltap-worker-{}", uuid::Uuid::now_v7());
     let store = services.store.clone();
+    let lease = services.lease;
+    let housekeeping_queue = queue.clone();
     let state = WorkerState { services, queue: queue.clone() };
     // Housekeeping beside the jobs: finished jobs leave the queue's table (apalis-sqlite's
-    // acknowledgement costs grow with it; results live in evaltap's own tables), and spend
-    // reservations of dead callers are released once their lease has run out.
+    // acknowledgement costs grow with it; results live in evaltap's own tables), work whose
+    // claimant stopped is queued again, and spend reservations of dead callers are released
+    // once their lease has run out.
     let (stop_housekeeping, mut housekeeping_stopped) = tokio::sync::oneshot::channel::<()>();
     let housekeeping = tokio::spawn(async move {
         let mut rounds: u64 = 0;
@@ -255,6 +291,11 @@ pub async fn run_worker(
                 tracing::debug!(%err, "purging finished jobs failed; will retry");
             }
             if rounds.is_multiple_of(RELEASE_EVERY_ROUNDS) {
+                match requeue_stranded(&store, &housekeeping_queue, lease).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(requeued = n, "queued again work whose claimant stopped"),
+                    Err(err) => tracing::debug!(%err, "looking for stranded work failed; will retry"),
+                }
                 match store.release_expired_reservations().await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(released = n, "released spend reservations of stopped calls"),

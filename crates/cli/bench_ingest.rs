@@ -1,0 +1,156 @@
+//! `evaltap bench ingest`: mirror-endpoint throughput on SQLite and on PostgreSQL, side by side
+//! in one run — single-exchange POSTs at a concurrency, then NDJSON batches — each against a
+//! fresh database behind a real `serve` on loopback. It prints figures; it asserts nothing.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use evaltap_core::{AuthConfig, Config, SourceConfig};
+use futures_util::StreamExt as _;
+use serde_json::json;
+
+use crate::app::App;
+
+/// Benchmark settings.
+#[derive(Debug, Clone)]
+pub struct IngestBench {
+    /// Exchanges sent in each measurement.
+    pub exchanges: usize,
+    /// Requests in flight.
+    pub concurrency: usize,
+    /// Exchanges per batch in the batched measurement.
+    pub batch: usize,
+    /// An administrative PostgreSQL URL to create the benchmark's database with (none: SQLite only).
+    pub postgres_url: Option<String>,
+}
+
+/// One engine's figures.
+#[derive(Debug, Clone)]
+pub struct IngestFigures {
+    /// `sqlite` or `postgres`.
+    pub engine: &'static str,
+    /// Single-exchange POSTs: exchanges per second.
+    pub single_per_sec: f64,
+    /// Single-exchange POSTs: median time to the 202.
+    pub single_p50: Duration,
+    /// Single-exchange POSTs: 99th percentile time to the 202.
+    pub single_p99: Duration,
+    /// Batched POSTs: exchanges per second.
+    pub batched_per_sec: f64,
+}
+
+/// Runs the benchmark on SQLite, then on PostgreSQL when a URL is given.
+pub async fn ingest(settings: &IngestBench) -> anyhow::Result<Vec<IngestFigures>> {
+    let dir = std::env::temp_dir().join(format!("evaltap-bench-ingest-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).context("creating a temporary folder")?;
+    let mut figures = Vec::new();
+    let sqlite = measure("sqlite", format!("sqlite://{}", dir.join("bench.db").display()), settings).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    figures.push(sqlite?);
+    if let Some(admin_url) = &settings.postgres_url {
+        let (url, name) = evaltap_store::create_scratch_database(admin_url, "evaltap_bench")
+            .await
+            .with_context(|| format!("creating a database on PostgreSQL at {admin_url}"))?;
+        let measured = measure("postgres", url, settings).await;
+        evaltap_store::drop_scratch_database(admin_url, &name).await?;
+        figures.push(measured?);
+    }
+    Ok(figures)
+}
+
+fn exchange(i: usize) -> String {
+    json!({"id": format!("bench-{i}"),
+           "request": {"model": "m", "messages": [{"role": "user", "content": format!("question {i}")}]},
+           "response": {"model": "m", "choices": [{"message": {"role": "assistant", "content": "answer"}}],
+                        "usage": {"prompt_tokens": 12, "completion_tokens": 3}}})
+    .to_string()
+}
+
+async fn measure(
+    engine: &'static str,
+    database_url: String,
+    settings: &IngestBench,
+) -> anyhow::Result<IngestFigures> {
+    let config = Config {
+        database_url,
+        sources: vec![SourceConfig::with_key("bench", "k-bench")],
+        auth: AuthConfig { allow_unauthenticated: true, tokens: Vec::new() },
+        max_concurrent_ingest: settings.concurrency.max(64),
+        ..Config::default()
+    };
+    let app = App::open(config).await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/v1/mirror", listener.local_addr()?);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(evaltap_server::serve(listener, app.server_state(), async move {
+        let _ = stopped.await;
+    }));
+    let http = evaltap_providers::http_client(Duration::from_secs(60))?;
+
+    let post = |body: String| {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            let started = Instant::now();
+            let reply = http.post(&url).bearer_auth("k-bench").body(body).send().await?;
+            anyhow::ensure!(reply.status().as_u16() == 202, "the mirror answered {}", reply.status());
+            Ok::<Duration, anyhow::Error>(started.elapsed())
+        }
+    };
+    let n = settings.exchanges;
+    let started = Instant::now();
+    let mut latencies: Vec<Duration> = futures_util::stream::iter((0..n).map(|i| post(exchange(i))))
+        .buffer_unordered(settings.concurrency.max(1))
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<_>>()?;
+    let single = started.elapsed();
+    latencies.sort();
+    let at = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q).round() as usize];
+
+    let size = settings.batch.max(1);
+    let batches = n.div_ceil(size);
+    let started = Instant::now();
+    let batched: Vec<Duration> = futures_util::stream::iter((0..batches).map(|b| {
+        let lines: Vec<String> = (n + b * size..n + (b + 1) * size).map(exchange).collect();
+        post(lines.join("\n"))
+    }))
+    .buffer_unordered(settings.concurrency.clamp(1, 8))
+    .collect::<Vec<_>>()
+    .await
+    .into_iter()
+    .collect::<anyhow::Result<_>>()?;
+    let batched_time = started.elapsed();
+    anyhow::ensure!(batched.len() == batches);
+    let stored = app.store.count_exchanges().await?;
+    anyhow::ensure!(stored as usize == n + batches * size, "{stored} stored of {}", n + batches * size);
+    let _ = stop.send(());
+    let _ = server.await;
+    Ok(IngestFigures {
+        engine,
+        single_per_sec: n as f64 / single.as_secs_f64().max(1e-9),
+        single_p50: at(0.5),
+        single_p99: at(0.99),
+        batched_per_sec: (batches * size) as f64 / batched_time.as_secs_f64().max(1e-9),
+    })
+}
+
+/// The figures as a table.
+pub fn render(settings: &IngestBench, figures: &[IngestFigures]) -> String {
+    let mut out = format!(
+        "mirror ingest: {} single-exchange POSTs at concurrency {}, then {} exchanges in batches of {}\n\
+         engine     single ex/s   ack p50    ack p99   batched ex/s\n",
+        settings.exchanges, settings.concurrency, settings.exchanges, settings.batch
+    );
+    for f in figures {
+        out.push_str(&format!(
+            "{:<9} {:>12.0} {:>7.2} ms {:>7.2} ms {:>14.0}\n",
+            f.engine,
+            f.single_per_sec,
+            f.single_p50.as_secs_f64() * 1000.0,
+            f.single_p99.as_secs_f64() * 1000.0,
+            f.batched_per_sec
+        ));
+    }
+    out
+}
