@@ -476,3 +476,32 @@ crate::on_both_engines! {
         second.stop_with("INT");
     }
 }
+
+crate::on_both_engines! {
+    /// Storing a result finishes its claim in the same statement, whatever characters the key
+    /// holds: the database builds the key exactly as the store does.
+    async fn storing_a_result_finishes_its_claim() {
+        let bench = Bench::start("claims", QUIET, None, 5).await;
+        let experiment = bench.create(experiment_request("claims", "small", "correctness", 5)).await;
+        let store = &bench.app.store;
+        let item = "it\"em/ü\n\t\\ \u{1f} 🦀";
+        let lease = Duration::from_secs(30);
+        let key = evaltap_store::replay_work_key(item, "small");
+        let claimed = store.claim_work(&experiment.id, &key, "me", lease).await.expect("claim");
+        assert!(matches!(claimed, evaltap_store::Claim::Claimed(_)), "{claimed:?}");
+        let elsewhere = store.claim_work(&experiment.id, &key, "other", lease).await.expect("claim");
+        assert!(matches!(elsewhere, evaltap_store::Claim::HeldElsewhere { .. }), "{elsewhere:?}");
+        let mut replay = evaltap_store::ReplayRecord::new(&experiment.id, "exchange", item, "small", "sim-small");
+        replay.error = Some("failed".into());
+        assert!(store.insert_replay(&replay).await.expect("insert"));
+        let after = store.claim_work(&experiment.id, &key, "other", lease).await.expect("claim");
+        assert_eq!(after, evaltap_store::Claim::Finished);
+
+        let key = evaltap_store::judgment_work_key(item, "small", "rubric \"q\"", "ab");
+        let mut judgment = evaltap_store::JudgmentRecord::new(&experiment.id, item, "small", "rubric \"q\"", "ab");
+        judgment.error = Some("failed".into());
+        assert!(store.insert_judgment(&judgment).await.expect("insert"));
+        let after = store.claim_work(&experiment.id, &key, "me", lease).await.expect("claim");
+        assert_eq!(after, evaltap_store::Claim::Finished);
+    }
+}

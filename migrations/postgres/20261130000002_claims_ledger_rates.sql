@@ -12,6 +12,31 @@ CREATE TABLE work_claims (
     PRIMARY KEY (experiment_id, work_key)
 );
 
+-- Storing a result finishes its work, in the same statement: the key is built as the store
+-- builds it (a compact JSON array, which to_json of a text array produces).
+CREATE FUNCTION evaltap_finish_replay_work() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO work_claims (experiment_id, work_key, finished)
+    VALUES (NEW.experiment_id, to_json(ARRAY['replay', NEW.item_id, NEW.candidate])::text, TRUE)
+    ON CONFLICT (experiment_id, work_key) DO UPDATE SET finished = TRUE;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER replays_finish_work AFTER INSERT ON replays
+    FOR EACH ROW EXECUTE FUNCTION evaltap_finish_replay_work();
+
+CREATE FUNCTION evaltap_finish_judgment_work() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO work_claims (experiment_id, work_key, finished)
+    VALUES (NEW.experiment_id,
+            to_json(ARRAY['judge', NEW.item_id, NEW.subject, NEW.rubric, NEW.position])::text, TRUE)
+    ON CONFLICT (experiment_id, work_key) DO UPDATE SET finished = TRUE;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER judgments_finish_work AFTER INSERT ON judgments
+    FOR EACH ROW EXECUTE FUNCTION evaltap_finish_judgment_work();
+
 -- Spend as a ledger: one reservation per model call, settled with its actual cost, released
 -- when its lease expires unsettled (a crashed caller). experiment_spend keeps the running
 -- totals that make the cap check one atomic statement.

@@ -12,6 +12,27 @@ CREATE TABLE work_claims (
     PRIMARY KEY (experiment_id, work_key)
 );
 
+-- Work stored before claims existed is finished work (keys as the store writes them: compact
+-- JSON arrays, which json_array produces).
+INSERT INTO work_claims (experiment_id, work_key, finished)
+    SELECT experiment_id, json_array('replay', item_id, candidate), 1 FROM replays;
+INSERT INTO work_claims (experiment_id, work_key, finished)
+    SELECT experiment_id, json_array('judge', item_id, subject, rubric, position), 1 FROM judgments;
+
+-- Storing a result finishes its work, in the same statement: the key is built as the store
+-- builds it (a compact JSON array).
+CREATE TRIGGER replays_finish_work AFTER INSERT ON replays BEGIN
+    INSERT INTO work_claims (experiment_id, work_key, finished)
+    VALUES (NEW.experiment_id, json_array('replay', NEW.item_id, NEW.candidate), 1)
+    ON CONFLICT (experiment_id, work_key) DO UPDATE SET finished = 1;
+END;
+CREATE TRIGGER judgments_finish_work AFTER INSERT ON judgments BEGIN
+    INSERT INTO work_claims (experiment_id, work_key, finished)
+    VALUES (NEW.experiment_id,
+            json_array('judge', NEW.item_id, NEW.subject, NEW.rubric, NEW.position), 1)
+    ON CONFLICT (experiment_id, work_key) DO UPDATE SET finished = 1;
+END;
+
 -- Spend as a ledger: one reservation per model call, settled with its actual cost, released
 -- when its lease expires unsettled (a crashed caller). experiment_spend keeps the running
 -- totals that make the cap check one atomic statement.

@@ -609,8 +609,8 @@ pub async fn build(store: &Store, experiment: &Experiment) -> Result<Report, Sto
         }
     }
     let spend = store.spend(&experiment.id).await?;
-    let spend_cap_reached =
-        candidates.iter().any(|c| c.skipped > 0 || c.rubrics.iter().any(|r| r.judge_skipped > 0));
+    let spend_cap_reached = spend.capped
+        || candidates.iter().any(|c| c.skipped > 0 || c.rubrics.iter().any(|r| r.judge_skipped > 0));
     Ok(Report {
         spend,
         spend_cap_reached,

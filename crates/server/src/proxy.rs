@@ -39,7 +39,9 @@ pub struct ProxyState {
 }
 
 /// What the mirror writer receives: exchanges to store, or a request to say when everything
-/// sent before it is stored.
+/// sent before it is stored. (Nearly every message is an exchange: boxing it would allocate for
+/// each.)
+#[allow(clippy::large_enum_variant)]
 enum MirrorMessage {
     Exchange(Arc<Source>, Exchange),
     Flush(tokio::sync::oneshot::Sender<()>),

@@ -177,10 +177,8 @@ impl Progress {
 impl Store {
     /// Stores a replay unless one exists for the same key; returns whether it was inserted.
     pub async fn insert_replay(&self, replay: &ReplayRecord) -> Result<bool> {
-        let work_key = crate::replay_work_key(&replay.item_id, &replay.candidate);
-        with_pool!(&self.pool, p => {
-            let mut tx = p.begin().await?;
-            let done = sqlx::query(
+        // The store's trigger marks the work finished in the same statement.
+        let done = with_pool!(&self.pool, p => sqlx::query(
             "INSERT INTO replays (id, experiment_id, item_kind, item_id, candidate, model, response, output_text,
                  input_tokens, output_tokens, cost_usd, latency_ms, error, skipped, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
@@ -201,15 +199,8 @@ impl Store {
         .bind(&replay.error)
         .bind(&replay.skipped)
         .bind(Utc::now())
-        .execute(&mut *tx).await?.rows_affected();
-            sqlx::query(crate::work::FINISH_WORK)
-                .bind(&replay.experiment_id)
-                .bind(&work_key)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            Ok(done == 1)
-        })
+        .execute(p).await.map(|d| d.rows_affected()))?;
+        Ok(done == 1)
     }
 
     /// The replay of one exchange by one candidate.
@@ -244,15 +235,8 @@ impl Store {
 
     /// Stores a judgment unless one exists for the same key; returns whether it was inserted.
     pub async fn insert_judgment(&self, judgment: &JudgmentRecord) -> Result<bool> {
-        let work_key = crate::judgment_work_key(
-            &judgment.item_id,
-            &judgment.subject,
-            &judgment.rubric,
-            &judgment.position,
-        );
-        with_pool!(&self.pool, p => {
-            let mut tx = p.begin().await?;
-            let done = sqlx::query(
+        // The store's trigger marks the work finished in the same statement.
+        let done = with_pool!(&self.pool, p => sqlx::query(
             "INSERT INTO judgments (id, experiment_id, item_kind, item_id, subject, rubric, position,
                  raw_score, score, reason, judge_model, error, raw_output, input_tokens, output_tokens,
                  cost_usd, attempts, score_samples, skipped, created_at)
@@ -279,15 +263,8 @@ impl Store {
         .bind(judgment.score_samples.as_ref().map(to_json))
         .bind(&judgment.skipped)
         .bind(Utc::now())
-        .execute(&mut *tx).await?.rows_affected();
-            sqlx::query(crate::work::FINISH_WORK)
-                .bind(&judgment.experiment_id)
-                .bind(&work_key)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            Ok(done == 1)
-        })
+        .execute(p).await.map(|d| d.rows_affected()))?;
+        Ok(done == 1)
     }
 
     /// Whether this judgment is already stored (`position` is '' for pointwise rubrics).

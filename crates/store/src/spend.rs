@@ -152,11 +152,32 @@ impl Store {
                  WHERE experiment_id = $1"
             }
         };
+        let Some(reservation) = reservation else {
+            // Nothing reserved (no cap): one statement, the account opened if it is missing.
+            let updated = with_pool!(&self.pool, p => sqlx::query(add)
+                .bind(experiment_id)
+                .bind(0.0)
+                .bind(actual_usd)
+                .execute(p)
+                .await
+                .map(|d| d.rows_affected()))?;
+            if updated == 0 {
+                self.open_spend(experiment_id, None).await?;
+                with_pool!(&self.pool, p => sqlx::query(add)
+                    .bind(experiment_id)
+                    .bind(0.0)
+                    .bind(actual_usd)
+                    .execute(p)
+                    .await
+                    .map(|_| ()))?;
+            }
+            return Ok(());
+        };
         self.open_spend(experiment_id, None).await?;
         with_pool!(&self.pool, p => {
             let mut tx = p.begin().await?;
             let mut held = 0.0;
-            if let Some(reservation) = reservation {
+            {
                 let settled = sqlx::query(
                     "UPDATE spend_reservations SET status = 'settled', actual_usd = $2
                      WHERE id = $1 AND status = 'reserved'",

@@ -61,22 +61,21 @@ impl Store {
     /// new work is enqueued, so re-running an experiment or restarting a process enqueues
     /// nothing that is queued or done.
     pub async fn register_work(&self, experiment_id: &str, keys: &[String]) -> Result<Vec<bool>> {
-        with_pool!(&self.pool, p => {
-            let mut tx = p.begin().await?;
-            let mut new = Vec::with_capacity(keys.len());
-            for key in keys {
-                let done = sqlx::query(
-                    "INSERT INTO work_claims (experiment_id, work_key) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                )
-                .bind(experiment_id)
-                .bind(key)
-                .execute(&mut *tx)
-                .await?;
-                new.push(done.rows_affected() == 1);
-            }
-            tx.commit().await?;
-            Ok(new)
-        })
+        let mut new = Vec::with_capacity(keys.len());
+        // One statement per chunk: a job's follow-ups take one round trip, not one per key.
+        for chunk in keys.chunks(500) {
+            let inserted: Vec<String> = with_pool!(&self.pool, p => {
+                let mut insert = sqlx::QueryBuilder::new("INSERT INTO work_claims (experiment_id, work_key) ");
+                insert.push_values(chunk, |mut row, key| {
+                    row.push_bind(experiment_id).push_bind(key);
+                });
+                insert.push(" ON CONFLICT DO NOTHING RETURNING work_key");
+                insert.build_query_scalar().fetch_all(p).await
+            })?;
+            let inserted: std::collections::HashSet<String> = inserted.into_iter().collect();
+            new.extend(chunk.iter().map(|key| inserted.contains(key)));
+        }
+        Ok(new)
     }
 
     /// Those of `keys` registered so far for an experiment (enqueued or done).
@@ -253,8 +252,3 @@ impl Store {
         .await)?)
     }
 }
-
-/// Marks a unit of work finished; run in the transaction that stores its result.
-pub(crate) const FINISH_WORK: &str =
-    "INSERT INTO work_claims (experiment_id, work_key, finished) VALUES ($1, $2, TRUE)
-     ON CONFLICT (experiment_id, work_key) DO UPDATE SET finished = TRUE";

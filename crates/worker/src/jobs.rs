@@ -221,11 +221,6 @@ pub async fn replay(
         Acquired::Finished => return already_replayed(svc, &experiment, item_id, candidate).await,
         Acquired::Held(held) => held,
     };
-    // A replay stored before claims were kept stands too.
-    if svc.store.replay(experiment_id, item_id, candidate).await?.is_some() {
-        held.release(svc).await;
-        return already_replayed(svc, &experiment, item_id, candidate).await;
-    }
     let result = replay_held(svc, &experiment, item_id, candidate, &key).await;
     if result.is_err() {
         held.release(svc).await;
@@ -432,12 +427,7 @@ pub async fn judge(
         Acquired::Finished => return Ok(JobOutcome::AlreadyDone { follow_up: Vec::new() }),
         Acquired::Held(held) => held,
     };
-    // A judgment stored before claims were kept stands too.
-    let result = if svc.store.judgment_exists(experiment_id, item_id, subject, rubric, position).await? {
-        Ok(JobOutcome::AlreadyDone { follow_up: Vec::new() })
-    } else {
-        judge_held(svc, experiment_id, item_id, subject, rubric, position, &key).await
-    };
+    let result = judge_held(svc, experiment_id, item_id, subject, rubric, position, &key).await;
     if !matches!(result, Ok(JobOutcome::Stored { .. } | JobOutcome::Failed { .. })) {
         held.release(svc).await;
     }

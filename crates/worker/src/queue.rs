@@ -257,7 +257,31 @@ async fn handle(job: EvalJob, state: Data<WorkerState>) -> Result<(), BoxDynErro
             jobs::judge(svc, experiment_id, item_id, subject, rubric, position).await?
         }
     };
-    enqueue(&svc.store, &state.queue, outcome.follow_up().to_vec()).await?;
+    enqueue_follow_ups(svc, &state.queue, &job, &outcome).await?;
+    Ok(())
+}
+
+/// Enqueues what follows from a job. The judgments of a replay this worker has just stored
+/// cannot be queued yet (only its claimant stores it), so they skip the registration lookups —
+/// unless a cap may stop them.
+async fn enqueue_follow_ups(
+    svc: &Services,
+    queue: &Queue,
+    job: &EvalJob,
+    outcome: &jobs::JobOutcome,
+) -> Result<(), WorkerError> {
+    let follow_up = outcome.follow_up();
+    if follow_up.is_empty() {
+        return Ok(());
+    }
+    let experiment = svc.experiment(experiment_of(job)).await?;
+    if experiment.spec.spend_cap_usd.is_some() || !matches!(outcome, jobs::JobOutcome::Stored { .. }) {
+        enqueue(&svc.store, queue, follow_up.to_vec()).await?;
+        return Ok(());
+    }
+    let keys: Vec<String> = follow_up.iter().map(work_key).collect();
+    push_jobs(queue, follow_up.to_vec()).await?;
+    svc.store.register_work(&experiment.id, &keys).await?;
     Ok(())
 }
 
