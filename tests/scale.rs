@@ -98,6 +98,19 @@ fn write_config(dir: &TempDir, config: &Config) -> PathBuf {
     path
 }
 
+/// A configuration with one source (`app`, key `k-app`) on a fresh database of the running
+/// test's engine, written for processes to read.
+fn source_config(dir: &mut TempDir, source: evaltap_core::SourceConfig) -> (Config, PathBuf) {
+    let config = Config {
+        database_url: dir.database_url(),
+        sources: vec![source],
+        auth: evaltap_core::AuthConfig { allow_unauthenticated: true, tokens: Vec::new() },
+        ..Config::default()
+    };
+    let path = write_config(dir, &config);
+    (config, path)
+}
+
 /// Short leases and heartbeats, so that a killed worker's work moves on within seconds.
 fn fast_takeover(config: &mut Config) {
     config.worker.lease_secs = 2.0;
@@ -223,13 +236,7 @@ crate::on_both_engines! {
     /// again after the restart adds none twice.
     async fn serve_killed_while_ingesting_loses_no_acknowledged_batch() {
         let mut dir = TempDir::new("killed-serve");
-        let config = Config {
-            database_url: dir.database_url(),
-            sources: vec![evaltap_core::SourceConfig::with_key("app", "k-app")],
-            auth: evaltap_core::AuthConfig { allow_unauthenticated: true, tokens: Vec::new() },
-            ..Config::default()
-        };
-        let path = write_config(&dir, &config);
+        let (config, path) = source_config(&mut dir, evaltap_core::SourceConfig::with_key("app", "k-app"));
         let serve = Process::start(&path, &["serve", "--bind", "127.0.0.1:0", "--no-workers"]);
         let url = format!("{}/v1/mirror", serve.url());
         let http = evaltap_providers::http_client(Duration::from_secs(10)).expect("client");
@@ -304,13 +311,7 @@ async fn sigterm_lets_sixty_proxy_streams_finish_and_stores_every_exchange() {
         upstream: Some(sim.base_url()),
         ..evaltap_core::SourceConfig::with_key("app", "k-app")
     };
-    let config = Config {
-        database_url: dir.database_url(),
-        sources: vec![source],
-        auth: evaltap_core::AuthConfig { allow_unauthenticated: true, tokens: Vec::new() },
-        ..Config::default()
-    };
-    let path = write_config(&dir, &config);
+    let (config, path) = source_config(&mut dir, source);
     let serve = Process::start(&path, &["serve", "--bind", "127.0.0.1:0", "--no-workers"]);
     let url = format!("{}/proxy/app/v1/chat/completions", serve.url());
     let http = evaltap_providers::http_client(Duration::from_secs(60)).expect("client");
@@ -446,13 +447,7 @@ crate::on_both_engines! {
             max_per_minute: Some(50),
             ..evaltap_core::SourceConfig::with_key("app", "k-app")
         };
-        let config = Config {
-            database_url: dir.database_url(),
-            sources: vec![source],
-            auth: evaltap_core::AuthConfig { allow_unauthenticated: true, tokens: Vec::new() },
-            ..Config::default()
-        };
-        let path = write_config(&dir, &config);
+        let (config, path) = source_config(&mut dir, source);
         let first = Process::start(&path, &["serve", "--bind", "127.0.0.1:0", "--no-workers"]);
         let second = Process::start(&path, &["serve", "--bind", "127.0.0.1:0", "--no-workers"]);
         let http = evaltap_providers::http_client(Duration::from_secs(10)).expect("client");

@@ -40,11 +40,21 @@ pub const QUEUE_NAME: &str = "evaltap.eval";
 /// Jobs fetched per poll.
 const BATCH_SIZE: usize = 64;
 
+/// The same settings for either engine's queue (two configuration types of the same shape).
+macro_rules! queue_config {
+    ($config:ty, $settings:expr) => {
+        <$config>::default()
+            .queue(QUEUE_NAME)
+            .batch_size(BATCH_SIZE)
+            .heartbeat_interval($settings.heartbeat())
+            .missed_heartbeats($settings.missed_heartbeats.max(1))
+    };
+}
+
 /// Creates apalis's tables (idempotent) and returns the queue.
 pub async fn open(store: &Store, settings: &WorkerConfig) -> Result<Queue, WorkerError> {
     let failed =
         |e: sqlx::migrate::MigrateError| WorkerError::Queue(format!("creating the queue's tables: {e}"));
-    let missed = settings.missed_heartbeats.max(1);
     Ok(match store.pool() {
         Pool::Sqlite(pool) => {
             // apalis' own `setup` also runs `PRAGMA synchronous = OFF` on whichever pooled
@@ -52,25 +62,13 @@ pub async fn open(store: &Store, settings: &WorkerConfig) -> Result<Queue, Worke
             // run only its migrations (the store's connections are WAL with synchronous = FULL).
             SqliteStorage::<()>::migrations().run(pool).await.map_err(failed)?;
             Queue::Sqlite(
-                SqliteStorage::new(pool).with_config(
-                    apalis_sqlite::Config::default()
-                        .queue(QUEUE_NAME)
-                        .batch_size(BATCH_SIZE)
-                        .heartbeat_interval(settings.heartbeat())
-                        .missed_heartbeats(missed),
-                ),
+                SqliteStorage::new(pool).with_config(queue_config!(apalis_sqlite::Config, settings)),
             )
         }
         Pool::Postgres(pool) => {
             PostgresStorage::<()>::migrations().run(pool).await.map_err(failed)?;
             Queue::Postgres(
-                PostgresStorage::new(pool).with_config(
-                    apalis_postgres::Config::default()
-                        .queue(QUEUE_NAME)
-                        .batch_size(BATCH_SIZE)
-                        .heartbeat_interval(settings.heartbeat())
-                        .missed_heartbeats(missed),
-                ),
+                PostgresStorage::new(pool).with_config(queue_config!(apalis_postgres::Config, settings)),
             )
         }
     })
@@ -335,27 +333,22 @@ pub async fn run_worker(
     // Model and judge failures are results, not errors; what errs is storage (e.g. a lock held
     // too long), worth a few more tries.
     let retry = apalis::layers::retry::RetryPolicy::retries(3);
+    // The same worker over either engine's storage (two backend types).
+    macro_rules! run_on {
+        ($storage:expr) => {
+            WorkerBuilder::new(name)
+                .backend($storage.poll_with_interval(Duration::from_millis(10)))
+                .data(state)
+                .concurrency(concurrency.max(1))
+                .retry(retry)
+                .build(handle)
+                .run_until(until)
+                .await
+        };
+    }
     let ran = match queue {
-        Queue::Sqlite(storage) => {
-            WorkerBuilder::new(name)
-                .backend(storage.poll_with_interval(Duration::from_millis(10)))
-                .data(state)
-                .concurrency(concurrency.max(1))
-                .retry(retry)
-                .build(handle)
-                .run_until(until)
-                .await
-        }
-        Queue::Postgres(storage) => {
-            WorkerBuilder::new(name)
-                .backend(storage.poll_with_interval(Duration::from_millis(10)))
-                .data(state)
-                .concurrency(concurrency.max(1))
-                .retry(retry)
-                .build(handle)
-                .run_until(until)
-                .await
-        }
+        Queue::Sqlite(storage) => run_on!(storage),
+        Queue::Postgres(storage) => run_on!(storage),
     }
     .map_err(|e| WorkerError::Queue(e.to_string()));
     let _ = stop_housekeeping.send(());
