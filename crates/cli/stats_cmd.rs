@@ -157,7 +157,11 @@ pub fn render(result: &CsvComparison) -> String {
         lines.push(format!("design effect of clustering: {deff:.3}"));
     }
     if let Some((lo, hi)) = s.bootstrap_ci {
-        lines.push(format!("bootstrap percentile 95% CI [{lo:+.6}, {hi:+.6}]"));
+        let error = s.bootstrap_mc_error.map_or(String::new(), |e| format!(", Monte Carlo error ±{e:.6}"));
+        lines.push(format!(
+            "bootstrap percentile 95% CI [{lo:+.6}, {hi:+.6}] ({} resamples{error})",
+            s.bootstrap_resamples
+        ));
     }
     if let Some(bca) = &result.bca {
         lines.push(format!(

@@ -72,7 +72,7 @@ pub(crate) async fn sources_overview(state: &AppState) -> Result<Value, ApiError
         .collect();
     // Every serve process adds what it shed to the store's counter; this process's count may
     // be ahead of what it has recorded there yet.
-    let recorded = state.store.counter(crate::proxy::PROXY_SHED_COUNTER).await?;
+    let recorded = state.store.counter(crate::writer::PROXY_SHED_COUNTER).await?;
     Ok(json!({"sources": items, "proxy_shed": recorded.max(state.proxy.shed()),
               "proxy_shed_this_process": state.proxy.shed()}))
 }

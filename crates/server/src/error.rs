@@ -60,3 +60,9 @@ impl IntoResponse for ApiError {
         }
     }
 }
+
+impl From<crate::writer::WriteError> for ApiError {
+    fn from(err: crate::writer::WriteError) -> Self {
+        ApiError::Internal(err.to_string())
+    }
+}

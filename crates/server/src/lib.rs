@@ -8,6 +8,7 @@ mod error;
 mod mirror;
 mod proxy;
 pub mod sources;
+mod writer;
 
 use std::sync::Arc;
 
@@ -33,6 +34,7 @@ pub struct AppState {
     /// Each source's own share of the ingest slots, so one cannot starve the others.
     pub(crate) source_slots: Arc<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>,
     pub(crate) proxy: proxy::ProxyState,
+    pub(crate) writer: writer::Writer,
     pub(crate) templates: Arc<minijinja::Environment<'static>>,
     pub(crate) auth: auth::Auth,
 }
@@ -52,7 +54,8 @@ impl AppState {
                 .map(|s| (s.name.clone(), Arc::new(tokio::sync::Semaphore::new(per_source))))
                 .collect(),
         );
-        let proxy = proxy::ProxyState::start(store.clone());
+        let writer = writer::Writer::start(store.clone());
+        let proxy = proxy::ProxyState::start(writer.clone());
         AppState {
             config: Arc::new(config),
             store,
@@ -62,6 +65,7 @@ impl AppState {
             ingest_slots,
             source_slots,
             proxy,
+            writer,
             templates: Arc::new(dashboard::templates()),
             auth: auth::Auth::new(&AuthConfig::default(), false),
         }

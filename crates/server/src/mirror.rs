@@ -203,14 +203,15 @@ async fn ingest(
     }
     decoded.rejected.sort_by_key(|r| r.index);
     let (kept, counts) = source.admit(fit.into_iter().map(|(_, e)| e), decoded.rejected.len());
-    let (kept, counts) = source.cap_per_minute(&state.store, kept, counts).await?;
-    let stored =
-        tokio::time::timeout(STORE_TIMEOUT, state.store.record_delivery(&source.config.name, &kept, counts))
-            .await
-            .map_err(|_| ApiError::Unavailable {
-                retry_after_secs: 5,
-                message: "storage is busy; retry shortly".into(),
-            })??;
+    let (stored, counts) = tokio::time::timeout(
+        STORE_TIMEOUT,
+        state.writer.deliver(&source.config.name, kept, counts, source.config.max_per_minute),
+    )
+    .await
+    .map_err(|_| ApiError::Unavailable {
+        retry_after_secs: 5,
+        message: "storage is busy; retry shortly".into(),
+    })??;
     // A reply lists the first rejections and counts them all: a batch of garbage must not turn
     // into a reply many times its size.
     let rejected_total = decoded.rejected_total();

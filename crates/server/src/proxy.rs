@@ -6,8 +6,6 @@
 //! sits on the request path.
 
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -16,113 +14,40 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
 use evaltap_core::{Exchange, Usage};
-use evaltap_store::Store;
 use futures::Stream;
 use futures::stream::BoxStream;
 use serde_json::{Map, Value, json};
-use tokio::sync::mpsc;
 
-use crate::sources::Source;
+use crate::writer::Writer;
 use crate::{ApiError, AppState};
 
-/// Exchanges waiting to be stored; beyond this the proxy sheds instead of slowing callers.
-const MIRROR_QUEUE: usize = 4096;
 /// Largest response body kept for mirroring; larger ones are passed through, not mirrored.
 const MAX_MIRRORED_BYTES: usize = 8 * 1024 * 1024;
 
-/// The proxy's HTTP client and its mirror queue.
+/// The proxy's HTTP client and the writer its mirrored exchanges go to.
 #[derive(Clone)]
 pub struct ProxyState {
     http: reqwest::Client,
-    mirror: mpsc::Sender<MirrorMessage>,
-    shed: Arc<AtomicU64>,
+    writer: Writer,
 }
-
-/// What the mirror writer receives: exchanges to store, or a request to say when everything
-/// sent before it is stored. (Nearly every message is an exchange: boxing it would allocate for
-/// each.)
-#[allow(clippy::large_enum_variant)]
-enum MirrorMessage {
-    Exchange(Arc<Source>, Exchange),
-    Flush(tokio::sync::oneshot::Sender<()>),
-}
-
-/// Counter (in the store, shared by every serve process) of exchanges the proxy could not
-/// mirror.
-pub const PROXY_SHED_COUNTER: &str = "proxy_shed";
 
 impl ProxyState {
-    /// Starts the background task that stores mirrored exchanges.
-    pub fn start(store: Store) -> ProxyState {
-        let (mirror, mut rx) = mpsc::channel::<MirrorMessage>(MIRROR_QUEUE);
-        let shed = Arc::new(AtomicU64::new(0));
-        let shed_seen = shed.clone();
-        tokio::spawn(async move {
-            let mut shed_recorded = 0;
-            while let Some(first) = rx.recv().await {
-                // Group commit: take what else is waiting, store it per source in one go.
-                let mut batch = vec![first];
-                while batch.len() < 256 {
-                    match rx.try_recv() {
-                        Ok(item) => batch.push(item),
-                        Err(_) => break,
-                    }
-                }
-                let mut by_source: Vec<(Arc<Source>, Vec<Exchange>)> = Vec::new();
-                let mut flushes = Vec::new();
-                for message in batch {
-                    let (source, exchange) = match message {
-                        MirrorMessage::Exchange(source, exchange) => (source, exchange),
-                        MirrorMessage::Flush(done) => {
-                            flushes.push(done);
-                            continue;
-                        }
-                    };
-                    match by_source.iter_mut().find(|(s, _)| Arc::ptr_eq(s, &source)) {
-                        Some((_, exchanges)) => exchanges.push(exchange),
-                        None => by_source.push((source, vec![exchange])),
-                    }
-                }
-                for (source, exchanges) in by_source {
-                    let (kept, counts) = source.admit(exchanges, 0);
-                    let capped = source.cap_per_minute(&store, kept, counts).await;
-                    let stored = match capped {
-                        Ok((kept, counts)) => store.record_delivery(&source.config.name, &kept, counts).await,
-                        Err(err) => Err(err),
-                    };
-                    if let Err(err) = stored {
-                        tracing::error!(%err, source = %source.config.name, "storing mirrored exchanges failed");
-                    }
-                }
-                let shed_now = shed_seen.load(Ordering::Relaxed);
-                if shed_now > shed_recorded {
-                    match store.add_to_counter(PROXY_SHED_COUNTER, shed_now - shed_recorded).await {
-                        Ok(()) => shed_recorded = shed_now,
-                        Err(err) => tracing::warn!(%err, "recording shed exchanges failed; will retry"),
-                    }
-                }
-                for done in flushes {
-                    let _ = done.send(());
-                }
-            }
-        });
+    /// Proxy state mirroring through `writer` (shared with the mirror endpoint).
+    pub fn start(writer: Writer) -> ProxyState {
         // Streams may run for minutes; only connecting is bounded.
         let http = evaltap_providers::http_client(Duration::from_secs(3600)).unwrap_or_default();
-        ProxyState { http, mirror, shed }
+        ProxyState { http, writer }
     }
 
     /// Returns once every exchange mirrored so far is stored (shutdown calls this after the
     /// last connection closed, so nothing a client was served is lost).
     pub async fn flush(&self) {
-        let (done, stored) = tokio::sync::oneshot::channel();
-        if self.mirror.send(MirrorMessage::Flush(done)).await.is_ok() {
-            let _ = stored.await;
-        }
+        self.writer.flush().await;
     }
 
-    /// Exchanges dropped because the mirror queue was full.
+    /// Exchanges this process could not mirror because the store was behind.
     pub fn shed(&self) -> u64 {
-        self.shed.load(Ordering::Relaxed)
+        self.writer.shed()
     }
 }
 
@@ -212,10 +137,8 @@ pub(crate) async fn chat_completions(
         let (Some(request), true) = (request_json, complete) else { return };
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
         let exchange = assemble(request, &bytes, &content_type, status.as_u16(), latency_ms);
-        if proxy.mirror.try_send(MirrorMessage::Exchange(source, exchange)).is_err() {
-            let shed = proxy.shed.fetch_add(1, Ordering::Relaxed) + 1;
-            tracing::warn!(shed, "mirror queue full; exchange not mirrored");
-        }
+        let (kept, counts) = source.admit([exchange], 0);
+        proxy.writer.deliver_detached(&source.config.name, kept, counts, source.config.max_per_minute);
     };
     let stream = Tee {
         inner: Box::pin(upstream_response.bytes_stream()),

@@ -99,32 +99,12 @@ impl Source {
 
     /// Whether sampling keeps this exchange: the stable hash against the rate of the first
     /// matching rule (or the source's). The per-minute cap is applied after, in the store
-    /// ([`Source::cap_per_minute`]), so that every serve process shares it.
+    /// (the writer's, per delivery), so that every serve process shares it.
     pub fn keep(&self, exchange: &Exchange) -> bool {
         let route = exchange.tags.get("route").and_then(|v| v.as_str());
         let model =
             exchange.model.as_deref().or_else(|| exchange.request.get("model").and_then(|m| m.as_str()));
         sampling::keep(&self.config.name, &exchange.dedup_key(), self.config.rate_for(model, route))
-    }
-
-    /// Keeps what fits under the source's per-minute cap (shared through the store by every
-    /// serve process); the rest counts as sampled out.
-    pub async fn cap_per_minute(
-        &self,
-        store: &evaltap_store::Store,
-        mut kept: Vec<Exchange>,
-        mut counts: DeliveryCounts,
-    ) -> Result<(Vec<Exchange>, DeliveryCounts), evaltap_store::StoreError> {
-        let Some(cap) = self.config.max_per_minute else { return Ok((kept, counts)) };
-        if kept.is_empty() {
-            return Ok((kept, counts));
-        }
-        let minute = i64::try_from(current_minute()).unwrap_or(i64::MAX);
-        let granted = store.take_rate(&self.config.name, minute, kept.len() as u64, cap).await?;
-        let granted = usize::try_from(granted).unwrap_or(usize::MAX).min(kept.len());
-        counts.sampled_out += kept.len() - granted;
-        kept.truncate(granted);
-        Ok((kept, counts))
     }
 }
 

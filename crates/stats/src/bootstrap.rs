@@ -7,20 +7,33 @@ use serde::Serialize;
 
 use crate::descriptive::{mean, normal_cdf, percentile, z_quantile};
 
+/// Distinct values at most this many are resampled as multinomial counts (see
+/// [`bootstrap_means`]).
+const MULTINOMIAL_MAX_DISTINCT: usize = 4096;
+
 /// Means of `resamples` bootstrap resamples of `data`. With `clusters` (one label per value),
 /// whole clusters are resampled, as clustered data require.
+///
+/// A resample of n values drawn with replacement is, for its mean, only the count of each
+/// distinct value — a multinomial draw over the distinct values with their observed
+/// frequencies. When the data hold few distinct values (judge scores and their differences
+/// do) and many more values than that, each resample is drawn that way: the same distribution
+/// as drawing n indices, exactly, at a cost independent of n.
 pub fn bootstrap_means(data: &[f64], clusters: Option<&[usize]>, resamples: usize, seed: u64) -> Vec<f64> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     if data.is_empty() {
         return Vec::new();
     }
     match clusters {
-        None => (0..resamples)
-            .map(|_| {
-                (0..data.len()).map(|_| data[rng.random_range(0..data.len())]).sum::<f64>()
-                    / data.len() as f64
-            })
-            .collect(),
+        None => match distinct_counts(data) {
+            Some(distinct) => multinomial_means(&distinct, data.len() as u64, resamples, &mut rng),
+            None => (0..bounded_resamples(resamples, data.len()))
+                .map(|_| {
+                    (0..data.len()).map(|_| data[rng.random_range(0..data.len())]).sum::<f64>()
+                        / data.len() as f64
+                })
+                .collect(),
+        },
         Some(labels) => {
             let mut groups: std::collections::BTreeMap<usize, (f64, usize)> = Default::default();
             for (x, label) in data.iter().zip(labels) {
@@ -29,7 +42,7 @@ pub fn bootstrap_means(data: &[f64], clusters: Option<&[usize]>, resamples: usiz
                 entry.1 += 1;
             }
             let groups: Vec<(f64, usize)> = groups.into_values().collect();
-            (0..resamples)
+            (0..bounded_resamples(resamples, groups.len()))
                 .map(|_| {
                     let (sum, count) = (0..groups.len()).fold((0.0, 0usize), |(s, c), _| {
                         let (gs, gc) = groups[rng.random_range(0..groups.len())];
@@ -40,6 +53,75 @@ pub fn bootstrap_means(data: &[f64], clusters: Option<&[usize]>, resamples: usiz
                 .collect()
         }
     }
+}
+
+/// Draws one bootstrap computation may make in all; past it, fewer resamples are drawn (never
+/// fewer than [`MIN_RESAMPLES`]) and the Monte Carlo error says what that costs.
+const DRAW_BUDGET: usize = 50_000_000;
+
+/// Resamples never go below this many.
+pub const MIN_RESAMPLES: usize = 2_000;
+
+/// The resamples to draw of `per_resample` draws each within [`DRAW_BUDGET`].
+fn bounded_resamples(resamples: usize, per_resample: usize) -> usize {
+    resamples.min((DRAW_BUDGET / per_resample.max(1)).max(MIN_RESAMPLES))
+}
+
+/// Monte Carlo standard error of a percentile interval's endpoints from `thetas`: for the
+/// q-quantile of B draws, √(q(1−q)/B) / f(θ_q), with the density f taken as normal with the
+/// draws' spread.
+pub fn percentile_mc_error(thetas: &[f64], alpha: f64) -> f64 {
+    if thetas.len() < 2 {
+        return f64::NAN;
+    }
+    let q = alpha / 2.0;
+    let sd = crate::variance(thetas).sqrt();
+    let density = (-z_quantile(q).powi(2) / 2.0).exp() / (2.0 * std::f64::consts::PI).sqrt();
+    sd * (q * (1.0 - q) / thetas.len() as f64).sqrt() / density
+}
+
+/// The distinct values of `data` with their counts, when there are few enough of them (and
+/// many more values) for multinomial resampling to pay.
+fn distinct_counts(data: &[f64]) -> Option<Vec<(f64, u64)>> {
+    if data.len() < 64 {
+        return None;
+    }
+    let mut counts: std::collections::BTreeMap<u64, (f64, u64)> = Default::default();
+    for x in data {
+        // Keyed by bit pattern (with -0.0 folded into 0.0): values are only ever compared equal.
+        let x = if *x == 0.0 { 0.0 } else { *x };
+        counts.entry(x.to_bits()).or_insert((x, 0)).1 += 1;
+        if counts.len() > MULTINOMIAL_MAX_DISTINCT || counts.len() * 8 > data.len() {
+            return None;
+        }
+    }
+    Some(counts.into_values().collect())
+}
+
+/// Bootstrap means drawn as multinomial counts over distinct values: each count conditionally
+/// binomial given those before it.
+fn multinomial_means(distinct: &[(f64, u64)], n: u64, resamples: usize, rng: &mut ChaCha8Rng) -> Vec<f64> {
+    use rand_distr::{Binomial, Distribution as _};
+    (0..resamples)
+        .map(|_| {
+            let (mut left, mut mass_left, mut sum) = (n, n, 0.0);
+            for (i, (value, count)) in distinct.iter().enumerate() {
+                if left == 0 {
+                    break;
+                }
+                let drawn = if i + 1 == distinct.len() {
+                    left
+                } else {
+                    let p = (*count as f64 / mass_left as f64).clamp(0.0, 1.0);
+                    Binomial::new(left, p).map_or(0, |b| b.sample(rng))
+                };
+                sum += value * drawn as f64;
+                left -= drawn;
+                mass_left -= count;
+            }
+            sum / n as f64
+        })
+        .collect()
 }
 
 /// Percentile interval [θ*_(α/2), θ*_(1−α/2)].
@@ -126,6 +208,37 @@ mod tests {
         // scipy's RNG-dependent interval is ≈ [−0.083, 0.750] (±0.02).
         let ci = bca_interval(&D, 10_000, 0.05, 1).expect("n >= 2");
         assert!((ci.low - -0.083).abs() < 0.03 && (ci.high - 0.750).abs() < 0.03, "{ci:?}");
+    }
+
+    #[test]
+    fn multinomial_resampling_matches_drawing_indices() {
+        // Judge-like differences: few distinct values, many pairs.
+        let data: Vec<f64> = (0..5_000).map(|i| f64::from(i * 7 % 11 - 5) / 9.0).collect();
+        assert!(distinct_counts(&data).is_some());
+        let fast = bootstrap_means(&data, None, 4_000, 1);
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        let slow: Vec<f64> = (0..4_000)
+            .map(|_| {
+                (0..data.len()).map(|_| data[rng.random_range(0..data.len())]).sum::<f64>()
+                    / data.len() as f64
+            })
+            .collect();
+        let (mf, ms) = (mean(&fast), mean(&slow));
+        let (sf, ss) = (crate::variance(&fast).sqrt(), crate::variance(&slow).sqrt());
+        // Same centre (the data mean) and spread (sd/√n) within Monte Carlo error.
+        assert!((mf - mean(&data)).abs() < 4.0 * sf / 4_000f64.sqrt(), "{mf}");
+        assert!((mf - ms).abs() < 5.0 * ss / 4_000f64.sqrt(), "{mf} vs {ms}");
+        let expected_sd = crate::variance(&data).sqrt() / (data.len() as f64).sqrt();
+        assert!(
+            (sf / expected_sd - 1.0).abs() < 0.06 && (ss / expected_sd - 1.0).abs() < 0.06,
+            "{sf} {ss} {expected_sd}"
+        );
+        let (pf, ps) =
+            (percentile_interval(&fast, 0.05).expect("ci"), percentile_interval(&slow, 0.05).expect("ci"));
+        assert!(
+            (pf.0 - ps.0).abs() < 0.3 * expected_sd && (pf.1 - ps.1).abs() < 0.3 * expected_sd,
+            "{pf:?} {ps:?}"
+        );
     }
 
     #[test]

@@ -112,6 +112,11 @@ pub struct Comparison {
     pub p_value_wilcoxon: f64,
     /// Bootstrap percentile interval of the difference (resampling clusters when given).
     pub bootstrap_ci: Option<(f64, f64)>,
+    /// Bootstrap resamples drawn (fewer than asked when the data are large: see
+    /// `bootstrap_mc_error`).
+    pub bootstrap_resamples: usize,
+    /// Monte Carlo standard error of the bootstrap interval's endpoints.
+    pub bootstrap_mc_error: Option<f64>,
     /// Which statistics the verdict used.
     pub basis: Basis,
     /// Holm-adjusted p-value of the basis's test across the family.
@@ -199,6 +204,8 @@ pub fn compare_paired(
         cs_high: 1.0,
         p_value_wilcoxon: 1.0,
         bootstrap_ci: None,
+        bootstrap_resamples: 0,
+        bootstrap_mc_error: None,
         basis: options.basis,
         p_holm: 1.0,
         q_value: 1.0,
@@ -253,9 +260,14 @@ pub fn compare_paired(
             });
             let thetas =
                 bootstrap_means(&diffs, labels.as_deref(), options.bootstrap_resamples, options.seed);
-            percentile_interval(&thetas, options.alpha)
+            let interval = percentile_interval(&thetas, options.alpha)?;
+            Some((interval, thetas.len(), crate::percentile_mc_error(&thetas, options.alpha)))
         })
         .flatten();
+    let (bootstrap_ci, bootstrap_resamples, bootstrap_mc_error) = match bootstrap_ci {
+        Some((ci, used, error)) => (Some(ci), used, Some(error).filter(|e| e.is_finite())),
+        None => (None, 0, None),
+    };
     let mcnemar = is_binary(baseline, candidate).then(|| {
         let baseline_only = baseline.iter().zip(candidate).filter(|(b, c)| **b > **c).count() as u64;
         let candidate_only = baseline.iter().zip(candidate).filter(|(b, c)| **c > **b).count() as u64;
@@ -295,6 +307,8 @@ pub fn compare_paired(
         cs_high: cs.1,
         p_value_wilcoxon: wilcoxon(&diffs, ZeroMethod::Pratt, false, WilcoxonMethod::Auto).p_value,
         bootstrap_ci,
+        bootstrap_resamples,
+        bootstrap_mc_error,
         basis: options.basis,
         p_holm: 1.0,
         q_value: 1.0,

@@ -47,7 +47,8 @@ pub use binary::{
     McNemar, PairedBinaryNi, SignTest, mcnemar, paired_binary_noninferiority, sign_test, wilson,
 };
 pub use bootstrap::{
-    BcaInterval, bca_interval, bca_levels, bootstrap_means, jackknife_acceleration, percentile_interval,
+    BcaInterval, MIN_RESAMPLES, bca_interval, bca_levels, bootstrap_means, jackknife_acceleration,
+    percentile_interval, percentile_mc_error,
 };
 pub use compare::{
     Basis, CompareOptions, Comparison, FIXED_N_MIN_N, McNemarCounts, SEQUENTIAL_MIN_N, compare_paired,

@@ -29,6 +29,37 @@ pub struct DeliveryCounts {
     pub redactions: usize,
 }
 
+/// One delivery of a group commit: a source's kept exchanges and its counts.
+#[derive(Debug, Clone, Copy)]
+pub struct Delivery<'a> {
+    /// Source name.
+    pub source: &'a str,
+    /// Exchanges to store.
+    pub exchanges: &'a [Exchange],
+    /// Counts the store does not see itself.
+    pub counts: DeliveryCounts,
+}
+
+/// An exchange as one row of the `exchanges` table.
+#[derive(Debug, Clone)]
+pub(crate) struct ExchangeRow {
+    pub(crate) id: String,
+    pub(crate) source: String,
+    pub(crate) dedup_key: String,
+    pub(crate) external_id: Option<String>,
+    pub(crate) received_at: DateTime<Utc>,
+    pub(crate) occurred_at: Option<DateTime<Utc>>,
+    pub(crate) model: Option<String>,
+    pub(crate) request: String,
+    pub(crate) response: String,
+    pub(crate) input_tokens: Option<i64>,
+    pub(crate) output_tokens: Option<i64>,
+    pub(crate) cost_usd: Option<f64>,
+    pub(crate) latency_ms: Option<f64>,
+    pub(crate) tags: String,
+    pub(crate) succeeded: bool,
+}
+
 /// What a source has sent, over its lifetime.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, sqlx::FromRow)]
 pub struct SourceStats {
@@ -82,63 +113,97 @@ impl Store {
         batch: &[Exchange],
         counts: DeliveryCounts,
     ) -> Result<IngestOutcome> {
-        let mut outcome = IngestOutcome::default();
-        with_pool!(&self.pool, p => {
-        let mut tx = p.begin().await?;
+        let mut outcomes = self.record_deliveries(&[Delivery { source, exchanges: batch, counts }]).await?;
+        Ok(outcomes.pop().unwrap_or_default())
+    }
+
+    /// Stores several deliveries in one transaction (group commit): their exchanges in
+    /// multi-row inserts, each source's counters once. Returns each delivery's outcome, in
+    /// order, only once everything is committed; if the commit fails, none is stored. An
+    /// exchange sent twice in one group counts as inserted for the first delivery that has it.
+    pub async fn record_deliveries(&self, deliveries: &[Delivery<'_>]) -> Result<Vec<IngestOutcome>> {
         let now = Utc::now();
-        for exchange in batch {
-            let usage = exchange.usage;
-            let done = sqlx::query(
-                "INSERT INTO exchanges (id, source, dedup_key, external_id, received_at, occurred_at,
-                     model, request, response, input_tokens, output_tokens, cost_usd, latency_ms,
-                     tags, succeeded)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
-                 ON CONFLICT (source, dedup_key) DO NOTHING",
-            )
-            .bind(uuid::Uuid::now_v7().to_string())
-            .bind(source)
-            .bind(exchange.dedup_key())
-            .bind(&exchange.external_id)
-            .bind(now)
-            .bind(exchange.occurred_at)
-            .bind(&exchange.model)
-            .bind(to_json(&exchange.request))
-            .bind(to_json(&exchange.response))
-            .bind(usage.map(|u| u.input_tokens as i64))
-            .bind(usage.map(|u| u.output_tokens as i64))
-            .bind(exchange.cost_usd)
-            .bind(exchange.latency_ms)
-            .bind(to_json(&exchange.tags))
-            .bind(exchange.succeeded)
-            .execute(&mut *tx)
-            .await?;
-            if done.rows_affected() == 1 {
-                outcome.inserted += 1;
-            } else {
-                outcome.duplicates += 1;
+        // Every row of the group, with the delivery it belongs to.
+        let rows: Vec<(usize, &Exchange, String)> = deliveries
+            .iter()
+            .enumerate()
+            .flat_map(|(i, d)| d.exchanges.iter().map(move |e| (i, e, e.dedup_key())))
+            .collect();
+        let table_rows: Vec<ExchangeRow> = rows
+            .iter()
+            .map(|(i, exchange, key)| {
+                let usage = exchange.usage;
+                ExchangeRow {
+                    id: uuid::Uuid::now_v7().to_string(),
+                    source: deliveries[*i].source.to_string(),
+                    dedup_key: key.clone(),
+                    external_id: exchange.external_id.clone(),
+                    received_at: now,
+                    occurred_at: exchange.occurred_at,
+                    model: exchange.model.clone(),
+                    request: to_json(&exchange.request),
+                    response: to_json(&exchange.response),
+                    input_tokens: usage.map(|u| u.input_tokens as i64),
+                    output_tokens: usage.map(|u| u.output_tokens as i64),
+                    cost_usd: exchange.cost_usd,
+                    latency_ms: exchange.latency_ms,
+                    tags: to_json(&exchange.tags),
+                    succeeded: exchange.succeeded,
+                }
+            })
+            .collect();
+        with_pool!(&self.pool, p => {
+            let mut tx = p.begin().await?;
+            let mut inserted: std::collections::HashSet<(String, String)> =
+                crate::InsertExchangeRows::insert_exchange_rows(&mut tx, &table_rows).await?.into_iter().collect();
+            let mut outcomes = vec![IngestOutcome::default(); deliveries.len()];
+            for (i, _, key) in &rows {
+                if inserted.remove(&(deliveries[*i].source.to_string(), key.clone())) {
+                    outcomes[*i].inserted += 1;
+                } else {
+                    outcomes[*i].duplicates += 1;
+                }
             }
-        }
-        sqlx::query(
-            "INSERT INTO source_stats (source, received, accepted, sampled_out, duplicates, rejected, redactions, last_seen_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-             ON CONFLICT (source) DO UPDATE SET
-               received = source_stats.received + $2, accepted = source_stats.accepted + $3,
-               sampled_out = source_stats.sampled_out + $4, duplicates = source_stats.duplicates + $5,
-               rejected = source_stats.rejected + $6, redactions = source_stats.redactions + $7,
-               last_seen_at = $8",
-        )
-        .bind(source)
-        .bind(counts.received as i64)
-        .bind(outcome.inserted as i64)
-        .bind(counts.sampled_out as i64)
-        .bind(outcome.duplicates as i64)
-        .bind(counts.rejected as i64)
-        .bind(counts.redactions as i64)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(outcome)
+            // Each source's counters once per group.
+            let mut by_source: Vec<(&str, DeliveryCounts, IngestOutcome)> = Vec::new();
+            for (delivery, outcome) in deliveries.iter().zip(&outcomes) {
+                let entry = match by_source.iter_mut().position(|(s, ..)| *s == delivery.source) {
+                    Some(at) => &mut by_source[at],
+                    None => {
+                        by_source.push((delivery.source, DeliveryCounts::default(), IngestOutcome::default()));
+                        by_source.last_mut().expect("just pushed")
+                    }
+                };
+                entry.1.received += delivery.counts.received;
+                entry.1.sampled_out += delivery.counts.sampled_out;
+                entry.1.rejected += delivery.counts.rejected;
+                entry.1.redactions += delivery.counts.redactions;
+                entry.2.inserted += outcome.inserted;
+                entry.2.duplicates += outcome.duplicates;
+            }
+            for (source, counts, outcome) in &by_source {
+                sqlx::query(
+                    "INSERT INTO source_stats (source, received, accepted, sampled_out, duplicates, rejected, redactions, last_seen_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                     ON CONFLICT (source) DO UPDATE SET
+                       received = source_stats.received + $2, accepted = source_stats.accepted + $3,
+                       sampled_out = source_stats.sampled_out + $4, duplicates = source_stats.duplicates + $5,
+                       rejected = source_stats.rejected + $6, redactions = source_stats.redactions + $7,
+                       last_seen_at = $8",
+                )
+                .bind(*source)
+                .bind(counts.received as i64)
+                .bind(outcome.inserted as i64)
+                .bind(counts.sampled_out as i64)
+                .bind(outcome.duplicates as i64)
+                .bind(counts.rejected as i64)
+                .bind(counts.redactions as i64)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(outcomes)
         })
     }
 

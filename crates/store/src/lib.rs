@@ -24,7 +24,7 @@ use sqlx::sqlite::SqlitePool;
 
 pub use datasets::{DatasetItemRow, DatasetVersion, dataset_item_key};
 pub use drift::{Alert, Schedule, ScheduleRun, ScheduleSpec};
-pub use exchanges::{DeliveryCounts, IngestOutcome, SourceStats, StoredExchange};
+pub use exchanges::{Delivery, DeliveryCounts, IngestOutcome, SourceStats, StoredExchange};
 pub use experiments::{BaselineSpec, DatasetRef, Experiment, ExperimentSpec, Filter, FrozenRubric};
 pub use postgres::{create_scratch_database, drop_scratch_database};
 pub use results::{Calibration, JudgmentRecord, Progress, ReplayRecord};
@@ -195,3 +195,12 @@ macro_rules! impl_columns {
     )*};
 }
 impl_columns!(sqlx::sqlite::SqliteRow, sqlx::postgres::PgRow);
+
+/// Inserting many exchanges at once, each engine its fastest way (`sqlite.rs`, `postgres.rs`);
+/// returns the (source, dedup key) of the rows inserted (not those already stored).
+pub(crate) trait InsertExchangeRows {
+    async fn insert_exchange_rows(
+        &mut self,
+        rows: &[exchanges::ExchangeRow],
+    ) -> Result<Vec<(String, String)>>;
+}

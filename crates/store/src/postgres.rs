@@ -60,3 +60,45 @@ pub async fn drop_scratch_database(admin_url: &str, name: &str) -> Result<()> {
         .await?;
     Ok(())
 }
+
+/// One `INSERT … SELECT FROM UNNEST(arrays)` whatever the row count: one statement to plan,
+/// where a multi-row `VALUES` would be planned anew for each row count and parameter list.
+impl crate::InsertExchangeRows for sqlx::Transaction<'_, sqlx::Postgres> {
+    async fn insert_exchange_rows(
+        &mut self,
+        rows: &[crate::exchanges::ExchangeRow],
+    ) -> Result<Vec<(String, String)>> {
+        fn column<T>(
+            rows: &[crate::exchanges::ExchangeRow],
+            f: impl Fn(&crate::exchanges::ExchangeRow) -> T,
+        ) -> Vec<T> {
+            rows.iter().map(f).collect()
+        }
+        Ok(sqlx::query_as(
+            "INSERT INTO exchanges (id, source, dedup_key, external_id, received_at, occurred_at,
+                 model, request, response, input_tokens, output_tokens, cost_usd, latency_ms, tags,
+                 succeeded)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
+                 $6::timestamptz[], $7::text[], $8::text[], $9::text[], $10::int8[], $11::int8[],
+                 $12::float8[], $13::float8[], $14::text[], $15::bool[])
+             ON CONFLICT (source, dedup_key) DO NOTHING RETURNING source, dedup_key",
+        )
+        .bind(column(rows, |r| r.id.clone()))
+        .bind(column(rows, |r| r.source.clone()))
+        .bind(column(rows, |r| r.dedup_key.clone()))
+        .bind(column(rows, |r| r.external_id.clone()))
+        .bind(column(rows, |r| r.received_at))
+        .bind(column(rows, |r| r.occurred_at))
+        .bind(column(rows, |r| r.model.clone()))
+        .bind(column(rows, |r| r.request.clone()))
+        .bind(column(rows, |r| r.response.clone()))
+        .bind(column(rows, |r| r.input_tokens))
+        .bind(column(rows, |r| r.output_tokens))
+        .bind(column(rows, |r| r.cost_usd))
+        .bind(column(rows, |r| r.latency_ms))
+        .bind(column(rows, |r| r.tags.clone()))
+        .bind(column(rows, |r| r.succeeded))
+        .fetch_all(&mut **self)
+        .await?)
+    }
+}

@@ -37,3 +37,45 @@ pub(crate) async fn purge_finished_queue_jobs(pool: &SqlitePool) -> Result<u64> 
     let done = sqlx::query("DELETE FROM Jobs WHERE status IN ('Done', 'Killed')").execute(pool).await?;
     Ok(done.rows_affected())
 }
+
+/// Multi-row `INSERT … VALUES` in chunks of 256, 64, 16, 4 or 1 rows: few statement shapes to
+/// prepare, 15 parameters a row well inside SQLite's limit.
+impl crate::InsertExchangeRows for sqlx::Transaction<'_, sqlx::Sqlite> {
+    async fn insert_exchange_rows(
+        &mut self,
+        rows: &[crate::exchanges::ExchangeRow],
+    ) -> Result<Vec<(String, String)>> {
+        let mut inserted = Vec::new();
+        let mut rest = rows;
+        while !rest.is_empty() {
+            let size = [256, 64, 16, 4, 1].into_iter().find(|size| rest.len() >= *size).unwrap_or(1);
+            let (chunk, tail) = rest.split_at(size);
+            rest = tail;
+            let mut insert = sqlx::QueryBuilder::new(
+                "INSERT INTO exchanges (id, source, dedup_key, external_id, received_at, occurred_at,
+                     model, request, response, input_tokens, output_tokens, cost_usd, latency_ms,
+                     tags, succeeded) ",
+            );
+            insert.push_values(chunk, |mut row, r| {
+                row.push_bind(&r.id)
+                    .push_bind(&r.source)
+                    .push_bind(&r.dedup_key)
+                    .push_bind(&r.external_id)
+                    .push_bind(r.received_at)
+                    .push_bind(r.occurred_at)
+                    .push_bind(&r.model)
+                    .push_bind(&r.request)
+                    .push_bind(&r.response)
+                    .push_bind(r.input_tokens)
+                    .push_bind(r.output_tokens)
+                    .push_bind(r.cost_usd)
+                    .push_bind(r.latency_ms)
+                    .push_bind(&r.tags)
+                    .push_bind(r.succeeded);
+            });
+            insert.push(" ON CONFLICT (source, dedup_key) DO NOTHING RETURNING source, dedup_key");
+            inserted.extend(insert.build_query_as::<(String, String)>().fetch_all(&mut **self).await?);
+        }
+        Ok(inserted)
+    }
+}
