@@ -1,6 +1,7 @@
 //! Whole-app tests, in one binary so the app compiles once.
 
 mod auth;
+mod benches;
 mod common;
 mod door;
 mod drift;

@@ -406,6 +406,12 @@ enum BenchCommand {
         #[arg(long)]
         sqlite_only: bool,
     },
+    /// `stats compare` end to end on N seeded pairs, with and without clusters, beside scipy.
+    Stats {
+        /// Pairs.
+        #[arg(long, default_value_t = 1_000_000)]
+        pairs: usize,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -813,6 +819,10 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let figures = crate::bench_ingest::ingest(&settings).await?;
             print!("{}", crate::bench_ingest::render(&settings, &figures));
+        }
+        Command::Bench(BenchCommand::Stats { pairs }) => {
+            let figures = crate::bench_stats::stats(*pairs)?;
+            print!("{}", crate::bench_stats::render(&figures));
         }
         Command::Golden(command) => {
             return crate::golden_cmd::dispatch(&open_app(&cli).await?, command).await;

@@ -380,28 +380,22 @@ pub async fn build(store: &Store, experiment: &Experiment) -> Result<Report, Sto
         }
         _ => {}
     }
-    let mut unreadable_items = 0;
-    for id in item_ids.iter().filter(|_| spec.dataset.is_none()) {
-        let stored = match store.exchange(id).await {
-            Ok(stored) => stored,
-            // One row that does not read back is counted, never fatal to the report.
-            Err(StoreError::Json { .. }) => {
-                unreadable_items += 1;
-                None
-            }
-            Err(other) => return Err(other),
-        };
-        if let Some(stored) = stored {
-            let ex = &stored.exchange;
-            if let Some(key) = cluster_key(&ex.tags) {
-                clusters.insert(id.clone(), key);
-            }
-            if spec.baseline == BaselineSpec::Production {
-                *models.entry(ex.model.clone().unwrap_or_else(|| "unknown".into())).or_default() += 1;
-                baseline_costs.extend(cost_of(experiment, ex.cost_usd, ex.model.as_deref(), ex.usage));
-                let text = evaltap_core::chat::response_text(&ex.response);
-                baseline_lengths.insert(id.clone(), text.chars().count() as f64);
-            }
+    // The sampled exchanges in one query (a golden run's items are not exchanges).
+    let (exchanges, unreadable_items) = if spec.dataset.is_none() {
+        store.experiment_exchanges(&experiment.id).await?
+    } else {
+        (Vec::new(), 0)
+    };
+    for stored in &exchanges {
+        let (id, ex) = (&stored.id, &stored.exchange);
+        if let Some(key) = cluster_key(&ex.tags) {
+            clusters.insert(id.clone(), key);
+        }
+        if spec.baseline == BaselineSpec::Production {
+            *models.entry(ex.model.clone().unwrap_or_else(|| "unknown".into())).or_default() += 1;
+            baseline_costs.extend(cost_of(experiment, ex.cost_usd, ex.model.as_deref(), ex.usage));
+            let text = evaltap_core::chat::response_text(&ex.response);
+            baseline_lengths.insert(id.clone(), text.chars().count() as f64);
         }
     }
     let baseline_model = models.iter().max_by_key(|(_, n)| **n).map(|(m, _)| m.clone()).unwrap_or_default();

@@ -241,6 +241,24 @@ impl Store {
         })
     }
 
+    /// The exchanges an experiment sampled, in one query; and how many rows did not read
+    /// back (each logged, never fatal).
+    pub async fn experiment_exchanges(&self, experiment_id: &str) -> Result<(Vec<StoredExchange>, usize)> {
+        with_pool!(&self.pool, p => {
+            let rows = sqlx::query(
+                "SELECT e.id, e.source, e.external_id, e.received_at, e.occurred_at, e.model, e.request,
+                        e.response, e.input_tokens, e.output_tokens, e.cost_usd, e.latency_ms, e.tags,
+                        e.succeeded
+                 FROM experiment_items i JOIN exchanges e ON e.id = i.item_id
+                 WHERE i.experiment_id = $1 ORDER BY e.id",
+            )
+            .bind(experiment_id)
+            .fetch_all(p)
+            .await?;
+            Ok(skip_unreadable(rows.iter().map(decode_exchange)))
+        })
+    }
+
     /// The exchange with this id.
     pub async fn exchange(&self, id: &str) -> Result<Option<StoredExchange>> {
         with_pool!(&self.pool, p => {

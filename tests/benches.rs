@@ -1,0 +1,35 @@
+//! The benchmark commands run end to end on small sizes (correctness only: CI asserts no speed).
+
+use std::process::Command;
+
+fn evaltap(args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_evaltap")).args(args).output().expect("run evaltap");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "{args:?}: {stdout}{}", String::from_utf8_lossy(&output.stderr));
+    stdout
+}
+
+#[test]
+fn bench_ingest_measures_both_engines() {
+    let admin = crate::common::postgres_admin_url();
+    let out = evaltap(&[
+        "bench",
+        "ingest",
+        "--exchanges",
+        "300",
+        "--concurrency",
+        "8",
+        "--batch",
+        "30",
+        "--postgres-url",
+        &admin,
+    ]);
+    assert!(out.lines().any(|l| l.starts_with("sqlite ")), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("postgres ")), "{out}");
+}
+
+#[test]
+fn bench_stats_runs_plain_and_clustered() {
+    let out = evaltap(&["bench", "stats", "--pairs", "5000"]);
+    assert!(out.contains("evaltap, plain") && out.contains("evaltap, clustered"), "{out}");
+}
