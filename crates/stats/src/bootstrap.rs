@@ -46,7 +46,7 @@ pub fn bootstrap_means(data: &[f64], clusters: Option<&[usize]>, resamples: usiz
             // kinds as multinomial counts when there are few kinds, as for plain values.
             if let Some(kinds) = distinct_groups(&groups) {
                 let weights: Vec<u64> = kinds.iter().map(|(_, n)| *n).collect();
-                return (0..resamples)
+                return (0..bounded_multinomial_resamples(resamples, kinds.len()))
                     .map(|_| {
                         let (mut sum, mut count) = (0.0, 0.0);
                         for (((gs, gc), _), drawn) in
@@ -82,6 +82,14 @@ pub const MIN_RESAMPLES: usize = 2_000;
 /// The resamples to draw of `per_resample` draws each within [`DRAW_BUDGET`].
 fn bounded_resamples(resamples: usize, per_resample: usize) -> usize {
     resamples.min((DRAW_BUDGET / per_resample.max(1)).max(MIN_RESAMPLES))
+}
+
+/// Binomial draws (each several uniform draws' work) one multinomial bootstrap may make in all.
+const MULTINOMIAL_DRAW_BUDGET: usize = 2_000_000;
+
+/// The resamples to draw of `categories` binomial draws each, within the multinomial budget.
+fn bounded_multinomial_resamples(resamples: usize, categories: usize) -> usize {
+    resamples.min((MULTINOMIAL_DRAW_BUDGET / categories.max(1)).max(MIN_RESAMPLES))
 }
 
 /// Monte Carlo standard error of a percentile interval's endpoints from `thetas`: for the
@@ -160,7 +168,7 @@ fn multinomial(weights: &[u64], n: u64, rng: &mut ChaCha8Rng) -> Vec<u64> {
 /// Bootstrap means drawn as multinomial counts over distinct values.
 fn multinomial_means(distinct: &[(f64, u64)], n: u64, resamples: usize, rng: &mut ChaCha8Rng) -> Vec<f64> {
     let weights: Vec<u64> = distinct.iter().map(|(_, count)| *count).collect();
-    (0..resamples)
+    (0..bounded_multinomial_resamples(resamples, distinct.len()))
         .map(|_| {
             let counts = multinomial(&weights, n, rng);
             distinct.iter().zip(counts).map(|((value, _), drawn)| value * drawn as f64).sum::<f64>()
