@@ -33,3 +33,11 @@ fn bench_stats_runs_plain_and_clustered() {
     let out = evaltap(&["bench", "stats", "--pairs", "5000"]);
     assert!(out.contains("evaltap, plain") && out.contains("evaltap, clustered"), "{out}");
 }
+
+#[test]
+fn bench_proxy_mirrors_what_it_proxied() {
+    let out = evaltap(&["bench", "proxy", "--requests", "200", "--concurrency", "8", "--sequential", "20"]);
+    // 200 distinct proxied calls stored (the 20 sequential ones repeat some of them, and a
+    // repeat is the same exchange); none shed at this size.
+    assert!(out.contains("mirrored 200 exchanges, shed 0"), "{out}");
+}

@@ -406,6 +406,19 @@ enum BenchCommand {
         #[arg(long)]
         sqlite_only: bool,
     },
+    /// The tee proxy beside calling the simulated upstream directly: throughput, added
+    /// latency, what it mirrored and shed.
+    Proxy {
+        /// Requests per throughput measurement.
+        #[arg(long, default_value_t = 20_000)]
+        requests: usize,
+        /// Requests in flight.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// Sequential requests for the added latency.
+        #[arg(long, default_value_t = 2_000)]
+        sequential: usize,
+    },
     /// `stats compare` end to end on N seeded pairs, with and without clusters, beside scipy.
     Stats {
         /// Pairs.
@@ -819,6 +832,15 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let figures = crate::bench_ingest::ingest(&settings).await?;
             print!("{}", crate::bench_ingest::render(&settings, &figures));
+        }
+        Command::Bench(BenchCommand::Proxy { requests, concurrency, sequential }) => {
+            let settings = crate::bench_proxy::ProxyBench {
+                requests: *requests,
+                concurrency: *concurrency,
+                sequential: *sequential,
+            };
+            let figures = crate::bench_proxy::proxy(&settings).await?;
+            print!("{}", crate::bench_proxy::render(&settings, &figures));
         }
         Command::Bench(BenchCommand::Stats { pairs }) => {
             let figures = crate::bench_stats::stats(*pairs)?;

@@ -4,6 +4,7 @@
 pub mod app;
 pub mod bench;
 pub mod bench_ingest;
+pub mod bench_proxy;
 pub mod bench_stats;
 mod cli;
 pub mod demo;

@@ -10,6 +10,8 @@ mod proxy;
 pub mod sources;
 mod writer;
 
+pub use writer::PROXY_SHED_COUNTER;
+
 use std::sync::Arc;
 
 use axum::Router;

@@ -1,0 +1,144 @@
+//! `evaltap bench proxy`: the tee proxy against calling the simulated upstream directly, in one
+//! run — throughput at a concurrency, and the latency it adds to sequential calls — with what it
+//! mirrored and shed. It prints figures; it asserts nothing about speed.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use evaltap_core::{AuthConfig, Config, SourceConfig};
+use evaltap_sim::SimConfig;
+use futures_util::StreamExt as _;
+use serde_json::json;
+
+use crate::app::App;
+
+/// Benchmark settings.
+#[derive(Debug, Clone)]
+pub struct ProxyBench {
+    /// Requests per throughput measurement.
+    pub requests: usize,
+    /// Requests in flight.
+    pub concurrency: usize,
+    /// Sequential requests for the added-latency measurement.
+    pub sequential: usize,
+}
+
+/// What was measured.
+#[derive(Debug, Clone)]
+pub struct ProxyFigures {
+    /// Requests per second, direct.
+    pub direct_per_sec: f64,
+    /// Requests per second, through the proxy.
+    pub proxied_per_sec: f64,
+    /// Sequential latency added by the proxy: p50.
+    pub added_p50: Duration,
+    /// Sequential latency added by the proxy: p99.
+    pub added_p99: Duration,
+    /// Exchanges stored from the proxied calls.
+    pub mirrored: i64,
+    /// Exchanges the proxy shed.
+    pub shed: u64,
+}
+
+fn quantile(sorted: &[Duration], q: f64) -> Duration {
+    sorted.get(((sorted.len().max(1) - 1) as f64 * q).round() as usize).copied().unwrap_or_default()
+}
+
+/// Runs the benchmark on a fresh SQLite file.
+pub async fn proxy(settings: &ProxyBench) -> anyhow::Result<ProxyFigures> {
+    let sim = evaltap_sim::spawn(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        SimConfig { latency_scale: 0.0, ..Default::default() },
+    )
+    .await?;
+    let dir = std::env::temp_dir().join(format!("evaltap-bench-proxy-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir)?;
+    let source =
+        SourceConfig { upstream: Some(sim.base_url()), ..SourceConfig::with_key("bench", "k-bench") };
+    let config = Config {
+        database_url: format!("sqlite://{}", dir.join("bench.db").display()),
+        sources: vec![source],
+        auth: AuthConfig { allow_unauthenticated: true, tokens: Vec::new() },
+        ..Config::default()
+    };
+    let app = App::open(config).await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(evaltap_server::serve(listener, app.server_state(), async move {
+        let _ = stopped.await;
+    }));
+    let http = evaltap_providers::http_client(Duration::from_secs(60))?;
+    let direct = format!("{}/chat/completions", sim.base_url());
+    let proxied = format!("{base}/proxy/bench/v1/chat/completions");
+    let call = |url: String, i: usize| {
+        let http = http.clone();
+        async move {
+            let body = json!({"model": "sim-large",
+                              "messages": [{"role": "user", "content": format!("What is {i} + 30? Reply with the number.")}]});
+            let started = Instant::now();
+            let reply = http.post(&url).header("x-evaltap-key", "k-bench").json(&body).send().await?;
+            anyhow::ensure!(reply.status().is_success(), "{url} answered {}", reply.status());
+            reply.bytes().await?;
+            Ok::<Duration, anyhow::Error>(started.elapsed())
+        }
+    };
+    let throughput = |url: String| {
+        let call = &call;
+        async move {
+            let started = Instant::now();
+            let done: Vec<anyhow::Result<Duration>> =
+                futures_util::stream::iter((0..settings.requests).map(|i| call(url.clone(), i)))
+                    .buffer_unordered(settings.concurrency.max(1))
+                    .collect()
+                    .await;
+            done.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
+            Ok::<f64, anyhow::Error>(settings.requests as f64 / started.elapsed().as_secs_f64().max(1e-9))
+        }
+    };
+    let direct_per_sec = throughput(direct.clone()).await?;
+    let proxied_per_sec = throughput(proxied.clone()).await?;
+    let (mut direct_times, mut proxied_times) = (Vec::new(), Vec::new());
+    for i in 0..settings.sequential {
+        direct_times.push(call(direct.clone(), i).await?);
+        proxied_times.push(call(proxied.clone(), i).await?);
+    }
+    direct_times.sort();
+    proxied_times.sort();
+    let added = |q: f64| quantile(&proxied_times, q).saturating_sub(quantile(&direct_times, q));
+    // Stopping the server flushes what the proxy mirrored (and records what it shed).
+    let _ = stop.send(());
+    let _ = server.await;
+    let mirrored = app.store.count_exchanges().await?;
+    let shed = app.store.counter(evaltap_server::PROXY_SHED_COUNTER).await?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(ProxyFigures {
+        direct_per_sec,
+        proxied_per_sec,
+        added_p50: added(0.5),
+        added_p99: added(0.99),
+        mirrored,
+        shed,
+    })
+}
+
+/// The figures as text.
+pub fn render(settings: &ProxyBench, f: &ProxyFigures) -> String {
+    format!(
+        "tee proxy vs direct: {} requests at concurrency {}, {} sequential\n\
+         direct   {:>8.0} req/s\n\
+         proxied  {:>8.0} req/s  ({:.2} of direct)\n\
+         added latency (sequential): p50 {:.3} ms, p99 {:.3} ms\n\
+         mirrored {} exchanges, shed {}\n",
+        settings.requests,
+        settings.concurrency,
+        settings.sequential,
+        f.direct_per_sec,
+        f.proxied_per_sec,
+        f.proxied_per_sec / f.direct_per_sec.max(1e-9),
+        f.added_p50.as_secs_f64() * 1000.0,
+        f.added_p99.as_secs_f64() * 1000.0,
+        f.mirrored,
+        f.shed,
+    )
+}
