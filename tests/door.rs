@@ -517,3 +517,42 @@ async fn a_16_mb_junk_batch_gets_a_bounded_reply_in_bounded_memory() {
         .expect("VmHWM");
     assert!(peak_kb < 500 * 1024, "peak resident memory {} MB", peak_kb / 1024);
 }
+
+/// Deliveries that arrive while a commit is running are committed together in the next one
+/// (rows of one commit share its `received_at`), and none is answered before it is committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_deliveries_are_committed_together() {
+    let server =
+        TestServer::start(Config { sources: vec![SourceConfig::with_key("prod", "k")], ..Config::default() })
+            .await;
+    // Hold SQLite's write lock so that the writer's next commit has to wait.
+    let mut blocker = crate::common::sqlite_pool(&server.app.store).acquire().await.expect("connection");
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut *blocker).await.expect("lock");
+    let posts: Vec<_> = (0..20)
+        .map(|i| {
+            let (http, url) = (server.http.clone(), format!("{}/v1/mirror", server.url));
+            tokio::spawn(async move {
+                let reply = http
+                    .post(url)
+                    .bearer_auth("k")
+                    .body(item(i, "grouped").to_string())
+                    .send()
+                    .await
+                    .expect("send");
+                reply.status().as_u16()
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(posts.iter().all(|p| !p.is_finished()), "a 202 came before its commit could run");
+    sqlx::query("COMMIT").execute(&mut *blocker).await.expect("unlock");
+    drop(blocker);
+    for post in posts {
+        assert_eq!(post.await.expect("post"), 202);
+    }
+    let stored = server.app.store.recent_exchanges(Some("prod"), 100).await.expect("stored");
+    assert_eq!(stored.len(), 20);
+    let commits: std::collections::BTreeSet<_> = stored.iter().map(|e| e.received_at).collect();
+    // The first delivery may have started a commit of its own before the others arrived.
+    assert!(commits.len() <= 2, "20 concurrent deliveries took {} commits", commits.len());
+}
