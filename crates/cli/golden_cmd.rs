@@ -170,8 +170,11 @@ pub async fn promote(app: &App, name: &str, promotion: &Promotion) -> anyhow::Re
         .filter(|e| wanted_tags.iter().all(|(k, v)| tag_value(&e.exchange.tags, k).as_deref() == Some(v)))
         .filter(|e| !evaltap_core::chat::messages(&e.exchange.request).is_empty())
         .collect();
-    // A stable order that does not follow arrival: the same call promotes the same exchanges.
-    pool.sort_by_cached_key(|e| xxhash_rust::xxh3::xxh3_64(format!("{name}\u{0}{}", e.id).as_bytes()));
+    // A stable order that does not follow arrival: the same call promotes the same exchanges,
+    // and the same traffic (by content, not by the row ids it happened to get) the same sample.
+    pool.sort_by_cached_key(|e| {
+        xxhash_rust::xxh3::xxh3_64(format!("{name}\u{0}{}", e.exchange.dedup_key()).as_bytes())
+    });
     let take = promotion.sample.unwrap_or(pool.len()).min(pool.len());
     let chosen: Vec<_> = match promotion.stratify.as_deref() {
         None => pool.into_iter().take(take).collect(),
