@@ -116,10 +116,6 @@ macro_rules! with_pool {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: Pool,
-    /// SQLite takes one writer at a time; writers of this process queue here, in order, rather
-    /// than in SQLite's busy handler, which sleeps (1 ms, 2 ms, 5 ms…) each time it finds the
-    /// lock taken.
-    write_gate: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Store {
@@ -130,16 +126,7 @@ impl Store {
             Engine::Sqlite => Pool::Sqlite(sqlite::connect(url).await?),
             Engine::Postgres => Pool::Postgres(postgres::connect(url).await?),
         };
-        Ok(Store { pool, write_gate: std::sync::Arc::default() })
-    }
-
-    /// Waits for this process's turn to write, on SQLite (PostgreSQL takes writers in
-    /// parallel).
-    pub(crate) async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
-        match self.pool {
-            Pool::Sqlite(_) => Some(self.write_gate.lock().await),
-            Pool::Postgres(_) => None,
-        }
+        Ok(Store { pool })
     }
 
     /// The engine this store runs on.

@@ -177,7 +177,6 @@ impl Progress {
 impl Store {
     /// Stores a replay unless one exists for the same key; returns whether it was inserted.
     pub async fn insert_replay(&self, replay: &ReplayRecord) -> Result<bool> {
-        let _turn = self.write_turn().await;
         // The store's trigger marks the work finished in the same statement.
         let done = with_pool!(&self.pool, p => sqlx::query(
             "INSERT INTO replays (id, experiment_id, item_kind, item_id, candidate, model, response, output_text,
@@ -236,7 +235,6 @@ impl Store {
 
     /// Stores a judgment unless one exists for the same key; returns whether it was inserted.
     pub async fn insert_judgment(&self, judgment: &JudgmentRecord) -> Result<bool> {
-        let _turn = self.write_turn().await;
         // The store's trigger marks the work finished in the same statement.
         let done = with_pool!(&self.pool, p => sqlx::query(
             "INSERT INTO judgments (id, experiment_id, item_kind, item_id, subject, rubric, position,

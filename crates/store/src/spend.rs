@@ -86,7 +86,6 @@ impl Store {
         estimate_usd: f64,
         lease: Duration,
     ) -> Result<Option<Reservation>> {
-        let _turn = self.write_turn().await;
         self.open_spend(experiment_id, None).await?;
         let now = now_ms();
         let id = uuid::Uuid::now_v7().to_string();
@@ -139,7 +138,6 @@ impl Store {
         reservation: Option<&Reservation>,
         actual_usd: f64,
     ) -> Result<()> {
-        let _turn = self.write_turn().await;
         let add = match kind {
             SpendKind::Replay => {
                 "UPDATE experiment_spend

@@ -61,7 +61,6 @@ impl Store {
     /// new work is enqueued, so re-running an experiment or restarting a process enqueues
     /// nothing that is queued or done.
     pub async fn register_work(&self, experiment_id: &str, keys: &[String]) -> Result<Vec<bool>> {
-        let _turn = self.write_turn().await;
         let mut new = Vec::with_capacity(keys.len());
         // One statement per chunk: a job's follow-ups take one round trip, not one per key.
         for chunk in keys.chunks(500) {
@@ -122,7 +121,6 @@ impl Store {
         owner: &str,
         lease: Duration,
     ) -> Result<Claim> {
-        let _turn = self.write_turn().await;
         let now = now_ms();
         let claimed: Option<i64> = with_pool!(&self.pool, p => sqlx::query_scalar(
             "INSERT INTO work_claims (experiment_id, work_key, owner, expires_ms, claims, finished)
@@ -159,7 +157,6 @@ impl Store {
 
     /// Extends a held lease (and the spend reservation made under it); false if it was lost.
     pub async fn renew_lease(&self, lease: &Lease, duration: Duration) -> Result<bool> {
-        let _turn = self.write_turn().await;
         let expires = now_ms().saturating_add(millis(duration));
         with_pool!(&self.pool, p => {
             let mut tx = p.begin().await?;
@@ -192,7 +189,6 @@ impl Store {
     /// Gives a claim up unfinished (the call could not be made or stored), so that a retry
     /// can take it at once.
     pub async fn release_lease(&self, lease: &Lease) -> Result<()> {
-        let _turn = self.write_turn().await;
         with_pool!(&self.pool, p => sqlx::query(
             "UPDATE work_claims SET expires_ms = 0
              WHERE experiment_id = $1 AND work_key = $2 AND owner = $3 AND finished = FALSE",
