@@ -500,3 +500,33 @@ crate::on_both_engines! {
         assert_eq!(after, evaltap_store::Claim::Finished);
     }
 }
+
+/// The documented multi-process deployment starts processes the CLI accepts, all on one
+/// PostgreSQL database (the images themselves cannot be built offline).
+#[test]
+fn docker_compose_runs_commands_the_cli_accepts_on_one_database() {
+    let compose = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docker-compose.yml"))
+        .expect("docker-compose.yml");
+    let command = regex::Regex::new(r#"(?m)^\s+command: \[(.*)\]$"#).expect("regex");
+    let commands: Vec<Vec<String>> = command
+        .captures_iter(&compose)
+        .map(|c| c[1].split(',').map(|arg| arg.trim().trim_matches('"').to_string()).collect())
+        .collect();
+    assert_eq!(commands.len(), 2, "a serve and a worker service");
+    assert!(commands.iter().any(|c| c.first().map(String::as_str) == Some("serve")));
+    assert!(commands.iter().any(|c| c.first().map(String::as_str) == Some("worker")));
+    for args in &commands {
+        let status = Command::new(env!("CARGO_BIN_EXE_evaltap"))
+            .args(args)
+            .arg("--help")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("evaltap");
+        assert!(status.success(), "the CLI rejects `evaltap {}`", args.join(" "));
+    }
+    let urls: Vec<&str> =
+        compose.lines().filter_map(|l| l.trim().strip_prefix("EVALTAP_DATABASE_URL: ")).collect();
+    assert_eq!(urls.len(), 2);
+    assert!(urls.iter().all(|u| u.starts_with("postgres://") && *u == urls[0]), "{urls:?}");
+}
