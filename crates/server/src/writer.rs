@@ -40,38 +40,22 @@ enum Message {
     Flush(oneshot::Sender<()>),
 }
 
-/// The handle to the writer tasks (deliveries spread round-robin; one task today, see
-/// [`Writer::start`]).
+/// The handle to the writer task. One task on either engine: measured with `evaltap bench
+/// ingest`, several writers on PostgreSQL contend on the source's counter row and raise the ack
+/// p99 tenfold without more throughput.
 #[derive(Clone)]
 pub struct Writer {
-    txs: Arc<Vec<mpsc::Sender<Message>>>,
-    next: Arc<std::sync::atomic::AtomicUsize>,
+    tx: mpsc::Sender<Message>,
     shed: Arc<AtomicU64>,
 }
 
 impl Writer {
-    /// Starts the writer tasks over `store`.
+    /// Starts the writer task over `store`.
     pub fn start(store: Store) -> Writer {
-        // Measured (`evaltap bench ingest`): more than one writer on PostgreSQL contend on the
-        // source's counter row and raise the ack p99 tenfold without more throughput.
-        let writers = match store.engine() {
-            evaltap_store::Engine::Sqlite | evaltap_store::Engine::Postgres => 1,
-        };
+        let (tx, rx) = mpsc::channel(QUEUE_DELIVERIES);
         let shed = Arc::new(AtomicU64::new(0));
-        let txs = (0..writers)
-            .map(|index| {
-                let (tx, rx) = mpsc::channel(QUEUE_DELIVERIES / writers);
-                // One of them records what was shed.
-                tokio::spawn(run(store.clone(), rx, (index == 0).then(|| shed.clone())));
-                tx
-            })
-            .collect();
-        Writer { txs: Arc::new(txs), next: Arc::default(), shed }
-    }
-
-    fn pick(&self) -> &mpsc::Sender<Message> {
-        let at = self.next.fetch_add(1, Ordering::Relaxed) % self.txs.len();
-        &self.txs[at]
+        tokio::spawn(run(store, rx, shed.clone()));
+        Writer { tx, shed }
     }
 
     /// Stores a delivery; returns once it is committed, with its counts as recorded.
@@ -85,7 +69,7 @@ impl Writer {
         let (reply, outcome) = oneshot::channel();
         let message =
             Message::Deliver { source: source.into(), exchanges, counts, cap_per_minute, reply: Some(reply) };
-        self.pick().send(message).await.map_err(|_| WriteError("the writer has stopped".into()))?;
+        self.tx.send(message).await.map_err(|_| WriteError("the writer has stopped".into()))?;
         outcome.await.map_err(|_| WriteError("the writer has stopped".into()))?
     }
 
@@ -101,7 +85,7 @@ impl Writer {
         let n = exchanges.len() as u64;
         let message =
             Message::Deliver { source: source.into(), exchanges, counts, cap_per_minute, reply: None };
-        let taken = self.pick().try_send(message).is_ok();
+        let taken = self.tx.try_send(message).is_ok();
         if !taken {
             let shed = self.shed.fetch_add(n, Ordering::Relaxed) + n;
             tracing::warn!(shed, "the store is behind; exchange not mirrored");
@@ -109,13 +93,11 @@ impl Writer {
         taken
     }
 
-    /// Returns once everything queued before it is committed (by every writer).
+    /// Returns once everything queued before it is committed.
     pub async fn flush(&self) {
-        for tx in self.txs.iter() {
-            let (done, flushed) = oneshot::channel();
-            if tx.send(Message::Flush(done)).await.is_ok() {
-                let _ = flushed.await;
-            }
+        let (done, flushed) = oneshot::channel();
+        if self.tx.send(Message::Flush(done)).await.is_ok() {
+            let _ = flushed.await;
         }
     }
 
@@ -134,7 +116,7 @@ struct Pending {
     reply: Option<Reply>,
 }
 
-async fn run(store: Store, mut rx: mpsc::Receiver<Message>, shed: Option<Arc<AtomicU64>>) {
+async fn run(store: Store, mut rx: mpsc::Receiver<Message>, shed: Arc<AtomicU64>) {
     let mut shed_recorded = 0;
     while let Some(first) = rx.recv().await {
         // Take what else is waiting: those arrived while the last commit ran.
@@ -155,7 +137,7 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Message>, shed: Option<Arc<Ato
             }
         }
         commit(&store, group).await;
-        let shed_now = shed.as_ref().map_or(0, |shed| shed.load(Ordering::Relaxed));
+        let shed_now = shed.load(Ordering::Relaxed);
         if shed_now > shed_recorded {
             match store.add_to_counter(PROXY_SHED_COUNTER, shed_now - shed_recorded).await {
                 Ok(()) => shed_recorded = shed_now,
