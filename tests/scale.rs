@@ -530,3 +530,25 @@ fn docker_compose_runs_commands_the_cli_accepts_on_one_database() {
     assert_eq!(urls.len(), 2);
     assert!(urls.iter().all(|u| u.starts_with("postgres://") && *u == urls[0]), "{urls:?}");
 }
+
+/// `experiment run --requeue` pushes every unfinished job again, already queued or not, and the
+/// duplicates call no model: the claims decide.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requeue_pushes_unfinished_jobs_again_and_calls_nothing_twice() {
+    let bench = Bench::start("requeue", QUIET, None, 30).await;
+    let config = write_config(&bench.dir, &bench.app.config);
+    let production_calls = bench.sim.calls.total();
+    bench.create(experiment_request("requeued", "small", "correctness", 30)).await;
+    let output = Command::new(env!("CARGO_BIN_EXE_evaltap"))
+        .arg("--config")
+        .arg(&config)
+        .args(["experiment", "run", "requeued", "--requeue"])
+        .output()
+        .expect("experiment run");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    // 30 replays and 30 baseline judgments were queued at creation; all are pushed again.
+    assert!(stderr.contains("requeued 60 unfinished jobs"), "{stderr}");
+    // 30 replays, 30 baseline and 30 candidate judgments: each called once.
+    assert_eq!(bench.sim.calls.total() - production_calls, 90, "a duplicate job called a model");
+}

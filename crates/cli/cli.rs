@@ -707,7 +707,8 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let app = open_app(&cli).await?;
             let experiment = app.store.require_experiment(name).await?;
             if *requeue {
-                evaltap_worker::requeue_unfinished(&app.store, &app.queue, &experiment).await?;
+                let pushed = evaltap_worker::requeue_unfinished(&app.store, &app.queue, &experiment).await?;
+                eprintln!("requeued {pushed} unfinished jobs");
             } else {
                 evaltap_worker::enqueue_missing(&app.store, &app.queue, &experiment).await?;
             }
