@@ -4,13 +4,19 @@
 //! The JSON field names are a contract (`evaltap report --json`, the API, CI gates): fields may
 //! be added, never renamed.
 
+pub mod chart;
+pub mod savings;
+
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
 use evaltap_core::Usage;
 use evaltap_stats::{Basis, CompareOptions, Comparison, compare_paired, decide_family, mean, percentile};
-use evaltap_store::{BASELINE, BaselineSpec, DatasetRef, Experiment, Progress, Spend, Store, StoreError};
-use serde::Serialize;
+use evaltap_store::{
+    BASELINE, BaselineSpec, Calibration, DatasetItemRow, DatasetRef, Experiment, JudgmentRecord, Progress,
+    ReplayRecord, Spend, Store, StoreError, StoredExchange,
+};
+use serde::{Deserialize, Serialize};
 
 /// Significance level of the report's tests and intervals.
 pub const ALPHA: f64 = 0.05;
@@ -21,7 +27,7 @@ pub const CLUSTER_TAGS: [&str; 6] =
     ["conversation_id", "session_id", "thread_id", "user_id", "user", "session"];
 
 /// The report of one experiment.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     /// Experiment name.
     pub experiment: String,
@@ -58,7 +64,7 @@ pub struct Report {
 }
 
 /// A frozen rubric, as the report names it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FrozenRubricSummary {
     /// Rubric name.
     pub name: String,
@@ -73,7 +79,7 @@ pub struct FrozenRubricSummary {
 }
 
 /// The frozen judge.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JudgeSummary {
     /// Model.
     pub model: String,
@@ -88,7 +94,7 @@ pub struct JudgeSummary {
 }
 
 /// The baseline (production) side.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BaselineSummary {
     /// Most frequent production model among the sampled exchanges.
     pub model: String,
@@ -100,7 +106,7 @@ pub struct BaselineSummary {
 }
 
 /// One candidate's results.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CandidateReport {
     /// Candidate name.
     pub name: String,
@@ -119,6 +125,12 @@ pub struct CandidateReport {
     pub cost_delta_pct: Option<f64>,
     /// Median replay latency in milliseconds.
     pub latency_p50_ms: f64,
+    /// 95th percentile of replay latency in milliseconds.
+    #[serde(default)]
+    pub latency_p95_ms: f64,
+    /// Failed replays over attempted ones (skipped ones not counted).
+    #[serde(default)]
+    pub error_rate: f64,
     /// Quality per rubric.
     pub rubrics: Vec<RubricResult>,
 }
@@ -127,7 +139,7 @@ pub struct CandidateReport {
 /// `candidate_mean`, `delta`, `ci_low`, `ci_high`, `p_value`, `verdict`) it carries the
 /// sequential p-value and confidence sequence, Holm and BH adjustments, and for inconclusive
 /// verdicts the sample size that would settle them.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RubricResult {
     /// Rubric name.
     pub rubric: String,
@@ -174,7 +186,7 @@ pub struct RubricResult {
 }
 
 /// Pass rates of a pass/fail comparison.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PassRates {
     /// Baseline pass rate.
     pub baseline: f64,
@@ -201,7 +213,7 @@ fn pass_rates(baseline: &[f64], candidate: &[f64]) -> Option<PassRates> {
 }
 
 /// The latest calibration of a rubric's judge against human labels.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CalibrationSummary {
     /// When it ran.
     pub created_at: chrono::DateTime<chrono::Utc>,
@@ -220,7 +232,7 @@ pub const MIN_PAIRWISE_CONSISTENCY: f64 = 0.8;
 pub const MAX_JUDGE_ERROR_SHARE: f64 = 0.02;
 
 /// Pairwise outcomes, both orders asked; a win or loss counts only when both orders agree.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PairwiseSummary {
     /// Exchanges the candidate won in both orders.
     pub wins: u64,
@@ -347,17 +359,115 @@ struct JudgeBook {
     within: (f64, u64),
 }
 
-/// Builds the report of an experiment from what is stored.
-pub async fn build(store: &Store, experiment: &Experiment) -> Result<Report, StoreError> {
+/// Everything a report is computed from, loaded in a handful of queries (never one per row).
+#[derive(Debug, Clone)]
+pub struct ReportInputs {
+    experiment: Experiment,
+    progress: Progress,
+    item_ids: Vec<String>,
+    replays: Vec<ReplayRecord>,
+    /// A golden run against its references: the dataset's items.
+    references: Vec<DatasetItemRow>,
+    exchanges: Vec<StoredExchange>,
+    unreadable_items: usize,
+    judgments: Vec<JudgmentRecord>,
+    calibrations: HashMap<String, Calibration>,
+    spend: Spend,
+}
+
+/// Loads what the report of `experiment` is computed from.
+pub async fn load(store: &Store, experiment: &Experiment) -> Result<ReportInputs, StoreError> {
     let spec = &experiment.spec;
-    let progress = store.experiment_progress(experiment).await?;
-    let item_ids = store.experiment_item_ids(&experiment.id).await?;
+    let references = match (&spec.baseline, &spec.dataset) {
+        (BaselineSpec::Reference, Some(dataset)) => store.dataset_items(&dataset.version).await?,
+        _ => Vec::new(),
+    };
+    // The sampled exchanges in one query (a golden run's items are not exchanges).
+    let (exchanges, unreadable_items) = if spec.dataset.is_none() {
+        store.experiment_exchanges(&experiment.id).await?
+    } else {
+        (Vec::new(), 0)
+    };
+    let mut calibrations = HashMap::new();
+    for rubric in &spec.rubrics {
+        if let Some(c) = store.latest_calibration(rubric).await? {
+            calibrations.insert(rubric.clone(), c);
+        }
+    }
+    Ok(ReportInputs {
+        experiment: experiment.clone(),
+        progress: store.experiment_progress(experiment).await?,
+        item_ids: store.experiment_item_ids(&experiment.id).await?,
+        replays: store.replays(&experiment.id).await?,
+        references,
+        exchanges,
+        unreadable_items,
+        judgments: store.judgments(&experiment.id).await?,
+        calibrations,
+        spend: store.spend(&experiment.id).await?,
+    })
+}
+
+/// Builds the report of an experiment from what is stored: the queries on the async runtime,
+/// the statistics (bootstrap included) on a blocking thread.
+pub async fn build(store: &Store, experiment: &Experiment) -> Result<Report, StoreError> {
+    let inputs = load(store, experiment).await?;
+    Ok(compute_off_runtime(inputs).await)
+}
+
+async fn compute_off_runtime(inputs: ReportInputs) -> Report {
+    match tokio::task::spawn_blocking(move || compute(inputs)).await {
+        Ok(report) => report,
+        Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+        Err(err) => unreachable!("a blocking task is never cancelled: {err}"),
+    }
+}
+
+/// The report of an experiment, computed once per state of its results: it is kept in the
+/// store with a fingerprint of the results, and recomputed only when they have changed.
+pub async fn stored(store: &Store, experiment: &Experiment) -> Result<Report, StoreError> {
+    let fingerprint = format!("v{}:{}", REPORT_FORMAT, store.results_fingerprint(&experiment.id).await?);
+    if let Some((kept, json)) = store.report_snapshot(&experiment.id).await?
+        && kept == fingerprint
+    {
+        // A snapshot that no longer reads (a field changed shape) is simply recomputed.
+        if let Ok(report) = serde_json::from_str::<Report>(&json) {
+            return Ok(report);
+        }
+    }
+    let report = build(store, experiment).await?;
+    // Results landing while the report was computed make the fingerprint stale, which only
+    // means the next request recomputes.
+    if let Ok(json) = serde_json::to_string(&report) {
+        store.save_report_snapshot(&experiment.id, &fingerprint, &json).await?;
+    }
+    Ok(report)
+}
+
+/// Bumped when the report's computation changes, so stored reports are recomputed.
+const REPORT_FORMAT: u32 = 1;
+
+/// Computes the report from its inputs (pure: no I/O).
+pub fn compute(inputs: ReportInputs) -> Report {
+    let ReportInputs {
+        experiment,
+        progress,
+        item_ids,
+        replays,
+        references,
+        exchanges,
+        unreadable_items,
+        judgments,
+        calibrations,
+        spend,
+    } = inputs;
+    let experiment = &experiment;
+    let spec = &experiment.spec;
 
     let mut models: BTreeMap<String, usize> = BTreeMap::new();
     let mut baseline_costs = Vec::new();
     let mut clusters: HashMap<String, String> = HashMap::new();
     let mut baseline_lengths: HashMap<String, f64> = HashMap::new();
-    let replays = store.replays(&experiment.id).await?;
     // The baseline side: production answers, a replayed model, or the items' references.
     let baseline_subject = spec.baseline_candidate().unwrap_or(BASELINE).to_string();
     match (&spec.baseline, &spec.dataset) {
@@ -371,21 +481,15 @@ pub async fn build(store: &Store, experiment: &Experiment) -> Result<Report, Sto
                     .insert(r.item_id.clone(), r.output_text.as_deref().unwrap_or("").chars().count() as f64);
             }
         }
-        (BaselineSpec::Reference, Some(dataset)) => {
+        (BaselineSpec::Reference, Some(_)) => {
             models.insert("reference".into(), item_ids.len());
-            for row in store.dataset_items(&dataset.version).await? {
+            for row in references {
                 let reference = row.body.get("reference").and_then(serde_json::Value::as_str).unwrap_or("");
                 baseline_lengths.insert(row.key, reference.chars().count() as f64);
             }
         }
         _ => {}
     }
-    // The sampled exchanges in one query (a golden run's items are not exchanges).
-    let (exchanges, unreadable_items) = if spec.dataset.is_none() {
-        store.experiment_exchanges(&experiment.id).await?
-    } else {
-        (Vec::new(), 0)
-    };
     for stored in &exchanges {
         let (id, ex) = (&stored.id, &stored.exchange);
         if let Some(key) = cluster_key(&ex.tags) {
@@ -403,7 +507,7 @@ pub async fn build(store: &Store, experiment: &Experiment) -> Result<Report, Sto
 
     let mut scores: HashMap<(String, String, String), ScoresByExchange> = HashMap::new();
     let mut books: HashMap<(String, String), JudgeBook> = HashMap::new();
-    for (seq, j) in store.judgments(&experiment.id).await?.into_iter().enumerate() {
+    for (seq, j) in judgments.into_iter().enumerate() {
         let book = books.entry((j.subject.clone(), j.rubric.clone())).or_default();
         book.cost += j.cost_usd.unwrap_or(0.0);
         if let Some(samples) = j.score_samples.as_deref().filter(|s| s.len() > 1) {
@@ -432,12 +536,6 @@ pub async fn build(store: &Store, experiment: &Experiment) -> Result<Report, Sto
         planned_n: Some(item_ids.len()),
         ..CompareOptions::default()
     };
-    let mut calibrations = HashMap::new();
-    for rubric in &spec.rubrics {
-        if let Some(c) = store.latest_calibration(rubric).await? {
-            calibrations.insert(rubric.clone(), c);
-        }
-    }
     let empty = HashMap::new();
     let no_book = JudgeBook::default();
     let mut candidates: Vec<CandidateReport> = spec
@@ -586,6 +684,11 @@ pub async fn build(store: &Store, experiment: &Experiment) -> Result<Report, Sto
                 cost_delta_pct: (!costs.is_empty() && baseline_cost > 0.0)
                     .then(|| (cost - baseline_cost) / baseline_cost * 100.0),
                 latency_p50_ms: percentile(&latencies, 50.0).unwrap_or(0.0),
+                latency_p95_ms: percentile(&latencies, 95.0).unwrap_or(0.0),
+                error_rate: {
+                    let failed = mine.iter().filter(|r| r.error.is_some() && r.skipped.is_none()).count();
+                    if ok.len() + failed == 0 { 0.0 } else { failed as f64 / (ok.len() + failed) as f64 }
+                },
                 rubrics,
             }
         })
@@ -602,10 +705,9 @@ pub async fn build(store: &Store, experiment: &Experiment) -> Result<Report, Sto
             rubric.stats = stats;
         }
     }
-    let spend = store.spend(&experiment.id).await?;
     let spend_cap_reached = spend.capped
         || candidates.iter().any(|c| c.skipped > 0 || c.rubrics.iter().any(|r| r.judge_skipped > 0));
-    Ok(Report {
+    Report {
         spend,
         spend_cap_reached,
         experiment: spec.name.clone(),
@@ -641,7 +743,7 @@ pub async fn build(store: &Store, experiment: &Experiment) -> Result<Report, Sto
             output_per_mtok: j.output_per_mtok,
         }),
         candidates,
-    })
+    }
 }
 
 /// The report as a plain-text table.

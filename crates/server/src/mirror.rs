@@ -193,7 +193,14 @@ async fn ingest(
     let limit = state.config.max_body_bytes;
     let body = decompress(headers, body_or_limit(body, limit)?, limit)?;
     let source = authenticate(state, headers, query, &body)?;
-    let mut decoded = adapter.decode(&body, headers).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let mut decoded = match adapter.decode(&body, headers) {
+        Ok(decoded) => decoded,
+        Err(err) => {
+            let reason = err.to_string();
+            record_rejections(state, &source.config.name, std::slice::from_ref(&reason)).await;
+            return Err(ApiError::bad_request(reason));
+        }
+    };
     // Anything stored must read back: refuse what nests too deep, with the reason.
     let (fit, too_deep): (Vec<_>, Vec<_>) =
         decoded.exchanges.drain(..).partition(|(_, e)| e.too_deep().is_none());
@@ -212,6 +219,10 @@ async fn ingest(
         retry_after_secs: 5,
         message: "storage is busy; retry shortly".into(),
     })??;
+    if !decoded.rejected.is_empty() {
+        let reasons: Vec<String> = decoded.rejected.iter().map(|r| r.reason.clone()).collect();
+        record_rejections(state, &source.config.name, &reasons).await;
+    }
     // A reply lists the first rejections and counts them all: a batch of garbage must not turn
     // into a reply many times its size.
     let rejected_total = decoded.rejected_total();
@@ -236,6 +247,18 @@ async fn ingest(
         StatusCode::ACCEPTED
     };
     Ok((status, reply))
+}
+
+/// Longest refusal reason kept for the sources page.
+const MAX_REASON_CHARS: usize = 200;
+
+/// Counts why items were refused, for the sources page. The sender already has its answer, so
+/// a failure here is logged, not returned.
+async fn record_rejections(state: &AppState, source: &str, reasons: &[String]) {
+    let reasons: Vec<String> = reasons.iter().map(|r| r.chars().take(MAX_REASON_CHARS).collect()).collect();
+    if let Err(err) = state.store.record_rejections(source, &reasons).await {
+        tracing::warn!(%err, source, "recording rejection reasons failed");
+    }
 }
 
 /// The door, before a handler reads anything: the source is identified from the headers

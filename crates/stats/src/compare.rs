@@ -67,7 +67,7 @@ pub fn is_binary(baseline: &[f64], candidate: &[f64]) -> bool {
 }
 
 /// Discordant pairs of pass/fail scores and McNemar's exact test on them.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct McNemarCounts {
     /// Pairs that pass on the baseline only.
     pub baseline_only: u64,
@@ -78,7 +78,7 @@ pub struct McNemarCounts {
 }
 
 /// One candidate × rubric comparison.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Comparison {
     /// Pairs.
     pub n: usize,

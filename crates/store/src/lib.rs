@@ -9,12 +9,14 @@
 //! Uniqueness constraints carry idempotency: inserting a replay or judgment that already exists
 //! is a no-op reported as such, so a retried or duplicated job never adds a row.
 
+mod analytics;
 mod datasets;
 mod drift;
 mod exchanges;
 mod experiments;
 mod postgres;
 mod results;
+mod snapshots;
 mod spend;
 mod sqlite;
 mod work;
@@ -22,6 +24,7 @@ mod work;
 use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
 
+pub use analytics::{HourlyCount, RejectionReason, TrafficRow};
 pub use datasets::{DatasetItemRow, DatasetVersion, dataset_item_key};
 pub use drift::{Alert, Schedule, ScheduleRun, ScheduleSpec};
 pub use exchanges::{Delivery, DeliveryCounts, IngestOutcome, SourceStats, StoredExchange};

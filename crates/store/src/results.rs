@@ -141,7 +141,7 @@ pub struct Calibration {
 }
 
 /// How far an experiment has got.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Progress {
     /// Exchanges sampled.
     pub exchanges: u64,
