@@ -5,6 +5,7 @@
 //! be added, never renamed.
 
 pub mod chart;
+pub mod examples;
 pub mod savings;
 
 use std::collections::{BTreeMap, HashMap};

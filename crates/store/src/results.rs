@@ -233,6 +233,35 @@ impl Store {
         })
     }
 
+    /// The replays of one item of an experiment, by candidate.
+    pub async fn item_replays(&self, experiment_id: &str, item_id: &str) -> Result<Vec<ReplayRecord>> {
+        with_pool!(&self.pool, p => {
+            let rows = sqlx::query(
+                "SELECT * FROM replays WHERE experiment_id = $1 AND item_id = $2 ORDER BY candidate",
+            )
+            .bind(experiment_id)
+            .bind(item_id)
+            .fetch_all(p)
+            .await?;
+            rows.iter().map(decode_replay).collect()
+        })
+    }
+
+    /// The judgments of one item of an experiment.
+    pub async fn item_judgments(&self, experiment_id: &str, item_id: &str) -> Result<Vec<JudgmentRecord>> {
+        with_pool!(&self.pool, p => {
+            let rows = sqlx::query(
+                "SELECT * FROM judgments WHERE experiment_id = $1 AND item_id = $2
+                 ORDER BY rubric, subject, position",
+            )
+            .bind(experiment_id)
+            .bind(item_id)
+            .fetch_all(p)
+            .await?;
+            rows.iter().map(decode_judgment).collect()
+        })
+    }
+
     /// Stores a judgment unless one exists for the same key; returns whether it was inserted.
     pub async fn insert_judgment(&self, judgment: &JudgmentRecord) -> Result<bool> {
         // The store's trigger marks the work finished in the same statement.

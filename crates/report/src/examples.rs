@@ -1,0 +1,435 @@
+//! The per-example view: each item's scores per candidate and rubric, filterable and sorted by
+//! the size of the change, and one item side by side with a word-level diff.
+
+use std::collections::HashMap;
+
+use evaltap_store::{BASELINE, BaselineSpec, Experiment, JudgmentRecord, Store, StoreError};
+use serde::{Deserialize, Serialize};
+
+use crate::{ReportInputs, pairwise_outcome};
+
+/// One item × candidate × rubric.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExampleRow {
+    /// Item (exchange id, or dataset item key).
+    pub item_id: String,
+    /// Candidate.
+    pub candidate: String,
+    /// Rubric.
+    pub rubric: String,
+    /// Baseline score on [0, 1] (pairwise: ½, the level a tie scores).
+    pub baseline_score: Option<f64>,
+    /// Candidate score on [0, 1] (pairwise: 1 win, ½ tie, 0 loss over both orders).
+    pub candidate_score: Option<f64>,
+    /// Candidate − baseline; `None` while a side is missing.
+    pub delta: Option<f64>,
+    /// The candidate's replay failed.
+    pub replay_error: bool,
+    /// Source of the exchange (none for dataset items).
+    pub source: Option<String>,
+    /// The exchange's tags.
+    pub tags: serde_json::Value,
+}
+
+/// Which examples a listing shows.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExampleFilter {
+    /// Only this candidate.
+    pub candidate: Option<String>,
+    /// Only this rubric.
+    pub rubric: Option<String>,
+    /// `regressions` (largest drop first, only drops), `improvements` (largest gain first, only
+    /// gains), or anything else for all, largest drop first.
+    pub direction: Option<String>,
+    /// `key=value`: only exchanges carrying this tag.
+    pub tag: Option<String>,
+    /// Only exchanges from this source.
+    pub source: Option<String>,
+}
+
+/// One page of examples.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExamplePage {
+    /// The rows of this page.
+    pub rows: Vec<ExampleRow>,
+    /// Rows matching the filter, on all pages.
+    pub total: usize,
+    /// This page (1-based).
+    pub page: usize,
+    /// Rows per page.
+    pub per_page: usize,
+    /// Pages in all.
+    pub pages: usize,
+}
+
+fn tag_matches(tags: &serde_json::Value, filter: &str) -> bool {
+    let (key, value) = filter.split_once('=').unwrap_or((filter, ""));
+    match tags.get(key) {
+        Some(serde_json::Value::String(s)) => value.is_empty() || s == value,
+        Some(other) => value.is_empty() || other.to_string() == value,
+        None => false,
+    }
+}
+
+/// Every item × candidate × rubric row of an experiment.
+pub fn example_rows(inputs: &ReportInputs) -> Vec<ExampleRow> {
+    let spec = &inputs.experiment.spec;
+    let baseline_subject = spec.baseline_candidate().unwrap_or(BASELINE).to_string();
+    let mut scores: HashMap<(&str, &str, &str), HashMap<&str, f64>> = HashMap::new();
+    for j in &inputs.judgments {
+        if let Some(score) = j.score.filter(|s| s.is_finite()) {
+            scores
+                .entry((j.subject.as_str(), j.rubric.as_str(), j.position.as_str()))
+                .or_default()
+                .insert(j.item_id.as_str(), score);
+        }
+    }
+    let exchanges: HashMap<&str, &evaltap_store::StoredExchange> =
+        inputs.exchanges.iter().map(|e| (e.id.as_str(), e)).collect();
+    let failed: std::collections::HashSet<(&str, &str)> = inputs
+        .replays
+        .iter()
+        .filter(|r| r.error.is_some() && r.skipped.is_none())
+        .map(|r| (r.item_id.as_str(), r.candidate.as_str()))
+        .collect();
+    let empty = HashMap::new();
+    let get = |subject: &str, rubric: &str, position: &str, item: &str| {
+        scores.get(&(subject, rubric, position)).unwrap_or(&empty).get(item).copied()
+    };
+    let mut rows = Vec::new();
+    for item in &inputs.item_ids {
+        let exchange = exchanges.get(item.as_str());
+        for candidate in spec.candidates.iter().filter(|c| c.name != baseline_subject) {
+            for rubric in &spec.rubrics {
+                let (baseline, cand) = if spec.is_pairwise(rubric) {
+                    let outcome = match (
+                        get(&candidate.name, rubric, "ab", item),
+                        get(&candidate.name, rubric, "ba", item),
+                    ) {
+                        (Some(ab), Some(ba)) => Some(pairwise_outcome(ab, ba)),
+                        _ => None,
+                    };
+                    (outcome.map(|_| 0.5), outcome)
+                } else {
+                    (get(&baseline_subject, rubric, "", item), get(&candidate.name, rubric, "", item))
+                };
+                rows.push(ExampleRow {
+                    item_id: item.clone(),
+                    candidate: candidate.name.clone(),
+                    rubric: rubric.clone(),
+                    baseline_score: baseline,
+                    candidate_score: cand,
+                    delta: baseline.zip(cand).map(|(b, c)| c - b),
+                    replay_error: failed.contains(&(item.as_str(), candidate.name.as_str())),
+                    source: exchange.map(|e| e.source.clone()),
+                    tags: exchange.map_or(serde_json::Value::Null, |e| e.exchange.tags.clone()),
+                });
+            }
+        }
+    }
+    rows
+}
+
+/// The rows matching `filter`, sorted by the size of the change, cut to page `page` (1-based).
+pub fn page(mut rows: Vec<ExampleRow>, filter: &ExampleFilter, page: usize, per_page: usize) -> ExamplePage {
+    rows.retain(|r| {
+        filter.candidate.as_ref().is_none_or(|c| &r.candidate == c)
+            && filter.rubric.as_ref().is_none_or(|x| &r.rubric == x)
+            && filter.source.as_ref().is_none_or(|s| r.source.as_ref() == Some(s))
+            && filter.tag.as_ref().is_none_or(|t| tag_matches(&r.tags, t))
+            && match filter.direction.as_deref() {
+                Some("regressions") => r.delta.is_some_and(|d| d < 0.0),
+                Some("improvements") => r.delta.is_some_and(|d| d > 0.0),
+                _ => true,
+            }
+    });
+    // Largest drop first (largest gain first for improvements); unscored rows last; ties by id
+    // so that pages are stable.
+    let improvements = filter.direction.as_deref() == Some("improvements");
+    rows.sort_by(|a, b| {
+        let key = |r: &ExampleRow| r.delta.map(|d| if improvements { -d } else { d });
+        match (key(a), key(b)) {
+            (Some(x), Some(y)) => x.total_cmp(&y),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => std::cmp::Ordering::Equal,
+        }
+        .then_with(|| a.item_id.cmp(&b.item_id))
+        .then_with(|| a.candidate.cmp(&b.candidate))
+        .then_with(|| a.rubric.cmp(&b.rubric))
+    });
+    let per_page = per_page.clamp(1, 500);
+    let total = rows.len();
+    let pages = total.div_ceil(per_page).max(1);
+    let page = page.clamp(1, pages);
+    let rows = rows.into_iter().skip((page - 1) * per_page).take(per_page).collect();
+    ExamplePage { rows, total, page, per_page, pages }
+}
+
+/// A stretch of a word-level diff.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiffSegment {
+    /// `same`, `removed` (baseline only) or `added` (candidate only).
+    pub kind: String,
+    /// The words, with the whitespace between them.
+    pub text: String,
+}
+
+/// The word-level diff from `baseline` to `candidate`, adjacent words of one kind merged.
+pub fn word_diff(baseline: &str, candidate: &str) -> Vec<DiffSegment> {
+    let diff = similar::TextDiff::configure()
+        .timeout(std::time::Duration::from_millis(50))
+        .diff_words(baseline, candidate);
+    let mut out: Vec<DiffSegment> = Vec::new();
+    for change in diff.iter_all_changes() {
+        let kind = match change.tag() {
+            similar::ChangeTag::Equal => "same",
+            similar::ChangeTag::Delete => "removed",
+            similar::ChangeTag::Insert => "added",
+        };
+        match out.last_mut() {
+            Some(last) if last.kind == kind => last.text.push_str(change.value()),
+            _ => out.push(DiffSegment { kind: kind.into(), text: change.value().to_string() }),
+        }
+    }
+    out
+}
+
+/// One side's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Answer {
+    /// Candidate name, or `baseline`.
+    pub name: String,
+    /// Model.
+    pub model: Option<String>,
+    /// The answer's text.
+    pub text: String,
+    /// Why there is no answer (replay failed or skipped).
+    pub error: Option<String>,
+    /// Prompt tokens.
+    pub input_tokens: Option<u64>,
+    /// Completion tokens.
+    pub output_tokens: Option<u64>,
+    /// Cost in USD.
+    pub cost_usd: Option<f64>,
+    /// Latency in milliseconds.
+    pub latency_ms: Option<f64>,
+    /// The judgments of this side (pairwise ones sit with the candidate).
+    pub judgments: Vec<JudgmentView>,
+    /// Word diff from the baseline's answer (candidates only).
+    pub diff: Vec<DiffSegment>,
+}
+
+/// A judgment as the example page shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JudgmentView {
+    /// Rubric.
+    pub rubric: String,
+    /// `ab` (baseline shown first), `ba` (candidate first), or empty for pointwise.
+    pub position: String,
+    /// Normalized score.
+    pub score: Option<f64>,
+    /// Score on the rubric's own scale.
+    pub raw_score: Option<f64>,
+    /// The judge's reason.
+    pub reason: Option<String>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Why it was not made.
+    pub skipped: Option<String>,
+}
+
+/// One item, side by side.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExampleDetail {
+    /// Experiment.
+    pub experiment: String,
+    /// Item.
+    pub item_id: String,
+    /// Source (exchanges only).
+    pub source: Option<String>,
+    /// Tags.
+    pub tags: serde_json::Value,
+    /// The request's messages (as stored, redacted).
+    pub messages: serde_json::Value,
+    /// The baseline's answer.
+    pub baseline: Answer,
+    /// Each candidate's answer, in the experiment's order.
+    pub candidates: Vec<Answer>,
+}
+
+fn judgment_views(judgments: &[JudgmentRecord], subject: &str) -> Vec<JudgmentView> {
+    judgments
+        .iter()
+        .filter(|j| j.subject == subject)
+        .map(|j| JudgmentView {
+            rubric: j.rubric.clone(),
+            position: j.position.clone(),
+            score: j.score,
+            raw_score: j.raw_score,
+            reason: j.reason.clone(),
+            error: j.error.clone(),
+            skipped: j.skipped.clone(),
+        })
+        .collect()
+}
+
+/// One item of an experiment with every answer, judgment and diff; `None` if the experiment
+/// has no such item.
+pub async fn example(
+    store: &Store,
+    experiment: &Experiment,
+    item_id: &str,
+) -> Result<Option<ExampleDetail>, StoreError> {
+    let spec = &experiment.spec;
+    if !store.experiment_item_ids(&experiment.id).await?.iter().any(|i| i == item_id) {
+        return Ok(None);
+    }
+    let replays = store.item_replays(&experiment.id, item_id).await?;
+    let judgments = store.item_judgments(&experiment.id, item_id).await?;
+    let baseline_subject = spec.baseline_candidate().unwrap_or(BASELINE).to_string();
+    let answer_of = |name: &str| {
+        let replay = replays.iter().find(|r| r.candidate == name);
+        Answer {
+            name: name.to_string(),
+            model: replay.map(|r| r.model.clone()),
+            text: replay.and_then(|r| r.output_text.clone()).unwrap_or_default(),
+            error: replay.and_then(|r| r.skipped.clone().or_else(|| r.error.clone())),
+            input_tokens: replay.and_then(|r| r.usage).map(|u| u.input_tokens),
+            output_tokens: replay.and_then(|r| r.usage).map(|u| u.output_tokens),
+            cost_usd: replay.and_then(|r| r.cost_usd),
+            latency_ms: replay.and_then(|r| r.latency_ms),
+            judgments: judgment_views(&judgments, name),
+            diff: Vec::new(),
+        }
+    };
+    let (source, tags, messages, mut baseline) = if spec.dataset.is_some() {
+        let row = store.dataset_item(item_id).await?;
+        let body = row.map(|r| r.body).unwrap_or_default();
+        let messages = body.get("messages").cloned().or_else(|| body.get("input").cloned()).unwrap_or_default();
+        let tags = body.get("tags").cloned().unwrap_or_default();
+        let baseline = match &spec.baseline {
+            BaselineSpec::Candidate { name } => answer_of(name),
+            _ => Answer {
+                name: "reference".into(),
+                model: None,
+                text: body.get("reference").and_then(serde_json::Value::as_str).unwrap_or_default().to_string(),
+                ..answer_of(BASELINE)
+            },
+        };
+        (None, tags, messages, baseline)
+    } else {
+        let stored = store.exchange(item_id).await?;
+        let baseline = match (&spec.baseline, &stored) {
+            (BaselineSpec::Candidate { name }, _) => answer_of(name),
+            (_, Some(s)) => {
+                let ex = &s.exchange;
+                Answer {
+                    name: BASELINE.into(),
+                    model: ex.model.clone(),
+                    text: evaltap_core::chat::response_text(&ex.response),
+                    error: None,
+                    input_tokens: ex.usage.map(|u| u.input_tokens),
+                    output_tokens: ex.usage.map(|u| u.output_tokens),
+                    cost_usd: ex.cost_usd,
+                    latency_ms: ex.latency_ms,
+                    judgments: judgment_views(&judgments, BASELINE),
+                    diff: Vec::new(),
+                }
+            }
+            (_, None) => answer_of(BASELINE),
+        };
+        let messages = stored
+            .as_ref()
+            .and_then(|s| s.exchange.request.get("messages").cloned())
+            .unwrap_or_default();
+        (
+            stored.as_ref().map(|s| s.source.clone()),
+            stored.map_or(serde_json::Value::Null, |s| s.exchange.tags),
+            messages,
+            baseline,
+        )
+    };
+    baseline.judgments = judgment_views(&judgments, &baseline_subject);
+    let candidates = spec
+        .candidates
+        .iter()
+        .filter(|c| c.name != baseline_subject)
+        .map(|c| {
+            let mut answer = answer_of(&c.name);
+            answer.model.get_or_insert_with(|| c.model.clone());
+            answer.diff = word_diff(&baseline.text, &answer.text);
+            answer
+        })
+        .collect();
+    Ok(Some(ExampleDetail {
+        experiment: spec.name.clone(),
+        item_id: item_id.to_string(),
+        source,
+        tags,
+        messages,
+        baseline,
+        candidates,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_word_diff_marks_removed_and_added_words() {
+        let diff = word_diff("the cat sat on the mat", "the dog sat on the mat today");
+        let text = |kind: &str| -> String {
+            diff.iter().filter(|d| d.kind == kind).map(|d| d.text.as_str()).collect()
+        };
+        assert_eq!(text("removed"), "cat");
+        assert_eq!(text("added").trim(), "dog today");
+        // Nothing is lost: each side is recoverable.
+        let baseline: String = diff.iter().filter(|d| d.kind != "added").map(|d| d.text.as_str()).collect();
+        let candidate: String = diff.iter().filter(|d| d.kind != "removed").map(|d| d.text.as_str()).collect();
+        assert_eq!(baseline, "the cat sat on the mat");
+        assert_eq!(candidate, "the dog sat on the mat today");
+    }
+
+    fn row(item: &str, delta: Option<f64>, source: &str) -> ExampleRow {
+        ExampleRow {
+            item_id: item.into(),
+            candidate: "c".into(),
+            rubric: "r".into(),
+            baseline_score: delta.map(|_| 0.5),
+            candidate_score: delta.map(|d| 0.5 + d),
+            delta,
+            replay_error: false,
+            source: Some(source.into()),
+            tags: serde_json::json!({"team": if item < "c" { "search" } else { "chat" }}),
+        }
+    }
+
+    #[test]
+    fn regressions_come_largest_first_and_pages_are_stable() {
+        let rows = vec![
+            row("a", Some(-0.1), "s1"),
+            row("b", Some(-0.4), "s1"),
+            row("c", Some(0.2), "s2"),
+            row("d", None, "s2"),
+            row("e", Some(-0.4), "s2"),
+        ];
+        let regressions = ExampleFilter { direction: Some("regressions".into()), ..Default::default() };
+        let first = page(rows.clone(), &regressions, 1, 2);
+        assert_eq!(first.total, 3);
+        assert_eq!(first.pages, 2);
+        assert_eq!(first.rows.iter().map(|r| r.item_id.as_str()).collect::<Vec<_>>(), ["b", "e"]);
+        assert_eq!(page(rows.clone(), &regressions, 2, 2).rows[0].item_id, "a");
+        let all = page(rows.clone(), &ExampleFilter::default(), 1, 10);
+        assert_eq!(all.rows.last().map(|r| r.item_id.as_str()), Some("d"), "unscored rows come last");
+        let improvements = ExampleFilter { direction: Some("improvements".into()), ..Default::default() };
+        assert_eq!(page(rows.clone(), &improvements, 1, 10).total, 1);
+        let by_source = ExampleFilter { source: Some("s2".into()), ..Default::default() };
+        assert_eq!(page(rows.clone(), &by_source, 1, 10).total, 3);
+        let by_tag = ExampleFilter { tag: Some("team=search".into()), ..Default::default() };
+        assert_eq!(page(rows.clone(), &by_tag, 1, 10).total, 2);
+        // Past the end clamps to the last page.
+        assert_eq!(page(rows, &regressions, 9, 2).page, 2);
+    }
+}
