@@ -33,10 +33,19 @@ fn config() -> Config {
     }
 }
 
-const READ_ROUTES: [&str; 8] = [
+const READ_ROUTES: [&str; 17] = [
     "/",
     "/sources",
+    "/spend",
     "/experiments/none",
+    "/experiments/none/examples",
+    "/experiments/none/examples/x",
+    "/api/spend",
+    "/api/spend.csv",
+    "/api/experiments/none/chart",
+    "/api/experiments/none/projection",
+    "/api/experiments/none/examples",
+    "/api/experiments/none/examples/x",
     "/api/sources",
     "/api/exchanges",
     "/api/experiments",

@@ -192,6 +192,8 @@ pub fn experiment_request(
 /// judge behaves as `judge`.
 pub struct Bench {
     pub app: App,
+    /// Where the server listens, `http://127.0.0.1:port`.
+    pub url: String,
     pub sim: SimServer,
     pub dir: TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -240,7 +242,8 @@ impl Bench {
         configure(&mut config);
         let app = App::open(config).await.expect("open");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let mirror = format!("http://{}/v1/mirror", listener.local_addr().expect("addr"));
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let mirror = format!("{url}/v1/mirror");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(evaltap_server::serve(listener, app.server_state(), async move {
             let _ = stopped.await;
@@ -249,7 +252,7 @@ impl Bench {
             .await
             .expect("traffic");
         assert_eq!(accepted, exchanges);
-        Bench { app, sim, dir, stop: Some(stop) }
+        Bench { app, url, sim, dir, stop: Some(stop) }
     }
 
     /// Traffic of `exchanges`, one experiment of `candidate` on `rubric` over all of it, run to

@@ -3,6 +3,7 @@
 mod auth;
 mod benches;
 mod common;
+mod dashboard;
 mod door;
 mod drift;
 mod full_loop;

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::Report;
 
 /// One point of the chart.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChartPoint {
     /// Candidate name, or `baseline`.
     pub name: String,
@@ -32,7 +32,7 @@ pub struct ChartPoint {
 }
 
 /// The chart of one rubric.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Chart {
     /// Rubric shown.
     pub rubric: String,
@@ -46,7 +46,8 @@ pub struct Chart {
 /// quality are better, and a point is on the frontier when no other point is at least as good
 /// on both and strictly better on one. Returned by increasing cost.
 pub fn pareto_frontier(points: &[(f64, f64)]) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..points.len()).filter(|&i| points[i].0.is_finite() && points[i].1.is_finite()).collect();
+    let mut order: Vec<usize> =
+        (0..points.len()).filter(|&i| points[i].0.is_finite() && points[i].1.is_finite()).collect();
     // By cost, and at equal cost the best quality first: only it can be on the frontier.
     order.sort_by(|&a, &b| points[a].0.total_cmp(&points[b].0).then(points[b].1.total_cmp(&points[a].1)));
     let mut frontier = Vec::new();
@@ -133,7 +134,8 @@ fn tick_step(span: f64, target: f64) -> f64 {
 
 /// A range padded around `values` and rounded out to ticks.
 fn axis_range(values: impl Iterator<Item = f64>, at_least_zero: bool) -> (f64, f64, f64) {
-    let (mut low, mut high) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| (l.min(v), h.max(v)));
+    let (mut low, mut high) =
+        values.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| (l.min(v), h.max(v)));
     if !low.is_finite() {
         (low, high) = (0.0, 1.0);
     }
@@ -214,13 +216,18 @@ pub fn render_svg(chart: &Chart) -> String {
     if !frontier.is_empty() {
         let path: Vec<String> =
             frontier.iter().map(|p| format!("{:.1},{:.1}", x(p.cost_per_1k_usd), y(p.quality))).collect();
-        let last = frontier[frontier.len() - 1];
+        // The name sits beside the frontier's first segment, away from the points' own labels.
+        let (first, second) = (frontier[0], frontier.get(1).copied().unwrap_or(frontier[0]));
+        let (mx, my) = (
+            (x(first.cost_per_1k_usd) + x(second.cost_per_1k_usd)) / 2.0,
+            (y(first.quality) + y(second.quality)) / 2.0,
+        );
         let _ = write!(
             svg,
-            r##"<polyline class="frontier" points="{points}" fill="none" stroke="#7c3aed" stroke-width="2" stroke-dasharray="6,4"><title>Pareto frontier</title></polyline><text class="frontier-label" x="{lx:.1}" y="{ly:.1}" font-size="11" fill="#7c3aed" text-anchor="end">Pareto frontier</text>"##,
+            r##"<polyline class="frontier" points="{points}" fill="none" stroke="#7c3aed" stroke-width="2" stroke-dasharray="6,4"><title>Pareto frontier</title></polyline><text class="frontier-label" x="{lx:.1}" y="{ly:.1}" font-size="11" fill="#7c3aed">Pareto frontier</text>"##,
             points = path.join(" "),
-            lx = (x(last.cost_per_1k_usd) - 8.0).max(LEFT + 90.0),
-            ly = (y(last.quality) - 10.0).max(TOP + 10.0),
+            lx = (mx + 10.0).min(WIDTH - RIGHT - 90.0),
+            ly = (my + 18.0).min(TOP + plot_h - 4.0),
         );
     }
     for point in &chart.points {

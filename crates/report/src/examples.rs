@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::{ReportInputs, pairwise_outcome};
 
 /// One item × candidate × rubric.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ExampleRow {
     /// Item (exchange id, or dataset item key).
     pub item_id: String,
@@ -29,6 +29,29 @@ pub struct ExampleRow {
     pub source: Option<String>,
     /// The exchange's tags.
     pub tags: serde_json::Value,
+    /// The start of the last user message, to tell examples apart in a list.
+    pub preview: String,
+}
+
+/// Longest request preview in a listing, in characters.
+const PREVIEW_CHARS: usize = 90;
+
+/// The start of the last user message of a chat request.
+fn preview(request: &serde_json::Value) -> String {
+    let text = request
+        .get("messages")
+        .and_then(serde_json::Value::as_array)
+        .and_then(|m| {
+            m.iter().rev().find(|m| m.get("role").and_then(serde_json::Value::as_str) == Some("user"))
+        })
+        .and_then(|m| m.get("content"))
+        .map(evaltap_core::chat::content_text)
+        .unwrap_or_default();
+    let mut preview: String = text.chars().take(PREVIEW_CHARS).collect();
+    if text.chars().count() > PREVIEW_CHARS {
+        preview.push('…');
+    }
+    preview
 }
 
 /// Which examples a listing shows.
@@ -48,7 +71,7 @@ pub struct ExampleFilter {
 }
 
 /// One page of examples.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ExamplePage {
     /// The rows of this page.
     pub rows: Vec<ExampleRow>,
@@ -96,9 +119,15 @@ pub fn example_rows(inputs: &ReportInputs) -> Vec<ExampleRow> {
     let get = |subject: &str, rubric: &str, position: &str, item: &str| {
         scores.get(&(subject, rubric, position)).unwrap_or(&empty).get(item).copied()
     };
+    let references: HashMap<&str, &serde_json::Value> =
+        inputs.references.iter().map(|r| (r.key.as_str(), &r.body)).collect();
     let mut rows = Vec::new();
     for item in &inputs.item_ids {
         let exchange = exchanges.get(item.as_str());
+        let request_preview = match exchange {
+            Some(e) => preview(&e.exchange.request),
+            None => references.get(item.as_str()).map(|body| preview(body)).unwrap_or_default(),
+        };
         for candidate in spec.candidates.iter().filter(|c| c.name != baseline_subject) {
             for rubric in &spec.rubrics {
                 let (baseline, cand) = if spec.is_pairwise(rubric) {
@@ -123,6 +152,7 @@ pub fn example_rows(inputs: &ReportInputs) -> Vec<ExampleRow> {
                     replay_error: failed.contains(&(item.as_str(), candidate.name.as_str())),
                     source: exchange.map(|e| e.source.clone()),
                     tags: exchange.map_or(serde_json::Value::Null, |e| e.exchange.tags.clone()),
+                    preview: request_preview.clone(),
                 });
             }
         }
@@ -167,7 +197,7 @@ pub fn page(mut rows: Vec<ExampleRow>, filter: &ExampleFilter, page: usize, per_
 }
 
 /// A stretch of a word-level diff.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DiffSegment {
     /// `same`, `removed` (baseline only) or `added` (candidate only).
     pub kind: String,
@@ -196,7 +226,7 @@ pub fn word_diff(baseline: &str, candidate: &str) -> Vec<DiffSegment> {
 }
 
 /// One side's answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Answer {
     /// Candidate name, or `baseline`.
     pub name: String,
@@ -221,7 +251,7 @@ pub struct Answer {
 }
 
 /// A judgment as the example page shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JudgmentView {
     /// Rubric.
     pub rubric: String,
@@ -240,7 +270,7 @@ pub struct JudgmentView {
 }
 
 /// One item, side by side.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ExampleDetail {
     /// Experiment.
     pub experiment: String,
@@ -306,14 +336,19 @@ pub async fn example(
     let (source, tags, messages, mut baseline) = if spec.dataset.is_some() {
         let row = store.dataset_item(item_id).await?;
         let body = row.map(|r| r.body).unwrap_or_default();
-        let messages = body.get("messages").cloned().or_else(|| body.get("input").cloned()).unwrap_or_default();
+        let messages =
+            body.get("messages").cloned().or_else(|| body.get("input").cloned()).unwrap_or_default();
         let tags = body.get("tags").cloned().unwrap_or_default();
         let baseline = match &spec.baseline {
             BaselineSpec::Candidate { name } => answer_of(name),
             _ => Answer {
                 name: "reference".into(),
                 model: None,
-                text: body.get("reference").and_then(serde_json::Value::as_str).unwrap_or_default().to_string(),
+                text: body
+                    .get("reference")
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
                 ..answer_of(BASELINE)
             },
         };
@@ -339,10 +374,8 @@ pub async fn example(
             }
             (_, None) => answer_of(BASELINE),
         };
-        let messages = stored
-            .as_ref()
-            .and_then(|s| s.exchange.request.get("messages").cloned())
-            .unwrap_or_default();
+        let messages =
+            stored.as_ref().and_then(|s| s.exchange.request.get("messages").cloned()).unwrap_or_default();
         (
             stored.as_ref().map(|s| s.source.clone()),
             stored.map_or(serde_json::Value::Null, |s| s.exchange.tags),
@@ -387,7 +420,8 @@ mod tests {
         assert_eq!(text("added").trim(), "dog today");
         // Nothing is lost: each side is recoverable.
         let baseline: String = diff.iter().filter(|d| d.kind != "added").map(|d| d.text.as_str()).collect();
-        let candidate: String = diff.iter().filter(|d| d.kind != "removed").map(|d| d.text.as_str()).collect();
+        let candidate: String =
+            diff.iter().filter(|d| d.kind != "removed").map(|d| d.text.as_str()).collect();
         assert_eq!(baseline, "the cat sat on the mat");
         assert_eq!(candidate, "the dog sat on the mat today");
     }
@@ -403,6 +437,7 @@ mod tests {
             replay_error: false,
             source: Some(source.into()),
             tags: serde_json::json!({"team": if item < "c" { "search" } else { "chat" }}),
+            preview: String::new(),
         }
     }
 

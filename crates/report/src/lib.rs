@@ -28,7 +28,7 @@ pub const CLUSTER_TAGS: [&str; 6] =
     ["conversation_id", "session_id", "thread_id", "user_id", "user", "session"];
 
 /// The report of one experiment.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Report {
     /// Experiment name.
     pub experiment: String,
@@ -65,7 +65,7 @@ pub struct Report {
 }
 
 /// A frozen rubric, as the report names it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FrozenRubricSummary {
     /// Rubric name.
     pub name: String,
@@ -74,13 +74,14 @@ pub struct FrozenRubricSummary {
     /// `pointwise` or `pairwise`.
     pub mode: String,
     /// Score range.
+    #[schema(value_type = Vec<f64>)]
     pub scale: (f64, f64),
     /// The rubric's own judge model, if it names one.
     pub judge_model: Option<String>,
 }
 
 /// The frozen judge.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JudgeSummary {
     /// Model.
     pub model: String,
@@ -95,7 +96,7 @@ pub struct JudgeSummary {
 }
 
 /// The baseline (production) side.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BaselineSummary {
     /// Most frequent production model among the sampled exchanges.
     pub model: String,
@@ -107,7 +108,7 @@ pub struct BaselineSummary {
 }
 
 /// One candidate's results.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CandidateReport {
     /// Candidate name.
     pub name: String,
@@ -140,7 +141,7 @@ pub struct CandidateReport {
 /// `candidate_mean`, `delta`, `ci_low`, `ci_high`, `p_value`, `verdict`) it carries the
 /// sequential p-value and confidence sequence, Holm and BH adjustments, and for inconclusive
 /// verdicts the sample size that would settle them.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RubricResult {
     /// Rubric name.
     pub rubric: String,
@@ -187,15 +188,17 @@ pub struct RubricResult {
 }
 
 /// Pass rates of a pass/fail comparison.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PassRates {
     /// Baseline pass rate.
     pub baseline: f64,
     /// Its Wilson 95% interval.
+    #[schema(value_type = Vec<f64>)]
     pub baseline_ci: (f64, f64),
     /// Candidate pass rate.
     pub candidate: f64,
     /// Its Wilson 95% interval.
+    #[schema(value_type = Vec<f64>)]
     pub candidate_ci: (f64, f64),
 }
 
@@ -214,7 +217,7 @@ fn pass_rates(baseline: &[f64], candidate: &[f64]) -> Option<PassRates> {
 }
 
 /// The latest calibration of a rubric's judge against human labels.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CalibrationSummary {
     /// When it ran.
     pub created_at: chrono::DateTime<chrono::Utc>,
@@ -233,7 +236,7 @@ pub const MIN_PAIRWISE_CONSISTENCY: f64 = 0.8;
 pub const MAX_JUDGE_ERROR_SHARE: f64 = 0.02;
 
 /// Pairwise outcomes, both orders asked; a win or loss counts only when both orders agree.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PairwiseSummary {
     /// Exchanges the candidate won in both orders.
     pub wins: u64,
@@ -244,6 +247,7 @@ pub struct PairwiseSummary {
     /// Two-sided exact sign test on wins vs losses (ties excluded).
     pub p_sign: f64,
     /// Wilson 95% interval of wins / (wins + losses).
+    #[schema(value_type = Vec<f64>)]
     pub win_rate_ci: (f64, f64),
     /// Tie-as-half win rate (wins + ties/2) / n.
     pub win_rate: f64,

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::Report;
 
 /// Spend of one source and model over a window, scaled from the stored sample to all traffic.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SpendRow {
     /// Source (gateway).
     pub source: String,
@@ -43,7 +43,8 @@ pub fn spend_rows(
         .iter()
         .map(|row| {
             let model = row.model.clone().unwrap_or_else(|| "unknown".into());
-            let rate = sample_rates.get(&row.source).copied().filter(|r| *r > 0.0 && *r <= 1.0).unwrap_or(1.0);
+            let rate =
+                sample_rates.get(&row.source).copied().filter(|r| *r > 0.0 && *r <= 1.0).unwrap_or(1.0);
             let unpriced = row.requests - row.priced;
             let (from_prices, unpriced_requests) = match prices.get(&model) {
                 Some(price) if unpriced > 0 => (
@@ -71,7 +72,7 @@ pub fn spend_rows(
 }
 
 /// "You spent $X on M; C would have cost $Y (−Z%) with quality Δ [interval] on your traffic."
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WhatIf {
     /// The production model.
     pub model: String,
@@ -95,7 +96,7 @@ pub struct WhatIf {
 }
 
 /// A quality delta with its interval and verdict.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct QualityDelta {
     /// Rubric.
     pub rubric: String,
@@ -176,7 +177,7 @@ pub fn what_if(spend_by_model: &BTreeMap<String, f64>, reports: &[Report]) -> Ve
 }
 
 /// Monthly cost at the observed traffic volume.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MonthlyProjection {
     /// Exchanges stored over the last 30 days.
     pub stored_requests: u64,
@@ -187,6 +188,7 @@ pub struct MonthlyProjection {
     /// Baseline cost per month.
     pub baseline_usd: f64,
     /// Per candidate (in the report's order): cost per month, `None` when unknown.
+    #[schema(value_type = Vec<Vec<Object>>)]
     pub candidates: Vec<(String, Option<f64>)>,
 }
 
@@ -257,7 +259,11 @@ mod tests {
             },
             spend: evaltap_store::Spend::default(),
             spend_cap_reached: false,
-            baseline: BaselineSummary { model: baseline_model.into(), n: 12, cost_per_request_usd: baseline_cost },
+            baseline: BaselineSummary {
+                model: baseline_model.into(),
+                n: 12,
+                cost_per_request_usd: baseline_cost,
+            },
             unreadable_items: 0,
             dataset: None,
             dataset_version: None,
@@ -306,7 +312,8 @@ mod tests {
             TrafficRow { source: "litellm".into(), model: None, requests: 3, ..TrafficRow::default() },
         ];
         let rates = BTreeMap::from([("openrouter".to_string(), 0.1), ("litellm".to_string(), 1.0)]);
-        let prices = BTreeMap::from([("big-1".to_string(), Price { input_per_mtok: 2.0, output_per_mtok: 8.0 })]);
+        let prices =
+            BTreeMap::from([("big-1".to_string(), Price { input_per_mtok: 2.0, output_per_mtok: 8.0 })]);
         let rows = spend_rows(&traffic, &rates, &prices);
         assert!((rows[0].estimated_requests - 400.0).abs() < 1e-9);
         assert!((rows[0].estimated_spend_usd - 8.0).abs() < 1e-9);

@@ -1,28 +1,34 @@
-//! The JSON API.
+//! The JSON API: one endpoint behind every page, typed, documented at `/openapi.json`.
 
 use axum::Json;
+use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
 use evaltap_report::Report;
+use evaltap_report::chart::Chart;
+use evaltap_report::examples::{ExampleDetail, ExamplePage};
+use evaltap_report::savings::MonthlyProjection;
 use evaltap_worker::{CreateError, ExperimentRequest};
 use serde_json::{Value, json};
 
+use crate::error::{ApiPath, ApiQuery, ErrorBody};
+use crate::views::{self, ExampleQuery, ExperimentList, RubricQuery, SourcesView, SpendQuery, SpendView};
 use crate::{ApiError, AppState};
 
-pub(crate) async fn list_experiments(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let experiments = state.store.experiments().await?;
-    let items: Vec<Value> = experiments
-        .iter()
-        .map(|e| {
-            json!({"id": e.id, "name": e.spec.name, "created_at": e.created_at,
-                        "candidates": e.spec.candidates.iter().map(|c| &c.name).collect::<Vec<_>>(),
-                        "rubrics": e.spec.rubrics})
-        })
-        .collect();
-    Ok(Json(json!({"experiments": items})))
+/// List experiments, newest first.
+#[utoipa::path(get, path = "/api/experiments", tag = "experiments",
+    responses((status = 200, body = ExperimentList), (status = 401, body = ErrorBody)))]
+pub(crate) async fn list_experiments(
+    State(state): State<AppState>,
+) -> Result<Json<ExperimentList>, ApiError> {
+    Ok(Json(views::experiment_list(&state).await?))
 }
 
+/// Create an experiment (admin). The body names candidates, rubrics, `sample_size` and
+/// `spend_cap_usd` (null for no cap).
+#[utoipa::path(post, path = "/api/experiments", tag = "experiments", request_body = Object,
+    responses((status = 201, body = Object), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub(crate) async fn create_experiment(
     State(state): State<AppState>,
     request: Result<Json<Value>, JsonRejection>,
@@ -50,59 +56,143 @@ pub(crate) async fn create_experiment(
     Ok((StatusCode::CREATED, Json(json!({"id": experiment.id, "name": experiment.spec.name}))))
 }
 
-/// `GET /api/sources`: configured sources with their counters.
-pub(crate) async fn list_sources(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(sources_overview(&state).await?))
+/// An experiment's report: per candidate and rubric the paired comparison, verdicts, cost.
+/// Computed once per state of the results and stored.
+#[utoipa::path(get, path = "/api/experiments/{name}", tag = "experiments",
+    params(("name" = String, Path, description = "experiment name")),
+    responses((status = 200, body = Report), (status = 404, body = ErrorBody)))]
+pub(crate) async fn experiment_report(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<Report>, ApiError> {
+    let experiment = state.store.require_experiment(&name).await?;
+    Ok(Json(views::report(&state, &experiment).await?))
 }
 
-/// Configured sources with their counters, and what the proxy shed.
-pub(crate) async fn sources_overview(state: &AppState) -> Result<Value, ApiError> {
-    let stats = state.store.source_stats().await?;
-    let items: Vec<Value> = state
-        .config
-        .sources
-        .iter()
-        .map(|source| {
-            let s = stats.iter().find(|s| s.source == source.name).cloned().unwrap_or_default();
-            json!({"name": source.name, "format": source.format, "sample_rate": source.sample_rate,
-                   "received": s.received, "accepted": s.accepted, "sampled_out": s.sampled_out,
-                   "duplicates": s.duplicates, "rejected": s.rejected, "redactions": s.redactions,
-                   "last_seen_at": s.last_seen_at, "proxy": source.upstream.is_some()})
-        })
-        .collect();
-    // Every serve process adds what it shed to the store's counter; this process's count may
-    // be ahead of what it has recorded there yet.
-    let recorded = state.store.counter(crate::writer::PROXY_SHED_COUNTER).await?;
-    Ok(json!({"sources": items, "proxy_shed": recorded.max(state.proxy.shed()),
-              "proxy_shed_this_process": state.proxy.shed()}))
+/// The cost-vs-quality chart of one rubric: a point per candidate and the baseline, 95%
+/// intervals, the Pareto frontier.
+#[utoipa::path(get, path = "/api/experiments/{name}/chart", tag = "experiments",
+    params(("name" = String, Path, description = "experiment name"), RubricQuery),
+    responses((status = 200, body = Chart), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn experiment_chart(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+    ApiQuery(query): ApiQuery<RubricQuery>,
+) -> Result<Json<Chart>, ApiError> {
+    let experiment = state.store.require_experiment(&name).await?;
+    let report = views::report(&state, &experiment).await?;
+    let rubric = views::chosen_rubric(&report, query.rubric.as_deref())?;
+    Ok(Json(views::chart(&report, &rubric)))
+}
+
+/// Monthly cost of the baseline and each candidate at the last 30 days' traffic.
+#[utoipa::path(get, path = "/api/experiments/{name}/projection", tag = "experiments",
+    params(("name" = String, Path, description = "experiment name")),
+    responses((status = 200, body = MonthlyProjection), (status = 404, body = ErrorBody)))]
+pub(crate) async fn experiment_projection(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<MonthlyProjection>, ApiError> {
+    let experiment = state.store.require_experiment(&name).await?;
+    let report = views::report(&state, &experiment).await?;
+    Ok(Json(views::projection(&state, &experiment, &report).await?))
+}
+
+/// Per-example scores, filtered, largest regressions first, paginated.
+#[utoipa::path(get, path = "/api/experiments/{name}/examples", tag = "examples",
+    params(("name" = String, Path, description = "experiment name"), ExampleQuery),
+    responses((status = 200, body = ExamplePage), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn experiment_examples(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+    ApiQuery(query): ApiQuery<ExampleQuery>,
+) -> Result<Json<ExamplePage>, ApiError> {
+    let experiment = state.store.require_experiment(&name).await?;
+    Ok(Json(views::examples(&state, &experiment, &query).await?))
+}
+
+/// One example: the request, every answer with a word diff against the baseline, every
+/// judgment with its reason, tokens, cost and latency.
+#[utoipa::path(get, path = "/api/experiments/{name}/examples/{item_id}", tag = "examples",
+    params(("name" = String, Path, description = "experiment name"), ("item_id" = String, Path, description = "exchange id or dataset item key")),
+    responses((status = 200, body = ExampleDetail), (status = 404, body = ErrorBody)))]
+pub(crate) async fn experiment_example(
+    State(state): State<AppState>,
+    ApiPath((name, item_id)): ApiPath<(String, String)>,
+) -> Result<Json<ExampleDetail>, ApiError> {
+    Ok(Json(example_detail(&state, &name, &item_id).await?))
+}
+
+pub(crate) async fn example_detail(
+    state: &AppState,
+    name: &str,
+    item_id: &str,
+) -> Result<ExampleDetail, ApiError> {
+    let experiment = state.store.require_experiment(name).await?;
+    evaltap_report::examples::example(&state.store, &experiment, item_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("experiment `{name}` has no example `{item_id}`")))
+}
+
+/// Spend per source and model over a window (scaled by each source's sample rate), and what
+/// each finished experiment's candidates would have cost.
+#[utoipa::path(get, path = "/api/spend", tag = "spend", params(SpendQuery),
+    responses((status = 200, body = SpendView), (status = 400, body = ErrorBody)))]
+pub(crate) async fn spend(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<SpendQuery>,
+) -> Result<Json<SpendView>, ApiError> {
+    Ok(Json(views::spend(&state, &query).await?))
+}
+
+/// The spend rows as CSV.
+#[utoipa::path(get, path = "/api/spend.csv", tag = "spend", params(SpendQuery),
+    responses((status = 200, content_type = "text/csv", body = String), (status = 400, body = ErrorBody)))]
+pub(crate) async fn spend_csv(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<SpendQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let view = views::spend(&state, &query).await?;
+    let filename = format!("attachment; filename=\"evaltap-spend-{}d.csv\"", view.days);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (header::CONTENT_DISPOSITION, filename),
+        ],
+        views::spend_csv(&view)?,
+    ))
+}
+
+/// Configured sources: counters, the last 24 hours of traffic, refusal reasons, proxy sheds.
+#[utoipa::path(get, path = "/api/sources", tag = "sources",
+    responses((status = 200, body = SourcesView)))]
+pub(crate) async fn list_sources(State(state): State<AppState>) -> Result<Json<SourcesView>, ApiError> {
+    Ok(Json(views::sources(&state).await?))
 }
 
 /// Query of `GET /api/exchanges`.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 pub(crate) struct ExchangeQuery {
+    /// Only this source.
     source: Option<String>,
+    /// At most this many (default 100, 1 to 1000).
     limit: Option<i64>,
 }
 
-/// `GET /api/exchanges?source=&limit=`: the most recent stored exchanges, as stored (redacted).
+/// The most recent stored exchanges, as stored (redacted).
+#[utoipa::path(get, path = "/api/exchanges", tag = "exchanges", params(ExchangeQuery),
+    responses((status = 200, body = Object), (status = 400, body = ErrorBody)))]
 pub(crate) async fn list_exchanges(
     State(state): State<AppState>,
-    axum::extract::Query(query): axum::extract::Query<ExchangeQuery>,
+    ApiQuery(query): ApiQuery<ExchangeQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
     let (exchanges, unreadable) = state.store.readable_exchanges(query.source.as_deref(), limit).await?;
     Ok(Json(json!({"exchanges": exchanges, "unreadable": unreadable})))
 }
 
-pub(crate) async fn experiment_report(
-    State(state): State<AppState>,
-    Path(name): Path<String>,
-) -> Result<Json<Report>, ApiError> {
-    let experiment = state.store.require_experiment(&name).await?;
-    Ok(Json(evaltap_report::build(&state.store, &experiment).await?))
-}
-
-/// `GET /api/alerts`: drift alerts, newest first, with their deliveries.
+/// Drift alerts, newest first, with their deliveries.
+#[utoipa::path(get, path = "/api/alerts", tag = "drift", responses((status = 200, body = Object)))]
 pub(crate) async fn list_alerts(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let mut alerts = Vec::new();
     for alert in state.store.alerts().await? {
@@ -112,12 +202,42 @@ pub(crate) async fn list_alerts(State(state): State<AppState>) -> Result<Json<Va
             .await?
             .into_iter()
             .map(|(event, sink, attempts, delivered)| {
-                serde_json::json!({"event": event, "sink": sink, "attempts": attempts, "delivered": delivered})
+                json!({"event": event, "sink": sink, "attempts": attempts, "delivered": delivered})
             })
             .collect();
         let mut value = serde_json::to_value(&alert).map_err(|e| ApiError::Internal(e.to_string()))?;
         value["deliveries"] = Value::Array(deliveries);
         alerts.push(value);
     }
-    Ok(Json(serde_json::json!({"alerts": alerts})))
+    Ok(Json(json!({"alerts": alerts})))
+}
+
+/// The API's description.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "evaltap", description = "Continuous evaluation of LLMs on production traffic: the JSON API behind the dashboard. Every error is `{\"error\": \"…\"}`."),
+    paths(list_experiments, create_experiment, experiment_report, experiment_chart, experiment_projection,
+          experiment_examples, experiment_example, spend, spend_csv, list_sources, list_exchanges, list_alerts),
+    components(schemas(ErrorBody)),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// `GET /openapi.json`: the OpenAPI 3.1 description, generated from the handlers and types.
+pub(crate) async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(<ApiDoc as utoipa::OpenApi>::openapi())
 }

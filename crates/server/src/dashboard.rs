@@ -1,20 +1,34 @@
 //! Server-rendered dashboard pages (minijinja, no external assets: machines may be offline).
+//! Each page renders the same typed view its JSON endpoint returns.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::Html;
 use minijinja::Environment;
 use minijinja::value::Serde;
 use serde_json::{Value, json};
 
+use crate::error::{ApiPath, ApiQuery};
+use crate::views::{self, ExampleQuery, RubricQuery, SpendQuery};
 use crate::{ApiError, AppState};
 
 pub(crate) fn templates() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::Html);
+    // Dollars with cents, or four significant decimals below a dollar (simulated and cheap
+    // models cost fractions of a cent).
+    env.add_filter(
+        "usd",
+        |value: f64| {
+            if value.abs() >= 1.0 { format!("${value:.2}") } else { format!("${value:.4}") }
+        },
+    );
     for (name, source) in [
         ("layout.html", include_str!("../templates/layout.html")),
         ("index.html", include_str!("../templates/index.html")),
         ("experiment.html", include_str!("../templates/experiment.html")),
+        ("examples.html", include_str!("../templates/examples.html")),
+        ("example.html", include_str!("../templates/example.html")),
+        ("spend.html", include_str!("../templates/spend.html")),
         ("sources.html", include_str!("../templates/sources.html")),
     ] {
         // The templates are compiled into the binary and covered by tests.
@@ -29,66 +43,151 @@ fn render(state: &AppState, name: &str, ctx: Value) -> Result<Html<String>, ApiE
 }
 
 pub(crate) async fn index(State(state): State<AppState>) -> Result<Html<String>, ApiError> {
-    let experiments: Vec<Value> = state
-        .store
-        .experiments()
-        .await?
+    let list = views::experiment_list(&state).await?;
+    let experiments: Vec<Value> = list
+        .experiments
         .iter()
         .map(|e| {
-            json!({"name": e.spec.name, "created_at": e.created_at.format("%Y-%m-%d %H:%M UTC").to_string(),
-                        "candidates": e.spec.candidates.iter().map(|c| &c.name).collect::<Vec<_>>(),
-                        "rubrics": e.spec.rubrics})
+            json!({"name": e.name, "created_at": e.created_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+                   "candidates": e.candidates, "rubrics": e.rubrics})
         })
         .collect();
     render(&state, "index.html", json!({"experiments": experiments}))
 }
 
-/// x position in a 220-px strip showing deltas from −0.5 to +0.5.
-fn strip_x(delta: f64) -> f64 {
-    (110.0 + delta.clamp(-0.5, 0.5) * 220.0).round()
-}
-
 pub(crate) async fn experiment(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
+    ApiQuery(query): ApiQuery<RubricQuery>,
 ) -> Result<Html<String>, ApiError> {
     let experiment = state.store.require_experiment(&name).await?;
-    let report = evaltap_report::build(&state.store, &experiment).await?;
-    let candidates: Vec<Value> = report
-        .candidates
-        .iter()
-        .map(|c| {
-            let rows: Vec<Value> = c
-                .rubrics
-                .iter()
-                .map(|rubric| {
-                    let r = &rubric.stats;
-                    json!({"rubric": rubric.rubric, "n": r.n,
-                           "baseline_mean": r.baseline_mean, "candidate_mean": r.candidate_mean,
-                           "delta": r.delta, "ci_low": r.ci_low, "ci_high": r.ci_high, "p_value": r.p_value,
-                           "p_sequential": r.p_value_sequential, "p_holm": r.p_holm, "q_value": r.q_value,
-                           "verdict": r.verdict.as_str(), "more_samples": rubric.more_samples_needed,
-                           "pairwise": rubric.pairwise,
-                           "judge_errors": rubric.judge_errors, "judge_skipped": rubric.judge_skipped,
-                           "judge_cost": rubric.judge_cost_usd, "warnings": rubric.warnings,
-                           "significantly_lower": r.significantly_lower,
-                           "length_correlation": rubric.length_correlation,
-                           "calibration": rubric.calibration.as_ref().map(|c| json!({
-                               "date": c.created_at.format("%Y-%m-%d").to_string(),
-                               "weighted_kappa": c.result.get("weighted_kappa"),
-                               "same_rubric_text": c.same_rubric_text})),
-                           "x_low": strip_x(r.ci_low), "x_high": strip_x(r.ci_high), "x_delta": strip_x(r.delta)})
+    let report = views::report(&state, &experiment).await?;
+    let rubric = views::chosen_rubric(&report, query.rubric.as_deref())?;
+    let chart = views::chart(&report, &rubric);
+    let svg = evaltap_report::chart::render_svg(&chart);
+    let projection = views::projection(&state, &experiment, &report).await?;
+    let progress = &report.progress;
+    let percent =
+        |done: u64, of: u64| if of == 0 { 100.0 } else { (done as f64 / of as f64 * 100.0).min(100.0) };
+    let cap_percent = report
+        .spend
+        .cap_usd
+        .map(|cap| if cap > 0.0 { (report.spend.total_spent_usd / cap * 100.0).min(100.0) } else { 100.0 });
+    render(
+        &state,
+        "experiment.html",
+        json!({
+            "report": report,
+            "rubric": rubric,
+            "rubrics": experiment.spec.rubrics,
+            "chart": chart,
+            "chart_svg": svg,
+            "projection": projection,
+            "replays_percent": percent(progress.replays_done, progress.replays_expected),
+            "judgments_percent": percent(progress.judgments_done, progress.judgments_expected),
+            "cap_percent": cap_percent,
+        }),
+    )
+}
+
+/// The query string of an examples listing at `page`, keeping its filters.
+fn examples_query(query: &ExampleQuery, page: usize) -> String {
+    let mut pairs = url::form_urlencoded::Serializer::new(String::new());
+    for (key, value) in [
+        ("candidate", &query.candidate),
+        ("rubric", &query.rubric),
+        ("direction", &query.direction),
+        ("tag", &query.tag),
+        ("source", &query.source),
+    ] {
+        if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {
+            pairs.append_pair(key, v);
+        }
+    }
+    if let Some(per_page) = query.per_page {
+        pairs.append_pair("per_page", &per_page.to_string());
+    }
+    pairs.append_pair("page", &page.to_string());
+    pairs.finish()
+}
+
+pub(crate) async fn examples(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+    ApiQuery(query): ApiQuery<ExampleQuery>,
+) -> Result<Html<String>, ApiError> {
+    let experiment = state.store.require_experiment(&name).await?;
+    let page = views::examples(&state, &experiment, &query).await?;
+    let baseline = experiment.spec.baseline_candidate().unwrap_or(evaltap_store::BASELINE).to_string();
+    let candidates: Vec<&String> =
+        experiment.spec.candidates.iter().map(|c| &c.name).filter(|c| **c != baseline).collect();
+    let sources: Vec<&String> = state.config.sources.iter().map(|s| &s.name).collect();
+    render(
+        &state,
+        "examples.html",
+        json!({
+            "experiment": experiment.spec.name,
+            "page": page,
+            "query": {"candidate": query.candidate, "rubric": query.rubric, "direction": query.direction,
+                      "tag": query.tag, "source": query.source},
+            "candidates": candidates,
+            "rubrics": experiment.spec.rubrics,
+            "sources": sources,
+            "previous": (page.page > 1).then(|| examples_query(&query, page.page - 1)),
+            "next": (page.page < page.pages).then(|| examples_query(&query, page.page + 1)),
+        }),
+    )
+}
+
+pub(crate) async fn example(
+    State(state): State<AppState>,
+    ApiPath((name, item_id)): ApiPath<(String, String)>,
+) -> Result<Html<String>, ApiError> {
+    let detail = crate::api::example_detail(&state, &name, &item_id).await?;
+    // Chat content may be a string or a list of parts: show the text either way.
+    let messages: Vec<Value> = detail
+        .messages
+        .as_array()
+        .map(|m| {
+            m.iter()
+                .map(|message| {
+                    let content = message.get("content").map(evaltap_core::chat::content_text).unwrap_or_default();
+                    json!({"role": message.get("role").and_then(Value::as_str).unwrap_or("?"), "content": content})
                 })
-                .collect();
-            json!({"name": c.name, "model": c.model, "n": c.n, "errors": c.errors,
-                   "cost": c.cost_per_request_usd, "cost_delta_pct": c.cost_delta_pct,
-                   "latency": c.latency_p50_ms, "rows": rows})
+                .collect()
         })
-        .collect();
-    render(&state, "experiment.html", json!({"report": report, "candidates": candidates}))
+        .unwrap_or_default();
+    render(&state, "example.html", json!({"detail": detail, "messages": messages}))
+}
+
+pub(crate) async fn spend(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<SpendQuery>,
+) -> Result<Html<String>, ApiError> {
+    let view = views::spend(&state, &query).await?;
+    render(&state, "spend.html", json!({"view": view}))
 }
 
 pub(crate) async fn sources(State(state): State<AppState>) -> Result<Html<String>, ApiError> {
-    let overview = crate::api::sources_overview(&state).await?;
-    render(&state, "sources.html", overview)
+    let view = views::sources(&state).await?;
+    // Bars of the last 24 hours, scaled to the busiest hour of each source.
+    let bars: Vec<Value> = view
+        .sources
+        .iter()
+        .map(|s| {
+            let peak = s.last_24h.iter().copied().max().unwrap_or(0).max(1) as f64;
+            let bars: Vec<Value> = s
+                .last_24h
+                .iter()
+                .zip(&view.hours)
+                .enumerate()
+                .map(|(i, (n, hour))| {
+                    let h = (*n as f64 / peak * 36.0).round();
+                    json!({"x": i * 10, "y": 38.0 - h, "h": h, "n": n, "hour": hour})
+                })
+                .collect();
+            json!({"name": s.name, "bars": bars, "total": s.last_24h.iter().sum::<u64>()})
+        })
+        .collect();
+    render(&state, "sources.html", json!({"view": view, "bars": bars}))
 }

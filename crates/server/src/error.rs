@@ -61,6 +61,59 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// `Query` whose rejection is an [`ApiError`]: every error the API returns has one shape.
+pub(crate) struct ApiQuery<T>(pub T);
+
+/// `Path` whose rejection is an [`ApiError`].
+pub(crate) struct ApiPath<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut http::request::Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| ApiQuery(q.0))
+            .map_err(|e| ApiError::Client(e.status(), e.body_text()))
+    }
+}
+
+impl<T, S> axum::extract::FromRequestParts<S> for ApiPath<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut http::request::Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| ApiPath(p.0))
+            .map_err(|e| ApiError::Client(e.status(), e.body_text()))
+    }
+}
+
+/// The JSON body of every error.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: String,
+}
+
+/// Requests no route matches.
+pub(crate) async fn no_route(method: http::Method, uri: http::Uri) -> ApiError {
+    ApiError::not_found(format!("no such page or endpoint: {method} {}", uri.path()))
+}
+
+/// Requests with a method the route does not take.
+pub(crate) async fn wrong_method(method: http::Method, uri: http::Uri) -> ApiError {
+    ApiError::Client(StatusCode::METHOD_NOT_ALLOWED, format!("{} does not take {method}", uri.path()))
+}
+
 impl From<crate::writer::WriteError> for ApiError {
     fn from(err: crate::writer::WriteError) -> Self {
         ApiError::Internal(err.to_string())

@@ -8,6 +8,7 @@ mod error;
 mod mirror;
 mod proxy;
 pub mod sources;
+mod views;
 mod writer;
 
 pub use writer::PROXY_SHED_COUNTER;
@@ -22,7 +23,8 @@ use evaltap_judge::Rubrics;
 use evaltap_store::Store;
 use evaltap_worker::Queue;
 
-pub use error::ApiError;
+pub use api::ApiDoc;
+pub use error::{ApiError, ErrorBody};
 
 /// Everything handlers share.
 #[derive(Clone)]
@@ -90,26 +92,54 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/traces", post(mirror::otlp_traces))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), mirror::admit));
     // Everything that reads or changes what evaltap holds needs a token (admin to change).
-    let guarded = Router::new()
+    let mut guarded = Router::new()
         .route("/", get(dashboard::index))
         .route("/experiments/{name}", get(dashboard::experiment))
-        .route("/sources", get(dashboard::sources))
-        .route("/api/sources", get(api::list_sources))
-        .route("/api/exchanges", get(api::list_exchanges))
-        .route("/api/experiments", get(api::list_experiments).post(api::create_experiment))
-        .route("/api/experiments/{name}", get(api::experiment_report))
-        .route("/api/alerts", get(api::list_alerts))
+        .route("/experiments/{name}/examples", get(dashboard::examples))
+        .route("/experiments/{name}/examples/{item_id}", get(dashboard::example))
+        .route("/spend", get(dashboard::spend))
+        .route("/sources", get(dashboard::sources));
+    for (path, _, handler) in api_routes() {
+        guarded = guarded.route(path, handler);
+    }
+    let guarded = guarded
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_admin_for_writes));
     Router::new()
         .merge(ingest)
         .merge(guarded)
         .route("/login", get(auth::login_form).post(auth::login))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/openapi.json", get(api::openapi))
         // Authenticated by the source key in `X-Evaltap-Key`; the caller's own `Authorization`
         // goes to the upstream untouched.
         .route("/proxy/{source}/v1/chat/completions", post(proxy::chat_completions))
+        .fallback(error::no_route)
+        .method_not_allowed_fallback(error::wrong_method)
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
+}
+
+/// The JSON API's routes with their methods: every one is documented in `/openapi.json`.
+fn api_routes() -> Vec<(&'static str, &'static [&'static str], axum::routing::MethodRouter<AppState>)> {
+    vec![
+        ("/api/sources", &["get"], get(api::list_sources)),
+        ("/api/exchanges", &["get"], get(api::list_exchanges)),
+        ("/api/experiments", &["get", "post"], get(api::list_experiments).post(api::create_experiment)),
+        ("/api/experiments/{name}", &["get"], get(api::experiment_report)),
+        ("/api/experiments/{name}/chart", &["get"], get(api::experiment_chart)),
+        ("/api/experiments/{name}/projection", &["get"], get(api::experiment_projection)),
+        ("/api/experiments/{name}/examples", &["get"], get(api::experiment_examples)),
+        ("/api/experiments/{name}/examples/{item_id}", &["get"], get(api::experiment_example)),
+        ("/api/spend", &["get"], get(api::spend)),
+        ("/api/spend.csv", &["get"], get(api::spend_csv)),
+        ("/api/alerts", &["get"], get(api::list_alerts)),
+    ]
+}
+
+/// The JSON API's paths and methods as the router serves them (for checking the OpenAPI
+/// description against).
+pub fn api_paths() -> Vec<(&'static str, &'static [&'static str])> {
+    api_routes().into_iter().map(|(path, methods, _)| (path, methods)).collect()
 }
 
 /// Serves the app on `listener` until `shutdown` completes, then lets in-flight requests

@@ -10,7 +10,7 @@ use crate::{
 };
 
 /// Which statistics the verdict was decided from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Basis {
     /// The always-valid p-value and confidence sequence: results are being watched as they
@@ -67,7 +67,7 @@ pub fn is_binary(baseline: &[f64], candidate: &[f64]) -> bool {
 }
 
 /// Discordant pairs of pass/fail scores and McNemar's exact test on them.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct McNemarCounts {
     /// Pairs that pass on the baseline only.
     pub baseline_only: u64,
@@ -78,7 +78,7 @@ pub struct McNemarCounts {
 }
 
 /// One candidate × rubric comparison.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Comparison {
     /// Pairs.
     pub n: usize,
@@ -111,6 +111,7 @@ pub struct Comparison {
     /// Wilcoxon signed-rank p-value (Pratt), a robustness check.
     pub p_value_wilcoxon: f64,
     /// Bootstrap percentile interval of the difference (resampling clusters when given).
+    #[schema(value_type = Option<Vec<f64>>)]
     pub bootstrap_ci: Option<(f64, f64)>,
     /// Bootstrap resamples drawn (fewer than asked when the data are large: see
     /// `bootstrap_mc_error`).

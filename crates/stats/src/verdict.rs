@@ -1,7 +1,7 @@
 use serde::{Deserialize, Serialize};
 
 /// What a comparison says about the candidate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Verdict {
     /// The candidate is significantly better than the baseline.

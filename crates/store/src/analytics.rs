@@ -37,7 +37,7 @@ pub struct HourlyCount {
 }
 
 /// A reason the door refused items, with how often.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct RejectionReason {
     /// Source.
     pub source: String,
@@ -90,7 +90,11 @@ impl Store {
     }
 
     /// Stored exchanges per source and hour received in `[since, until)`, oldest first.
-    pub async fn hourly_traffic(&self, since: DateTime<Utc>, until: DateTime<Utc>) -> Result<Vec<HourlyCount>> {
+    pub async fn hourly_traffic(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<HourlyCount>> {
         let hour = match &self.pool {
             Pool::Sqlite(_) => crate::sqlite::RECEIVED_HOUR,
             Pool::Postgres(_) => crate::postgres::RECEIVED_HOUR,

@@ -61,7 +61,7 @@ pub(crate) struct ExchangeRow {
 }
 
 /// What a source has sent, over its lifetime.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct SourceStats {
     /// Source name.
     pub source: String,

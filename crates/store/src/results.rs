@@ -141,7 +141,7 @@ pub struct Calibration {
 }
 
 /// How far an experiment has got.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Progress {
     /// Exchanges sampled.
     pub exchanges: u64,

@@ -51,7 +51,12 @@ impl Store {
     }
 
     /// Keeps `report` (JSON) as the experiment's report at `fingerprint`.
-    pub async fn save_report_snapshot(&self, experiment_id: &str, fingerprint: &str, report: &str) -> Result<()> {
+    pub async fn save_report_snapshot(
+        &self,
+        experiment_id: &str,
+        fingerprint: &str,
+        report: &str,
+    ) -> Result<()> {
         with_pool!(&self.pool, p => sqlx::query(
             "INSERT INTO report_snapshots (experiment_id, fingerprint, report, computed_at)
              VALUES ($1, $2, $3, $4)

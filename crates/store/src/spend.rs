@@ -30,7 +30,7 @@ impl SpendKind {
 }
 
 /// What an experiment has spent. Replays and judge calls both count against the cap.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Spend {
     /// The cap, if any.
     pub cap_usd: Option<f64>,
