@@ -41,3 +41,13 @@ fn bench_proxy_mirrors_what_it_proxied() {
     // repeat is the same exchange); none shed at this size.
     assert!(out.contains("mirrored 200 exchanges, shed 0"), "{out}");
 }
+
+#[test]
+fn bench_dashboard_times_every_page() {
+    let out = evaltap(&["bench", "dashboard", "--exchanges", "300", "--pairs", "40", "--repeats", "1"]);
+    for page in
+        ["/experiments/demo", "/experiments/demo/examples?direction=regressions", "/spend", "/sources"]
+    {
+        assert!(out.lines().any(|l| l.starts_with(&format!("{page} "))), "{page} missing: {out}");
+    }
+}

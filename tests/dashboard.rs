@@ -8,6 +8,11 @@ use serde_json::{Value, json};
 
 use crate::common::{Bench, experiment_request, run};
 
+/// Dollars as the spend sentence writes them: cents from $1, four decimals below.
+fn dollars(usd: f64) -> String {
+    if usd >= 1.0 { format!("${usd:.2}") } else { format!("${usd:.4}") }
+}
+
 async fn get(url: &str) -> (u16, String) {
     let http = evaltap_providers::http_client(std::time::Duration::from_secs(30)).expect("client");
     let reply = http.get(url).send().await.expect("send");
@@ -181,7 +186,7 @@ async fn pages_chart_examples_spend_and_sources_show_what_is_stored() {
         assert!((sentence["change_pct"].as_f64().expect("pct") - (ratio - 1.0) * 100.0).abs() < 1e-6);
         let text = sentence["sentence"].as_str().expect("text");
         assert!(
-            text.starts_with(&format!("You spent ${spent:.2} on {production_model}; {candidate} (")),
+            text.starts_with(&format!("You spent {} on {production_model}; {candidate} (", dollars(spent))),
             "{text}"
         );
         assert!(

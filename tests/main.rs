@@ -2,6 +2,7 @@
 
 mod auth;
 mod benches;
+mod browser;
 mod common;
 mod dashboard;
 mod door;

@@ -425,6 +425,19 @@ enum BenchCommand {
         #[arg(long, default_value_t = 1_000_000)]
         pairs: usize,
     },
+    /// Every dashboard page and its JSON endpoint, timed with a finished experiment of N pairs
+    /// among M stored exchanges.
+    Dashboard {
+        /// Exchanges stored in all.
+        #[arg(long, default_value_t = 100_000)]
+        exchanges: usize,
+        /// Pairs of the experiment.
+        #[arg(long, default_value_t = 2_000)]
+        pairs: usize,
+        /// Warm requests per page after the first.
+        #[arg(long, default_value_t = 5)]
+        repeats: usize,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -842,6 +855,15 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let figures = crate::bench_proxy::proxy(&settings).await?;
             print!("{}", crate::bench_proxy::render(&settings, &figures));
+        }
+        Command::Bench(BenchCommand::Dashboard { exchanges, pairs, repeats }) => {
+            let settings = crate::bench_dashboard::DashboardBench {
+                exchanges: *exchanges,
+                pairs: *pairs,
+                repeats: *repeats,
+            };
+            let timings = crate::bench_dashboard::dashboard(&settings).await?;
+            print!("{}", crate::bench_dashboard::render(&settings, &timings));
         }
         Command::Bench(BenchCommand::Stats { pairs }) => {
             let figures = crate::bench_stats::stats(*pairs)?;

@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod bench;
+pub mod bench_dashboard;
 pub mod bench_ingest;
 pub mod bench_proxy;
 pub mod bench_stats;

@@ -89,7 +89,7 @@ fn tag_matches(tags: &serde_json::Value, filter: &str) -> bool {
     let (key, value) = filter.split_once('=').unwrap_or((filter, ""));
     match tags.get(key) {
         Some(serde_json::Value::String(s)) => value.is_empty() || s == value,
-        Some(other) => value.is_empty() || other.to_string() == value,
+        Some(other) => value.is_empty() || *other == *value,
         None => false,
     }
 }

@@ -110,8 +110,16 @@ pub struct QualityDelta {
     pub verdict: String,
 }
 
-fn dollars(usd: f64) -> String {
-    if usd.abs() >= 100.0 { format!("${usd:.0}") } else { format!("${usd:.2}") }
+/// Whole dollars from $100, cents from $1, and four decimals below (a sample's spend can be
+/// fractions of a cent).
+pub fn dollars(usd: f64) -> String {
+    if usd.abs() >= 100.0 {
+        format!("${usd:.0}")
+    } else if usd.abs() >= 1.0 {
+        format!("${usd:.2}")
+    } else {
+        format!("${usd:.4}")
+    }
 }
 
 /// The what-if sentences: for every finished experiment whose baseline is production traffic

@@ -1,0 +1,151 @@
+//! `evaltap bench dashboard`: every dashboard page and its JSON endpoint timed against a store
+//! holding a finished experiment of N pairs and M exchanges in all. The demo's loop produces
+//! the experiment (real replays and judgments against the simulated upstream); the rest of the
+//! traffic is stored through the same group commit the mirror endpoint uses. It prints figures;
+//! it asserts nothing about speed.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use evaltap_core::Exchange;
+use evaltap_ingest::Adapter as _;
+use evaltap_store::{Delivery, DeliveryCounts};
+use serde_json::json;
+
+use crate::demo::{DemoOptions, PRODUCTION_MODEL};
+
+/// Benchmark settings.
+#[derive(Debug, Clone)]
+pub struct DashboardBench {
+    /// Exchanges stored in all.
+    pub exchanges: usize,
+    /// Pairs of the experiment (sampled exchanges, each replayed on two candidates).
+    pub pairs: usize,
+    /// Warm requests per page after the first.
+    pub repeats: usize,
+}
+
+/// One page's timings.
+#[derive(Debug, Clone)]
+pub struct PageTiming {
+    /// The path requested.
+    pub path: String,
+    /// The first request (statistics computed and stored when the page needs them).
+    pub first: Duration,
+    /// Median of the warm requests.
+    pub warm_p50: Duration,
+    /// Slowest warm request.
+    pub warm_max: Duration,
+    /// Response size in bytes.
+    pub bytes: usize,
+}
+
+fn synthetic_exchange(i: usize) -> anyhow::Result<Exchange> {
+    let item = json!({
+        "id": format!("bench-{i}"), "cost_usd": 0.00015, "latency_ms": 40.0, "tags": {"route": "assistant"},
+        "request": {"model": PRODUCTION_MODEL, "messages": [
+            {"role": "system", "content": "You are a concise assistant. Answer with the result only."},
+            {"role": "user", "content": format!("Extract the value of the field \"plan\" from this JSON: {{\"city\":\"c-{i}\",\"plan\":\"p-{i}\"}}")}]},
+        "response": {"model": PRODUCTION_MODEL, "choices": [{"message": {"role": "assistant", "content": format!("The answer is p-{i}.")}}],
+                     "usage": {"prompt_tokens": 35, "completion_tokens": 6}}});
+    let decoded = evaltap_ingest::formats::native::Native
+        .decode(item.to_string().as_bytes(), &reqwest::header::HeaderMap::new())
+        .context("decoding a synthetic exchange")?;
+    decoded.exchanges.into_iter().next().map(|(_, e)| e).context("one exchange")
+}
+
+/// Runs the benchmark in a fresh temporary folder.
+pub async fn dashboard(settings: &DashboardBench) -> anyhow::Result<Vec<PageTiming>> {
+    let dir = std::env::temp_dir().join(format!("evaltap-bench-dashboard-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let options = DemoOptions { json: true, exchanges: settings.pairs, seed: 7, port: 0 };
+    let started = Instant::now();
+    let run = crate::demo::start(&options, dir.join("evaltap.db")).await?;
+    eprintln!("experiment of {} pairs done in {:.1} s", settings.pairs, started.elapsed().as_secs_f64());
+    let filler = settings.exchanges.saturating_sub(settings.pairs);
+    let started = Instant::now();
+    for chunk_start in (0..filler).step_by(1000) {
+        let exchanges: Vec<Exchange> = (chunk_start..(chunk_start + 1000).min(filler))
+            .map(synthetic_exchange)
+            .collect::<anyhow::Result<_>>()?;
+        let counts = DeliveryCounts { received: exchanges.len(), ..DeliveryCounts::default() };
+        run.app
+            .store
+            .record_deliveries(&[Delivery { source: "demo", exchanges: &exchanges, counts }])
+            .await?;
+    }
+    eprintln!("{filler} more exchanges stored in {:.1} s", started.elapsed().as_secs_f64());
+    let stored = run.app.store.count_exchanges().await?;
+
+    let base = format!("http://{}", run.server_addr);
+    let http = evaltap_providers::http_client(Duration::from_secs(120))?;
+    let regression: serde_json::Value = http
+        .get(format!("{base}/api/experiments/demo/examples?direction=regressions&per_page=1"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let item = regression["rows"][0]["item_id"].as_str().context("a regression to open")?.to_string();
+    let paths = [
+        "/api/experiments/demo".to_string(),
+        "/experiments/demo".to_string(),
+        "/api/experiments/demo/chart".to_string(),
+        "/api/experiments/demo/projection".to_string(),
+        "/experiments/demo/examples?direction=regressions".to_string(),
+        "/api/experiments/demo/examples?direction=regressions".to_string(),
+        format!("/experiments/demo/examples/{item}"),
+        format!("/api/experiments/demo/examples/{item}"),
+        "/spend".to_string(),
+        "/api/spend".to_string(),
+        "/sources".to_string(),
+        "/api/sources".to_string(),
+        "/".to_string(),
+    ];
+    let mut timings = Vec::new();
+    for path in paths {
+        let mut times = Vec::new();
+        let mut bytes = 0;
+        for _ in 0..=settings.repeats {
+            let started = Instant::now();
+            let reply = http.get(format!("{base}{path}")).send().await?;
+            let status = reply.status();
+            let body = reply.bytes().await?;
+            times.push(started.elapsed());
+            anyhow::ensure!(status.is_success(), "{path} answered {status}");
+            bytes = body.len();
+        }
+        let first = times[0];
+        let mut warm = times[1..].to_vec();
+        warm.sort();
+        timings.push(PageTiming {
+            path,
+            first,
+            warm_p50: warm.get(warm.len() / 2).copied().unwrap_or(first),
+            warm_max: warm.last().copied().unwrap_or(first),
+            bytes,
+        });
+    }
+    run.shutdown();
+    eprintln!("{stored} exchanges stored; database {}", dir.join("evaltap.db").display());
+    Ok(timings)
+}
+
+/// The figures as text.
+pub fn render(settings: &DashboardBench, timings: &[PageTiming]) -> String {
+    let mut out = format!(
+        "dashboard pages: {} exchanges stored, a finished experiment of {} pairs (2 candidates × 2 rubrics), \
+         first request then {} warm ones; target ≤ 200 ms\n{:<62} {:>9} {:>9} {:>9} {:>9}\n",
+        settings.exchanges, settings.pairs, settings.repeats, "page", "first ms", "p50 ms", "max ms", "KiB"
+    );
+    for t in timings {
+        out.push_str(&format!(
+            "{:<62} {:>9.1} {:>9.1} {:>9.1} {:>9.1}\n",
+            if t.path.len() > 62 { format!("{}…", &t.path[..61]) } else { t.path.clone() },
+            t.first.as_secs_f64() * 1e3,
+            t.warm_p50.as_secs_f64() * 1e3,
+            t.warm_max.as_secs_f64() * 1e3,
+            t.bytes as f64 / 1024.0
+        ));
+    }
+    out
+}

@@ -1,0 +1,200 @@
+//! The dashboard in a real browser: `evaltap demo` serving, Debian's Chromium driven headless
+//! through ChromeDriver (installed by `.ci/run`). Screenshots land in
+//! `target/tmp/browser-screenshots/`.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// The demo, run as a user runs it, until dropped.
+struct Demo {
+    _child: tokio::process::Child,
+    dashboard: String,
+    _dir: crate::common::TempDir,
+}
+
+async fn start_demo() -> Demo {
+    let dir = crate::common::TempDir::new("browser-demo");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_evaltap"))
+        .args(["demo", "--port", "0", "--exchanges", "120"])
+        .current_dir(&dir.0)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start evaltap demo");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let dashboard = tokio::time::timeout(Duration::from_secs(240), async {
+        while let Some(line) = lines.next_line().await.expect("read demo output") {
+            if let Some(url) = line.strip_prefix("dashboard: ") {
+                return url.trim().to_string();
+            }
+        }
+        panic!("the demo ended without serving its dashboard");
+    })
+    .await
+    .expect("the demo serves within 4 minutes");
+    // Keep draining its output so it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Demo { _child: child, dashboard, _dir: dir }
+}
+
+/// ChromeDriver on a free port, until dropped.
+async fn start_chromedriver() -> (tokio::process::Child, String) {
+    assert!(
+        std::path::Path::new(CHROMIUM).exists() && std::path::Path::new(CHROMEDRIVER).exists(),
+        "the browser test needs Debian's chromium and chromium-driver; .ci/run installs them"
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let child = tokio::process::Command::new(CHROMEDRIVER)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start chromedriver");
+    let url = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    for _ in 0..100 {
+        if http.get(format!("{url}/status")).send().await.is_ok() {
+            return (child, url);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("chromedriver did not start");
+}
+
+async fn browser(driver: &str, width: u32, height: u32) -> Client {
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": CHROMIUM,
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     format!("--window-size={width},{height}")],
+        }),
+    );
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(capabilities)
+        .connect(driver)
+        .await
+        .expect("a browser session")
+}
+
+fn screenshot_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser-screenshots");
+    std::fs::create_dir_all(&dir).expect("screenshot folder");
+    dir
+}
+
+async fn save(client: &Client, name: &str) {
+    let png = client.screenshot().await.expect("screenshot");
+    assert!(png.starts_with(b"\x89PNG"), "a PNG");
+    std::fs::write(screenshot_dir().join(format!("{name}.png")), png).expect("save screenshot");
+}
+
+/// Whether the page is wider than the window (a horizontal scroll bar).
+async fn scrolls_sideways(client: &Client) -> bool {
+    let value = client
+        .execute("return document.documentElement.scrollWidth > window.innerWidth;", vec![])
+        .await
+        .expect("measure");
+    value.as_bool().expect("a boolean")
+}
+
+async fn count(client: &Client, css: &str) -> usize {
+    client.find_all(Locator::Css(css)).await.expect("query").len()
+}
+
+#[tokio::test]
+async fn every_page_renders_in_chromium_and_a_regression_clicks_through_to_its_diff() {
+    let demo = start_demo().await;
+    let (_driver, driver_url) = start_chromedriver().await;
+    let base = demo.dashboard.trim_end_matches("/experiments/demo").to_string();
+    let client = browser(&driver_url, 1280, 800).await;
+
+    client.goto(&format!("{base}/")).await.expect("index");
+    client.find(Locator::Css("a[href='/experiments/demo']")).await.expect("the demo is listed");
+    save(&client, "index").await;
+
+    // The experiment page: a point per candidate and the baseline, error bars, the frontier.
+    client.goto(&demo.dashboard).await.expect("experiment page");
+    let status =
+        client.find(Locator::Css("strong.status")).await.expect("status").text().await.expect("text");
+    assert_eq!(status, "done");
+    assert_eq!(count(&client, "svg.cost-quality circle.point").await, 3, "baseline + 2 candidates");
+    assert_eq!(count(&client, "svg.cost-quality circle.point.baseline").await, 1);
+    assert_eq!(count(&client, "svg.cost-quality g.error-bar").await, 2, "an error bar per candidate");
+    assert_eq!(count(&client, "svg.cost-quality polyline.frontier").await, 1);
+    let chart = client.find(Locator::Css("svg.cost-quality")).await.expect("chart");
+    let (_, _, width, height) = chart.rectangle().await.expect("chart size");
+    assert!(width > 300.0 && height > 150.0, "the chart is drawn ({width}×{height})");
+    assert!(!scrolls_sideways(&client).await, "no horizontal scroll at 1280 px");
+    save(&client, "experiment").await;
+
+    // From a regression to its example: the worse candidate's link, then the top example.
+    let worse_row = client
+        .find(Locator::XPath("//table[contains(@class,'deltas')]//tr[.//span[contains(@class,'worse')]]"))
+        .await
+        .expect("a worse verdict in the table");
+    worse_row
+        .find(Locator::Css("a.regressions"))
+        .await
+        .expect("regressions link")
+        .click()
+        .await
+        .expect("click");
+    let url = client.current_url().await.expect("url");
+    assert!(url.path().ends_with("/experiments/demo/examples"), "{url}");
+    assert!(url.query().is_some_and(|q| q.contains("direction=regressions")), "{url}");
+    assert!(count(&client, "tr.example.regression").await > 0, "regressions are listed");
+    save(&client, "examples").await;
+    client
+        .find(Locator::Css("tr.example.regression a.example-link"))
+        .await
+        .expect("example")
+        .click()
+        .await
+        .expect("click");
+    let url = client.current_url().await.expect("url");
+    assert!(url.path().contains("/experiments/demo/examples/"), "{url}");
+    let diffs = count(&client, ".answer.diff").await;
+    assert!(diffs >= 1, "side-by-side answers with a diff");
+    assert!(
+        count(&client, ".answer.diff del, .answer.diff ins").await > 0,
+        "the regression's answer differs"
+    );
+    assert!(count(&client, ".judgment").await >= 2, "judge scores and reasons");
+    save(&client, "example").await;
+
+    for (path, name, marker) in [("/spend", "spend", "table.spend"), ("/sources", "sources", "svg.traffic")] {
+        client.goto(&format!("{base}{path}")).await.expect(path);
+        client.find(Locator::Css(marker)).await.unwrap_or_else(|_| panic!("{path} shows {marker}"));
+        assert!(!scrolls_sideways(&client).await, "{path} fits 1280 px");
+        save(&client, name).await;
+    }
+    client.goto(&format!("{base}/spend")).await.expect("spend");
+    let sentence = client
+        .find(Locator::Css("p.sentence"))
+        .await
+        .expect("a what-if sentence")
+        .text()
+        .await
+        .expect("text");
+    assert!(sentence.starts_with("You spent $"), "{sentence}");
+    client.close().await.expect("close");
+
+    // At a phone's width the page itself does not scroll sideways (wide tables scroll in place).
+    let phone = browser(&driver_url, 390, 844).await;
+    phone.goto(&demo.dashboard).await.expect("experiment page");
+    assert!(!scrolls_sideways(&phone).await, "no horizontal scroll at a phone's width");
+    save(&phone, "experiment-phone").await;
+    phone.close().await.expect("close");
+    eprintln!("screenshots in {}", screenshot_dir().display());
+}
