@@ -746,7 +746,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Gate { name, candidate, require_non_inferior: _, junit, markdown } => {
             let app = open_app(&cli).await?;
             let experiment = app.store.require_experiment(name).await?;
-            let report = evaltap_report::build(&app.store, &experiment).await?;
+            let report = evaltap_report::stored(&app.store, &experiment).await?;
             if let Some(wanted) = candidate
                 && !report.candidates.iter().any(|c| &c.name == wanted)
             {
@@ -902,7 +902,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Report { name, json } => {
             let app = open_app(&cli).await?;
             let experiment = app.store.require_experiment(name).await?;
-            let report = evaltap_report::build(&app.store, &experiment).await?;
+            let report = evaltap_report::stored(&app.store, &experiment).await?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {

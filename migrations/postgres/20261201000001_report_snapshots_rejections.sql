@@ -15,3 +15,23 @@ CREATE TABLE rejection_reasons (
     last_seen_at TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (source, reason)
 );
+
+-- Stored traffic per source, model and hour, kept in the transaction that stores the exchanges:
+-- the spend and sources pages read hundreds of rows here instead of every exchange.
+CREATE TABLE traffic_hourly (
+    source                 TEXT NOT NULL,
+    model                  TEXT NOT NULL,
+    hour                   TEXT NOT NULL,
+    requests               BIGINT NOT NULL DEFAULT 0,
+    priced                 BIGINT NOT NULL DEFAULT 0,
+    cost_usd               DOUBLE PRECISION NOT NULL DEFAULT 0,
+    unpriced_input_tokens  BIGINT NOT NULL DEFAULT 0,
+    unpriced_output_tokens BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (hour, source, model)
+);
+INSERT INTO traffic_hourly
+SELECT source, COALESCE(model, ''), to_char(received_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24'), COUNT(*),
+       COUNT(cost_usd), COALESCE(SUM(cost_usd), 0),
+       COALESCE(SUM(CASE WHEN cost_usd IS NULL THEN input_tokens END), 0),
+       COALESCE(SUM(CASE WHEN cost_usd IS NULL THEN output_tokens END), 0)
+FROM exchanges GROUP BY 1, 2, 3;

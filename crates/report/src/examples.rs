@@ -3,10 +3,13 @@
 
 use std::collections::HashMap;
 
-use evaltap_store::{BASELINE, BaselineSpec, Experiment, JudgmentRecord, Store, StoreError};
+use evaltap_store::{
+    BASELINE, BaselineSpec, DatasetItemRow, ExchangeHead, Experiment, JudgmentRecord, JudgmentScore, Store,
+    StoreError,
+};
 use serde::{Deserialize, Serialize};
 
-use crate::{ReportInputs, pairwise_outcome};
+use crate::pairwise_outcome;
 
 /// One item × candidate × rubric.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -94,12 +97,44 @@ fn tag_matches(tags: &serde_json::Value, filter: &str) -> bool {
     }
 }
 
+/// What the example listing is built from: scores without judge texts, failed replays, and the
+/// sampled exchanges without their responses.
+#[derive(Debug, Clone)]
+pub struct ExampleInputs {
+    experiment: Experiment,
+    item_ids: Vec<String>,
+    scores: Vec<JudgmentScore>,
+    failed: Vec<(String, String)>,
+    exchanges: Vec<ExchangeHead>,
+    references: Vec<DatasetItemRow>,
+}
+
+/// Loads what the listing of `experiment` is built from, in a handful of queries.
+pub async fn load(store: &Store, experiment: &Experiment) -> Result<ExampleInputs, StoreError> {
+    let spec = &experiment.spec;
+    Ok(ExampleInputs {
+        experiment: experiment.clone(),
+        item_ids: store.experiment_item_ids(&experiment.id).await?,
+        scores: store.judgment_scores(&experiment.id).await?,
+        failed: store.failed_replays(&experiment.id).await?,
+        exchanges: if spec.dataset.is_none() {
+            store.experiment_exchange_heads(&experiment.id).await?
+        } else {
+            Vec::new()
+        },
+        references: match &spec.dataset {
+            Some(dataset) => store.dataset_items(&dataset.version).await?,
+            None => Vec::new(),
+        },
+    })
+}
+
 /// Every item × candidate × rubric row of an experiment.
-pub fn example_rows(inputs: &ReportInputs) -> Vec<ExampleRow> {
+pub fn example_rows(inputs: &ExampleInputs) -> Vec<ExampleRow> {
     let spec = &inputs.experiment.spec;
     let baseline_subject = spec.baseline_candidate().unwrap_or(BASELINE).to_string();
     let mut scores: HashMap<(&str, &str, &str), HashMap<&str, f64>> = HashMap::new();
-    for j in &inputs.judgments {
+    for j in &inputs.scores {
         if let Some(score) = j.score.filter(|s| s.is_finite()) {
             scores
                 .entry((j.subject.as_str(), j.rubric.as_str(), j.position.as_str()))
@@ -107,14 +142,10 @@ pub fn example_rows(inputs: &ReportInputs) -> Vec<ExampleRow> {
                 .insert(j.item_id.as_str(), score);
         }
     }
-    let exchanges: HashMap<&str, &evaltap_store::StoredExchange> =
+    let exchanges: HashMap<&str, &ExchangeHead> =
         inputs.exchanges.iter().map(|e| (e.id.as_str(), e)).collect();
-    let failed: std::collections::HashSet<(&str, &str)> = inputs
-        .replays
-        .iter()
-        .filter(|r| r.error.is_some() && r.skipped.is_none())
-        .map(|r| (r.item_id.as_str(), r.candidate.as_str()))
-        .collect();
+    let failed: std::collections::HashSet<(&str, &str)> =
+        inputs.failed.iter().map(|(item, candidate)| (item.as_str(), candidate.as_str())).collect();
     let empty = HashMap::new();
     let get = |subject: &str, rubric: &str, position: &str, item: &str| {
         scores.get(&(subject, rubric, position)).unwrap_or(&empty).get(item).copied()
@@ -125,7 +156,7 @@ pub fn example_rows(inputs: &ReportInputs) -> Vec<ExampleRow> {
     for item in &inputs.item_ids {
         let exchange = exchanges.get(item.as_str());
         let request_preview = match exchange {
-            Some(e) => preview(&e.exchange.request),
+            Some(e) => preview(&e.request),
             None => references.get(item.as_str()).map(|body| preview(body)).unwrap_or_default(),
         };
         for candidate in spec.candidates.iter().filter(|c| c.name != baseline_subject) {
@@ -151,7 +182,7 @@ pub fn example_rows(inputs: &ReportInputs) -> Vec<ExampleRow> {
                     delta: baseline.zip(cand).map(|(b, c)| c - b),
                     replay_error: failed.contains(&(item.as_str(), candidate.name.as_str())),
                     source: exchange.map(|e| e.source.clone()),
-                    tags: exchange.map_or(serde_json::Value::Null, |e| e.exchange.tags.clone()),
+                    tags: exchange.map_or(serde_json::Value::Null, |e| e.tags.clone()),
                     preview: request_preview.clone(),
                 });
             }

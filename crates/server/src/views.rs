@@ -150,7 +150,7 @@ pub(crate) async fn examples(
             "unknown direction `{direction}` (regressions, improvements or all)"
         )));
     }
-    let inputs = evaltap_report::load(&state.store, experiment).await?;
+    let inputs = evaltap_report::examples::load(&state.store, experiment).await?;
     let filter = query.filter();
     let (page, per_page) = (query.page.unwrap_or(1), query.per_page.unwrap_or(50));
     let built = tokio::task::spawn_blocking(move || {

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::{Columns as _, Pool, Result, Store, with_pool};
+use crate::{Columns as _, Result, Store, with_pool};
 
 /// Stored traffic of one source and model over a window.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -53,8 +53,75 @@ fn count(value: Option<i64>) -> u64 {
     value.unwrap_or(0).max(0) as u64
 }
 
+/// The hour a timestamp falls in, as `traffic_hourly` keys it.
+pub(crate) fn hour_of(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%dT%H").to_string()
+}
+
+/// Stored exchanges of one group commit, summed per source and model for `traffic_hourly`.
+#[derive(Debug, Default)]
+pub(crate) struct HourlyRollup {
+    rows: Vec<TrafficRow>,
+}
+
+impl HourlyRollup {
+    /// Counts one stored exchange.
+    pub(crate) fn add(&mut self, source: &str, exchange: &evaltap_core::Exchange) {
+        let model = exchange.model.clone();
+        let at = match self.rows.iter().position(|r| r.source == source && r.model == model) {
+            Some(at) => at,
+            None => {
+                self.rows.push(TrafficRow { source: source.to_string(), model, ..TrafficRow::default() });
+                self.rows.len() - 1
+            }
+        };
+        let row = &mut self.rows[at];
+        row.requests += 1;
+        match exchange.cost_usd {
+            Some(cost) => {
+                row.priced += 1;
+                row.cost_usd += cost;
+            }
+            None => {
+                let usage = exchange.usage.unwrap_or_default();
+                row.unpriced_input_tokens += usage.input_tokens;
+                row.unpriced_output_tokens += usage.output_tokens;
+            }
+        }
+    }
+
+    /// The sums, as the binds of [`HourlyRollup::UPSERT`] after the hour: (source, model,
+    /// requests, priced, cost, unpriced prompt tokens, unpriced completion tokens).
+    pub(crate) fn rows(&self) -> impl Iterator<Item = (String, String, i64, i64, f64, i64, i64)> + '_ {
+        self.rows.iter().map(|r| {
+            (
+                r.source.clone(),
+                r.model.clone().unwrap_or_default(),
+                r.requests as i64,
+                r.priced as i64,
+                r.cost_usd,
+                r.unpriced_input_tokens as i64,
+                r.unpriced_output_tokens as i64,
+            )
+        })
+    }
+
+    /// Adds one source and model's sums to an hour: $1 hour, then [`HourlyRollup::rows`].
+    pub(crate) const UPSERT: &'static str =
+        "INSERT INTO traffic_hourly (hour, source, model, requests, priced, cost_usd,
+             unpriced_input_tokens, unpriced_output_tokens)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         ON CONFLICT (hour, source, model) DO UPDATE SET
+           requests = traffic_hourly.requests + excluded.requests,
+           priced = traffic_hourly.priced + excluded.priced,
+           cost_usd = traffic_hourly.cost_usd + excluded.cost_usd,
+           unpriced_input_tokens = traffic_hourly.unpriced_input_tokens + excluded.unpriced_input_tokens,
+           unpriced_output_tokens = traffic_hourly.unpriced_output_tokens + excluded.unpriced_output_tokens";
+}
+
 impl Store {
-    /// Stored traffic per source and model received in `[since, until)`.
+    /// Stored traffic per source and model received in the hours from the one holding `since`
+    /// to the one holding `until` (whole hours: read from the hourly rollup, not row by row).
     pub async fn traffic_by_source_and_model(
         &self,
         since: DateTime<Utc>,
@@ -62,22 +129,21 @@ impl Store {
     ) -> Result<Vec<TrafficRow>> {
         with_pool!(&self.pool, p => {
             let rows = sqlx::query(
-                "SELECT source, model, COUNT(*) AS requests, COUNT(cost_usd) AS priced,
-                        SUM(cost_usd) AS cost_usd,
-                        SUM(CASE WHEN cost_usd IS NULL THEN input_tokens END) AS unpriced_input,
-                        SUM(CASE WHEN cost_usd IS NULL THEN output_tokens END) AS unpriced_output
-                 FROM exchanges WHERE received_at >= $1 AND received_at < $2
+                "SELECT source, model, SUM(requests) AS requests, SUM(priced) AS priced, SUM(cost_usd) AS cost_usd,
+                        SUM(unpriced_input_tokens) AS unpriced_input, SUM(unpriced_output_tokens) AS unpriced_output
+                 FROM traffic_hourly WHERE hour >= $1 AND hour <= $2
                  GROUP BY source, model ORDER BY source, model",
             )
-            .bind(since)
-            .bind(until)
+            .bind(hour_of(since))
+            .bind(hour_of(until))
             .fetch_all(p)
             .await?;
             rows.iter()
                 .map(|r| {
+                    let model: String = r.get("model")?;
                     Ok(TrafficRow {
                         source: r.get("source")?,
-                        model: r.get("model")?,
+                        model: (!model.is_empty()).then_some(model),
                         requests: count(r.get("requests")?),
                         priced: count(r.get("priced")?),
                         cost_usd: r.get::<Option<f64>>("cost_usd")?.unwrap_or(0.0),
@@ -89,22 +155,22 @@ impl Store {
         })
     }
 
-    /// Stored exchanges per source and hour received in `[since, until)`, oldest first.
+    /// Stored exchanges per source and hour, from the hour holding `since` to the one holding
+    /// `until`, oldest first.
     pub async fn hourly_traffic(
         &self,
         since: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Result<Vec<HourlyCount>> {
-        let hour = match &self.pool {
-            Pool::Sqlite(_) => crate::sqlite::RECEIVED_HOUR,
-            Pool::Postgres(_) => crate::postgres::RECEIVED_HOUR,
-        };
-        let sql = format!(
-            "SELECT source, {hour} AS hour, COUNT(*) AS requests FROM exchanges
-             WHERE received_at >= $1 AND received_at < $2 GROUP BY source, {hour} ORDER BY 2, 1"
-        );
         with_pool!(&self.pool, p => {
-            let rows = sqlx::query(sqlx::AssertSqlSafe(sql.clone())).bind(since).bind(until).fetch_all(p).await?;
+            let rows = sqlx::query(
+                "SELECT source, hour, SUM(requests) AS requests FROM traffic_hourly
+                 WHERE hour >= $1 AND hour <= $2 GROUP BY hour, source ORDER BY hour, source",
+            )
+            .bind(hour_of(since))
+            .bind(hour_of(until))
+            .fetch_all(p)
+            .await?;
             rows.iter()
                 .map(|r| {
                     Ok(HourlyCount {

@@ -81,6 +81,19 @@ pub struct SourceStats {
     pub last_seen_at: Option<DateTime<Utc>>,
 }
 
+/// The parts of a stored exchange a listing shows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExchangeHead {
+    /// Row id.
+    pub id: String,
+    /// Source.
+    pub source: String,
+    /// Tags.
+    pub tags: serde_json::Value,
+    /// The request as stored (redacted).
+    pub request: serde_json::Value,
+}
+
 /// An exchange as stored.
 #[derive(Debug, Clone, Serialize)]
 pub struct StoredExchange {
@@ -157,9 +170,11 @@ impl Store {
             let mut inserted: std::collections::HashSet<(String, String)> =
                 crate::InsertExchangeRows::insert_exchange_rows(&mut tx, &table_rows).await?.into_iter().collect();
             let mut outcomes = vec![IngestOutcome::default(); deliveries.len()];
-            for (i, _, key) in &rows {
+            let mut hourly = crate::analytics::HourlyRollup::default();
+            for (i, exchange, key) in &rows {
                 if inserted.remove(&(deliveries[*i].source.to_string(), key.clone())) {
                     outcomes[*i].inserted += 1;
+                    hourly.add(deliveries[*i].source, exchange);
                 } else {
                     outcomes[*i].duplicates += 1;
                 }
@@ -202,6 +217,21 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             }
+            // The hourly rollup the spend and sources pages read, in the same transaction.
+            let hour = crate::analytics::hour_of(now);
+            for (source, model, requests, priced, cost, input, output) in hourly.rows() {
+                sqlx::query(crate::analytics::HourlyRollup::UPSERT)
+                    .bind(&hour)
+                    .bind(source)
+                    .bind(model)
+                    .bind(requests)
+                    .bind(priced)
+                    .bind(cost)
+                    .bind(input)
+                    .bind(output)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             tx.commit().await?;
             Ok(outcomes)
         })
@@ -238,6 +268,34 @@ impl Store {
         .fetch_all(p)
         .await?;
         Ok(skip_unreadable(rows.iter().map(decode_exchange)))
+        })
+    }
+
+    /// What a listing shows of the exchanges an experiment sampled: id, source, tags and the
+    /// request (not the response), in one query. Rows whose JSON does not read back get empty
+    /// values rather than failing the listing.
+    pub async fn experiment_exchange_heads(&self, experiment_id: &str) -> Result<Vec<ExchangeHead>> {
+        with_pool!(&self.pool, p => {
+            let rows = sqlx::query(
+                "SELECT e.id, e.source, e.tags, e.request
+                 FROM experiment_items i JOIN exchanges e ON e.id = i.item_id
+                 WHERE i.experiment_id = $1",
+            )
+            .bind(experiment_id)
+            .fetch_all(p)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    let tags: String = r.get("tags")?;
+                    let request: String = r.get("request")?;
+                    Ok(ExchangeHead {
+                        id: r.get("id")?,
+                        source: r.get("source")?,
+                        tags: serde_json::from_str(&tags).unwrap_or_default(),
+                        request: serde_json::from_str(&request).unwrap_or_default(),
+                    })
+                })
+                .collect()
         })
     }
 

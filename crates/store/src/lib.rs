@@ -27,10 +27,10 @@ use sqlx::sqlite::SqlitePool;
 pub use analytics::{HourlyCount, RejectionReason, TrafficRow};
 pub use datasets::{DatasetItemRow, DatasetVersion, dataset_item_key};
 pub use drift::{Alert, Schedule, ScheduleRun, ScheduleSpec};
-pub use exchanges::{Delivery, DeliveryCounts, IngestOutcome, SourceStats, StoredExchange};
+pub use exchanges::{Delivery, DeliveryCounts, ExchangeHead, IngestOutcome, SourceStats, StoredExchange};
 pub use experiments::{BaselineSpec, DatasetRef, Experiment, ExperimentSpec, Filter, FrozenRubric};
 pub use postgres::{create_scratch_database, drop_scratch_database};
-pub use results::{Calibration, JudgmentRecord, Progress, ReplayRecord};
+pub use results::{Calibration, JudgmentRecord, JudgmentScore, Progress, ReplayRecord};
 pub use spend::{Reservation, Spend, SpendKind};
 pub use work::{Claim, Lease, judgment_work_key, now_ms, replay_work_key};
 

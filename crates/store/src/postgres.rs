@@ -102,6 +102,3 @@ impl crate::InsertExchangeRows for sqlx::Transaction<'_, sqlx::Postgres> {
         .await?)
     }
 }
-
-/// The hour a row was received, as `YYYY-MM-DDTHH` in UTC.
-pub(crate) const RECEIVED_HOUR: &str = "to_char(received_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24')";

@@ -140,6 +140,21 @@ pub struct Calibration {
     pub result: Value,
 }
 
+/// A judgment's score without its texts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JudgmentScore {
+    /// Item.
+    pub item_id: String,
+    /// `baseline` or a candidate.
+    pub subject: String,
+    /// Rubric.
+    pub rubric: String,
+    /// `ab`, `ba` or empty.
+    pub position: String,
+    /// Normalized score.
+    pub score: Option<f64>,
+}
+
 /// How far an experiment has got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Progress {
@@ -230,6 +245,44 @@ impl Store {
             .fetch_all(p)
             .await?;
         rows.iter().map(decode_replay).collect()
+        })
+    }
+
+    /// The scores of an experiment's judgments without their texts: (item, subject, rubric,
+    /// position, normalized score; `None` when the judgment failed or was skipped).
+    pub async fn judgment_scores(&self, experiment_id: &str) -> Result<Vec<JudgmentScore>> {
+        with_pool!(&self.pool, p => {
+            let rows = sqlx::query(
+                "SELECT item_id, subject, rubric, position, score FROM judgments WHERE experiment_id = $1",
+            )
+            .bind(experiment_id)
+            .fetch_all(p)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(JudgmentScore {
+                        item_id: r.get("item_id")?,
+                        subject: r.get("subject")?,
+                        rubric: r.get("rubric")?,
+                        position: r.get("position")?,
+                        score: r.get("score")?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    /// (item, candidate) of the replays that failed (not those skipped at the cap).
+    pub async fn failed_replays(&self, experiment_id: &str) -> Result<Vec<(String, String)>> {
+        with_pool!(&self.pool, p => {
+            let rows = sqlx::query(
+                "SELECT item_id, candidate FROM replays
+                 WHERE experiment_id = $1 AND error IS NOT NULL AND skipped IS NULL",
+            )
+            .bind(experiment_id)
+            .fetch_all(p)
+            .await?;
+            rows.iter().map(|r| Ok((r.get("item_id")?, r.get("candidate")?))).collect()
         })
     }
 

@@ -79,6 +79,3 @@ impl crate::InsertExchangeRows for sqlx::Transaction<'_, sqlx::Sqlite> {
         Ok(inserted)
     }
 }
-
-/// The hour a row was received, as `YYYY-MM-DDTHH` (timestamps are stored as RFC 3339 text).
-pub(crate) const RECEIVED_HOUR: &str = "substr(received_at, 1, 13)";
