@@ -52,6 +52,16 @@ async fn pages_chart_examples_spend_and_sources_show_what_is_stored() {
     let report = run(&bench.app, &experiment).await;
     let url = &bench.url;
 
+    // The server stores a finished experiment's report without anyone asking for it.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while bench.app.store.report_snapshot(&experiment.id).await.expect("read").is_none() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no report stored 20 s after the experiment finished"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+
     // Fixture traffic of another gateway: 200 items at $0.004, sampled at 25%, one malformed.
     let http = evaltap_providers::http_client(std::time::Duration::from_secs(30)).expect("client");
     let mut body: Vec<Value> = (0..200).map(fixture_item).collect();
@@ -190,7 +200,11 @@ async fn pages_chart_examples_spend_and_sources_show_what_is_stored() {
             "{text}"
         );
         assert!(
-            text.contains(&format!("would have cost {} (−{:.1}%)", dollars(spent * ratio), (1.0 - ratio) * 100.0)),
+            text.contains(&format!(
+                "would have cost {} (−{:.1}%)",
+                dollars(spent * ratio),
+                (1.0 - ratio) * 100.0
+            )),
             "{text}"
         );
     }

@@ -389,7 +389,7 @@ pub async fn load(store: &Store, experiment: &Experiment) -> Result<ReportInputs
     };
     // The sampled exchanges in one query (a golden run's items are not exchanges).
     let (exchanges, unreadable_items) = if spec.dataset.is_none() {
-        store.experiment_exchanges(&experiment.id).await?
+        store.experiment_exchanges_without_requests(&experiment.id).await?
     } else {
         (Vec::new(), 0)
     };
@@ -403,11 +403,11 @@ pub async fn load(store: &Store, experiment: &Experiment) -> Result<ReportInputs
         experiment: experiment.clone(),
         progress: store.experiment_progress(experiment).await?,
         item_ids: store.experiment_item_ids(&experiment.id).await?,
-        replays: store.replays(&experiment.id).await?,
+        replays: store.replays_without_bodies(&experiment.id).await?,
         references,
         exchanges,
         unreadable_items,
-        judgments: store.judgments(&experiment.id).await?,
+        judgments: store.judgments_without_texts(&experiment.id).await?,
         calibrations,
         spend: store.spend(&experiment.id).await?,
     })
@@ -416,8 +416,17 @@ pub async fn load(store: &Store, experiment: &Experiment) -> Result<ReportInputs
 /// Builds the report of an experiment from what is stored: the queries on the async runtime,
 /// the statistics (bootstrap included) on a blocking thread.
 pub async fn build(store: &Store, experiment: &Experiment) -> Result<Report, StoreError> {
+    let started = std::time::Instant::now();
     let inputs = load(store, experiment).await?;
-    Ok(compute_off_runtime(inputs).await)
+    let loaded = started.elapsed();
+    let report = compute_off_runtime(inputs).await;
+    tracing::debug!(
+        experiment = %experiment.spec.name,
+        load_ms = loaded.as_secs_f64() * 1e3,
+        compute_ms = (started.elapsed() - loaded).as_secs_f64() * 1e3,
+        "report built"
+    );
+    Ok(report)
 }
 
 async fn compute_off_runtime(inputs: ReportInputs) -> Report {

@@ -5,6 +5,7 @@ mod api;
 pub mod auth;
 mod dashboard;
 mod error;
+mod keeper;
 mod mirror;
 mod proxy;
 pub mod sources;
@@ -145,7 +146,8 @@ pub fn api_paths() -> Vec<(&'static str, &'static [&'static str])> {
 /// Serves the app on `listener` until `shutdown` completes, then lets in-flight requests
 /// finish (up to 30 s). Connections past `max_connections` get a 503 and are closed; a client
 /// that does not finish its headers within `header_read_timeout_secs` (a slowloris, or an idle
-/// kept-alive connection) is disconnected.
+/// kept-alive connection) is disconnected. While it serves, each experiment's report is computed
+/// and stored in the background once the experiment is done.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
@@ -156,6 +158,7 @@ pub async fn serve(
 
     let state = state.bound_to(listener.local_addr()?);
     let proxy = state.proxy.clone();
+    let keeper = tokio::spawn(keeper::keep_reports(state.store.clone()));
     let connections = Arc::new(tokio::sync::Semaphore::new(state.config.max_connections.max(1)));
     let state_header_timeout = state.config.header_read_timeout_secs;
     let service = hyper_util::service::TowerToHyperService::new(router(state));
@@ -207,6 +210,7 @@ pub async fn serve(
     if tokio::time::timeout(std::time::Duration::from_secs(30), graceful.shutdown()).await.is_err() {
         tracing::warn!("some connections were still open 30 s after shutdown began");
     }
+    keeper.abort();
     // Exchanges the proxy mirrored up to the last connection are stored before returning.
     proxy.flush().await;
     Ok(())

@@ -315,6 +315,22 @@ impl Store {
         })
     }
 
+    /// All replays of an experiment without their response bodies (`response` is `None`):
+    /// what statistics need, without parsing every stored answer's JSON.
+    pub async fn replays_without_bodies(&self, experiment_id: &str) -> Result<Vec<ReplayRecord>> {
+        with_pool!(&self.pool, p => {
+        let rows = sqlx::query(
+            "SELECT experiment_id, item_kind, item_id, candidate, model, CAST(NULL AS TEXT) AS response,
+                    output_text, input_tokens, output_tokens, cost_usd, latency_ms, error, skipped
+             FROM replays WHERE experiment_id = $1 ORDER BY item_id, candidate",
+        )
+            .bind(experiment_id)
+            .fetch_all(p)
+            .await?;
+        rows.iter().map(decode_replay).collect()
+        })
+    }
+
     /// Stores a judgment unless one exists for the same key; returns whether it was inserted.
     pub async fn insert_judgment(&self, judgment: &JudgmentRecord) -> Result<bool> {
         // The store's trigger marks the work finished in the same statement.
@@ -378,6 +394,23 @@ impl Store {
                 .bind(experiment_id)
                 .fetch_all(p)
                 .await?;
+            rows.iter().map(decode_judgment).collect()
+        })
+    }
+
+    /// All judgments of an experiment in the order they were stored, without the judge's raw
+    /// output and reason (`None`): what statistics need.
+    pub async fn judgments_without_texts(&self, experiment_id: &str) -> Result<Vec<JudgmentRecord>> {
+        with_pool!(&self.pool, p => {
+            let rows = sqlx::query(
+                "SELECT experiment_id, item_kind, item_id, subject, rubric, position, raw_score, score,
+                        CAST(NULL AS TEXT) AS reason, judge_model, error, CAST(NULL AS TEXT) AS raw_output,
+                        input_tokens, output_tokens, cost_usd, attempts, score_samples, skipped
+                 FROM judgments WHERE experiment_id = $1 ORDER BY created_at, id",
+            )
+            .bind(experiment_id)
+            .fetch_all(p)
+            .await?;
             rows.iter().map(decode_judgment).collect()
         })
     }
