@@ -862,8 +862,8 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 pairs: *pairs,
                 repeats: *repeats,
             };
-            let timings = crate::bench_dashboard::dashboard(&settings).await?;
-            print!("{}", crate::bench_dashboard::render(&settings, &timings));
+            let figures = crate::bench_dashboard::dashboard(&settings).await?;
+            print!("{}", crate::bench_dashboard::render(&settings, &figures));
         }
         Command::Bench(BenchCommand::Stats { pairs }) => {
             let figures = crate::bench_stats::stats(*pairs)?;

@@ -192,22 +192,25 @@ pub fn example_rows(inputs: &ExampleInputs) -> Vec<ExampleRow> {
 }
 
 /// The rows matching `filter`, sorted by the size of the change, cut to page `page` (1-based).
-pub fn page(mut rows: Vec<ExampleRow>, filter: &ExampleFilter, page: usize, per_page: usize) -> ExamplePage {
-    rows.retain(|r| {
-        filter.candidate.as_ref().is_none_or(|c| &r.candidate == c)
-            && filter.rubric.as_ref().is_none_or(|x| &r.rubric == x)
-            && filter.source.as_ref().is_none_or(|s| r.source.as_ref() == Some(s))
-            && filter.tag.as_ref().is_none_or(|t| tag_matches(&r.tags, t))
-            && match filter.direction.as_deref() {
-                Some("regressions") => r.delta.is_some_and(|d| d < 0.0),
-                Some("improvements") => r.delta.is_some_and(|d| d > 0.0),
-                _ => true,
-            }
-    });
+pub fn page(rows: &[ExampleRow], filter: &ExampleFilter, page: usize, per_page: usize) -> ExamplePage {
+    let mut matching: Vec<&ExampleRow> = rows
+        .iter()
+        .filter(|r| {
+            filter.candidate.as_ref().is_none_or(|c| &r.candidate == c)
+                && filter.rubric.as_ref().is_none_or(|x| &r.rubric == x)
+                && filter.source.as_ref().is_none_or(|s| r.source.as_ref() == Some(s))
+                && filter.tag.as_ref().is_none_or(|t| tag_matches(&r.tags, t))
+                && match filter.direction.as_deref() {
+                    Some("regressions") => r.delta.is_some_and(|d| d < 0.0),
+                    Some("improvements") => r.delta.is_some_and(|d| d > 0.0),
+                    _ => true,
+                }
+        })
+        .collect();
     // Largest drop first (largest gain first for improvements); unscored rows last; ties by id
     // so that pages are stable.
     let improvements = filter.direction.as_deref() == Some("improvements");
-    rows.sort_by(|a, b| {
+    matching.sort_by(|a, b| {
         let key = |r: &ExampleRow| r.delta.map(|d| if improvements { -d } else { d });
         match (key(a), key(b)) {
             (Some(x), Some(y)) => x.total_cmp(&y),
@@ -220,10 +223,10 @@ pub fn page(mut rows: Vec<ExampleRow>, filter: &ExampleFilter, page: usize, per_
         .then_with(|| a.rubric.cmp(&b.rubric))
     });
     let per_page = per_page.clamp(1, 500);
-    let total = rows.len();
+    let total = matching.len();
     let pages = total.div_ceil(per_page).max(1);
     let page = page.clamp(1, pages);
-    let rows = rows.into_iter().skip((page - 1) * per_page).take(per_page).collect();
+    let rows = matching.into_iter().skip((page - 1) * per_page).take(per_page).cloned().collect();
     ExamplePage { rows, total, page, per_page, pages }
 }
 
@@ -482,20 +485,20 @@ mod tests {
             row("e", Some(-0.4), "s2"),
         ];
         let regressions = ExampleFilter { direction: Some("regressions".into()), ..Default::default() };
-        let first = page(rows.clone(), &regressions, 1, 2);
+        let first = page(&rows, &regressions, 1, 2);
         assert_eq!(first.total, 3);
         assert_eq!(first.pages, 2);
         assert_eq!(first.rows.iter().map(|r| r.item_id.as_str()).collect::<Vec<_>>(), ["b", "e"]);
-        assert_eq!(page(rows.clone(), &regressions, 2, 2).rows[0].item_id, "a");
-        let all = page(rows.clone(), &ExampleFilter::default(), 1, 10);
+        assert_eq!(page(&rows, &regressions, 2, 2).rows[0].item_id, "a");
+        let all = page(&rows, &ExampleFilter::default(), 1, 10);
         assert_eq!(all.rows.last().map(|r| r.item_id.as_str()), Some("d"), "unscored rows come last");
         let improvements = ExampleFilter { direction: Some("improvements".into()), ..Default::default() };
-        assert_eq!(page(rows.clone(), &improvements, 1, 10).total, 1);
+        assert_eq!(page(&rows, &improvements, 1, 10).total, 1);
         let by_source = ExampleFilter { source: Some("s2".into()), ..Default::default() };
-        assert_eq!(page(rows.clone(), &by_source, 1, 10).total, 3);
+        assert_eq!(page(&rows, &by_source, 1, 10).total, 3);
         let by_tag = ExampleFilter { tag: Some("team=search".into()), ..Default::default() };
-        assert_eq!(page(rows.clone(), &by_tag, 1, 10).total, 2);
+        assert_eq!(page(&rows, &by_tag, 1, 10).total, 2);
         // Past the end clamps to the last page.
-        assert_eq!(page(rows, &regressions, 9, 2).page, 2);
+        assert_eq!(page(&rows, &regressions, 9, 2).page, 2);
     }
 }

@@ -42,6 +42,7 @@ pub struct AppState {
     pub(crate) writer: writer::Writer,
     pub(crate) templates: Arc<minijinja::Environment<'static>>,
     pub(crate) auth: auth::Auth,
+    pub(crate) example_rows: Arc<views::ExampleRowCache>,
 }
 
 impl AppState {
@@ -73,6 +74,7 @@ impl AppState {
             writer,
             templates: Arc::new(dashboard::templates()),
             auth: auth::Auth::new(&AuthConfig::default(), false),
+            example_rows: Arc::default(),
         }
     }
 

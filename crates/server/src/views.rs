@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use chrono::{Duration, Utc};
 use evaltap_report::Report;
 use evaltap_report::chart::Chart;
-use evaltap_report::examples::{ExampleFilter, ExamplePage};
+use evaltap_report::examples::{ExampleFilter, ExamplePage, ExampleRow};
 use evaltap_report::savings::{MonthlyProjection, SpendRow, WhatIf};
 use evaltap_store::{BaselineSpec, Experiment, HourlyCount, RejectionReason, SourceStats};
 use serde::{Deserialize, Serialize};
@@ -150,20 +150,53 @@ pub(crate) async fn examples(
             "unknown direction `{direction}` (regressions, improvements or all)"
         )));
     }
-    let inputs = evaltap_report::examples::load(&state.store, experiment).await?;
+    let rows = state.example_rows.rows(&state.store, experiment).await?;
     let filter = query.filter();
     let (page, per_page) = (query.page.unwrap_or(1), query.per_page.unwrap_or(50));
-    let built = tokio::task::spawn_blocking(move || {
-        evaltap_report::examples::page(
-            evaltap_report::examples::example_rows(&inputs),
-            &filter,
-            page,
-            per_page,
-        )
-    })
-    .await
-    .map_err(|e| ApiError::Internal(format!("building the examples page: {e}")))?;
-    Ok(built)
+    Ok(evaltap_report::examples::page(&rows, &filter, page, per_page))
+}
+
+/// Experiments whose example rows are kept in memory at once.
+const CACHED_EXPERIMENTS: usize = 8;
+
+/// Each recently listed experiment's example rows with the results fingerprint they were built
+/// at: paging and filtering then need one fingerprint query, not every score again.
+#[derive(Default)]
+pub(crate) struct ExampleRowCache {
+    /// (experiment id, fingerprint, rows), most recently used last.
+    entries: std::sync::Mutex<Vec<(String, String, std::sync::Arc<Vec<ExampleRow>>)>>,
+}
+
+impl ExampleRowCache {
+    async fn rows(
+        &self,
+        store: &evaltap_store::Store,
+        experiment: &Experiment,
+    ) -> Result<std::sync::Arc<Vec<ExampleRow>>, ApiError> {
+        let fingerprint = store.results_fingerprint(&experiment.id).await?;
+        {
+            let mut entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(at) = entries.iter().position(|(id, f, _)| *id == experiment.id && *f == fingerprint)
+            {
+                let entry = entries.remove(at);
+                let rows = entry.2.clone();
+                entries.push(entry);
+                return Ok(rows);
+            }
+        }
+        let inputs = evaltap_report::examples::load(store, experiment).await?;
+        let rows = tokio::task::spawn_blocking(move || evaltap_report::examples::example_rows(&inputs))
+            .await
+            .map_err(|e| ApiError::Internal(format!("building the example rows: {e}")))?;
+        let rows = std::sync::Arc::new(rows);
+        let mut entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        entries.retain(|(id, _, _)| *id != experiment.id);
+        if entries.len() >= CACHED_EXPERIMENTS {
+            entries.remove(0);
+        }
+        entries.push((experiment.id.clone(), fingerprint, rows.clone()));
+        Ok(rows)
+    }
 }
 
 /// Query of the spend page.
