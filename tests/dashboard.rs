@@ -307,7 +307,17 @@ async fn openapi_is_3_1_and_documents_every_api_route_and_errors_have_one_shape(
     }
     assert_eq!(paths.len(), evaltap_server::api_paths().len(), "documented paths the router does not serve");
     // Schemas referenced are present: the report's, the chart's, the error's.
-    for schema in ["Report", "Comparison", "Chart", "ExamplePage", "SpendView", "ErrorBody"] {
+    for schema in [
+        "Report",
+        "Comparison",
+        "Chart",
+        "ExamplePage",
+        "SpendView",
+        "ErrorBody",
+        "ExperimentRequest",
+        "ExchangeList",
+        "AlertList",
+    ] {
         assert!(raw["components"]["schemas"].get(schema).is_some(), "schema {schema} missing");
     }
 

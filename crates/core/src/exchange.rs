@@ -6,7 +6,7 @@ use serde_json::Value;
 
 /// One captured production call: the chat-completions request and the response the gateway
 /// returned, with what the gateway told us about it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Exchange {
     /// The gateway's request id, when it sent one; re-deliveries with the same id are duplicates.
     pub external_id: Option<String>,

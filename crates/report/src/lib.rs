@@ -389,7 +389,8 @@ pub async fn load(store: &Store, experiment: &Experiment) -> Result<ReportInputs
     };
     // The sampled exchanges in one query (a golden run's items are not exchanges).
     let (exchanges, unreadable_items) = if spec.dataset.is_none() {
-        store.experiment_exchanges_without_requests(&experiment.id).await?
+        // Whole rows: a sampled exchange whose stored JSON does not read back is counted.
+        store.experiment_exchanges(&experiment.id).await?
     } else {
         (Vec::new(), 0)
     };

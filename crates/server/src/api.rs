@@ -9,8 +9,9 @@ use evaltap_report::Report;
 use evaltap_report::chart::Chart;
 use evaltap_report::examples::{ExampleDetail, ExamplePage};
 use evaltap_report::savings::MonthlyProjection;
+use evaltap_store::{Alert, StoredExchange};
 use evaltap_worker::{CreateError, ExperimentRequest};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::error::{ApiPath, ApiQuery, ErrorBody};
 use crate::views::{self, ExampleQuery, ExperimentList, RubricQuery, SourcesView, SpendQuery, SpendView};
@@ -27,12 +28,12 @@ pub(crate) async fn list_experiments(
 
 /// Create an experiment (admin). The body names candidates, rubrics, `sample_size` and
 /// `spend_cap_usd` (null for no cap).
-#[utoipa::path(post, path = "/api/experiments", tag = "experiments", request_body = Object,
-    responses((status = 201, body = Object), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/experiments", tag = "experiments", request_body = ExperimentRequest,
+    responses((status = 201, body = CreatedExperiment), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub(crate) async fn create_experiment(
     State(state): State<AppState>,
     request: Result<Json<Value>, JsonRejection>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<CreatedExperiment>), ApiError> {
     let Json(body) = request.map_err(|e| ApiError::Client(e.status(), e.body_text()))?;
     // An experiment calls paid models: the API makes its size and its budget explicit. A cap of
     // `null` is an explicit "no cap" (only admins get here).
@@ -53,7 +54,16 @@ pub(crate) async fn create_experiment(
                 CreateError::Invalid(msg) => ApiError::bad_request(msg),
                 other => ApiError::Internal(other.to_string()),
             })?;
-    Ok((StatusCode::CREATED, Json(json!({"id": experiment.id, "name": experiment.spec.name}))))
+    Ok((StatusCode::CREATED, Json(CreatedExperiment { id: experiment.id, name: experiment.spec.name })))
+}
+
+/// A created experiment.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct CreatedExperiment {
+    /// Id.
+    pub id: String,
+    /// Name.
+    pub name: String,
 }
 
 /// An experiment's report: per candidate and rubric the paired comparison, verdicts, cost.
@@ -181,35 +191,70 @@ pub(crate) struct ExchangeQuery {
 
 /// The most recent stored exchanges, as stored (redacted).
 #[utoipa::path(get, path = "/api/exchanges", tag = "exchanges", params(ExchangeQuery),
-    responses((status = 200, body = Object), (status = 400, body = ErrorBody)))]
+    responses((status = 200, body = ExchangeList), (status = 400, body = ErrorBody)))]
 pub(crate) async fn list_exchanges(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<ExchangeQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ExchangeList>, ApiError> {
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
     let (exchanges, unreadable) = state.store.readable_exchanges(query.source.as_deref(), limit).await?;
-    Ok(Json(json!({"exchanges": exchanges, "unreadable": unreadable})))
+    Ok(Json(ExchangeList { exchanges, unreadable }))
+}
+
+/// `GET /api/exchanges`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ExchangeList {
+    /// Newest first.
+    pub exchanges: Vec<StoredExchange>,
+    /// Rows that did not read back (skipped, counted).
+    pub unreadable: usize,
+}
+
+/// A drift alert with its deliveries.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct AlertView {
+    /// The alert.
+    #[serde(flatten)]
+    pub alert: Alert,
+    /// Where it was sent.
+    pub deliveries: Vec<AlertDelivery>,
+}
+
+/// One delivery of an alert event to a sink.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct AlertDelivery {
+    /// `opened` or `closed`.
+    pub event: String,
+    /// The sink.
+    pub sink: String,
+    /// Attempts made.
+    pub attempts: i64,
+    /// Whether it arrived.
+    pub delivered: bool,
+}
+
+/// `GET /api/alerts`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct AlertList {
+    /// Newest first.
+    pub alerts: Vec<AlertView>,
 }
 
 /// Drift alerts, newest first, with their deliveries.
-#[utoipa::path(get, path = "/api/alerts", tag = "drift", responses((status = 200, body = Object)))]
-pub(crate) async fn list_alerts(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/api/alerts", tag = "drift", responses((status = 200, body = AlertList)))]
+pub(crate) async fn list_alerts(State(state): State<AppState>) -> Result<Json<AlertList>, ApiError> {
     let mut alerts = Vec::new();
     for alert in state.store.alerts().await? {
-        let deliveries: Vec<Value> = state
+        let deliveries = state
             .store
             .alert_deliveries(&alert.id)
             .await?
             .into_iter()
-            .map(|(event, sink, attempts, delivered)| {
-                json!({"event": event, "sink": sink, "attempts": attempts, "delivered": delivered})
-            })
+            .map(|(event, sink, attempts, delivered)| AlertDelivery { event, sink, attempts, delivered })
             .collect();
-        let mut value = serde_json::to_value(&alert).map_err(|e| ApiError::Internal(e.to_string()))?;
-        value["deliveries"] = Value::Array(deliveries);
-        alerts.push(value);
+        alerts.push(AlertView { alert, deliveries });
     }
-    Ok(Json(json!({"alerts": alerts})))
+    Ok(Json(AlertList { alerts }))
 }
 
 /// The API's description.

@@ -159,12 +159,15 @@ pub(crate) async fn examples(
 /// Experiments whose example rows are kept in memory at once.
 const CACHED_EXPERIMENTS: usize = 8;
 
+/// An experiment's example rows at a results fingerprint: (experiment id, fingerprint, rows).
+type CachedRows = (String, String, std::sync::Arc<Vec<ExampleRow>>);
+
 /// Each recently listed experiment's example rows with the results fingerprint they were built
 /// at: paging and filtering then need one fingerprint query, not every score again.
 #[derive(Default)]
 pub(crate) struct ExampleRowCache {
     /// (experiment id, fingerprint, rows), most recently used last.
-    entries: std::sync::Mutex<Vec<(String, String, std::sync::Arc<Vec<ExampleRow>>)>>,
+    entries: std::sync::Mutex<Vec<CachedRows>>,
 }
 
 impl ExampleRowCache {

@@ -63,7 +63,7 @@ pub struct ScheduleRun {
 }
 
 /// An alert: a significant drop on one rubric, open until a run comes back within the margin.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Alert {
     /// Row id.
     pub id: String,

@@ -95,7 +95,7 @@ pub struct ExchangeHead {
 }
 
 /// An exchange as stored.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct StoredExchange {
     /// Row id.
     pub id: String,
@@ -302,35 +302,17 @@ impl Store {
     /// The exchanges an experiment sampled, in one query; and how many rows did not read
     /// back (each logged, never fatal).
     pub async fn experiment_exchanges(&self, experiment_id: &str) -> Result<(Vec<StoredExchange>, usize)> {
-        self.sampled_exchanges(experiment_id, "e.request").await
-    }
-
-    /// [`Store::experiment_exchanges`] without the requests (each an empty object): what
-    /// statistics need.
-    pub async fn experiment_exchanges_without_requests(
-        &self,
-        experiment_id: &str,
-    ) -> Result<(Vec<StoredExchange>, usize)> {
-        self.sampled_exchanges(experiment_id, "'{}' AS request").await
-    }
-
-    async fn sampled_exchanges(
-        &self,
-        experiment_id: &str,
-        request: &str,
-    ) -> Result<(Vec<StoredExchange>, usize)> {
-        let sql = format!(
-            "SELECT e.id, e.source, e.external_id, e.received_at, e.occurred_at, e.model, {request},
-                    e.response, e.input_tokens, e.output_tokens, e.cost_usd, e.latency_ms, e.tags,
-                    e.succeeded
-             FROM experiment_items i JOIN exchanges e ON e.id = i.item_id
-             WHERE i.experiment_id = $1 ORDER BY e.id"
-        );
         with_pool!(&self.pool, p => {
-            let rows = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
-                .bind(experiment_id)
-                .fetch_all(p)
-                .await?;
+            let rows = sqlx::query(
+                "SELECT e.id, e.source, e.external_id, e.received_at, e.occurred_at, e.model, e.request,
+                        e.response, e.input_tokens, e.output_tokens, e.cost_usd, e.latency_ms, e.tags,
+                        e.succeeded
+                 FROM experiment_items i JOIN exchanges e ON e.id = i.item_id
+                 WHERE i.experiment_id = $1 ORDER BY e.id",
+            )
+            .bind(experiment_id)
+            .fetch_all(p)
+            .await?;
             Ok(skip_unreadable(rows.iter().map(decode_exchange)))
         })
     }

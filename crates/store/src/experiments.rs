@@ -9,7 +9,7 @@ use crate::with_pool;
 use crate::{Result, Store, StoreError, from_json, to_json};
 
 /// Which stored exchanges an experiment draws from. Failed calls are never baselines.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Filter {
     /// Only this source.
@@ -72,7 +72,7 @@ pub struct ExperimentSpec {
 }
 
 /// The dataset version a golden run uses.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DatasetRef {
     /// Dataset name.
@@ -82,7 +82,7 @@ pub struct DatasetRef {
 }
 
 /// The baseline candidates are compared with.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum BaselineSpec {
     /// The production response stored with each exchange.

@@ -11,7 +11,7 @@ use crate::{Queue, WorkerError, enqueue_missing};
 pub const DEFAULT_MARGIN: f64 = 0.02;
 
 /// What a user asks for (CLI flags or `POST /api/experiments`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExperimentRequest {
     /// Unique name.
