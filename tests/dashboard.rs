@@ -306,6 +306,20 @@ async fn openapi_is_3_1_and_documents_every_api_route_and_errors_have_one_shape(
         }
     }
     assert_eq!(paths.len(), evaltap_server::api_paths().len(), "documented paths the router does not serve");
+    // Path parameters are the path's own; everything else is a query parameter.
+    for (path, item) in raw["paths"].as_object().expect("paths") {
+        for (method, operation) in item.as_object().expect("operations") {
+            for parameter in operation["parameters"].as_array().into_iter().flatten() {
+                let name = parameter["name"].as_str().expect("name");
+                let in_path = path.contains(&format!("{{{name}}}"));
+                assert_eq!(
+                    parameter["in"],
+                    if in_path { "path" } else { "query" },
+                    "{method} {path}: {parameter}"
+                );
+            }
+        }
+    }
     // Schemas referenced are present: the report's, the chart's, the error's.
     for schema in [
         "Report",

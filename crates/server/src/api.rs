@@ -182,6 +182,7 @@ pub(crate) async fn list_sources(State(state): State<AppState>) -> Result<Json<S
 
 /// Query of `GET /api/exchanges`.
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ExchangeQuery {
     /// Only this source.
     source: Option<String>,

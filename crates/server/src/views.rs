@@ -58,6 +58,7 @@ pub(crate) async fn report(state: &AppState, experiment: &Experiment) -> Result<
 
 /// Query selecting a rubric.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RubricQuery {
     /// Rubric to chart (default: the experiment's first).
     pub rubric: Option<String>,
@@ -108,6 +109,7 @@ pub(crate) async fn projection(
 
 /// Query of the examples listing.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ExampleQuery {
     /// Only this candidate.
     pub candidate: Option<String>,
@@ -204,6 +206,7 @@ impl ExampleRowCache {
 
 /// Query of the spend page.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SpendQuery {
     /// The window: the last this many days (default 30, 1 to 366).
     pub days: Option<i64>,
