@@ -58,6 +58,11 @@ async fn every_non_ingest_route_needs_a_token_and_read_tokens_cannot_spend() {
     let server = TestServer::start(config()).await;
     let http =
         reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    // The API's description holds no data: open, like /healthz.
+    for open in ["/openapi.json", "/healthz"] {
+        let reply = http.get(format!("{}{open}", server.url)).send().await.expect("send");
+        assert_eq!(reply.status().as_u16(), 200, "{open} without a token");
+    }
     for route in READ_ROUTES {
         let url = format!("{}{route}", server.url);
         let anonymous = http.get(&url).send().await.expect("send");

@@ -284,6 +284,12 @@ async fn openapi_is_3_1_and_documents_every_api_route_and_errors_have_one_shape(
     assert_eq!(status, 200);
     assert!(html.contains("<meta http-equiv=\"refresh\"") && html.contains(">running<"), "{html}");
     assert!(html.contains("0 / 5") && html.contains("always-valid sequential statistics"), "{html}");
+    // The spend page speaks only for finished experiments: it computes no running one's report.
+    let running = bench.create(experiment_request("pending-too", "small", "correctness", 5)).await;
+    let (status, spend) = get_json(&format!("{url}/api/spend")).await;
+    assert_eq!(status, 200);
+    assert_eq!(spend["what_if"].as_array().map(Vec::len), Some(0), "{spend}");
+    assert!(bench.app.store.report_snapshot(&running.id).await.expect("read").is_none());
     let (status, body) = get(&format!("{url}/openapi.json")).await;
     assert_eq!(status, 200);
     let spec = oas3::from_json(&body).expect("a valid OpenAPI 3.1 document");

@@ -246,8 +246,12 @@ pub(crate) async fn spend(state: &AppState, query: &SpendQuery) -> Result<SpendV
         *by_model.entry(row.model.clone()).or_default() += row.estimated_spend_usd;
     }
     let mut reports = Vec::new();
+    // Only finished experiments speak for a swap; a running one is not computed for this page.
     for experiment in state.store.experiments().await? {
-        if experiment.spec.dataset.is_none() && experiment.spec.baseline == BaselineSpec::Production {
+        if experiment.spec.dataset.is_none()
+            && experiment.spec.baseline == BaselineSpec::Production
+            && state.store.experiment_progress(&experiment).await?.is_done()
+        {
             reports.push(report(state, &experiment).await?);
         }
     }
