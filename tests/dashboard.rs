@@ -36,7 +36,7 @@ fn fixture_item(i: usize) -> Value {
                         "usage": {"prompt_tokens": 10, "completion_tokens": 5}}})
 }
 
-#[tokio::test]
+crate::on_both_engines! {
 async fn pages_chart_examples_spend_and_sources_show_what_is_stored() {
     let bench = Bench::start_with("dashboard", JudgeBehavior::default(), None, 60, |config| {
         config.sources.push(evaltap_core::SourceConfig {
@@ -245,8 +245,9 @@ async fn pages_chart_examples_spend_and_sources_show_what_is_stored() {
     assert_eq!(status, 200);
     assert!(sources_html.contains("`request` is missing") && sources_html.contains("class=\"traffic\""));
 }
+}
 
-#[tokio::test]
+crate::on_both_engines! {
 async fn statistics_are_stored_once_and_recomputed_only_when_results_change() {
     let (bench, experiment, _) =
         Bench::run_one("snapshots", JudgeBehavior::default(), "small", "correctness", 40).await;
@@ -270,6 +271,7 @@ async fn statistics_are_stored_once_and_recomputed_only_when_results_change() {
     // The stored report is the computed one.
     let fresh = evaltap_report::build(store, &experiment).await.expect("build");
     assert_eq!(serde_json::to_value(&again).expect("json"), serde_json::to_value(&fresh).expect("json"));
+}
 }
 
 #[tokio::test]

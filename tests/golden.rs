@@ -69,6 +69,31 @@ crate::on_both_engines! {
         let gate = evaltap::gate::evaluate(&report, Some("small"));
         assert_eq!(gate.code, evaltap::gate::GateCode::Regression);
 
+        // The dashboard's example view of a golden run: items by regression, the dataset's
+        // messages, the replayed baseline beside the candidate with a diff (on both engines).
+        let http = evaltap_providers::http_client(std::time::Duration::from_secs(30)).expect("client");
+        let base = format!("{}/api/experiments/{}", bench.url, report.experiment);
+        let page: serde_json::Value = http
+            .get(format!("{base}/examples?candidate=small&direction=regressions"))
+            .send()
+            .await
+            .expect("examples")
+            .json()
+            .await
+            .expect("json");
+        let rows = page["rows"].as_array().expect("rows");
+        assert!(!rows.is_empty() && rows.iter().all(|r| r["delta"].as_f64().is_some_and(|d| d < 0.0)), "{page}");
+        assert!(rows[0]["preview"].as_str().is_some_and(|p| !p.is_empty()), "{page}");
+        let item = rows[0]["item_id"].as_str().expect("item");
+        // Dataset item keys hold a `/`: the path segment is encoded.
+        let mut url = reqwest::Url::parse(&base).expect("url");
+        url.path_segments_mut().expect("segments").push("examples").push(item);
+        let detail: serde_json::Value = http.get(url).send().await.expect("detail").json().await.expect("json");
+        assert_eq!(detail["baseline"]["name"], "large", "{detail}");
+        assert!(detail["messages"].as_array().is_some_and(|m| !m.is_empty()), "{detail}");
+        let small = &detail["candidates"].as_array().expect("sides")[..].iter().find(|c| c["name"] == "small").cloned().expect("small");
+        assert!(small["diff"].as_array().is_some_and(|d| !d.is_empty()) && small["judgments"].as_array().is_some_and(|j| !j.is_empty()), "{small}");
+
         // A changed file is a new version; the old one stays stored with its run.
         golden_cmd::add(
             app,

@@ -129,8 +129,11 @@ impl Store {
     ) -> Result<Vec<TrafficRow>> {
         with_pool!(&self.pool, p => {
             let rows = sqlx::query(
-                "SELECT source, model, SUM(requests) AS requests, SUM(priced) AS priced, SUM(cost_usd) AS cost_usd,
-                        SUM(unpriced_input_tokens) AS unpriced_input, SUM(unpriced_output_tokens) AS unpriced_output
+                // PostgreSQL sums BIGINT as NUMERIC: cast back.
+                "SELECT source, model, CAST(SUM(requests) AS BIGINT) AS requests,
+                        CAST(SUM(priced) AS BIGINT) AS priced, SUM(cost_usd) AS cost_usd,
+                        CAST(SUM(unpriced_input_tokens) AS BIGINT) AS unpriced_input,
+                        CAST(SUM(unpriced_output_tokens) AS BIGINT) AS unpriced_output
                  FROM traffic_hourly WHERE hour >= $1 AND hour <= $2
                  GROUP BY source, model ORDER BY source, model",
             )
@@ -164,7 +167,7 @@ impl Store {
     ) -> Result<Vec<HourlyCount>> {
         with_pool!(&self.pool, p => {
             let rows = sqlx::query(
-                "SELECT source, hour, SUM(requests) AS requests FROM traffic_hourly
+                "SELECT source, hour, CAST(SUM(requests) AS BIGINT) AS requests FROM traffic_hourly
                  WHERE hour >= $1 AND hour <= $2 GROUP BY hour, source ORDER BY hour, source",
             )
             .bind(hour_of(since))
