@@ -259,6 +259,16 @@ async fn statistics_are_stored_once_and_recomputed_only_when_results_change() {
     doctored["margin"] = json!(0.5);
     store.save_report_snapshot(&experiment.id, &fingerprint, &doctored.to_string()).await.expect("save");
     assert_eq!(evaltap_report::stored(store, &experiment).await.expect("report").margin, 0.5);
+    // `evaltap report` reads the stored report too.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_evaltap"))
+        .args(["report", "snapshots", "--json"])
+        .env("EVALTAP_DATABASE_URL", &bench.app.config.database_url)
+        .current_dir(&bench.dir.0)
+        .output()
+        .expect("run evaltap report");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let printed: Value = serde_json::from_slice(&output.stdout).expect("report JSON");
+    assert_eq!(printed["margin"], json!(0.5), "evaltap report recomputed instead of reading the stored report");
     // A result landing changes the fingerprint: the report is computed again.
     let mut judgment =
         evaltap_store::JudgmentRecord::new(&experiment.id, "not-sampled", "small", "correctness", "");

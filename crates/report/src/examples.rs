@@ -159,7 +159,7 @@ pub fn example_rows(inputs: &ExampleInputs) -> Vec<ExampleRow> {
             Some(e) => preview(&e.request),
             None => references.get(item.as_str()).map(|body| preview(body)).unwrap_or_default(),
         };
-        for candidate in spec.candidates.iter().filter(|c| c.name != baseline_subject) {
+        for candidate in spec.compared_candidates() {
             for rubric in &spec.rubrics {
                 let (baseline, cand) = if spec.is_pairwise(rubric) {
                     let outcome = match (
@@ -346,7 +346,7 @@ pub async fn example(
     item_id: &str,
 ) -> Result<Option<ExampleDetail>, StoreError> {
     let spec = &experiment.spec;
-    if !store.experiment_item_ids(&experiment.id).await?.iter().any(|i| i == item_id) {
+    if !store.experiment_has_item(&experiment.id, item_id).await? {
         return Ok(None);
     }
     let replays = store.item_replays(&experiment.id, item_id).await?;
@@ -419,9 +419,7 @@ pub async fn example(
     };
     baseline.judgments = judgment_views(&judgments, &baseline_subject);
     let candidates = spec
-        .candidates
-        .iter()
-        .filter(|c| c.name != baseline_subject)
+        .compared_candidates()
         .map(|c| {
             let mut answer = answer_of(&c.name);
             answer.model.get_or_insert_with(|| c.model.clone());

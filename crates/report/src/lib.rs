@@ -554,9 +554,7 @@ pub fn compute(inputs: ReportInputs) -> Report {
     let empty = HashMap::new();
     let no_book = JudgeBook::default();
     let mut candidates: Vec<CandidateReport> = spec
-        .candidates
-        .iter()
-        .filter(|candidate| candidate.name != baseline_subject)
+        .compared_candidates()
         .map(|candidate| {
             let mine: Vec<_> = replays.iter().filter(|r| r.candidate == candidate.name).collect();
             let ok: Vec<_> = mine.iter().filter(|r| r.error.is_none()).collect();

@@ -118,9 +118,7 @@ pub(crate) async fn examples(
 ) -> Result<Html<String>, ApiError> {
     let experiment = state.store.require_experiment(&name).await?;
     let page = views::examples(&state, &experiment, &query).await?;
-    let baseline = experiment.spec.baseline_candidate().unwrap_or(evaltap_store::BASELINE).to_string();
-    let candidates: Vec<&String> =
-        experiment.spec.candidates.iter().map(|c| &c.name).filter(|c| **c != baseline).collect();
+    let candidates: Vec<&String> = experiment.spec.compared_candidates().map(|c| &c.name).collect();
     let sources: Vec<&String> = state.config.sources.iter().map(|s| &s.name).collect();
     render(
         &state,

@@ -339,10 +339,8 @@ pub(crate) async fn sources(state: &AppState) -> Result<SourcesView, ApiError> {
     let first_hour = now - Duration::hours(23);
     let hours: Vec<String> =
         (0..24).map(|h| (first_hour + Duration::hours(h)).format("%Y-%m-%dT%H").to_string()).collect();
-    let since = chrono::DateTime::parse_from_rfc3339(&format!("{}:00:00Z", hours[0]))
-        .map(|t| t.with_timezone(&Utc))
-        .unwrap_or(first_hour);
-    let hourly: Vec<HourlyCount> = state.store.hourly_traffic(since, now + Duration::seconds(1)).await?;
+    // The rollup is by whole hours: the hour holding `first_hour` is the first of the 24.
+    let hourly: Vec<HourlyCount> = state.store.hourly_traffic(first_hour, now).await?;
     let sources = state
         .config
         .sources

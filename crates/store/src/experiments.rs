@@ -150,6 +150,13 @@ impl ExperimentSpec {
         }
     }
 
+    /// The candidates compared with the baseline: every candidate but the one whose replies are
+    /// the baseline.
+    pub fn compared_candidates(&self) -> impl Iterator<Item = &CandidateConfig> {
+        let baseline = self.baseline_candidate().unwrap_or(crate::BASELINE);
+        self.candidates.iter().filter(move |c| c.name != baseline)
+    }
+
     /// The kind of item this experiment replays.
     pub fn item_kind(&self) -> &'static str {
         if self.dataset.is_some() { crate::ITEM_DATASET } else { crate::ITEM_EXCHANGE }
@@ -266,6 +273,17 @@ impl Store {
                 .await?;
         rows.iter().map(decode_experiment).collect()
         })
+    }
+
+    /// Whether an experiment sampled this item.
+    pub async fn experiment_has_item(&self, experiment_id: &str, item_id: &str) -> Result<bool> {
+        Ok(with_pool!(&self.pool, p => sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM experiment_items WHERE experiment_id = $1 AND item_id = $2)",
+        )
+        .bind(experiment_id)
+        .bind(item_id)
+        .fetch_one(p)
+        .await)?)
     }
 
     /// Ids of the items (exchanges or dataset items) an experiment sampled.
