@@ -37,6 +37,8 @@ pub struct IngestFigures {
     pub single_p99: Duration,
     /// Batched POSTs: exchanges per second.
     pub batched_per_sec: f64,
+    /// LiteLLM `ndjson` batches of real 17 KB payloads: exchanges per second.
+    pub litellm_per_sec: f64,
 }
 
 /// Runs the benchmark on SQLite, then on PostgreSQL when a URL is given.
@@ -64,6 +66,18 @@ fn exchange(i: usize) -> String {
            "response": {"model": "m", "choices": [{"message": {"role": "assistant", "content": "answer"}}],
                         "usage": {"prompt_tokens": 12, "completion_tokens": 3}}})
     .to_string()
+}
+
+/// A payload as LiteLLM proxy 1.108.7 posts it (see the ingest crate's fixture).
+const LITELLM_PAYLOAD: &str = include_str!("../ingest/tests/fixtures/litellm_1.108.7_payload.json");
+const LITELLM_CALL_ID: &str = "ca9afd90-0b58-4d99-967c-47a5a68111b8";
+
+/// LiteLLM's real payload as one JSON line, with a placeholder for the call id.
+fn litellm_template() -> anyhow::Result<String> {
+    let batch: Vec<serde_json::Value> =
+        serde_json::from_str(LITELLM_PAYLOAD).context("reading the LiteLLM fixture")?;
+    let first = batch.into_iter().next().context("the LiteLLM fixture is empty")?;
+    Ok(first.to_string())
 }
 
 async fn measure(
@@ -122,8 +136,35 @@ async fn measure(
     .collect::<anyhow::Result<_>>()?;
     let batched_time = started.elapsed();
     anyhow::ensure!(batched.len() == batches);
+
+    // LiteLLM's generic_api callback with `log_format: ndjson`, each payload its own call.
+    let template = litellm_template()?;
+    let litellm_url = format!("{url}/litellm");
+    let post_litellm = |body: String| {
+        let (http, url) = (http.clone(), litellm_url.clone());
+        async move {
+            let reply = http.post(&url).bearer_auth("k-bench").body(body).send().await?;
+            anyhow::ensure!(reply.status().as_u16() == 202, "the mirror answered {}", reply.status());
+            Ok::<(), anyhow::Error>(())
+        }
+    };
+    let started = Instant::now();
+    futures_util::stream::iter((0..batches).map(|b| {
+        let lines: Vec<String> = (b * size..(b + 1) * size)
+            .map(|i| template.replace(LITELLM_CALL_ID, &format!("bench-litellm-{i}")))
+            .collect();
+        post_litellm(lines.join("\n"))
+    }))
+    .buffer_unordered(settings.concurrency.clamp(1, 8))
+    .collect::<Vec<_>>()
+    .await
+    .into_iter()
+    .collect::<anyhow::Result<Vec<()>>>()?;
+    let litellm_time = started.elapsed();
+
     let stored = app.store.count_exchanges().await?;
-    anyhow::ensure!(stored as usize == n + batches * size, "{stored} stored of {}", n + batches * size);
+    let expected = n + 2 * batches * size;
+    anyhow::ensure!(stored as usize == expected, "{stored} stored of {expected}");
     let _ = stop.send(());
     let _ = server.await;
     Ok(IngestFigures {
@@ -132,24 +173,27 @@ async fn measure(
         single_p50: at(0.5),
         single_p99: at(0.99),
         batched_per_sec: (batches * size) as f64 / batched_time.as_secs_f64().max(1e-9),
+        litellm_per_sec: (batches * size) as f64 / litellm_time.as_secs_f64().max(1e-9),
     })
 }
 
 /// The figures as a table.
 pub fn render(settings: &IngestBench, figures: &[IngestFigures]) -> String {
     let mut out = format!(
-        "mirror ingest: {} single-exchange POSTs at concurrency {}, then {} exchanges in batches of {}\n\
-         engine     single ex/s   ack p50    ack p99   batched ex/s\n",
+        "mirror ingest: {} single-exchange POSTs at concurrency {}, then {} exchanges in batches of {}, \
+         native and LiteLLM (real 17 KB payloads, ndjson)\n\
+         engine     single ex/s   ack p50    ack p99   batched ex/s   litellm ex/s\n",
         settings.exchanges, settings.concurrency, settings.exchanges, settings.batch
     );
     for f in figures {
         out.push_str(&format!(
-            "{:<9} {:>12.0} {:>7.2} ms {:>7.2} ms {:>14.0}\n",
+            "{:<9} {:>12.0} {:>7.2} ms {:>7.2} ms {:>14.0} {:>14.0}\n",
             f.engine,
             f.single_per_sec,
             f.single_p50.as_secs_f64() * 1000.0,
             f.single_p99.as_secs_f64() * 1000.0,
-            f.batched_per_sec
+            f.batched_per_sec,
+            f.litellm_per_sec
         ));
     }
     out

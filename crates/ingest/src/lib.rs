@@ -78,11 +78,29 @@ impl Decoded {
 /// each item with `item`; a bad item becomes a rejection with its index.
 pub fn decode_each(
     body: &[u8],
-    item: impl Fn(&serde_json::Value) -> Result<Exchange, String>,
+    item: impl Fn(serde_json::Value) -> Result<Exchange, String>,
 ) -> Result<Decoded, IngestError> {
     let mut decoded = Decoded::default();
-    formats::native::for_each_json_item(body, |index, value| {
-        decoded.push(index, value.and_then(|v| item(&v)))
+    formats::native::for_each_json_item(body, |index, value| decoded.push(index, value.and_then(&item)))?;
+    Ok(decoded)
+}
+
+/// [`decode_each`] for adapters that read a typed view of each item (`T` names only the fields
+/// it reads; the rest is skipped, never built into a tree). Each item must be a JSON object
+/// (serde would otherwise read an array as a struct, field by position); `not_an_object` is the
+/// reason given for one that is not.
+pub fn decode_each_typed<'a, T: serde::Deserialize<'a>>(
+    body: &'a [u8],
+    not_an_object: &str,
+    item: impl Fn(T) -> Result<Exchange, String>,
+) -> Result<Decoded, IngestError> {
+    let mut decoded = Decoded::default();
+    formats::native::for_each_raw_item(body, |index, raw| {
+        let typed = raw.and_then(|raw| match raw.get().starts_with('{') {
+            true => serde_json::from_str::<T>(raw.get()).map_err(|e| e.to_string()),
+            false => Err(not_an_object.to_string()),
+        });
+        decoded.push(index, typed.and_then(&item))
     })?;
     Ok(decoded)
 }

@@ -68,6 +68,67 @@ fn litellm_ndjson_and_single_formats_and_bad_items() {
     assert!(decoded.rejected[0].reason.contains("`messages`"), "{}", decoded.rejected[0].reason);
 }
 
+/// A payload exactly as LiteLLM proxy 1.108.7's `generic_api` callback posted it (captured from
+/// a real proxy in front of the simulated upstream, driven by the `openai` client): 17 KB, most
+/// of it key metadata and the model's cost map, none of which evaltap keeps.
+#[test]
+fn litellm_real_payload_keeps_what_matters_and_drops_the_rest() {
+    let decoded = decode("litellm", &fixture("litellm_1.108.7_payload.json")).expect("decodes");
+    conforms(&decoded);
+    assert!(decoded.rejected.is_empty(), "{:?}", decoded.rejected);
+    let [(_, exchange)] = &decoded.exchanges[..] else { panic!("one exchange") };
+    assert_eq!(exchange.external_id.as_deref(), Some("ca9afd90-0b58-4d99-967c-47a5a68111b8"));
+    assert_eq!(exchange.request["model"], "sim-large");
+    assert_eq!(exchange.request["temperature"], 0.2);
+    assert_eq!(exchange.request["max_tokens"], 300);
+    assert_eq!(exchange.request["messages"].as_array().map(Vec::len), Some(2));
+    assert!(last_user_text(&exchange.request).ends_with("What is 17 + 25? Reply with the number."));
+    assert_eq!(response_text(&exchange.response), "The answer is 42.");
+    assert_eq!(exchange.usage.map(|u| (u.input_tokens, u.output_tokens)), Some((787, 6)));
+    assert_eq!(exchange.cost_usd, Some(0.0));
+    assert!((exchange.latency_ms.expect("latency") - 23.57).abs() < 0.01);
+    assert_eq!(exchange.occurred_at.map(|t| t.timestamp()), Some(1_796_018_773));
+    assert!(exchange.succeeded);
+    let tags = &exchange.tags;
+    assert_eq!(tags["user_id"], "end-user-42");
+    assert_eq!(tags["litellm_model_name"], "openai/sim-large");
+    assert_eq!(tags["call_type"], "acompletion");
+    assert_eq!(tags["request_tags"][2], "team-support");
+    assert_eq!(tags["requester_metadata"]["app"], "helpdesk");
+    // Client headers beyond the allowlist (host, x-stainless-*, content-length) are dropped.
+    let headers = tags["requester_metadata"]["headers"].as_object().expect("headers");
+    let mut kept: Vec<&str> = headers.keys().map(String::as_str).collect();
+    kept.sort_unstable();
+    assert_eq!(kept, ["accept", "content-type", "user-agent", "x-request-id"]);
+    assert!(tags.get("cache_hit").is_none(), "null fields are not tags");
+    let stored = serde_json::to_string(exchange).expect("serializes");
+    for dropped in ["model_map_information", "user_api_key_hash", "input_cost_per_token", "x-stainless-os"] {
+        assert!(!stored.contains(dropped), "{dropped} was kept");
+    }
+}
+
+/// A field of an unexpected type is that item's rejection, naming the field; nested metadata
+/// of an unexpected shape is ignored, not a reason to lose the call.
+#[test]
+fn litellm_fields_of_the_wrong_type() {
+    let batch: Vec<Value> = serde_json::from_slice(&fixture("litellm_batch.json")).expect("json");
+    let mut odd_metadata = batch[0].clone();
+    odd_metadata["metadata"] = json!("not an object");
+    odd_metadata["hidden_params"] = json!([1, 2]);
+    let mut not_an_object = batch[0].clone();
+    not_an_object = json!([not_an_object]);
+    let body = json!([batch[0], odd_metadata, not_an_object, 42]).to_string();
+    let decoded = decode("litellm", body.as_bytes()).expect("decodes");
+    assert_eq!(decoded.exchanges.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [0, 1]);
+    assert!(decoded.exchanges[1].1.tags.get("requester_metadata").is_none());
+    assert_eq!(decoded.rejected.iter().map(|r| r.index).collect::<Vec<_>>(), [2, 3]);
+    assert!(
+        decoded.rejected.iter().all(|r| r.reason.contains("StandardLoggingPayload")),
+        "{:?}",
+        decoded.rejected
+    );
+}
+
 #[test]
 fn openrouter_broadcast_root_span_and_test_connection() {
     let decoded = decode("openrouter", &fixture("openrouter.json")).expect("decodes");

@@ -185,10 +185,11 @@ fn template_error(path: &str, template: &str, source_text: &str, err: &minijinja
     }
 }
 
-/// A set of loaded rubrics with their compiled templates.
+/// A set of loaded rubrics with their compiled templates; cheap to clone (shared, read-only —
+/// the server's state is cloned per request and the worker's per job).
 #[derive(Debug, Clone)]
 pub struct Rubrics {
-    rubrics: BTreeMap<String, Rubric>,
+    rubrics: Arc<BTreeMap<String, Rubric>>,
     env: Arc<Environment<'static>>,
 }
 
@@ -231,7 +232,7 @@ impl Rubrics {
                 return Err(invalid("another rubric has the same name".into()));
             }
         }
-        Ok(Rubrics { rubrics, env: Arc::new(env) })
+        Ok(Rubrics { rubrics: Arc::new(rubrics), env: Arc::new(env) })
     }
 
     /// The rubric with this name.

@@ -29,7 +29,7 @@ impl Adapter for Cloudflare {
         if looks_otlp {
             return otlp::Otlp.decode(body, headers);
         }
-        crate::decode_each(body, from_logpush)
+        crate::decode_each(body, |item| from_logpush(&item))
     }
 }
 

@@ -22,7 +22,7 @@ impl Adapter for Helicone {
     }
 
     fn decode(&self, body: &[u8], _headers: &http::HeaderMap) -> Result<Decoded, IngestError> {
-        crate::decode_each(body, from_webhook)
+        crate::decode_each(body, |item| from_webhook(&item))
     }
 }
 

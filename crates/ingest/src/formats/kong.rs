@@ -20,7 +20,7 @@ impl Adapter for Kong {
     }
 
     fn decode(&self, body: &[u8], _headers: &http::HeaderMap) -> Result<Decoded, IngestError> {
-        crate::decode_each(body, from_log)
+        crate::decode_each(body, |item| from_log(&item))
     }
 }
 

@@ -11,6 +11,7 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 use evaltap_core::{Exchange, Usage, chat};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::{Adapter, Decoded, IngestError};
@@ -29,12 +30,13 @@ impl Adapter for Native {
     }
 }
 
-/// Calls `each` with every item of a body — a JSON array, one object, or JSON lines — in order,
-/// as each is parsed: the elements of a large array are never all held at once, so a batch of
-/// junk costs memory for one element at a time.
-pub fn for_each_json_item(
-    body: &[u8],
-    mut each: impl FnMut(usize, Result<Value, String>),
+/// Calls `each` with the JSON text of every item of a body — a JSON array, one object, or JSON
+/// lines — in order, as each is scanned. Items are borrowed from the body, not built into
+/// trees: an adapter parses each into just what it reads, a bad item is that item's rejection,
+/// and the elements of a large array are never all held at once.
+pub fn for_each_raw_item<'a>(
+    body: &'a [u8],
+    mut each: impl FnMut(usize, Result<&'a RawValue, String>),
 ) -> Result<(), IngestError> {
     let text =
         std::str::from_utf8(body).map_err(|e| IngestError::InvalidJson(format!("body is not UTF-8: {e}")))?;
@@ -50,9 +52,9 @@ pub fn for_each_json_item(
                 .and_then(|()| de.end());
         return streamed.map_err(|e| IngestError::InvalidJson(e.to_string()));
     }
-    let whole_error = match serde_json::from_str::<Value>(trimmed) {
-        Ok(value) => {
-            each(0, Ok(value));
+    let whole_error = match serde_json::from_str::<&RawValue>(trimmed) {
+        Ok(item) => {
+            each(0, Ok(item));
             return Ok(());
         }
         Err(err) => err,
@@ -61,10 +63,23 @@ pub fn for_each_json_item(
     if lines.len() < 2 {
         return Err(IngestError::InvalidJson(whole_error.to_string()));
     }
-    for (i, line) in lines.iter().enumerate() {
+    for (i, line) in lines.into_iter().enumerate() {
         each(i, serde_json::from_str(line).map_err(|e| format!("line {}: invalid JSON: {e}", i + 1)));
     }
     Ok(())
+}
+
+/// [`for_each_raw_item`] with each item parsed into a [`Value`].
+pub fn for_each_json_item(
+    body: &[u8],
+    mut each: impl FnMut(usize, Result<Value, String>),
+) -> Result<(), IngestError> {
+    for_each_raw_item(body, |index, item| {
+        each(
+            index,
+            item.and_then(|raw| serde_json::from_str(raw.get()).map_err(|e| format!("invalid JSON: {e}"))),
+        )
+    })
 }
 
 /// Streams a JSON array's elements to a callback.
@@ -73,7 +88,7 @@ struct Elements<'a, F> {
     index: &'a mut usize,
 }
 
-impl<'de, F: FnMut(usize, Result<Value, String>)> serde::de::Visitor<'de> for Elements<'_, F> {
+impl<'de, F: FnMut(usize, Result<&'de RawValue, String>)> serde::de::Visitor<'de> for Elements<'_, F> {
     type Value = ();
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -81,8 +96,8 @@ impl<'de, F: FnMut(usize, Result<Value, String>)> serde::de::Visitor<'de> for El
     }
 
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while let Some(value) = seq.next_element::<Value>()? {
-            (self.each)(*self.index, Ok(value));
+        while let Some(item) = seq.next_element::<&'de RawValue>()? {
+            (self.each)(*self.index, Ok(item));
             *self.index += 1;
         }
         Ok(())
@@ -110,18 +125,18 @@ pub fn parse_timestamp(value: &Value) -> Option<DateTime<Utc>> {
     }
 }
 
-fn exchange_from_item(value: &Value) -> Result<Exchange, String> {
-    let item = value.as_object().ok_or("each item must be a JSON object")?;
-    let request = match item.get("request") {
-        Some(Value::Object(request)) => Value::Object(request.clone()),
+fn exchange_from_item(value: Value) -> Result<Exchange, String> {
+    let Value::Object(mut item) = value else { return Err("each item must be a JSON object".into()) };
+    let request = match item.remove("request") {
+        Some(Value::Object(request)) => Value::Object(request),
         Some(_) => return Err("`request` must be a chat-completions request object".into()),
         None => return Err("`request` is missing".into()),
     };
     if !request.get("messages").is_some_and(Value::is_array) {
         return Err("`request.messages` must be an array".into());
     }
-    let (response, succeeded) = match (item.get("response"), item.get("error")) {
-        (Some(Value::Object(response)), _) => (Value::Object(response.clone()), true),
+    let (response, succeeded) = match (item.remove("response"), item.get("error")) {
+        (Some(Value::Object(response)), _) => (Value::Object(response), true),
         (Some(_), _) => return Err("`response` must be a chat-completions response object".into()),
         (None, Some(error)) if !error.is_null() => (serde_json::json!({"error": error}), false),
         (None, _) => return Err("`response` is missing (send `error` for a failed call)".into()),
@@ -136,9 +151,9 @@ fn exchange_from_item(value: &Value) -> Result<Exchange, String> {
         None | Some(Value::Null) => None,
         Some(ts) => Some(parse_timestamp(ts).ok_or("`timestamp` must be RFC 3339 text or unix seconds")?),
     };
-    let tags = match item.get("tags") {
+    let tags = match item.remove("tags") {
         None | Some(Value::Null) => Value::Object(Map::new()),
-        Some(Value::Object(tags)) => Value::Object(tags.clone()),
+        Some(Value::Object(tags)) => Value::Object(tags),
         Some(_) => return Err("`tags` must be an object".into()),
     };
     Ok(Exchange {
@@ -146,8 +161,8 @@ fn exchange_from_item(value: &Value) -> Result<Exchange, String> {
         occurred_at,
         model: chat::model_of(&request, &response),
         usage: Usage::from_openai(&response),
-        cost_usd: optional_f64(item, "cost_usd")?,
-        latency_ms: optional_f64(item, "latency_ms")?,
+        cost_usd: optional_f64(&item, "cost_usd")?,
+        latency_ms: optional_f64(&item, "latency_ms")?,
         request,
         response,
         tags,

@@ -19,7 +19,7 @@ impl Adapter for Portkey {
     }
 
     fn decode(&self, body: &[u8], _headers: &http::HeaderMap) -> Result<Decoded, IngestError> {
-        crate::decode_each(body, from_context)
+        crate::decode_each(body, |item| from_context(&item))
     }
 }
 
