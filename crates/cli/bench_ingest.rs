@@ -22,6 +22,9 @@ pub struct IngestBench {
     pub batch: usize,
     /// An administrative PostgreSQL URL to create the benchmark's database with (none: SQLite only).
     pub postgres_url: Option<String>,
+    /// Single-exchange POSTs per second sent on a fixed schedule (open loop), whatever the
+    /// answers' pace.
+    pub open_loop_rate: u32,
 }
 
 /// One engine's figures.
@@ -39,6 +42,20 @@ pub struct IngestFigures {
     pub batched_per_sec: f64,
     /// LiteLLM `ndjson` batches of real 17 KB payloads: exchanges per second.
     pub litellm_per_sec: f64,
+    /// Open loop: the rate the answers kept up with, and the time to each 202 from when its
+    /// request was due (so a server falling behind shows as latency, not as a slower client).
+    pub open_loop: OpenLoop,
+}
+
+/// An open-loop measurement.
+#[derive(Debug, Clone, Default)]
+pub struct OpenLoop {
+    /// Requests per second answered.
+    pub answered_per_sec: f64,
+    /// Median time from due to 202.
+    pub p50: Duration,
+    /// 99th percentile time from due to 202.
+    pub p99: Duration,
 }
 
 /// Runs the benchmark on SQLite, then on PostgreSQL when a URL is given.
@@ -162,8 +179,10 @@ async fn measure(
     .collect::<anyhow::Result<Vec<()>>>()?;
     let litellm_time = started.elapsed();
 
+    let open_loop = open_loop(settings, n + batches * size, &post).await?;
+
     let stored = app.store.count_exchanges().await?;
-    let expected = n + 2 * batches * size;
+    let expected = 2 * n + 2 * batches * size;
     anyhow::ensure!(stored as usize == expected, "{stored} stored of {expected}");
     let _ = stop.send(());
     let _ = server.await;
@@ -174,7 +193,40 @@ async fn measure(
         single_p99: at(0.99),
         batched_per_sec: (batches * size) as f64 / batched_time.as_secs_f64().max(1e-9),
         litellm_per_sec: (batches * size) as f64 / litellm_time.as_secs_f64().max(1e-9),
+        open_loop,
     })
+}
+
+/// Sends `settings.exchanges` single-exchange POSTs (numbered from `first_id` on), each at its
+/// due time on a fixed schedule at `settings.open_loop_rate` per second.
+async fn open_loop<F, Fut>(settings: &IngestBench, first_id: usize, post: &F) -> anyhow::Result<OpenLoop>
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Duration>> + Send + 'static,
+{
+    let n = settings.exchanges;
+    let interval = Duration::from_secs_f64(1.0 / f64::from(settings.open_loop_rate.max(1)));
+    let start = tokio::time::Instant::now() + Duration::from_millis(10);
+    let mut sent = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let due = start + interval * u32::try_from(i).unwrap_or(u32::MAX);
+        tokio::time::sleep_until(due).await;
+        let reply = post(exchange(first_id + i));
+        sent.spawn(async move {
+            reply.await?;
+            Ok::<Duration, anyhow::Error>(due.elapsed())
+        });
+    }
+    let mut latencies = Vec::with_capacity(n);
+    while let Some(joined) = sent.join_next().await {
+        latencies.push(joined??);
+    }
+    let elapsed = start.elapsed();
+    latencies.sort();
+    let at = |q: f64| {
+        latencies.get(((latencies.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or_default()
+    };
+    Ok(OpenLoop { answered_per_sec: n as f64 / elapsed.as_secs_f64().max(1e-9), p50: at(0.5), p99: at(0.99) })
 }
 
 /// The figures as a table.
@@ -182,18 +234,27 @@ pub fn render(settings: &IngestBench, figures: &[IngestFigures]) -> String {
     let mut out = format!(
         "mirror ingest: {} single-exchange POSTs at concurrency {}, then {} exchanges in batches of {}, \
          native and LiteLLM (real 17 KB payloads, ndjson)\n\
-         engine     single ex/s   ack p50    ack p99   batched ex/s   litellm ex/s\n",
-        settings.exchanges, settings.concurrency, settings.exchanges, settings.batch
+         and {} single POSTs on a schedule of {}/s (open loop)\n\
+         engine     single ex/s   ack p50    ack p99   batched ex/s   litellm ex/s   open-loop ex/s   ack p50    ack p99\n",
+        settings.exchanges,
+        settings.concurrency,
+        settings.exchanges,
+        settings.batch,
+        settings.exchanges,
+        settings.open_loop_rate
     );
     for f in figures {
         out.push_str(&format!(
-            "{:<9} {:>12.0} {:>7.2} ms {:>7.2} ms {:>14.0} {:>14.0}\n",
+            "{:<9} {:>12.0} {:>7.2} ms {:>7.2} ms {:>14.0} {:>14.0} {:>16.0} {:>7.2} ms {:>7.2} ms\n",
             f.engine,
             f.single_per_sec,
             f.single_p50.as_secs_f64() * 1000.0,
             f.single_p99.as_secs_f64() * 1000.0,
             f.batched_per_sec,
-            f.litellm_per_sec
+            f.litellm_per_sec,
+            f.open_loop.answered_per_sec,
+            f.open_loop.p50.as_secs_f64() * 1000.0,
+            f.open_loop.p99.as_secs_f64() * 1000.0
         ));
     }
     out

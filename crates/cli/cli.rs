@@ -405,6 +405,9 @@ enum BenchCommand {
         /// Measure SQLite only.
         #[arg(long)]
         sqlite_only: bool,
+        /// Single-exchange POSTs per second in the open-loop measurement.
+        #[arg(long, default_value_t = 5_000)]
+        open_loop_rate: u32,
     },
     /// The tee proxy beside calling the simulated upstream directly: throughput, added
     /// latency, what it mirrored and shed.
@@ -837,12 +840,20 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let result = crate::bench::golden(&settings).await?;
             print!("{}", result.render(&settings));
         }
-        Command::Bench(BenchCommand::Ingest { exchanges, concurrency, batch, postgres_url, sqlite_only }) => {
+        Command::Bench(BenchCommand::Ingest {
+            exchanges,
+            concurrency,
+            batch,
+            postgres_url,
+            sqlite_only,
+            open_loop_rate,
+        }) => {
             let settings = crate::bench_ingest::IngestBench {
                 exchanges: *exchanges,
                 concurrency: *concurrency,
                 batch: *batch,
                 postgres_url: (!sqlite_only).then(|| postgres_url.clone()),
+                open_loop_rate: *open_loop_rate,
             };
             let figures = crate::bench_ingest::ingest(&settings).await?;
             print!("{}", crate::bench_ingest::render(&settings, &figures));

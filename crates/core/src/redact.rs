@@ -4,7 +4,7 @@
 
 use std::sync::LazyLock;
 
-use regex::Regex;
+use regex::{Regex, RegexSet};
 use serde_json::Value;
 
 /// Keys (case-insensitive) whose values are credentials wherever they appear.
@@ -61,23 +61,37 @@ struct Pattern {
     luhn: bool,
 }
 
+/// The built-in patterns: (kind, regex, whether a match must pass the Luhn check).
+const BUILTIN_PATTERNS: [(&str, &str, bool); 12] = [
+    ("bearer", r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{8,}", false),
+    ("basic_auth", r"(?i)\bbasic\s+[A-Za-z0-9+/]{8,}={0,2}", false),
+    ("jwt", r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}", false),
+    ("api_key", r"\b(?:sk|pk|rk)-(?:[A-Za-z0-9]+-)*[A-Za-z0-9_-]{16,}", false),
+    ("api_key", r"\bAKIA[0-9A-Z]{16}\b", false),
+    ("api_key", r"\bgh[pousr]_[A-Za-z0-9]{20,}\b", false),
+    ("api_key", r"\bAIza[0-9A-Za-z_-]{35}\b", false),
+    ("api_key", r"\bxox[abprs]-[A-Za-z0-9-]{10,}", false),
+    ("email", r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}", false),
+    ("card", r"\b\d(?:[ -]?\d){12,18}\b", true),
+    ("phone", r"(?:\+\d{1,3}[\s.-]?)?\(?\b\d{3}\)?[\s.-]\d{3}[\s.-]\d{4}\b", false),
+    ("phone", r"\+\d{1,3}(?:[\s.-]?\d{2,4}){2,5}\b", false),
+];
+
 static BUILTIN: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
-    let p =
-        |kind, re: &str, luhn| Pattern { kind, regex: Regex::new(re).expect("valid builtin regex"), luhn };
-    vec![
-        p("bearer", r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{8,}", false),
-        p("basic_auth", r"(?i)\bbasic\s+[A-Za-z0-9+/]{8,}={0,2}", false),
-        p("jwt", r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}", false),
-        p("api_key", r"\b(?:sk|pk|rk)-(?:[A-Za-z0-9]+-)*[A-Za-z0-9_-]{16,}", false),
-        p("api_key", r"\bAKIA[0-9A-Z]{16}\b", false),
-        p("api_key", r"\bgh[pousr]_[A-Za-z0-9]{20,}\b", false),
-        p("api_key", r"\bAIza[0-9A-Za-z_-]{35}\b", false),
-        p("api_key", r"\bxox[abprs]-[A-Za-z0-9-]{10,}", false),
-        p("email", r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}", false),
-        p("card", r"\b\d(?:[ -]?\d){12,18}\b", true),
-        p("phone", r"(?:\+\d{1,3}[\s.-]?)?\(?\b\d{3}\)?[\s.-]\d{3}[\s.-]\d{4}\b", false),
-        p("phone", r"\+\d{1,3}(?:[\s.-]?\d{2,4}){2,5}\b", false),
-    ]
+    BUILTIN_PATTERNS
+        .iter()
+        .map(|(kind, re, luhn)| Pattern {
+            kind,
+            regex: Regex::new(re).expect("valid builtin regex"),
+            luhn: *luhn,
+        })
+        .collect()
+});
+
+/// All built-in patterns in one automaton: most texts match none, and one pass over them says
+/// so (instead of one pass per pattern).
+static BUILTIN_ANY: LazyLock<RegexSet> = LazyLock::new(|| {
+    RegexSet::new(BUILTIN_PATTERNS.iter().map(|(_, re, _)| re)).expect("valid builtin regexes")
 });
 
 fn luhn(candidate: &str) -> bool {
@@ -131,7 +145,7 @@ impl Redactor {
     /// Redacts one text; returns the number of replacements.
     pub fn redact_text(&self, text: &mut String) -> usize {
         let mut count = 0;
-        if self.builtin {
+        if self.builtin && BUILTIN_ANY.is_match(text) {
             for pattern in BUILTIN.iter() {
                 if !pattern.regex.is_match(text) {
                     continue;
@@ -170,7 +184,7 @@ impl Redactor {
                 // object, and stays, its strings redacted like any other).
                 map.retain(|k, v| {
                     let exact = CREDENTIAL_KEYS.iter().any(|c| c.eq_ignore_ascii_case(k));
-                    !(exact || (is_credential_key(k) && matches!(v, Value::String(_))))
+                    !(exact || (matches!(v, Value::String(_)) && is_credential_key(k)))
                 });
                 let dropped = before - map.len();
                 dropped + map.values_mut().map(|v| self.redact_value(v)).sum::<usize>()
