@@ -26,6 +26,9 @@ fn bench_ingest_measures_both_engines() {
     ]);
     assert!(out.lines().any(|l| l.starts_with("sqlite ")), "{out}");
     assert!(out.lines().any(|l| l.starts_with("postgres ")), "{out}");
+    // The LiteLLM batches and the open loop ran too (the command fails unless every exchange
+    // it sent was stored).
+    assert!(out.contains("litellm ex/s") && out.contains("open-loop ex/s"), "{out}");
 }
 
 #[test]

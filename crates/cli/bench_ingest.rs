@@ -56,6 +56,8 @@ pub struct OpenLoop {
     pub p50: Duration,
     /// 99th percentile time from due to 202.
     pub p99: Duration,
+    /// Requests the door refused with 503 (at capacity: more in flight than it admits).
+    pub refused: usize,
 }
 
 /// Runs the benchmark on SQLite, then on PostgreSQL when a URL is given.
@@ -179,10 +181,10 @@ async fn measure(
     .collect::<anyhow::Result<Vec<()>>>()?;
     let litellm_time = started.elapsed();
 
-    let open_loop = open_loop(settings, n + batches * size, &post).await?;
+    let open_loop = open_loop(settings, n + batches * size, &http, &url).await?;
 
     let stored = app.store.count_exchanges().await?;
-    let expected = 2 * n + 2 * batches * size;
+    let expected = 2 * n + 2 * batches * size - open_loop.refused;
     anyhow::ensure!(stored as usize == expected, "{stored} stored of {expected}");
     let _ = stop.send(());
     let _ = server.await;
@@ -199,11 +201,12 @@ async fn measure(
 
 /// Sends `settings.exchanges` single-exchange POSTs (numbered from `first_id` on), each at its
 /// due time on a fixed schedule at `settings.open_loop_rate` per second.
-async fn open_loop<F, Fut>(settings: &IngestBench, first_id: usize, post: &F) -> anyhow::Result<OpenLoop>
-where
-    F: Fn(String) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<Duration>> + Send + 'static,
-{
+async fn open_loop(
+    settings: &IngestBench,
+    first_id: usize,
+    http: &reqwest::Client,
+    url: &str,
+) -> anyhow::Result<OpenLoop> {
     let n = settings.exchanges;
     let interval = Duration::from_secs_f64(1.0 / f64::from(settings.open_loop_rate.max(1)));
     let start = tokio::time::Instant::now() + Duration::from_millis(10);
@@ -211,22 +214,32 @@ where
     for i in 0..n {
         let due = start + interval * u32::try_from(i).unwrap_or(u32::MAX);
         tokio::time::sleep_until(due).await;
-        let reply = post(exchange(first_id + i));
+        let request = http.post(url).bearer_auth("k-bench").body(exchange(first_id + i)).send();
         sent.spawn(async move {
-            reply.await?;
-            Ok::<Duration, anyhow::Error>(due.elapsed())
+            let status = request.await?.status().as_u16();
+            anyhow::ensure!(matches!(status, 202 | 503), "the mirror answered {status}");
+            Ok::<Option<Duration>, anyhow::Error>((status == 202).then(|| due.elapsed()))
         });
     }
     let mut latencies = Vec::with_capacity(n);
+    let mut refused = 0;
     while let Some(joined) = sent.join_next().await {
-        latencies.push(joined??);
+        match joined?? {
+            Some(latency) => latencies.push(latency),
+            None => refused += 1,
+        }
     }
     let elapsed = start.elapsed();
     latencies.sort();
     let at = |q: f64| {
         latencies.get(((latencies.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or_default()
     };
-    Ok(OpenLoop { answered_per_sec: n as f64 / elapsed.as_secs_f64().max(1e-9), p50: at(0.5), p99: at(0.99) })
+    Ok(OpenLoop {
+        answered_per_sec: latencies.len() as f64 / elapsed.as_secs_f64().max(1e-9),
+        p50: at(0.5),
+        p99: at(0.99),
+        refused,
+    })
 }
 
 /// The figures as a table.
@@ -235,7 +248,7 @@ pub fn render(settings: &IngestBench, figures: &[IngestFigures]) -> String {
         "mirror ingest: {} single-exchange POSTs at concurrency {}, then {} exchanges in batches of {}, \
          native and LiteLLM (real 17 KB payloads, ndjson)\n\
          and {} single POSTs on a schedule of {}/s (open loop)\n\
-         engine     single ex/s   ack p50    ack p99   batched ex/s   litellm ex/s   open-loop ex/s   ack p50    ack p99\n",
+         engine     single ex/s   ack p50    ack p99   batched ex/s   litellm ex/s   open-loop ex/s   ack p50    ack p99  refused\n",
         settings.exchanges,
         settings.concurrency,
         settings.exchanges,
@@ -245,7 +258,7 @@ pub fn render(settings: &IngestBench, figures: &[IngestFigures]) -> String {
     );
     for f in figures {
         out.push_str(&format!(
-            "{:<9} {:>12.0} {:>7.2} ms {:>7.2} ms {:>14.0} {:>14.0} {:>16.0} {:>7.2} ms {:>7.2} ms\n",
+            "{:<9} {:>12.0} {:>7.2} ms {:>7.2} ms {:>14.0} {:>14.0} {:>16.0} {:>7.2} ms {:>7.2} ms {:>8}\n",
             f.engine,
             f.single_per_sec,
             f.single_p50.as_secs_f64() * 1000.0,
@@ -254,7 +267,8 @@ pub fn render(settings: &IngestBench, figures: &[IngestFigures]) -> String {
             f.litellm_per_sec,
             f.open_loop.answered_per_sec,
             f.open_loop.p50.as_secs_f64() * 1000.0,
-            f.open_loop.p99.as_secs_f64() * 1000.0
+            f.open_loop.p99.as_secs_f64() * 1000.0,
+            f.open_loop.refused
         ));
     }
     out
