@@ -501,6 +501,59 @@ crate::on_both_engines! {
     }
 }
 
+crate::on_both_engines! {
+    /// Workers' small writes made at the same time (on SQLite they share one transaction, the
+    /// group commit) each get their own answer: one claimant per unit of work, every result
+    /// stored once, and a write that fails fails alone.
+    async fn concurrent_small_writes_each_get_their_own_answer() {
+        let bench = Bench::start("group", QUIET, None, 5).await;
+        let experiment = bench.create(experiment_request("group", "small", "correctness", 5)).await;
+        let store = bench.app.store.clone();
+        let lease = Duration::from_secs(30);
+
+        // 64 owners race for one unit of work while 64 others each claim their own.
+        let contested = evaltap_store::replay_work_key("contested", "small");
+        let claims = futures::future::join_all((0..128).map(|i| {
+            let (store, id, contested) = (store.clone(), experiment.id.clone(), contested.clone());
+            async move {
+                let key = if i % 2 == 0 { contested } else { evaltap_store::replay_work_key(&format!("own-{i}"), "small") };
+                (i % 2 == 0, store.claim_work(&id, &key, &format!("owner-{i}"), lease).await.expect("claim"))
+            }
+        }))
+        .await;
+        let held = |contested: bool| {
+            claims.iter().filter(|(c, claim)| *c == contested && matches!(claim, evaltap_store::Claim::Claimed(_))).count()
+        };
+        assert_eq!(held(true), 1, "one claimant of the contested work");
+        assert_eq!(held(false), 64, "everyone else holds their own");
+
+        // Results stored concurrently, one of them for an experiment that does not exist.
+        let results = futures::future::join_all((0..40).map(|i| {
+            let store = store.clone();
+            let experiment_id = if i == 17 { "no-such-experiment".to_string() } else { experiment.id.clone() };
+            async move {
+                let mut replay =
+                    evaltap_store::ReplayRecord::new(&experiment_id, "exchange", &format!("item-{i}"), "small", "sim-small");
+                replay.output_text = Some(format!("answer {i}"));
+                store.insert_replay(&replay).await
+            }
+        }))
+        .await;
+        for (i, result) in results.iter().enumerate() {
+            match i {
+                17 => assert!(result.is_err(), "a replay of an unknown experiment is refused"),
+                _ => assert!(matches!(result, Ok(true)), "replay {i}: {result:?}"),
+            }
+        }
+        let stored = store.replays(&experiment.id).await.expect("replays");
+        assert_eq!(stored.len(), 39, "every other replay stored, once");
+        for i in (0..40).filter(|i| *i != 17) {
+            let replay = stored.iter().find(|r| r.item_id == format!("item-{i}")).expect("stored");
+            assert_eq!(replay.output_text.as_deref(), Some(format!("answer {i}").as_str()));
+        }
+    }
+}
+
 /// The documented multi-process deployment starts processes the CLI accepts, all on one
 /// PostgreSQL database (the images themselves cannot be built offline).
 #[test]

@@ -14,6 +14,7 @@ mod datasets;
 mod drift;
 mod exchanges;
 mod experiments;
+mod group;
 mod postgres;
 mod results;
 mod snapshots;
@@ -66,6 +67,9 @@ pub enum StoreError {
     /// Something named does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// The transaction a write shared with others (group commit) did not commit.
+    #[error("the shared transaction did not commit: {0}")]
+    GroupCommit(String),
 }
 
 /// Result alias for this crate.
@@ -115,21 +119,54 @@ macro_rules! with_pool {
     };
 }
 
+/// A small write of a worker: on SQLite it joins the group commit (a transaction shared with
+/// the writes that arrive meanwhile, answered after it commits); on PostgreSQL, which commits
+/// concurrent transactions side by side, it runs as its own statement. `$conn` is the executor
+/// in `$body`, which must own what it uses (on SQLite it runs on the group's task).
+macro_rules! small_write {
+    ($store:expr, $conn:ident => $body:expr) => {
+        match (&$store.pool, &$store.group) {
+            ($crate::Pool::Sqlite(_), Some(group)) => {
+                group
+                    .write(move |$conn: &mut sqlx::SqliteConnection| {
+                        Box::pin(async move { $body }) as $crate::group::WriteFuture<'_, _>
+                    })
+                    .await
+            }
+            ($crate::Pool::Sqlite(pool), None) => {
+                let mut conn = pool.acquire().await?;
+                let $conn: &mut sqlx::SqliteConnection = &mut conn;
+                async move { $body }.await
+            }
+            ($crate::Pool::Postgres(pool), _) => {
+                let mut conn = pool.acquire().await?;
+                let $conn: &mut sqlx::PgConnection = &mut conn;
+                async move { $body }.await
+            }
+        }
+    };
+}
+pub(crate) use small_write;
+
 /// The database.
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: Pool,
+    /// SQLite: the group commit of the workers' small writes.
+    group: Option<group::GroupWriter>,
 }
 
 impl Store {
     /// Opens the database at `url` and applies migrations: `postgres://…` opens PostgreSQL,
     /// anything else a SQLite file (created if missing).
     pub async fn connect(url: &str) -> Result<Store> {
-        let pool = match Engine::of_url(url) {
-            Engine::Sqlite => Pool::Sqlite(sqlite::connect(url).await?),
-            Engine::Postgres => Pool::Postgres(postgres::connect(url).await?),
-        };
-        Ok(Store { pool })
+        Ok(match Engine::of_url(url) {
+            Engine::Sqlite => {
+                let pool = sqlite::connect(url).await?;
+                Store { group: Some(group::GroupWriter::start(pool.clone())), pool: Pool::Sqlite(pool) }
+            }
+            Engine::Postgres => Store { pool: Pool::Postgres(postgres::connect(url).await?), group: None },
+        })
     }
 
     /// The engine this store runs on.

@@ -4,8 +4,8 @@ use evaltap_core::Usage;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::with_pool;
 use crate::{Result, Store, from_json, to_json};
+use crate::{small_write, with_pool};
 
 /// The outcome of replaying one exchange against one candidate.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -193,7 +193,8 @@ impl Store {
     /// Stores a replay unless one exists for the same key; returns whether it was inserted.
     pub async fn insert_replay(&self, replay: &ReplayRecord) -> Result<bool> {
         // The store's trigger marks the work finished in the same statement.
-        let done = with_pool!(&self.pool, p => sqlx::query(
+        let replay = replay.clone();
+        let done = small_write!(self, c => Ok::<_, crate::StoreError>(sqlx::query(
             "INSERT INTO replays (id, experiment_id, item_kind, item_id, candidate, model, response, output_text,
                  input_tokens, output_tokens, cost_usd, latency_ms, error, skipped, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
@@ -214,7 +215,7 @@ impl Store {
         .bind(&replay.error)
         .bind(&replay.skipped)
         .bind(Utc::now())
-        .execute(p).await.map(|d| d.rows_affected()))?;
+        .execute(&mut *c).await?.rows_affected()))?;
         Ok(done == 1)
     }
 
@@ -334,7 +335,8 @@ impl Store {
     /// Stores a judgment unless one exists for the same key; returns whether it was inserted.
     pub async fn insert_judgment(&self, judgment: &JudgmentRecord) -> Result<bool> {
         // The store's trigger marks the work finished in the same statement.
-        let done = with_pool!(&self.pool, p => sqlx::query(
+        let judgment = judgment.clone();
+        let done = small_write!(self, c => Ok::<_, crate::StoreError>(sqlx::query(
             "INSERT INTO judgments (id, experiment_id, item_kind, item_id, subject, rubric, position,
                  raw_score, score, reason, judge_model, error, raw_output, input_tokens, output_tokens,
                  cost_usd, attempts, score_samples, skipped, created_at)
@@ -361,7 +363,7 @@ impl Store {
         .bind(judgment.score_samples.as_ref().map(to_json))
         .bind(&judgment.skipped)
         .bind(Utc::now())
-        .execute(p).await.map(|d| d.rows_affected()))?;
+        .execute(&mut *c).await?.rows_affected()))?;
         Ok(done == 1)
     }
 

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::with_pool;
 use crate::work::now_ms;
 use crate::{Columns, Result, Store};
+use crate::{small_write, with_pool};
 
 /// What a cost is for, in an experiment's spend account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,24 +154,19 @@ impl Store {
         };
         let Some(reservation) = reservation else {
             // Nothing reserved (no cap): one statement, the account opened if it is missing.
-            let updated = with_pool!(&self.pool, p => sqlx::query(add)
-                .bind(experiment_id)
-                .bind(0.0)
-                .bind(actual_usd)
-                .execute(p)
-                .await
-                .map(|d| d.rows_affected()))?;
-            if updated == 0 {
-                self.open_spend(experiment_id, None).await?;
-                with_pool!(&self.pool, p => sqlx::query(add)
-                    .bind(experiment_id)
-                    .bind(0.0)
-                    .bind(actual_usd)
-                    .execute(p)
-                    .await
-                    .map(|_| ()))?;
-            }
-            return Ok(());
+            let experiment = experiment_id.to_string();
+            return small_write!(self, c => {
+                let updated =
+                    sqlx::query(add).bind(&experiment).bind(0.0).bind(actual_usd).execute(&mut *c).await?;
+                if updated.rows_affected() == 0 {
+                    sqlx::query("INSERT INTO experiment_spend (experiment_id) VALUES ($1) ON CONFLICT DO NOTHING")
+                        .bind(&experiment)
+                        .execute(&mut *c)
+                        .await?;
+                    sqlx::query(add).bind(&experiment).bind(0.0).bind(actual_usd).execute(&mut *c).await?;
+                }
+                Ok::<_, crate::StoreError>(())
+            });
         };
         self.open_spend(experiment_id, None).await?;
         with_pool!(&self.pool, p => {

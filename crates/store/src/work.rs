@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::with_pool;
 use crate::{Result, Store};
+use crate::{small_write, with_pool};
 
 /// The key of the replay of `item_id` by `candidate`.
 pub fn replay_work_key(item_id: &str, candidate: &str) -> String {
@@ -64,13 +64,14 @@ impl Store {
         let mut new = Vec::with_capacity(keys.len());
         // One statement per chunk: a job's follow-ups take one round trip, not one per key.
         for chunk in keys.chunks(500) {
-            let inserted: Vec<String> = with_pool!(&self.pool, p => {
+            let (experiment, chunk_keys) = (experiment_id.to_string(), chunk.to_vec());
+            let inserted: Vec<String> = small_write!(self, c => {
                 let mut insert = sqlx::QueryBuilder::new("INSERT INTO work_claims (experiment_id, work_key) ");
-                insert.push_values(chunk, |mut row, key| {
-                    row.push_bind(experiment_id).push_bind(key);
+                insert.push_values(&chunk_keys, |mut row, key| {
+                    row.push_bind(&experiment).push_bind(key);
                 });
                 insert.push(" ON CONFLICT DO NOTHING RETURNING work_key");
-                insert.build_query_scalar().fetch_all(p).await
+                Ok::<_, crate::StoreError>(insert.build_query_scalar().fetch_all(&mut *c).await?)
             })?;
             let inserted: std::collections::HashSet<String> = inserted.into_iter().collect();
             new.extend(chunk.iter().map(|key| inserted.contains(key)));
@@ -122,37 +123,46 @@ impl Store {
         lease: Duration,
     ) -> Result<Claim> {
         let now = now_ms();
-        let claimed: Option<i64> = with_pool!(&self.pool, p => sqlx::query_scalar(
-            "INSERT INTO work_claims (experiment_id, work_key, owner, expires_ms, claims, finished)
-             VALUES ($1, $2, $3, $4, 1, FALSE)
-             ON CONFLICT (experiment_id, work_key) DO UPDATE
-                SET owner = excluded.owner, expires_ms = excluded.expires_ms, claims = work_claims.claims + 1
-              WHERE work_claims.finished = FALSE AND work_claims.expires_ms < $5
-             RETURNING claims",
-        )
-        .bind(experiment_id)
-        .bind(work_key)
-        .bind(owner)
-        .bind(now.saturating_add(millis(lease)))
-        .bind(now)
-        .fetch_optional(p)
-        .await)?;
-        if let Some(claims) = claimed {
-            return Ok(Claim::Claimed(Lease {
+        let expires_ms = now.saturating_add(millis(lease));
+        let (experiment, work, holder) = (experiment_id.to_string(), work_key.to_string(), owner.to_string());
+        // One write: insert or take over; else whether it is finished, and until when it is held.
+        let claimed: std::result::Result<i64, (bool, i64)> = small_write!(self, c => {
+            let claimed: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO work_claims (experiment_id, work_key, owner, expires_ms, claims, finished)
+                 VALUES ($1, $2, $3, $4, 1, FALSE)
+                 ON CONFLICT (experiment_id, work_key) DO UPDATE
+                    SET owner = excluded.owner, expires_ms = excluded.expires_ms, claims = work_claims.claims + 1
+                  WHERE work_claims.finished = FALSE AND work_claims.expires_ms < $5
+                 RETURNING claims",
+            )
+            .bind(&experiment)
+            .bind(&work)
+            .bind(&holder)
+            .bind(expires_ms)
+            .bind(now)
+            .fetch_optional(&mut *c)
+            .await?;
+            Ok::<_, crate::StoreError>(match claimed {
+                Some(claims) => Ok(claims),
+                None => Err(sqlx::query_as::<_, (bool, i64)>(
+                    "SELECT finished, expires_ms FROM work_claims WHERE experiment_id = $1 AND work_key = $2",
+                )
+                .bind(&experiment)
+                .bind(&work)
+                .fetch_one(&mut *c)
+                .await?),
+            })
+        })?;
+        Ok(match claimed {
+            Ok(claims) => Claim::Claimed(Lease {
                 experiment_id: experiment_id.into(),
                 work_key: work_key.into(),
                 owner: owner.into(),
                 claims,
-            }));
-        }
-        let (finished, expires_ms): (bool, i64) = with_pool!(&self.pool, p => sqlx::query_as(
-            "SELECT finished, expires_ms FROM work_claims WHERE experiment_id = $1 AND work_key = $2",
-        )
-        .bind(experiment_id)
-        .bind(work_key)
-        .fetch_one(p)
-        .await)?;
-        Ok(if finished { Claim::Finished } else { Claim::HeldElsewhere { expires_ms } })
+            }),
+            Err((true, _)) => Claim::Finished,
+            Err((false, expires_ms)) => Claim::HeldElsewhere { expires_ms },
+        })
     }
 
     /// Extends a held lease (and the spend reservation made under it); false if it was lost.
@@ -189,17 +199,19 @@ impl Store {
     /// Gives a claim up unfinished (the call could not be made or stored), so that a retry
     /// can take it at once.
     pub async fn release_lease(&self, lease: &Lease) -> Result<()> {
-        with_pool!(&self.pool, p => sqlx::query(
-            "UPDATE work_claims SET expires_ms = 0
-             WHERE experiment_id = $1 AND work_key = $2 AND owner = $3 AND finished = FALSE",
-        )
-        .bind(&lease.experiment_id)
-        .bind(&lease.work_key)
-        .bind(&lease.owner)
-        .execute(p)
-        .await
-        .map(|_| ()))?;
-        Ok(())
+        let lease = lease.clone();
+        small_write!(self, c => {
+            sqlx::query(
+                "UPDATE work_claims SET expires_ms = 0
+                 WHERE experiment_id = $1 AND work_key = $2 AND owner = $3 AND finished = FALSE",
+            )
+            .bind(&lease.experiment_id)
+            .bind(&lease.work_key)
+            .bind(&lease.owner)
+            .execute(&mut *c)
+            .await?;
+            Ok::<_, crate::StoreError>(())
+        })
     }
 
     /// Deletes finished jobs from the job queue's table (results live in evaltap's tables).
