@@ -54,7 +54,15 @@ impl Writer {
     pub fn start(store: Store) -> Writer {
         let (tx, rx) = mpsc::channel(QUEUE_DELIVERIES);
         let shed = Arc::new(AtomicU64::new(0));
-        tokio::spawn(run(store, rx, shed.clone()));
+        let shared = Arc::new(Shared {
+            rx: tokio::sync::Mutex::new(rx),
+            in_flight: tokio::sync::RwLock::new(()),
+            shed: shed.clone(),
+            shed_recorded: tokio::sync::Mutex::new(0),
+        });
+        for _ in 0..writers(&store) {
+            tokio::spawn(run(store.clone(), shared.clone()));
+        }
         Writer { tx, shed }
     }
 
@@ -116,36 +124,68 @@ struct Pending {
     reply: Option<Reply>,
 }
 
-async fn run(store: Store, mut rx: mpsc::Receiver<Message>, shed: Arc<AtomicU64>) {
-    let mut shed_recorded = 0;
-    while let Some(first) = rx.recv().await {
-        // Take what else is waiting: those arrived while the last commit ran.
+/// Group-commit tasks: one on SQLite (it has one writer at a time anyway); two on PostgreSQL,
+/// so that one group's rows travel while the other's commit waits on the server.
+fn writers(store: &Store) -> usize {
+    match store.engine() {
+        evaltap_store::Engine::Sqlite => 1,
+        evaltap_store::Engine::Postgres => 2,
+    }
+}
+
+/// What the writer tasks share: the queue, and the commits in flight (each holds a read guard
+/// from before it leaves the queue until its commit is done; a flush takes the write guard, so
+/// it is answered only after every group taken before it has committed).
+struct Shared {
+    rx: tokio::sync::Mutex<mpsc::Receiver<Message>>,
+    in_flight: tokio::sync::RwLock<()>,
+    shed: Arc<AtomicU64>,
+    /// Of `shed`, how much the store's counter holds.
+    shed_recorded: tokio::sync::Mutex<u64>,
+}
+
+/// One writer task.
+async fn run(store: Store, shared: Arc<Shared>) {
+    loop {
+        // Take what is waiting (those arrived while the last commits ran), then let another
+        // writer take the next group while this one commits.
         let mut group = Vec::new();
         let mut flushes = Vec::new();
-        let mut rows = 0;
-        let mut next = Some(first);
-        while let Some(message) = next.take() {
-            match message {
-                Message::Deliver { source, exchanges, counts, cap_per_minute, reply } => {
-                    rows += exchanges.len();
-                    group.push(Pending { source, exchanges, counts, cap_per_minute, reply });
+        let committing = {
+            let mut rx = shared.rx.lock().await;
+            let Some(first) = rx.recv().await else { return };
+            let mut rows = 0;
+            let mut next = Some(first);
+            while let Some(message) = next.take() {
+                match message {
+                    Message::Deliver { source, exchanges, counts, cap_per_minute, reply } => {
+                        rows += exchanges.len();
+                        group.push(Pending { source, exchanges, counts, cap_per_minute, reply });
+                    }
+                    Message::Flush(done) => flushes.push(done),
                 }
-                Message::Flush(done) => flushes.push(done),
+                if rows < MAX_ROWS_PER_COMMIT && flushes.is_empty() {
+                    next = rx.try_recv().ok();
+                }
             }
-            if rows < MAX_ROWS_PER_COMMIT && flushes.is_empty() {
-                next = rx.try_recv().ok();
-            }
-        }
+            shared.in_flight.read().await
+        };
         commit(&store, group).await;
-        let shed_now = shed.load(Ordering::Relaxed);
-        if shed_now > shed_recorded {
-            match store.add_to_counter(PROXY_SHED_COUNTER, shed_now - shed_recorded).await {
-                Ok(()) => shed_recorded = shed_now,
+        drop(committing);
+        let shed_now = shared.shed.load(Ordering::Relaxed);
+        let mut shed_recorded = shared.shed_recorded.lock().await;
+        if shed_now > *shed_recorded {
+            match store.add_to_counter(PROXY_SHED_COUNTER, shed_now - *shed_recorded).await {
+                Ok(()) => *shed_recorded = shed_now,
                 Err(err) => tracing::warn!(%err, "recording shed exchanges failed; will retry"),
             }
         }
-        for done in flushes {
-            let _ = done.send(());
+        drop(shed_recorded);
+        if !flushes.is_empty() {
+            let _all_committed = shared.in_flight.write().await;
+            for done in flushes {
+                let _ = done.send(());
+            }
         }
     }
 }

@@ -93,7 +93,9 @@ impl HourlyRollup {
     /// The sums, as the binds of [`HourlyRollup::UPSERT`] after the hour: (source, model,
     /// requests, priced, cost, unpriced prompt tokens, unpriced completion tokens).
     pub(crate) fn rows(&self) -> impl Iterator<Item = (String, String, i64, i64, f64, i64, i64)> + '_ {
-        self.rows.iter().map(|r| {
+        let mut rows: Vec<&TrafficRow> = self.rows.iter().collect();
+        rows.sort_by(|a, b| (&a.source, &a.model).cmp(&(&b.source, &b.model)));
+        rows.into_iter().map(|r| {
             (
                 r.source.clone(),
                 r.model.clone().unwrap_or_default(),

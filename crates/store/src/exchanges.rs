@@ -196,6 +196,10 @@ impl Store {
                 entry.2.inserted += outcome.inserted;
                 entry.2.duplicates += outcome.duplicates;
             }
+            // Rows are locked in one order (by source, then model) by every transaction, so
+            // concurrent group commits — several writers, or several serve processes on one
+            // PostgreSQL — wait for each other instead of deadlocking.
+            by_source.sort_by(|a, b| a.0.cmp(b.0));
             for (source, counts, outcome) in &by_source {
                 sqlx::query(
                     "INSERT INTO source_stats (source, received, accepted, sampled_out, duplicates, rejected, redactions, last_seen_at)
