@@ -93,28 +93,25 @@ async fn run(pool: SqlitePool, mut rx: mpsc::Receiver<Op>) {
             }
         };
         // IMMEDIATE: the write lock is taken at BEGIN, so no statement inside can meet a
-        // concurrent writer half-way (other processes and the queue write the same file).
-        if let Err(err) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
-            give_back(ops, &err);
-            continue;
-        }
+        // concurrent writer half-way (other processes and the queue write the same file). The
+        // transaction guard rolls back if this task stops half-way (its runtime shutting down).
+        let mut tx = match sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await {
+            Ok(tx) => tx,
+            Err(err) => {
+                give_back(ops, &err);
+                continue;
+            }
+        };
         // A statement that fails (a constraint, say) is undone alone by SQLite; its caller gets
         // that error and the others' writes still commit.
         let mut answers = Vec::with_capacity(ops.len());
         for op in ops {
-            answers.push(op(&mut conn).await);
+            answers.push(op(&mut tx).await);
         }
-        let committed = match sqlx::query("COMMIT").execute(&mut *conn).await {
-            Ok(_) => Ok(()),
-            Err(err) => {
-                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-                log::error!(
-                    "a group commit of {} writes failed; none of them was stored: {err}",
-                    answers.len()
-                );
-                Err(err.to_string())
-            }
-        };
+        let committed = tx.commit().await.map_err(|err| {
+            log::error!("a group commit of {} writes failed; none of them was stored: {err}", answers.len());
+            err.to_string()
+        });
         for answer in answers {
             answer(committed.clone());
         }
