@@ -39,7 +39,17 @@ fn bench_stats_runs_plain_and_clustered() {
 
 #[test]
 fn bench_proxy_mirrors_what_it_proxied() {
-    let out = evaltap(&["bench", "proxy", "--requests", "200", "--concurrency", "8", "--sequential", "20"]);
+    let out = evaltap(&[
+        "bench",
+        "proxy",
+        "--requests",
+        "200",
+        "--concurrency",
+        "8",
+        "--sequential",
+        "20",
+        "--no-litellm",
+    ]);
     // 200 distinct proxied calls stored (the 20 sequential ones repeat some of them, and a
     // repeat is the same exchange); none shed at this size.
     assert!(out.contains("mirrored 200 exchanges, shed 0"), "{out}");

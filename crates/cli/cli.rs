@@ -421,6 +421,13 @@ enum BenchCommand {
         /// Sequential requests for the added latency.
         #[arg(long, default_value_t = 2_000)]
         sequential: usize,
+        /// The LiteLLM proxy executable to measure beside the tee proxy (default: `litellm` on
+        /// the PATH or under target/python-venv, when installed).
+        #[arg(long)]
+        litellm: Option<std::path::PathBuf>,
+        /// Do not measure the LiteLLM proxy even when it is installed.
+        #[arg(long)]
+        no_litellm: bool,
     },
     /// `stats compare` end to end on N seeded pairs, with and without clusters, beside scipy.
     Stats {
@@ -858,11 +865,15 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let figures = crate::bench_ingest::ingest(&settings).await?;
             print!("{}", crate::bench_ingest::render(&settings, &figures));
         }
-        Command::Bench(BenchCommand::Proxy { requests, concurrency, sequential }) => {
+        Command::Bench(BenchCommand::Proxy { requests, concurrency, sequential, litellm, no_litellm }) => {
             let settings = crate::bench_proxy::ProxyBench {
                 requests: *requests,
                 concurrency: *concurrency,
                 sequential: *sequential,
+                litellm: match no_litellm {
+                    true => None,
+                    false => litellm.clone().or_else(crate::bench_proxy::find_litellm),
+                },
             };
             let figures = crate::bench_proxy::proxy(&settings).await?;
             print!("{}", crate::bench_proxy::render(&settings, &figures));
