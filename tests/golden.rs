@@ -258,11 +258,12 @@ async fn the_shipped_datasets_run_against_the_simulated_upstream() {
     assert_eq!(valid.pass_rates.as_ref().map(|p| (p.baseline, p.candidate)), Some((1.0, 1.0)));
 }
 
-/// The benchmark's smoke run: correct, with both figures printed (no timing asserted).
+/// The benchmark's smoke run: correct, with both figures printed (no timing asserted); it is
+/// also `bench pipeline`.
 #[test]
 fn the_golden_benchmark_runs_and_prints_both_figures() {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_evaltap"))
-        .args(["bench", "golden", "--items", "30", "--concurrency", "8", "--latency-scale", "0"])
+        .args(["bench", "pipeline", "--items", "30", "--concurrency", "8", "--latency-scale", "0"])
         .output()
         .expect("run");
     let stdout = String::from_utf8_lossy(&output.stdout);

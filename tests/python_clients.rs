@@ -43,4 +43,24 @@ fn litellm_proxy_and_openai_client_against_real_evaltap() {
         .current_dir(&root)
         .env("EVALTAP_BIN", env!("CARGO_BIN_EXE_evaltap")));
     println!("{}", String::from_utf8_lossy(&output.stdout));
+
+    // `bench proxy` measures the installed LiteLLM proxy beside the tee proxy.
+    let output = run(Command::new(env!("CARGO_BIN_EXE_evaltap"))
+        .args([
+            "bench",
+            "proxy",
+            "--requests",
+            "100",
+            "--concurrency",
+            "4",
+            "--sequential",
+            "10",
+            "--litellm",
+        ])
+        .arg(venv.join("bin/litellm")));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("LiteLLM proxy 1.108.7 (same upstream") && stdout.contains("req/s over 100 requests"),
+        "{stdout}"
+    );
 }

@@ -375,7 +375,9 @@ pub(crate) enum ScheduleCommand {
 #[derive(Debug, Subcommand)]
 enum BenchCommand {
     /// A golden run of N items with one judge rubric against the simulated upstream, beside a
-    /// bare HTTP client making the same calls at the same concurrency.
+    /// bare HTTP client making the same calls at the same concurrency (the replay and judge
+    /// pipeline end to end; also `bench pipeline`).
+    #[command(alias = "pipeline")]
     Golden {
         /// Dataset items.
         #[arg(long, default_value_t = 2000)]
