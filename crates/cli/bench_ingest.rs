@@ -45,6 +45,10 @@ pub struct IngestFigures {
     /// Open loop: the rate the answers kept up with, and the time to each 202 from when its
     /// request was due (so a server falling behind shows as latency, not as a slower client).
     pub open_loop: OpenLoop,
+    /// The database alone, the same rows: one transaction per row, rows per second.
+    pub raw_single_per_sec: f64,
+    /// The database alone, the same rows: transactions of a batch each, rows per second.
+    pub raw_batched_per_sec: f64,
 }
 
 /// An open-loop measurement.
@@ -186,6 +190,7 @@ async fn measure(
     let stored = app.store.count_exchanges().await?;
     let expected = 2 * n + 2 * batches * size - open_loop.refused;
     anyhow::ensure!(stored as usize == expected, "{stored} stored of {expected}");
+    let (raw_single_per_sec, raw_batched_per_sec) = raw_inserts(&app.store, n, size).await?;
     let _ = stop.send(());
     let _ = server.await;
     Ok(IngestFigures {
@@ -196,7 +201,89 @@ async fn measure(
         batched_per_sec: (batches * size) as f64 / batched_time.as_secs_f64().max(1e-9),
         litellm_per_sec: (batches * size) as f64 / litellm_time.as_secs_f64().max(1e-9),
         open_loop,
+        raw_single_per_sec,
+        raw_batched_per_sec,
     })
+}
+
+/// The database's own rate for the same rows with nothing of evaltap in between, on a scratch
+/// table shaped like `exchanges` in the same database (same durability settings): one
+/// transaction per row, one after another (the least each acknowledged single POST needs), then
+/// transactions of `batch` rows as multi-row inserts. Returns rows per second of each.
+async fn raw_inserts(store: &evaltap_store::Store, n: usize, batch: usize) -> anyhow::Result<(f64, f64)> {
+    use sqlx::Connection as _;
+    let rows: Vec<(String, String, String, String)> = (0..2 * n)
+        .map(|i| {
+            let item: serde_json::Value = serde_json::from_str(&exchange(i)).unwrap_or_default();
+            (
+                format!("raw-{i}"),
+                format!("id:bench-{i}"),
+                item["request"].to_string(),
+                item["response"].to_string(),
+            )
+        })
+        .collect();
+    let (single_rows, batched_rows) = rows.split_at(n);
+    let received_at = chrono::Utc::now().to_rfc3339();
+    let timed = evaltap_store::with_pool!(store.pool(), pool => {
+        sqlx::query(
+            "CREATE TABLE bench_raw_exchanges (id TEXT PRIMARY KEY NOT NULL, source TEXT NOT NULL,
+                 dedup_key TEXT NOT NULL, received_at TEXT NOT NULL, model TEXT, request TEXT NOT NULL,
+                 response TEXT NOT NULL, input_tokens BIGINT, output_tokens BIGINT, cost_usd DOUBLE PRECISION,
+                 latency_ms DOUBLE PRECISION, tags TEXT NOT NULL, UNIQUE (source, dedup_key))",
+        )
+        .execute(pool)
+        .await?;
+        let mut conn = pool.acquire().await?;
+        let started = Instant::now();
+        for (id, key, request, response) in single_rows {
+            let mut tx = conn.begin().await?;
+            sqlx::query(
+                "INSERT INTO bench_raw_exchanges (id, source, dedup_key, received_at, model, request, response,
+                     input_tokens, output_tokens, tags) VALUES ($1, 'bench', $2, $3, 'm', $4, $5, 12, 3, '{}')
+                 ON CONFLICT (source, dedup_key) DO NOTHING",
+            )
+            .bind(id)
+            .bind(key)
+            .bind(&received_at)
+            .bind(request)
+            .bind(response)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+        }
+        let single = started.elapsed();
+        let started = Instant::now();
+        for chunk in batched_rows.chunks(batch.max(1)) {
+            let mut tx = conn.begin().await?;
+            let mut insert = sqlx::QueryBuilder::new(
+                "INSERT INTO bench_raw_exchanges (id, source, dedup_key, received_at, model, request, response,
+                     input_tokens, output_tokens, tags) ",
+            );
+            insert.push_values(chunk, |mut row, (id, key, request, response)| {
+                row.push_bind(id)
+                    .push_bind("bench")
+                    .push_bind(key)
+                    .push_bind(&received_at)
+                    .push_bind("m")
+                    .push_bind(request)
+                    .push_bind(response)
+                    .push_bind(12_i64)
+                    .push_bind(3_i64)
+                    .push_bind("{}");
+            });
+            insert.push(" ON CONFLICT (source, dedup_key) DO NOTHING");
+            insert.build().execute(&mut *tx).await?;
+            tx.commit().await?;
+        }
+        let batched = started.elapsed();
+        drop(conn);
+        sqlx::query("DROP TABLE bench_raw_exchanges").execute(pool).await?;
+        Ok::<_, sqlx::Error>((single, batched))
+    })
+    .context("timing the database's own inserts")?;
+    let per_sec = |rows: usize, took: Duration| rows as f64 / took.as_secs_f64().max(1e-9);
+    Ok((per_sec(single_rows.len(), timed.0), per_sec(batched_rows.len(), timed.1)))
 }
 
 /// Sends `settings.exchanges` single-exchange POSTs (numbered from `first_id` on), each at its
@@ -248,7 +335,8 @@ pub fn render(settings: &IngestBench, figures: &[IngestFigures]) -> String {
         "mirror ingest: {} single-exchange POSTs at concurrency {}, then {} exchanges in batches of {}, \
          native and LiteLLM (real 17 KB payloads, ndjson)\n\
          and {} single POSTs on a schedule of {}/s (open loop)\n\
-         engine     single ex/s   ack p50    ack p99   batched ex/s   litellm ex/s   open-loop ex/s   ack p50    ack p99  refused\n",
+         engine     single ex/s   ack p50    ack p99   batched ex/s   litellm ex/s   open-loop ex/s   ack p50    ack p99  refused   \
+         db alone: single rows/s   batched rows/s\n",
         settings.exchanges,
         settings.concurrency,
         settings.exchanges,
@@ -258,7 +346,7 @@ pub fn render(settings: &IngestBench, figures: &[IngestFigures]) -> String {
     );
     for f in figures {
         out.push_str(&format!(
-            "{:<9} {:>12.0} {:>7.2} ms {:>7.2} ms {:>14.0} {:>14.0} {:>16.0} {:>7.2} ms {:>7.2} ms {:>8}\n",
+            "{:<9} {:>12.0} {:>7.2} ms {:>7.2} ms {:>14.0} {:>14.0} {:>16.0} {:>7.2} ms {:>7.2} ms {:>8} {:>25.0} {:>16.0}\n",
             f.engine,
             f.single_per_sec,
             f.single_p50.as_secs_f64() * 1000.0,
@@ -268,7 +356,9 @@ pub fn render(settings: &IngestBench, figures: &[IngestFigures]) -> String {
             f.open_loop.answered_per_sec,
             f.open_loop.p50.as_secs_f64() * 1000.0,
             f.open_loop.p99.as_secs_f64() * 1000.0,
-            f.open_loop.refused
+            f.open_loop.refused,
+            f.raw_single_per_sec,
+            f.raw_batched_per_sec
         ));
     }
     out

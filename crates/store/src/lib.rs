@@ -30,6 +30,9 @@ pub use datasets::{DatasetItemRow, DatasetVersion, dataset_item_key};
 pub use drift::{Alert, Schedule, ScheduleRun, ScheduleSpec};
 pub use exchanges::{Delivery, DeliveryCounts, ExchangeHead, IngestOutcome, SourceStats, StoredExchange};
 pub use experiments::{BaselineSpec, DatasetRef, Experiment, ExperimentSpec, Filter, FrozenRubric};
+/// Nagle's algorithm on this process's PostgreSQL sockets (see `postgres.rs`), for tests.
+#[cfg(target_os = "linux")]
+pub use postgres::nagle::delayed_sockets_to;
 pub use postgres::{create_scratch_database, drop_scratch_database};
 pub use results::{Calibration, JudgmentRecord, JudgmentScore, Progress, ReplayRecord};
 pub use spend::{Reservation, Spend, SpendKind};

@@ -1,0 +1,39 @@
+//! PostgreSQL over TCP: the store's connections have Nagle's algorithm off, so a large statement
+//! is not held back ~40 ms for the server's delayed ACK (sqlx 0.9.0 no longer sets
+//! `TCP_NODELAY`). Its own test binary: no other test's connections share the process.
+
+#![cfg(target_os = "linux")]
+
+use std::str::FromStr as _;
+
+use evaltap_store::{Store, create_scratch_database, delayed_sockets_to, drop_scratch_database};
+
+fn admin_url() -> String {
+    std::env::var("EVALTAP_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+#[tokio::test]
+async fn store_connections_to_postgres_do_not_wait_for_delayed_acks() {
+    let admin = admin_url();
+    let port = sqlx::postgres::PgConnectOptions::from_str(&admin).expect("url").get_port();
+    let (url, name) = create_scratch_database(&admin, "evaltap_nagle").await.expect("database");
+    let store = Store::connect(&url).await.expect("store");
+    // Several connections open at once, so the pool holds more than one.
+    let counts = futures::future::join_all((0..6).map(|_| store.count_exchanges())).await;
+    assert!(counts.iter().all(Result::is_ok), "{counts:?}");
+    assert_eq!(
+        delayed_sockets_to(port).expect("inspect sockets"),
+        0,
+        "a store connection still has Nagle on"
+    );
+    // The check itself sees a connection that has it on: sqlx's own, outside the store.
+    let plain = {
+        use sqlx::Connection as _;
+        sqlx::PgConnection::connect(&url).await.expect("plain connection")
+    };
+    assert!(delayed_sockets_to(port).expect("inspect sockets") >= 1, "the check would miss a delayed socket");
+    drop(plain);
+    drop(store);
+    drop_scratch_database(&admin, &name).await.expect("drop");
+}
