@@ -40,9 +40,9 @@ enum Message {
     Flush(oneshot::Sender<()>),
 }
 
-/// The handle to the writer task. One task on either engine: measured with `evaltap bench
-/// ingest`, several writers on PostgreSQL contend on the source's counter row and raise the ack
-/// p99 tenfold without more throughput.
+/// The handle to the writer tasks: one on SQLite, two on PostgreSQL (see [`writers`]; measured
+/// with `evaltap bench ingest`, two keep the door open through a stalled commit, while four
+/// contended on the source's counter row and raised the ack p99 tenfold).
 #[derive(Clone)]
 pub struct Writer {
     tx: mpsc::Sender<Message>,
