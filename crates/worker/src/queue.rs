@@ -255,31 +255,43 @@ async fn handle(job: EvalJob, state: Data<WorkerState>) -> Result<(), BoxDynErro
             jobs::judge(svc, experiment_id, item_id, subject, rubric, position).await?
         }
     };
-    enqueue_follow_ups(svc, &state.queue, &job, &outcome).await?;
+    let follow_up = outcome.follow_up();
+    let judged = judge_inline(svc, follow_up).await;
+    queue_rest(svc, &state.queue, &job, &follow_up[judged..]).await?;
     Ok(())
 }
 
-/// Enqueues what follows from a job. The judgments of a replay this worker has just stored
-/// cannot be queued yet (only its claimant stores it), so they skip the registration lookups —
-/// unless a cap may stop them.
-async fn enqueue_follow_ups(
+/// Judges a replay's answer in the replay's own job, one judgment after another — as a client
+/// would judge an answer it has just got — instead of one queued job each: the queue's round
+/// trips per item fall from three to one. Each judgment still takes its own claim, so it is
+/// made once whoever runs it, and a worker that stops half-way leaves the replay job unacked:
+/// delivered again, it finds the judgments still missing. Returns how many of `follow_up` were
+/// done; the first that fails (or is not a judgment) and the rest are queued instead.
+async fn judge_inline(svc: &Services, follow_up: &[EvalJob]) -> usize {
+    for (done, next) in follow_up.iter().enumerate() {
+        let EvalJob::Judge { experiment_id, item_id, subject, rubric, position } = next else { return done };
+        if let Err(err) = jobs::judge(svc, experiment_id, item_id, subject, rubric, position).await {
+            tracing::debug!(%err, item_id, rubric, "judging in the replay's job failed; the rest is queued");
+            return done;
+        }
+    }
+    follow_up.len()
+}
+
+/// Queues follow-ups that were not done in the job, registered so that they are queued once.
+/// (Judgments stop themselves at a spend cap, so no cap check is needed here.)
+async fn queue_rest(
     svc: &Services,
     queue: &Queue,
     job: &EvalJob,
-    outcome: &jobs::JobOutcome,
+    rest: &[EvalJob],
 ) -> Result<(), WorkerError> {
-    let follow_up = outcome.follow_up();
-    if follow_up.is_empty() {
+    if rest.is_empty() {
         return Ok(());
     }
-    let experiment = svc.experiment(experiment_of(job)).await?;
-    if experiment.spec.spend_cap_usd.is_some() || !matches!(outcome, jobs::JobOutcome::Stored { .. }) {
-        enqueue(&svc.store, queue, follow_up.to_vec()).await?;
-        return Ok(());
-    }
-    let keys: Vec<String> = follow_up.iter().map(work_key).collect();
-    push_jobs(queue, follow_up.to_vec()).await?;
-    svc.store.register_work(&experiment.id, &keys).await?;
+    let keys: Vec<String> = rest.iter().map(work_key).collect();
+    push_jobs(queue, rest.to_vec()).await?;
+    svc.store.register_work(experiment_of(job), &keys).await?;
     Ok(())
 }
 
