@@ -217,6 +217,10 @@ impl Bench {
         exchanges: usize,
         configure: impl FnOnce(&mut evaltap_core::Config),
     ) -> Bench {
+        // `EVALTAP_TEST_LOG=evaltap_worker=debug cargo test …` shows what the product logs.
+        if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("EVALTAP_TEST_LOG") {
+            let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+        }
         Bench::start_on(label, SimConfig { latency_scale: 0.0, judge }, rubrics_dir, exchanges, configure)
             .await
     }

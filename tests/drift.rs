@@ -66,7 +66,9 @@ async fn run_slot(app: &App, now: DateTime<Utc>) -> TickReport {
     assert_eq!(all.started.len(), 1, "one run per due slot: {all:?}");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while all.evaluated.is_empty() {
-        assert!(tokio::time::Instant::now() < deadline, "the run never finished");
+        if tokio::time::Instant::now() >= deadline {
+            panic!("the run never finished: {}", stuck(app).await);
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
         let next = tick(&ctx, now).await.expect("tick");
         assert!(next.started.is_empty(), "a slot starts once");
@@ -75,6 +77,27 @@ async fn run_slot(app: &App, now: DateTime<Utc>) -> TickReport {
         all.closed.extend(next.closed);
     }
     all
+}
+
+/// What an unfinished run is waiting for: each unevaluated run's progress, its unfinished
+/// work with claims, and the queue's jobs by status.
+async fn stuck(app: &App) -> String {
+    let mut out = String::new();
+    for run in app.store.unevaluated_runs().await.unwrap_or_default() {
+        let Some(id) = run.experiment_id else { continue };
+        let Ok(Some(experiment)) = app.store.experiment(&id).await else { continue };
+        let progress = app.store.experiment_progress(&experiment).await;
+        let unfinished = app.store.unfinished_work(&id).await;
+        out.push_str(&format!("\nrun {} ({id}): {progress:?}\n  unfinished work: {unfinished:?}", run.slot));
+    }
+    if let evaltap_store::Pool::Sqlite(pool) = app.store.pool() {
+        let jobs: Result<Vec<(String, i64, i64)>, _> =
+            sqlx::query_as("SELECT status, COUNT(*), MAX(attempts) FROM Jobs GROUP BY status")
+                .fetch_all(pool)
+                .await;
+        out.push_str(&format!("\nqueue: {jobs:?}"));
+    }
+    out
 }
 
 crate::on_both_engines! {
