@@ -124,8 +124,8 @@ async fn measure(
     }));
     let http = evaltap_providers::http_client(Duration::from_secs(60))?;
 
-    let post = |body: String| {
-        let (http, url) = (http.clone(), url.clone());
+    let post_to = |url: &str, body: String| {
+        let (http, url) = (http.clone(), url.to_string());
         async move {
             let started = Instant::now();
             let reply = http.post(&url).bearer_auth("k-bench").body(body).send().await?;
@@ -133,6 +133,7 @@ async fn measure(
             Ok::<Duration, anyhow::Error>(started.elapsed())
         }
     };
+    let post = |body: String| post_to(&url, body);
     let n = settings.exchanges;
     let started = Instant::now();
     let mut latencies: Vec<Duration> = futures_util::stream::iter((0..n).map(|i| post(exchange(i))))
@@ -163,26 +164,18 @@ async fn measure(
     // LiteLLM's generic_api callback with `log_format: ndjson`, each payload its own call.
     let template = litellm_template()?;
     let litellm_url = format!("{url}/litellm");
-    let post_litellm = |body: String| {
-        let (http, url) = (http.clone(), litellm_url.clone());
-        async move {
-            let reply = http.post(&url).bearer_auth("k-bench").body(body).send().await?;
-            anyhow::ensure!(reply.status().as_u16() == 202, "the mirror answered {}", reply.status());
-            Ok::<(), anyhow::Error>(())
-        }
-    };
     let started = Instant::now();
     futures_util::stream::iter((0..batches).map(|b| {
         let lines: Vec<String> = (b * size..(b + 1) * size)
             .map(|i| template.replace(LITELLM_CALL_ID, &format!("bench-litellm-{i}")))
             .collect();
-        post_litellm(lines.join("\n"))
+        post_to(&litellm_url, lines.join("\n"))
     }))
     .buffer_unordered(settings.concurrency.clamp(1, 8))
     .collect::<Vec<_>>()
     .await
     .into_iter()
-    .collect::<anyhow::Result<Vec<()>>>()?;
+    .collect::<anyhow::Result<Vec<Duration>>>()?;
     let litellm_time = started.elapsed();
 
     let open_loop = open_loop(settings, n + batches * size, &http, &url).await?;

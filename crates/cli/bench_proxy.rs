@@ -77,6 +77,18 @@ fn quantile(sorted: &[Duration], q: f64) -> Duration {
     sorted.get(((sorted.len().max(1) - 1) as f64 * q).round() as usize).copied().unwrap_or_default()
 }
 
+/// Chat call number `i` through `request` (its URL and credentials set); the time until the
+/// whole answer has arrived.
+async fn timed_chat(request: reqwest::RequestBuilder, i: usize) -> anyhow::Result<Duration> {
+    let body = json!({"model": "sim-large",
+                      "messages": [{"role": "user", "content": format!("What is {i} + 30? Reply with the number.")}]});
+    let started = Instant::now();
+    let reply = request.json(&body).send().await?;
+    anyhow::ensure!(reply.status().is_success(), "{} answered {}", reply.url(), reply.status());
+    reply.bytes().await?;
+    Ok(started.elapsed())
+}
+
 /// Runs the benchmark on a fresh SQLite file.
 pub async fn proxy(settings: &ProxyBench) -> anyhow::Result<ProxyFigures> {
     let sim = evaltap_sim::spawn(
@@ -104,18 +116,7 @@ pub async fn proxy(settings: &ProxyBench) -> anyhow::Result<ProxyFigures> {
     let http = evaltap_providers::http_client(Duration::from_secs(60))?;
     let direct = format!("{}/chat/completions", sim.base_url());
     let proxied = format!("{base}/proxy/bench/v1/chat/completions");
-    let call = |url: String, i: usize| {
-        let http = http.clone();
-        async move {
-            let body = json!({"model": "sim-large",
-                              "messages": [{"role": "user", "content": format!("What is {i} + 30? Reply with the number.")}]});
-            let started = Instant::now();
-            let reply = http.post(&url).header("x-evaltap-key", "k-bench").json(&body).send().await?;
-            anyhow::ensure!(reply.status().is_success(), "{url} answered {}", reply.status());
-            reply.bytes().await?;
-            Ok::<Duration, anyhow::Error>(started.elapsed())
-        }
-    };
+    let call = |url: String, i: usize| timed_chat(http.post(&url).header("x-evaltap-key", "k-bench"), i);
     let throughput = |url: String| {
         let call = &call;
         async move {
@@ -214,18 +215,7 @@ async fn litellm(
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let url = format!("{base}/chat/completions");
-    let call = |i: usize| {
-        let (http, url) = (http.clone(), url.clone());
-        async move {
-            let body = json!({"model": "sim-large",
-                              "messages": [{"role": "user", "content": format!("What is {i} + 30? Reply with the number.")}]});
-            let started = Instant::now();
-            let reply = http.post(&url).bearer_auth(LITELLM_MASTER_KEY).json(&body).send().await?;
-            anyhow::ensure!(reply.status().is_success(), "the LiteLLM proxy answered {}", reply.status());
-            reply.bytes().await?;
-            Ok::<Duration, anyhow::Error>(started.elapsed())
-        }
-    };
+    let call = |i: usize| timed_chat(http.post(&url).bearer_auth(LITELLM_MASTER_KEY), i);
     let requests = settings.requests.min(OTHER_PROXY_REQUESTS);
     let started = Instant::now();
     futures_util::stream::iter((0..requests).map(call))

@@ -61,12 +61,14 @@ fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// Opens experiment $1's spend account with cap $2, unless it is open.
+const OPEN_SPEND: &str =
+    "INSERT INTO experiment_spend (experiment_id, cap_usd) VALUES ($1, $2) ON CONFLICT DO NOTHING";
+
 impl Store {
     /// Sets up an experiment's spend account (idempotent).
     pub async fn open_spend(&self, experiment_id: &str, cap_usd: Option<f64>) -> Result<()> {
-        with_pool!(&self.pool, p => sqlx::query(
-            "INSERT INTO experiment_spend (experiment_id, cap_usd) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        )
+        with_pool!(&self.pool, p => sqlx::query(OPEN_SPEND)
         .bind(experiment_id)
         .bind(cap_usd)
         .execute(p)
@@ -159,10 +161,7 @@ impl Store {
                 let updated =
                     sqlx::query(add).bind(&experiment).bind(0.0).bind(actual_usd).execute(&mut *c).await?;
                 if updated.rows_affected() == 0 {
-                    sqlx::query("INSERT INTO experiment_spend (experiment_id) VALUES ($1) ON CONFLICT DO NOTHING")
-                        .bind(&experiment)
-                        .execute(&mut *c)
-                        .await?;
+                    sqlx::query(OPEN_SPEND).bind(&experiment).bind(None::<f64>).execute(&mut *c).await?;
                     sqlx::query(add).bind(&experiment).bind(0.0).bind(actual_usd).execute(&mut *c).await?;
                 }
                 Ok::<_, crate::StoreError>(())

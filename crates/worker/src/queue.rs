@@ -120,8 +120,9 @@ async fn requeue_stranded(store: &Store, queue: &Queue, lease: Duration) -> Resu
     Ok(count)
 }
 
-/// Pushes jobs as they are, registered or not (`enqueue` is the normal way in; this is for
-/// repair: duplicates call nothing, as claims decide).
+/// Pushes jobs as they are, registered or not: for repair, and for the judgments a replay's job
+/// could not do itself (`enqueue` is the way in otherwise; duplicates call nothing, as claims
+/// decide).
 pub async fn push_jobs(queue: &Queue, jobs: Vec<EvalJob>) -> Result<(), WorkerError> {
     if jobs.is_empty() {
         return Ok(());
