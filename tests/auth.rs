@@ -172,9 +172,8 @@ async fn unauthenticated_use_is_honoured_on_loopback_only_when_allowed() {
     assert_eq!(reply.status().as_u16(), 200, "loopback and allowed");
     // Bound beyond loopback, the same setting is ignored.
     let store = server.app.store.clone();
-    let state =
-        evaltap_server::AppState::new(open, store, server.app.queue.clone(), server.app.rubrics.clone())
-            .bound_to("0.0.0.0:7077".parse().expect("addr"));
+    let state = evaltap_server::AppState::new(open, store, server.app.rubrics.clone())
+        .bound_to("0.0.0.0:7077".parse().expect("addr"));
     let app = evaltap_server::router(state);
     let response = tower::ServiceExt::oneshot(
         app,

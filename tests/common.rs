@@ -275,15 +275,9 @@ impl Bench {
     }
 
     pub async fn create(&self, request: ExperimentRequest) -> Experiment {
-        evaltap_worker::create_experiment(
-            &self.app.config,
-            &self.app.rubrics,
-            &self.app.store,
-            &self.app.queue,
-            request,
-        )
-        .await
-        .expect("create")
+        evaltap_worker::create_experiment(&self.app.config, &self.app.rubrics, &self.app.store, request)
+            .await
+            .expect("create")
     }
 }
 

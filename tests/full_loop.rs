@@ -45,9 +45,7 @@ async fn create(
     spend_cap_usd: Option<f64>,
 ) -> Experiment {
     let request = ExperimentRequest { spend_cap_usd, ..experiment_request(name, candidate, rubric, sample) };
-    evaltap_worker::create_experiment(&app.config, &app.rubrics, &app.store, &app.queue, request)
-        .await
-        .expect("create")
+    evaltap_worker::create_experiment(&app.config, &app.rubrics, &app.store, request).await.expect("create")
 }
 
 /// Runs a worker with `concurrency` jobs in flight until `experiment` is done, then stops it.

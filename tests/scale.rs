@@ -415,7 +415,7 @@ crate::on_both_engines! {
         let experiment = bench.create(request).await;
         let app = &bench.app;
         // Created means enqueued: asking again (a re-run, a restart) enqueues nothing.
-        assert_eq!(evaltap_worker::enqueue_missing(&app.store, &app.queue, &experiment).await.expect("enqueue"), 0);
+        assert_eq!(evaltap_worker::enqueue_missing(&app.store, &experiment).await.expect("enqueue"), 0);
         let report = crate::common::run(app, &experiment).await;
         assert_eq!(report.status, "done");
         let by_name = |name: &str| report.candidates.iter().find(|c| c.name == name).expect("candidate");
@@ -429,7 +429,7 @@ crate::on_both_engines! {
         let needed = 80 * 2 + 80 + 2 * (80 + 2 * 80);
         assert_eq!(bench.sim.calls.total() - production_calls, needed, "a model call was made twice");
         assert_eq!(app.store.work_takeovers(&experiment.id).await.expect("takeovers"), 0);
-        assert_eq!(evaltap_worker::enqueue_missing(&app.store, &app.queue, &experiment).await.expect("enqueue"), 0);
+        assert_eq!(evaltap_worker::enqueue_missing(&app.store, &experiment).await.expect("enqueue"), 0);
         let spend = app.store.spend(&experiment.id).await.expect("spend");
         assert!(spend.spent_usd > 0.0 && spend.judge_spent_usd > 0.0 && !spend.capped, "{spend:?}");
     }
@@ -498,6 +498,98 @@ crate::on_both_engines! {
         assert!(store.insert_judgment(&judgment).await.expect("insert"));
         let after = store.claim_work(&experiment.id, &key, "me", lease).await.expect("claim");
         assert_eq!(after, evaltap_store::Claim::Finished);
+    }
+}
+
+crate::on_both_engines! {
+    /// Registered work is the queue: workers claiming ready work in batches, four at once, get
+    /// every unit exactly once; work handed back to the job queue is left to the queue's job;
+    /// a lease that runs out is taken over; finished work is never claimed again; and work
+    /// registered already claimed is held by its registrant.
+    async fn claiming_ready_work_in_batches_hands_each_unit_to_one_worker() {
+        let bench = Bench::start("batch-claims", QUIET, None, 12).await;
+        let experiment = bench.create(experiment_request("batch-claims", "small", "correctness", 12)).await;
+        let store = bench.app.store.clone();
+        let lease = Duration::from_secs(30);
+        let registered: Vec<String> =
+            store.unfinished_work(&experiment.id).await.expect("work").into_iter().map(|(key, _)| key).collect();
+        assert_eq!(registered.len(), 24, "12 replays and 12 baseline judgments registered at creation");
+        assert!(store.has_ready_work().await.expect("poll"));
+
+        let claimers = futures::future::join_all((0..4).map(|w| {
+            let store = store.clone();
+            async move {
+                let mut mine = Vec::new();
+                loop {
+                    let batch = store.claim_ready_work(&format!("worker-{w}"), lease, 3).await.expect("claim");
+                    if batch.is_empty() {
+                        return mine;
+                    }
+                    assert!(batch.len() <= 3, "a batch is at most the free slots");
+                    mine.extend(batch);
+                    tokio::task::yield_now().await;
+                }
+            }
+        }))
+        .await;
+        let mut claimed: Vec<String> = claimers.iter().flatten().map(|lease| lease.work_key.clone()).collect();
+        assert!(claimers.iter().flatten().all(|lease| lease.claims == 1));
+        claimed.sort();
+        let mut expected = registered.clone();
+        expected.sort();
+        assert_eq!(claimed, expected, "every unit claimed, none twice");
+        assert!(!store.has_ready_work().await.expect("poll"), "all held");
+        assert!(store.claim_ready_work("late", lease, 64).await.expect("claim").is_empty());
+
+        // Handed back to the queue after a failure: not ready, but the queue's job claims it.
+        let given_back = claimers[0][0].clone();
+        store.release_lease(&given_back).await.expect("release");
+        assert!(store.claim_ready_work("late", lease, 64).await.expect("claim").is_empty());
+        let by_job = store.claim_work(&experiment.id, &given_back.work_key, "queue-job", lease).await.expect("claim");
+        assert!(matches!(by_job, evaltap_store::Claim::Claimed(ref l) if l.claims == 2), "{by_job:?}");
+
+        // A claimant whose lease runs out: its work is taken over by the next batch claim;
+        // finished work is not claimed again, even once its lease has run out.
+        let other_experiment = bench.create(experiment_request("batch-claims-2", "small", "correctness", 12)).await;
+        let dying = store.claim_ready_work("dies", Duration::from_millis(1), 64).await.expect("claim");
+        assert_eq!(dying.len(), 24);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let taken = store.claim_ready_work("survivor", Duration::from_millis(1), 64).await.expect("claim");
+        assert_eq!(taken.len(), 24);
+        assert!(taken.iter().all(|l| l.claims == 2 && l.experiment_id == other_experiment.id));
+        let finished = &taken[0].work_key;
+        let parts: Vec<String> = serde_json::from_str(finished).expect("key");
+        if parts[0] == "replay" {
+            let mut replay =
+                evaltap_store::ReplayRecord::new(&other_experiment.id, "exchange", &parts[1], &parts[2], "sim-small");
+            replay.error = Some("failed".into());
+            assert!(store.insert_replay(&replay).await.expect("insert"));
+        } else {
+            let mut judgment = evaltap_store::JudgmentRecord::new(
+                &other_experiment.id, &parts[1], &parts[2], &parts[3], &parts[4],
+            );
+            judgment.error = Some("failed".into());
+            assert!(store.insert_judgment(&judgment).await.expect("insert"));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let rest = store.claim_ready_work("rest", lease, 64).await.expect("claim");
+        assert_eq!(rest.len(), 23, "{finished} {rest:?}");
+        assert!(rest.iter().all(|l| &l.work_key != finished && l.claims == 3));
+        // Every unit was taken over (the finished one too: it may have been paid twice).
+        assert_eq!(store.work_takeovers(&other_experiment.id).await.expect("takeovers"), 24);
+
+        // Registered already claimed: held by the registrant; what was registered before is
+        // not returned.
+        let new_key = evaltap_store::judgment_work_key("fresh-item", "small", "correctness", "");
+        let held = store
+            .register_claimed_work(&other_experiment.id, &[new_key.clone(), rest[0].work_key.clone()], "replayer", lease)
+            .await
+            .expect("register");
+        assert_eq!(held.len(), 1);
+        assert_eq!((held[0].work_key.as_str(), held[0].claims), (new_key.as_str(), 1));
+        let elsewhere = store.claim_work(&other_experiment.id, &new_key, "other", lease).await.expect("claim");
+        assert!(matches!(elsewhere, evaltap_store::Claim::HeldElsewhere { .. }), "{elsewhere:?}");
+        assert!(store.claim_ready_work("late", lease, 64).await.expect("claim").is_empty());
     }
 }
 

@@ -55,7 +55,7 @@ impl App {
         let mut enqueued = 0;
         for experiment in self.store.experiments().await? {
             if !self.progress(&experiment).await?.is_done() {
-                enqueued += evaltap_worker::enqueue_missing(&self.store, &self.queue, &experiment).await?;
+                enqueued += evaltap_worker::enqueue_missing(&self.store, &experiment).await?;
             }
         }
         Ok(enqueued)
@@ -71,7 +71,6 @@ impl App {
         Ok(evaltap_drift::DriftContext {
             config: self.config.clone(),
             store: self.store.clone(),
-            queue: self.queue.clone(),
             rubrics: self.rubrics.clone(),
             http: evaltap_providers::http_client(Duration::from_secs(30))?,
         })
@@ -79,7 +78,7 @@ impl App {
 
     /// HTTP server state.
     pub fn server_state(&self) -> AppState {
-        AppState::new(self.config.clone(), self.store.clone(), self.queue.clone(), self.rubrics.clone())
+        AppState::new(self.config.clone(), self.store.clone(), self.rubrics.clone())
     }
 
     /// Runs a worker with `concurrency` jobs in flight until `shutdown`.

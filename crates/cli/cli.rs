@@ -715,8 +715,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 checks: Vec::new(),
             };
             let experiment =
-                evaltap_worker::create_experiment(&app.config, &app.rubrics, &app.store, &app.queue, request)
-                    .await?;
+                evaltap_worker::create_experiment(&app.config, &app.rubrics, &app.store, request).await?;
             let progress = app.progress(&experiment).await?;
             println!(
                 "created experiment `{}` ({}): {} exchanges × {} candidates, {} rubrics; run it with `evaltap experiment run {}` or a running `evaltap serve`",
@@ -735,7 +734,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let pushed = evaltap_worker::requeue_unfinished(&app.store, &app.queue, &experiment).await?;
                 eprintln!("requeued {pushed} unfinished jobs");
             } else {
-                evaltap_worker::enqueue_missing(&app.store, &app.queue, &experiment).await?;
+                evaltap_worker::enqueue_missing(&app.store, &experiment).await?;
             }
             app.run_to_done(&experiment, *concurrency, false).await?;
             let report = evaltap_report::build(&app.store, &experiment).await?;

@@ -377,7 +377,7 @@ pub async fn run(app: &App, dataset: &str, options: &GoldenRun) -> anyhow::Resul
         checks,
     };
     let experiment =
-        evaltap_worker::create_experiment(&app.config, &app.rubrics, &app.store, &app.queue, request).await?;
+        evaltap_worker::create_experiment(&app.config, &app.rubrics, &app.store, request).await?;
     app.run_to_done(&experiment, options.concurrency.max(1), options.quiet).await?;
     Ok(evaltap_report::build(&app.store, &experiment).await?)
 }

@@ -14,7 +14,7 @@ use evaltap_core::Config;
 use evaltap_judge::Rubrics;
 use evaltap_stats::{Basis, CompareOptions, Comparison, Verdict, compare_paired, decide_family};
 use evaltap_store::{Alert, BaselineSpec, DatasetRef, Experiment, Schedule, ScheduleRun, Store, StoreError};
-use evaltap_worker::{ExperimentRequest, Queue};
+use evaltap_worker::ExperimentRequest;
 use hmac::{KeyInit, Mac};
 use serde_json::{Value, json};
 
@@ -37,8 +37,6 @@ pub struct DriftContext {
     pub config: Config,
     /// The database.
     pub store: Store,
-    /// The job queue runs are enqueued on.
-    pub queue: Queue,
     /// Loaded rubrics.
     pub rubrics: Rubrics,
     /// HTTP client for alert deliveries.
@@ -144,9 +142,7 @@ pub async fn tick(ctx: &DriftContext, now: DateTime<Utc>) -> Result<TickReport, 
             baseline: Some(BaselineSpec::None),
             checks: schedule.spec.checks.clone(),
         };
-        match evaltap_worker::create_experiment(&ctx.config, &ctx.rubrics, &ctx.store, &ctx.queue, request)
-            .await
-        {
+        match evaltap_worker::create_experiment(&ctx.config, &ctx.rubrics, &ctx.store, request).await {
             Ok(experiment) => {
                 ctx.store.set_run_experiment(&schedule.id, slot, Some(&experiment.id), None).await?;
                 report.started.push((schedule.name.clone(), slot));

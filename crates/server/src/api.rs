@@ -47,13 +47,12 @@ pub(crate) async fn create_experiment(
     }
     let request: ExperimentRequest = serde_json::from_value(body)
         .map_err(|e| ApiError::bad_request(format!("invalid experiment: {e}")))?;
-    let experiment =
-        evaltap_worker::create_experiment(&state.config, &state.rubrics, &state.store, &state.queue, request)
-            .await
-            .map_err(|err| match err {
-                CreateError::Invalid(msg) => ApiError::bad_request(msg),
-                other => ApiError::Internal(other.to_string()),
-            })?;
+    let experiment = evaltap_worker::create_experiment(&state.config, &state.rubrics, &state.store, request)
+        .await
+        .map_err(|err| match err {
+            CreateError::Invalid(msg) => ApiError::bad_request(msg),
+            other => ApiError::Internal(other.to_string()),
+        })?;
     Ok((StatusCode::CREATED, Json(CreatedExperiment { id: experiment.id, name: experiment.spec.name })))
 }
 

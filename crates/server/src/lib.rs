@@ -22,7 +22,6 @@ use axum::routing::{get, post};
 use evaltap_core::{AuthConfig, Config};
 use evaltap_judge::Rubrics;
 use evaltap_store::Store;
-use evaltap_worker::Queue;
 
 pub use api::ApiDoc;
 pub use error::{ApiError, ErrorBody};
@@ -32,7 +31,6 @@ pub use error::{ApiError, ErrorBody};
 pub struct AppState {
     pub(crate) config: Arc<Config>,
     pub(crate) store: Store,
-    pub(crate) queue: Queue,
     pub(crate) rubrics: Rubrics,
     pub(crate) sources: sources::Sources,
     pub(crate) ingest_slots: Arc<tokio::sync::Semaphore>,
@@ -48,7 +46,7 @@ pub struct AppState {
 impl AppState {
     /// State for `config`; sources without a resolvable key cannot send traffic (and are
     /// logged).
-    pub fn new(config: Config, store: Store, queue: Queue, rubrics: Rubrics) -> AppState {
+    pub fn new(config: Config, store: Store, rubrics: Rubrics) -> AppState {
         let sources = sources::Sources::new(&config.sources);
         let total = config.max_concurrent_ingest.max(1);
         let ingest_slots = Arc::new(tokio::sync::Semaphore::new(total));
@@ -65,7 +63,6 @@ impl AppState {
         AppState {
             config: Arc::new(config),
             store,
-            queue,
             rubrics,
             sources,
             ingest_slots,

@@ -36,7 +36,7 @@ pub use postgres::nagle::delayed_sockets_to;
 pub use postgres::{create_scratch_database, drop_scratch_database};
 pub use results::{Calibration, JudgmentRecord, JudgmentScore, Progress, ReplayRecord};
 pub use spend::{Reservation, Spend, SpendKind};
-pub use work::{Claim, Lease, judgment_work_key, now_ms, replay_work_key};
+pub use work::{Claim, Lease, QUEUED, judgment_work_key, now_ms, replay_work_key};
 
 /// Subject name of the production response in judgments.
 pub const BASELINE: &str = "baseline";

@@ -20,6 +20,26 @@ pub fn judgment_work_key(item_id: &str, subject: &str, rubric: &str, position: &
     json!(["judge", item_id, subject, rubric, position]).to_string()
 }
 
+/// The owner of work handed back to the job queue (see [`Store::release_lease`]); it matches
+/// the literal in [`Store::claim_work`]'s statement.
+pub const QUEUED: &str = "queued";
+
+/// Claims ready work on SQLite (one writer at a time: the subquery and update are atomic).
+const CLAIM_READY_SQLITE: &str = "UPDATE work_claims SET owner = $1, expires_ms = $2, claims = claims + 1
+     WHERE rowid IN (
+         SELECT rowid FROM work_claims WHERE finished = FALSE AND expires_ms < $3
+         ORDER BY expires_ms LIMIT $4)
+     RETURNING experiment_id, work_key, claims";
+
+/// Claims ready work on PostgreSQL: rows another worker is claiming are skipped, not waited for.
+const CLAIM_READY_POSTGRES: &str =
+    "UPDATE work_claims w SET owner = $1, expires_ms = $2, claims = w.claims + 1
+     FROM (SELECT experiment_id, work_key FROM work_claims
+           WHERE finished = FALSE AND expires_ms < $3
+           ORDER BY expires_ms LIMIT $4 FOR UPDATE SKIP LOCKED) ready
+     WHERE w.experiment_id = ready.experiment_id AND w.work_key = ready.work_key
+     RETURNING w.experiment_id, w.work_key, w.claims";
+
 /// Milliseconds since the Unix epoch (lease times on both engines).
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
@@ -132,7 +152,8 @@ impl Store {
                  VALUES ($1, $2, $3, $4, 1, FALSE)
                  ON CONFLICT (experiment_id, work_key) DO UPDATE
                     SET owner = excluded.owner, expires_ms = excluded.expires_ms, claims = work_claims.claims + 1
-                  WHERE work_claims.finished = FALSE AND work_claims.expires_ms < $5
+                  WHERE work_claims.finished = FALSE
+                    AND (work_claims.expires_ms < $5 OR work_claims.owner = 'queued')
                  RETURNING claims",
             )
             .bind(&experiment)
@@ -163,6 +184,87 @@ impl Store {
             Err((true, _)) => Claim::Finished,
             Err((false, expires_ms)) => Claim::HeldElsewhere { expires_ms },
         })
+    }
+
+    /// Claims up to `limit` units of ready work for `owner` for `lease`, in one statement:
+    /// registered work never claimed, and work whose claimant's lease ran out (a takeover:
+    /// `claims` above 1). Work handed back to the job queue ([`Store::release_lease`]) is not
+    /// ready: the queue's job for it claims it.
+    pub async fn claim_ready_work(&self, owner: &str, lease: Duration, limit: usize) -> Result<Vec<Lease>> {
+        let now = now_ms();
+        let expires_ms = now.saturating_add(millis(lease));
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let holder = owner.to_string();
+        let sql = match &self.pool {
+            crate::Pool::Sqlite(_) => CLAIM_READY_SQLITE,
+            crate::Pool::Postgres(_) => CLAIM_READY_POSTGRES,
+        };
+        let claimed: Vec<(String, String, i64)> = small_write!(self, c => {
+            Ok::<_, crate::StoreError>(sqlx::query_as(sql)
+                .bind(&holder)
+                .bind(expires_ms)
+                .bind(now)
+                .bind(limit)
+                .fetch_all(&mut *c)
+                .await?)
+        })?;
+        Ok(claimed
+            .into_iter()
+            .map(|(experiment_id, work_key, claims)| Lease {
+                experiment_id,
+                work_key,
+                owner: owner.into(),
+                claims,
+            })
+            .collect())
+    }
+
+    /// Whether any work is ready to claim (a read: idle workers poll with it, so that an
+    /// empty queue costs no write).
+    pub async fn has_ready_work(&self) -> Result<bool> {
+        Ok(with_pool!(&self.pool, p => sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM work_claims WHERE finished = FALSE AND expires_ms < $1)",
+        )
+        .bind(now_ms())
+        .fetch_one(p)
+        .await)?)
+    }
+
+    /// Registers units of work of an experiment already claimed by `owner` (a replay's
+    /// judgments, to be made by the replay's worker): one statement registers and claims.
+    /// Returns the leases of the keys that were new; work registered before is left to
+    /// whoever claims it.
+    pub async fn register_claimed_work(
+        &self,
+        experiment_id: &str,
+        keys: &[String],
+        owner: &str,
+        lease: Duration,
+    ) -> Result<Vec<Lease>> {
+        let expires_ms = now_ms().saturating_add(millis(lease));
+        let mut leases = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(500) {
+            let (experiment, chunk_keys, holder) =
+                (experiment_id.to_string(), chunk.to_vec(), owner.to_string());
+            let inserted: Vec<String> = small_write!(self, c => {
+                let mut insert = sqlx::QueryBuilder::new(
+                    "INSERT INTO work_claims (experiment_id, work_key, owner, expires_ms, claims) ",
+                );
+                insert.push_values(&chunk_keys, |mut row, key| {
+                    row.push_bind(&experiment).push_bind(key).push_bind(&holder).push_bind(expires_ms).push_bind(1_i64);
+                });
+                insert.push(" ON CONFLICT DO NOTHING RETURNING work_key");
+                Ok::<_, crate::StoreError>(insert.build_query_scalar().fetch_all(&mut *c).await?)
+            })?;
+            let inserted: std::collections::HashSet<String> = inserted.into_iter().collect();
+            leases.extend(chunk.iter().filter(|key| inserted.contains(*key)).map(|key| Lease {
+                experiment_id: experiment_id.into(),
+                work_key: key.clone(),
+                owner: owner.into(),
+                claims: 1,
+            }));
+        }
+        Ok(leases)
     }
 
     /// Extends a held lease (and the spend reservation made under it); false if it was lost.
@@ -196,18 +298,21 @@ impl Store {
         })
     }
 
-    /// Gives a claim up unfinished (the call could not be made or stored), so that a retry
-    /// can take it at once.
+    /// Gives a claim up unfinished (the call could not be made or stored) to the job queue:
+    /// the queue's job for it (retried with backoff, given up after a few tries) claims it next,
+    /// not the workers claiming ready work, so a unit that keeps failing is not tried in a loop.
     pub async fn release_lease(&self, lease: &Lease) -> Result<()> {
         let lease = lease.clone();
         small_write!(self, c => {
             sqlx::query(
-                "UPDATE work_claims SET expires_ms = 0
+                "UPDATE work_claims SET owner = $4, expires_ms = $5
                  WHERE experiment_id = $1 AND work_key = $2 AND owner = $3 AND finished = FALSE",
             )
             .bind(&lease.experiment_id)
             .bind(&lease.work_key)
             .bind(&lease.owner)
+            .bind(QUEUED)
+            .bind(i64::MAX)
             .execute(&mut *c)
             .await?;
             Ok::<_, crate::StoreError>(())
@@ -220,26 +325,6 @@ impl Store {
             crate::Pool::Sqlite(pool) => crate::sqlite::purge_finished_queue_jobs(pool).await?,
             crate::Pool::Postgres(pool) => crate::postgres::purge_finished_queue_jobs(pool).await?,
         })
-    }
-
-    /// Work whose claimant stopped without finishing it and that nobody has taken over since
-    /// `stale_before_ms` (its lease ran out at least that long ago): returned so that it can be
-    /// queued again, and marked so that it is returned once per such period. Covers jobs the
-    /// queue itself lost with their worker.
-    pub async fn stranded_work(&self, stale_before_ms: i64, limit: i64) -> Result<Vec<(String, String)>> {
-        Ok(with_pool!(&self.pool, p => sqlx::query_as(
-            "UPDATE work_claims SET expires_ms = $1, owner = 'requeued'
-             WHERE (experiment_id, work_key) IN (
-                 SELECT experiment_id, work_key FROM work_claims
-                 WHERE finished = FALSE AND claims > 0 AND expires_ms < $2
-                 LIMIT $3)
-             RETURNING experiment_id, work_key",
-        )
-        .bind(now_ms())
-        .bind(stale_before_ms)
-        .bind(limit)
-        .fetch_all(p)
-        .await)?)
     }
 
     /// Work of an experiment that is not finished: (key, claims so far).

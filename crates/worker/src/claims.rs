@@ -14,12 +14,21 @@ pub(crate) struct HeldWork {
 }
 
 impl HeldWork {
+    /// Holds a claim already made (a batch claim, or work registered claimed), renewing it.
+    pub(crate) fn hold(svc: &Services, lease: Lease) -> HeldWork {
+        if lease.claims > 1 {
+            tracing::info!(work = %lease.work_key, claims = lease.claims, "taking over work whose claimant stopped");
+        }
+        let renewer = tokio::spawn(renew(svc.clone(), lease.clone()));
+        HeldWork { lease, renewer }
+    }
+
     /// How many claims the work has had, this one included (more than one: a takeover).
     pub(crate) fn claims(&self) -> i64 {
         self.lease.claims
     }
 
-    /// Gives the work up unfinished so that a retry can take it at once.
+    /// Gives the work up unfinished, to the job queue's retries.
     pub(crate) async fn release(self, svc: &Services) {
         self.renewer.abort();
         if let Err(err) = svc.store.release_lease(&self.lease).await {
@@ -51,13 +60,7 @@ pub(crate) async fn acquire(
 ) -> Result<Acquired, WorkerError> {
     loop {
         match svc.store.claim_work(experiment_id, work_key, &svc.owner, svc.lease).await? {
-            Claim::Claimed(lease) => {
-                if lease.claims > 1 {
-                    tracing::info!(work = %work_key, claims = lease.claims, "taking over work whose claimant stopped");
-                }
-                let renewer = tokio::spawn(renew(svc.clone(), lease.clone()));
-                return Ok(Acquired::Held(HeldWork { lease, renewer }));
-            }
+            Claim::Claimed(lease) => return Ok(Acquired::Held(HeldWork::hold(svc, lease))),
             Claim::Finished => return Ok(Acquired::Finished),
             Claim::HeldElsewhere { expires_ms } => {
                 let wait = (expires_ms - now_ms()).clamp(50, 1_000);

@@ -5,7 +5,7 @@ use evaltap_judge::Rubrics;
 use evaltap_store::{BaselineSpec, DatasetRef, Experiment, ExperimentSpec, Filter, FrozenRubric, Store};
 use serde::{Deserialize, Serialize};
 
-use crate::{Queue, WorkerError, enqueue_missing};
+use crate::{WorkerError, enqueue_missing};
 
 /// Default non-inferiority margin on the [0, 1] score scale.
 pub const DEFAULT_MARGIN: f64 = 0.02;
@@ -73,7 +73,6 @@ pub async fn create_experiment(
     config: &Config,
     rubrics: &Rubrics,
     store: &Store,
-    queue: &Queue,
     request: ExperimentRequest,
 ) -> Result<Experiment, CreateError> {
     let invalid = |msg: String| Err(CreateError::Invalid(msg));
@@ -251,6 +250,6 @@ pub async fn create_experiment(
         checks: request.checks,
     };
     let experiment = store.create_experiment(spec).await?;
-    enqueue_missing(store, queue, &experiment).await?;
+    enqueue_missing(store, &experiment).await?;
     Ok(experiment)
 }

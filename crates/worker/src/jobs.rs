@@ -12,7 +12,7 @@ use evaltap_store::{
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::claims::{self, Acquired};
+use crate::claims::{self, Acquired, HeldWork};
 use crate::{Services, WorkerError};
 
 /// A unit of work in the queue.
@@ -215,11 +215,32 @@ pub async fn replay(
     item_id: &str,
     candidate: &str,
 ) -> Result<JobOutcome, WorkerError> {
-    let experiment = svc.experiment(experiment_id).await?;
     let key = evaltap_store::replay_work_key(item_id, candidate);
-    let held = match claims::acquire(svc, experiment_id, &key).await? {
-        Acquired::Finished => return already_replayed(svc, &experiment, item_id, candidate).await,
-        Acquired::Held(held) => held,
+    match claims::acquire(svc, experiment_id, &key).await? {
+        Acquired::Finished => {
+            let experiment = svc.experiment(experiment_id).await?;
+            already_replayed(svc, &experiment, item_id, candidate).await
+        }
+        Acquired::Held(held) => replay_claimed(svc, held, experiment_id, item_id, candidate).await,
+    }
+}
+
+/// [`replay`] by the worker that holds the replay's claim; the claim is given back to the
+/// queue if the replay cannot be stored.
+pub(crate) async fn replay_claimed(
+    svc: &Services,
+    held: HeldWork,
+    experiment_id: &str,
+    item_id: &str,
+    candidate: &str,
+) -> Result<JobOutcome, WorkerError> {
+    let key = evaltap_store::replay_work_key(item_id, candidate);
+    let experiment = match svc.experiment(experiment_id).await {
+        Ok(experiment) => experiment,
+        Err(err) => {
+            held.release(svc).await;
+            return Err(err.into());
+        }
     };
     let result = replay_held(svc, &experiment, item_id, candidate, &key).await;
     if result.is_err() {
@@ -423,10 +444,26 @@ pub async fn judge(
     position: &str,
 ) -> Result<JobOutcome, WorkerError> {
     let key = evaltap_store::judgment_work_key(item_id, subject, rubric, position);
-    let held = match claims::acquire(svc, experiment_id, &key).await? {
-        Acquired::Finished => return Ok(JobOutcome::AlreadyDone { follow_up: Vec::new() }),
-        Acquired::Held(held) => held,
-    };
+    match claims::acquire(svc, experiment_id, &key).await? {
+        Acquired::Finished => Ok(JobOutcome::AlreadyDone { follow_up: Vec::new() }),
+        Acquired::Held(held) => {
+            judge_claimed(svc, held, experiment_id, item_id, subject, rubric, position).await
+        }
+    }
+}
+
+/// [`judge`] by the worker that holds the judgment's claim; the claim is given back to the
+/// queue if the judgment cannot be stored.
+pub(crate) async fn judge_claimed(
+    svc: &Services,
+    held: HeldWork,
+    experiment_id: &str,
+    item_id: &str,
+    subject: &str,
+    rubric: &str,
+    position: &str,
+) -> Result<JobOutcome, WorkerError> {
+    let key = evaltap_store::judgment_work_key(item_id, subject, rubric, position);
     let result = judge_held(svc, experiment_id, item_id, subject, rubric, position, &key).await;
     if !matches!(result, Ok(JobOutcome::Stored { .. } | JobOutcome::Failed { .. })) {
         held.release(svc).await;

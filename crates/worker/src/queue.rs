@@ -1,18 +1,30 @@
-//! The apalis queue, in the same database as the store: apalis-sqlite on a SQLite file,
-//! apalis-postgres on PostgreSQL. The queue delivers jobs (and hands a dead worker's jobs to
-//! another after its missed heartbeats); claims in the store decide who calls a model.
+//! Two ways work reaches a worker, both over the same database as the store:
+//!
+//! - **Claimed from evaltap's own table** (the normal path): registering a unit of work in
+//!   `work_claims` is enqueueing it; each worker claims ready rows in batches (one `UPDATE …
+//!   RETURNING` for as many units as it has free slots), with a lease it renews while it works.
+//!   A worker that dies leaves its leases to run out, and the next claim takes the work over.
+//! - **The apalis queue** (apalis-sqlite / apalis-postgres): work that failed in a way worth
+//!   retrying (storage trouble) is handed to it, and it schedules the retries with backoff and
+//!   gives up after a few; `experiment run --requeue` pushes unfinished work to it again.
+//!
+//! Either way, claims in the store decide who calls a model. Claiming from the table replaced
+//! one apalis job per unit of work: fetching and acknowledging each job was a chain of database
+//! round trips per unit (BENCHMARKS.md has the figures).
 
 use std::collections::HashSet;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use apalis::prelude::*;
 use apalis_postgres::PostgresStorage;
 use apalis_sqlite::SqliteStorage;
 use evaltap_core::WorkerConfig;
-use evaltap_store::{BASELINE, Experiment, Pool, Store};
+use evaltap_store::{BASELINE, Experiment, Lease, Pool, Store};
 
-use crate::jobs::{self, EvalJob};
+use crate::claims::HeldWork;
+use crate::jobs::{self, EvalJob, JobOutcome};
 use crate::{Services, WorkerError};
 
 /// The job queue, on whichever engine the store runs.
@@ -110,19 +122,8 @@ fn job_for_key(experiment_id: &str, work_key: &str) -> Option<EvalJob> {
     }
 }
 
-/// Queues again the work whose claimant stopped and that nobody took over within a lease.
-async fn requeue_stranded(store: &Store, queue: &Queue, lease: Duration) -> Result<usize, WorkerError> {
-    let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
-    let stranded = store.stranded_work(evaltap_store::now_ms().saturating_sub(lease_ms), 1_000).await?;
-    let jobs: Vec<EvalJob> = stranded.iter().filter_map(|(id, key)| job_for_key(id, key)).collect();
-    let count = jobs.len();
-    push_jobs(queue, jobs).await?;
-    Ok(count)
-}
-
-/// Pushes jobs as they are, registered or not: for repair, and for the judgments a replay's job
-/// could not do itself (`enqueue` is the way in otherwise; duplicates call nothing, as claims
-/// decide).
+/// Pushes jobs to the apalis queue as they are, registered or not: work handed back after a
+/// failure, and `--requeue` (duplicates call nothing, as claims decide).
 pub async fn push_jobs(queue: &Queue, jobs: Vec<EvalJob>) -> Result<(), WorkerError> {
     if jobs.is_empty() {
         return Ok(());
@@ -135,10 +136,10 @@ pub async fn push_jobs(queue: &Queue, jobs: Vec<EvalJob>) -> Result<(), WorkerEr
 }
 
 /// Enqueues those of `jobs` not enqueued before: each unit of work is registered in the store
-/// once, and only newly registered work is pushed, so re-running an experiment, restarting a
-/// process or repeating a follow-up never queues work twice. Nothing is enqueued for an
-/// experiment that reached its spend cap. Returns how many were enqueued.
-pub async fn enqueue(store: &Store, queue: &Queue, jobs: Vec<EvalJob>) -> Result<usize, WorkerError> {
+/// once — registering is enqueueing (workers claim registered work) — so re-running an
+/// experiment, restarting a process or repeating a follow-up never queues work twice. Nothing
+/// is enqueued for an experiment that reached its spend cap. Returns how many were enqueued.
+pub async fn enqueue(store: &Store, jobs: Vec<EvalJob>) -> Result<usize, WorkerError> {
     let mut by_experiment: Vec<(String, Vec<EvalJob>)> = Vec::new();
     for job in jobs {
         let experiment = experiment_of(&job).to_string();
@@ -157,20 +158,8 @@ pub async fn enqueue(store: &Store, queue: &Queue, jobs: Vec<EvalJob>) -> Result
             }
             continue;
         }
-        // Pushed first, registered after: a crash in between leaves a job queued but not
-        // registered (enqueued again later, and a duplicate job calls nothing), never work
-        // registered but not queued.
-        let keyed: Vec<(String, EvalJob)> = jobs.into_iter().map(|job| (work_key(&job), job)).collect();
-        let all_keys: Vec<String> = keyed.iter().map(|(key, _)| key.clone()).collect();
-        let registered = store.registered_among(&experiment_id, &all_keys).await?;
-        let mut seen = std::collections::HashSet::new();
-        let (keys, fresh): (Vec<String>, Vec<EvalJob>) = keyed
-            .into_iter()
-            .filter(|(key, _)| !registered.contains(key) && seen.insert(key.clone()))
-            .unzip();
-        enqueued += fresh.len();
-        push_jobs(queue, fresh).await?;
-        store.register_work(&experiment_id, &keys).await?;
+        let keys: Vec<String> = jobs.iter().map(work_key).collect();
+        enqueued += store.register_work(&experiment_id, &keys).await?.into_iter().filter(|new| *new).count();
     }
     Ok(enqueued)
 }
@@ -216,13 +205,9 @@ pub async fn missing_jobs(store: &Store, experiment: &Experiment) -> Result<Vec<
 
 /// Enqueues every job of an experiment whose result is not stored and that was never enqueued:
 /// all of them for a new experiment, none on a re-run or restart. Returns how many.
-pub async fn enqueue_missing(
-    store: &Store,
-    queue: &Queue,
-    experiment: &Experiment,
-) -> Result<usize, WorkerError> {
+pub async fn enqueue_missing(store: &Store, experiment: &Experiment) -> Result<usize, WorkerError> {
     let jobs = missing_jobs(store, experiment).await?;
-    enqueue(store, queue, jobs).await
+    enqueue(store, jobs).await
 }
 
 /// Pushes every unfinished job of an experiment again, registered or not — for work whose job
@@ -246,6 +231,7 @@ struct WorkerState {
     queue: Queue,
 }
 
+/// A job delivered by the apalis queue: it claims its work first (another worker may hold it).
 async fn handle(job: EvalJob, state: Data<WorkerState>) -> Result<(), BoxDynError> {
     let svc = &state.services;
     let outcome = match &job {
@@ -256,48 +242,150 @@ async fn handle(job: EvalJob, state: Data<WorkerState>) -> Result<(), BoxDynErro
             jobs::judge(svc, experiment_id, item_id, subject, rubric, position).await?
         }
     };
-    let follow_up = outcome.follow_up();
-    let judged = judge_inline(svc, follow_up).await;
-    queue_rest(svc, &state.queue, &job, &follow_up[judged..]).await?;
+    judge_follow_ups(svc, &state.queue, experiment_of(&job), &outcome).await?;
     Ok(())
 }
 
-/// Judges a replay's answer in the replay's own job, one judgment after another — as a client
-/// would judge an answer it has just got — instead of one queued job each: the queue's round
-/// trips per item fall from three to one. Each judgment still takes its own claim, so it is
-/// made once whoever runs it, and a worker that stops half-way leaves the replay job unacked:
-/// delivered again, it finds the judgments still missing. Returns how many of `follow_up` were
-/// done; the first that fails (or is not a judgment) and the rest are queued instead.
-async fn judge_inline(svc: &Services, follow_up: &[EvalJob]) -> usize {
-    for (done, next) in follow_up.iter().enumerate() {
-        let EvalJob::Judge { experiment_id, item_id, subject, rubric, position } = next else { return done };
-        if let Err(err) = jobs::judge(svc, experiment_id, item_id, subject, rubric, position).await {
-            tracing::debug!(%err, item_id, rubric, "judging in the replay's job failed; the rest is queued");
-            return done;
+/// Work claimed from the table, done by the worker holding the claim; if it fails in a way
+/// worth retrying, it is handed to the apalis queue (its claim was given back to the queue).
+async fn run_claimed(svc: &Services, queue: &Queue, lease: Lease) {
+    let Some(job) = job_for_key(&lease.experiment_id, &lease.work_key) else {
+        tracing::error!(work = %lease.work_key, "claimed work whose key does not read; left to its lease");
+        return;
+    };
+    let held = HeldWork::hold(svc, lease);
+    let outcome = match &job {
+        EvalJob::Replay { experiment_id, item_id, candidate } => {
+            jobs::replay_claimed(svc, held, experiment_id, item_id, candidate).await
         }
+        EvalJob::Judge { experiment_id, item_id, subject, rubric, position } => {
+            jobs::judge_claimed(svc, held, experiment_id, item_id, subject, rubric, position).await
+        }
+    };
+    let result = match outcome {
+        Ok(outcome) => judge_follow_ups(svc, queue, experiment_of(&job), &outcome).await,
+        Err(err) => {
+            tracing::warn!(%err, work = ?job, "work failed; handed to the queue's retries");
+            push_jobs(queue, vec![job]).await
+        }
+    };
+    if let Err(err) = result {
+        // What was not stored is still registered and unfinished: it is claimed again when
+        // its lease runs out.
+        tracing::warn!(%err, "handing work on failed; its lease will run out");
     }
-    follow_up.len()
 }
 
-/// Queues follow-ups that were not done in the job, registered so that they are queued once.
-/// (Judgments stop themselves at a spend cap, so no cap check is needed here.)
-async fn queue_rest(
+/// Judges a replay's answer in the replay's own task, one judgment after another — as a client
+/// would judge an answer it has just got: the judgments are registered already claimed by this
+/// worker (one statement) and made at once, so an item costs one claim round trip, not three.
+/// A judgment registered before (a repeated job) is left to whoever claims it; one that fails
+/// is handed to the apalis queue.
+async fn judge_follow_ups(
     svc: &Services,
     queue: &Queue,
-    job: &EvalJob,
-    rest: &[EvalJob],
+    experiment_id: &str,
+    outcome: &JobOutcome,
 ) -> Result<(), WorkerError> {
-    if rest.is_empty() {
+    let follow_up = outcome.follow_up();
+    if follow_up.is_empty() {
         return Ok(());
     }
-    let keys: Vec<String> = rest.iter().map(work_key).collect();
-    push_jobs(queue, rest.to_vec()).await?;
-    svc.store.register_work(experiment_of(job), &keys).await?;
-    Ok(())
+    let keys: Vec<String> = follow_up.iter().map(work_key).collect();
+    let leases = svc.store.register_claimed_work(experiment_id, &keys, &svc.owner, svc.lease).await?;
+    let mut failed = Vec::new();
+    for lease in leases {
+        let Some(EvalJob::Judge { experiment_id, item_id, subject, rubric, position }) =
+            job_for_key(&lease.experiment_id, &lease.work_key)
+        else {
+            continue;
+        };
+        let held = HeldWork::hold(svc, lease);
+        if let Err(err) =
+            jobs::judge_claimed(svc, held, &experiment_id, &item_id, &subject, &rubric, &position).await
+        {
+            tracing::debug!(%err, item_id, rubric, "judging in the replay's task failed; handed to the queue");
+            failed.push(EvalJob::Judge { experiment_id, item_id, subject, rubric, position });
+        }
+    }
+    push_jobs(queue, failed).await
 }
 
-/// Runs a worker with `concurrency` jobs in flight until `shutdown` completes; then it stops
-/// taking jobs and lets those in flight finish.
+/// Claims ready work from the table in batches, as many units as there are free slots, and runs
+/// each in its own task; polls (a read) while there is none. On `stop` it claims no more and
+/// waits for the work in flight.
+async fn claim_loop(
+    svc: Services,
+    queue: Queue,
+    concurrency: usize,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    // Whether the last claim found work: if not, wait for the poll to see some first.
+    let mut found = true;
+    loop {
+        while tasks.try_join_next().is_some() {}
+        if *stop.borrow() {
+            break;
+        }
+        if !found {
+            let ready = svc.store.has_ready_work().await.unwrap_or_else(|err| {
+                tracing::debug!(%err, "polling for work failed; will retry");
+                false
+            });
+            if !ready {
+                tokio::select! {
+                    _ = stop.changed() => {}
+                    () = tokio::time::sleep(POLL_EVERY) => {}
+                }
+                continue;
+            }
+        }
+        let first = tokio::select! {
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            _ = stop.changed() => continue,
+        };
+        let mut permits = vec![first];
+        while permits.len() < CLAIM_BATCH {
+            match slots.clone().try_acquire_owned() {
+                Ok(permit) => permits.push(permit),
+                Err(_) => break,
+            }
+        }
+        match svc.store.claim_ready_work(&svc.owner, svc.lease, permits.len()).await {
+            Ok(leases) => {
+                found = !leases.is_empty();
+                for (lease, permit) in leases.into_iter().zip(permits) {
+                    let (svc, queue) = (svc.clone(), queue.clone());
+                    tasks.spawn(async move {
+                        run_claimed(&svc, &queue, lease).await;
+                        drop(permit);
+                    });
+                }
+            }
+            Err(err) => {
+                tracing::warn!(%err, "claiming work failed; will retry");
+                found = false;
+                tokio::time::sleep(POLL_EVERY).await;
+            }
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// How often an idle worker looks for ready work.
+const POLL_EVERY: Duration = Duration::from_millis(10);
+
+/// Most units claimed in one statement.
+const CLAIM_BATCH: usize = 64;
+
+/// Runs a worker with up to `concurrency` units of claimed work in flight (and as many of the
+/// apalis queue's retries) until `shutdown` completes; then it stops taking work and lets what
+/// is in flight finish.
 pub async fn run_worker(
     services: Services,
     queue: Queue,
@@ -306,19 +394,23 @@ pub async fn run_worker(
 ) -> Result<(), WorkerError> {
     let name = format!("evaltap-worker-{}", uuid::Uuid::now_v7());
     let store = services.store.clone();
-    let lease = services.lease;
-    let housekeeping_queue = queue.clone();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    let claiming = tokio::spawn(claim_loop(services.clone(), queue.clone(), concurrency, stopped.clone()));
     let state = WorkerState { services, queue: queue.clone() };
-    // Housekeeping beside the jobs: finished jobs leave the queue's table (apalis-sqlite's
-    // acknowledgement costs grow with it; results live in evaltap's own tables), work whose
-    // claimant stopped is queued again, and spend reservations of dead callers are released
-    // once their lease has run out.
-    let (stop_housekeeping, mut housekeeping_stopped) = tokio::sync::oneshot::channel::<()>();
+    // Housekeeping beside the work: finished jobs leave the queue's table (apalis-sqlite's
+    // acknowledgement costs grow with it; results live in evaltap's own tables), and spend
+    // reservations of dead callers are released once their lease has run out. (Work whose
+    // claimant stopped is claimed again by `claim_loop` once its lease runs out.)
+    let mut housekeeping_stopped = stopped.clone();
     let housekeeping = tokio::spawn(async move {
         let mut rounds: u64 = 0;
         loop {
             tokio::select! {
-                _ = &mut housekeeping_stopped => return,
+                _ = housekeeping_stopped.wait_for(|stop| *stop) => return,
                 () = tokio::time::sleep(PURGE_EVERY) => {}
             }
             rounds += 1;
@@ -326,11 +418,6 @@ pub async fn run_worker(
                 tracing::debug!(%err, "purging finished jobs failed; will retry");
             }
             if rounds.is_multiple_of(RELEASE_EVERY_ROUNDS) {
-                match requeue_stranded(&store, &housekeeping_queue, lease).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(requeued = n, "queued again work whose claimant stopped"),
-                    Err(err) => tracing::debug!(%err, "looking for stranded work failed; will retry"),
-                }
                 match store.release_expired_reservations().await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(released = n, "released spend reservations of stopped calls"),
@@ -339,8 +426,9 @@ pub async fn run_worker(
             }
         }
     });
+    let mut queue_stopped = stopped;
     let until = async move {
-        shutdown.await;
+        let _ = queue_stopped.wait_for(|stop| *stop).await;
         Ok::<(), std::io::Error>(())
     };
     // Model and judge failures are results, not errors; what errs is storage (e.g. a lock held
@@ -350,7 +438,7 @@ pub async fn run_worker(
     macro_rules! run_on {
         ($storage:expr) => {
             WorkerBuilder::new(name)
-                .backend($storage.poll_with_interval(Duration::from_millis(10)))
+                .backend($storage.poll_with_interval(QUEUE_POLL_EVERY))
                 .data(state)
                 .concurrency(concurrency.max(1))
                 .retry(retry)
@@ -364,10 +452,14 @@ pub async fn run_worker(
         Queue::Postgres(storage) => run_on!(storage),
     }
     .map_err(|e| WorkerError::Queue(e.to_string()));
-    let _ = stop_housekeeping.send(());
+    let claimed = claiming.await.map_err(|e| WorkerError::Queue(format!("the claiming task failed: {e}")));
     let _ = housekeeping.await;
-    ran
+    ran.and(claimed)
 }
+
+/// How often a worker asks the apalis queue for jobs (retries and `--requeue`: the rare path;
+/// on SQLite each poll is a write).
+const QUEUE_POLL_EVERY: Duration = Duration::from_millis(100);
 
 /// How often a worker removes finished jobs from the queue's table.
 const PURGE_EVERY: Duration = Duration::from_millis(250);
