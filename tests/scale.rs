@@ -125,9 +125,32 @@ async fn wait_until(store: &Store, experiment: &Experiment, fraction: f64, limit
         if progress.completed() as f64 >= fraction * progress.total() as f64 {
             return;
         }
-        assert!(tokio::time::Instant::now() < deadline, "stuck at {progress:?}");
+        if tokio::time::Instant::now() >= deadline {
+            panic!("stuck at {progress:?}{}", unfinished(store, experiment).await);
+        }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+/// What an unfinished experiment waits for: its unfinished units (owner, lease, claims) and the
+/// job queue's jobs by status.
+async fn unfinished(store: &Store, experiment: &Experiment) -> String {
+    const WORK: &str = "SELECT work_key, owner, expires_ms, claims FROM work_claims
+                        WHERE experiment_id = $1 AND finished = FALSE ORDER BY work_key LIMIT 20";
+    let (work, jobs): (Result<Vec<(String, String, i64, i64)>, _>, Result<Vec<(String, i64)>, _>) =
+        match store.pool() {
+            evaltap_store::Pool::Sqlite(pool) => (
+                sqlx::query_as(WORK).bind(&experiment.id).fetch_all(pool).await,
+                sqlx::query_as("SELECT status, COUNT(*) FROM Jobs GROUP BY status").fetch_all(pool).await,
+            ),
+            evaltap_store::Pool::Postgres(pool) => (
+                sqlx::query_as(WORK).bind(&experiment.id).fetch_all(pool).await,
+                sqlx::query_as("SELECT status, COUNT(*) FROM apalis.jobs GROUP BY status")
+                    .fetch_all(pool)
+                    .await,
+            ),
+        };
+    format!("\nnow {} ms; unfinished work: {work:?}\nqueue: {jobs:?}", evaltap_store::now_ms())
 }
 
 /// Model calls one experiment of `items` items needs: a replay per candidate, and a correctness
@@ -578,18 +601,20 @@ crate::on_both_engines! {
         // Every unit was taken over (the finished one too: it may have been paid twice).
         assert_eq!(store.work_takeovers(&other_experiment.id).await.expect("takeovers"), 24);
 
-        // Registered already claimed: held by the registrant; what was registered before is
-        // not returned.
-        let new_key = evaltap_store::judgment_work_key("fresh-item", "small", "correctness", "");
-        let held = store
-            .register_claimed_work(&other_experiment.id, &[new_key.clone(), rest[0].work_key.clone()], "replayer", lease)
-            .await
-            .expect("register");
-        assert_eq!(held.len(), 1);
-        assert_eq!((held[0].work_key.as_str(), held[0].claims), (new_key.as_str(), 1));
-        let elsewhere = store.claim_work(&other_experiment.id, &new_key, "other", lease).await.expect("claim");
+        // Follow-ups: the first registered claimed by the registrant, the rest ready for any
+        // worker; what was registered before is left alone.
+        let first = evaltap_store::judgment_work_key("fresh-item", "small", "correctness", "");
+        let second = evaltap_store::judgment_work_key("fresh-item", "small", "helpfulness", "");
+        let keys = [first.clone(), rest[0].work_key.clone(), second.clone()];
+        let held = store.register_follow_ups(&other_experiment.id, &keys, "replayer", lease).await.expect("register");
+        let held = held.expect("the first is new");
+        assert_eq!((held.work_key.as_str(), held.claims, held.owner.as_str()), (first.as_str(), 1, "replayer"));
+        let elsewhere = store.claim_work(&other_experiment.id, &first, "other", lease).await.expect("claim");
         assert!(matches!(elsewhere, evaltap_store::Claim::HeldElsewhere { .. }), "{elsewhere:?}");
-        assert!(store.claim_ready_work("late", lease, 64).await.expect("claim").is_empty());
+        let ready = store.claim_ready_work("late", lease, 64).await.expect("claim");
+        assert_eq!(ready.iter().map(|l| l.work_key.as_str()).collect::<Vec<_>>(), [second.as_str()]);
+        let again = store.register_follow_ups(&other_experiment.id, &keys, "replayer", lease).await.expect("register");
+        assert_eq!(again, None, "registered before: nothing held");
     }
 }
 

@@ -189,12 +189,13 @@ impl Progress {
     }
 }
 
-impl Store {
-    /// Stores a replay unless one exists for the same key; returns whether it was inserted.
-    pub async fn insert_replay(&self, replay: &ReplayRecord) -> Result<bool> {
-        // The store's trigger marks the work finished in the same statement.
-        let replay = replay.clone();
-        let done = small_write!(self, c => Ok::<_, crate::StoreError>(sqlx::query(
+/// Inserts `$replay` (a [`ReplayRecord`]) on `$conn` of either engine unless one exists for
+/// the same key; evaluates to the rows inserted (the store's trigger marks the work finished in
+/// the same statement).
+macro_rules! insert_replay_row {
+    ($replay:expr, $conn:expr) => {{
+        let replay: &ReplayRecord = &$replay;
+        sqlx::query(
             "INSERT INTO replays (id, experiment_id, item_kind, item_id, candidate, model, response, output_text,
                  input_tokens, output_tokens, cost_usd, latency_ms, error, skipped, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
@@ -215,8 +216,48 @@ impl Store {
         .bind(&replay.error)
         .bind(&replay.skipped)
         .bind(Utc::now())
-        .execute(&mut *c).await?.rows_affected()))?;
+        .execute($conn)
+        .await?
+        .rows_affected()
+    }};
+}
+
+impl Store {
+    /// Stores a replay unless one exists for the same key; returns whether it was inserted.
+    pub async fn insert_replay(&self, replay: &ReplayRecord) -> Result<bool> {
+        // The store's trigger marks the work finished in the same statement.
+        let replay = replay.clone();
+        let done = small_write!(self, c => Ok::<_, crate::StoreError>(insert_replay_row!(replay, &mut *c)))?;
         Ok(done == 1)
+    }
+
+    /// Stores a successful replay and registers its follow-up judgments in one transaction (see
+    /// [`Store::register_follow_ups`]), so that a worker stopped in between cannot leave a
+    /// replay without its judgments. Returns whether the replay was inserted (if not, one
+    /// stored first stands and nothing is registered) and the lease of the first follow-up.
+    pub async fn insert_replay_with_follow_ups(
+        &self,
+        replay: &ReplayRecord,
+        follow_ups: &[String],
+        owner: &str,
+        lease: std::time::Duration,
+    ) -> Result<(bool, Option<crate::Lease>)> {
+        let follow_ups = crate::work::FollowUps::new(&replay.experiment_id, follow_ups, owner, lease);
+        let (record, rows) = (replay.clone(), follow_ups.clone());
+        // A transaction of its own on PostgreSQL, a savepoint inside SQLite's group commit.
+        let inserted: Option<Vec<String>> = small_write!(self, c => {
+            let mut tx = sqlx::Connection::begin(&mut *c).await?;
+            if insert_replay_row!(record, &mut *tx) != 1 {
+                return Ok::<_, crate::StoreError>(None);
+            }
+            let inserted = crate::work::register_follow_ups_in!(rows, &mut *tx)?;
+            tx.commit().await?;
+            Ok(Some(inserted))
+        })?;
+        Ok(match inserted {
+            Some(keys) => (true, follow_ups.first_lease(&keys)),
+            None => (false, None),
+        })
     }
 
     /// The replay of one exchange by one candidate.

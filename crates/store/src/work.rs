@@ -230,41 +230,22 @@ impl Store {
         .await)?)
     }
 
-    /// Registers units of work of an experiment already claimed by `owner` (a replay's
-    /// judgments, to be made by the replay's worker): one statement registers and claims.
-    /// Returns the leases of the keys that were new; work registered before is left to
-    /// whoever claims it.
-    pub async fn register_claimed_work(
+    /// Registers follow-up work of an experiment (a replay's judgments), the first unit already
+    /// claimed by `owner` — the replay's worker makes it next — and the rest ready for any
+    /// worker's claim: one statement, and a worker holds one unit at a time, so one that dies
+    /// leaves at most one unit per slot to take over. Returns the lease of the first unit if
+    /// it was new; work registered before is left to whoever claims it.
+    pub async fn register_follow_ups(
         &self,
         experiment_id: &str,
         keys: &[String],
         owner: &str,
         lease: Duration,
-    ) -> Result<Vec<Lease>> {
-        let expires_ms = now_ms().saturating_add(millis(lease));
-        let mut leases = Vec::with_capacity(keys.len());
-        for chunk in keys.chunks(500) {
-            let (experiment, chunk_keys, holder) =
-                (experiment_id.to_string(), chunk.to_vec(), owner.to_string());
-            let inserted: Vec<String> = small_write!(self, c => {
-                let mut insert = sqlx::QueryBuilder::new(
-                    "INSERT INTO work_claims (experiment_id, work_key, owner, expires_ms, claims) ",
-                );
-                insert.push_values(&chunk_keys, |mut row, key| {
-                    row.push_bind(&experiment).push_bind(key).push_bind(&holder).push_bind(expires_ms).push_bind(1_i64);
-                });
-                insert.push(" ON CONFLICT DO NOTHING RETURNING work_key");
-                Ok::<_, crate::StoreError>(insert.build_query_scalar().fetch_all(&mut *c).await?)
-            })?;
-            let inserted: std::collections::HashSet<String> = inserted.into_iter().collect();
-            leases.extend(chunk.iter().filter(|key| inserted.contains(*key)).map(|key| Lease {
-                experiment_id: experiment_id.into(),
-                work_key: key.clone(),
-                owner: owner.into(),
-                claims: 1,
-            }));
-        }
-        Ok(leases)
+    ) -> Result<Option<Lease>> {
+        let follow_ups = FollowUps::new(experiment_id, keys, owner, lease);
+        let rows = follow_ups.clone();
+        let inserted = small_write!(self, c => register_follow_ups_in!(rows, &mut *c))?;
+        Ok(follow_ups.first_lease(&inserted))
     }
 
     /// Extends a held lease (and the spend reservation made under it); false if it was lost.
@@ -349,3 +330,65 @@ impl Store {
         .await)?)
     }
 }
+
+/// Follow-up work to register (see [`Store::register_follow_ups`]), as one statement on either
+/// engine — alone, or in the transaction that stores the replay it follows.
+#[derive(Debug, Clone)]
+pub(crate) struct FollowUps {
+    pub(crate) experiment_id: String,
+    pub(crate) keys: Vec<String>,
+    pub(crate) owner: String,
+    pub(crate) expires_ms: i64,
+}
+
+impl FollowUps {
+    pub(crate) fn new(experiment_id: &str, keys: &[String], owner: &str, lease: Duration) -> FollowUps {
+        FollowUps {
+            experiment_id: experiment_id.into(),
+            keys: keys.to_vec(),
+            owner: owner.into(),
+            expires_ms: now_ms().saturating_add(millis(lease)),
+        }
+    }
+
+    /// The lease of the first unit, if `inserted` holds it.
+    pub(crate) fn first_lease(&self, inserted: &[String]) -> Option<Lease> {
+        let first = self.keys.first()?;
+        inserted.contains(first).then(|| Lease {
+            experiment_id: self.experiment_id.clone(),
+            work_key: first.clone(),
+            owner: self.owner.clone(),
+            claims: 1,
+        })
+    }
+}
+
+/// Inserts the rows of a [`FollowUps`] not registered yet (the first claimed) on `$conn`, of
+/// either engine; evaluates to the keys inserted.
+macro_rules! register_follow_ups_in {
+    ($follow_ups:expr, $conn:expr) => {{
+        let follow_ups: &$crate::work::FollowUps = &$follow_ups;
+        if follow_ups.keys.is_empty() {
+            Ok::<Vec<String>, $crate::StoreError>(Vec::new())
+        } else {
+            let mut insert = sqlx::QueryBuilder::new(
+                "INSERT INTO work_claims (experiment_id, work_key, owner, expires_ms, claims) ",
+            );
+            insert.push_values(follow_ups.keys.iter().enumerate(), |mut row, (i, key)| {
+                let (owner, expires, claims) = if i == 0 {
+                    (follow_ups.owner.as_str(), follow_ups.expires_ms, 1_i64)
+                } else {
+                    ("", 0, 0)
+                };
+                row.push_bind(&follow_ups.experiment_id)
+                    .push_bind(key)
+                    .push_bind(owner)
+                    .push_bind(expires)
+                    .push_bind(claims);
+            });
+            insert.push(" ON CONFLICT DO NOTHING RETURNING work_key");
+            Ok(insert.build_query_scalar().fetch_all($conn).await?)
+        }
+    }};
+}
+pub(crate) use register_follow_ups_in;

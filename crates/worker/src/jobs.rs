@@ -47,6 +47,25 @@ pub enum EvalJob {
     },
 }
 
+impl EvalJob {
+    /// The experiment the job belongs to.
+    pub fn experiment_id(&self) -> &str {
+        match self {
+            EvalJob::Replay { experiment_id, .. } | EvalJob::Judge { experiment_id, .. } => experiment_id,
+        }
+    }
+
+    /// The key of its unit of work (see [`evaltap_store::Store::claim_work`]).
+    pub fn work_key(&self) -> String {
+        match self {
+            EvalJob::Replay { item_id, candidate, .. } => evaltap_store::replay_work_key(item_id, candidate),
+            EvalJob::Judge { item_id, subject, rubric, position, .. } => {
+                evaltap_store::judgment_work_key(item_id, subject, rubric, position)
+            }
+        }
+    }
+}
+
 /// The orders a pairwise rubric is asked in.
 pub const PAIRWISE_POSITIONS: [&str; 2] = ["ab", "ba"];
 
@@ -57,6 +76,10 @@ pub enum JobOutcome {
     Stored {
         /// Follow-up jobs (judge jobs after a successful replay).
         follow_up: Vec<EvalJob>,
+        /// The first follow-up, registered with the result and claimed by this worker (it
+        /// makes it next).
+        #[serde(skip)]
+        first_claimed: Option<evaltap_store::Lease>,
     },
     /// The call failed after retries; the failure was stored as the result.
     Failed {
@@ -75,7 +98,7 @@ impl JobOutcome {
     /// Jobs to enqueue after this one.
     pub fn follow_up(&self) -> &[EvalJob] {
         match self {
-            JobOutcome::Stored { follow_up } | JobOutcome::AlreadyDone { follow_up } => follow_up,
+            JobOutcome::Stored { follow_up, .. } | JobOutcome::AlreadyDone { follow_up } => follow_up,
             JobOutcome::Failed { .. } => &[],
         }
     }
@@ -334,7 +357,7 @@ async fn replay_held(
             record.latency_ms = Some(done.latency_ms);
             record.output_text = Some(done.text);
             record.response = Some(done.response);
-            JobOutcome::Stored { follow_up }
+            JobOutcome::Stored { follow_up, first_claimed: None }
         }
         Err(err) => {
             tracing::warn!(%err, experiment_id, item_id, candidate, "replay failed");
@@ -345,17 +368,27 @@ async fn replay_held(
     store_replay(svc, experiment, &record, outcome).await
 }
 
-/// Stores a replay (finishing its claim); one stored first by another worker stands.
+/// Stores a replay (finishing its claim) and, for a successful one, registers its judgments
+/// in the same transaction, the first claimed by this worker; a replay stored first by another
+/// worker stands.
 async fn store_replay(
     svc: &Services,
     experiment: &evaltap_store::Experiment,
     record: &ReplayRecord,
     outcome: JobOutcome,
 ) -> Result<JobOutcome, WorkerError> {
-    if svc.store.insert_replay(record).await? {
-        Ok(outcome)
-    } else {
-        already_replayed(svc, experiment, &record.item_id, &record.candidate).await
+    let stored = match outcome {
+        JobOutcome::Stored { follow_up, .. } => {
+            let keys: Vec<String> = follow_up.iter().map(EvalJob::work_key).collect();
+            let (inserted, first_claimed) =
+                svc.store.insert_replay_with_follow_ups(record, &keys, &svc.owner, svc.lease).await?;
+            inserted.then_some(JobOutcome::Stored { follow_up, first_claimed })
+        }
+        outcome => svc.store.insert_replay(record).await?.then_some(outcome),
+    };
+    match stored {
+        Some(outcome) => Ok(outcome),
+        None => already_replayed(svc, experiment, &record.item_id, &record.candidate).await,
     }
 }
 
@@ -578,7 +611,7 @@ async fn judge_held(
             record.raw_score = Some(raw);
             record.score = Some(normalized);
             record.reason = Some(reason);
-            JobOutcome::Stored { follow_up: Vec::new() }
+            JobOutcome::Stored { follow_up: Vec::new(), first_claimed: None }
         }
         Err(err) => {
             tracing::warn!(%err, experiment_id, item_id, subject, rubric, position, "judgment failed");
@@ -621,7 +654,7 @@ async fn check(
                         passes.iter().filter(|p| **p).count(),
                         passes.len()
                     ));
-                    JobOutcome::Stored { follow_up: Vec::new() }
+                    JobOutcome::Stored { follow_up: Vec::new(), first_claimed: None }
                 }
                 Err(err) => {
                     record.error = Some(err.to_string());

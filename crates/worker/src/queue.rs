@@ -86,23 +86,6 @@ pub async fn open(store: &Store, settings: &WorkerConfig) -> Result<Queue, Worke
     })
 }
 
-/// The experiment a job belongs to.
-fn experiment_of(job: &EvalJob) -> &str {
-    match job {
-        EvalJob::Replay { experiment_id, .. } | EvalJob::Judge { experiment_id, .. } => experiment_id,
-    }
-}
-
-/// The work key of a job (see [`evaltap_store::Store::claim_work`]).
-fn work_key(job: &EvalJob) -> String {
-    match job {
-        EvalJob::Replay { item_id, candidate, .. } => evaltap_store::replay_work_key(item_id, candidate),
-        EvalJob::Judge { item_id, subject, rubric, position, .. } => {
-            evaltap_store::judgment_work_key(item_id, subject, rubric, position)
-        }
-    }
-}
-
 /// The job that does the unit of work `work_key` of an experiment.
 fn job_for_key(experiment_id: &str, work_key: &str) -> Option<EvalJob> {
     let parts: Vec<String> = serde_json::from_str(work_key).ok()?;
@@ -142,7 +125,7 @@ pub async fn push_jobs(queue: &Queue, jobs: Vec<EvalJob>) -> Result<(), WorkerEr
 pub async fn enqueue(store: &Store, jobs: Vec<EvalJob>) -> Result<usize, WorkerError> {
     let mut by_experiment: Vec<(String, Vec<EvalJob>)> = Vec::new();
     for job in jobs {
-        let experiment = experiment_of(&job).to_string();
+        let experiment = job.experiment_id().to_string();
         match by_experiment.iter_mut().find(|(id, _)| *id == experiment) {
             Some((_, list)) => list.push(job),
             None => by_experiment.push((experiment, vec![job])),
@@ -158,7 +141,7 @@ pub async fn enqueue(store: &Store, jobs: Vec<EvalJob>) -> Result<usize, WorkerE
             }
             continue;
         }
-        let keys: Vec<String> = jobs.iter().map(work_key).collect();
+        let keys: Vec<String> = jobs.iter().map(EvalJob::work_key).collect();
         enqueued += store.register_work(&experiment_id, &keys).await?.into_iter().filter(|new| *new).count();
     }
     Ok(enqueued)
@@ -218,7 +201,7 @@ pub async fn requeue_unfinished(
     experiment: &Experiment,
 ) -> Result<usize, WorkerError> {
     let jobs = missing_jobs(store, experiment).await?;
-    let keys: Vec<String> = jobs.iter().map(work_key).collect();
+    let keys: Vec<String> = jobs.iter().map(EvalJob::work_key).collect();
     store.register_work(&experiment.id, &keys).await?;
     let count = jobs.len();
     push_jobs(queue, jobs).await?;
@@ -242,7 +225,7 @@ async fn handle(job: EvalJob, state: Data<WorkerState>) -> Result<(), BoxDynErro
             jobs::judge(svc, experiment_id, item_id, subject, rubric, position).await?
         }
     };
-    judge_follow_ups(svc, &state.queue, experiment_of(&job), &outcome).await?;
+    judge_follow_ups(svc, &state.queue, outcome).await?;
     Ok(())
 }
 
@@ -263,7 +246,7 @@ async fn run_claimed(svc: &Services, queue: &Queue, lease: Lease) {
         }
     };
     let result = match outcome {
-        Ok(outcome) => judge_follow_ups(svc, queue, experiment_of(&job), &outcome).await,
+        Ok(outcome) => judge_follow_ups(svc, queue, outcome).await,
         Err(err) => {
             tracing::warn!(%err, work = ?job, "work failed; handed to the queue's retries");
             push_jobs(queue, vec![job]).await
@@ -276,39 +259,38 @@ async fn run_claimed(svc: &Services, queue: &Queue, lease: Lease) {
     }
 }
 
-/// Judges a replay's answer in the replay's own task, one judgment after another — as a client
-/// would judge an answer it has just got: the judgments are registered already claimed by this
-/// worker (one statement) and made at once, so an item costs one claim round trip, not three.
-/// A judgment registered before (a repeated job) is left to whoever claims it; one that fails
-/// is handed to the apalis queue.
-async fn judge_follow_ups(
-    svc: &Services,
-    queue: &Queue,
-    experiment_id: &str,
-    outcome: &JobOutcome,
-) -> Result<(), WorkerError> {
-    let follow_up = outcome.follow_up();
-    if follow_up.is_empty() {
+/// Judges a replay's answer in the replay's own task, as a client would judge an answer it has
+/// just got: the replay's judgments were registered with it, the first claimed by this worker,
+/// which makes it at once; the rest are ready for any worker's claim. (A replay found already
+/// stored registers its missing judgments the same way, if they are not registered yet.) An
+/// item's first judgment so costs no claim round trip of its own; one that fails is handed to
+/// the apalis queue.
+async fn judge_follow_ups(svc: &Services, queue: &Queue, outcome: JobOutcome) -> Result<(), WorkerError> {
+    let lease = match outcome {
+        JobOutcome::Stored { first_claimed, .. } => first_claimed,
+        JobOutcome::AlreadyDone { follow_up } => match follow_up.first() {
+            None => None,
+            Some(first) => {
+                let keys: Vec<String> = follow_up.iter().map(EvalJob::work_key).collect();
+                svc.store.register_follow_ups(first.experiment_id(), &keys, &svc.owner, svc.lease).await?
+            }
+        },
+        JobOutcome::Failed { .. } => None,
+    };
+    let Some(lease) = lease else { return Ok(()) };
+    let Some(EvalJob::Judge { experiment_id, item_id, subject, rubric, position }) =
+        job_for_key(&lease.experiment_id, &lease.work_key)
+    else {
         return Ok(());
+    };
+    let held = HeldWork::hold(svc, lease);
+    if let Err(err) =
+        jobs::judge_claimed(svc, held, &experiment_id, &item_id, &subject, &rubric, &position).await
+    {
+        tracing::debug!(%err, item_id, rubric, "judging in the replay's task failed; handed to the queue");
+        push_jobs(queue, vec![EvalJob::Judge { experiment_id, item_id, subject, rubric, position }]).await?;
     }
-    let keys: Vec<String> = follow_up.iter().map(work_key).collect();
-    let leases = svc.store.register_claimed_work(experiment_id, &keys, &svc.owner, svc.lease).await?;
-    let mut failed = Vec::new();
-    for lease in leases {
-        let Some(EvalJob::Judge { experiment_id, item_id, subject, rubric, position }) =
-            job_for_key(&lease.experiment_id, &lease.work_key)
-        else {
-            continue;
-        };
-        let held = HeldWork::hold(svc, lease);
-        if let Err(err) =
-            jobs::judge_claimed(svc, held, &experiment_id, &item_id, &subject, &rubric, &position).await
-        {
-            tracing::debug!(%err, item_id, rubric, "judging in the replay's task failed; handed to the queue");
-            failed.push(EvalJob::Judge { experiment_id, item_id, subject, rubric, position });
-        }
-    }
-    push_jobs(queue, failed).await
+    Ok(())
 }
 
 /// Claims ready work from the table in batches, as many units as there are free slots, and runs
