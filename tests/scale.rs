@@ -137,19 +137,18 @@ async fn wait_until(store: &Store, experiment: &Experiment, fraction: f64, limit
 async fn unfinished(store: &Store, experiment: &Experiment) -> String {
     const WORK: &str = "SELECT work_key, owner, expires_ms, claims FROM work_claims
                         WHERE experiment_id = $1 AND finished = FALSE ORDER BY work_key LIMIT 20";
-    let (work, jobs): (Result<Vec<(String, String, i64, i64)>, _>, Result<Vec<(String, i64)>, _>) =
-        match store.pool() {
-            evaltap_store::Pool::Sqlite(pool) => (
-                sqlx::query_as(WORK).bind(&experiment.id).fetch_all(pool).await,
-                sqlx::query_as("SELECT status, COUNT(*) FROM Jobs GROUP BY status").fetch_all(pool).await,
-            ),
-            evaltap_store::Pool::Postgres(pool) => (
-                sqlx::query_as(WORK).bind(&experiment.id).fetch_all(pool).await,
-                sqlx::query_as("SELECT status, COUNT(*) FROM apalis.jobs GROUP BY status")
-                    .fetch_all(pool)
-                    .await,
-            ),
-        };
+    type Unit = (String, String, i64, i64);
+    type Rows<T> = Result<Vec<T>, sqlx::Error>;
+    let (work, jobs): (Rows<Unit>, Rows<(String, i64)>) = match store.pool() {
+        evaltap_store::Pool::Sqlite(pool) => (
+            sqlx::query_as(WORK).bind(&experiment.id).fetch_all(pool).await,
+            sqlx::query_as("SELECT status, COUNT(*) FROM Jobs GROUP BY status").fetch_all(pool).await,
+        ),
+        evaltap_store::Pool::Postgres(pool) => (
+            sqlx::query_as(WORK).bind(&experiment.id).fetch_all(pool).await,
+            sqlx::query_as("SELECT status, COUNT(*) FROM apalis.jobs GROUP BY status").fetch_all(pool).await,
+        ),
+    };
     format!("\nnow {} ms; unfinished work: {work:?}\nqueue: {jobs:?}", evaltap_store::now_ms())
 }
 
