@@ -1,9 +1,9 @@
-//! The evaluation jobs and the apalis worker that runs them.
+//! The evaluation jobs and the worker that runs them: units of work claimed in batches from
+//! the store's work table, retries through the apalis queue ([`queue`]).
 //!
 //! Each job is a plain async function over [`Services`] ([`replay`], [`judge`]) returning what
-//! it did; the queue wiring in [`queue`] is thin. Jobs are idempotent: the store's unique keys
-//! make a retried or duplicated job a no-op, and [`queue::enqueue_missing`] re-creates any job
-//! whose result is absent, so a crashed worker loses nothing.
+//! it did. Jobs are idempotent: claims make a retried or duplicated job a no-op, and a worker
+//! that dies leaves its claims to run out, to be taken over, so a crashed worker loses nothing.
 
 mod claims;
 pub mod experiments;
