@@ -618,6 +618,53 @@ crate::on_both_engines! {
 }
 
 crate::on_both_engines! {
+    /// Work that fails on something worth retrying (here its item's row is missing) is handed to
+    /// the apalis queue, tried there at most four more times, then given up: never claimed again
+    /// in a loop, and the rest of the experiment completes.
+    async fn failing_work_is_retried_by_the_queue_a_few_times_then_given_up() {
+        let bench = Bench::start("retries", QUIET, None, 5).await;
+        let experiment = bench.create(experiment_request("retries", "small", "correctness", 5)).await;
+        let store = &bench.app.store;
+        let ghost = evaltap_worker::EvalJob::Replay {
+            experiment_id: experiment.id.clone(),
+            item_id: "ghost".into(),
+            candidate: "small".into(),
+        };
+        let key = ghost.work_key();
+        assert_eq!(evaltap_worker::enqueue(store, vec![ghost]).await.expect("enqueue"), 1);
+        let worker = crate::common::BackgroundWorker::start(&bench.app);
+        bench.app.wait_done(&experiment, Duration::from_secs(60), |_| {}).await.expect("the rest finishes");
+
+        const ROW: &str = "SELECT owner, claims, finished FROM work_claims WHERE experiment_id = $1 AND work_key = $2";
+        let row = || async {
+            let row: (String, i64, bool) = match store.pool() {
+                evaltap_store::Pool::Sqlite(pool) => sqlx::query_as(ROW).bind(&experiment.id).bind(&key).fetch_one(pool).await,
+                evaltap_store::Pool::Postgres(pool) => sqlx::query_as(ROW).bind(&experiment.id).bind(&key).fetch_one(pool).await,
+            }
+            .expect("the ghost's row");
+            row
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let given_up = loop {
+            let now = row().await;
+            if now.0 == evaltap_store::QUEUED && now.1 >= 2 {
+                // Handed back and tried by the queue; given up once it stops changing.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if row().await == now {
+                    break now;
+                }
+            }
+            assert!(tokio::time::Instant::now() < deadline, "never given up: {now:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        worker.stop().await;
+        let (_, claims, finished) = given_up;
+        assert!(!finished);
+        assert!(claims <= 5, "one claim from the table and at most four by the queue, not {claims}");
+    }
+}
+
+crate::on_both_engines! {
     /// Workers' small writes made at the same time (on SQLite they share one transaction, the
     /// group commit) each get their own answer: one claimant per unit of work, every result
     /// stored once, and a write that fails fails alone.

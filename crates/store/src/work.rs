@@ -99,40 +99,6 @@ impl Store {
         Ok(new)
     }
 
-    /// Those of `keys` registered so far for an experiment (enqueued or done).
-    pub async fn registered_among(
-        &self,
-        experiment_id: &str,
-        keys: &[String],
-    ) -> Result<std::collections::HashSet<String>> {
-        // A few keys (a job's follow-ups) are looked up one by one; many (a new experiment) by
-        // reading the experiment's registrations once.
-        if keys.len() > 32 {
-            let all: Vec<String> = with_pool!(&self.pool, p => sqlx::query_scalar(
-                "SELECT work_key FROM work_claims WHERE experiment_id = $1",
-            )
-            .bind(experiment_id)
-            .fetch_all(p)
-            .await)?;
-            let wanted: std::collections::HashSet<&String> = keys.iter().collect();
-            return Ok(all.into_iter().filter(|k| wanted.contains(k)).collect());
-        }
-        let mut found = std::collections::HashSet::new();
-        for key in keys {
-            let registered: bool = with_pool!(&self.pool, p => sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM work_claims WHERE experiment_id = $1 AND work_key = $2)",
-            )
-            .bind(experiment_id)
-            .bind(key)
-            .fetch_one(p)
-            .await)?;
-            if registered {
-                found.insert(key.clone());
-            }
-        }
-        Ok(found)
-    }
-
     /// Claims a unit of work for `owner` for `lease` (one statement: insert if absent, take
     /// over if the previous lease ran out, never if finished).
     pub async fn claim_work(
@@ -280,7 +246,7 @@ impl Store {
     }
 
     /// Gives a claim up unfinished (the call could not be made or stored) to the job queue:
-    /// the queue's job for it (retried with backoff, given up after a few tries) claims it next,
+    /// the queue's job for it (retried a few times, then given up) claims it next,
     /// not the workers claiming ready work, so a unit that keeps failing is not tried in a loop.
     pub async fn release_lease(&self, lease: &Lease) -> Result<()> {
         let lease = lease.clone();

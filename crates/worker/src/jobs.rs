@@ -229,6 +229,34 @@ async fn missing_judgments(svc: &Services, jobs: Vec<EvalJob>) -> Result<Vec<Eva
     Ok(missing)
 }
 
+/// Runs `job`, claiming its work first ([`replay`] or [`judge`]).
+pub async fn run(svc: &Services, job: &EvalJob) -> Result<JobOutcome, WorkerError> {
+    match job {
+        EvalJob::Replay { experiment_id, item_id, candidate } => {
+            replay(svc, experiment_id, item_id, candidate).await
+        }
+        EvalJob::Judge { experiment_id, item_id, subject, rubric, position } => {
+            judge(svc, experiment_id, item_id, subject, rubric, position).await
+        }
+    }
+}
+
+/// Runs `job` by the worker holding its claim ([`replay_claimed`] or [`judge_claimed`]).
+pub(crate) async fn run_claimed(
+    svc: &Services,
+    held: HeldWork,
+    job: &EvalJob,
+) -> Result<JobOutcome, WorkerError> {
+    match job {
+        EvalJob::Replay { experiment_id, item_id, candidate } => {
+            replay_claimed(svc, held, experiment_id, item_id, candidate).await
+        }
+        EvalJob::Judge { experiment_id, item_id, subject, rubric, position } => {
+            judge_claimed(svc, held, experiment_id, item_id, subject, rubric, position).await
+        }
+    }
+}
+
 /// Replays an item against a candidate and stores the response, usage, cost and latency, or
 /// the error. The model is called only by the worker holding the replay's claim: a duplicated
 /// or re-delivered job waits for it and calls nothing.
@@ -250,7 +278,7 @@ pub async fn replay(
 
 /// [`replay`] by the worker that holds the replay's claim; the claim is given back to the
 /// queue if the replay cannot be stored.
-pub(crate) async fn replay_claimed(
+async fn replay_claimed(
     svc: &Services,
     held: HeldWork,
     experiment_id: &str,
@@ -487,7 +515,7 @@ pub async fn judge(
 
 /// [`judge`] by the worker that holds the judgment's claim; the claim is given back to the
 /// queue if the judgment cannot be stored.
-pub(crate) async fn judge_claimed(
+async fn judge_claimed(
     svc: &Services,
     held: HeldWork,
     experiment_id: &str,

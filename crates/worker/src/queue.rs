@@ -5,8 +5,8 @@
 //!   RETURNING` for as many units as it has free slots), with a lease it renews while it works.
 //!   A worker that dies leaves its leases to run out, and the next claim takes the work over.
 //! - **The apalis queue** (apalis-sqlite / apalis-postgres): work that failed in a way worth
-//!   retrying (storage trouble) is handed to it, and it schedules the retries with backoff and
-//!   gives up after a few; `experiment run --requeue` pushes unfinished work to it again.
+//!   retrying (storage trouble) is handed to it, and it retries it three more times, then gives
+//!   up; `experiment run --requeue` pushes unfinished work to it again.
 //!
 //! Either way, claims in the store decide who calls a model. Claiming from the table replaced
 //! one apalis job per unit of work: fetching and acknowledging each job was a chain of database
@@ -111,9 +111,15 @@ pub async fn push_jobs(queue: &Queue, jobs: Vec<EvalJob>) -> Result<(), WorkerEr
     if jobs.is_empty() {
         return Ok(());
     }
+    // Each job is tried at most this often in all (apalis's default is 25).
+    let tasks = || {
+        futures::stream::iter(
+            jobs.iter().cloned().map(|job| TaskBuilder::new(job).max_attempts(QUEUE_ATTEMPTS).build()),
+        )
+    };
     let pushed = match queue.clone() {
-        Queue::Sqlite(mut storage) => storage.push_bulk(jobs).await.map_err(|e| e.to_string()),
-        Queue::Postgres(mut storage) => storage.push_bulk(jobs).await.map_err(|e| e.to_string()),
+        Queue::Sqlite(mut storage) => storage.push_all(tasks()).await.map_err(|e| e.to_string()),
+        Queue::Postgres(mut storage) => storage.push_all(tasks()).await.map_err(|e| e.to_string()),
     };
     pushed.map_err(WorkerError::Queue)
 }
@@ -216,46 +222,39 @@ struct WorkerState {
 
 /// A job delivered by the apalis queue: it claims its work first (another worker may hold it).
 async fn handle(job: EvalJob, state: Data<WorkerState>) -> Result<(), BoxDynError> {
-    let svc = &state.services;
-    let outcome = match &job {
-        EvalJob::Replay { experiment_id, item_id, candidate } => {
-            jobs::replay(svc, experiment_id, item_id, candidate).await?
-        }
-        EvalJob::Judge { experiment_id, item_id, subject, rubric, position } => {
-            jobs::judge(svc, experiment_id, item_id, subject, rubric, position).await?
-        }
-    };
-    judge_follow_ups(svc, &state.queue, outcome).await?;
+    let outcome = jobs::run(&state.services, &job).await?;
+    judge_follow_ups(&state.services, &state.queue, outcome).await?;
     Ok(())
 }
 
-/// Work claimed from the table, done by the worker holding the claim; if it fails in a way
-/// worth retrying, it is handed to the apalis queue (its claim was given back to the queue).
+/// Work claimed from the table, with what follows from it.
 async fn run_claimed(svc: &Services, queue: &Queue, lease: Lease) {
-    let Some(job) = job_for_key(&lease.experiment_id, &lease.work_key) else {
-        tracing::error!(work = %lease.work_key, "claimed work whose key does not read; left to its lease");
-        return;
-    };
-    let held = HeldWork::hold(svc, lease);
-    let outcome = match &job {
-        EvalJob::Replay { experiment_id, item_id, candidate } => {
-            jobs::replay_claimed(svc, held, experiment_id, item_id, candidate).await
-        }
-        EvalJob::Judge { experiment_id, item_id, subject, rubric, position } => {
-            jobs::judge_claimed(svc, held, experiment_id, item_id, subject, rubric, position).await
-        }
-    };
-    let result = match outcome {
-        Ok(outcome) => judge_follow_ups(svc, queue, outcome).await,
-        Err(err) => {
-            tracing::warn!(%err, work = ?job, "work failed; handed to the queue's retries");
-            push_jobs(queue, vec![job]).await
-        }
+    let result = match run_lease(svc, queue, lease).await {
+        Ok(Some(outcome)) => judge_follow_ups(svc, queue, outcome).await,
+        Ok(None) => Ok(()),
+        Err(err) => Err(err),
     };
     if let Err(err) = result {
         // What was not stored is still registered and unfinished: it is claimed again when
         // its lease runs out.
         tracing::warn!(%err, "handing work on failed; its lease will run out");
+    }
+}
+
+/// Does the work `lease` holds; if it fails in a way worth retrying, hands it to the apalis
+/// queue (its claim was given back to the queue) and returns `None`.
+async fn run_lease(svc: &Services, queue: &Queue, lease: Lease) -> Result<Option<JobOutcome>, WorkerError> {
+    let Some(job) = job_for_key(&lease.experiment_id, &lease.work_key) else {
+        tracing::error!(work = %lease.work_key, "claimed work whose key does not read; left to its lease");
+        return Ok(None);
+    };
+    match jobs::run_claimed(svc, HeldWork::hold(svc, lease), &job).await {
+        Ok(outcome) => Ok(Some(outcome)),
+        Err(err) => {
+            tracing::warn!(%err, work = ?job, "work failed; handed to the queue's retries");
+            push_jobs(queue, vec![job]).await?;
+            Ok(None)
+        }
     }
 }
 
@@ -277,18 +276,8 @@ async fn judge_follow_ups(svc: &Services, queue: &Queue, outcome: JobOutcome) ->
         },
         JobOutcome::Failed { .. } => None,
     };
-    let Some(lease) = lease else { return Ok(()) };
-    let Some(EvalJob::Judge { experiment_id, item_id, subject, rubric, position }) =
-        job_for_key(&lease.experiment_id, &lease.work_key)
-    else {
-        return Ok(());
-    };
-    let held = HeldWork::hold(svc, lease);
-    if let Err(err) =
-        jobs::judge_claimed(svc, held, &experiment_id, &item_id, &subject, &rubric, &position).await
-    {
-        tracing::debug!(%err, item_id, rubric, "judging in the replay's task failed; handed to the queue");
-        push_jobs(queue, vec![EvalJob::Judge { experiment_id, item_id, subject, rubric, position }]).await?;
+    if let Some(lease) = lease {
+        run_lease(svc, queue, lease).await?;
     }
     Ok(())
 }
@@ -438,6 +427,10 @@ pub async fn run_worker(
     let _ = housekeeping.await;
     ran.and(claimed)
 }
+
+/// How many times the apalis queue tries a job handed to it before giving up on it (`experiment
+/// run --requeue` pushes it again).
+const QUEUE_ATTEMPTS: usize = 4;
 
 /// How often a worker asks the apalis queue for jobs (retries and `--requeue`: the rare path;
 /// a duplicated batch of 1,500 jobs did not always drain within two minutes under load at 100 ms).
