@@ -11,7 +11,8 @@ fn evaltap(args: &[&str]) -> String {
 
 #[test]
 fn bench_ingest_measures_both_engines() {
-    let admin = crate::common::postgres_admin_url();
+    let Some(postgres) = evaltap_testenv::postgres_or_skip() else { return };
+    let admin = postgres.admin_url.clone();
     let out = evaltap(&[
         "bench",
         "ingest",

@@ -1,5 +1,6 @@
 //! The dashboard in a real browser: `evaltap demo` serving, Debian's Chromium driven headless
-//! through ChromeDriver (installed by `.ci/run`). Screenshots land in
+//! through ChromeDriver (installed by `.ci/run`; skipped with the reason where they are missing,
+//! unless `EVALTAP_TEST_REQUIRE` names `chromium`). Screenshots land in
 //! `target/tmp/browser-screenshots/`.
 
 use std::path::PathBuf;
@@ -8,9 +9,6 @@ use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use tokio::io::{AsyncBufReadExt, BufReader};
-
-const CHROMIUM: &str = "/usr/bin/chromium";
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
 /// The demo, run as a user runs it, until dropped.
 struct Demo {
@@ -46,13 +44,9 @@ async fn start_demo() -> Demo {
 }
 
 /// ChromeDriver on a free port, until dropped.
-async fn start_chromedriver() -> (tokio::process::Child, String) {
-    assert!(
-        std::path::Path::new(CHROMIUM).exists() && std::path::Path::new(CHROMEDRIVER).exists(),
-        "the browser test needs Debian's chromium and chromium-driver; .ci/run installs them"
-    );
+async fn start_chromedriver(installed: &evaltap_testenv::Browser) -> (tokio::process::Child, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
-    let child = tokio::process::Command::new(CHROMEDRIVER)
+    let child = tokio::process::Command::new(&installed.chromedriver)
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -70,12 +64,12 @@ async fn start_chromedriver() -> (tokio::process::Child, String) {
     panic!("chromedriver did not start");
 }
 
-async fn browser(driver: &str, width: u32, height: u32) -> Client {
+async fn browser(installed: &evaltap_testenv::Browser, driver: &str, width: u32, height: u32) -> Client {
     let mut capabilities = serde_json::Map::new();
     capabilities.insert(
         "goog:chromeOptions".into(),
         serde_json::json!({
-            "binary": CHROMIUM,
+            "binary": installed.chromium,
             "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                      format!("--window-size={width},{height}")],
         }),
@@ -114,10 +108,11 @@ async fn count(client: &Client, css: &str) -> usize {
 
 #[tokio::test]
 async fn every_page_renders_in_chromium_and_a_regression_clicks_through_to_its_diff() {
+    let Some(installed) = evaltap_testenv::browser_or_skip() else { return };
     let demo = start_demo().await;
-    let (_driver, driver_url) = start_chromedriver().await;
+    let (_driver, driver_url) = start_chromedriver(&installed).await;
     let base = demo.dashboard.trim_end_matches("/experiments/demo").to_string();
-    let client = browser(&driver_url, 1280, 800).await;
+    let client = browser(&installed, &driver_url, 1280, 800).await;
 
     client.goto(&format!("{base}/")).await.expect("index");
     client.find(Locator::Css("a[href='/experiments/demo']")).await.expect("the demo is listed");
@@ -191,7 +186,7 @@ async fn every_page_renders_in_chromium_and_a_regression_clicks_through_to_its_d
     client.close().await.expect("close");
 
     // At a phone's width the page itself does not scroll sideways (wide tables scroll in place).
-    let phone = browser(&driver_url, 390, 844).await;
+    let phone = browser(&installed, &driver_url, 390, 844).await;
     phone.goto(&demo.dashboard).await.expect("experiment page");
     assert!(!scrolls_sideways(&phone).await, "no horizontal scroll at a phone's width");
     save(&phone, "experiment-phone").await;

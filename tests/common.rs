@@ -22,11 +22,27 @@ pub fn engine() -> Engine {
     ENGINE.try_with(|e| *e).unwrap_or(Engine::Sqlite)
 }
 
-/// Where the shared suite finds PostgreSQL (`.ci/run` starts it): each test creates its own
-/// database there.
+/// Where the shared suite finds PostgreSQL (see `evaltap-testenv`): each test creates its own
+/// database there. Only called by tests that checked [`postgres_or_skip`] first.
 pub fn postgres_admin_url() -> String {
-    std::env::var("EVALTAP_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    match evaltap_testenv::postgres() {
+        Ok(postgres) => postgres.admin_url.clone(),
+        Err(reason) => panic!("no PostgreSQL for this test: {reason}"),
+    }
+}
+
+/// Whether the running test may use PostgreSQL: finds (or starts) it once per run; when there is
+/// none, records the skip for the end-of-run summary (a failure under `EVALTAP_TEST_REQUIRE`).
+pub fn postgres_or_skip() -> bool {
+    // Finding it may start a cluster (seconds): not on a runtime thread's time.
+    tokio::task::block_in_place(|| evaltap_testenv::postgres_or_skip().is_some())
+}
+
+/// Runs `body` on PostgreSQL, or skips it when there is none.
+pub async fn on_postgres(body: impl std::future::Future<Output = ()>) {
+    if postgres_or_skip() {
+        ENGINE.scope(Engine::Postgres, body).await
+    }
 }
 
 /// Runs an async test body once on SQLite and once on PostgreSQL: `mod NAME { sqlite, postgres }`.
@@ -47,7 +63,7 @@ macro_rules! on_both_engines {
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                $crate::common::ENGINE.scope(evaltap_store::Engine::Postgres, body()).await
+                $crate::common::on_postgres(body()).await
             }
         }
     };
@@ -71,13 +87,17 @@ impl TempDir {
     /// PostgreSQL database (dropped with the folder).
     pub fn database_url(&mut self) -> String {
         match engine() {
-            Engine::Sqlite => format!("sqlite://{}", self.database().display()),
+            Engine::Sqlite => {
+                evaltap_testenv::ran_on("SQLite");
+                format!("sqlite://{}", self.database().display())
+            }
             Engine::Postgres => {
+                evaltap_testenv::ran_on("PostgreSQL");
                 let (url, name) = admin(|admin_url| async move {
                     evaltap_store::create_scratch_database(&admin_url, "evaltap_test").await
                 })
                 .unwrap_or_else(|err| {
-                    panic!("PostgreSQL is not reachable at {} ({err}); start it (see .ci/run) or set EVALTAP_TEST_POSTGRES_URL", postgres_admin_url())
+                    panic!("PostgreSQL at {} did not give a scratch database: {err}", postgres_admin_url())
                 });
                 self.1 = Some(name);
                 url

@@ -18,26 +18,42 @@ fn run(cmd: &mut Command) -> std::process::Output {
 }
 
 /// target/python-venv with tests/python/requirements.txt installed; reinstalled when the
-/// requirements change.
-fn venv(root: &Path) -> PathBuf {
+/// requirements change. `Err` says what could not be set up (no venv, no PyPI).
+fn venv(python: &Path, root: &Path) -> Result<PathBuf, String> {
     let venv = root.join("target/python-venv");
     let requirements = root.join("tests/python/requirements.txt");
     let wanted = std::fs::read_to_string(&requirements).expect("requirements.txt");
     let marker = venv.join("installed-requirements.txt");
     if std::fs::read_to_string(&marker).ok().as_deref() != Some(wanted.as_str()) {
-        run(Command::new("python3").arg("-m").arg("venv").arg(&venv));
-        run(Command::new(venv.join("bin/pip"))
-            .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
-            .arg(&requirements));
+        let setup = |cmd: &mut Command, what: &str| -> Result<(), String> {
+            let output = cmd.output().map_err(|e| format!("{what}: {e}"))?;
+            if output.status.success() {
+                return Ok(());
+            }
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let last = stderr.lines().rev().find(|line| !line.trim().is_empty()).unwrap_or("");
+            Err(format!("{what} failed ({}): {last}", output.status))
+        };
+        setup(Command::new(python).arg("-m").arg("venv").arg(&venv), "python3 -m venv")?;
+        setup(
+            Command::new(venv.join("bin/pip"))
+                .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
+                .arg(&requirements),
+            "installing tests/python/requirements.txt from PyPI (is the package index reachable?)",
+        )?;
         std::fs::write(&marker, wanted).expect("marker");
     }
-    venv
+    Ok(venv)
 }
 
 #[test]
 fn litellm_proxy_and_openai_client_against_real_evaltap() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let venv = venv(&root);
+    let Some(python) = evaltap_testenv::python_or_skip() else { return };
+    let venv = match venv(&python, &root) {
+        Ok(venv) => venv,
+        Err(reason) => return evaltap_testenv::skip(evaltap_testenv::Need::Python, &reason),
+    };
     let output = run(Command::new(venv.join("bin/python"))
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/python"])
         .current_dir(&root)

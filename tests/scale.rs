@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use evaltap_core::Config;
 use evaltap_sim::{JudgeBehavior, SimConfig};
-use evaltap_store::{Engine, Experiment, Store};
+use evaltap_store::{Experiment, Store};
 use serde_json::{Value, json};
 
-use crate::common::{Bench, ENGINE, TempDir, experiment_request};
+use crate::common::{Bench, TempDir, experiment_request};
 
 const QUIET: JudgeBehavior = JudgeBehavior { noise: 0.0, position_bias: 0.0, unreadable_long: 0.0 };
 
@@ -166,79 +166,74 @@ fn two_candidates(name: &str, items: usize) -> evaltap_worker::ExperimentRequest
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_workers_on_postgres_one_killed_call_each_model_once() {
-    ENGINE
-        .scope(Engine::Postgres, async {
-            let sim = SimConfig { latency_scale: 4.0, judge: QUIET };
-            let bench = Bench::start_on("workers", sim, None, 120, fast_takeover).await;
-            let config = write_config(&bench.dir, &bench.app.config);
-            let production_calls = bench.sim.calls.total();
-            let experiment = bench.create(two_candidates("shared", 120)).await;
+    crate::common::on_postgres(async {
+        let sim = SimConfig { latency_scale: 4.0, judge: QUIET };
+        let bench = Bench::start_on("workers", sim, None, 120, fast_takeover).await;
+        let config = write_config(&bench.dir, &bench.app.config);
+        let production_calls = bench.sim.calls.total();
+        let experiment = bench.create(two_candidates("shared", 120)).await;
 
-            let concurrency = 6;
-            let per_worker = concurrency.to_string();
-            let workers: Vec<Process> =
-                (0..3).map(|_| Process::start(&config, &["worker", "--concurrency", &per_worker])).collect();
-            let store = &bench.app.store;
-            wait_until(store, &experiment, 0.3, Duration::from_secs(120)).await;
-            let mut workers = workers.into_iter();
-            workers.next().expect("a worker").kill();
-            wait_until(store, &experiment, 1.0, Duration::from_secs(180)).await;
-            drop(workers);
+        let concurrency = 6;
+        let per_worker = concurrency.to_string();
+        let workers: Vec<Process> =
+            (0..3).map(|_| Process::start(&config, &["worker", "--concurrency", &per_worker])).collect();
+        let store = &bench.app.store;
+        wait_until(store, &experiment, 0.3, Duration::from_secs(120)).await;
+        let mut workers = workers.into_iter();
+        workers.next().expect("a worker").kill();
+        wait_until(store, &experiment, 1.0, Duration::from_secs(180)).await;
+        drop(workers);
 
-            let progress = store.experiment_progress(&experiment).await.expect("progress");
-            assert_eq!((progress.replays_done, progress.judgments_done), (240, 360), "{progress:?}");
-            let replays = store.replays(&experiment.id).await.expect("replays");
-            assert!(replays.iter().all(|r| r.error.is_none()), "every replay succeeded");
-            // Every call made once, except calls in flight in the killed worker: each of those
-            // is a takeover, counted in the store, at most one per slot it had.
-            let takeovers = store.work_takeovers(&experiment.id).await.expect("takeovers");
-            let calls = bench.sim.calls.total() - production_calls;
-            let needed = calls_needed(120, 2);
-            assert!(calls >= needed, "{calls} calls for {needed} units of work");
-            assert!(
-                calls - needed <= takeovers as u64,
-                "{calls} calls, {needed} needed, {takeovers} takeovers"
-            );
-            assert!(takeovers <= concurrency as i64, "{takeovers} takeovers for {concurrency} slots");
-            assert!(store.unfinished_work(&experiment.id).await.expect("work").is_empty());
-        })
-        .await;
+        let progress = store.experiment_progress(&experiment).await.expect("progress");
+        assert_eq!((progress.replays_done, progress.judgments_done), (240, 360), "{progress:?}");
+        let replays = store.replays(&experiment.id).await.expect("replays");
+        assert!(replays.iter().all(|r| r.error.is_none()), "every replay succeeded");
+        // Every call made once, except calls in flight in the killed worker: each of those
+        // is a takeover, counted in the store, at most one per slot it had.
+        let takeovers = store.work_takeovers(&experiment.id).await.expect("takeovers");
+        let calls = bench.sim.calls.total() - production_calls;
+        let needed = calls_needed(120, 2);
+        assert!(calls >= needed, "{calls} calls for {needed} units of work");
+        assert!(calls - needed <= takeovers as u64, "{calls} calls, {needed} needed, {takeovers} takeovers");
+        assert!(takeovers <= concurrency as i64, "{takeovers} takeovers for {concurrency} slots");
+        assert!(store.unfinished_work(&experiment.id).await.expect("work").is_empty());
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_stopped_by_sigterm_and_sigint_and_restarted_repeats_no_call() {
-    ENGINE
-        .scope(Engine::Postgres, async {
-            let sim = SimConfig { latency_scale: 3.0, judge: QUIET };
-            let bench = Bench::start_on("restarts", sim, None, 80, fast_takeover).await;
-            let config = write_config(&bench.dir, &bench.app.config);
-            let production_calls = bench.sim.calls.total();
-            let experiment = bench.create(two_candidates("restarted", 80)).await;
-            let store = &bench.app.store;
+    crate::common::on_postgres(async {
+        let sim = SimConfig { latency_scale: 3.0, judge: QUIET };
+        let bench = Bench::start_on("restarts", sim, None, 80, fast_takeover).await;
+        let config = write_config(&bench.dir, &bench.app.config);
+        let production_calls = bench.sim.calls.total();
+        let experiment = bench.create(two_candidates("restarted", 80)).await;
+        let store = &bench.app.store;
 
-            let serve = Process::start(&config, &["serve", "--bind", "127.0.0.1:0", "--workers", "8"]);
-            wait_until(store, &experiment, 0.25, Duration::from_secs(120)).await;
-            serve.stop_with("TERM");
-            let serve = Process::start(&config, &["serve", "--bind", "127.0.0.1:0", "--workers", "8"]);
-            wait_until(store, &experiment, 0.6, Duration::from_secs(120)).await;
-            serve.stop_with("INT");
-            // Running it to the end from the CLI enqueues nothing already queued.
-            let status = Command::new(env!("CARGO_BIN_EXE_evaltap"))
-                .arg("--config")
-                .arg(&config)
-                .args(["experiment", "run", "restarted"])
-                .stdout(Stdio::null())
-                .status()
-                .expect("experiment run");
-            assert!(status.success());
+        let serve = Process::start(&config, &["serve", "--bind", "127.0.0.1:0", "--workers", "8"]);
+        wait_until(store, &experiment, 0.25, Duration::from_secs(120)).await;
+        serve.stop_with("TERM");
+        let serve = Process::start(&config, &["serve", "--bind", "127.0.0.1:0", "--workers", "8"]);
+        wait_until(store, &experiment, 0.6, Duration::from_secs(120)).await;
+        serve.stop_with("INT");
+        // Running it to the end from the CLI enqueues nothing already queued.
+        let status = Command::new(env!("CARGO_BIN_EXE_evaltap"))
+            .arg("--config")
+            .arg(&config)
+            .args(["experiment", "run", "restarted"])
+            .stdout(Stdio::null())
+            .status()
+            .expect("experiment run");
+        assert!(status.success());
 
-            let progress = store.experiment_progress(&experiment).await.expect("progress");
-            assert!(progress.is_done(), "{progress:?}");
-            assert_eq!(store.work_takeovers(&experiment.id).await.expect("takeovers"), 0);
-            let calls = bench.sim.calls.total() - production_calls;
-            assert_eq!(calls, calls_needed(80, 2), "stopping and restarting repeated a model call");
-        })
-        .await;
+        let progress = store.experiment_progress(&experiment).await.expect("progress");
+        assert!(progress.is_done(), "{progress:?}");
+        assert_eq!(store.work_takeovers(&experiment.id).await.expect("takeovers"), 0);
+        let calls = bench.sim.calls.total() - production_calls;
+        assert_eq!(calls, calls_needed(80, 2), "stopping and restarting repeated a model call");
+    })
+    .await;
 }
 
 fn batch(first: usize, size: usize) -> String {
@@ -371,59 +366,58 @@ async fn sigterm_lets_sixty_proxy_streams_finish_and_stores_every_exchange() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spend_cap_holds_across_three_workers_and_a_crash_leaks_no_reservation() {
-    ENGINE
-        .scope(Engine::Postgres, async {
-            let sim = SimConfig { latency_scale: 4.0, judge: QUIET };
-            let bench = Bench::start_on("capped", sim, None, 150, fast_takeover).await;
-            let config = write_config(&bench.dir, &bench.app.config);
-            let cap = 0.004;
-            let mut request = two_candidates("capped", 150);
-            request.spend_cap_usd = Some(cap);
-            let experiment = bench.create(request).await;
-            let store = &bench.app.store;
+    crate::common::on_postgres(async {
+        let sim = SimConfig { latency_scale: 4.0, judge: QUIET };
+        let bench = Bench::start_on("capped", sim, None, 150, fast_takeover).await;
+        let config = write_config(&bench.dir, &bench.app.config);
+        let cap = 0.004;
+        let mut request = two_candidates("capped", 150);
+        request.spend_cap_usd = Some(cap);
+        let experiment = bench.create(request).await;
+        let store = &bench.app.store;
 
-            let workers: Vec<Process> =
-                (0..3).map(|_| Process::start(&config, &["worker", "--concurrency", "6"])).collect();
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-            while store.spend(&experiment.id).await.expect("spend").total_spent_usd < cap / 3.0 {
-                assert!(tokio::time::Instant::now() < deadline, "nothing spent");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            let mut workers = workers.into_iter();
-            workers.next().expect("a worker").kill();
-            wait_until(store, &experiment, 1.0, Duration::from_secs(180)).await;
-            drop(workers);
-            // The killed worker's reservations run out with their lease.
-            tokio::time::sleep(Duration::from_secs(3)).await;
-            store.release_expired_reservations().await.expect("release");
+        let workers: Vec<Process> =
+            (0..3).map(|_| Process::start(&config, &["worker", "--concurrency", "6"])).collect();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        while store.spend(&experiment.id).await.expect("spend").total_spent_usd < cap / 3.0 {
+            assert!(tokio::time::Instant::now() < deadline, "nothing spent");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let mut workers = workers.into_iter();
+        workers.next().expect("a worker").kill();
+        wait_until(store, &experiment, 1.0, Duration::from_secs(180)).await;
+        drop(workers);
+        // The killed worker's reservations run out with their lease.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        store.release_expired_reservations().await.expect("release");
 
-            let spend = store.spend(&experiment.id).await.expect("spend");
-            assert!(spend.capped, "{spend:?}");
-            let replays = store.replays(&experiment.id).await.expect("replays");
-            let judgments = store.judgments(&experiment.id).await.expect("judgments");
-            let largest = replays
-                .iter()
-                .filter_map(|r| r.cost_usd)
-                .chain(judgments.iter().filter_map(|j| j.cost_usd))
-                .fold(0.0, f64::max);
-            assert!(largest > 0.0);
-            assert!(spend.total_spent_usd <= cap + 3.0 * largest, "{spend:?}, largest call {largest}");
-            assert!(spend.judge_spent_usd > 0.0, "judge calls count: {spend:?}");
-            assert!(spend.reserved_usd.abs() < 1e-9, "a reservation leaked: {spend:?}");
-            let open: Vec<_> = store
-                .reservations(&experiment.id)
-                .await
-                .expect("ledger")
-                .into_iter()
-                .filter(|(status, ..)| status == "reserved")
-                .collect();
-            assert!(open.is_empty(), "{open:?}");
-            assert!(replays.iter().any(|r| r.skipped.is_some()), "the cap stopped some replays");
-            let report = evaltap_report::build(store, &experiment).await.expect("report");
-            let json: Value = serde_json::to_value(&report).expect("json");
-            assert_eq!(json["spend"]["capped"], true);
-        })
-        .await;
+        let spend = store.spend(&experiment.id).await.expect("spend");
+        assert!(spend.capped, "{spend:?}");
+        let replays = store.replays(&experiment.id).await.expect("replays");
+        let judgments = store.judgments(&experiment.id).await.expect("judgments");
+        let largest = replays
+            .iter()
+            .filter_map(|r| r.cost_usd)
+            .chain(judgments.iter().filter_map(|j| j.cost_usd))
+            .fold(0.0, f64::max);
+        assert!(largest > 0.0);
+        assert!(spend.total_spent_usd <= cap + 3.0 * largest, "{spend:?}, largest call {largest}");
+        assert!(spend.judge_spent_usd > 0.0, "judge calls count: {spend:?}");
+        assert!(spend.reserved_usd.abs() < 1e-9, "a reservation leaked: {spend:?}");
+        let open: Vec<_> = store
+            .reservations(&experiment.id)
+            .await
+            .expect("ledger")
+            .into_iter()
+            .filter(|(status, ..)| status == "reserved")
+            .collect();
+        assert!(open.is_empty(), "{open:?}");
+        assert!(replays.iter().any(|r| r.skipped.is_some()), "the cap stopped some replays");
+        let report = evaltap_report::build(store, &experiment).await.expect("report");
+        let json: Value = serde_json::to_value(&report).expect("json");
+        assert_eq!(json["spend"]["capped"], true);
+    })
+    .await;
 }
 
 crate::on_both_engines! {

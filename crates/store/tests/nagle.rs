@@ -8,14 +8,12 @@ use std::str::FromStr as _;
 
 use evaltap_store::{Store, create_scratch_database, delayed_sockets_to, drop_scratch_database};
 
-fn admin_url() -> String {
-    std::env::var("EVALTAP_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
 #[tokio::test]
 async fn store_connections_to_postgres_do_not_wait_for_delayed_acks() {
-    let admin = admin_url();
+    // Before anything runs on this test's runtime (finding PostgreSQL may start a cluster).
+    let Some(postgres) = evaltap_testenv::postgres_or_skip() else { return };
+    evaltap_testenv::ran_on("PostgreSQL");
+    let admin = postgres.admin_url.clone();
     let port = sqlx::postgres::PgConnectOptions::from_str(&admin).expect("url").get_port();
     let (url, name) = create_scratch_database(&admin, "evaltap_nagle").await.expect("database");
     let store = Store::connect(&url).await.expect("store");
