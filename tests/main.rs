@@ -7,6 +7,7 @@ mod common;
 mod dashboard;
 mod door;
 mod drift;
+mod first_hour;
 mod full_loop;
 mod gate;
 mod golden;

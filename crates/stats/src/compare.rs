@@ -61,6 +61,34 @@ pub const SEQUENTIAL_MIN_N: usize = 30;
 /// estimate too rough to decide a model swap on.
 pub const FIXED_N_MIN_N: usize = 10;
 
+/// When every pair agrees exactly (no difference at all), the exact one-sided (1 − α) lower
+/// bound of the mean difference on [0, 1] scores: the rate of pairs where the candidate scores
+/// lower is at most 1 − α^(1/n) (Clopper–Pearson with no such pair in n; "the rule of three",
+/// ≈ 3/n at α = 0.05), and each such pair costs at most 1. It stays valid under continuous
+/// monitoring: "no disagreement so far" only shrinks as n grows, so the first n at which the
+/// bound clears the margin is a fixed n.
+pub fn no_disagreement_lower_bound(n: usize, alpha: f64) -> f64 {
+    if n == 0 {
+        return -1.0;
+    }
+    -(1.0 - alpha.powf(1.0 / n as f64))
+}
+
+/// The exact one-sided p-value of "the candidate is lower on at least a `margin` share of pairs"
+/// after `n` pairs with no disagreement: (1 − margin)^n.
+pub fn no_disagreement_p_value(n: usize, margin: f64) -> f64 {
+    (1.0 - margin).clamp(0.0, 1.0).powi(n.min(i32::MAX as usize) as i32)
+}
+
+/// Pairs with no disagreement needed before [`no_disagreement_lower_bound`] clears −margin.
+pub fn no_disagreement_samples_needed(margin: f64, alpha: f64) -> Option<u64> {
+    if !(margin > 0.0 && margin < 1.0) {
+        return None;
+    }
+    let n = (alpha.ln() / (1.0 - margin).ln()).floor() + 1.0;
+    (n.is_finite() && n < 1e15).then_some(n as u64)
+}
+
 /// Whether every score of both samples is 0 or 1 (pass/fail rubrics and checks).
 pub fn is_binary(baseline: &[f64], candidate: &[f64]) -> bool {
     !baseline.is_empty() && baseline.iter().chain(candidate).all(|&x| x == 0.0 || x == 1.0)
@@ -144,6 +172,10 @@ pub struct Comparison {
     /// Set when the statistics could not be computed (the note says why): never decided.
     #[serde(skip)]
     undecidable: bool,
+    /// Every pair agrees exactly on scores within [0, 1]: the exact bound of
+    /// [`no_disagreement_lower_bound`] stands in for the degenerate t-interval.
+    #[serde(skip)]
+    no_disagreement: bool,
 }
 
 impl Comparison {
@@ -162,17 +194,20 @@ impl Comparison {
                 delta: self.delta,
                 p_adjusted: self.p_holm,
                 ni_lower_bound: self.cs_low,
-                enough_data: !self.undecidable && self.n >= SEQUENTIAL_MIN_N && self.sd_delta > 0.0,
+                // With every pair agreeing, the exact bound (valid under monitoring) decides.
+                enough_data: !self.undecidable
+                    && self.n >= SEQUENTIAL_MIN_N
+                    && (self.sd_delta > 0.0 || self.no_disagreement),
             },
             Basis::FixedN => Evidence {
                 delta: self.delta,
                 p_adjusted: self.p_holm,
                 ni_lower_bound: self.ni_lower_bound,
-                // Zero variance with no difference says nothing about the true variance; with a
-                // constant non-zero difference the exact sign test still speaks.
+                // Zero variance with no difference: the exact bound on the rate of disagreeing
+                // pairs decides; with a constant non-zero difference the exact sign test speaks.
                 enough_data: !self.undecidable
                     && self.n >= FIXED_N_MIN_N
-                    && (self.sd_delta > 0.0 || self.delta != 0.0),
+                    && (self.sd_delta > 0.0 || self.delta != 0.0 || self.no_disagreement),
             },
         }
     }
@@ -218,6 +253,7 @@ pub fn compare_paired(
         design_effect: None,
         planned_n: options.planned_n,
         undecidable: true,
+        no_disagreement: false,
     };
     if !(options.margin.is_finite() && options.margin >= 0.0) {
         return empty(format!("the non-inferiority margin must be a number ≥ 0, got {}", options.margin));
@@ -321,7 +357,27 @@ pub fn compare_paired(
         design_effect,
         planned_n: options.planned_n,
         undecidable: false,
+        // The bound needs the scores' range: [0, 1], as rubric scores and checks are.
+        no_disagreement: t.sd_delta == 0.0
+            && t.mean_delta == 0.0
+            && baseline.iter().chain(candidate).all(|x| (0.0..=1.0).contains(x)),
     };
+    if comparison.no_disagreement {
+        // The t-interval degenerates to a point; what n identical pairs show is the exact bound.
+        let bound = no_disagreement_lower_bound(comparison.n, options.alpha);
+        comparison.ni_lower_bound = bound;
+        comparison.p_noninferiority = no_disagreement_p_value(comparison.n, options.margin);
+        if comparison.n >= SEQUENTIAL_MIN_N {
+            comparison.cs_low = bound;
+        }
+        if comparison.n >= FIXED_N_MIN_N {
+            comparison.note = Some(format!(
+                "every pair agrees: with {} pairs the candidate is lower on at most {:.1}% of items (exact bound)",
+                comparison.n,
+                -bound * 100.0
+            ));
+        }
+    }
     decide_family(std::slice::from_mut(&mut comparison), options);
     comparison
 }
@@ -358,9 +414,17 @@ pub fn decide_family(family: &mut [Comparison], options: &CompareOptions) {
         c.p_holm = p_holm;
         c.q_value = q_value;
         c.verdict = verdict(&c.evidence(), options.alpha, options.margin);
-        c.significantly_lower = !c.undecidable && c.p_holm < options.alpha && c.delta < 0.0;
+        // Only beside `non-inferior` does "significantly lower" add anything: a `worse` row is
+        // lower by definition, and is not within the margin.
+        c.significantly_lower =
+            c.verdict == Verdict::NonInferior && c.p_holm < options.alpha && c.delta < 0.0;
         c.samples_needed = if c.verdict == Verdict::Inconclusive && !c.undecidable {
-            samples_to_settle(c.sd_delta, c.delta, c.design_effect, options).map(|n| n.max(c.n as u64))
+            let needed = if c.no_disagreement {
+                no_disagreement_samples_needed(options.margin, options.alpha)
+            } else {
+                samples_to_settle(c.sd_delta, c.delta, c.design_effect, options)
+            };
+            needed.map(|n| n.max(c.n as u64))
         } else {
             None
         };
@@ -396,6 +460,58 @@ mod tests {
             assert!(numbers.iter().all(|x| x.is_finite()), "{r:?}");
             assert!(r.note.is_some() || r.sd_delta == 0.0, "{r:?}");
         }
+    }
+
+    #[test]
+    fn identical_pairs_are_non_inferior_once_the_exact_bound_clears_the_margin() {
+        let opts = CompareOptions { bootstrap_resamples: 0, ..CompareOptions::default() };
+        // The rule of three: at α = 0.05 the bound is 1 − 0.05^(1/n) ≈ 3/n.
+        assert!((no_disagreement_lower_bound(150, 0.05) + 0.019_77).abs() < 1e-4);
+        assert!((no_disagreement_lower_bound(2_000, 0.05) + 0.001_497).abs() < 1e-5);
+        assert_eq!(no_disagreement_samples_needed(0.02, 0.05), Some(149));
+        assert_eq!(no_disagreement_samples_needed(0.15, 0.05), Some(19));
+        for scores in [vec![1.0; 2_000], (0..2_000).map(|i| f64::from(i % 2)).collect(), vec![0.75; 2_000]] {
+            for basis in [Basis::FixedN, Basis::Sequential] {
+                let r = compare_paired(&scores, &scores, None, &CompareOptions { basis, ..opts.clone() });
+                assert_eq!(r.verdict, Verdict::NonInferior, "{r:?}");
+                assert!(!r.significantly_lower && r.samples_needed.is_none(), "{r:?}");
+                assert!(r.p_noninferiority < 1e-10, "{r:?}");
+            }
+        }
+        // 24 identical items cannot show a 0.02 margin; they say how many would.
+        let small = compare_paired(&[1.0; 24], &[1.0; 24], None, &opts);
+        assert_eq!(small.verdict, Verdict::Inconclusive);
+        assert_eq!(small.samples_needed, Some(149));
+        assert!(small.note.as_deref().is_some_and(|n| n.contains("every pair agrees")), "{small:?}");
+        // …but do show a 0.15 one.
+        let wide =
+            compare_paired(&[1.0; 24], &[1.0; 24], None, &CompareOptions { margin: 0.15, ..opts.clone() });
+        assert_eq!(wide.verdict, Verdict::NonInferior);
+        // Off the [0, 1] scale the range is unknown: no bound, no verdict.
+        let sevens = compare_paired(&[7.0; 2_000], &[7.0; 2_000], None, &opts);
+        assert_eq!(sevens.verdict, Verdict::Inconclusive);
+        // One disagreement and the exact bound no longer applies.
+        let mut one_off = vec![1.0; 2_000];
+        one_off[7] = 0.0;
+        let r = compare_paired(&[1.0; 2_000], &one_off, None, &opts);
+        assert_eq!(r.verdict, Verdict::NonInferior, "{r:?}");
+    }
+
+    #[test]
+    fn significantly_lower_is_said_only_beside_non_inferior() {
+        let opts = CompareOptions { bootstrap_resamples: 0, ..CompareOptions::default() };
+        // A drop of about a third: worse, and not "within the margin".
+        let base: Vec<f64> = (0..400).map(|i| if i % 10 < 9 { 1.0 } else { 0.0 }).collect();
+        let cand: Vec<f64> = (0..400).map(|i| if i % 10 < 6 { 1.0 } else { 0.0 }).collect();
+        let worse = compare_paired(&base, &cand, None, &opts);
+        assert_eq!(worse.verdict, Verdict::Worse);
+        assert!(!worse.significantly_lower, "{worse:?}");
+        // A small real drop shown within a wide margin: non-inferior and significantly lower.
+        let wide = CompareOptions { margin: 0.2, ..opts.clone() };
+        let slight: Vec<f64> = (0..400).map(|i| if i % 10 < 9 && i % 20 != 1 { 1.0 } else { 0.0 }).collect();
+        let within = compare_paired(&base, &slight, None, &wide);
+        assert_eq!(within.verdict, Verdict::NonInferior, "{within:?}");
+        assert!(within.significantly_lower, "{within:?}");
     }
 
     #[test]
