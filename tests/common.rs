@@ -130,6 +130,13 @@ impl Drop for TempDir {
     }
 }
 
+/// Writes `config` as `evaltap.toml` in `dir`, for processes to read.
+pub fn write_config(dir: &TempDir, config: &evaltap_core::Config) -> PathBuf {
+    let path = dir.0.join("evaltap.toml");
+    std::fs::write(&path, toml::to_string(config).expect("config as TOML")).expect("write config");
+    path
+}
+
 /// The SQLite pool of a store (for the tests that look at SQLite itself).
 pub fn sqlite_pool(store: &evaltap_store::Store) -> &sqlx::SqlitePool {
     match store.pool() {

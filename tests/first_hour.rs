@@ -56,3 +56,63 @@ fn stats_compare_passes_identical_pairs_and_never_calls_a_worse_one_within_the_m
     assert!(text.contains("verdict (fixed-n): worse"), "{text}");
     assert!(!text.contains("margin"), "{text}");
 }
+
+#[test]
+fn without_a_configuration_commands_say_so_and_create_no_database() {
+    let dir = crate::common::TempDir::new("no-config");
+    for args in [&["experiment", "list"][..], &["report", "demo"], &["sources"], &["gate", "demo"]] {
+        let out = evaltap_in(&dir.0, args);
+        assert_eq!(out.status.code(), Some(64), "{args:?}: {}", stderr(&out));
+        let text = stderr(&out);
+        assert!(text.contains("no configuration found: looked for evaltap.toml in"), "{args:?}: {text}");
+    }
+    let left: Vec<_> = std::fs::read_dir(&dir.0).expect("list").flatten().map(|e| e.file_name()).collect();
+    assert!(left.is_empty(), "files were created: {left:?}");
+
+    // A named file that is missing: the OS error once, not twice.
+    let out = evaltap_in(&dir.0, &["--config", "missing.toml", "experiment", "list"]);
+    let text = stderr(&out);
+    assert!(text.contains("cannot read missing.toml"), "{text}");
+    assert_eq!(text.matches("No such file or directory").count(), 1, "{text}");
+
+    // A named database is used as asked.
+    let url = format!("sqlite://{}", dir.0.join("named.db").display());
+    let out = evaltap_in(&dir.0, &["--database-url", &url, "experiment", "list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(dir.0.join("named.db").exists());
+}
+
+#[test]
+fn the_demo_writes_to_the_database_it_is_given_and_says_where() {
+    let dir = crate::common::TempDir::new("demo-url");
+    let database = dir.0.join("demo.db");
+    let url = format!("sqlite://{}", database.display());
+    let out =
+        evaltap_in(&dir.0, &["demo", "--json", "--exchanges", "40", "--port", "0", "--database-url", &url]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(database.exists(), "the demo did not write to {url}");
+    assert!(stderr(&out).contains(&format!("database: {url}")), "{}", stderr(&out));
+    let out = evaltap_in(&dir.0, &["--database-url", &url, "experiment", "list"]);
+    assert!(stdout(&out).starts_with("demo\t"), "{}", stdout(&out));
+    // A second demo on the same database would mix two demos: refused, nothing lost.
+    let again =
+        evaltap_in(&dir.0, &["demo", "--json", "--exchanges", "40", "--port", "0", "--database-url", &url]);
+    assert_eq!(again.status.code(), Some(64), "{}", stderr(&again));
+    assert!(stderr(&again).contains("already holds a demo"), "{}", stderr(&again));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn experiment_create_without_rubrics_uses_the_rubrics_that_apply() {
+    let bench =
+        crate::common::Bench::start("default-rubrics", evaltap_sim::JudgeBehavior::default(), None, 30).await;
+    crate::common::write_config(&bench.dir, &bench.app.config);
+    let out = evaltap_in(
+        &bench.dir.0,
+        &["experiment", "create", "--name", "defaults", "--candidate", "small", "--sample", "10"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let experiment = bench.app.store.require_experiment("defaults").await.expect("created");
+    let rubrics = &experiment.spec.rubrics;
+    assert!(rubrics.contains(&"correctness".to_string()), "{rubrics:?}");
+    assert!(!rubrics.contains(&"correctness_vs_reference".to_string()), "no references here: {rubrics:?}");
+}

@@ -73,7 +73,7 @@ async fn pending_jobs(pool: &sqlx::SqlitePool) -> i64 {
 async fn the_whole_loop_reaches_the_right_verdicts_and_is_idempotent() {
     let dir = TempDir::new("loop");
     let options = DemoOptions { json: true, exchanges: 300, seed: 7, port: 0 };
-    let run = start(&options, dir.database()).await.expect("the loop runs");
+    let run = start(&options, format!("sqlite://{}", dir.database().display())).await.expect("the loop runs");
     let report = &run.report;
     let pool = crate::common::sqlite_pool(&run.app.store).clone();
 

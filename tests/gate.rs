@@ -98,4 +98,15 @@ async fn the_gate_exits_0_1_or_2_and_writes_junit_and_markdown() {
     let doc = roxmltree::Document::parse(&xml).expect("JUnit XML parses");
     let suite = doc.descendants().find(|n| n.has_tag_name("testsuite")).expect("a testsuite");
     assert_eq!(suite.attribute("failures"), Some("0"));
+
+    // A typo is not a regression (1) nor undecided (2): usage errors exit 64…
+    for args in [&["no-such-experiment"][..], &["good", "--candidate", "nope"], &["good", "--no-such-flag"]] {
+        let out = gate(&database, args, None);
+        assert_eq!(out.status.code(), Some(64), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let out = gate(&database, &["good", "--candidate", "nope"], None);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("its candidates: medium"), "{out:?}");
+    // …and a gate that cannot do its work for another reason (here, write its JUnit file) 70.
+    let out = gate(&database, &["good", "--junit", "/nonexistent-folder/junit.xml"], None);
+    assert_eq!(out.status.code(), Some(70), "{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -14,7 +14,7 @@ use evaltap_sim::{JudgeBehavior, SimConfig};
 use evaltap_store::{Experiment, Store};
 use serde_json::{Value, json};
 
-use crate::common::{Bench, TempDir, experiment_request};
+use crate::common::{Bench, TempDir, experiment_request, write_config};
 
 const QUIET: JudgeBehavior = JudgeBehavior { noise: 0.0, position_bias: 0.0, unreadable_long: 0.0 };
 
@@ -92,12 +92,6 @@ impl Drop for Process {
 }
 
 /// Writes `config` where processes can read it.
-fn write_config(dir: &TempDir, config: &Config) -> PathBuf {
-    let path = dir.0.join("evaltap.toml");
-    std::fs::write(&path, toml::to_string(config).expect("config as TOML")).expect("write config");
-    path
-}
-
 /// A configuration with one source (`app`, key `k-app`) on a fresh database of the running
 /// test's engine, written for processes to read.
 fn source_config(dir: &mut TempDir, source: evaltap_core::SourceConfig) -> (Config, PathBuf) {

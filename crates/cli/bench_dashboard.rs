@@ -60,7 +60,7 @@ pub async fn dashboard(settings: &DashboardBench) -> anyhow::Result<DashboardFig
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let options = DemoOptions { json: true, exchanges: settings.pairs, seed: 7, port: 0 };
     let started = Instant::now();
-    let run = crate::demo::start(&options, dir.join("evaltap.db")).await?;
+    let run = crate::demo::start(&options, format!("sqlite://{}", dir.join("evaltap.db").display())).await?;
     eprintln!("experiment of {} pairs done in {:.1} s", settings.pairs, started.elapsed().as_secs_f64());
     let filler = settings.exchanges.saturating_sub(settings.pairs);
     let started = Instant::now();

@@ -26,6 +26,19 @@ pub struct Cli {
     command: Command,
 }
 
+impl Cli {
+    /// Whether this is `evaltap gate`, whose exit codes 1 and 2 carry a verdict.
+    pub fn is_gate(&self) -> bool {
+        matches!(self.command, Command::Gate { .. })
+    }
+
+    /// Whether a configuration file was named (`--config`, `EVALTAP_CONFIG`): then it must exist.
+    fn config_is_explicit(&self) -> bool {
+        std::env::var_os("EVALTAP_CONFIG").is_some()
+            || self.config.as_path() != std::path::Path::new("evaltap.toml")
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the whole loop on a fresh SQLite file against the simulated upstream, print the
@@ -46,7 +59,9 @@ enum Command {
         command: Option<SourcesCommand>,
     },
     /// A CI step: exit 0 when every rubric is non-inferior or better, 1 on a significant
-    /// regression, 2 when undecided (inconclusive, still running, or no data).
+    /// regression, 2 when undecided (inconclusive, still running, or no data); 64 on a usage
+    /// error (unknown experiment or candidate, bad arguments), 70 when it could not decide for
+    /// another reason (database, files).
     Gate {
         /// Experiment name.
         name: String,
@@ -597,8 +612,17 @@ enum ExperimentCommand {
 }
 
 async fn open_app(cli: &Cli) -> anyhow::Result<App> {
-    let explicit = std::env::var_os("EVALTAP_CONFIG").is_some()
-        || cli.config.as_path() != std::path::Path::new("evaltap.toml");
+    let explicit = cli.config_is_explicit();
+    if !explicit && !cli.config.exists() && cli.database_url.is_none() {
+        // Never a silent empty database in whatever folder the command ran from.
+        let here =
+            std::env::current_dir().map(|dir| dir.display().to_string()).unwrap_or_else(|_| ".".into());
+        return Err(crate::UsageError(format!(
+            "no configuration found: looked for evaltap.toml in {here} (--config and EVALTAP_CONFIG are unset). \
+             Copy evaltap.example.toml to evaltap.toml, pass --config FILE, or name a database with --database-url"
+        ))
+        .into());
+    }
     let mut config = load_config(&cli.config, explicit)?;
     if let Some(url) = &cli.database_url {
         config.database_url = url.clone();
@@ -638,7 +662,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => {
             let options =
                 DemoOptions { json: args.json, exchanges: args.exchanges, seed: args.seed, port: args.port };
-            demo::run(options).await?;
+            demo::run(options, cli.database_url.clone()).await?;
         }
         Command::Sim(args) => {
             let config = evaltap_sim::SimConfig {
@@ -761,7 +785,12 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(wanted) = candidate
                 && !report.candidates.iter().any(|c| &c.name == wanted)
             {
-                anyhow::bail!("experiment `{name}` has no candidate `{wanted}`");
+                let known: Vec<&str> = report.candidates.iter().map(|c| c.name.as_str()).collect();
+                return Err(crate::UsageError(format!(
+                    "experiment `{name}` has no candidate `{wanted}` (its candidates: {})",
+                    known.join(", ")
+                ))
+                .into());
             }
             let outcome = crate::gate::evaluate(&report, candidate.as_deref());
             if let Some(path) = junit {
@@ -896,9 +925,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             return crate::golden_cmd::dispatch(&open_app(&cli).await?, command).await;
         }
         Command::Rubric(RubricCommand::Check) => {
-            let explicit = std::env::var_os("EVALTAP_CONFIG").is_some()
-                || cli.config.as_path() != std::path::Path::new("evaltap.toml");
-            let config = load_config(&cli.config, explicit)?;
+            let config = load_config(&cli.config, cli.config_is_explicit())?;
             print!("{}", crate::judge_cmd::check_rubrics(&config.rubrics_dir)?);
         }
         Command::Rubric(RubricCommand::Render { name, exchange, experiment, candidate }) => {

@@ -5,7 +5,6 @@
 //! calls go through the same HTTP client used against real providers.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
@@ -51,8 +50,8 @@ pub struct DemoRun {
     pub server_addr: SocketAddr,
     /// Where the simulated upstream listens.
     pub sim: SimServer,
-    /// The SQLite file.
-    pub database: PathBuf,
+    /// The database it wrote to.
+    pub database_url: String,
     stop: watch::Sender<bool>,
 }
 
@@ -178,12 +177,19 @@ pub async fn tee_production_traffic(
 }
 
 /// Runs the loop: simulated upstream, server, worker, production traffic, experiment, report.
-pub async fn start(options: &DemoOptions, database: PathBuf) -> anyhow::Result<DemoRun> {
+pub async fn start(options: &DemoOptions, database_url: String) -> anyhow::Result<DemoRun> {
     let sim = evaltap_sim::spawn(SocketAddr::from(([127, 0, 0, 1], 0)), SimConfig::default())
         .await
         .context("starting the simulated upstream")?;
-    let database_url = format!("sqlite://{}", database.display());
-    let app = App::open(demo_config(&sim.base_url(), database_url)).await?;
+    let app = App::open(demo_config(&sim.base_url(), database_url.clone()))
+        .await
+        .with_context(|| format!("opening the demo's database {database_url}"))?;
+    if app.store.experiment(EXPERIMENT).await?.is_some() {
+        return Err(crate::UsageError(format!(
+            "{database_url} already holds a demo: give the demo a new database (or none: it then makes one under the system's temp folder)"
+        ))
+        .into());
+    }
 
     let listener = match tokio::net::TcpListener::bind(("127.0.0.1", options.port)).await {
         Ok(listener) => listener,
@@ -233,22 +239,30 @@ pub async fn start(options: &DemoOptions, database: PathBuf) -> anyhow::Result<D
     .await?;
     bar.finish_and_clear();
     let report = evaltap_report::build(&app.store, &experiment).await?;
-    Ok(DemoRun { app, experiment, report, server_addr, sim, database, stop })
+    Ok(DemoRun { app, experiment, report, server_addr, sim, database_url, stop })
 }
 
-/// `evaltap demo`.
-pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
-    let dir = std::env::temp_dir().join(format!("evaltap-demo-{}", uuid::Uuid::now_v7()));
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let run = start(&options, dir.join("evaltap.db")).await?;
+/// `evaltap demo`: on `database_url` when given, else on a new SQLite file under the system's
+/// temp folder.
+pub async fn run(options: DemoOptions, database_url: Option<String>) -> anyhow::Result<()> {
+    let database_url = match database_url {
+        Some(url) => url,
+        None => {
+            let dir = std::env::temp_dir().join(format!("evaltap-demo-{}", uuid::Uuid::now_v7()));
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            format!("sqlite://{}", dir.join("evaltap.db").display())
+        }
+    };
+    let run = start(&options, database_url).await?;
     if options.json {
         println!("{}", serde_json::to_string_pretty(&run.report)?);
+        eprintln!("database: {}", run.database_url);
         run.shutdown();
         return Ok(());
     }
     print!("{}", evaltap_report::render_text(&run.report));
     println!();
-    println!("database:  {}", run.database.display());
+    println!("database:  {}", run.database_url);
     println!("dashboard: http://{}/experiments/{EXPERIMENT}", run.server_addr);
     println!("Ctrl-C to stop.");
     let _ = tokio::signal::ctrl_c().await;

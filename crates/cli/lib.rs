@@ -21,10 +21,48 @@ use clap::Parser;
 
 pub use cli::Cli;
 
+/// Exit code of a usage error on every command: bad arguments, a name that does not exist, no
+/// configuration (BSD's `EX_USAGE`; clap's own 2 would read as the gate's "undecided").
+pub const EXIT_USAGE: u8 = 64;
+
+/// Exit code of `evaltap gate` when it could not decide for another reason (the database cannot
+/// be read, a file cannot be written): distinct from 1, a regression (BSD's `EX_SOFTWARE`).
+pub const EXIT_GATE_ERROR: u8 = 70;
+
+/// The user asked for something that cannot be: exits [`EXIT_USAGE`].
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// Whether `err` is the user's to fix: a [`UsageError`], or a name the store does not know.
+fn is_usage_error(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause.is::<UsageError>()
+            || matches!(
+                cause.downcast_ref::<evaltap_store::StoreError>(),
+                Some(evaltap_store::StoreError::NotFound(_))
+            )
+    })
+}
+
 /// Runs the command line and maps errors to exit codes.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return if err.use_stderr() { ExitCode::from(EXIT_USAGE) } else { ExitCode::SUCCESS };
+        }
+    };
     init_tracing();
+    let is_gate = cli.is_gate();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -36,7 +74,13 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");
-            ExitCode::FAILURE
+            if is_usage_error(&err) {
+                ExitCode::from(EXIT_USAGE)
+            } else if is_gate {
+                ExitCode::from(EXIT_GATE_ERROR)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

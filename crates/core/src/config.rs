@@ -14,7 +14,8 @@ use crate::Price;
 #[non_exhaustive]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read {path}: {source}")]
+    // The source's text is not repeated here: error chains print it after this line.
+    #[error("cannot read {path}")]
     Read {
         /// File that was read.
         path: PathBuf,
@@ -22,7 +23,7 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// The file is not valid TOML for this schema.
-    #[error("invalid configuration in {path}: {source}")]
+    #[error("invalid configuration in {path}")]
     Parse {
         /// File that was parsed.
         path: PathBuf,

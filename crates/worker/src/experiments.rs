@@ -118,12 +118,17 @@ pub async fn create_experiment(
     }
     let has_references = !dataset_items.is_empty() && dataset_items.iter().all(|i| i.reference.is_some());
     let rubric_names: Vec<String> = if request.rubrics.is_empty() && check_names.is_empty() {
-        // Every loaded rubric, less those needing references the items do not have.
+        // Every loaded rubric that applies: less those needing references the items do not
+        // have, and pairwise ones when the baseline is a replayed model (no baseline answer).
         rubrics
             .names()
             .into_iter()
             .filter(|n| {
-                has_references || rubrics.get(n).is_ok_and(|r| r.mode != evaltap_judge::Mode::Reference)
+                rubrics.get(n).is_ok_and(|r| match r.mode {
+                    evaltap_judge::Mode::Reference => has_references,
+                    evaltap_judge::Mode::Pairwise => !matches!(baseline, BaselineSpec::Candidate { .. }),
+                    evaltap_judge::Mode::Pointwise => true,
+                })
             })
             .collect()
     } else {
@@ -168,7 +173,6 @@ pub async fn create_experiment(
             }
         }
     }
-    let rubric_names = if request.rubrics.is_empty() { rubrics.names() } else { request.rubrics.clone() };
     for name in &rubric_names {
         let Ok(rubric) = rubrics.get(name) else {
             return invalid(format!("unknown rubric `{name}` (available: {})", rubrics.names().join(", ")));
