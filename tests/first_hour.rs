@@ -116,3 +116,51 @@ async fn experiment_create_without_rubrics_uses_the_rubrics_that_apply() {
     assert!(rubrics.contains(&"correctness".to_string()), "{rubrics:?}");
     assert!(!rubrics.contains(&"correctness_vs_reference".to_string()), "no references here: {rubrics:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_report_counts_each_thing_once_and_names_a_mixed_baseline() {
+    let bench = crate::common::Bench::start("mixed", evaltap_sim::JudgeBehavior::default(), None, 30).await;
+    // Ten more exchanges answered by another production model.
+    let body: String = (0..10)
+        .map(|i| {
+            serde_json::json!({
+                "id": format!("medium-{i}"),
+                "request": {"model": "sim-medium", "messages": [{"role": "user", "content": format!("What is {i} + {i}?")}]},
+                "response": {"model": "sim-medium", "choices": [{"message": {"role": "assistant", "content": format!("{}", 2 * i)}}]}
+            })
+            .to_string()
+                + "\n"
+        })
+        .collect();
+    let reply = reqwest::Client::new()
+        .post(format!("{}/v1/mirror", bench.url))
+        .bearer_auth("demo-source-key")
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .await
+        .expect("mirror");
+    assert_eq!(reply.status(), 202, "{}", reply.text().await.unwrap_or_default());
+    // A zero cap: every replay is skipped, none failed.
+    let experiment = bench
+        .create(evaltap_worker::ExperimentRequest {
+            spend_cap_usd: Some(0.0),
+            ..crate::common::experiment_request("capped", "small", "correctness", 40)
+        })
+        .await;
+    crate::common::run(&bench.app, &experiment).await;
+    let url = bench.app.config.database_url.clone();
+    let out = evaltap_in(&bench.dir.0, &["--database-url", &url, "report", "capped", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("report JSON");
+    let progress = &report["progress"];
+    let candidate = &report["candidates"][0];
+    assert_eq!(progress["replays_failed"], candidate["errors"], "{progress} vs {candidate}");
+    assert_eq!(progress["replays_skipped"], candidate["skipped"], "{progress} vs {candidate}");
+    assert_eq!(progress["replays_skipped"], 40);
+    assert_eq!(report["baseline"]["model"], "mixed", "{}", report["baseline"]);
+    assert_eq!(report["baseline"]["models"][1], serde_json::json!({"model": "sim-medium", "n": 10}));
+    let out = evaltap_in(&bench.dir.0, &["--database-url", &url, "report", "capped"]);
+    let text = stdout(&out);
+    assert!(text.contains("baseline mixed (sim-large 75%, sim-medium 25%) on 40 exchanges"), "{text}");
+}

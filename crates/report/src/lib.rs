@@ -98,13 +98,54 @@ pub struct JudgeSummary {
 /// The baseline (production) side.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BaselineSummary {
-    /// Most frequent production model among the sampled exchanges.
+    /// The production model of the sampled exchanges, or `mixed` when they came from several
+    /// (then `models` has the split).
     pub model: String,
+    /// Each production model among the sampled exchanges with its count, most frequent first.
+    #[serde(default)]
+    pub models: Vec<ModelCount>,
     /// Exchanges sampled.
     pub n: usize,
     /// Mean cost per request in USD (reported by the gateway, else from configured prices);
     /// 0 when no cost is known.
     pub cost_per_request_usd: f64,
+}
+
+/// A production model and how many sampled exchanges it answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ModelCount {
+    /// Model name as the gateway reported it.
+    pub model: String,
+    /// Sampled exchanges.
+    pub n: usize,
+}
+
+/// What `BaselineSummary::model` says when the sample holds several production models.
+pub const MIXED_BASELINE: &str = "mixed";
+
+impl BaselineSummary {
+    /// Whether `model` is (one of) the baseline's production models.
+    pub fn includes(&self, model: &str) -> bool {
+        if self.models.is_empty() {
+            self.model == model
+        } else {
+            self.models.iter().any(|m| m.model == model)
+        }
+    }
+
+    /// The model, or `mixed` with the split: `mixed (sim-large 75%, sim-medium 25%)`.
+    pub fn describe(&self) -> String {
+        if self.models.len() <= 1 {
+            return self.model.clone();
+        }
+        let total: usize = self.models.iter().map(|m| m.n).sum::<usize>().max(1);
+        let split: Vec<String> = self
+            .models
+            .iter()
+            .map(|m| format!("{} {:.0}%", m.model, 100.0 * m.n as f64 / total as f64))
+            .collect();
+        format!("{MIXED_BASELINE} ({})", split.join(", "))
+    }
 }
 
 /// One candidate's results.
@@ -517,7 +558,14 @@ pub fn compute(inputs: ReportInputs) -> Report {
             baseline_lengths.insert(id.clone(), text.chars().count() as f64);
         }
     }
-    let baseline_model = models.iter().max_by_key(|(_, n)| **n).map(|(m, _)| m.clone()).unwrap_or_default();
+    let mut baseline_models: Vec<ModelCount> =
+        models.iter().map(|(model, n)| ModelCount { model: model.clone(), n: *n }).collect();
+    baseline_models.sort_by(|a, b| b.n.cmp(&a.n).then_with(|| a.model.cmp(&b.model)));
+    let baseline_model = match baseline_models.as_slice() {
+        [] => String::new(),
+        [only] => only.model.clone(),
+        _ => MIXED_BASELINE.to_string(),
+    };
     let baseline_cost = mean_or_zero(&baseline_costs);
 
     let mut scores: HashMap<(String, String, String), ScoresByExchange> = HashMap::new();
@@ -730,6 +778,7 @@ pub fn compute(inputs: ReportInputs) -> Report {
         progress,
         baseline: BaselineSummary {
             model: baseline_model,
+            models: baseline_models,
             n: item_ids.len(),
             cost_per_request_usd: baseline_cost,
         },
@@ -771,7 +820,7 @@ pub fn render_text(report: &Report) -> String {
         "experiment {} ({}), baseline {} on {} exchanges, ${:.6}/request, margin {}, verdicts {}",
         report.experiment,
         report.status,
-        report.baseline.model,
+        report.baseline.describe(),
         report.baseline.n,
         report.baseline.cost_per_request_usd,
         report.margin,

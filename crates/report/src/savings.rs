@@ -128,7 +128,15 @@ pub fn what_if(spend_by_model: &BTreeMap<String, f64>, reports: &[Report]) -> Ve
     let mut out = Vec::new();
     for report in reports.iter().filter(|r| r.status == "done" && r.dataset.is_none()) {
         let baseline_cost = report.baseline.cost_per_request_usd;
-        let Some(&spent) = spend_by_model.get(&report.baseline.model) else { continue };
+        let spends: Vec<f64> = spend_by_model
+            .iter()
+            .filter(|(model, _)| report.baseline.includes(model))
+            .map(|(_, usd)| *usd)
+            .collect();
+        if spends.is_empty() {
+            continue;
+        }
+        let spent: f64 = spends.iter().sum();
         if baseline_cost <= 0.0 {
             continue;
         }
@@ -160,7 +168,7 @@ pub fn what_if(spend_by_model: &BTreeMap<String, f64>, reports: &[Report]) -> Ve
             let sentence = format!(
                 "You spent {} on {}; {} ({}) would have cost {} ({}{:.1}%) with quality {} on your traffic.",
                 dollars(spent),
-                report.baseline.model,
+                report.baseline.describe(),
                 candidate.name,
                 candidate.model,
                 dollars(would_cost),
@@ -262,6 +270,7 @@ mod tests {
                 replays_expected: 12,
                 replays_done: 12,
                 replays_failed: 0,
+                replays_skipped: 0,
                 judgments_expected: 24,
                 judgments_done: 24,
             },
@@ -269,6 +278,7 @@ mod tests {
             spend_cap_reached: false,
             baseline: BaselineSummary {
                 model: baseline_model.into(),
+                models: Vec::new(),
                 n: 12,
                 cost_per_request_usd: baseline_cost,
             },

@@ -77,6 +77,7 @@ pub(crate) async fn experiment(
         &state,
         "experiment.html",
         json!({
+            "baseline_label": report.baseline.describe(),
             "report": report,
             "rubric": rubric,
             "rubrics": experiment.spec.rubrics,

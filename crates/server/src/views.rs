@@ -100,7 +100,7 @@ pub(crate) async fn projection(
         experiment.spec.baseline == BaselineSpec::Production && experiment.spec.dataset.is_none();
     let volume: Vec<(String, u64, f64)> = traffic
         .iter()
-        .filter(|t| production && t.model.as_deref() == Some(report.baseline.model.as_str()))
+        .filter(|t| production && t.model.as_deref().is_some_and(|model| report.baseline.includes(model)))
         .filter(|t| experiment.spec.filter.source.as_ref().is_none_or(|s| s == &t.source))
         .map(|t| (t.source.clone(), t.requests, rates.get(&t.source).copied().unwrap_or(1.0)))
         .collect();

@@ -164,8 +164,11 @@ pub struct Progress {
     pub replays_expected: u64,
     /// Replays stored (including failed ones).
     pub replays_done: u64,
-    /// Replays that failed.
+    /// Replays that failed (a model or network error; the report's `errors`).
     pub replays_failed: u64,
+    /// Replays never attempted (the spend cap was reached; the report's `skipped`).
+    #[serde(default)]
+    pub replays_skipped: u64,
     /// Judgments needed, counting pending replays as if they will succeed.
     pub judgments_expected: u64,
     /// Judgments stored (including failed ones).
@@ -531,7 +534,8 @@ impl Store {
             "SELECT
                (SELECT COUNT(*) FROM experiment_items WHERE experiment_id = $1) AS exchanges,
                (SELECT COUNT(*) FROM replays WHERE experiment_id = $1) AS replays,
-               (SELECT COUNT(*) FROM replays WHERE experiment_id = $1 AND error IS NOT NULL) AS failed,
+               (SELECT COUNT(*) FROM replays WHERE experiment_id = $1 AND error IS NOT NULL AND skipped IS NULL) AS failed,
+               (SELECT COUNT(*) FROM replays WHERE experiment_id = $1 AND skipped IS NOT NULL) AS skipped,
                (SELECT COUNT(*) FROM judgments WHERE experiment_id = $1) AS judgments",
         )
         .bind(experiment_id)
@@ -541,14 +545,16 @@ impl Store {
         let exchanges = count("exchanges")?;
         let replays_done = count("replays")?;
         let replays_failed = count("failed")?;
+        let replays_skipped = count("skipped")?;
         let replays_expected = exchanges * candidates;
         // Baseline judgments, plus one set per replay that succeeded or is still pending.
-        let replays_judged = replays_expected.saturating_sub(replays_failed);
+        let replays_judged = replays_expected.saturating_sub(replays_failed + replays_skipped);
         Ok(Progress {
             exchanges,
             replays_expected,
             replays_done,
             replays_failed,
+            replays_skipped,
             judgments_expected: (if baseline_judged { exchanges } else { 0 } + replays_judged) * pointwise
                 + replays_judged * pairwise * 2,
             judgments_done: count("judgments")?,
