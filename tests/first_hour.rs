@@ -163,4 +163,26 @@ async fn the_report_counts_each_thing_once_and_names_a_mixed_baseline() {
     let out = evaltap_in(&bench.dir.0, &["--database-url", &url, "report", "capped"]);
     let text = stdout(&out);
     assert!(text.contains("baseline mixed (sim-large 75%, sim-medium 25%) on 40 exchanges"), "{text}");
+
+    // Nothing scored: the page says so and why, and plots nothing.
+    let http = reqwest::Client::new();
+    let page = http.get(format!("{}/experiments/capped", bench.url)).send().await.expect("page");
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.expect("html");
+    assert!(html.contains("no pairs yet: the spend cap was reached before any pair was complete"), "{html}");
+    assert!(!html.contains("<circle") && !html.contains("polyline"), "{html}");
+    assert!(html.contains("mixed (sim-large 75%, sim-medium 25%)"), "{html}");
+    for negative_zero in ["$-0", "-0 requests", "-0.0"] {
+        assert!(!html.contains(negative_zero), "{negative_zero} on the page");
+    }
+    let chart: serde_json::Value = http
+        .get(format!("{}/api/experiments/capped/chart", bench.url))
+        .send()
+        .await
+        .expect("chart")
+        .json()
+        .await
+        .expect("chart JSON");
+    assert_eq!(chart["points"], serde_json::json!([]), "{chart}");
+    assert_eq!(chart["no_pairs"], serde_json::json!(["small"]), "{chart}");
 }

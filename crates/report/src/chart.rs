@@ -40,6 +40,12 @@ pub struct Chart {
     pub points: Vec<ChartPoint>,
     /// Candidates left out because their cost is unknown (no priced successful call).
     pub unpriced: Vec<String>,
+    /// Candidates left out because none of their pairs is scored yet on this rubric.
+    #[serde(default)]
+    pub no_pairs: Vec<String>,
+    /// Why nothing is plotted, when nothing is: no point is ever invented.
+    #[serde(default)]
+    pub empty: Option<String>,
 }
 
 /// Indices of the points on the Pareto frontier of (cost, quality): lower cost and higher
@@ -70,21 +76,31 @@ pub fn chart(report: &Report, rubric: &str) -> Chart {
         .iter()
         .filter_map(|c| c.rubrics.iter().find(|r| r.rubric == rubric).map(|r| (c, r)))
         .collect();
-    // Every candidate's pairs share the baseline; the largest set says its level best.
-    let baseline_quality =
-        comparisons.iter().max_by_key(|(_, r)| r.stats.n).map_or(0.0, |(_, r)| r.stats.baseline_mean);
-    let mut points = vec![ChartPoint {
-        name: "baseline".into(),
-        model: report.baseline.model.clone(),
-        cost_per_1k_usd: report.baseline.cost_per_request_usd * 1000.0,
-        quality: baseline_quality,
-        quality_low: None,
-        quality_high: None,
-        verdict: None,
-        on_frontier: false,
-    }];
+    let mut points = Vec::new();
+    // Every candidate's pairs share the baseline; the largest set says its level best. A
+    // baseline of reference answers has no price: it is the level, not a point to buy.
+    let scored = comparisons.iter().filter(|(_, r)| r.stats.n > 0).max_by_key(|(_, r)| r.stats.n);
+    if let Some((_, largest)) = scored
+        && !report.baseline.is_reference
+    {
+        points.push(ChartPoint {
+            name: "baseline".into(),
+            model: report.baseline.describe(),
+            cost_per_1k_usd: report.baseline.cost_per_request_usd * 1000.0,
+            quality: largest.stats.baseline_mean,
+            quality_low: None,
+            quality_high: None,
+            verdict: None,
+            on_frontier: false,
+        });
+    }
     let mut unpriced = Vec::new();
+    let mut no_pairs = Vec::new();
     for (candidate, result) in comparisons {
+        if result.stats.n == 0 {
+            no_pairs.push(candidate.name.clone());
+            continue;
+        }
         let Some(cost) = candidate.cost_per_request_usd else {
             unpriced.push(candidate.name.clone());
             continue;
@@ -105,11 +121,23 @@ pub fn chart(report: &Report, rubric: &str) -> Chart {
     for i in pareto_frontier(&coordinates) {
         points[i].on_frontier = true;
     }
-    Chart { rubric: rubric.to_string(), points, unpriced }
+    let empty = points.is_empty().then(|| {
+        let why = if report.spend_cap_reached {
+            "the spend cap was reached before any pair was complete"
+        } else if report.status != "done" {
+            "results are still landing"
+        } else if report.candidates.iter().all(|c| c.n == 0) {
+            "no candidate answered: every replay failed or was skipped"
+        } else {
+            "no item has both sides scored on this rubric"
+        };
+        format!("no pairs yet: {why}")
+    });
+    Chart { rubric: rubric.to_string(), points, unpriced, no_pairs, empty }
 }
 
-const WIDTH: f64 = 640.0;
-const HEIGHT: f64 = 360.0;
+const WIDTH: f64 = 960.0;
+const HEIGHT: f64 = 420.0;
 const LEFT: f64 = 56.0;
 const RIGHT: f64 = 24.0;
 const TOP: f64 = 20.0;
@@ -149,6 +177,14 @@ fn axis_range(values: impl Iterator<Item = f64>, at_least_zero: bool) -> (f64, f
     ((low / step).floor() * step, (high / step).ceil() * step, step)
 }
 
+/// Where a point's label sits: right of the point, or left of it when it would run past the
+/// chart's right edge and be clipped.
+fn label_anchor(px: f64, name: &str) -> &'static str {
+    // 12 px text averages under 7.5 px a character.
+    let width = name.chars().count() as f64 * 7.5;
+    if px + 9.0 + width > WIDTH - 2.0 { "end" } else { "start" }
+}
+
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
@@ -161,6 +197,14 @@ fn format_tick(value: f64, step: f64) -> String {
 /// The chart as an SVG element. Points carry `class="point <verdict>"`, error bars
 /// `class="error-bar"`, the frontier `class="frontier"`, so pages style them and tests find them.
 pub fn render_svg(chart: &Chart) -> String {
+    if let Some(why) = &chart.empty {
+        return format!(
+            r##"<svg class="cost-quality empty" viewBox="0 0 {WIDTH} 80" role="img" xmlns="http://www.w3.org/2000/svg"><title>Cost against quality on {rubric}: nothing to plot</title><text x="{cx}" y="44" text-anchor="middle" font-size="14" fill="#6b7280">{why}</text></svg>"##,
+            rubric = escape(&chart.rubric),
+            cx = WIDTH / 2.0,
+            why = escape(why),
+        );
+    }
     let (x_min, x_max, x_step) = axis_range(chart.points.iter().map(|p| p.cost_per_1k_usd), true);
     let (y_min, y_max, y_step) = axis_range(
         chart.points.iter().flat_map(|p| [Some(p.quality), p.quality_low, p.quality_high]).flatten(),
@@ -249,13 +293,14 @@ pub fn render_svg(chart: &Chart) -> String {
         };
         let _ = write!(
             svg,
-            r##"<circle class="point {verdict}" data-candidate="{name}" cx="{px:.1}" cy="{py:.1}" r="6"><title>{name} ({model}): ${cost:.4} per 1,000 requests, quality {q:.3}{interval}; {verdict}{frontier}</title></circle><text x="{tx:.1}" y="{ty:.1}" font-size="12" fill="#1d2330">{name}</text>"##,
+            r##"<circle class="point {verdict}" data-candidate="{name}" cx="{px:.1}" cy="{py:.1}" r="6"><title>{name} ({model}): ${cost:.4} per 1,000 requests, quality {q:.3}{interval}; {verdict}{frontier}</title></circle><text class="point-label" x="{tx:.1}" y="{ty:.1}" text-anchor="{anchor}" font-size="12" fill="#1d2330">{name}</text>"##,
             name = escape(&point.name),
             model = escape(&point.model),
             cost = point.cost_per_1k_usd,
             q = point.quality,
             frontier = if point.on_frontier { "; on the Pareto frontier" } else { "" },
-            tx = px + 9.0,
+            anchor = label_anchor(px, &point.name),
+            tx = if label_anchor(px, &point.name) == "end" { px - 9.0 } else { px + 9.0 },
             ty = py - 8.0,
         );
     }
@@ -315,12 +360,32 @@ mod tests {
             rubric: "helpful<ness>".into(),
             points: vec![point("baseline", 2.0, 0.7, false, true), point("a&b", 1.0, 0.6, true, true)],
             unpriced: vec![],
+            no_pairs: vec![],
+            empty: None,
         };
         let svg = render_svg(&chart);
         assert_eq!(svg.matches("<circle class=\"point").count(), 2);
         assert_eq!(svg.matches("class=\"error-bar\"").count(), 1);
         assert_eq!(svg.matches("class=\"frontier\"").count(), 1);
         assert!(svg.contains("a&amp;b") && svg.contains("helpful&lt;ness&gt;") && !svg.contains("a&b"));
+        // The rightmost point's label is drawn to its left, inside the chart.
+        let right = Chart {
+            points: vec![point("baseline", 0.0, 0.7, false, true), point("medium", 10.0, 0.6, true, true)],
+            ..chart.clone()
+        };
+        let right_svg = render_svg(&right);
+        assert!(
+            right_svg.contains(r##"text-anchor="end" font-size="12" fill="#1d2330">medium<"##),
+            "{right_svg}"
+        );
+        // Nothing to plot: says why, invents no point.
+        let empty = Chart {
+            points: vec![],
+            empty: Some("no pairs yet: results are still landing".into()),
+            ..chart.clone()
+        };
+        let empty_svg = render_svg(&empty);
+        assert!(empty_svg.contains("no pairs yet") && !empty_svg.contains("<circle"), "{empty_svg}");
         // Well-formed XML: the page embeds it inline.
         let doc = roxmltree::Document::parse(&svg).expect("the chart is well-formed SVG");
         assert_eq!(doc.descendants().filter(|n| n.has_tag_name("circle")).count(), 2);

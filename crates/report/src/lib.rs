@@ -104,6 +104,9 @@ pub struct BaselineSummary {
     /// Each production model among the sampled exchanges with its count, most frequent first.
     #[serde(default)]
     pub models: Vec<ModelCount>,
+    /// The baseline is the golden set's reference answers: text, not a model with a price.
+    #[serde(default)]
+    pub is_reference: bool,
     /// Exchanges sampled.
     pub n: usize,
     /// Mean cost per request in USD (reported by the gateway, else from configured prices);
@@ -779,6 +782,7 @@ pub fn compute(inputs: ReportInputs) -> Report {
         baseline: BaselineSummary {
             model: baseline_model,
             models: baseline_models,
+            is_reference: matches!(spec.baseline, BaselineSpec::Reference),
             n: item_ids.len(),
             cost_per_request_usd: baseline_cost,
         },

@@ -136,7 +136,8 @@ pub fn what_if(spend_by_model: &BTreeMap<String, f64>, reports: &[Report]) -> Ve
         if spends.is_empty() {
             continue;
         }
-        let spent: f64 = spends.iter().sum();
+        // A fold from +0.0: `Sum for f64` starts at −0.0, which prints as "-0".
+        let spent = spends.iter().fold(0.0, |total, usd| total + usd);
         if baseline_cost <= 0.0 {
             continue;
         }
@@ -212,7 +213,11 @@ pub struct MonthlyProjection {
 /// per source.
 pub fn monthly_projection(report: &Report, volume: &[(String, u64, f64)]) -> MonthlyProjection {
     let stored: u64 = volume.iter().map(|v| v.1).sum();
-    let monthly: f64 = volume.iter().map(|(_, n, rate)| *n as f64 / rate.clamp(f64::MIN_POSITIVE, 1.0)).sum();
+    // A fold from +0.0: `Sum for f64` starts at −0.0, which no traffic would show as "-0".
+    let monthly = volume
+        .iter()
+        .map(|(_, n, rate)| *n as f64 / rate.clamp(f64::MIN_POSITIVE, 1.0))
+        .fold(0.0, |a, b| a + b);
     let scaling = volume
         .iter()
         .map(|(source, n, rate)| format!("{source}: {n} stored ÷ sample rate {rate}"))
@@ -259,6 +264,15 @@ mod tests {
         }
     }
 
+    #[test]
+    fn no_traffic_projects_zero_never_minus_zero() {
+        let projection = monthly_projection(&report("done", "sim-large", 0.002, Some(0.001)), &[]);
+        assert!(projection.monthly_requests == 0.0 && projection.monthly_requests.is_sign_positive());
+        assert!(projection.baseline_usd.is_sign_positive(), "{projection:?}");
+        let json = serde_json::to_string(&projection).expect("json");
+        assert!(!json.contains("-0"), "{json}");
+    }
+
     fn report(status: &str, baseline_model: &str, baseline_cost: f64, candidate_cost: Option<f64>) -> Report {
         Report {
             experiment: "swap".into(),
@@ -279,6 +293,7 @@ mod tests {
             baseline: BaselineSummary {
                 model: baseline_model.into(),
                 models: Vec::new(),
+                is_reference: false,
                 n: 12,
                 cost_per_request_usd: baseline_cost,
             },
