@@ -186,3 +186,70 @@ async fn the_report_counts_each_thing_once_and_names_a_mixed_baseline() {
     assert_eq!(chart["points"], serde_json::json!([]), "{chart}");
     assert_eq!(chart["no_pairs"], serde_json::json!(["small"]), "{chart}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn golden_run_example_links_open_and_page_errors_are_pages() {
+    use evaltap::golden_cmd;
+    let bench =
+        crate::common::Bench::start("golden-links", evaltap_sim::JudgeBehavior::default(), None, 1).await;
+    let app = &bench.app;
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/arithmetic.jsonl");
+    let target = golden_cmd::datasets(app);
+    std::fs::create_dir_all(target.root()).expect("mkdir");
+    std::fs::copy(&shipped, target.path("arithmetic").expect("path")).expect("copy");
+    let options = golden_cmd::GoldenRun {
+        candidates: vec!["small".into()],
+        against_reference: true,
+        concurrency: 8,
+        quiet: true,
+        name: Some("links".into()),
+        ..golden_cmd::GoldenRun::default()
+    };
+    golden_cmd::run(app, "arithmetic", &options).await.expect("golden run");
+    let http = reqwest::Client::new();
+    let html = http
+        .get(format!("{}/experiments/links/examples?per_page=100", bench.url))
+        .send()
+        .await
+        .expect("examples")
+        .text()
+        .await
+        .expect("html");
+    let links: Vec<String> = regex::Regex::new(r#"class="example-link" href="([^"]+)""#)
+        .expect("regex")
+        .captures_iter(&html)
+        .map(|c| c[1].replace("&amp;", "&"))
+        .collect();
+    assert!(links.len() >= 20, "{html}");
+    assert!(links.iter().all(|l| l.matches('/').count() == 4), "an item id left a raw `/`: {links:?}");
+    for link in &links {
+        let page = http.get(format!("{}{link}", bench.url)).send().await.expect("example");
+        assert_eq!(page.status(), 200, "{link}");
+        let body = page.text().await.expect("html");
+        // Its JSON link opens too.
+        let json_link = regex::Regex::new(r#"href="(/api/[^"]+)">JSON"#)
+            .expect("regex")
+            .captures(&body)
+            .expect("JSON link")[1]
+            .to_string();
+        assert_eq!(
+            http.get(format!("{}{json_link}", bench.url)).send().await.expect("json").status(),
+            200,
+            "{json_link}"
+        );
+    }
+
+    // A page that fails is a page; the API keeps JSON.
+    let missing = http.get(format!("{}/experiments/nope", bench.url)).send().await.expect("page");
+    assert_eq!(missing.status(), 404);
+    assert!(missing.headers()["content-type"].to_str().expect("type").starts_with("text/html"));
+    let body = missing.text().await.expect("html");
+    assert!(
+        body.contains("no experiment named `nope`")
+            && body.contains("<h1 class=\"error-status\">404 Not Found</h1>"),
+        "{body}"
+    );
+    let api = http.get(format!("{}/api/experiments/nope", bench.url)).send().await.expect("api");
+    assert_eq!(api.status(), 404);
+    assert!(api.headers()["content-type"].to_str().expect("type").starts_with("application/json"));
+}

@@ -11,6 +11,13 @@ use crate::error::{ApiPath, ApiQuery};
 use crate::views::{self, ExampleQuery, RubricQuery, SpendQuery};
 use crate::{ApiError, AppState};
 
+/// `value` escaped as one URL path segment.
+pub(crate) fn path_segment(value: &str) -> String {
+    const SEGMENT: &percent_encoding::AsciiSet =
+        &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+    percent_encoding::utf8_percent_encode(value, SEGMENT).to_string()
+}
+
 pub(crate) fn templates() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::Html);
@@ -22,6 +29,10 @@ pub(crate) fn templates() -> Environment<'static> {
             if value.abs() >= 1.0 { format!("${value:.2}") } else { format!("${value:.4}") }
         },
     );
+    // A value placed in a URL path as one segment: everything but unreserved characters is
+    // escaped, `/` included (minijinja's `urlencode` keeps `/`, which split golden item ids
+    // like `arithmetic/3` into two segments and every link 404ed).
+    env.add_filter("segment", |value: String| path_segment(&value));
     for (name, source) in [
         ("layout.html", include_str!("../templates/layout.html")),
         ("index.html", include_str!("../templates/index.html")),
@@ -30,6 +41,7 @@ pub(crate) fn templates() -> Environment<'static> {
         ("example.html", include_str!("../templates/example.html")),
         ("spend.html", include_str!("../templates/spend.html")),
         ("sources.html", include_str!("../templates/sources.html")),
+        ("error.html", include_str!("../templates/error.html")),
     ] {
         // The templates are compiled into the binary and covered by tests.
         env.add_template(name, source).expect("dashboard templates are valid");
@@ -189,4 +201,44 @@ pub(crate) async fn sources(State(state): State<AppState>) -> Result<Html<String
         })
         .collect();
     render(&state, "sources.html", json!({"view": view, "bars": bars}))
+}
+
+/// Dashboard pages answer errors as a page, not as the API's JSON: a failed page's JSON error
+/// body (from a handler or an extractor) becomes `error.html` with the same status and message.
+pub(crate) async fn error_pages(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || !is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    // Error bodies are a line of JSON; anything larger is not one of ours.
+    let message = match axum::body::to_bytes(body, 64 * 1024).await {
+        Ok(bytes) => serde_json::from_slice::<Value>(&bytes)
+            .ok()
+            .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_string))
+            .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned()),
+        Err(_) => "the error could not be read".to_string(),
+    };
+    let title = format!("{} {}", status.as_u16(), status.canonical_reason().unwrap_or(""));
+    let html = match render(&state, "error.html", json!({"status": title.trim(), "message": message})) {
+        Ok(html) => html.0,
+        Err(_) => format!("<!doctype html><title>{0}</title><h1>{0}</h1>", title.trim()),
+    };
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    parts.headers.insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    (parts, html).into_response()
 }

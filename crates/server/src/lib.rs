@@ -92,13 +92,15 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/traces", post(mirror::otlp_traces))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), mirror::admit));
     // Everything that reads or changes what evaltap holds needs a token (admin to change).
-    let mut guarded = Router::new()
+    let pages = Router::new()
         .route("/", get(dashboard::index))
         .route("/experiments/{name}", get(dashboard::experiment))
         .route("/experiments/{name}/examples", get(dashboard::examples))
         .route("/experiments/{name}/examples/{item_id}", get(dashboard::example))
         .route("/spend", get(dashboard::spend))
-        .route("/sources", get(dashboard::sources));
+        .route("/sources", get(dashboard::sources))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), dashboard::error_pages));
+    let mut guarded = Router::new().merge(pages);
     for (path, _, handler) in api_routes() {
         guarded = guarded.route(path, handler);
     }
