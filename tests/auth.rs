@@ -112,7 +112,7 @@ async fn every_non_ingest_route_needs_a_token_and_read_tokens_cannot_spend() {
 }
 
 #[tokio::test]
-async fn the_dashboard_signs_in_with_a_token_cookie() {
+async fn the_dashboard_signs_in_with_a_session_and_signs_out() {
     let server = TestServer::start(config()).await;
     let http =
         reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
@@ -137,9 +137,27 @@ async fn the_dashboard_signs_in_with_a_token_cookie() {
     assert_eq!(good.headers()["location"], "/", "an off-site next is not followed");
     let cookie = good.headers()["set-cookie"].to_str().expect("cookie").to_string();
     assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    // The cookie holds a session id, never the token, and lasts hours, not a month.
+    assert!(!cookie.contains(READER), "the token itself is in the cookie: {cookie}");
+    assert!(cookie.contains("Max-Age=43200"), "{cookie}");
     let pair = cookie.split(';').next().expect("pair").to_string();
-    let page = http.get(format!("{}/sources", server.url)).header("cookie", pair).send().await.expect("send");
+    let page =
+        http.get(format!("{}/sources", server.url)).header("cookie", &pair).send().await.expect("send");
     assert_eq!(page.status().as_u16(), 200);
+    assert!(page.text().await.expect("html").contains(r#"action="/logout""#), "a way to sign out");
+    // A made-up session, or the old token-as-cookie, is nobody.
+    for forged in ["evaltap_session=0123456789abcdef".to_string(), format!("evaltap_token={READER}")] {
+        let page =
+            http.get(format!("{}/sources", server.url)).header("cookie", forged).send().await.expect("send");
+        assert_eq!(page.status().as_u16(), 303, "a forged cookie let a person in");
+    }
+    // Signing out ends the session on the server: the same cookie no longer opens a page.
+    let out = http.post(format!("{}/logout", server.url)).header("cookie", &pair).send().await.expect("send");
+    assert_eq!(out.status().as_u16(), 303);
+    assert!(out.headers()["set-cookie"].to_str().expect("cookie").contains("Max-Age=0"));
+    let after =
+        http.get(format!("{}/sources", server.url)).header("cookie", &pair).send().await.expect("send");
+    assert_eq!(after.status().as_u16(), 303, "the session outlived its sign-out");
 }
 
 #[tokio::test]

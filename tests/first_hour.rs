@@ -253,3 +253,15 @@ async fn golden_run_example_links_open_and_page_errors_are_pages() {
     assert_eq!(api.status(), 404);
     assert!(api.headers()["content-type"].to_str().expect("type").starts_with("application/json"));
 }
+
+#[test]
+fn source_keys_and_api_tokens_say_what_they_are() {
+    let dir = crate::common::TempDir::new("prefixes");
+    let token = stdout(&evaltap_in(&dir.0, &["tokens", "add", "--name", "ci", "--role", "read"]));
+    let source = stdout(&evaltap_in(
+        &dir.0,
+        &["sources", "add", "--name", "prod", "--format", "native", "--url", "http://evaltap:7077"],
+    ));
+    assert!(token.contains("evaltap_token_") && !token.contains("evaltap_source_"), "{token}");
+    assert!(source.contains("evaltap_source_") && !source.contains("evaltap_token_"), "{source}");
+}

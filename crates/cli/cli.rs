@@ -830,10 +830,10 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", crate::sources_cmd::list(&app).await?);
         }
         Command::Tokens(TokensCommand::Add { name, role }) => {
-            print!("{}", crate::sources_cmd::add_token(name, role, &crate::sources_cmd::new_key())?);
+            print!("{}", crate::sources_cmd::add_token(name, role, &crate::sources_cmd::new_api_token())?);
         }
         Command::Sources { command: Some(SourcesCommand::Add { name, format, url }) } => {
-            print!("{}", crate::sources_cmd::add(name, format, url, &crate::sources_cmd::new_key())?);
+            print!("{}", crate::sources_cmd::add(name, format, url, &crate::sources_cmd::new_source_key())?);
         }
         Command::Stats(StatsCommand::Compare {
             csv,

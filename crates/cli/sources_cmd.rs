@@ -50,11 +50,26 @@ pub async fn list(app: &App) -> anyhow::Result<String> {
     Ok(out)
 }
 
-/// A new random source key.
-pub fn new_key() -> String {
+/// Prefix of source keys: a leaked string says what it is.
+pub const SOURCE_KEY_PREFIX: &str = "evaltap_source_";
+
+/// Prefix of API tokens.
+pub const API_TOKEN_PREFIX: &str = "evaltap_token_";
+
+fn random_secret(prefix: &str) -> String {
     let mut rng = rand::rng();
     let bytes: [u8; 24] = rng.random();
-    format!("etk_{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
+    format!("{prefix}{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
+/// A new random source key (for a gateway to send exchanges).
+pub fn new_source_key() -> String {
+    random_secret(SOURCE_KEY_PREFIX)
+}
+
+/// A new random API token (for people and CI to read or change what evaltap holds).
+pub fn new_api_token() -> String {
+    random_secret(API_TOKEN_PREFIX)
 }
 
 /// What to paste where for a new source named `name` sending `format` to evaltap at `url`.
@@ -138,6 +153,7 @@ mod tests {
             assert!(config.is_ok(), "{format}: {config:?}");
         }
         assert!(add("prod", "nope", "http://x", "k").is_err());
-        assert!(new_key().starts_with("etk_") && new_key() != new_key());
+        assert!(new_source_key().starts_with("evaltap_source_") && new_source_key() != new_source_key());
+        assert!(new_api_token().starts_with("evaltap_token_") && new_api_token() != new_api_token());
     }
 }

@@ -1,7 +1,8 @@
-//! Who may use the API and the dashboard: bearer tokens (the dashboard's login form sets the
-//! same token as an HttpOnly cookie) with a role, held only as SHA-256. Without tokens the
-//! server refuses every non-ingest route, unless it is bound to loopback and the configuration
-//! explicitly allows unauthenticated use.
+//! Who may use the API and the dashboard: bearer tokens with a role, held only as SHA-256. The
+//! dashboard's login form opens a server-side session instead of handing the token back: the
+//! HttpOnly cookie holds a random session id (its hash is stored, with the token's hash and an
+//! expiry), and signing out ends it. Without tokens the server refuses every non-ingest route,
+//! unless it is bound to loopback and the configuration explicitly allows unauthenticated use.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,8 +18,11 @@ use serde::Deserialize;
 use crate::AppState;
 use crate::sources::key_hash;
 
-/// The cookie the login form sets.
-pub const COOKIE: &str = "evaltap_token";
+/// The cookie the login form sets: a session id, never the token.
+pub const COOKIE: &str = "evaltap_session";
+
+/// How long a dashboard session lasts.
+pub const SESSION_SECS: i64 = 12 * 60 * 60;
 
 /// Tokens by hash, and whether the server is open.
 #[derive(Debug, Clone, Default)]
@@ -54,10 +58,16 @@ impl Auth {
 
     /// The role of a presented token.
     pub fn role_of(&self, token: &str) -> Option<Role> {
-        self.tokens.get(&key_hash(token)).map(|(role, _)| *role)
+        self.role_of_hash(&key_hash(token))
     }
 
-    fn role_from_headers(&self, headers: &HeaderMap) -> Option<Role> {
+    fn role_of_hash(&self, token_sha256: &str) -> Option<Role> {
+        self.tokens.get(token_sha256).map(|(role, _)| *role)
+    }
+
+    /// The role of a request: its bearer token, else its session cookie's token (while the
+    /// session lasts and the token is still configured).
+    async fn role_of_request(&self, store: &evaltap_store::Store, headers: &HeaderMap) -> Option<Role> {
         if self.open {
             return Some(Role::Admin);
         }
@@ -66,14 +76,33 @@ impl Auth {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
             .map(str::trim);
-        let cookie = headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|v| {
-            v.split(';')
-                .filter_map(|kv| kv.trim().split_once('='))
-                .find(|(k, _)| *k == COOKIE)
-                .map(|(_, v)| v.trim())
-        });
-        bearer.or(cookie).and_then(|t| self.role_of(t))
+        if let Some(token) = bearer {
+            return self.role_of(token);
+        }
+        let session = session_cookie(headers)?;
+        match store.session_token(&key_hash(session), now_ms()).await {
+            Ok(Some(token_sha256)) => self.role_of_hash(&token_sha256),
+            Ok(None) => None,
+            Err(err) => {
+                tracing::error!(%err, "reading a dashboard session");
+                None
+            }
+        }
     }
+}
+
+/// The session id in the request's cookies.
+fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+    headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|v| {
+        v.split(';')
+            .filter_map(|kv| kv.trim().split_once('='))
+            .find(|(k, _)| *k == COOKIE)
+            .map(|(_, v)| v.trim())
+    })
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
 }
 
 fn refuse(api: bool, status: StatusCode, message: &str, path: &str) -> Response {
@@ -98,7 +127,7 @@ fn url_escape(path: &str) -> String {
 async fn require(state: &AppState, needed: Role, request: Request, next: Next) -> Response {
     let path = request.uri().path().to_string();
     let api = path.starts_with("/api/");
-    match state.auth.role_from_headers(request.headers()) {
+    match state.auth.role_of_request(&state.store, request.headers()).await {
         Some(role) if role >= needed => next.run(request).await,
         Some(_) => refuse(api, StatusCode::FORBIDDEN, "this token is read-only", &path),
         None => refuse(
@@ -143,7 +172,7 @@ fn login_page(next: &str, error: Option<&str>) -> Html<String> {
          <input type=\"hidden\" name=\"next\" value=\"{}\">\
          <label>API token<input type=\"password\" name=\"token\" autocomplete=\"current-password\" required></label>\
          <button type=\"submit\">Sign in</button></form>\
-         <p>Create one with <code>evaltap tokens add --role read</code>.</p></body></html>",
+         <p>Create one with <code>evaltap tokens add --name you --role read</code>.</p></body></html>",
         error.map(|e| format!("<p style=\"color:#9b1c1c\">{}</p>", escape(e))).unwrap_or_default(),
         escape(next)
     ))
@@ -160,7 +189,8 @@ pub(crate) struct Login {
     next: Option<String>,
 }
 
-/// `POST /login`: a valid token becomes an HttpOnly, SameSite=Strict cookie.
+/// `POST /login`: a valid token opens a session; the browser gets its random id as an
+/// HttpOnly, SameSite=Strict cookie that lasts as long as the session.
 pub(crate) async fn login(State(state): State<AppState>, Form(form): Form<Login>) -> Response {
     let next = local(form.next.as_deref()).to_string();
     let token = form.token.trim();
@@ -168,6 +198,38 @@ pub(crate) async fn login(State(state): State<AppState>, Form(form): Form<Login>
         return (StatusCode::UNAUTHORIZED, login_page(&next, Some("That token is not valid.")))
             .into_response();
     }
-    let cookie = format!("{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age=2592000");
+    let session = new_session_id();
+    let now = now_ms();
+    if let Err(err) =
+        state.store.open_session(&key_hash(&session), &key_hash(token), now, now + SESSION_SECS * 1000).await
+    {
+        tracing::error!(%err, "opening a dashboard session");
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            login_page(&next, Some("Signing in failed; see the server log.")),
+        )
+            .into_response();
+    }
+    let cookie = format!("{COOKIE}={session}; HttpOnly; SameSite=Strict; Path=/; Max-Age={SESSION_SECS}");
     ([(header::SET_COOKIE, cookie)], Redirect::to(&next)).into_response()
+}
+
+/// `POST /logout`: ends the session (on the server, not only in this browser) and clears the
+/// cookie.
+pub(crate) async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(session) = session_cookie(&headers)
+        && let Err(err) = state.store.close_session(&key_hash(session)).await
+    {
+        tracing::error!(%err, "ending a dashboard session");
+        return (StatusCode::INTERNAL_SERVER_ERROR, "signing out failed; see the server log").into_response();
+    }
+    let cookie = format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
+    ([(header::SET_COOKIE, cookie)], Redirect::to("/login")).into_response()
+}
+
+/// 32 random bytes, hex: from the thread's generator, a CSPRNG seeded by the operating system.
+fn new_session_id() -> String {
+    use rand::RngExt as _;
+    let bytes: [u8; 32] = rand::rng().random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

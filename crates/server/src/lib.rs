@@ -110,6 +110,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ingest)
         .merge(guarded)
         .route("/login", get(auth::login_form).post(auth::login))
+        .route("/logout", post(auth::logout))
         .route("/healthz", get(|| async { "ok" }))
         .route("/openapi.json", get(api::openapi))
         // Authenticated by the source key in `X-Evaltap-Key`; the caller's own `Authorization`

@@ -17,6 +17,7 @@ mod experiments;
 mod group;
 mod postgres;
 mod results;
+mod sessions;
 mod snapshots;
 mod spend;
 mod sqlite;
