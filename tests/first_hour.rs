@@ -239,6 +239,23 @@ async fn golden_run_example_links_open_and_page_errors_are_pages() {
         );
     }
 
+    // Every page reads as written by a person: "1 exchange", times to the second, an axis.
+    let one_plural = regex::Regex::new(r"\b1 (items|pairs|exchanges|requests|more pairs)\b").expect("regex");
+    let fraction_of_second = regex::Regex::new(r"\d\d:\d\d:\d\d\.\d").expect("regex");
+    for page in ["/", "/sources", "/spend", "/experiments/links", "/experiments/links/examples"] {
+        let html =
+            http.get(format!("{}{page}", bench.url)).send().await.expect("page").text().await.expect("html");
+        assert!(!one_plural.is_match(&html), "{page}: {:?}", one_plural.find(&html));
+        assert!(!fraction_of_second.is_match(&html), "{page}: {:?}", fraction_of_second.find(&html));
+    }
+    let sources =
+        http.get(format!("{}/sources", bench.url)).send().await.expect("page").text().await.expect("html");
+    assert!(sources.contains("1 exchange stored"), "{sources}");
+    assert!(
+        sources.contains("exchanges stored per hour, last 24 hours") && sources.contains(":00 UTC</text>"),
+        "{sources}"
+    );
+
     // A page that fails is a page; the API keeps JSON.
     let missing = http.get(format!("{}/experiments/nope", bench.url)).send().await.expect("page");
     assert_eq!(missing.status(), 404);

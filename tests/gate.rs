@@ -81,6 +81,8 @@ async fn the_gate_exits_0_1_or_2_and_writes_junit_and_markdown() {
     assert_eq!(comment.lines().next(), Some("<!-- evaltap-gate: worse -->"));
     assert!(comment.contains("| small | correctness |") && comment.contains("worse"), "{comment}");
     assert!(comment.contains("Items that regressed most"), "{comment}");
+    // Cost beside quality.
+    assert!(comment.contains("| $/request | cost Δ |") && comment.contains("%"), "{comment}");
     let appended = std::fs::read_to_string(&summary).expect("summary");
     assert!(appended.starts_with("earlier step\n<!-- evaltap-gate: worse -->"), "{appended}");
 
@@ -98,6 +100,29 @@ async fn the_gate_exits_0_1_or_2_and_writes_junit_and_markdown() {
     let doc = roxmltree::Document::parse(&xml).expect("JUnit XML parses");
     let suite = doc.descendants().find(|n| n.has_tag_name("testsuite")).expect("a testsuite");
     assert_eq!(suite.attribute("failures"), Some("0"));
+
+    // With `public_url` configured, the comment links the experiment, each row and each item.
+    let config = bench.dir.0.join("public.toml");
+    std::fs::write(&config, "public_url = \"https://evaltap.example.com/\"\n").expect("config");
+    let out = gate(
+        &database,
+        &[
+            "worse",
+            "--config",
+            config.to_str().expect("path"),
+            "--markdown",
+            markdown.to_str().expect("path"),
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let comment = std::fs::read_to_string(&markdown).expect("markdown written");
+    assert!(comment.contains("[`worse`](https://evaltap.example.com/experiments/worse)"), "{comment}");
+    assert!(
+        comment.contains("[worse](https://evaltap.example.com/experiments/worse/examples?candidate=small&rubric=correctness&direction=regressions)"),
+        "{comment}"
+    );
+    assert!(comment.contains("](https://evaltap.example.com/experiments/worse/examples/"), "{comment}");
 
     // A typo is not a regression (1) nor undecided (2): usage errors exit 64…
     for args in [&["no-such-experiment"][..], &["good", "--candidate", "nope"], &["good", "--no-such-flag"]] {

@@ -800,7 +800,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let summary = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|s| !s.is_empty());
             if markdown.is_some() || summary.is_some() {
                 let worst = crate::gate::worst_items(&app.store, &experiment, 5).await?;
-                let text = crate::gate::markdown(&report, &outcome, &worst);
+                let text = crate::gate::markdown(&report, &outcome, &worst, app.config.public_url.as_deref());
                 if let Some(path) = markdown {
                     std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?;
                 }

@@ -45,6 +45,10 @@ pub struct Config {
     /// Address `evaltap serve` listens on.
     #[serde(default = "default_bind")]
     pub bind: String,
+    /// Where people reach the dashboard (`https://evaltap.example.com`): the gate's pull-request
+    /// comment links each row there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
     /// Folder of rubric files.
     #[serde(default = "default_rubrics_dir")]
     pub rubrics_dir: PathBuf,
@@ -457,6 +461,7 @@ impl Default for Config {
         Config {
             database_url: default_database_url(),
             bind: default_bind(),
+            public_url: None,
             rubrics_dir: default_rubrics_dir(),
             datasets_dir: default_datasets_dir(),
             max_body_bytes: default_max_body_bytes(),

@@ -12,6 +12,7 @@ pub mod exchange;
 pub mod pricing;
 pub mod redact;
 pub mod sampling;
+pub mod words;
 
 pub use config::{
     AlertsConfig, AuthConfig, CandidateConfig, Config, ConfigError, JudgeConfig, Role, SampleRule, SlackSink,

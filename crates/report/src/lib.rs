@@ -876,8 +876,10 @@ pub fn render_text(report: &Report) -> String {
                 format!("{:<12} {:<12} {:>5} {:>4} {:>10} {:>8} {:>7}", "", "", "", "", "", "", "")
             };
             let s = &r.stats;
-            let more =
-                r.more_samples_needed.map(|m| format!(" (~{m} more pairs to settle)")).unwrap_or_default();
+            let more = r
+                .more_samples_needed
+                .map(|m| format!(" (~{} to settle)", evaltap_core::words::count(m, "more pair")))
+                .unwrap_or_default();
             let _ = writeln!(
                 out,
                 "{head}  {:<12} {:>6.3} {:>6.3} {:>+7.3} {:>17} {:>8.4} {:>8.4} {:>8.4}  {}{more}",

@@ -12,7 +12,7 @@ use crate::views::{self, ExampleQuery, RubricQuery, SpendQuery};
 use crate::{ApiError, AppState};
 
 /// `value` escaped as one URL path segment.
-pub(crate) fn path_segment(value: &str) -> String {
+pub fn path_segment(value: &str) -> String {
     const SEGMENT: &percent_encoding::AsciiSet =
         &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
     percent_encoding::utf8_percent_encode(value, SEGMENT).to_string()
@@ -33,6 +33,9 @@ pub(crate) fn templates() -> Environment<'static> {
     // escaped, `/` included (minijinja's `urlencode` keeps `/`, which split golden item ids
     // like `arithmetic/3` into two segments and every link 404ed).
     env.add_filter("segment", |value: String| path_segment(&value));
+    // "1 item", "2 items"; times to the second.
+    env.add_filter("count", |n: u64, noun: String| evaltap_core::words::count(n, &noun));
+    env.add_filter("when", |time: String| evaltap_core::words::when(&time));
     for (name, source) in [
         ("layout.html", include_str!("../templates/layout.html")),
         ("index.html", include_str!("../templates/index.html")),
@@ -194,13 +197,19 @@ pub(crate) async fn sources(State(state): State<AppState>) -> Result<Html<String
                 .enumerate()
                 .map(|(i, (n, hour))| {
                     let h = (*n as f64 / peak * 36.0).round();
-                    json!({"x": i * 10, "y": 38.0 - h, "h": h, "n": n, "hour": hour})
+                    json!({"x": i * 10, "y": 38.0 - h, "h": h, "n": n, "hour": hour.replace('T', " ")})
                 })
                 .collect();
-            json!({"name": s.name, "bars": bars, "total": s.last_24h.iter().sum::<u64>()})
+            json!({"name": s.name, "bars": bars, "total": s.last_24h.iter().sum::<u64>(), "peak": peak as u64,
+                   "first_hour": view.hours.first().map(|h| hour_of_day(h)), "last_hour": view.hours.last().map(|h| hour_of_day(h))})
         })
         .collect();
     render(&state, "sources.html", json!({"view": view, "bars": bars}))
+}
+
+/// `HH` of a `YYYY-MM-DDTHH` hour.
+fn hour_of_day(hour: &str) -> &str {
+    hour.rsplit('T').next().unwrap_or(hour)
 }
 
 /// Dashboard pages answer errors as a page, not as the API's JSON: a failed page's JSON error

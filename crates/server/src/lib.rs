@@ -24,6 +24,7 @@ use evaltap_judge::Rubrics;
 use evaltap_store::Store;
 
 pub use api::ApiDoc;
+pub use dashboard::path_segment;
 pub use error::{ApiError, ErrorBody};
 
 /// Everything handlers share.
