@@ -282,3 +282,53 @@ fn source_keys_and_api_tokens_say_what_they_are() {
     assert!(token.contains("evaltap_token_") && !token.contains("evaltap_source_"), "{token}");
     assert!(source.contains("evaltap_source_") && !source.contains("evaltap_token_"), "{source}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_listing_has_json_and_exchanges_finds_ids_for_rubric_render() {
+    let bench =
+        crate::common::Bench::start("listings", evaltap_sim::JudgeBehavior::default(), None, 30).await;
+    crate::common::write_config(&bench.dir, &bench.app.config);
+    let dir = &bench.dir.0;
+    let json = |args: &[&str]| -> serde_json::Value {
+        let out = evaltap_in(dir, args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {}", stdout(&out)))
+    };
+    let found = json(&["exchanges", "--limit", "3", "--json"]);
+    let exchanges = found["exchanges"].as_array().expect("exchanges");
+    assert_eq!(exchanges.len(), 3, "{found}");
+    let first = &exchanges[0];
+    // A tag of the newest exchange finds it; a tag nobody has finds nothing.
+    let (key, value) = first["exchange"]["tags"].as_object().and_then(|t| t.iter().next()).expect("a tag");
+    let tag = format!("{key}={}", value.as_str().expect("text tag"));
+    let tagged = json(&["exchanges", "--tag", &tag, "--limit", "100", "--json"]);
+    assert!(
+        tagged["exchanges"]
+            .as_array()
+            .is_some_and(|e| !e.is_empty() && e.iter().all(|x| x["exchange"]["tags"][key] == *value))
+    );
+    let none = json(&["exchanges", "--tag", "route=no-such-route", "--json"]);
+    assert_eq!(none["exchanges"], serde_json::json!([]));
+    assert!(
+        stdout(&evaltap_in(dir, &["exchanges", "--model", "no-such-model"]))
+            .contains("no stored exchange matches")
+    );
+    // The id it prints is what `rubric render` takes.
+    let id = first["id"].as_str().expect("id");
+    let text = stdout(&evaltap_in(dir, &["exchanges", "--limit", "1"]));
+    assert!(text.starts_with(id), "{text}");
+    let render = evaltap_in(dir, &["rubric", "render", "correctness", "--exchange", id]);
+    assert!(render.status.success(), "{}", stderr(&render));
+
+    assert_eq!(json(&["sources", "--json"])[0]["accepted"], 30);
+    assert_eq!(json(&["experiment", "list", "--json"]), serde_json::json!([]));
+    assert_eq!(json(&["golden", "list", "--json"]), serde_json::json!([]));
+    assert_eq!(json(&["golden", "schedule", "list", "--json"]), serde_json::json!([]));
+    assert_eq!(json(&["golden", "alerts", "--json"]), serde_json::json!([]));
+    assert!(json(&["tokens", "list", "--json"]).is_array());
+    let new = evaltap_in(dir, &["golden", "add", "tiny", "--input", "What is 2+2?", "--reference", "4"]);
+    assert!(new.status.success(), "{}", stderr(&new));
+    assert_eq!(json(&["golden", "list", "--json"])[0]["items"], 1);
+    assert_eq!(json(&["golden", "show", "tiny", "--json"])["items"][0]["reference"], "4");
+}

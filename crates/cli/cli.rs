@@ -55,8 +55,29 @@ enum Command {
     Experiment(ExperimentCommand),
     /// Sources: what each has sent (`evaltap sources`), or set one up (`evaltap sources add`).
     Sources {
+        /// Print JSON (the listing).
+        #[arg(long)]
+        json: bool,
         #[command(subcommand)]
         command: Option<SourcesCommand>,
+    },
+    /// Find stored exchanges (newest first), e.g. an id for `rubric render --exchange`.
+    Exchanges {
+        /// Only this source.
+        #[arg(long)]
+        source: Option<String>,
+        /// Only this production model.
+        #[arg(long)]
+        model: Option<String>,
+        /// Only exchanges with this tag key=value; repeat for several.
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// A CI step: exit 0 when every rubric is non-inferior or better, 1 on a significant
     /// regression, 2 when undecided (inconclusive, still running, or no data); 64 on a usage
@@ -214,11 +235,18 @@ pub(crate) enum GoldenCommand {
         tags: Vec<String>,
     },
     /// List datasets with item counts, drafts and versions.
-    List,
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a dataset's items.
     Show {
         /// Dataset name.
         name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Remove items (or, with --all, the whole dataset file; stored versions stay with the
     /// runs that used them).
@@ -303,7 +331,11 @@ pub(crate) enum GoldenCommand {
     #[command(subcommand)]
     Schedule(ScheduleCommand),
     /// Drift alerts, newest first.
-    Alerts,
+    Alerts {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run a dataset against candidates through the job queue and print the report.
     Run {
         /// Dataset name.
@@ -369,7 +401,11 @@ pub(crate) enum ScheduleCommand {
         schedule_name: Option<String>,
     },
     /// List schedules with their runs and open alerts.
-    List,
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Delete a schedule (its runs' experiments stay).
     Rm {
         /// Schedule name.
@@ -508,6 +544,12 @@ enum JudgeCommand {
 
 #[derive(Debug, Subcommand)]
 enum TokensCommand {
+    /// The tokens evaltap.toml configures: name, role and how each is held (never the token).
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Generate a token and print the `[[auth.tokens]]` entry (its SHA-256) for evaltap.toml.
     Add {
         /// Who holds it.
@@ -608,7 +650,11 @@ enum ExperimentCommand {
         requeue: bool,
     },
     /// List experiments.
-    List,
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 async fn open_app(cli: &Cli) -> anyhow::Result<App> {
@@ -764,7 +810,26 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let report = evaltap_report::build(&app.store, &experiment).await?;
             print!("{}", evaltap_report::render_text(&report));
         }
-        Command::Experiment(ExperimentCommand::List) => {
+        Command::Experiment(ExperimentCommand::List { json: true }) => {
+            let app = open_app(&cli).await?;
+            let mut rows = Vec::new();
+            for experiment in app.store.experiments().await? {
+                let progress = app.progress(&experiment).await?;
+                rows.push(serde_json::json!({
+                    "name": experiment.spec.name,
+                    "id": experiment.id,
+                    "created_at": experiment.created_at,
+                    "done": progress.is_done(),
+                    "completed": progress.completed(),
+                    "total": progress.total(),
+                    "candidates": experiment.spec.candidates.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+                    "rubrics": experiment.spec.rubrics,
+                    "dataset": experiment.spec.dataset.as_ref().map(|d| &d.name),
+                }));
+            }
+            println!("{}", serde_json::to_string_pretty(&rows)?);
+        }
+        Command::Experiment(ExperimentCommand::List { json: false }) => {
             let app = open_app(&cli).await?;
             for experiment in app.store.experiments().await? {
                 let progress = app.progress(&experiment).await?;
@@ -825,14 +890,33 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             return Ok(ExitCode::from(outcome.code as u8));
         }
-        Command::Sources { command: None } => {
+        Command::Sources { command: None, json } => {
             let app = open_app(&cli).await?;
-            print!("{}", crate::sources_cmd::list(&app).await?);
+            let rows = crate::sources_cmd::rows(&app).await?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                print!("{}", crate::sources_cmd::render(&rows));
+            }
+        }
+        Command::Exchanges { source, model, tags, limit, json } => {
+            let app = open_app(&cli).await?;
+            let filter = Filter { source: source.clone(), model: model.clone(), since: None, until: None };
+            let found = crate::exchanges_cmd::find(&app, &filter, tags, *limit).await?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&found)?);
+            } else {
+                print!("{}", crate::exchanges_cmd::render(&found));
+            }
+        }
+        Command::Tokens(TokensCommand::List { json }) => {
+            let config = load_config(&cli.config, cli.config_is_explicit())?;
+            print!("{}", crate::sources_cmd::tokens(&config, *json)?);
         }
         Command::Tokens(TokensCommand::Add { name, role }) => {
             print!("{}", crate::sources_cmd::add_token(name, role, &crate::sources_cmd::new_api_token())?);
         }
-        Command::Sources { command: Some(SourcesCommand::Add { name, format, url }) } => {
+        Command::Sources { command: Some(SourcesCommand::Add { name, format, url }), .. } => {
             print!("{}", crate::sources_cmd::add(name, format, url, &crate::sources_cmd::new_source_key())?);
         }
         Command::Stats(StatsCommand::Compare {

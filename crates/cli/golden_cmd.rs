@@ -139,7 +139,7 @@ pub struct Promotion {
     pub stratify: Option<String>,
 }
 
-fn tag_value(tags: &Value, key: &str) -> Option<String> {
+pub(crate) fn tag_value(tags: &Value, key: &str) -> Option<String> {
     match tags.get(key)? {
         Value::String(s) => Some(s.clone()),
         Value::Null => None,
@@ -275,33 +275,86 @@ pub fn remove_items(app: &App, name: &str, ids: &[String]) -> anyhow::Result<usi
 }
 
 /// The datasets with their item counts, drafts and stored versions, as text.
-pub async fn list(app: &App) -> anyhow::Result<String> {
+/// One dataset as `golden list` shows it.
+#[derive(Debug, serde::Serialize)]
+pub struct DatasetRow {
+    /// Dataset name.
+    pub name: String,
+    /// Items in its file.
+    pub items: usize,
+    /// Items whose reference is still a draft.
+    pub drafts: usize,
+    /// The file's content version.
+    pub version: String,
+    /// Whether that version is registered in the database.
+    pub synced: bool,
+    /// Versions registered in the database.
+    pub stored_versions: usize,
+    /// Why the file does not read, when it does not.
+    pub error: Option<String>,
+}
+
+/// The datasets with their counts and versions.
+pub async fn list_rows(app: &App) -> anyhow::Result<Vec<DatasetRow>> {
     let dir = datasets(app);
-    let mut out = String::new();
-    let names = dir.names()?;
-    if names.is_empty() {
-        let _ =
-            writeln!(out, "no datasets in {} (`evaltap golden new NAME` starts one)", dir.root().display());
-    }
-    for name in names {
+    let mut rows = Vec::new();
+    for name in dir.names()? {
         let versions = app.store.dataset_versions(&name).await?;
-        match dir.read(&name) {
+        let row = match dir.read(&name) {
             Ok(items) => {
                 let version = evaltap_golden::version_of(&items);
-                let drafts = items.iter().filter(|i| i.draft).count();
-                let synced = versions.iter().any(|v| v.version == version);
+                DatasetRow {
+                    items: items.len(),
+                    drafts: items.iter().filter(|i| i.draft).count(),
+                    synced: versions.iter().any(|v| v.version == version),
+                    version,
+                    stored_versions: versions.len(),
+                    error: None,
+                    name,
+                }
+            }
+            Err(err) => DatasetRow {
+                name,
+                items: 0,
+                drafts: 0,
+                version: String::new(),
+                synced: false,
+                stored_versions: versions.len(),
+                error: Some(err.to_string()),
+            },
+        };
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+/// `golden list` as text.
+pub async fn list(app: &App) -> anyhow::Result<String> {
+    let rows = list_rows(app).await?;
+    let mut out = String::new();
+    if rows.is_empty() {
+        let _ = writeln!(
+            out,
+            "no datasets in {} (`evaltap golden new NAME` starts one)",
+            datasets(app).root().display()
+        );
+    }
+    for row in rows {
+        match &row.error {
+            None => {
                 let _ = writeln!(
                     out,
-                    "{name:<24} {:>5} items {:>4} drafts  version {}{}  ({} stored versions)",
-                    items.len(),
-                    drafts,
-                    &version[..12],
-                    if synced { "" } else { " (not yet synced)" },
-                    versions.len()
+                    "{:<24} {:>11} {:>11}  version {}{}  ({})",
+                    row.name,
+                    evaltap_core::words::count(row.items as u64, "item"),
+                    evaltap_core::words::count(row.drafts as u64, "draft"),
+                    &row.version[..12.min(row.version.len())],
+                    if row.synced { "" } else { " (not yet synced)" },
+                    evaltap_core::words::count(row.stored_versions as u64, "stored version")
                 );
             }
-            Err(err) => {
-                let _ = writeln!(out, "{name:<24} unreadable: {err}");
+            Some(err) => {
+                let _ = writeln!(out, "{:<24} unreadable: {err}", row.name);
             }
         }
     }
@@ -429,8 +482,19 @@ pub(crate) async fn dispatch(
             let (version, _, count) = sync(app, name).await?;
             println!("added `{id}` to {name} ({count} items, version {})", &version[..12]);
         }
-        G::List => print!("{}", list(app).await?),
-        G::Show { name } => print!("{}", show(app, name)?),
+        G::List { json: false } => print!("{}", list(app).await?),
+        G::List { json: true } => println!("{}", serde_json::to_string_pretty(&list_rows(app).await?)?),
+        G::Show { name, json: false } => print!("{}", show(app, name)?),
+        G::Show { name, json: true } => {
+            let items = datasets(app).read(name)?;
+            let version = evaltap_golden::version_of(&items);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(
+                    &serde_json::json!({"name": name, "version": version, "items": items})
+                )?
+            );
+        }
         G::Rm { name, items, all } => {
             if *all {
                 if !items.is_empty() {
@@ -493,7 +557,8 @@ pub(crate) async fn dispatch(
             }
         }
         G::Schedule(command) => schedule(app, command).await?,
-        G::Alerts => {
+        G::Alerts { json: true } => println!("{}", serde_json::to_string_pretty(&app.store.alerts().await?)?),
+        G::Alerts { json: false } => {
             let alerts = app.store.alerts().await?;
             if alerts.is_empty() {
                 println!("no drift alerts");
@@ -585,7 +650,20 @@ async fn schedule(app: &App, command: &crate::cli::ScheduleCommand) -> anyhow::R
                 humantime::format_duration(every)
             );
         }
-        S::List => {
+        S::List { json: true } => {
+            let alerts = app.store.alerts().await?;
+            let mut rows = Vec::new();
+            for s in app.store.schedules().await? {
+                let runs = app.store.schedule_runs(&s.id).await?;
+                let open = alerts.iter().filter(|a| a.schedule_id == s.id && a.status == "open").count();
+                let mut row = serde_json::to_value(&s)?;
+                row["runs"] = runs.len().into();
+                row["open_alerts"] = open.into();
+                rows.push(row);
+            }
+            println!("{}", serde_json::to_string_pretty(&rows)?);
+        }
+        S::List { json: false } => {
             let alerts = app.store.alerts().await?;
             let schedules = app.store.schedules().await?;
             if schedules.is_empty() {

@@ -9,9 +9,47 @@ use crate::app::App;
 pub const FORMATS: [&str; 9] =
     ["native", "litellm", "openrouter", "portkey", "helicone", "kong", "cloudflare", "otlp", "proxy"];
 
-/// The table printed by `evaltap sources`.
-pub async fn list(app: &App) -> anyhow::Result<String> {
+/// One source as `evaltap sources` lists it.
+#[derive(Debug, serde::Serialize)]
+pub struct SourceRow {
+    /// Source name.
+    pub name: String,
+    /// Its format, or `(removed)` when it sent traffic but is no longer configured.
+    pub format: String,
+    /// Its sample rate, when configured.
+    pub sample_rate: Option<f64>,
+    /// Everything it has sent, counted at the door.
+    #[serde(flatten)]
+    pub stats: evaltap_store::SourceStats,
+}
+
+/// Every configured source, and any that sent traffic before it was removed.
+pub async fn rows(app: &App) -> anyhow::Result<Vec<SourceRow>> {
     let stats = app.store.source_stats().await?;
+    let mut names: Vec<&str> = app.config.sources.iter().map(|s| s.name.as_str()).collect();
+    for s in &stats {
+        if !names.contains(&s.source.as_str()) {
+            names.push(&s.source);
+        }
+    }
+    Ok(names
+        .into_iter()
+        .map(|name| {
+            let config = app.config.sources.iter().find(|s| s.name == name);
+            let mut stats = stats.iter().find(|s| s.source == name).cloned().unwrap_or_default();
+            stats.source = name.to_string();
+            SourceRow {
+                name: name.to_string(),
+                format: config.map_or("(removed)".to_string(), |c| c.format.clone()),
+                sample_rate: config.map(|c| c.sample_rate),
+                stats,
+            }
+        })
+        .collect())
+}
+
+/// The table printed by `evaltap sources`.
+pub fn render(rows: &[SourceRow]) -> String {
     let mut out = format!(
         "{:<16} {:<11} {:>6} {:>9} {:>9} {:>11} {:>10} {:>8} {:>10}  last seen\n",
         "source",
@@ -24,20 +62,13 @@ pub async fn list(app: &App) -> anyhow::Result<String> {
         "rejected",
         "redactions"
     );
-    let mut names: Vec<&str> = app.config.sources.iter().map(|s| s.name.as_str()).collect();
-    for s in &stats {
-        if !names.contains(&s.source.as_str()) {
-            names.push(&s.source);
-        }
-    }
-    for name in names {
-        let config = app.config.sources.iter().find(|s| s.name == name);
-        let s = stats.iter().find(|s| s.source == name).cloned().unwrap_or_default();
+    for row in rows {
+        let s = &row.stats;
         out.push_str(&format!(
             "{:<16} {:<11} {:>6} {:>9} {:>9} {:>11} {:>10} {:>8} {:>10}  {}\n",
-            name,
-            config.map_or("(removed)", |c| c.format.as_str()),
-            config.map_or("-".to_string(), |c| format!("{}", c.sample_rate)),
+            row.name,
+            row.format,
+            row.sample_rate.map_or("-".to_string(), |r| r.to_string()),
             s.received,
             s.accepted,
             s.sampled_out,
@@ -47,7 +78,46 @@ pub async fn list(app: &App) -> anyhow::Result<String> {
             s.last_seen_at.map_or("never".to_string(), |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
         ));
     }
-    Ok(out)
+    out
+}
+
+/// `evaltap tokens list`: the configured tokens, never a token itself.
+pub fn tokens(config: &evaltap_core::Config, json: bool) -> anyhow::Result<String> {
+    let rows: Vec<serde_json::Value> = config
+        .auth
+        .tokens
+        .iter()
+        .map(|t| {
+            serde_json::json!({
+                "name": t.name,
+                "role": t.role,
+                "held_as": match (&t.sha256, &t.token_env) {
+                    (Some(_), _) => "sha256".to_string(),
+                    (None, Some(var)) => format!("env {var}"),
+                    (None, None) => "nothing (ignored)".to_string(),
+                },
+            })
+        })
+        .collect();
+    if json {
+        return Ok(serde_json::to_string_pretty(&rows)? + "\n");
+    }
+    if rows.is_empty() {
+        return Ok(
+            "no API tokens configured (`evaltap tokens add --name you --role admin` makes one)\n".into()
+        );
+    }
+    Ok(rows
+        .iter()
+        .map(|r| {
+            format!(
+                "{:<20} {:<6} {}\n",
+                r["name"].as_str().unwrap_or(""),
+                r["role"].as_str().unwrap_or(""),
+                r["held_as"].as_str().unwrap_or("")
+            )
+        })
+        .collect())
 }
 
 /// Prefix of source keys: a leaked string says what it is.

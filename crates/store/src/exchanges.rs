@@ -358,6 +358,34 @@ impl Store {
         })
     }
 
+    /// Up to `limit` exchanges matching `filter` (failed calls too), newest first, starting
+    /// `offset` rows in; rows that do not read back are skipped and counted.
+    pub async fn exchanges_matching(
+        &self,
+        filter: &crate::Filter,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(Vec<StoredExchange>, usize)> {
+        with_pool!(&self.pool, p => {
+        let rows = sqlx::query(
+            "SELECT id, source, external_id, received_at, occurred_at, model, request, response,
+                    input_tokens, output_tokens, cost_usd, latency_ms, tags, succeeded
+             FROM exchanges WHERE ($1 IS NULL OR source = $1) AND ($2 IS NULL OR model = $2)
+               AND ($3 IS NULL OR received_at >= $3) AND ($4 IS NULL OR received_at < $4)
+             ORDER BY received_at DESC, id DESC LIMIT $5 OFFSET $6",
+        )
+        .bind(&filter.source)
+        .bind(&filter.model)
+        .bind(filter.since)
+        .bind(filter.until)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(p)
+        .await?;
+        Ok(skip_unreadable(rows.iter().map(decode_exchange)))
+        })
+    }
+
     /// Takes up to `wanted` admissions from `source`'s per-minute cap for minute `minute`;
     /// returns how many fit. Every serve process on the database shares the window.
     pub async fn take_rate(&self, source: &str, minute: i64, wanted: u64, cap: u64) -> Result<u64> {
