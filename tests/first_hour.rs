@@ -332,3 +332,59 @@ async fn every_listing_has_json_and_exchanges_finds_ids_for_rubric_render() {
     assert_eq!(json(&["golden", "list", "--json"])[0]["items"], 1);
     assert_eq!(json(&["golden", "show", "tiny", "--json"])["items"][0]["reference"], "4");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flags_and_messages_are_consistent_across_commands() {
+    let bench =
+        crate::common::Bench::start("consistent", evaltap_sim::JudgeBehavior::default(), None, 20).await;
+    crate::common::write_config(&bench.dir, &bench.app.config);
+    let dir = &bench.dir.0;
+    // `--candidate a,b` works wherever candidates are listed.
+    let out = evaltap_in(
+        dir,
+        &[
+            "experiment",
+            "create",
+            "--name",
+            "two",
+            "--candidate",
+            "small,medium",
+            "--rubric",
+            "correctness",
+            "--sample",
+            "5",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let two = bench.app.store.require_experiment("two").await.expect("created");
+    assert_eq!(two.spec.candidates.len(), 2);
+    // One word for one thing: `--name` names what a command creates; `--candidate` a candidate;
+    // defaults are in the help.
+    let help = stdout(&evaltap_in(dir, &["golden", "run", "--help"]));
+    assert!(help.contains("--name <RUN_NAME>") && help.contains("<DATASET>"), "{help}");
+    let help = stdout(&evaltap_in(dir, &["golden", "schedule", "add", "--help"]));
+    assert!(help.contains("--candidate <MODEL>") && help.contains("--name <SCHEDULE_NAME>"), "{help}");
+    let help = stdout(&evaltap_in(dir, &["experiment", "create", "--help"]));
+    assert!(help.contains("[default: 0.02]"), "{help}");
+    // An unknown rubric lists the ones there are, as a usage error.
+    let out = evaltap_in(dir, &["rubric", "render", "nope", "--exchange", "x"]);
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    assert!(stderr(&out).contains("available: ") && stderr(&out).contains("correctness"), "{}", stderr(&out));
+    // A bad labels file is a bad labels file, not a bad rubric.
+    std::fs::write(dir.join("labels.jsonl"), "{not json\n").expect("labels");
+    let out = evaltap_in(dir, &["judge", "calibrate", "--rubric", "correctness", "--labels", "labels.jsonl"]);
+    assert!(
+        stderr(&out).contains("invalid labels file") && !stderr(&out).contains("invalid rubric"),
+        "{}",
+        stderr(&out)
+    );
+    // The simulator's control takes JSON whatever the content type says (`curl -d`).
+    let reply = reqwest::Client::new()
+        .post(format!("{}/control/accuracy", bench.sim.base_url().trim_end_matches("/v1")))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(r#"{"model": "sim-small", "accuracy": 0.5}"#)
+        .send()
+        .await
+        .expect("control");
+    assert_eq!(reply.status(), 200, "{}", reply.text().await.unwrap_or_default());
+}

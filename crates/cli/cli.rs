@@ -339,6 +339,7 @@ pub(crate) enum GoldenCommand {
     /// Run a dataset against candidates through the job queue and print the report.
     Run {
         /// Dataset name.
+        #[arg(value_name = "DATASET")]
         name: String,
         /// Candidates from evaltap.toml (comma-separated or repeated).
         #[arg(long = "candidate", required = true, value_delimiter = ',')]
@@ -356,10 +357,10 @@ pub(crate) enum GoldenCommand {
         /// A deterministic check for every item (repeat).
         #[arg(long = "check")]
         checks: Vec<String>,
-        /// Name of the run (an experiment).
-        #[arg(long = "run-name")]
+        /// Name of the run (an experiment; `--run-name` is kept as an alias).
+        #[arg(long = "name", alias = "run-name")]
         run_name: Option<String>,
-        /// Non-inferiority margin.
+        /// Non-inferiority margin [default: the dataset's `margin`, else 0.02].
         #[arg(long)]
         margin: Option<f64>,
         /// Spend cap in USD (replays and judge calls).
@@ -380,9 +381,10 @@ pub(crate) enum ScheduleCommand {
     /// pinned); each run is compared with the first, and a significant drop alerts.
     Add {
         /// Dataset name.
+        #[arg(value_name = "DATASET")]
         name: String,
-        /// Candidate from evaltap.toml.
-        #[arg(long)]
+        /// Candidate from evaltap.toml (`--model` is kept as an alias).
+        #[arg(long = "candidate", alias = "model")]
         model: String,
         /// Period: 6h, 30m, 1d…
         #[arg(long)]
@@ -396,8 +398,8 @@ pub(crate) enum ScheduleCommand {
         /// A drop beyond this (and significant) alerts; back within it recovers.
         #[arg(long, default_value_t = evaltap_worker::DEFAULT_MARGIN)]
         margin: f64,
-        /// Schedule name (default dataset:model).
-        #[arg(long = "schedule-name")]
+        /// Schedule name (default dataset:candidate; `--schedule-name` is kept as an alias).
+        #[arg(long = "name", alias = "schedule-name")]
         schedule_name: Option<String>,
     },
     /// List schedules with their runs and open alerts.
@@ -605,10 +607,11 @@ enum ExperimentCommand {
         /// Unique name.
         #[arg(long)]
         name: String,
-        /// Candidate from evaltap.toml (repeat for several).
-        #[arg(long = "candidate", required = true)]
+        /// Candidates from evaltap.toml (comma-separated or repeated).
+        #[arg(long = "candidate", required = true, value_delimiter = ',')]
         candidates: Vec<String>,
-        /// Rubric (repeat for several; all rubrics when omitted).
+        /// Rubric (repeat for several; when omitted, every rubric that applies: not those
+        /// needing references, nor pairwise ones against a replayed baseline).
         #[arg(long = "rubric")]
         rubrics: Vec<String>,
         /// Exchanges to sample (all matching when omitted).
@@ -620,7 +623,7 @@ enum ExperimentCommand {
         /// Only exchanges served by this model.
         #[arg(long)]
         model: Option<String>,
-        /// Non-inferiority margin on the [0, 1] scale.
+        /// Non-inferiority margin on the [0, 1] scale [default: 0.02].
         #[arg(long)]
         margin: Option<f64>,
         /// Most to spend on candidate replays and judge calls together, in USD; work past it is

@@ -667,7 +667,7 @@ async fn schedule(app: &App, command: &crate::cli::ScheduleCommand) -> anyhow::R
             let alerts = app.store.alerts().await?;
             let schedules = app.store.schedules().await?;
             if schedules.is_empty() {
-                println!("no schedules (`evaltap golden schedule add NAME --model M --every 6h`)");
+                println!("no schedules (`evaltap golden schedule add DATASET --candidate C --every 6h`)");
             }
             for s in schedules {
                 let runs = app.store.schedule_runs(&s.id).await?;

@@ -54,11 +54,13 @@ pub async fn render_rubric(
     experiment: Option<&str>,
     candidate: Option<&str>,
 ) -> anyhow::Result<String> {
-    let exchange = app
-        .store
-        .exchange(exchange_id)
-        .await?
-        .with_context(|| format!("no stored exchange `{exchange_id}`"))?;
+    // The rubric first: a typo in its name is the likelier mistake, and the answer lists them.
+    if experiment.is_none() {
+        app.rubrics.get(rubric)?;
+    }
+    let exchange = app.store.exchange(exchange_id).await?.ok_or_else(|| {
+        crate::UsageError(format!("no stored exchange `{exchange_id}` (`evaltap exchanges` lists their ids)"))
+    })?;
     let (rubrics, experiment) = match experiment {
         Some(name) => {
             let experiment = app.store.require_experiment(name).await?;

@@ -42,13 +42,18 @@ impl std::fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
-/// Whether `err` is the user's to fix: a [`UsageError`], or a name the store does not know.
+/// Whether `err` is the user's to fix: a [`UsageError`], or a name the store or the rubrics do
+/// not know.
 fn is_usage_error(err: &anyhow::Error) -> bool {
     err.chain().any(|cause| {
         cause.is::<UsageError>()
             || matches!(
                 cause.downcast_ref::<evaltap_store::StoreError>(),
                 Some(evaltap_store::StoreError::NotFound(_))
+            )
+            || matches!(
+                cause.downcast_ref::<evaltap_judge::JudgeError>(),
+                Some(evaltap_judge::JudgeError::Unknown { .. })
             )
     })
 }

@@ -53,8 +53,10 @@ pub fn read_labels(path: &Path, rubric: &Rubric) -> Result<Vec<LabelledItem>, Ju
         if line.trim().is_empty() {
             continue;
         }
-        let invalid =
-            |reason: String| JudgeError::Invalid { path: format!("{}:{line_no}", path.display()), reason };
+        let invalid = |reason: String| JudgeError::InvalidLabels {
+            path: format!("{}:{line_no}", path.display()),
+            reason,
+        };
         let raw: RawItem = serde_json::from_str(line).map_err(|e| invalid(e.to_string()))?;
         let id = match raw.id {
             Some(Value::String(s)) if !s.is_empty() => s,
@@ -83,7 +85,10 @@ pub fn read_labels(path: &Path, rubric: &Rubric) -> Result<Vec<LabelledItem>, Ju
         items.push(LabelledItem { id, request, response, labels });
     }
     if items.is_empty() {
-        return Err(JudgeError::Invalid { path: path.display().to_string(), reason: "no items".into() });
+        return Err(JudgeError::InvalidLabels {
+            path: path.display().to_string(),
+            reason: "no items".into(),
+        });
     }
     Ok(items)
 }

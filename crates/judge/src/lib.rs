@@ -37,8 +37,21 @@ pub enum JudgeError {
         reason: String,
     },
     /// No rubric has this name.
-    #[error("unknown rubric `{0}`")]
-    Unknown(String),
+    #[error("unknown rubric `{name}` (available: {available})")]
+    Unknown {
+        /// The name asked for.
+        name: String,
+        /// The rubrics there are, comma-separated.
+        available: String,
+    },
+    /// A file of human labels is not valid.
+    #[error("invalid labels file {path}: {reason}")]
+    InvalidLabels {
+        /// File and line.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// The template failed to render.
     #[error("rendering rubric `{rubric}`: {source}")]
     Render {
@@ -237,7 +250,9 @@ impl Rubrics {
 
     /// The rubric with this name.
     pub fn get(&self, name: &str) -> Result<&Rubric, JudgeError> {
-        self.rubrics.get(name).ok_or_else(|| JudgeError::Unknown(name.into()))
+        self.rubrics
+            .get(name)
+            .ok_or_else(|| JudgeError::Unknown { name: name.into(), available: self.names().join(", ") })
     }
 
     /// Names of all rubrics.

@@ -127,8 +127,12 @@ async fn call_counts(State(state): State<SimState>) -> Json<Value> {
     Json(json!({"total": calls.total(), "distinct": calls.distinct(), "repeats": calls.repeats()}))
 }
 
-/// `POST /control/accuracy {"model", "accuracy"}`.
-async fn set_accuracy(State(state): State<SimState>, Json(body): Json<Value>) -> Response {
+/// `POST /control/accuracy {"model", "accuracy"}`: the body is read as JSON whatever its
+/// content type (a bare `curl -d` sends form encoding).
+async fn set_accuracy(State(state): State<SimState>, body: axum::body::Bytes) -> Response {
+    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
+        return openai_error(StatusCode::BAD_REQUEST, "send JSON: {\"model\", \"accuracy\"}", "bad_control");
+    };
     let (Some(model), Some(accuracy)) =
         (body.get("model").and_then(Value::as_str), body.get("accuracy").and_then(Value::as_f64))
     else {
