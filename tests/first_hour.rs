@@ -221,6 +221,22 @@ async fn golden_run_example_links_open_and_page_errors_are_pages() {
         .map(|c| c[1].replace("&amp;", "&"))
         .collect();
     assert!(links.len() >= 20, "{html}");
+    // Both answers inline, the candidate's as a word diff; improvements and regressions counted.
+    assert_eq!(html.matches(r#"class="inline-answers""#).count(), links.len(), "{html}");
+    assert!(html.contains("<del>") || html.contains("<ins>"), "no word marked: {html}");
+    let counts = regex::Regex::new(r#"<td class="num regressions">(\d+)</td>"#).expect("regex");
+    let regressions: usize =
+        counts.captures_iter(&html).map(|c| c[1].parse::<usize>().expect("number")).sum();
+    assert!(html.contains(r#"class="change-counts""#), "{html}");
+    let listed = http
+        .get(format!("{}/api/experiments/links/examples?direction=regressions&per_page=100", bench.url))
+        .send()
+        .await
+        .expect("api")
+        .json::<serde_json::Value>()
+        .await
+        .expect("json");
+    assert_eq!(listed["total"], regressions, "{listed}");
     assert!(links.iter().all(|l| l.matches('/').count() == 4), "an item id left a raw `/`: {links:?}");
     for link in &links {
         let page = http.get(format!("{}{link}", bench.url)).send().await.expect("example");

@@ -594,8 +594,10 @@ mod tests {
 
     #[test]
     fn rejects_unknown_fields_and_bad_rates() {
+        // The TOML parser's message is the error's source (printed once by error chains).
         let err = Config::parse("datbase_url = 'x'", Path::new("e.toml")).expect_err("typo");
-        assert!(err.to_string().contains("datbase_url"), "{err}");
+        let cause = std::error::Error::source(&err).map(ToString::to_string).unwrap_or_default();
+        assert!(err.to_string().contains("e.toml") && cause.contains("datbase_url"), "{err}: {cause}");
         let err =
             Config::parse("[[sources]]\nname='a'\nsample_rate=2.0", Path::new("e.toml")).expect_err("rate");
         assert!(err.to_string().contains("sample_rate"), "{err}");

@@ -34,6 +34,37 @@ pub struct ExampleRow {
     pub tags: serde_json::Value,
     /// The start of the last user message, to tell examples apart in a list.
     pub preview: String,
+    /// Both answers and their word diff: filled in for the rows of a page only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answers: Option<RowAnswers>,
+}
+
+/// A listed row's two answers, for reading them inline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RowAnswers {
+    /// The baseline's answer (production, a replayed model, or the reference).
+    pub baseline: String,
+    /// The candidate's answer (empty when its replay failed).
+    pub candidate: String,
+    /// Word diff from the baseline's answer to the candidate's.
+    pub diff: Vec<DiffSegment>,
+}
+
+/// How a candidate fared on a rubric across the listed examples, as a diff view counts them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ChangeCounts {
+    /// Candidate.
+    pub candidate: String,
+    /// Rubric.
+    pub rubric: String,
+    /// Items the candidate scored higher on.
+    pub improvements: usize,
+    /// Items it scored lower on.
+    pub regressions: usize,
+    /// Items scored the same.
+    pub unchanged: usize,
+    /// Items without both scores yet.
+    pub unscored: usize,
 }
 
 /// Longest request preview in a listing, in characters.
@@ -86,6 +117,10 @@ pub struct ExamplePage {
     pub per_page: usize,
     /// Pages in all.
     pub pages: usize,
+    /// Improvements and regressions per candidate × rubric over every row the filter keeps
+    /// (whatever the direction asked).
+    #[serde(default)]
+    pub counts: Vec<ChangeCounts>,
 }
 
 fn tag_matches(tags: &serde_json::Value, filter: &str) -> bool {
@@ -184,6 +219,7 @@ pub fn example_rows(inputs: &ExampleInputs) -> Vec<ExampleRow> {
                     source: exchange.map(|e| e.source.clone()),
                     tags: exchange.map_or(serde_json::Value::Null, |e| e.tags.clone()),
                     preview: request_preview.clone(),
+                    answers: None,
                 });
             }
         }
@@ -193,18 +229,45 @@ pub fn example_rows(inputs: &ExampleInputs) -> Vec<ExampleRow> {
 
 /// The rows matching `filter`, sorted by the size of the change, cut to page `page` (1-based).
 pub fn page(rows: &[ExampleRow], filter: &ExampleFilter, page: usize, per_page: usize) -> ExamplePage {
-    let mut matching: Vec<&ExampleRow> = rows
+    let kept: Vec<&ExampleRow> = rows
         .iter()
         .filter(|r| {
             filter.candidate.as_ref().is_none_or(|c| &r.candidate == c)
                 && filter.rubric.as_ref().is_none_or(|x| &r.rubric == x)
                 && filter.source.as_ref().is_none_or(|s| r.source.as_ref() == Some(s))
                 && filter.tag.as_ref().is_none_or(|t| tag_matches(&r.tags, t))
-                && match filter.direction.as_deref() {
-                    Some("regressions") => r.delta.is_some_and(|d| d < 0.0),
-                    Some("improvements") => r.delta.is_some_and(|d| d > 0.0),
-                    _ => true,
-                }
+        })
+        .collect();
+    let mut counts: Vec<ChangeCounts> = Vec::new();
+    for r in &kept {
+        let at = match counts.iter().position(|c| c.candidate == r.candidate && c.rubric == r.rubric) {
+            Some(at) => at,
+            None => {
+                counts.push(ChangeCounts {
+                    candidate: r.candidate.clone(),
+                    rubric: r.rubric.clone(),
+                    improvements: 0,
+                    regressions: 0,
+                    unchanged: 0,
+                    unscored: 0,
+                });
+                counts.len() - 1
+            }
+        };
+        let c = &mut counts[at];
+        match r.delta {
+            Some(d) if d > 0.0 => c.improvements += 1,
+            Some(d) if d < 0.0 => c.regressions += 1,
+            Some(_) => c.unchanged += 1,
+            None => c.unscored += 1,
+        }
+    }
+    let mut matching: Vec<&ExampleRow> = kept
+        .into_iter()
+        .filter(|r| match filter.direction.as_deref() {
+            Some("regressions") => r.delta.is_some_and(|d| d < 0.0),
+            Some("improvements") => r.delta.is_some_and(|d| d > 0.0),
+            _ => true,
         })
         .collect();
     // Largest drop first (largest gain first for improvements); unscored rows last; ties by id
@@ -227,7 +290,37 @@ pub fn page(rows: &[ExampleRow], filter: &ExampleFilter, page: usize, per_page: 
     let pages = total.div_ceil(per_page).max(1);
     let page = page.clamp(1, pages);
     let rows = matching.into_iter().skip((page - 1) * per_page).take(per_page).cloned().collect();
-    ExamplePage { rows, total, page, per_page, pages }
+    ExamplePage { rows, total, page, per_page, pages, counts }
+}
+
+/// Longest answer shown inline in a listing, in characters (the example's page has it whole).
+const INLINE_ANSWER_CHARS: usize = 600;
+
+fn inline(text: &str) -> String {
+    let mut cut: String = text.chars().take(INLINE_ANSWER_CHARS).collect();
+    if text.chars().count() > INLINE_ANSWER_CHARS {
+        cut.push('…');
+    }
+    cut
+}
+
+/// Fills in both answers and their word diff for the rows of `page` (one read per item).
+pub async fn with_answers(
+    store: &Store,
+    experiment: &Experiment,
+    mut page: ExamplePage,
+) -> Result<ExamplePage, StoreError> {
+    let mut details: HashMap<String, Option<ExampleDetail>> = HashMap::new();
+    for row in &mut page.rows {
+        if !details.contains_key(&row.item_id) {
+            details.insert(row.item_id.clone(), example(store, experiment, &row.item_id).await?);
+        }
+        let Some(Some(detail)) = details.get(&row.item_id) else { continue };
+        let Some(candidate) = detail.candidates.iter().find(|c| c.name == row.candidate) else { continue };
+        let (baseline, answer) = (inline(&detail.baseline.text), inline(&candidate.text));
+        row.answers = Some(RowAnswers { diff: word_diff(&baseline, &answer), baseline, candidate: answer });
+    }
+    Ok(page)
 }
 
 /// A stretch of a word-level diff.
@@ -243,7 +336,7 @@ pub struct DiffSegment {
 pub fn word_diff(baseline: &str, candidate: &str) -> Vec<DiffSegment> {
     let diff = similar::TextDiff::configure()
         .timeout(std::time::Duration::from_millis(50))
-        .diff_words(baseline, candidate);
+        .diff_unicode_words(baseline, candidate);
     let mut out: Vec<DiffSegment> = Vec::new();
     for change in diff.iter_all_changes() {
         let kind = match change.tag() {
@@ -456,6 +549,11 @@ mod tests {
             diff.iter().filter(|d| d.kind != "removed").map(|d| d.text.as_str()).collect();
         assert_eq!(baseline, "the cat sat on the mat");
         assert_eq!(candidate, "the dog sat on the mat today");
+        // Words, not whitespace-separated chunks: a number before a full stop is one word.
+        let diff = word_diff("The answer is 81.", "The answer is 75.");
+        let changed: Vec<(&str, &str)> =
+            diff.iter().filter(|d| d.kind != "same").map(|d| (d.kind.as_str(), d.text.as_str())).collect();
+        assert_eq!(changed, [("removed", "81"), ("added", "75")]);
     }
 
     fn row(item: &str, delta: Option<f64>, source: &str) -> ExampleRow {
@@ -470,6 +568,7 @@ mod tests {
             source: Some(source.into()),
             tags: serde_json::json!({"team": if item < "c" { "search" } else { "chat" }}),
             preview: String::new(),
+            answers: None,
         }
     }
 
@@ -487,6 +586,13 @@ mod tests {
         assert_eq!(first.total, 3);
         assert_eq!(first.pages, 2);
         assert_eq!(first.rows.iter().map(|r| r.item_id.as_str()).collect::<Vec<_>>(), ["b", "e"]);
+        // The counts cover every row the filter keeps, whatever the direction.
+        let counts = &first.counts[0];
+        assert_eq!(
+            (counts.improvements, counts.regressions, counts.unchanged, counts.unscored),
+            (1, 3, 0, 1),
+            "{counts:?}"
+        );
         assert_eq!(page(&rows, &regressions, 2, 2).rows[0].item_id, "a");
         let all = page(&rows, &ExampleFilter::default(), 1, 10);
         assert_eq!(all.rows.last().map(|r| r.item_id.as_str()), Some("d"), "unscored rows come last");

@@ -155,7 +155,8 @@ pub(crate) async fn examples(
     let rows = state.example_rows.rows(&state.store, experiment).await?;
     let filter = query.filter();
     let (page, per_page) = (query.page.unwrap_or(1), query.per_page.unwrap_or(50));
-    Ok(evaltap_report::examples::page(&rows, &filter, page, per_page))
+    let page = evaltap_report::examples::page(&rows, &filter, page, per_page);
+    Ok(evaltap_report::examples::with_answers(&state.store, experiment, page).await?)
 }
 
 /// Experiments whose example rows are kept in memory at once.
