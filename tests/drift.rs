@@ -199,3 +199,89 @@ crate::on_both_engines! {
         worker.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_that_cannot_run_fails_visibly_and_a_config_change_is_picked_up() {
+    let (url, deliveries) = receiver().await;
+    let bench = Bench::start_with("cannot-run", QUIET, None, 1, |config| {
+        config.alerts.webhooks.push(evaltap_core::WebhookSink {
+            url: url.clone(),
+            secret: None,
+            secret_env: None,
+        });
+        config.alerts.backoff_ms = 10;
+    })
+    .await;
+    let app = bench.app.clone();
+    let config_file = crate::common::write_config(&bench.dir, &app.config);
+    let support = dataset(&app, "support", 5).await;
+    let full = app.drift_context().expect("context");
+    let spec = ScheduleSpec { rubrics: vec!["correctness".into()], checks: vec![], margin: 0.02 };
+    let schedule = evaltap_drift::add_schedule(
+        &full,
+        NewSchedule {
+            name: None,
+            dataset: support,
+            candidate: "small".into(),
+            every: Duration::from_secs(3600),
+            spec,
+        },
+    )
+    .await
+    .expect("schedule");
+    // A running process that started before `small` was configured: its runs cannot start.
+    let mut stale = app.drift_context().expect("context");
+    stale.config.candidates.retain(|c| c.name != "small");
+    stale.config_path = Some(config_file.clone());
+    let t0 = Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).single().expect("time");
+    let report = tick(&stale, t0).await.expect("tick");
+    assert!(report.started.is_empty());
+    assert_eq!(report.opened.len(), 1, "{report:?}");
+    assert_eq!(report.opened[0].rubric, evaltap_drift::CANNOT_RUN);
+    // Another failing slot does not raise a second alert.
+    let again = tick(&stale, t0 + chrono::Duration::hours(1)).await.expect("tick");
+    assert!(again.opened.is_empty(), "{again:?}");
+    // `schedule list` and `alerts` say so.
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_evaltap"))
+            .args(args)
+            .arg("--config")
+            .arg(&config_file)
+            .current_dir(&bench.dir.0)
+            .output()
+            .expect("run evaltap");
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let list = cli(&["golden", "schedule", "list"]);
+    assert!(
+        list.contains("2 runs (2 could not start), 1 open alert — FAILING: unknown candidate `small`"),
+        "{list}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&cli(&["golden", "schedule", "list", "--json"])).expect("json");
+    assert_eq!(json[0]["status"], "failing", "{json}");
+    assert!(cli(&["golden", "alerts"]).contains(evaltap_drift::CANNOT_RUN));
+    // The webhook heard it once.
+    let heard: Vec<serde_json::Value> = deliveries
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|(_, body)| serde_json::from_slice(body).expect("json"))
+        .collect();
+    assert_eq!(heard.len(), 1, "{heard:?}");
+    assert_eq!(
+        heard[0]["details"]["error"].as_str().map(|e| e.contains("unknown candidate `small`")),
+        Some(true)
+    );
+    // The process reads its configuration file again (as the scheduler does before each pass):
+    // the next slot starts and the failing alert closes.
+    evaltap_drift::reload_config(&mut stale).expect("reload");
+    let recovered = tick(&stale, t0 + chrono::Duration::hours(2)).await.expect("tick");
+    assert_eq!(recovered.started.len(), 1, "{recovered:?}");
+    assert_eq!(recovered.closed.len(), 1, "{recovered:?}");
+    assert!(
+        app.store.open_alert_for(&schedule.id, evaltap_drift::CANNOT_RUN).await.expect("alerts").is_none()
+    );
+    assert!(!cli(&["golden", "schedule", "list"]).contains("FAILING"));
+}

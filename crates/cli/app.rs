@@ -70,6 +70,7 @@ impl App {
     pub fn drift_context(&self) -> anyhow::Result<evaltap_drift::DriftContext> {
         Ok(evaltap_drift::DriftContext {
             config: self.config.clone(),
+            config_path: None,
             store: self.store.clone(),
             rubrics: self.rubrics.clone(),
             http: evaltap_providers::http_client(Duration::from_secs(30))?,

@@ -32,6 +32,13 @@ impl Cli {
         matches!(self.command, Command::Gate { .. })
     }
 
+    /// The drift scheduler's context: it reads the configuration file again before each pass.
+    fn drift_context(&self, app: &App) -> anyhow::Result<evaltap_drift::DriftContext> {
+        let mut context = app.drift_context()?;
+        context.config_path = self.config.exists().then(|| self.config.clone());
+        Ok(context)
+    }
+
     /// Whether a configuration file was named (`--config`, `EVALTAP_CONFIG`): then it must exist.
     fn config_is_explicit(&self) -> bool {
         std::env::var_os("EVALTAP_CONFIG").is_some()
@@ -747,7 +754,11 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         tracing::error!("worker stopped: {err:#}");
                     }
                 }));
-                tokio::spawn(evaltap_drift::run_scheduler(app.drift_context()?, SCHEDULER_PERIOD, ctrl_c()));
+                tokio::spawn(evaltap_drift::run_scheduler(
+                    cli.drift_context(&app)?,
+                    SCHEDULER_PERIOD,
+                    ctrl_c(),
+                ));
             }
             evaltap_server::serve(listener, app.server_state(), ctrl_c()).await?;
             // The worker saw the same signal: let its jobs in flight finish and store.
@@ -759,7 +770,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let app = open_app(&cli).await?;
             let resumed = app.resume_unfinished().await?;
             eprintln!("worker running ({resumed} jobs re-enqueued); Ctrl-C to stop");
-            tokio::spawn(evaltap_drift::run_scheduler(app.drift_context()?, SCHEDULER_PERIOD, ctrl_c()));
+            tokio::spawn(evaltap_drift::run_scheduler(cli.drift_context(&app)?, SCHEDULER_PERIOD, ctrl_c()));
             app.run_worker(args.concurrency, ctrl_c()).await?;
         }
         Command::Experiment(ExperimentCommand::Create {

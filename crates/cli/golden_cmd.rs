@@ -616,6 +616,16 @@ pub(crate) async fn dispatch(
     Ok(std::process::ExitCode::SUCCESS)
 }
 
+/// Why a scheduled run could not start, if it could not.
+fn start_error(run: &evaltap_store::ScheduleRun) -> Option<&str> {
+    run.outcome.as_ref()?.get("error")?.as_str()
+}
+
+/// The latest run's start error: a schedule whose last slot could not start is failing.
+fn last_start_error(runs: &[evaltap_store::ScheduleRun]) -> Option<String> {
+    runs.iter().max_by_key(|r| r.slot).and_then(start_error).map(str::to_string)
+}
+
 async fn schedule(app: &App, command: &crate::cli::ScheduleCommand) -> anyhow::Result<()> {
     use crate::cli::ScheduleCommand as S;
     match command {
@@ -659,6 +669,16 @@ async fn schedule(app: &App, command: &crate::cli::ScheduleCommand) -> anyhow::R
                 let mut row = serde_json::to_value(&s)?;
                 row["runs"] = runs.len().into();
                 row["open_alerts"] = open.into();
+                let failing = last_start_error(&runs);
+                row["status"] = if failing.is_some() {
+                    "failing"
+                } else if s.paused {
+                    "paused"
+                } else {
+                    "ok"
+                }
+                .into();
+                row["error"] = failing.into();
                 rows.push(row);
             }
             println!("{}", serde_json::to_string_pretty(&rows)?);
@@ -672,15 +692,18 @@ async fn schedule(app: &App, command: &crate::cli::ScheduleCommand) -> anyhow::R
             for s in schedules {
                 let runs = app.store.schedule_runs(&s.id).await?;
                 let open = alerts.iter().filter(|a| a.schedule_id == s.id && a.status == "open").count();
+                let failed = runs.iter().filter(|r| start_error(r).is_some()).count();
                 println!(
-                    "{:<28} {} against {} every {}{}: {} runs, {} open alerts",
+                    "{:<28} {} against {} every {}{}: {}{}, {}{}",
                     s.name,
                     s.dataset,
                     s.candidate,
                     humantime::format_duration(std::time::Duration::from_secs(s.every_seconds.max(0) as u64)),
                     if s.paused { " (paused)" } else { "" },
-                    runs.len(),
-                    open
+                    evaltap_core::words::count(runs.len() as u64, "run"),
+                    if failed > 0 { format!(" ({failed} could not start)") } else { String::new() },
+                    evaltap_core::words::count(open as u64, "open alert"),
+                    last_start_error(&runs).map(|e| format!(" — FAILING: {e}")).unwrap_or_default()
                 );
             }
         }

@@ -30,11 +30,18 @@ pub enum DriftError {
     Invalid(String),
 }
 
+/// The alert "rubric" of a schedule whose runs cannot start (an unknown candidate, a rubric
+/// that no longer exists…): open while it fails, closed by the first run that starts.
+pub const CANNOT_RUN: &str = "(schedule cannot run)";
+
 /// What the scheduler works with.
 #[derive(Clone)]
 pub struct DriftContext {
     /// Configuration (candidates, judge, alert sinks).
     pub config: Config,
+    /// The file `config` came from: [`run_scheduler`] reads it again before each pass, so a
+    /// candidate added after `serve` started is known to the next scheduled run.
+    pub config_path: Option<std::path::PathBuf>,
     /// The database.
     pub store: Store,
     /// Loaded rubrics.
@@ -142,15 +149,36 @@ pub async fn tick(ctx: &DriftContext, now: DateTime<Utc>) -> Result<TickReport, 
             baseline: Some(BaselineSpec::None),
             checks: schedule.spec.checks.clone(),
         };
+        let failing = ctx.store.open_alert_for(&schedule.id, CANNOT_RUN).await?;
         match evaltap_worker::create_experiment(&ctx.config, &ctx.rubrics, &ctx.store, request).await {
             Ok(experiment) => {
                 ctx.store.set_run_experiment(&schedule.id, slot, Some(&experiment.id), None).await?;
                 report.started.push((schedule.name.clone(), slot));
+                if let Some(open) = failing
+                    && let Some(closed) = ctx.store.close_alert(&open.id, &experiment.id).await?
+                {
+                    let details =
+                        json!({"schedule": schedule.name, "rubric": CANNOT_RUN, "run": experiment.spec.name});
+                    tracing::info!(schedule = %schedule.name, "scheduled runs start again");
+                    deliver(ctx, &closed, "recovered", &details).await?;
+                    report.closed.push(closed);
+                }
             }
             Err(err) => {
                 tracing::error!(schedule = %schedule.name, slot, %err, "scheduled run could not start");
                 let outcome = json!({"error": err.to_string()});
                 ctx.store.set_run_experiment(&schedule.id, slot, None, Some(&outcome)).await?;
+                // Failing is an alert of its own, raised once (not once per slot).
+                let run = format!("{}#{slot}", schedule.name);
+                let details = json!({"schedule": schedule.name, "dataset": schedule.dataset,
+                    "model": schedule.candidate, "rubric": CANNOT_RUN, "run": run, "error": err.to_string()});
+                if failing.is_none()
+                    && let Some(alert) =
+                        ctx.store.open_alert(&schedule.id, CANNOT_RUN, &run, &details).await?
+                {
+                    deliver(ctx, &alert, "opened", &details).await?;
+                    report.opened.push(alert);
+                }
             }
         }
     }
@@ -283,15 +311,22 @@ async fn deliver(ctx: &DriftContext, alert: &Alert, event: &str, details: &Value
     let sinks = &ctx.config.alerts;
     let body = json!({"event": event, "alert_id": alert.id, "status": alert.status, "rubric": alert.rubric,
         "opened_at": alert.opened_at, "closed_at": alert.closed_at, "details": details});
-    let text = format!(
-        "evaltap drift {event}: {} on `{}` — Δ {:+.3} [{:+.3}, {:+.3}] vs the reference run ({})",
-        details["schedule"].as_str().unwrap_or_default(),
-        alert.rubric,
-        details["delta"].as_f64().unwrap_or(f64::NAN),
-        details["ci_low"].as_f64().unwrap_or(f64::NAN),
-        details["ci_high"].as_f64().unwrap_or(f64::NAN),
-        details["verdict"].as_str().unwrap_or_default(),
-    );
+    let schedule = details["schedule"].as_str().unwrap_or_default();
+    let text = if alert.rubric == CANNOT_RUN {
+        match details["error"].as_str() {
+            Some(error) => format!("evaltap drift: schedule {schedule} cannot run: {error}"),
+            None => format!("evaltap drift: schedule {schedule} runs again"),
+        }
+    } else {
+        format!(
+            "evaltap drift {event}: {schedule} on `{}` — Δ {:+.3} [{:+.3}, {:+.3}] vs the reference run ({})",
+            alert.rubric,
+            details["delta"].as_f64().unwrap_or(f64::NAN),
+            details["ci_low"].as_f64().unwrap_or(f64::NAN),
+            details["ci_high"].as_f64().unwrap_or(f64::NAN),
+            details["verdict"].as_str().unwrap_or_default(),
+        )
+    };
     let mut posts: Vec<(String, Vec<u8>, Option<String>)> = Vec::new();
     for hook in &sinks.webhooks {
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
@@ -332,10 +367,27 @@ async fn deliver(ctx: &DriftContext, alert: &Alert, event: &str, details: &Value
     Ok(())
 }
 
-/// Calls [`tick`] every `period` until `shutdown`; errors are logged, never fatal.
-pub async fn run_scheduler(ctx: DriftContext, period: Duration, shutdown: impl Future<Output = ()>) {
+/// Reads the configuration file again (when the context has one), so the next pass knows
+/// candidates and alert sinks added since the process started. A file that no longer reads
+/// leaves the configuration as it was; the error is returned to be logged.
+pub fn reload_config(ctx: &mut DriftContext) -> Result<(), evaltap_core::ConfigError> {
+    let Some(path) = &ctx.config_path else { return Ok(()) };
+    let mut fresh = Config::load(path)?;
+    // The process keeps its database; the rest follows the file.
+    fresh.database_url = ctx.config.database_url.clone();
+    ctx.config = fresh;
+    Ok(())
+}
+
+/// Calls [`tick`] every `period` until `shutdown`, reading the configuration file again before
+/// each pass; errors are logged, never fatal.
+pub async fn run_scheduler(mut ctx: DriftContext, period: Duration, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
     loop {
+        if let Err(err) = reload_config(&mut ctx) {
+            let cause = std::error::Error::source(&err).map(|c| format!(": {c}")).unwrap_or_default();
+            tracing::error!("configuration not reloaded, the scheduler keeps the one it has: {err}{cause}");
+        }
         if let Err(err) = tick(&ctx, Utc::now()).await {
             tracing::error!(%err, "drift scheduler tick failed");
         }
