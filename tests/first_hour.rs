@@ -404,3 +404,52 @@ async fn flags_and_messages_are_consistent_across_commands() {
         .expect("control");
     assert_eq!(reply.status(), 200, "{}", reply.text().await.unwrap_or_default());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_golden_set_says_what_it_can_show_and_passes_the_gate_at_its_own_margin() {
+    let bench =
+        crate::common::Bench::start("small-set", evaltap_sim::JudgeBehavior::default(), None, 1).await;
+    crate::common::write_config(&bench.dir, &bench.app.config);
+    let dir = &bench.dir.0;
+    let items: Vec<evaltap_golden::Item> = (0..24)
+        .map(|i| evaltap_golden::Item::from_input(format!("q{i}"), &format!("What is {i} + 1?")))
+        .collect();
+    evaltap_golden::DatasetDir::new(&bench.app.config.datasets_dir).write("tiny", &items).expect("write");
+    // A check both sides always pass: every pair agrees.
+    let run = |name: &str| {
+        evaltap_in(
+            dir,
+            &[
+                "golden",
+                "run",
+                "tiny",
+                "--candidate",
+                "small",
+                "--baseline",
+                "medium",
+                "--check",
+                "max_length=100000",
+                "--name",
+                name,
+            ],
+        )
+    };
+    let out = run("at-default");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out)
+            .contains("with 24 items this set can show non-inferiority only at a margin of at least 0.117"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(evaltap_in(dir, &["gate", "at-default"]).status.code(), Some(2), "undecided at 0.02");
+    // The dataset carries its own margin; a run at it says nothing more and passes the gate.
+    let set = evaltap_in(dir, &["golden", "margin", "tiny", "0.15"]);
+    assert!(set.status.success(), "{}", stderr(&set));
+    assert!(dir.join("datasets/tiny.toml").is_file());
+    let out = run("at-its-margin");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("can show non-inferiority only"), "{}", stderr(&out));
+    let gate = evaltap_in(dir, &["gate", "at-its-margin"]);
+    assert_eq!(gate.status.code(), Some(0), "{}", stdout(&gate));
+}

@@ -216,6 +216,17 @@ pub(crate) enum GoldenCommand {
     New {
         /// Dataset name.
         name: String,
+        /// The non-inferiority margin its runs use unless given one (kept in `NAME.toml`).
+        #[arg(long)]
+        margin: Option<f64>,
+    },
+    /// Show, or set, the non-inferiority margin a dataset's runs use by default (`NAME.toml`
+    /// beside its items); a small set can only show wide margins.
+    Margin {
+        /// Dataset name.
+        name: String,
+        /// The margin, on the [0, 1] scale.
+        value: Option<f64>,
     },
     /// Add one item.
     Add {
@@ -358,7 +369,7 @@ pub(crate) enum GoldenCommand {
         #[arg(long)]
         against_reference: bool,
         /// Judge rubric (repeat; default correctness_vs_reference when every item has a
-        /// reference, else correctness).
+        /// reference, else correctness; none when only --check is given).
         #[arg(long = "rubric")]
         rubrics: Vec<String>,
         /// A deterministic check for every item (repeat).

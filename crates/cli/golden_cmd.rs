@@ -407,7 +407,10 @@ pub async fn run(app: &App, dataset: &str, options: &GoldenRun) -> anyhow::Resul
         .iter()
         .map(|c| Check::parse_arg(c).map(|c| serde_json::to_value(c).unwrap_or(Value::Null)))
         .collect::<Result<Vec<_>, _>>()?;
-    let rubrics = if options.rubrics.is_empty() {
+    let rubrics = if options.rubrics.is_empty() && !checks.is_empty() {
+        // Asked for checks and no rubric: checks only, no judge.
+        Vec::new()
+    } else if options.rubrics.is_empty() {
         let all_referenced = items.iter().all(|i| i.reference.is_some());
         vec![if all_referenced { "correctness_vs_reference" } else { "correctness" }.to_string()]
     } else {
@@ -416,13 +419,20 @@ pub async fn run(app: &App, dataset: &str, options: &GoldenRun) -> anyhow::Resul
     let name = options.name.clone().unwrap_or_else(|| {
         format!("{dataset}@{}-{}", &version[..8], chrono::Utc::now().format("%Y%m%dT%H%M%S%3f"))
     });
+    let margin = match options.margin {
+        Some(margin) => margin,
+        None => datasets(app).settings(dataset)?.margin.unwrap_or(evaltap_worker::DEFAULT_MARGIN),
+    };
+    if let Some(note) = what_the_set_can_show(dataset, items.len(), margin) {
+        eprintln!("{note}");
+    }
     let request = ExperimentRequest {
         name,
         candidates: options.candidates.clone(),
         rubrics,
         sample_size: None,
         filter: Filter::default(),
-        margin: options.margin,
+        margin: Some(margin),
         spend_cap_usd: options.spend_cap_usd,
         judge_samples: None,
         dataset: Some(DatasetRef { name: dataset.into(), version }),
@@ -433,6 +443,27 @@ pub async fn run(app: &App, dataset: &str, options: &GoldenRun) -> anyhow::Resul
         evaltap_worker::create_experiment(&app.config, &app.rubrics, &app.store, request).await?;
     app.run_to_done(&experiment, options.concurrency.max(1), options.quiet).await?;
     Ok(evaltap_report::build(&app.store, &experiment).await?)
+}
+
+/// What a set of `items` can show at `margin`, said before a run when it is less than asked:
+/// even a candidate that agrees with the baseline on every item is non-inferior only once the
+/// exact bound 1 − α^(1/n) clears the margin (the rule of three; see `evaltap-stats`).
+pub fn what_the_set_can_show(dataset: &str, items: usize, margin: f64) -> Option<String> {
+    let alpha = 0.05;
+    let smallest = -evaltap_stats::no_disagreement_lower_bound(items, alpha);
+    if smallest <= margin {
+        return None;
+    }
+    let needed = evaltap_stats::no_disagreement_samples_needed(margin, alpha).map_or(String::new(), |n| {
+        format!(" ({} would show {margin})", evaltap_core::words::count(n, "agreeing item"))
+    });
+    Some(format!(
+        "note: with {} this set can show non-inferiority only at a margin of at least {smallest:.3}, even for a \
+         candidate that matches every item; at margin {margin} the gate will say undecided unless a candidate is \
+         clearly worse. Add items{needed}, or give the set a wider margin: `evaltap golden margin {dataset} {:.2}`.",
+        evaltap_core::words::count(items as u64, "item"),
+        (smallest * 100.0).ceil() / 100.0,
+    ))
 }
 
 /// A dataset's items as text.
@@ -465,9 +496,34 @@ pub(crate) async fn dispatch(
 ) -> anyhow::Result<std::process::ExitCode> {
     use crate::cli::GoldenCommand as G;
     match command {
-        G::New { name } => {
-            datasets(app).create(name)?;
-            println!("created {}", datasets(app).path(name)?.display());
+        G::New { name, margin } => {
+            let dir = datasets(app);
+            if let Some(margin) = margin {
+                dir.write_settings(name, &evaltap_golden::DatasetSettings { margin: Some(*margin) })?;
+            }
+            dir.create(name)?;
+            println!("created {}", dir.path(name)?.display());
+        }
+        G::Margin { name, value } => {
+            let dir = datasets(app);
+            if !dir.exists(name) {
+                return Err(crate::UsageError(format!("no dataset `{name}`")).into());
+            }
+            let mut settings = dir.settings(name)?;
+            if let Some(value) = value {
+                settings.margin = Some(*value);
+                dir.write_settings(name, &settings)?;
+            }
+            match settings.margin {
+                Some(m) => println!(
+                    "{name}: runs use margin {m} unless given --margin ({})",
+                    dir.settings_path(name)?.display()
+                ),
+                None => println!(
+                    "{name}: runs use the default margin {} unless given --margin",
+                    evaltap_worker::DEFAULT_MARGIN
+                ),
+            }
         }
         G::Add { name, id, input, messages, reference, checks, tags } => {
             let new = NewItem {

@@ -285,6 +285,16 @@ pub fn valid_name(name: &str) -> Result<(), GoldenError> {
     }
 }
 
+/// A dataset's own settings, kept beside its items in `NAME.toml` so they travel with it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetSettings {
+    /// The non-inferiority margin runs of this dataset use unless told otherwise: a small set
+    /// can only show wide margins (see `golden run`'s note).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub margin: Option<f64>,
+}
+
 impl DatasetDir {
     /// Datasets under `root` (created when first written).
     pub fn new(root: impl Into<PathBuf>) -> DatasetDir {
@@ -320,6 +330,54 @@ impl DatasetDir {
         }
         names.sort();
         Ok(names)
+    }
+
+    /// The settings file of dataset `name`.
+    pub fn settings_path(&self, name: &str) -> Result<PathBuf, GoldenError> {
+        valid_name(name)?;
+        Ok(self.root.join(format!("{name}.toml")))
+    }
+
+    /// Dataset `name`'s settings (the defaults when it has no settings file).
+    pub fn settings(&self, name: &str) -> Result<DatasetSettings, GoldenError> {
+        let path = self.settings_path(name)?;
+        if !path.is_file() {
+            return Ok(DatasetSettings::default());
+        }
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(&path)
+            .map_err(|source| GoldenError::Io { path: shown.clone(), source })?;
+        let settings: DatasetSettings = toml::from_str(&text).map_err(|e| GoldenError::Invalid {
+            path: shown.clone(),
+            line: 1,
+            field: "settings".into(),
+            reason: e.to_string(),
+        })?;
+        if let Some(margin) = settings.margin
+            && !(0.0..1.0).contains(&margin)
+        {
+            return Err(GoldenError::Invalid {
+                path: shown,
+                line: 1,
+                field: "margin".into(),
+                reason: format!("must be within [0, 1), got {margin}"),
+            });
+        }
+        Ok(settings)
+    }
+
+    /// Writes dataset `name`'s settings.
+    pub fn write_settings(&self, name: &str, settings: &DatasetSettings) -> Result<(), GoldenError> {
+        if let Some(margin) = settings.margin
+            && !(0.0..1.0).contains(&margin)
+        {
+            return Err(GoldenError::Refused(format!("a margin must be within [0, 1), got {margin}")));
+        }
+        let path = self.settings_path(name)?;
+        let io = |source| GoldenError::Io { path: path.display().to_string(), source };
+        std::fs::create_dir_all(&self.root).map_err(io)?;
+        let text = toml::to_string(settings).map_err(|e| GoldenError::Refused(e.to_string()))?;
+        std::fs::write(&path, text).map_err(io)
     }
 
     /// Whether dataset `name` exists.
@@ -365,7 +423,13 @@ impl DatasetDir {
     pub fn remove(&self, name: &str) -> Result<(), GoldenError> {
         let path = self.path(name)?;
         std::fs::remove_file(&path)
-            .map_err(|source| GoldenError::Io { path: path.display().to_string(), source })
+            .map_err(|source| GoldenError::Io { path: path.display().to_string(), source })?;
+        let settings = self.settings_path(name)?;
+        if settings.is_file() {
+            std::fs::remove_file(&settings)
+                .map_err(|source| GoldenError::Io { path: settings.display().to_string(), source })?;
+        }
+        Ok(())
     }
 
     /// Appends items to a dataset (creating it), refusing ids it already has.
