@@ -370,7 +370,7 @@ pub(crate) enum GoldenCommand {
         against_reference: bool,
         /// Judge rubric (repeat; default correctness_vs_reference when every item has a
         /// reference, else correctness; none when only --check is given).
-        #[arg(long = "rubric")]
+        #[arg(long = "rubric", value_delimiter = ',')]
         rubrics: Vec<String>,
         /// A deterministic check for every item (repeat).
         #[arg(long = "check")]
@@ -390,6 +390,9 @@ pub(crate) enum GoldenCommand {
         /// Print the report JSON.
         #[arg(long)]
         json: bool,
+        /// Print the estimated cost (replays and judge apart) and run nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -408,7 +411,7 @@ pub(crate) enum ScheduleCommand {
         #[arg(long)]
         every: String,
         /// Judge rubric (repeat).
-        #[arg(long = "rubric")]
+        #[arg(long = "rubric", value_delimiter = ',')]
         rubrics: Vec<String>,
         /// A deterministic check for every item (repeat).
         #[arg(long = "check")]
@@ -630,7 +633,7 @@ enum ExperimentCommand {
         candidates: Vec<String>,
         /// Rubric (repeat for several; when omitted, every rubric that applies: not those
         /// needing references, nor pairwise ones against a replayed baseline).
-        #[arg(long = "rubric")]
+        #[arg(long = "rubric", value_delimiter = ',')]
         rubrics: Vec<String>,
         /// Exchanges to sample (all matching when omitted).
         #[arg(long)]
@@ -651,6 +654,9 @@ enum ExperimentCommand {
         /// Judge calls averaged per item and rubric (default: `[judge].samples`, else 1).
         #[arg(long)]
         judge_samples: Option<usize>,
+        /// Print the estimated cost (replays and judge apart) and create nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Print what an experiment froze: sample, candidates, rubrics (text hash, mode, scale) and
     /// the judge with its parameters.
@@ -794,6 +800,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             margin,
             spend_cap_usd,
             judge_samples,
+            dry_run,
         }) => {
             let app = open_app(&cli).await?;
             let request = ExperimentRequest {
@@ -809,6 +816,13 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 baseline: None,
                 checks: Vec::new(),
             };
+            let spec =
+                evaltap_worker::plan_experiment(&app.config, &app.rubrics, &app.store, request.clone())
+                    .await?;
+            println!("{}", evaltap_worker::estimate_cost(&app.store, &app.rubrics, &spec).await?.line());
+            if *dry_run {
+                return Ok(ExitCode::SUCCESS);
+            }
             let experiment =
                 evaltap_worker::create_experiment(&app.config, &app.rubrics, &app.store, request).await?;
             let progress = app.progress(&experiment).await?;

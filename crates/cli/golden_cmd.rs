@@ -383,6 +383,8 @@ pub struct GoldenRun {
     pub spend_cap_usd: Option<f64>,
     /// Jobs in flight.
     pub concurrency: usize,
+    /// Estimate the cost and run nothing.
+    pub dry_run: bool,
     /// No progress bar.
     pub quiet: bool,
 }
@@ -390,6 +392,20 @@ pub struct GoldenRun {
 /// Syncs the dataset, creates its run as an experiment over the version, runs it through the
 /// queue to the end and returns the report.
 pub async fn run(app: &App, dataset: &str, options: &GoldenRun) -> anyhow::Result<Report> {
+    let (request, estimate) = plan(app, dataset, options).await?;
+    eprintln!("{}", estimate.line());
+    let experiment =
+        evaltap_worker::create_experiment(&app.config, &app.rubrics, &app.store, request).await?;
+    app.run_to_done(&experiment, options.concurrency.max(1), options.quiet).await?;
+    Ok(evaltap_report::build(&app.store, &experiment).await?)
+}
+
+/// Syncs the dataset and plans its run: the request and what it is expected to cost.
+pub async fn plan(
+    app: &App,
+    dataset: &str,
+    options: &GoldenRun,
+) -> anyhow::Result<(ExperimentRequest, evaltap_worker::CostEstimate)> {
     let (version, _, items) = sync_items(app, dataset).await?;
     if items.is_empty() {
         bail!("dataset `{dataset}` has no items");
@@ -439,10 +455,10 @@ pub async fn run(app: &App, dataset: &str, options: &GoldenRun) -> anyhow::Resul
         baseline: Some(baseline),
         checks,
     };
-    let experiment =
-        evaltap_worker::create_experiment(&app.config, &app.rubrics, &app.store, request).await?;
-    app.run_to_done(&experiment, options.concurrency.max(1), options.quiet).await?;
-    Ok(evaltap_report::build(&app.store, &experiment).await?)
+    let spec =
+        evaltap_worker::plan_experiment(&app.config, &app.rubrics, &app.store, request.clone()).await?;
+    let estimate = evaltap_worker::estimate_cost(&app.store, &app.rubrics, &spec).await?;
+    Ok((request, estimate))
 }
 
 /// What a set of `items` can show at `margin`, said before a run when it is less than asked:
@@ -647,6 +663,7 @@ pub(crate) async fn dispatch(
             spend_cap_usd,
             concurrency,
             json,
+            dry_run,
         } => {
             let options = GoldenRun {
                 candidates: candidates.clone(),
@@ -659,7 +676,13 @@ pub(crate) async fn dispatch(
                 spend_cap_usd: *spend_cap_usd,
                 concurrency: *concurrency,
                 quiet: *json,
+                dry_run: *dry_run,
             };
+            if options.dry_run {
+                let (_, estimate) = plan(app, name, &options).await?;
+                println!("{}", estimate.line());
+                return Ok(std::process::ExitCode::SUCCESS);
+            }
             let report = run(app, name, &options).await?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&report)?);

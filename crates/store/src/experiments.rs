@@ -181,9 +181,17 @@ pub struct Experiment {
 }
 
 impl Store {
-    /// Creates an experiment and freezes its sample: matching exchanges ordered by a hash of
-    /// (experiment name, exchange id), the first `sample_size` kept.
+    /// Creates an experiment and freezes its sample (see [`Store::sample_item_ids`]).
     pub async fn create_experiment(&self, spec: ExperimentSpec) -> Result<Experiment> {
+        let ids = self.sample_item_ids(&spec).await?;
+        let experiment = Experiment { id: uuid::Uuid::now_v7().to_string(), created_at: Utc::now(), spec };
+        self.store_experiment(experiment, ids).await
+    }
+
+    /// The sample an experiment of `spec` would freeze now: the dataset's items, or the
+    /// matching exchanges, ordered by a hash of (experiment name, item id), the first
+    /// `sample_size` kept.
+    pub async fn sample_item_ids(&self, spec: &ExperimentSpec) -> Result<Vec<String>> {
         let mut ids: Vec<String> = match &spec.dataset {
             Some(dataset) => self.dataset_items(&dataset.version).await?.into_iter().map(|i| i.key).collect(),
             None => {
@@ -208,8 +216,11 @@ impl Store {
         }
         ids.sort_by_cached_key(|id| xxhash_rust::xxh3::xxh3_64(format!("{}\u{0}{id}", spec.name).as_bytes()));
         ids.truncate(spec.sample_size.unwrap_or(usize::MAX));
+        Ok(ids)
+    }
 
-        let experiment = Experiment { id: uuid::Uuid::now_v7().to_string(), created_at: Utc::now(), spec };
+    /// Stores a new experiment with `ids` (from [`Store::sample_item_ids`]) as its sample.
+    async fn store_experiment(&self, experiment: Experiment, ids: Vec<String>) -> Result<Experiment> {
         with_pool!(&self.pool, p => {
         let mut tx = p.begin().await?;
         let inserted = sqlx::query(

@@ -79,7 +79,8 @@ impl Store {
 
     /// Reserves `estimate_usd` for the call doing `work_key` if it fits under the cap, for
     /// `lease` (renewed with the work's lease). `None` when it does not fit: the experiment
-    /// is then marked capped.
+    /// is then marked capped, and from then on nothing fits — a smaller call of a later item
+    /// would otherwise buy a half-finished pair while the item in flight goes without.
     pub async fn reserve_spend(
         &self,
         experiment_id: &str,
@@ -96,7 +97,7 @@ impl Store {
             let fits = sqlx::query(
                 "UPDATE experiment_spend SET reserved_usd = reserved_usd + $2
                  WHERE experiment_id = $1
-                   AND (cap_usd IS NULL OR spent_usd + judge_spent_usd + reserved_usd + $2 <= cap_usd)",
+                   AND (cap_usd IS NULL OR (capped = FALSE AND spent_usd + judge_spent_usd + reserved_usd + $2 <= cap_usd))",
             )
             .bind(experiment_id)
             .bind(estimate_usd)

@@ -28,7 +28,7 @@ pub const QUEUED: &str = "queued";
 const CLAIM_READY_SQLITE: &str = "UPDATE work_claims SET owner = $1, expires_ms = $2, claims = claims + 1
      WHERE rowid IN (
          SELECT rowid FROM work_claims WHERE finished = FALSE AND expires_ms < $3
-         ORDER BY expires_ms LIMIT $4)
+         ORDER BY expires_ms, item_seq LIMIT $4)
      RETURNING experiment_id, work_key, claims";
 
 /// Claims ready work on PostgreSQL: rows another worker is claiming are skipped, not waited for.
@@ -36,9 +36,20 @@ const CLAIM_READY_POSTGRES: &str =
     "UPDATE work_claims w SET owner = $1, expires_ms = $2, claims = w.claims + 1
      FROM (SELECT experiment_id, work_key FROM work_claims
            WHERE finished = FALSE AND expires_ms < $3
-           ORDER BY expires_ms LIMIT $4 FOR UPDATE SKIP LOCKED) ready
+           ORDER BY expires_ms, item_seq LIMIT $4 FOR UPDATE SKIP LOCKED) ready
      WHERE w.experiment_id = ready.experiment_id AND w.work_key = ready.work_key
      RETURNING w.experiment_id, w.work_key, w.claims";
+
+/// The claim order of a unit of work: every unit of one item shares it (a hash of the
+/// experiment and the item), so ready work is claimed item by item, in a random order of items.
+pub fn item_seq(experiment_id: &str, work_key: &str) -> i64 {
+    let item = serde_json::from_str::<serde_json::Value>(work_key)
+        .ok()
+        .and_then(|key| key.get(1).and_then(serde_json::Value::as_str).map(str::to_string))
+        .unwrap_or_else(|| work_key.to_string());
+    // Non-negative, so the order reads the same on both engines.
+    (xxhash_rust::xxh3::xxh3_64(format!("{experiment_id}\u{0}{item}").as_bytes()) >> 1) as i64
+}
 
 /// Milliseconds since the Unix epoch (lease times on both engines).
 pub fn now_ms() -> i64 {
@@ -86,9 +97,10 @@ impl Store {
         for chunk in keys.chunks(500) {
             let (experiment, chunk_keys) = (experiment_id.to_string(), chunk.to_vec());
             let inserted: Vec<String> = small_write!(self, c => {
-                let mut insert = sqlx::QueryBuilder::new("INSERT INTO work_claims (experiment_id, work_key) ");
+                let mut insert =
+                    sqlx::QueryBuilder::new("INSERT INTO work_claims (experiment_id, work_key, item_seq) ");
                 insert.push_values(&chunk_keys, |mut row, key| {
-                    row.push_bind(&experiment).push_bind(key);
+                    row.push_bind(&experiment).push_bind(key).push_bind(item_seq(&experiment, key));
                 });
                 insert.push(" ON CONFLICT DO NOTHING RETURNING work_key");
                 Ok::<_, crate::StoreError>(insert.build_query_scalar().fetch_all(&mut *c).await?)
@@ -114,8 +126,8 @@ impl Store {
         // One write: insert or take over; else whether it is finished, and until when it is held.
         let claimed: std::result::Result<i64, (bool, i64)> = small_write!(self, c => {
             let claimed: Option<i64> = sqlx::query_scalar(
-                "INSERT INTO work_claims (experiment_id, work_key, owner, expires_ms, claims, finished)
-                 VALUES ($1, $2, $3, $4, 1, FALSE)
+                "INSERT INTO work_claims (experiment_id, work_key, owner, expires_ms, claims, finished, item_seq)
+                 VALUES ($1, $2, $3, $4, 1, FALSE, $6)
                  ON CONFLICT (experiment_id, work_key) DO UPDATE
                     SET owner = excluded.owner, expires_ms = excluded.expires_ms, claims = work_claims.claims + 1
                   WHERE work_claims.finished = FALSE
@@ -127,6 +139,7 @@ impl Store {
             .bind(&holder)
             .bind(expires_ms)
             .bind(now)
+            .bind(item_seq(&experiment, &work))
             .fetch_optional(&mut *c)
             .await?;
             Ok::<_, crate::StoreError>(match claimed {
@@ -338,7 +351,7 @@ macro_rules! register_follow_ups_in {
             Ok::<Vec<String>, $crate::StoreError>(Vec::new())
         } else {
             let mut insert = sqlx::QueryBuilder::new(
-                "INSERT INTO work_claims (experiment_id, work_key, owner, expires_ms, claims) ",
+                "INSERT INTO work_claims (experiment_id, work_key, owner, expires_ms, claims, item_seq) ",
             );
             insert.push_values(follow_ups.keys.iter().enumerate(), |mut row, (i, key)| {
                 let (owner, expires, claims) = if i == 0 {
@@ -350,7 +363,8 @@ macro_rules! register_follow_ups_in {
                     .push_bind(key)
                     .push_bind(owner)
                     .push_bind(expires)
-                    .push_bind(claims);
+                    .push_bind(claims)
+                    .push_bind($crate::work::item_seq(&follow_ups.experiment_id, key));
             });
             insert.push(" ON CONFLICT DO NOTHING RETURNING work_key");
             Ok(insert.build_query_scalar().fetch_all($conn).await?)

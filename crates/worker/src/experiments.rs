@@ -75,6 +75,20 @@ pub async fn create_experiment(
     store: &Store,
     request: ExperimentRequest,
 ) -> Result<Experiment, CreateError> {
+    let spec = plan_experiment(config, rubrics, store, request).await?;
+    let experiment = store.create_experiment(spec).await?;
+    enqueue_missing(store, &experiment).await?;
+    Ok(experiment)
+}
+
+/// Validates `request` against the configuration and freezes what the experiment would run,
+/// without storing anything (what `--dry-run` estimates).
+pub async fn plan_experiment(
+    config: &Config,
+    rubrics: &Rubrics,
+    store: &Store,
+    request: ExperimentRequest,
+) -> Result<ExperimentSpec, CreateError> {
     let invalid = |msg: String| Err(CreateError::Invalid(msg));
     if request.name.trim().is_empty() {
         return invalid("the experiment needs a name".into());
@@ -253,7 +267,5 @@ pub async fn create_experiment(
         baseline,
         checks: request.checks,
     };
-    let experiment = store.create_experiment(spec).await?;
-    enqueue_missing(store, &experiment).await?;
-    Ok(experiment)
+    Ok(spec)
 }

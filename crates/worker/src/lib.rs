@@ -6,12 +6,14 @@
 //! that dies leaves its claims to run out, to be taken over, so a crashed worker loses nothing.
 
 mod claims;
+pub mod estimate;
 pub mod experiments;
 pub mod jobs;
 pub mod queue;
 mod services;
 
-pub use experiments::{CreateError, DEFAULT_MARGIN, ExperimentRequest, create_experiment};
+pub use estimate::{CostEstimate, estimate_cost};
+pub use experiments::{CreateError, DEFAULT_MARGIN, ExperimentRequest, create_experiment, plan_experiment};
 pub use jobs::{EvalJob, JobOutcome, judge, replay};
 pub use queue::{Queue, enqueue, enqueue_missing, missing_jobs, requeue_unfinished, run_worker};
 pub use services::Services;
