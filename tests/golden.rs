@@ -172,7 +172,7 @@ crate::on_both_engines! {
             .collect();
         let file = bench.dir.0.join("sums.jsonl");
         std::fs::write(&file, items).expect("write");
-        assert_eq!(golden_cmd::import(app, "sums", &file, None, &[]).expect("imports"), 40);
+        assert_eq!(golden_cmd::import(app, "sums", &file, None, &[]).expect("imports").0, 40);
         // medium answers in sentences, small with bare numbers.
         let options = GoldenRun {
             baseline: Some("medium".into()),

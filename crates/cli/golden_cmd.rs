@@ -98,24 +98,33 @@ pub fn add(app: &App, name: &str, new: &NewItem) -> anyhow::Result<String> {
     Ok(id)
 }
 
-/// Imports a foreign (or native) file into a dataset, all or nothing; returns the count.
+/// Imports a foreign (or native) file into a dataset, all or nothing; returns the count and
+/// what became of the source's fields (mapped, skipped and why).
 pub fn import(
     app: &App,
     name: &str,
     file: &Path,
     format: Option<&str>,
     map: &[String],
-) -> anyhow::Result<usize> {
+) -> anyhow::Result<(usize, Vec<String>)> {
     let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let path = file.display().to_string();
-    let format = format.unwrap_or_else(|| formats::detect(&path, &text));
-    let items = formats::by_name(format)?.import(&path, &text, &FieldMap::parse(map)?)?;
+    let detected = formats::detect(&path, &text);
+    let format = format.unwrap_or(detected);
+    let mut notes = evaltap_golden::ImportNotes::default();
+    let items = formats::by_name(format)?.import_noting(&path, &text, &FieldMap::parse(map)?, &mut notes)?;
     if items.is_empty() {
         bail!("{path}: no items");
     }
     let count = items.len();
     datasets(app).append(name, items)?;
-    Ok(count)
+    let mut lines = notes.lines();
+    if format != detected && !notes.skipped.is_empty() {
+        lines.push(format!(
+            "this file looks like `{detected}`, not `{format}`: `--format {detected}` would read what was skipped"
+        ));
+    }
+    Ok((count, lines))
 }
 
 /// A dataset in another tool's shape.
@@ -583,9 +592,12 @@ pub(crate) async fn dispatch(
             }
         }
         G::Import { name, file, format, map } => {
-            let count = import(app, name, file, format.as_deref(), map)?;
+            let (count, notes) = import(app, name, file, format.as_deref(), map)?;
             let (version, _, total) = sync(app, name).await?;
             println!("imported {count} items into {name} ({total} items, version {})", &version[..12]);
+            for note in notes {
+                println!("  {note}");
+            }
         }
         G::Export { name, format, out } => {
             let text = export(app, name, format)?;

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 pub use checks::{Check, CheckError};
-pub use formats::{FieldMap, Format};
+pub use formats::{FieldMap, Format, ImportNotes};
 
 /// Why a dataset could not be read, written or imported.
 #[derive(Debug, thiserror::Error)]

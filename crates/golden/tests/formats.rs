@@ -114,3 +114,76 @@ fn a_failed_import_leaves_the_dataset_file_unchanged() {
     assert_eq!(std::fs::read(datasets.path("keep").expect("path")).expect("read"), before);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn an_import_says_what_each_field_became_and_what_it_skipped() {
+    // Langfuse's Python SDK writes `expected_output`; an object reference is kept as JSON text.
+    let text = "{\"id\": \"a\", \"input\": \"Give JSON\", \"expected_output\": {\"ok\": true}, \"trace_id\": \"t1\"}\n";
+    assert_eq!(formats::detect("x.jsonl", text), "langfuse");
+    let mut notes = evaltap_golden::ImportNotes::default();
+    let items = formats::by_name("langfuse")
+        .expect("format")
+        .import_noting("x.jsonl", text, &FieldMap::default(), &mut notes)
+        .expect("imports");
+    assert_eq!(items[0].reference.as_deref(), Some("{\"ok\":true}"));
+    let lines = notes.lines();
+    assert!(
+        lines.contains(
+            &"mapped expected_output → reference (an object: kept as its JSON text) (1 record)".to_string()
+        ),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("skipped trace_id: not a field this format reads")),
+        "{lines:?}"
+    );
+    // A Langfuse file read as Braintrust: its references are skipped, and said to be.
+    let (path, text) = fixture("langfuse.jsonl");
+    let mut notes = evaltap_golden::ImportNotes::default();
+    let items = formats::by_name("braintrust")
+        .expect("format")
+        .import_noting(&path, &text, &FieldMap::default(), &mut notes)
+        .expect("imports");
+    assert!(items.iter().all(|i| i.reference.is_none()));
+    assert!(notes.skipped.contains_key("expectedOutput"), "{notes:?}");
+    // promptfoo's model-graded assertions are kept, not run — and said so.
+    let (path, text) = fixture("promptfoo.yaml");
+    let mut notes = evaltap_golden::ImportNotes::default();
+    formats::by_name("promptfoo")
+        .expect("format")
+        .import_noting(&path, &text, &FieldMap::default(), &mut notes)
+        .expect("imports");
+    assert!(
+        notes.skipped.get("assert llm-rubric").is_some_and(|(why, n)| why.contains("not run") && *n == 1),
+        "{notes:?}"
+    );
+}
+
+#[test]
+fn promptfoo_exports_checks_as_assertions_promptfoo_runs() {
+    let mut item = Item::from_input("q", "Reply in JSON");
+    item.reference = Some("{\"a\": 1}".into());
+    item.checks = vec![
+        Check::Contains { value: "a".into(), case_sensitive: true },
+        Check::Contains { value: "A".into(), case_sensitive: false },
+        Check::Regex { pattern: "^\\{".into() },
+        Check::JsonValid,
+        Check::MaxLength { chars: 80 },
+        Check::Equals { value: None, trim: true, case_sensitive: true, unicode: true },
+    ];
+    let promptfoo = formats::by_name("promptfoo").expect("format");
+    let exported = promptfoo.export(std::slice::from_ref(&item)).expect("exports");
+    let test: serde_json::Value = serde_json::from_str(exported.trim()).expect("json");
+    let types: Vec<&str> = test["assert"]
+        .as_array()
+        .expect("asserts")
+        .iter()
+        .map(|a| a["type"].as_str().expect("type"))
+        .collect();
+    assert_eq!(types, ["contains", "icontains", "regex", "is-json", "javascript", "equals"]);
+    assert_eq!(test["assert"][4]["value"], "output.length <= 80");
+    assert_eq!(test["assert"][5]["value"], "{\"a\": 1}", "equals against the reference");
+    // Back in, the same checks, not twice as many.
+    let back = promptfoo.import("x.jsonl", &exported, &FieldMap::default()).expect("re-imports");
+    assert_eq!(back[0].checks, item.checks);
+}

@@ -57,6 +57,23 @@ pub struct Reservation {
     pub estimate_usd: f64,
 }
 
+/// A waiting call's place in line is dropped once it has not asked again for this long (its
+/// worker died).
+const WAITER_STALE_MS: i64 = 5_000;
+
+/// What asking to reserve a call's cost found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reserve {
+    /// It fits: reserved.
+    Reserved(Reservation),
+    /// It does not fit while calls in flight hold reservations (or an earlier item's call
+    /// waits), but would fit on what is settled: ask again shortly — reservations are upper
+    /// bounds, so most of them come back. The call is in line meanwhile.
+    Wait,
+    /// It does not fit on what is settled: the experiment is capped and nothing fits any more.
+    Exhausted,
+}
+
 fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
@@ -78,9 +95,10 @@ impl Store {
     }
 
     /// Reserves `estimate_usd` for the call doing `work_key` if it fits under the cap, for
-    /// `lease` (renewed with the work's lease). `None` when it does not fit: the experiment
-    /// is then marked capped, and from then on nothing fits — a smaller call of a later item
-    /// would otherwise buy a half-finished pair while the item in flight goes without.
+    /// `lease` (renewed with the work's lease). When it does not fit, [`Reserve::Wait`] if
+    /// only reservations of calls in flight stand in the way; else [`Reserve::Exhausted`]: the
+    /// experiment is marked capped, and from then on nothing fits — a smaller call of a later
+    /// item would otherwise buy a half-finished pair while the item in flight goes without.
     pub async fn reserve_spend(
         &self,
         experiment_id: &str,
@@ -88,31 +106,72 @@ impl Store {
         work_key: &str,
         estimate_usd: f64,
         lease: Duration,
-    ) -> Result<Option<Reservation>> {
+    ) -> Result<Reserve> {
         self.open_spend(experiment_id, None).await?;
         let now = now_ms();
         let id = uuid::Uuid::now_v7().to_string();
+        let seq = crate::work::item_seq(experiment_id, work_key);
         with_pool!(&self.pool, p => {
             let mut tx = p.begin().await?;
+            // Fits: under the cap with what calls in flight hold, and no earlier item's call
+            // waiting for room (fresh within WAITER_STALE_MS).
             let fits = sqlx::query(
                 "UPDATE experiment_spend SET reserved_usd = reserved_usd + $2
                  WHERE experiment_id = $1
-                   AND (cap_usd IS NULL OR (capped = FALSE AND spent_usd + judge_spent_usd + reserved_usd + $2 <= cap_usd))",
+                   AND (cap_usd IS NULL OR (capped = FALSE
+                        AND spent_usd + judge_spent_usd + reserved_usd + $2 <= cap_usd
+                        AND NOT EXISTS (SELECT 1 FROM spend_waiters w WHERE w.experiment_id = $1
+                                          AND w.item_seq < $3 AND w.since_ms > $4)))",
             )
             .bind(experiment_id)
             .bind(estimate_usd)
+            .bind(seq)
+            .bind(now - WAITER_STALE_MS)
             .execute(&mut *tx)
             .await?
             .rows_affected()
                 == 1;
             if !fits {
-                sqlx::query("UPDATE experiment_spend SET capped = TRUE WHERE experiment_id = $1")
+                // It fits on what is settled: what stands in the way (calls in flight, an earlier
+                // item's call in line) passes, so wait. Else the money is gone.
+                let wait = sqlx::query(
+                    "SELECT 1 FROM experiment_spend WHERE experiment_id = $1 AND capped = FALSE
+                       AND spent_usd + judge_spent_usd + $2 <= cap_usd",
+                )
+                .bind(experiment_id)
+                .bind(estimate_usd)
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
+                if wait {
+                    sqlx::query(
+                        "INSERT INTO spend_waiters (experiment_id, work_key, item_seq, since_ms) VALUES ($1, $2, $3, $4)
+                         ON CONFLICT (experiment_id, work_key) DO UPDATE SET since_ms = excluded.since_ms",
+                    )
                     .bind(experiment_id)
+                    .bind(work_key)
+                    .bind(seq)
+                    .bind(now)
                     .execute(&mut *tx)
                     .await?;
+                } else {
+                    sqlx::query("UPDATE experiment_spend SET capped = TRUE WHERE experiment_id = $1")
+                        .bind(experiment_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlx::query("DELETE FROM spend_waiters WHERE experiment_id = $1")
+                        .bind(experiment_id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 tx.commit().await?;
-                return Ok(None);
+                return Ok(if wait { Reserve::Wait } else { Reserve::Exhausted });
             }
+            sqlx::query("DELETE FROM spend_waiters WHERE experiment_id = $1 AND work_key = $2")
+                .bind(experiment_id)
+                .bind(work_key)
+                .execute(&mut *tx)
+                .await?;
             sqlx::query(
                 "INSERT INTO spend_reservations
                     (id, experiment_id, kind, work_key, estimate_usd, status, expires_ms, created_ms)
@@ -128,7 +187,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;
-            Ok(Some(Reservation { id, experiment_id: experiment_id.into(), estimate_usd }))
+            Ok(Reserve::Reserved(Reservation { id, experiment_id: experiment_id.into(), estimate_usd }))
         })
     }
 

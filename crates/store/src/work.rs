@@ -279,6 +279,26 @@ impl Store {
         })
     }
 
+    /// Gives held work back unfinished until `until_ms`, when it is ready for any claim again;
+    /// the claim it had is not counted (it called nothing). For work that waits on something
+    /// else, such as room under the spend cap.
+    pub async fn defer_lease(&self, lease: &Lease, until_ms: i64) -> Result<()> {
+        let lease = lease.clone();
+        small_write!(self, c => {
+            sqlx::query(
+                "UPDATE work_claims SET owner = '', expires_ms = $4, claims = claims - 1
+                 WHERE experiment_id = $1 AND work_key = $2 AND owner = $3 AND finished = FALSE",
+            )
+            .bind(&lease.experiment_id)
+            .bind(&lease.work_key)
+            .bind(&lease.owner)
+            .bind(until_ms)
+            .execute(&mut *c)
+            .await?;
+            Ok::<_, crate::StoreError>(())
+        })
+    }
+
     /// Deletes finished jobs from the job queue's table (results live in evaltap's tables).
     pub async fn purge_finished_queue_jobs(&self) -> Result<u64> {
         Ok(match &self.pool {

@@ -7,7 +7,7 @@ use evaltap_judge::Winner;
 use evaltap_providers::replay_body;
 use evaltap_store::{
     BASELINE, BaselineSpec, ExperimentSpec, ITEM_DATASET, ITEM_EXCHANGE, JudgmentRecord, ReplayRecord,
-    SpendKind,
+    Reserve, SpendKind,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -92,6 +92,9 @@ pub enum JobOutcome {
         /// Follow-up jobs.
         follow_up: Vec<EvalJob>,
     },
+    /// Nothing was called or stored: the call waits for room under the spend cap that calls in
+    /// flight hold; the work is handed back, to be claimed again shortly.
+    Deferred,
 }
 
 impl JobOutcome {
@@ -99,7 +102,7 @@ impl JobOutcome {
     pub fn follow_up(&self) -> &[EvalJob] {
         match self {
             JobOutcome::Stored { follow_up, .. } | JobOutcome::AlreadyDone { follow_up } => follow_up,
-            JobOutcome::Failed { .. } => &[],
+            JobOutcome::Failed { .. } | JobOutcome::Deferred => &[],
         }
     }
 }
@@ -193,6 +196,31 @@ pub async fn load_item(svc: &Services, spec: &ExperimentSpec, item_id: &str) -> 
 /// Whether a job failed because its item's stored row does not read back (it never will).
 fn unreadable(err: &WorkerError) -> bool {
     matches!(err, WorkerError::Store(evaltap_store::StoreError::Json { .. }))
+}
+
+/// How long a call waits in line for room under the spend cap, holding its claim, before it
+/// hands its work back (to be claimed again) instead.
+const WAIT_IN_LINE: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// How often a waiting call asks again.
+const ASK_AGAIN: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Reserves a call's cost under the cap, waiting in line while calls in flight (or an earlier
+/// item's call) stand in the way: `Wait` only once [`WAIT_IN_LINE`] has passed.
+async fn reserve_in_line(
+    svc: &Services,
+    experiment_id: &str,
+    kind: SpendKind,
+    key: &str,
+    estimate: f64,
+) -> Result<Reserve, WorkerError> {
+    let deadline = tokio::time::Instant::now() + WAIT_IN_LINE;
+    loop {
+        match svc.store.reserve_spend(experiment_id, kind, key, estimate, svc.lease).await? {
+            Reserve::Wait if tokio::time::Instant::now() < deadline => tokio::time::sleep(ASK_AGAIN).await,
+            decided => return Ok(decided),
+        }
+    }
 }
 
 /// Output tokens a replay is budgeted at when neither the request's `max_tokens` nor the
@@ -296,6 +324,8 @@ async fn replay_claimed(
     let result = replay_held(svc, &experiment, item_id, candidate, &key).await;
     if result.is_err() {
         held.release(svc).await;
+    } else if matches!(result, Ok(JobOutcome::Deferred)) {
+        held.defer(svc).await;
     } else if held.claims() > 1 {
         tracing::info!(experiment_id, item_id, candidate, "replayed after taking over a claim");
     }
@@ -357,18 +387,16 @@ async fn replay_held(
     // Without a cap there is nothing to reserve against: only the actual cost is recorded.
     let reservation = match experiment.spec.spend_cap_usd {
         None => None,
-        Some(_) => {
-            match svc.store.reserve_spend(experiment_id, SpendKind::Replay, key, estimate, svc.lease).await? {
-                Some(reservation) => Some(reservation),
-                None => {
-                    let reason = SPEND_CAP_REACHED.to_string();
-                    record.error = Some(reason.clone());
-                    record.skipped = Some(reason.clone());
-                    return store_replay(svc, experiment, &record, JobOutcome::Failed { error: reason })
-                        .await;
-                }
+        Some(_) => match reserve_in_line(svc, experiment_id, SpendKind::Replay, key, estimate).await? {
+            Reserve::Reserved(reservation) => Some(reservation),
+            Reserve::Wait => return Ok(JobOutcome::Deferred),
+            Reserve::Exhausted => {
+                let reason = SPEND_CAP_REACHED.to_string();
+                record.error = Some(reason.clone());
+                record.skipped = Some(reason.clone());
+                return store_replay(svc, experiment, &record, JobOutcome::Failed { error: reason }).await;
             }
-        }
+        },
     };
     let result = svc.candidate_client(config).chat(&body).await;
     let actual = match &result {
@@ -526,7 +554,9 @@ async fn judge_claimed(
 ) -> Result<JobOutcome, WorkerError> {
     let key = evaltap_store::judgment_work_key(item_id, subject, rubric, position);
     let result = judge_held(svc, experiment_id, item_id, subject, rubric, position, &key).await;
-    if !matches!(result, Ok(JobOutcome::Stored { .. } | JobOutcome::Failed { .. })) {
+    if matches!(result, Ok(JobOutcome::Deferred)) {
+        held.defer(svc).await;
+    } else if !matches!(result, Ok(JobOutcome::Stored { .. } | JobOutcome::Failed { .. })) {
         held.release(svc).await;
     }
     result
@@ -582,7 +612,11 @@ async fn judge_held(
                 output_tokens: JUDGE_OUTPUT_TOKENS_ESTIMATE,
             }) * samples as f64;
             let reservation = if capped {
-                svc.store.reserve_spend(experiment_id, SpendKind::Judge, key, estimate, svc.lease).await?
+                match reserve_in_line(svc, experiment_id, SpendKind::Judge, key, estimate).await? {
+                    Reserve::Reserved(reservation) => Some(reservation),
+                    Reserve::Wait => return Ok(JobOutcome::Deferred),
+                    Reserve::Exhausted => None,
+                }
             } else {
                 None
             };

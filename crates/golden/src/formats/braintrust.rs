@@ -1,6 +1,6 @@
 //! Braintrust dataset records: `{id, input, expected, metadata, tags}`.
 
-use super::{Common, FieldMap, Format, import_common};
+use super::{Common, FieldMap, Format, ImportNotes, import_common};
 use crate::{GoldenError, Item};
 
 /// Braintrust.
@@ -11,9 +11,21 @@ impl Format for Braintrust {
         "braintrust"
     }
 
-    fn import(&self, path: &str, text: &str, map: &FieldMap) -> Result<Vec<Item>, GoldenError> {
-        let fields =
-            Common { id: "id", input: "input", reference: "expected", metadata: "metadata", tags: "tags" };
-        import_common(path, text, map, &fields)
+    fn import_noting(
+        &self,
+        path: &str,
+        text: &str,
+        map: &FieldMap,
+        notes: &mut ImportNotes,
+    ) -> Result<Vec<Item>, GoldenError> {
+        let fields = Common {
+            id: "id",
+            input: "input",
+            reference: "expected",
+            reference_aliases: &[],
+            metadata: "metadata",
+            tags: "tags",
+        };
+        import_common(path, text, map, &fields, notes)
     }
 }

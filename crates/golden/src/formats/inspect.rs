@@ -1,7 +1,7 @@
 //! Inspect (UK AISI) samples: `{id, input, target, metadata}`, `input` a string or chat
 //! messages, `target` a string or a list.
 
-use super::{Common, FieldMap, Format, import_common};
+use super::{Common, FieldMap, Format, ImportNotes, import_common};
 use crate::{GoldenError, Item};
 
 /// Inspect.
@@ -12,9 +12,21 @@ impl Format for Inspect {
         "inspect"
     }
 
-    fn import(&self, path: &str, text: &str, map: &FieldMap) -> Result<Vec<Item>, GoldenError> {
-        let fields =
-            Common { id: "id", input: "input", reference: "target", metadata: "metadata", tags: "tags" };
-        import_common(path, text, map, &fields)
+    fn import_noting(
+        &self,
+        path: &str,
+        text: &str,
+        map: &FieldMap,
+        notes: &mut ImportNotes,
+    ) -> Result<Vec<Item>, GoldenError> {
+        let fields = Common {
+            id: "id",
+            input: "input",
+            reference: "target",
+            reference_aliases: &[],
+            metadata: "metadata",
+            tags: "tags",
+        };
+        import_common(path, text, map, &fields, notes)
     }
 }

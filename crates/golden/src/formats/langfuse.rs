@@ -3,22 +3,34 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{Common, FieldMap, Format, import_common, input_value};
+use super::{Common, FieldMap, Format, ImportNotes, import_common, input_value};
 use crate::{GoldenError, Item};
 
 /// Langfuse.
 pub struct Langfuse;
 
-const FIELDS: Common<'static> =
-    Common { id: "id", input: "input", reference: "expectedOutput", metadata: "metadata", tags: "tags" };
+const FIELDS: Common<'static> = Common {
+    id: "id",
+    input: "input",
+    reference: "expectedOutput",
+    reference_aliases: &["expected_output"],
+    metadata: "metadata",
+    tags: "tags",
+};
 
 impl Format for Langfuse {
     fn name(&self) -> &'static str {
         "langfuse"
     }
 
-    fn import(&self, path: &str, text: &str, map: &FieldMap) -> Result<Vec<Item>, GoldenError> {
-        import_common(path, text, map, &FIELDS)
+    fn import_noting(
+        &self,
+        path: &str,
+        text: &str,
+        map: &FieldMap,
+        notes: &mut ImportNotes,
+    ) -> Result<Vec<Item>, GoldenError> {
+        import_common(path, text, map, &FIELDS, notes)
     }
 
     fn export(&self, items: &[Item]) -> Option<String> {

@@ -49,12 +49,59 @@ impl FieldMap {
     }
 }
 
+/// What an import did with the source's fields: what each became, and what it left out and
+/// why — so nothing is dropped without a word.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ImportNotes {
+    /// Source field → (what it became, records that had it).
+    pub mapped: BTreeMap<String, (String, usize)>,
+    /// Source field (or assertion) → (why it was not imported, records that had it).
+    pub skipped: BTreeMap<String, (String, usize)>,
+}
+
+impl ImportNotes {
+    /// `theirs` became `ours` in one more record.
+    pub fn map(&mut self, theirs: &str, ours: &str) {
+        self.mapped.entry(theirs.to_string()).or_insert_with(|| (ours.to_string(), 0)).1 += 1;
+    }
+
+    /// `theirs` was left out of one more record, for `why`.
+    pub fn skip(&mut self, theirs: &str, why: &str) {
+        self.skipped.entry(theirs.to_string()).or_insert_with(|| (why.to_string(), 0)).1 += 1;
+    }
+
+    /// One line per field: `mapped expectedOutput → reference (2 records)`,
+    /// `skipped expected_output: not a field langfuse maps (2 records)`.
+    pub fn lines(&self) -> Vec<String> {
+        let records = |n: usize| if n == 1 { "1 record".to_string() } else { format!("{n} records") };
+        self.mapped
+            .iter()
+            .map(|(theirs, (ours, n))| format!("mapped {theirs} → {ours} ({})", records(*n)))
+            .chain(
+                self.skipped
+                    .iter()
+                    .map(|(theirs, (why, n))| format!("skipped {theirs}: {why} ({})", records(*n))),
+            )
+            .collect()
+    }
+}
+
 /// One tool's dataset shape.
 pub trait Format: Sync {
     /// Its name on the command line.
     fn name(&self) -> &'static str;
+    /// Reads a file's text into items, saying in `notes` what each field became.
+    fn import_noting(
+        &self,
+        path: &str,
+        text: &str,
+        map: &FieldMap,
+        notes: &mut ImportNotes,
+    ) -> Result<Vec<Item>, GoldenError>;
     /// Reads a file's text into items.
-    fn import(&self, path: &str, text: &str, map: &FieldMap) -> Result<Vec<Item>, GoldenError>;
+    fn import(&self, path: &str, text: &str, map: &FieldMap) -> Result<Vec<Item>, GoldenError> {
+        self.import_noting(path, text, map, &mut ImportNotes::default())
+    }
     /// Writes items in this shape, if the tool can read them back.
     fn export(&self, _items: &[Item]) -> Option<String> {
         None
@@ -95,7 +142,7 @@ pub fn detect(path: &str, text: &str) -> &'static str {
     let has = |k: &str| first.contains_key(k);
     if has("vars") || has("assert") {
         "promptfoo"
-    } else if has("expectedOutput") {
+    } else if has("expectedOutput") || has("expected_output") {
         "langfuse"
     } else if has("expected") {
         "braintrust"
@@ -150,6 +197,8 @@ pub(crate) struct Common<'a> {
     pub id: &'a str,
     pub input: &'a str,
     pub reference: &'a str,
+    /// Other names the tool's exports use for the reference (read when the first is absent).
+    pub reference_aliases: &'a [&'a str],
     pub metadata: &'a str,
     pub tags: &'a str,
 }
@@ -161,6 +210,7 @@ impl Common<'_> {
         line: usize,
         record: &Map<String, Value>,
         map: &FieldMap,
+        notes: &mut ImportNotes,
     ) -> Result<Item, GoldenError> {
         let invalid = |field: &str, reason: String| GoldenError::Invalid {
             path: path.into(),
@@ -177,7 +227,32 @@ impl Common<'_> {
             Some(Value::Object(m)) => m.clone(),
             Some(_) => return Err(invalid(map.name("metadata", self.metadata), "must be an object".into())),
         };
-        let reference_value = map.get(record, "reference", self.reference);
+        let reference_name = match map.0.get("reference") {
+            Some(mapped) => mapped.as_str(),
+            None => std::iter::once(self.reference)
+                .chain(self.reference_aliases.iter().copied())
+                .find(|name| record.get(*name).is_some_and(|v| !v.is_null()))
+                .unwrap_or(self.reference),
+        };
+        let reference_value = record.get(reference_name).filter(|v| !v.is_null());
+        // Say what became of every field of the record.
+        let ours = [
+            (map.name("id", self.id), "id"),
+            (input_name, "input"),
+            (reference_name, "reference"),
+            (map.name("metadata", self.metadata), "metadata"),
+            (map.name("tags", self.tags), "tags"),
+        ];
+        for (key, value) in record {
+            match ours.iter().find(|(theirs, _)| theirs == key) {
+                Some((_, "reference")) if value.is_object() => {
+                    notes.map(key, "reference (an object: kept as its JSON text)")
+                }
+                Some((_, ours)) => notes.map(key, ours),
+                None if value.is_null() => {}
+                None => notes.skip(key, "not a field this format reads (--map ours=theirs reads it)"),
+            }
+        }
         if let Some(Value::Array(all)) = reference_value
             && all.len() > 1
         {
@@ -210,10 +285,11 @@ pub(crate) fn import_common(
     text: &str,
     map: &FieldMap,
     common: &Common<'_>,
+    notes: &mut ImportNotes,
 ) -> Result<Vec<Item>, GoldenError> {
     let items = records(path, text)?
         .iter()
-        .map(|(line, record)| common.item(path, *line, record, map))
+        .map(|(line, record)| common.item(path, *line, record, map, notes))
         .collect::<Result<Vec<_>, _>>()?;
     crate::check_unique(path, &items)?;
     Ok(items)

@@ -1,6 +1,6 @@
 //! evaltap's own JSONL (see the crate docs).
 
-use super::{FieldMap, Format};
+use super::{FieldMap, Format, ImportNotes};
 use crate::{GoldenError, Item};
 
 /// evaltap's JSONL.
@@ -11,7 +11,13 @@ impl Format for Native {
         "native"
     }
 
-    fn import(&self, path: &str, text: &str, map: &FieldMap) -> Result<Vec<Item>, GoldenError> {
+    fn import_noting(
+        &self,
+        path: &str,
+        text: &str,
+        map: &FieldMap,
+        _notes: &mut ImportNotes,
+    ) -> Result<Vec<Item>, GoldenError> {
         if !map.0.is_empty() {
             return Err(GoldenError::Refused("--map applies to foreign formats, not native JSONL".into()));
         }

@@ -2,7 +2,7 @@
 //! `ideal` a string or a list of acceptable answers (the first is the reference, all are kept
 //! in metadata).
 
-use super::{Common, FieldMap, Format, import_common};
+use super::{Common, FieldMap, Format, ImportNotes, import_common};
 use crate::{GoldenError, Item};
 
 /// OpenAI evals.
@@ -13,9 +13,21 @@ impl Format for OpenAiEvals {
         "openai-evals"
     }
 
-    fn import(&self, path: &str, text: &str, map: &FieldMap) -> Result<Vec<Item>, GoldenError> {
-        let fields =
-            Common { id: "id", input: "input", reference: "ideal", metadata: "metadata", tags: "tags" };
-        import_common(path, text, map, &fields)
+    fn import_noting(
+        &self,
+        path: &str,
+        text: &str,
+        map: &FieldMap,
+        notes: &mut ImportNotes,
+    ) -> Result<Vec<Item>, GoldenError> {
+        let fields = Common {
+            id: "id",
+            input: "input",
+            reference: "ideal",
+            reference_aliases: &[],
+            metadata: "metadata",
+            tags: "tags",
+        };
+        import_common(path, text, map, &fields, notes)
     }
 }

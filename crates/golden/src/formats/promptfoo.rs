@@ -7,7 +7,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{FieldMap, Format, Records, input_value};
+use super::{FieldMap, Format, ImportNotes, Records, input_value};
 use crate::{Check, GoldenError, Item};
 
 /// promptfoo.
@@ -132,12 +132,64 @@ fn check_from_assert(assertion: &Value) -> Option<Result<Check, String>> {
     )
 }
 
+/// The `metric` of assertions evaltap writes for its checks: on import beside
+/// `metadata.evaltap_checks` they are those checks, not more of them.
+const CHECK_METRIC: &str = "evaltap:";
+
+/// The promptfoo assertion that runs `check` (its own type where promptfoo has one, JavaScript
+/// over the output where not), tagged with `metric` `evaltap:<check>`; `None` for what promptfoo
+/// cannot express (an `equals` with no value and no reference).
+fn assert_from_check(check: &Check, reference: Option<&str>) -> Option<Value> {
+    let mut assertion = promptfoo_assertion(check, reference)?;
+    assertion["metric"] = json!(format!("{CHECK_METRIC}{}", check.name()));
+    Some(assertion)
+}
+
+fn promptfoo_assertion(check: &Check, reference: Option<&str>) -> Option<Value> {
+    let js = |body: String| Some(json!({"type": "javascript", "value": body}));
+    match check {
+        Check::JsonValid => Some(json!({"type": "is-json"})),
+        Check::JsonSchema { schema } => Some(json!({"type": "is-json", "value": schema})),
+        Check::Regex { pattern } => Some(json!({"type": "regex", "value": pattern})),
+        Check::Contains { value, case_sensitive: true } => Some(json!({"type": "contains", "value": value})),
+        Check::Contains { value, case_sensitive: false } => {
+            Some(json!({"type": "icontains", "value": value}))
+        }
+        Check::Equals { value, .. } => {
+            let expected = value.as_deref().or(reference)?;
+            Some(json!({"type": "equals", "value": expected}))
+        }
+        Check::MaxLength { chars } => js(format!("output.length <= {chars}")),
+        Check::ToolCall { name, .. } => match name {
+            Some(name) => js(format!(
+                "(Array.isArray(output) ? output : [output]).some(c => (c.function || c).name === {})",
+                json!(name)
+            )),
+            None => js("typeof output === 'object' && output !== null".to_string()),
+        },
+        Check::Refusal { expected } => js(format!(
+            "/\\b(i can't|i cannot|i can not|i won't|i will not|i'm not able|i am not able|i'm unable|i am unable|sorry)\\b/i.test(output) === {expected}"
+        )),
+    }
+}
+
+/// Whether `assertion` is one evaltap wrote for one of its checks.
+fn is_own_check(assertion: &Value) -> bool {
+    assertion.get("metric").and_then(Value::as_str).is_some_and(|m| m.starts_with(CHECK_METRIC))
+}
+
 impl Format for Promptfoo {
     fn name(&self) -> &'static str {
         "promptfoo"
     }
 
-    fn import(&self, path: &str, text: &str, map: &FieldMap) -> Result<Vec<Item>, GoldenError> {
+    fn import_noting(
+        &self,
+        path: &str,
+        text: &str,
+        map: &FieldMap,
+        notes: &mut ImportNotes,
+    ) -> Result<Vec<Item>, GoldenError> {
         let lower = path.to_lowercase();
         let records = if lower.ends_with(".csv") {
             parse_csv(path, text)?
@@ -180,6 +232,24 @@ impl Format for Promptfoo {
             };
             let messages =
                 crate::messages_from_input(&input).map_err(|r| invalid(&format!("vars.{input_name}"), r))?;
+            let input_var =
+                vars.iter().find(|(_, v)| **v == input).map(|(k, _)| k.clone()).unwrap_or_default();
+            let reference_var = map.name("reference", "expected").to_string();
+            for key in vars.keys() {
+                if *key == input_var {
+                    notes.map(&format!("vars.{key}"), "input");
+                } else if *key == reference_var {
+                    notes.map(&format!("vars.{key}"), "reference");
+                } else {
+                    notes.skip(
+                        &format!("vars.{key}"),
+                        "a var that is neither the input nor `expected` (kept nowhere)",
+                    );
+                }
+            }
+            if test.get("description").is_some() {
+                notes.map("description", "id");
+            }
             let mut metadata = match test.get("metadata") {
                 Some(Value::Object(m)) => m.clone(),
                 _ => Map::new(),
@@ -188,6 +258,9 @@ impl Format for Promptfoo {
                 Some(v) => crate::tags_from(&v).map_err(|r| invalid("metadata.tags", r))?,
                 None => Default::default(),
             };
+            // evaltap's own export carries its checks here too: then the asserts beside them are
+            // the same checks in promptfoo's words, not more of them.
+            let own_checks = metadata.contains_key("evaltap_checks");
             let mut checks = match metadata.remove("evaltap_checks") {
                 Some(Value::Array(list)) => list
                     .iter()
@@ -206,13 +279,27 @@ impl Format for Promptfoo {
                 Some(_) => return Err(invalid("assert", "must be a list".into())),
             };
             for (i, assertion) in asserts.iter().enumerate() {
+                let kind = assertion.get("type").and_then(Value::as_str).unwrap_or("(no type)");
                 match check_from_assert(assertion) {
                     Some(Ok(Check::Equals { value: Some(v), .. })) if reference.is_none() => {
+                        notes.map(&format!("assert {kind}"), "reference");
                         reference = Some(v)
                     }
-                    Some(Ok(check)) => checks.push(check),
+                    _ if own_checks && is_own_check(assertion) => {
+                        notes.map(&format!("assert {kind}"), "check (from evaltap_checks)")
+                    }
+                    Some(Ok(check)) => {
+                        notes.map(&format!("assert {kind}"), &format!("check {}", check.name()));
+                        checks.push(check)
+                    }
                     Some(Err(reason)) => return Err(invalid(&format!("assert[{i}]"), reason)),
-                    None => unsupported.push(assertion.clone()),
+                    None => {
+                        notes.skip(
+                            &format!("assert {kind}"),
+                            "evaltap cannot run it (model-graded or code); kept in metadata.promptfoo_asserts, not run",
+                        );
+                        unsupported.push(assertion.clone())
+                    }
                 }
             }
             if !unsupported.is_empty() {
@@ -243,11 +330,18 @@ impl Format for Promptfoo {
                     if !item.tags.is_empty() {
                         metadata.insert("tags".into(), json!(item.tags));
                     }
-                    // promptfoo has no assertion for every check: keep them all for the way back.
+                    // Each check as the promptfoo assertion that runs it, and all of them in
+                    // evaltap's words for the way back.
+                    let mut asserts: Vec<Value> =
+                        item.checks.iter().filter_map(|c| assert_from_check(c, item.reference.as_deref())).collect();
+                    // The assertions evaltap could not run go back where promptfoo runs them.
+                    if let Some(Value::Array(kept)) = metadata.remove("promptfoo_asserts") {
+                        asserts.extend(kept);
+                    }
                     if !item.checks.is_empty() {
                         metadata.insert("evaltap_checks".into(), json!(item.checks));
                     }
-                    let test = json!({"description": item.id, "vars": vars, "metadata": metadata});
+                    let test = json!({"description": item.id, "vars": vars, "assert": asserts, "metadata": metadata});
                     format!("{test}\n")
                 })
                 .collect(),
