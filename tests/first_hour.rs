@@ -553,3 +553,38 @@ async fn the_cost_is_estimated_before_a_run_and_a_cap_buys_complete_pairs() {
         }
     }
 }
+
+#[test]
+fn an_import_says_what_it_mapped_and_what_it_skipped() {
+    let dir = crate::common::TempDir::new("import-notes");
+    let url = format!("sqlite://{}", dir.0.join("e.db").display());
+    let file = dir.0.join("export.jsonl");
+    std::fs::write(&file, "{\"id\": \"a\", \"input\": \"2+2?\", \"expected_output\": \"4\"}\n{\"id\": \"b\", \"input\": \"3+3?\", \"expected_output\": \"6\"}\n")
+        .expect("write");
+    let out = evaltap_in(
+        &dir.0,
+        &[
+            "--database-url",
+            &url,
+            "golden",
+            "import",
+            "wrong",
+            file.to_str().expect("path"),
+            "--format",
+            "braintrust",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("skipped expected_output: not a field this format reads"), "{text}");
+    assert!(text.contains("this file looks like `langfuse`, not `braintrust`"), "{text}");
+    let out = evaltap_in(
+        &dir.0,
+        &["--database-url", &url, "golden", "import", "right", file.to_str().expect("path")],
+    );
+    let text = stdout(&out);
+    assert!(
+        text.contains("mapped expected_output → reference (2 records)") && !text.contains("skipped"),
+        "{text}"
+    );
+}
