@@ -130,6 +130,19 @@ async fn every_page_renders_in_chromium_and_a_regression_clicks_through_to_its_d
     let chart = client.find(Locator::Css("svg.cost-quality")).await.expect("chart");
     let (_, _, width, height) = chart.rectangle().await.expect("chart size");
     assert!(width > 300.0 && height > 150.0, "the chart is drawn ({width}×{height})");
+    // It uses the page's width (over half of a 1280 px window), and no point's label runs past
+    // its right edge.
+    assert!(width > 640.0, "the chart uses {width} px of 1280");
+    let clipped = client
+        .execute(
+            "const svg = document.querySelector('svg.cost-quality').getBoundingClientRect();
+             return [...document.querySelectorAll('svg.cost-quality text.point-label')]
+                 .filter(t => t.getBoundingClientRect().right > svg.right + 0.5).map(t => t.textContent);",
+            vec![],
+        )
+        .await
+        .expect("measure labels");
+    assert_eq!(clipped, serde_json::json!([]), "labels clipped at the right edge");
     assert!(!scrolls_sideways(&client).await, "no horizontal scroll at 1280 px");
     save(&client, "experiment").await;
 

@@ -56,6 +56,12 @@ impl Auth {
         Auth { tokens: Arc::new(tokens), open: config.allow_unauthenticated && loopback }
     }
 
+    /// Whether anyone may use the server without a token (loopback, by configuration): then
+    /// there is no signing in or out.
+    pub fn is_open(&self) -> bool {
+        self.open
+    }
+
     /// The role of a presented token.
     pub fn role_of(&self, token: &str) -> Option<Role> {
         self.role_of_hash(&key_hash(token))

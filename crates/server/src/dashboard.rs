@@ -52,8 +52,10 @@ pub(crate) fn templates() -> Environment<'static> {
     env
 }
 
-fn render(state: &AppState, name: &str, ctx: Value) -> Result<Html<String>, ApiError> {
+fn render(state: &AppState, name: &str, mut ctx: Value) -> Result<Html<String>, ApiError> {
     let template = state.templates.get_template(name).map_err(|e| ApiError::Internal(e.to_string()))?;
+    // The layout offers "Sign out" only where there is signing in.
+    ctx["signs_in"] = Value::Bool(!state.auth.is_open());
     template.render(Serde(ctx)).map(Html).map_err(|e| ApiError::Internal(format!("rendering {name}: {e}")))
 }
 
