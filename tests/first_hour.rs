@@ -588,3 +588,45 @@ fn an_import_says_what_it_mapped_and_what_it_skipped() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rubric_render_shows_a_tool_using_exchange_for_what_it_is() {
+    let bench =
+        crate::common::Bench::start("tool-render", evaltap_sim::JudgeBehavior::default(), None, 1).await;
+    crate::common::write_config(&bench.dir, &bench.app.config);
+    let exchange = serde_json::json!({
+        "id": "tool-1",
+        "request": {"model": "sim-large",
+            "tools": [{"type": "function", "function": {"name": "get_weather", "description": "Weather for a city.",
+                       "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}],
+            "messages": [
+                {"role": "system", "content": "You are a travel assistant."},
+                {"role": "user", "content": "What is the weather in Paris?"},
+                {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function",
+                    "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}}]},
+                {"role": "tool", "tool_call_id": "c1", "content": "{\"temp_c\":18}"},
+                {"role": "user", "content": "And in Rome?"}]},
+        "response": {"model": "sim-large", "choices": [{"message": {"role": "assistant", "content": null,
+            "tool_calls": [{"id": "c2", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\": \"Rome\"}"}}]}}]}
+    });
+    let reply = reqwest::Client::new()
+        .post(format!("{}/v1/mirror", bench.url))
+        .bearer_auth("demo-source-key")
+        .json(&exchange)
+        .send()
+        .await
+        .expect("mirror");
+    assert_eq!(reply.status(), 202);
+    let found = evaltap_in(&bench.dir.0, &["exchanges", "--limit", "1", "--json"]);
+    let found: serde_json::Value = serde_json::from_slice(&found.stdout).expect("json");
+    let id = found["exchanges"][0]["id"].as_str().expect("id").to_string();
+    for rubric in ["correctness", "tool_use"] {
+        let out = evaltap_in(&bench.dir.0, &["rubric", "render", rubric, "--exchange", &id]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let prompt = stdout(&out);
+        assert!(prompt.contains("get_weather: Weather for a city. parameters {"), "{prompt}");
+        assert!(prompt.contains("assistant: [calls get_weather({\"city\":\"Paris\"})]"), "{prompt}");
+        assert!(prompt.contains("tool (c1): {\"temp_c\":18}"), "{prompt}");
+        assert!(prompt.contains("### Response\n[calls get_weather({\"city\":\"Rome\"})]"), "{prompt}");
+    }
+}

@@ -68,7 +68,7 @@ pub async fn render_rubric(
         }
         None => (app.rubrics.clone(), None),
     };
-    let production = evaltap_core::chat::response_text(&exchange.exchange.response);
+    let production = evaltap_core::chat::answer_text(&exchange.exchange.response);
     let candidate_text =
         match (candidate, &experiment) {
             (Some(c), Some(e)) => Some(

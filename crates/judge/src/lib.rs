@@ -167,7 +167,7 @@ pub struct Subject<'a> {
 }
 
 /// The shipped rubrics, used when no rubric folder exists (e.g. `evaltap demo` run elsewhere).
-const BUILTIN: [(&str, &str); 8] = [
+const BUILTIN: [(&str, &str); 9] = [
     ("conciseness.toml", include_str!("../../../rubrics/conciseness.toml")),
     ("correctness.toml", include_str!("../../../rubrics/correctness.toml")),
     ("faithfulness.toml", include_str!("../../../rubrics/faithfulness.toml")),
@@ -176,6 +176,7 @@ const BUILTIN: [(&str, &str); 8] = [
     ("correctness_vs_reference.toml", include_str!("../../../rubrics/correctness_vs_reference.toml")),
     ("preference.toml", include_str!("../../../rubrics/preference.toml")),
     ("safety.toml", include_str!("../../../rubrics/safety.toml")),
+    ("tool_use.toml", include_str!("../../../rubrics/tool_use.toml")),
 ];
 
 /// Hex SHA-256 of a text.
@@ -300,6 +301,7 @@ impl Rubrics {
         template
             .render(context! {
                 conversation => evaltap_core::chat::transcript(request),
+                tools => evaltap_core::chat::tools_text(request),
                 question => evaltap_core::chat::last_user_text(request),
                 response_a => response_a,
                 response_b => response_b,
@@ -320,6 +322,7 @@ impl Rubrics {
         template
             .render(context! {
                 conversation => evaltap_core::chat::transcript(subject.request),
+                tools => evaltap_core::chat::tools_text(subject.request),
                 question => evaltap_core::chat::last_user_text(subject.request),
                 response => subject.response,
                 reference => subject.reference,
@@ -579,6 +582,52 @@ mod tests {
     }
 
     #[test]
+    fn a_tool_call_answer_shows_the_tools_the_calls_and_the_call_made() {
+        let rubrics = shipped();
+        let request = json!({
+        "tools": [{"type": "function", "function": {"name": "get_weather", "description": "Weather for a city.",
+                   "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}],
+        "messages": [
+            {"role": "system", "content": "You are a travel assistant."},
+            {"role": "user", "content": "What is the weather in Paris?"},
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function",
+                "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": "{\"temp_c\":18}"},
+            {"role": "user", "content": "And in Rome?"}
+        ]});
+        let response = json!({"choices": [{"message": {"role": "assistant", "content": null, "tool_calls": [
+            {"id": "c2", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Rome\"}"}}]}}]});
+        let answer = evaltap_core::chat::answer_text(&response);
+        for name in ["correctness", "helpfulness", "tool_use"] {
+            let prompt = rubrics
+                .render(name, Subject { request: &request, response: &answer, reference: None })
+                .expect("renders");
+            assert!(
+                prompt.contains(
+                    "### Tools the assistant could call\nget_weather: Weather for a city. parameters {"
+                ),
+                "{name}: {prompt}"
+            );
+            assert!(
+                prompt.contains(
+                    "assistant: [calls get_weather({\"city\":\"Paris\"})]\ntool (c1): {\"temp_c\":18}"
+                ),
+                "{name}: {prompt}"
+            );
+            assert!(
+                prompt.contains("### Response\n[calls get_weather({\"city\":\"Rome\"})]"),
+                "{name}: {prompt}"
+            );
+        }
+        // Without tools, the shipped rubrics say nothing of them.
+        let plain = json!({"messages": [{"role": "user", "content": "2+2?"}]});
+        let prompt = rubrics
+            .render("correctness", Subject { request: &plain, response: "4", reference: None })
+            .expect("renders");
+        assert!(!prompt.contains("Tools"), "{prompt}");
+    }
+
+    #[test]
     fn renders_with_and_without_reference() {
         let rubrics = shipped();
         assert_eq!(
@@ -591,7 +640,8 @@ mod tests {
                 "helpfulness",
                 "instruction_following",
                 "preference",
-                "safety"
+                "safety",
+                "tool_use"
             ]
         );
         assert!(rubrics.check().is_empty(), "{:?}", rubrics.check());

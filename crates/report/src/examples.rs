@@ -450,7 +450,13 @@ pub async fn example(
         Answer {
             name: name.to_string(),
             model: replay.map(|r| r.model.clone()),
-            text: replay.and_then(|r| r.output_text.clone()).unwrap_or_default(),
+            // What the judge was shown: the text and any tool calls.
+            text: replay
+                .and_then(|r| {
+                    r.response.as_ref().map(evaltap_core::chat::answer_text).filter(|t| !t.is_empty())
+                })
+                .or_else(|| replay.and_then(|r| r.output_text.clone()))
+                .unwrap_or_default(),
             error: replay.and_then(|r| r.skipped.clone().or_else(|| r.error.clone())),
             input_tokens: replay.and_then(|r| r.usage).map(|u| u.input_tokens),
             output_tokens: replay.and_then(|r| r.usage).map(|u| u.output_tokens),
@@ -489,7 +495,7 @@ pub async fn example(
                 Answer {
                     name: BASELINE.into(),
                     model: ex.model.clone(),
-                    text: evaltap_core::chat::response_text(&ex.response),
+                    text: evaltap_core::chat::answer_text(&ex.response),
                     error: None,
                     input_tokens: ex.usage.map(|u| u.input_tokens),
                     output_tokens: ex.usage.map(|u| u.output_tokens),

@@ -103,7 +103,7 @@ pub async fn estimate_cost(
         } else {
             let Some(stored) = store.exchange(id).await? else { continue };
             let ex = stored.exchange;
-            let answer = evaltap_core::chat::response_text(&ex.response);
+            let answer = evaltap_core::chat::answer_text(&ex.response);
             (ex.request, answer, None, ex.usage.filter(|u| u.input_tokens > 0))
         };
         let usage = measured.unwrap_or(Usage {

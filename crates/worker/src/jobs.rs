@@ -454,6 +454,18 @@ struct Answer {
     response: Option<Value>,
 }
 
+impl Answer {
+    /// The answer as the judge is shown it: its text and the tool calls it makes (a tool-call
+    /// answer is not an empty one).
+    fn for_judge(&self) -> String {
+        self.response
+            .as_ref()
+            .map(chat::answer_text)
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(|| self.text.clone())
+    }
+}
+
 /// The answer of `subject` (`baseline` or a candidate) to an item. The baseline's is the
 /// production response, the item's reference, or the baseline model's replay.
 async fn subject_answer(
@@ -589,12 +601,12 @@ async fn judge_held(
     if let Some(name) = rubric.strip_prefix(CHECK_PREFIX) {
         return check(svc, &experiment.spec, &item, &answer, name, record).await;
     }
-    let response_text = answer.text;
+    let response_text = answer.for_judge();
     // Pairwise rubrics compare with the baseline's answer; read it before reserving spend.
     let baseline = if position.is_empty() {
         String::new()
     } else {
-        subject_answer(svc, &experiment, &item, BASELINE).await?.text
+        subject_answer(svc, &experiment, &item, BASELINE).await?.for_judge()
     };
     let request = &item.request;
     let rubrics = svc.rubrics_for(experiment_id, &experiment.spec);
