@@ -212,6 +212,7 @@ pub fn experiment_request(
         dataset: None,
         baseline: None,
         checks: Vec::new(),
+        auto_checks: true,
     }
 }
 

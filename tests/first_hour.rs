@@ -502,6 +502,7 @@ async fn the_cost_is_estimated_before_a_run_and_a_cap_buys_complete_pairs() {
         dataset: None,
         baseline: None,
         checks: vec![],
+        auto_checks: true,
     };
     let full = bench.create(request("full", None)).await;
     let report = crate::common::run(&bench.app, &full).await;
@@ -629,4 +630,65 @@ async fn rubric_render_shows_a_tool_using_exchange_for_what_it_is() {
         assert!(prompt.contains("tool (c1): {\"temp_c\":18}"), "{prompt}");
         assert!(prompt.contains("### Response\n[calls get_weather({\"city\":\"Rome\"})]"), "{prompt}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tool_calling_traffic_gets_tool_call_checks_and_a_candidate_that_never_calls_is_worse() {
+    let bench =
+        crate::common::Bench::start("tool-checks", evaltap_sim::JudgeBehavior::default(), None, 1).await;
+    let cities = ["Paris", "Rome", "Oslo", "Lima", "Cairo", "Tokyo", "Quito", "Dakar"];
+    let body: String = (0..40)
+        .map(|i| {
+            let city = cities[i % cities.len()];
+            serde_json::json!({
+                "id": format!("tool-{i}"),
+                "request": {"model": "sim-large",
+                    "tools": [{"type": "function", "function": {"name": "get_weather", "description": "Weather for a city.",
+                               "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}],
+                    "messages": [{"role": "user", "content": format!("What is the weather in {city} today? (#{i})")}]},
+                "response": {"model": "sim-large", "choices": [{"message": {"role": "assistant", "content": null,
+                    "tool_calls": [{"id": "c", "type": "function", "function": {"name": "get_weather",
+                                    "arguments": serde_json::json!({"city": city}).to_string()}}]}}]}
+            })
+            .to_string()
+                + "\n"
+        })
+        .collect();
+    let reply = reqwest::Client::new()
+        .post(format!("{}/v1/mirror", bench.url))
+        .bearer_auth("demo-source-key")
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .await
+        .expect("mirror");
+    assert_eq!(reply.status(), 202);
+    let request = |name: &str, auto_checks: bool| evaltap_worker::ExperimentRequest {
+        // All 41 exchanges: the one without a tool call is not applicable to the checks.
+        sample_size: None,
+        auto_checks,
+        ..crate::common::experiment_request(name, "small", "correctness", 40)
+    };
+    // The simulated candidate answers in text and never calls the tool.
+    let experiment = bench.create(request("tools", true)).await;
+    assert!(
+        experiment.spec.rubrics.contains(&"check:tool_call".to_string()),
+        "{:?}",
+        experiment.spec.rubrics
+    );
+    let report = crate::common::run(&bench.app, &experiment).await;
+    let rubric = |name: &str| {
+        report.candidates[0]
+            .rubrics
+            .iter()
+            .find(|r| r.rubric == name)
+            .unwrap_or_else(|| panic!("{name} in the report"))
+    };
+    let tool_call = rubric("check:tool_call");
+    assert_eq!(tool_call.stats.verdict, evaltap_stats::Verdict::Worse, "{tool_call:?}");
+    assert!(tool_call.stats.mcnemar.is_some(), "pass/fail, decided by McNemar");
+    assert_eq!(rubric("check:tool_arguments_valid").stats.candidate_mean, 0.0);
+    // Turned off, they are not added.
+    let plain = bench.create(request("tools-off", false)).await;
+    assert!(!plain.spec.rubrics.iter().any(|r| r.starts_with("check:")), "{:?}", plain.spec.rubrics);
 }

@@ -657,6 +657,10 @@ enum ExperimentCommand {
         /// Print the estimated cost (replays and judge apart) and create nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Do not add the checks the traffic calls for (tool_call and tool_arguments_valid when
+        /// production answers call tools, response_format when requests set one).
+        #[arg(long)]
+        no_auto_checks: bool,
     },
     /// Print what an experiment froze: sample, candidates, rubrics (text hash, mode, scale) and
     /// the judge with its parameters.
@@ -801,6 +805,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             spend_cap_usd,
             judge_samples,
             dry_run,
+            no_auto_checks,
         }) => {
             let app = open_app(&cli).await?;
             let request = ExperimentRequest {
@@ -815,6 +820,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 dataset: None,
                 baseline: None,
                 checks: Vec::new(),
+                auto_checks: !*no_auto_checks,
             };
             let spec =
                 evaltap_worker::plan_experiment(&app.config, &app.rubrics, &app.store, request.clone())

@@ -463,6 +463,8 @@ pub async fn plan(
         dataset: Some(DatasetRef { name: dataset.into(), version }),
         baseline: Some(baseline),
         checks,
+        // Golden items carry their own checks.
+        auto_checks: false,
     };
     let spec =
         evaltap_worker::plan_experiment(&app.config, &app.rubrics, &app.store, request.clone()).await?;

@@ -148,6 +148,7 @@ pub async fn tick(ctx: &DriftContext, now: DateTime<Utc>) -> Result<TickReport, 
             dataset: Some(DatasetRef { name: schedule.dataset.clone(), version: schedule.version.clone() }),
             baseline: Some(BaselineSpec::None),
             checks: schedule.spec.checks.clone(),
+            auto_checks: true,
         };
         let failing = ctx.store.open_alert_for(&schedule.id, CANNOT_RUN).await?;
         match evaltap_worker::create_experiment(&ctx.config, &ctx.rubrics, &ctx.store, request).await {

@@ -75,6 +75,18 @@ pub enum Check {
         #[serde(default = "yes")]
         expected: bool,
     },
+    /// The answer meets the request's own `response_format`: valid against its JSON schema
+    /// (`json_schema`), or valid JSON (`json_object`). Resolved per item by [`Check::for_request`];
+    /// not applicable to a request that sets none.
+    ResponseFormat,
+    /// Every tool call of the answer names a tool the request offers, with arguments valid
+    /// against that tool's parameter schema. Resolved per item by [`Check::for_request`]; not
+    /// applicable to a request that offers no tools.
+    ToolArgumentsValid {
+        /// Tool name → its parameter schema (filled from the request).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tools: Option<serde_json::Map<String, Value>>,
+    },
 }
 
 /// Longest compiled regex program accepted (the `regex` crate's size limit).
@@ -140,12 +152,14 @@ impl Check {
                     .map_err(|_| CheckError(format!("max_length=`{n}` is not a number")))?,
             },
             ("tool_call", None) => Check::ToolCall { name: None, arguments: None },
+            ("response_format", None) => Check::ResponseFormat,
+            ("tool_arguments_valid", None) => Check::ToolArgumentsValid { tools: None },
             ("refusal", None) => Check::Refusal { expected: true },
             ("no_refusal", None) => Check::Refusal { expected: false },
             _ => {
                 return Err(CheckError(format!(
                     "unknown check `{arg}` (json_valid, json_schema as JSON, regex=…, contains=…, equals[=…], \
-                     max_length=N, tool_call, refusal, no_refusal)"
+                     max_length=N, tool_call, tool_arguments_valid, response_format, refusal, no_refusal)"
                 )));
             }
         };
@@ -173,6 +187,43 @@ impl Check {
             Check::MaxLength { .. } => "max_length",
             Check::ToolCall { .. } => "tool_call",
             Check::Refusal { .. } => "refusal",
+            Check::ResponseFormat => "response_format",
+            Check::ToolArgumentsValid { .. } => "tool_arguments_valid",
+        }
+    }
+
+    /// This check as it applies to an item whose request is `request`: the request's own
+    /// response format or tool schemas filled in; `None` when it does not apply to the item
+    /// (no response format, no tools).
+    pub fn for_request(&self, request: &Value) -> Option<Check> {
+        match self {
+            Check::ResponseFormat => {
+                let format = request.get("response_format")?;
+                match format.get("type").and_then(Value::as_str)? {
+                    "json_schema" => {
+                        let schema = format.pointer("/json_schema/schema")?.clone();
+                        Some(Check::JsonSchema { schema })
+                    }
+                    "json_object" => Some(Check::JsonValid),
+                    _ => None,
+                }
+            }
+            Check::ToolArgumentsValid { tools: None } => {
+                let tools: serde_json::Map<String, Value> = request
+                    .get("tools")?
+                    .as_array()?
+                    .iter()
+                    .filter_map(|tool| {
+                        let function = tool.get("function").unwrap_or(tool);
+                        let name = function.get("name")?.as_str()?.to_string();
+                        let schema =
+                            function.get("parameters").cloned().unwrap_or_else(|| serde_json::json!({}));
+                        Some((name, schema))
+                    })
+                    .collect();
+                (!tools.is_empty()).then_some(Check::ToolArgumentsValid { tools: Some(tools) })
+            }
+            other => Some(other.clone()),
         }
     }
 
@@ -226,14 +277,42 @@ impl Check {
                     }
                 };
                 tool_calls(response).iter().any(|(n, args)| {
-                    *n == want_name && want_args.as_ref().is_none_or(|want| argument_value(want) == *args)
+                    *n == want_name
+                        && want_args.as_ref().is_none_or(|want| same_json(&argument_value(want), args))
                 })
             }
             Check::Refusal { expected } => {
                 let lower = text.to_lowercase();
                 REFUSALS.iter().any(|p| lower.contains(p)) == *expected
             }
+            Check::ResponseFormat | Check::ToolArgumentsValid { tools: None } => {
+                return Err(CheckError(format!("{}: resolve it against the request first", self.name())));
+            }
+            Check::ToolArgumentsValid { tools: Some(tools) } => {
+                let calls = tool_calls(response);
+                !calls.is_empty()
+                    && calls.iter().all(|(name, args)| {
+                        tools
+                            .get(name)
+                            .and_then(|schema| jsonschema::validator_for(schema).ok())
+                            .is_some_and(|validator| validator.is_valid(args))
+                    })
+            }
         })
+    }
+}
+
+/// Equal as JSON: objects whatever their key order, numbers whatever their format (`1`, `1.0`).
+fn same_json(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same_json(a, b))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same_json(v, w)))
+        }
+        _ => a == b,
     }
 }
 
@@ -283,6 +362,52 @@ mod tests {
 
     fn check(value: Value) -> Check {
         Check::parse(&value).expect("valid check")
+    }
+
+    #[test]
+    fn live_traffic_checks_read_the_request() {
+        let call = |name: &str, args: &str| {
+            json!({"choices": [{"message": {"role": "assistant", "content": null,
+            "tool_calls": [{"id": "c", "type": "function", "function": {"name": name, "arguments": args}}]}}]})
+        };
+        // tool_call against production's call: key order and number format do not matter.
+        let production = r#"{"name": "get_weather", "arguments": {"city": "Rome", "days": 1}}"#;
+        let tool_call = Check::ToolCall { name: None, arguments: None };
+        assert!(
+            tool_call
+                .passes("", Some(&call("get_weather", r#"{"days": 1.0, "city": "Rome"}"#)), Some(production))
+                .expect("runs")
+        );
+        assert!(
+            !tool_call
+                .passes("", Some(&call("get_weather", r#"{"city": "Paris", "days": 1}"#)), Some(production))
+                .expect("runs")
+        );
+        assert!(
+            !tool_call
+                .passes("", Some(&call("get_time", r#"{"city": "Rome", "days": 1}"#)), Some(production))
+                .expect("runs")
+        );
+        // Arguments valid against the tool's own schema.
+        let request = json!({"tools": [{"type": "function", "function": {"name": "get_weather", "parameters":
+            {"type": "object", "required": ["city"], "properties": {"city": {"type": "string"}, "days": {"type": "integer"}}}}}]});
+        let valid = Check::ToolArgumentsValid { tools: None }.for_request(&request).expect("applies");
+        assert!(valid.passes("", Some(&call("get_weather", r#"{"city": "Rome"}"#)), None).expect("runs"));
+        assert!(!valid.passes("", Some(&call("get_weather", r#"{"days": 2}"#)), None).expect("runs"));
+        assert!(!valid.passes("", Some(&call("get_time", r#"{"city": "Rome"}"#)), None).expect("runs"));
+        assert!(Check::ToolArgumentsValid { tools: None }.for_request(&json!({"messages": []})).is_none());
+        // The request's response format.
+        let schema_request = json!({"response_format": {"type": "json_schema", "json_schema": {"name": "c",
+            "schema": {"type": "object", "required": ["city"]}}}});
+        let format = Check::ResponseFormat.for_request(&schema_request).expect("applies");
+        assert!(format.passes("{\"city\": \"Oslo\"}", None, None).expect("runs"));
+        assert!(!format.passes("{\"town\": \"Oslo\"}", None, None).expect("runs"));
+        assert_eq!(
+            Check::ResponseFormat.for_request(&json!({"response_format": {"type": "json_object"}})),
+            Some(Check::JsonValid)
+        );
+        assert!(Check::ResponseFormat.for_request(&json!({})).is_none());
+        assert!(Check::ResponseFormat.passes("{}", None, None).is_err(), "unresolved");
     }
 
     #[test]

@@ -43,6 +43,46 @@ pub struct ExperimentRequest {
     /// Deterministic checks for every item (JSON definitions, see `evaltap-golden`).
     #[serde(default)]
     pub checks: Vec<serde_json::Value>,
+    /// On production traffic, add the checks the sampled requests call for: `tool_call` and
+    /// `tool_arguments_valid` when production answers call tools, `response_format` when
+    /// requests set one (default on).
+    #[serde(default = "yes")]
+    pub auto_checks: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The checks production traffic calls for, by what the sampled exchanges hold: the production
+/// answer calls a tool → `tool_call` (the candidate's call against production's) and
+/// `tool_arguments_valid`; the request sets `response_format` → `response_format`.
+async fn checks_traffic_calls_for(
+    store: &Store,
+    spec: &ExperimentSpec,
+) -> Result<Vec<serde_json::Value>, CreateError> {
+    let (mut tools, mut formats) = (false, false);
+    for id in store.sample_item_ids(spec).await? {
+        if tools && formats {
+            break;
+        }
+        let Some(stored) = store.exchange(&id).await? else { continue };
+        let ex = &stored.exchange;
+        tools |= ex.response.pointer("/choices/0/message/tool_calls/0").is_some();
+        formats |= matches!(
+            ex.request.pointer("/response_format/type").and_then(serde_json::Value::as_str),
+            Some("json_schema" | "json_object")
+        );
+    }
+    let mut checks = Vec::new();
+    if tools {
+        checks.push(serde_json::json!({"type": "tool_call"}));
+        checks.push(serde_json::json!({"type": "tool_arguments_valid"}));
+    }
+    if formats {
+        checks.push(serde_json::json!({"type": "response_format"}));
+    }
+    Ok(checks)
 }
 
 /// Why an experiment could not be created.
@@ -250,7 +290,7 @@ pub async fn plan_experiment(
             source: r.source.clone(),
         })
         .collect();
-    let spec = ExperimentSpec {
+    let mut spec = ExperimentSpec {
         name: request.name.trim().to_string(),
         filter: request.filter,
         candidates,
@@ -267,5 +307,14 @@ pub async fn plan_experiment(
         baseline,
         checks: request.checks,
     };
+    if request.auto_checks && spec.dataset.is_none() && spec.baseline == BaselineSpec::Production {
+        for check in checks_traffic_calls_for(store, &spec).await? {
+            let name = format!("{}{}", crate::jobs::CHECK_PREFIX, check["type"].as_str().unwrap_or_default());
+            if !spec.rubrics.contains(&name) {
+                spec.rubrics.push(name);
+                spec.checks.push(check);
+            }
+        }
+    }
     Ok(spec)
 }

@@ -696,6 +696,19 @@ async fn judge_held(
     store_judgment(svc, &record, outcome).await
 }
 
+/// The first tool call of a chat-completions response as `{"name", "arguments"}` JSON, the
+/// shape `tool_call` checks compare with.
+fn first_tool_call(response: &Value) -> Option<String> {
+    let call = response.pointer("/choices/0/message/tool_calls/0/function")?;
+    let name = call.get("name")?.as_str()?;
+    let arguments = match call.get("arguments") {
+        Some(Value::String(raw)) => serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.clone())),
+        Some(other) => other.clone(),
+        None => Value::Null,
+    };
+    Some(serde_json::json!({"name": name, "arguments": arguments}).to_string())
+}
+
 /// A deterministic check: pass (1) when every check of that name on the item passes, fail (0)
 /// otherwise; no model is called. An item without such a check is recorded as not applicable.
 async fn check(
@@ -707,7 +720,18 @@ async fn check(
     mut record: JudgmentRecord,
 ) -> Result<JobOutcome, WorkerError> {
     record.attempts = 0;
-    let outcome = match checks_named(spec, item, name) {
+    // What each check compares with: the item's reference; on production traffic, the
+    // production answer's own tool call for `tool_call`.
+    let production_call = item.production.as_ref().and_then(first_tool_call);
+    let reference = item.reference.clone().or(production_call);
+    let applicable = checks_named(spec, item, name).map(|checks| {
+        checks
+            .into_iter()
+            .filter_map(|c| c.for_request(&item.request))
+            .filter(|c| !(matches!(c, Check::ToolCall { name: None, .. }) && reference.is_none()))
+            .collect::<Vec<_>>()
+    });
+    let outcome = match applicable {
         Ok(checks) if checks.is_empty() => {
             record.skipped = Some(NOT_APPLICABLE.into());
             JobOutcome::Failed { error: NOT_APPLICABLE.into() }
@@ -715,7 +739,7 @@ async fn check(
         Ok(checks) => {
             let results: Result<Vec<bool>, _> = checks
                 .iter()
-                .map(|c| c.passes(&answer.text, answer.response.as_ref(), item.reference.as_deref()))
+                .map(|c| c.passes(&answer.text, answer.response.as_ref(), reference.as_deref()))
                 .collect();
             match results {
                 Ok(passes) => {

@@ -167,6 +167,8 @@ fn promptfoo_assertion(check: &Check, reference: Option<&str>) -> Option<Value> 
             )),
             None => js("typeof output === 'object' && output !== null".to_string()),
         },
+        // Live-traffic checks that read the request: no promptfoo assertion says that.
+        Check::ResponseFormat | Check::ToolArgumentsValid { .. } => None,
         Check::Refusal { expected } => js(format!(
             "/\\b(i can't|i cannot|i can not|i won't|i will not|i'm not able|i am not able|i'm unable|i am unable|sorry)\\b/i.test(output) === {expected}"
         )),
