@@ -21,6 +21,20 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// Sends `exchanges` to a bench's mirror endpoint as native NDJSON; all must be accepted.
+async fn mirror(bench: &crate::common::Bench, exchanges: impl IntoIterator<Item = serde_json::Value>) {
+    let body: String = exchanges.into_iter().map(|e| e.to_string() + "\n").collect();
+    let reply = reqwest::Client::new()
+        .post(format!("{}/v1/mirror", bench.url))
+        .bearer_auth("demo-source-key")
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .await
+        .expect("mirror");
+    assert_eq!(reply.status(), 202, "{}", reply.text().await.unwrap_or_default());
+}
+
 fn write_pairs(dir: &std::path::Path, name: &str, pairs: impl Iterator<Item = (f64, f64)>) -> String {
     let mut csv = String::from("baseline,candidate\n");
     for (b, c) in pairs {
@@ -121,26 +135,17 @@ async fn experiment_create_without_rubrics_uses_the_rubrics_that_apply() {
 async fn the_report_counts_each_thing_once_and_names_a_mixed_baseline() {
     let bench = crate::common::Bench::start("mixed", evaltap_sim::JudgeBehavior::default(), None, 30).await;
     // Ten more exchanges answered by another production model.
-    let body: String = (0..10)
-        .map(|i| {
+    mirror(
+        &bench,
+        (0..10).map(|i| {
             serde_json::json!({
                 "id": format!("medium-{i}"),
                 "request": {"model": "sim-medium", "messages": [{"role": "user", "content": format!("What is {i} + {i}?")}]},
                 "response": {"model": "sim-medium", "choices": [{"message": {"role": "assistant", "content": format!("{}", 2 * i)}}]}
             })
-            .to_string()
-                + "\n"
-        })
-        .collect();
-    let reply = reqwest::Client::new()
-        .post(format!("{}/v1/mirror", bench.url))
-        .bearer_auth("demo-source-key")
-        .header("content-type", "application/x-ndjson")
-        .body(body)
-        .send()
-        .await
-        .expect("mirror");
-    assert_eq!(reply.status(), 202, "{}", reply.text().await.unwrap_or_default());
+        }),
+    )
+    .await;
     // A zero cap: every replay is skipped, none failed.
     let experiment = bench
         .create(evaltap_worker::ExperimentRequest {
@@ -610,14 +615,7 @@ async fn rubric_render_shows_a_tool_using_exchange_for_what_it_is() {
         "response": {"model": "sim-large", "choices": [{"message": {"role": "assistant", "content": null,
             "tool_calls": [{"id": "c2", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\": \"Rome\"}"}}]}}]}
     });
-    let reply = reqwest::Client::new()
-        .post(format!("{}/v1/mirror", bench.url))
-        .bearer_auth("demo-source-key")
-        .json(&exchange)
-        .send()
-        .await
-        .expect("mirror");
-    assert_eq!(reply.status(), 202);
+    mirror(&bench, [exchange]).await;
     let found = evaltap_in(&bench.dir.0, &["exchanges", "--limit", "1", "--json"]);
     let found: serde_json::Value = serde_json::from_slice(&found.stdout).expect("json");
     let id = found["exchanges"][0]["id"].as_str().expect("id").to_string();
@@ -637,8 +635,9 @@ async fn tool_calling_traffic_gets_tool_call_checks_and_a_candidate_that_never_c
     let bench =
         crate::common::Bench::start("tool-checks", evaltap_sim::JudgeBehavior::default(), None, 1).await;
     let cities = ["Paris", "Rome", "Oslo", "Lima", "Cairo", "Tokyo", "Quito", "Dakar"];
-    let body: String = (0..40)
-        .map(|i| {
+    mirror(
+        &bench,
+        (0..40).map(|i| {
             let city = cities[i % cities.len()];
             serde_json::json!({
                 "id": format!("tool-{i}"),
@@ -650,19 +649,9 @@ async fn tool_calling_traffic_gets_tool_call_checks_and_a_candidate_that_never_c
                     "tool_calls": [{"id": "c", "type": "function", "function": {"name": "get_weather",
                                     "arguments": serde_json::json!({"city": city}).to_string()}}]}}]}
             })
-            .to_string()
-                + "\n"
-        })
-        .collect();
-    let reply = reqwest::Client::new()
-        .post(format!("{}/v1/mirror", bench.url))
-        .bearer_auth("demo-source-key")
-        .header("content-type", "application/x-ndjson")
-        .body(body)
-        .send()
-        .await
-        .expect("mirror");
-    assert_eq!(reply.status(), 202);
+        }),
+    )
+    .await;
     let request = |name: &str, auto_checks: bool| evaltap_worker::ExperimentRequest {
         // All 41 exchanges: the one without a tool call is not applicable to the checks.
         sample_size: None,

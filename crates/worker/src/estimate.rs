@@ -95,13 +95,22 @@ pub async fn estimate_cost(
     for id in &ids {
         // The request, an answer of the length this item's answers run, and a reference.
         let (request, answer, reference, measured) = if spec.dataset.is_some() {
-            let Some(row) = store.dataset_item(id).await? else { continue };
+            let row = match store.dataset_item(id).await {
+                Ok(Some(row)) => row,
+                Ok(None) | Err(evaltap_store::StoreError::Json { .. }) => continue,
+                Err(err) => return Err(err.into()),
+            };
             let Ok(item) = serde_json::from_value::<evaltap_golden::Item>(row.body) else { continue };
             let answer =
                 item.reference.clone().unwrap_or_else(|| "x ".repeat(ANSWER_TOKENS_WITHOUT_HINT as usize));
             (item.request(), answer, item.reference, None)
         } else {
-            let Some(stored) = store.exchange(id).await? else { continue };
+            // A row that does not read back is skipped (the report counts it).
+            let stored = match store.exchange(id).await {
+                Ok(Some(stored)) => stored,
+                Ok(None) | Err(evaltap_store::StoreError::Json { .. }) => continue,
+                Err(err) => return Err(err.into()),
+            };
             let ex = stored.exchange;
             let answer = evaltap_core::chat::answer_text(&ex.response);
             (ex.request, answer, None, ex.usage.filter(|u| u.input_tokens > 0))

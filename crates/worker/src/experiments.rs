@@ -66,7 +66,12 @@ async fn checks_traffic_calls_for(
         if tools && formats {
             break;
         }
-        let Some(stored) = store.exchange(&id).await? else { continue };
+        // A row that does not read back is skipped here as everywhere (counted by the report).
+        let stored = match store.exchange(&id).await {
+            Ok(Some(stored)) => stored,
+            Ok(None) | Err(evaltap_store::StoreError::Json { .. }) => continue,
+            Err(err) => return Err(err.into()),
+        };
         let ex = &stored.exchange;
         tools |= ex.response.pointer("/choices/0/message/tool_calls/0").is_some();
         formats |= matches!(
