@@ -233,7 +233,21 @@ async fn the_whole_loop_reaches_the_right_verdicts_and_is_idempotent() {
     evaltap_worker::queue::push_jobs(&queue, duplicate_jobs).await.expect("push duplicates");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     while pending_jobs(&pool).await > 0 {
-        assert!(tokio::time::Instant::now() < deadline, "duplicate jobs never drained");
+        if tokio::time::Instant::now() >= deadline {
+            let jobs: Vec<(String, Option<String>, i64, i64)> = sqlx::query_as(
+                "SELECT status, lock_by, COUNT(*), MAX(attempts) FROM Jobs GROUP BY status, lock_by",
+            )
+            .fetch_all(&pool)
+            .await
+            .unwrap_or_default();
+            let workers: Vec<(String, i64)> = sqlx::query_as("SELECT id, last_seen FROM Workers")
+                .fetch_all(&pool)
+                .await
+                .unwrap_or_default();
+            panic!(
+                "duplicate jobs never drained: jobs (status, lock_by, count, attempts) {jobs:?}; workers {workers:?}"
+            );
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(count(&pool, "SELECT COUNT(*) FROM replays").await, 600);
@@ -346,4 +360,35 @@ fn readme_report_keys() -> Vec<String> {
         .collect();
     assert!(keys.len() > 40, "{keys:?}");
     keys
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_job_queue_worker_starts_again_after_a_storage_error() {
+    let bench =
+        crate::common::Bench::start("queue-restart", evaltap_sim::JudgeBehavior::default(), None, 4).await;
+    let experiment = bench.create(experiment_request("restart", "small", "correctness", 4)).await;
+    let worker = crate::common::BackgroundWorker::start(&bench.app);
+    bench.app.wait_done(&experiment, Duration::from_secs(60), |_| {}).await.expect("done");
+    let pool = crate::common::sqlite_pool(&bench.app.store).clone();
+    // The queue's table goes away for a moment: apalis's worker fails its next fetch and stops.
+    sqlx::query("ALTER TABLE Jobs RENAME TO Jobs_away").execute(&pool).await.expect("rename");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    sqlx::query("ALTER TABLE Jobs_away RENAME TO Jobs").execute(&pool).await.expect("rename back");
+    // Work pushed to the queue afterwards is still taken: the queue's worker was started again.
+    let items = bench.app.store.experiment_item_ids(&experiment.id).await.expect("ids");
+    let duplicates: Vec<EvalJob> = items
+        .iter()
+        .map(|item_id| EvalJob::Replay {
+            experiment_id: experiment.id.clone(),
+            item_id: item_id.clone(),
+            candidate: "small".into(),
+        })
+        .collect();
+    evaltap_worker::queue::push_jobs(&bench.app.queue, duplicates).await.expect("push");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while pending_jobs(&pool).await > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the queue's worker never came back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    worker.stop().await;
 }

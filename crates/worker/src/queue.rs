@@ -397,32 +397,50 @@ pub async fn run_worker(
             }
         }
     });
-    let mut queue_stopped = stopped;
-    let until = async move {
-        let _ = queue_stopped.wait_for(|stop| *stop).await;
-        Ok::<(), std::io::Error>(())
-    };
     // Model and judge failures are results, not errors; what errs is storage (e.g. a lock held
     // too long), worth a few more tries.
     let retry = apalis::layers::retry::RetryPolicy::retries(3);
     // The same worker over either engine's storage (two backend types).
     macro_rules! run_on {
-        ($storage:expr) => {
-            WorkerBuilder::new(name)
-                .backend($storage.poll_with_interval(QUEUE_POLL_EVERY))
-                .data(state)
+        ($storage:expr, $name:expr, $until:expr) => {
+            WorkerBuilder::new($name)
+                .backend($storage.clone().poll_with_interval(QUEUE_POLL_EVERY))
+                .data(state.clone())
                 .concurrency(concurrency.max(1))
-                .retry(retry)
+                .retry(retry.clone())
                 .build(handle)
-                .run_until(until)
+                .run_until($until)
                 .await
         };
     }
-    let ran = match queue {
-        Queue::Sqlite(storage) => run_on!(storage),
-        Queue::Postgres(storage) => run_on!(storage),
-    }
-    .map_err(|e| WorkerError::Queue(e.to_string()));
+    // apalis's worker returns on the first error of its stream (a fetch or heartbeat that
+    // failed under load), and its retries would then wait for the next process: start it again
+    // until stopped.
+    let mut round = 0_u32;
+    let ran = loop {
+        let mut queue_stopped = stopped.clone();
+        let until = async move {
+            let _ = queue_stopped.wait_for(|stop| *stop).await;
+            Ok::<(), std::io::Error>(())
+        };
+        let attempt = format!("{name}-{round}");
+        let result = match &queue {
+            Queue::Sqlite(storage) => run_on!(storage, attempt, until),
+            Queue::Postgres(storage) => run_on!(storage, attempt, until),
+        }
+        .map_err(|e| WorkerError::Queue(e.to_string()));
+        if *stopped.borrow() {
+            break result;
+        }
+        round += 1;
+        match &result {
+            Err(err) => {
+                tracing::warn!(%err, round, "the job queue's worker stopped on an error; starting it again")
+            }
+            Ok(()) => tracing::warn!(round, "the job queue's worker ended; starting it again"),
+        }
+        tokio::time::sleep(QUEUE_RESTART_AFTER).await;
+    };
     let claimed = claiming.await.map_err(|e| WorkerError::Queue(format!("the claiming task failed: {e}")));
     let _ = housekeeping.await;
     ran.and(claimed)
@@ -435,6 +453,9 @@ const QUEUE_ATTEMPTS: usize = 4;
 /// How often a worker asks the apalis queue for jobs (retries and `--requeue`: the rare path;
 /// a duplicated batch of 1,500 jobs did not always drain within two minutes under load at 100 ms).
 const QUEUE_POLL_EVERY: Duration = Duration::from_millis(10);
+
+/// How long a worker waits before starting its job-queue worker again after it stopped.
+const QUEUE_RESTART_AFTER: Duration = Duration::from_millis(200);
 
 /// How often a worker removes finished jobs from the queue's table.
 const PURGE_EVERY: Duration = Duration::from_millis(250);
