@@ -630,54 +630,62 @@ async fn rubric_render_shows_a_tool_using_exchange_for_what_it_is() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tool_calling_traffic_gets_tool_call_checks_and_a_candidate_that_never_calls_is_worse() {
+crate::on_both_engines! {
+/// Tool-calling production traffic gets `check:tool_call` and `check:tool_arguments_valid`,
+/// which tell a worse candidate from an equal one.
+async fn tool_calling_traffic_gets_tool_call_checks_that_tell_a_worse_candidate_from_an_equal_one() {
     let bench =
         crate::common::Bench::start("tool-checks", evaltap_sim::JudgeBehavior::default(), None, 1).await;
+    // Production traffic that calls a tool: the simulated production model answers each
+    // request with a call (right with its accuracy), as a gateway would log it.
     let cities = ["Paris", "Rome", "Oslo", "Lima", "Cairo", "Tokyo", "Quito", "Dakar"];
-    mirror(
-        &bench,
-        (0..40).map(|i| {
-            let city = cities[i % cities.len()];
-            serde_json::json!({
-                "id": format!("tool-{i}"),
-                "request": {"model": "sim-large",
-                    "tools": [{"type": "function", "function": {"name": "get_weather", "description": "Weather for a city.",
-                               "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}],
-                    "messages": [{"role": "user", "content": format!("What is the weather in {city} today? (#{i})")}]},
-                "response": {"model": "sim-large", "choices": [{"message": {"role": "assistant", "content": null,
-                    "tool_calls": [{"id": "c", "type": "function", "function": {"name": "get_weather",
-                                    "arguments": serde_json::json!({"city": city}).to_string()}}]}}]}
-            })
-        }),
-    )
-    .await;
-    let request = |name: &str, auto_checks: bool| evaltap_worker::ExperimentRequest {
-        // All 41 exchanges: the one without a tool call is not applicable to the checks.
+    let http = reqwest::Client::new();
+    let mut exchanges = Vec::new();
+    for i in 0..160 {
+        let request = serde_json::json!({"model": "sim-large",
+            "tools": [{"type": "function", "function": {"name": "get_weather", "description": "Weather for a city.",
+                       "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}],
+            "messages": [{"role": "user", "content": format!("What is the weather in {} today? (#{i})", cities[i % cities.len()])}]});
+        let response: serde_json::Value = http
+            .post(format!("{}/chat/completions", bench.sim.base_url()))
+            .json(&request)
+            .send()
+            .await
+            .expect("production call")
+            .json()
+            .await
+            .expect("json");
+        assert!(response.pointer("/choices/0/message/tool_calls/0").is_some(), "{response}");
+        exchanges.push(serde_json::json!({"id": format!("tool-{i}"), "request": request, "response": response}));
+    }
+    mirror(&bench, exchanges).await;
+    let request = |name: &str, candidates: &[&str], auto_checks: bool| evaltap_worker::ExperimentRequest {
+        candidates: candidates.iter().map(|c| c.to_string()).collect(),
+        // All 161 exchanges: the one without a tool call is not counted by the checks.
         sample_size: None,
         auto_checks,
-        ..crate::common::experiment_request(name, "small", "correctness", 40)
+        ..crate::common::experiment_request(name, "small", "tool_use", 161)
     };
-    // The simulated candidate answers in text and never calls the tool.
-    let experiment = bench.create(request("tools", true)).await;
-    assert!(
-        experiment.spec.rubrics.contains(&"check:tool_call".to_string()),
-        "{:?}",
-        experiment.spec.rubrics
-    );
+    let experiment = bench.create(request("tools", &["small", "large"], true)).await;
+    for check in ["check:tool_call", "check:tool_arguments_valid"] {
+        assert!(experiment.spec.rubrics.contains(&check.to_string()), "{:?}", experiment.spec.rubrics);
+    }
     let report = crate::common::run(&bench.app, &experiment).await;
-    let rubric = |name: &str| {
-        report.candidates[0]
-            .rubrics
-            .iter()
-            .find(|r| r.rubric == name)
-            .unwrap_or_else(|| panic!("{name} in the report"))
+    let verdict = |candidate: &str, rubric: &str| {
+        let c = report.candidates.iter().find(|c| c.name == candidate).expect("candidate");
+        let r = c.rubrics.iter().find(|r| r.rubric == rubric).unwrap_or_else(|| panic!("{rubric} in the report"));
+        assert!(r.stats.mcnemar.is_some(), "pass/fail, decided by McNemar: {r:?}");
+        assert_eq!(r.stats.n, 160, "the exchange without a tool call is not counted: {r:?}");
+        r.stats.verdict
     };
-    let tool_call = rubric("check:tool_call");
-    assert_eq!(tool_call.stats.verdict, evaltap_stats::Verdict::Worse, "{tool_call:?}");
-    assert!(tool_call.stats.mcnemar.is_some(), "pass/fail, decided by McNemar");
-    assert_eq!(rubric("check:tool_arguments_valid").stats.candidate_mean, 0.0);
+    // The small model calls with the wrong city far more often: worse. The production model
+    // itself, replayed, calls as production did: not worse (every pair agrees).
+    assert_eq!(verdict("small", "check:tool_call"), evaltap_stats::Verdict::Worse);
+    assert_eq!(verdict("large", "check:tool_call"), evaltap_stats::Verdict::NonInferior);
+    // Wrong cities are still valid arguments.
+    assert_ne!(verdict("small", "check:tool_arguments_valid"), evaltap_stats::Verdict::Worse);
     // Turned off, they are not added.
-    let plain = bench.create(request("tools-off", false)).await;
+    let plain = bench.create(request("tools-off", &["small"], false)).await;
     assert!(!plain.spec.rubrics.iter().any(|r| r.starts_with("check:")), "{:?}", plain.spec.rubrics);
+}
 }

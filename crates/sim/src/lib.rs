@@ -256,6 +256,52 @@ fn assistant_reply(model: &SimModel, accuracy: f64, prompt: &str) -> String {
     }
 }
 
+/// Cities the simulated tool task asks about; a wrong call names another.
+const CITIES: [&str; 8] = ["Paris", "Rome", "Oslo", "Lima", "Cairo", "Tokyo", "Quito", "Dakar"];
+
+static WEATHER_IN: std::sync::LazyLock<regex::Regex> =
+    std::sync::LazyLock::new(|| regex::Regex::new(r"weather in ([A-Z][a-z]+)").expect("static regex"));
+
+/// The simulated tool task: a request that offers tools and asks for "the weather in <City>"
+/// is answered with a call of its first tool with `{"city": <City>}` — right with the model's
+/// accuracy (the same shared difficulty as the other tasks), else with another city. `None`
+/// for any other request.
+fn tool_call(model: &SimModel, accuracy: f64, request: &Value, prompt: &str) -> Option<(String, Value)> {
+    let tool = request.pointer("/tools/0/function/name").and_then(Value::as_str)?;
+    let city = WEATHER_IN.captures(prompt)?.get(1)?.as_str().to_string();
+    let draw = if unit(model.id, prompt, "shared") < SHARED_DIFFICULTY {
+        unit("", prompt, "difficulty")
+    } else {
+        unit(model.id, prompt, "correct")
+    };
+    let city = if draw < accuracy {
+        city
+    } else {
+        let others: Vec<&str> = CITIES.iter().copied().filter(|c| *c != city).collect();
+        others[(xxh3_64(format!("{}{prompt}", model.id).as_bytes()) % others.len() as u64) as usize]
+            .to_string()
+    };
+    Some((tool.to_string(), json!({"city": city})))
+}
+
+/// A chat completion whose answer is one tool call.
+fn tool_call_reply(model: &SimModel, texts: &[String], call: &(String, Value)) -> Response {
+    let (name, arguments) = call;
+    let digest = xxh3_64(format!("{}{}", model.id, texts.join("\u{0}")).as_bytes());
+    let prompt_tokens: u64 = texts.iter().map(|t| count_tokens(t) + 3).sum();
+    let completion_tokens = 10;
+    Json(json!({
+        "id": format!("chatcmpl-sim-{digest:016x}"), "object": "chat.completion",
+        "created": 1_700_000_000 + (digest % 100_000_000), "model": model.id,
+        "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {"role": "assistant", "content": null,
+            "tool_calls": [{"id": format!("call_{:08x}", digest % 0xffff_ffff), "type": "function",
+                            "function": {"name": name, "arguments": arguments.to_string()}}]}}],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                  "total_tokens": prompt_tokens + completion_tokens},
+    }))
+    .into_response()
+}
+
 async fn chat_completions(State(state): State<SimState>, body: axum::body::Bytes) -> Response {
     state.calls.record(&body);
     let config = state.config;
@@ -302,6 +348,11 @@ async fn chat_completions(State(state): State<SimState>, body: axum::body::Bytes
                 .rposition(|m| m.get("role").and_then(Value::as_str) == Some("user"))
                 .map(|i| texts[i].as_str())
                 .unwrap_or_default();
+            let streamed = request.get("stream").and_then(Value::as_bool) == Some(true);
+            if !streamed && let Some(call) = tool_call(model, state.accuracy.get(model), &request, last_user)
+            {
+                return tool_call_reply(model, &texts, &call);
+            }
             assistant_reply(model, state.accuracy.get(model), last_user)
         }
     };
@@ -378,6 +429,28 @@ mod tests {
             // 4σ of a binomial proportion at n = 2000 is under 0.045.
             assert!((correct - model.accuracy).abs() < 0.045, "{}: {correct}", model.id);
         }
+    }
+
+    #[test]
+    fn tool_requests_get_calls_right_with_the_models_accuracy() {
+        let request = json!({"tools": [{"type": "function", "function": {"name": "get_weather"}}]});
+        for model in CATALOG.iter().filter(|m| m.role == Role::Assistant) {
+            let right = (0..2000)
+                .filter(|i| {
+                    let city = CITIES[i % CITIES.len()];
+                    let prompt = format!("What is the weather in {city} today? (#{i})");
+                    let (name, arguments) =
+                        tool_call(model, model.accuracy, &request, &prompt).expect("a call");
+                    name == "get_weather" && arguments == json!({"city": city})
+                })
+                .count() as f64
+                / 2000.0;
+            assert!((right - model.accuracy).abs() < 0.045, "{}: {right}", model.id);
+        }
+        // No tools offered, or no weather asked: no call.
+        let model = models::find("sim-large").expect("model");
+        assert!(tool_call(model, 1.0, &json!({}), "What is the weather in Rome?").is_none());
+        assert!(tool_call(model, 1.0, &request, "What is 2 + 3?").is_none());
     }
 
     #[test]
