@@ -689,3 +689,49 @@ async fn tool_calling_traffic_gets_tool_call_checks_that_tell_a_worse_candidate_
     assert!(!plain.spec.rubrics.iter().any(|r| r.starts_with("check:")), "{:?}", plain.spec.rubrics);
 }
 }
+
+crate::on_both_engines! {
+/// Traffic whose requests set a JSON schema gets `check:response_format`: a model that answers
+/// bare values is worse, one that follows the format is not.
+async fn json_schema_traffic_gets_a_response_format_check() {
+    let bench =
+        crate::common::Bench::start("format-checks", evaltap_sim::JudgeBehavior::default(), None, 1).await;
+    let http = reqwest::Client::new();
+    let mut exchanges = Vec::new();
+    for i in 0..160_i64 {
+        let request = serde_json::json!({"model": "sim-large",
+            "response_format": {"type": "json_schema", "json_schema": {"name": "answer",
+                "schema": {"type": "object", "required": ["answer"], "properties": {"answer": {"type": "number"}}}}},
+            "messages": [{"role": "user", "content": format!("What is {} + {}? Reply in JSON as {{\"answer\": <number>}}.", i, i + 7)}]});
+        let response: serde_json::Value = http
+            .post(format!("{}/chat/completions", bench.sim.base_url()))
+            .json(&request)
+            .send()
+            .await
+            .expect("production call")
+            .json()
+            .await
+            .expect("json");
+        exchanges.push(serde_json::json!({"id": format!("fmt-{i}"), "request": request, "response": response}));
+    }
+    mirror(&bench, exchanges).await;
+    let experiment = bench
+        .create(evaltap_worker::ExperimentRequest {
+            candidates: vec!["small".into(), "medium".into()],
+            sample_size: None,
+            ..crate::common::experiment_request("formats", "small", "correctness", 161)
+        })
+        .await;
+    assert!(experiment.spec.rubrics.contains(&"check:response_format".to_string()), "{:?}", experiment.spec.rubrics);
+    let report = crate::common::run(&bench.app, &experiment).await;
+    let verdict = |candidate: &str| {
+        let c = report.candidates.iter().find(|c| c.name == candidate).expect("candidate");
+        let r = c.rubrics.iter().find(|r| r.rubric == "check:response_format").expect("the check in the report");
+        assert_eq!(r.stats.n, 160, "{r:?}");
+        r.stats.verdict
+    };
+    // The small model answers bare numbers; the medium one follows the format as production does.
+    assert_eq!(verdict("small"), evaltap_stats::Verdict::Worse);
+    assert_eq!(verdict("medium"), evaltap_stats::Verdict::NonInferior);
+}
+}
