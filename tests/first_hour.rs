@@ -735,3 +735,48 @@ async fn json_schema_traffic_gets_a_response_format_check() {
     assert_eq!(verdict("medium"), evaltap_stats::Verdict::NonInferior);
 }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_input_and_reasoning_tokens_are_priced_as_billed() {
+    let bench = crate::common::Bench::start_with(
+        "cached-tokens",
+        evaltap_sim::JudgeBehavior::default(),
+        None,
+        1,
+        |config| {
+            config.prices.insert(
+                "reasoner-1".into(),
+                evaltap_core::Price {
+                    input_per_mtok: 2.0,
+                    output_per_mtok: 8.0,
+                    cached_input_per_mtok: Some(0.5),
+                },
+            );
+        },
+    )
+    .await;
+    // No cost from the gateway: evaltap prices the usage itself. 10,000 prompt tokens of which
+    // 8,000 cached, 3,000 completion tokens of which 2,500 reasoning: $0.032 a request.
+    mirror(
+        &bench,
+        (0..12).map(|i| {
+            serde_json::json!({
+                "id": format!("cached-{i}"),
+                "request": {"model": "reasoner-1", "messages": [{"role": "user", "content": format!("What is {i} + 1?")}]},
+                "response": {"model": "reasoner-1", "choices": [{"message": {"role": "assistant", "content": format!("{}", i + 1)}}],
+                             "usage": {"prompt_tokens": 10_000, "completion_tokens": 3_000,
+                                       "prompt_tokens_details": {"cached_tokens": 8_000},
+                                       "completion_tokens_details": {"reasoning_tokens": 2_500}}}
+            })
+        }),
+    )
+    .await;
+    let experiment = bench
+        .create(evaltap_worker::ExperimentRequest {
+            filter: evaltap_store::Filter { model: Some("reasoner-1".into()), ..Default::default() },
+            ..crate::common::experiment_request("cached", "small", "correctness", 12)
+        })
+        .await;
+    let report = crate::common::run(&bench.app, &experiment).await;
+    assert!((report.baseline.cost_per_request_usd - 0.032).abs() < 1e-12, "{:?}", report.baseline);
+}

@@ -70,7 +70,7 @@ pub fn demo_config(sim_url: &str, database_url: String) -> Config {
         base_url: sim_url.into(),
         model: model.into(),
         api_key_env: None,
-        price: Price { input_per_mtok: input, output_per_mtok: output },
+        price: Price { input_per_mtok: input, output_per_mtok: output, ..Default::default() },
         params: serde_json::Map::new(),
         max_concurrency: 16,
         attempt_timeout_secs: None,
@@ -145,7 +145,7 @@ pub async fn tee_production_traffic(
                     {"role": "user", "content": task.prompt()}]});
                 let done = production.chat(&request).await.context("calling the simulated production model")?;
                 let cost = done.usage.map(|u| {
-                    Price { input_per_mtok: price.input_per_mtok, output_per_mtok: price.output_per_mtok }.cost(u)
+                    Price { input_per_mtok: price.input_per_mtok, output_per_mtok: price.output_per_mtok, ..Default::default() }.cost(u)
                 });
                 anyhow::Ok(json!({"id": format!("demo-{seed}-{i}"), "latency_ms": done.latency_ms,
                                   "cost_usd": cost, "tags": {"route": "assistant"},

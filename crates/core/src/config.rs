@@ -406,7 +406,11 @@ pub struct JudgeConfig {
 impl JudgeConfig {
     /// The judge's price.
     pub fn price(&self) -> Price {
-        Price { input_per_mtok: self.input_per_mtok, output_per_mtok: self.output_per_mtok }
+        Price {
+            input_per_mtok: self.input_per_mtok,
+            output_per_mtok: self.output_per_mtok,
+            ..Default::default()
+        }
     }
 }
 

@@ -5,19 +5,34 @@ use serde::{Deserialize, Serialize};
 /// Token counts of one call.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Usage {
-    /// Prompt (input) tokens.
+    /// Prompt (input) tokens, the cached ones included.
     pub input_tokens: u64,
-    /// Completion (output) tokens.
+    /// Completion (output) tokens, reasoning tokens included (they are billed as output).
     pub output_tokens: u64,
+    /// Of the input tokens, those read from the provider's prompt cache (billed at the cached
+    /// price where the model has one).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cached_input_tokens: u64,
+    /// Of the output tokens, those a reasoning model spent thinking (billed as output; counted
+    /// so a report can say where the tokens went).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reasoning_tokens: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Usage {
     /// Reads the `usage` object of an OpenAI chat-completions response.
     pub fn from_openai(response: &serde_json::Value) -> Option<Usage> {
         let usage = response.get("usage")?;
+        let count = |pointer: &str| usage.pointer(pointer).and_then(serde_json::Value::as_u64).unwrap_or(0);
         Some(Usage {
             input_tokens: usage.get("prompt_tokens")?.as_u64()?,
-            output_tokens: usage.get("completion_tokens").and_then(|v| v.as_u64()).unwrap_or(0),
+            output_tokens: count("/completion_tokens"),
+            cached_input_tokens: count("/prompt_tokens_details/cached_tokens"),
+            reasoning_tokens: count("/completion_tokens_details/reasoning_tokens"),
         })
     }
 }
@@ -27,14 +42,22 @@ impl Usage {
 pub struct Price {
     /// USD per million input tokens.
     pub input_per_mtok: f64,
-    /// USD per million output tokens.
+    /// USD per million output tokens (reasoning tokens included).
     pub output_per_mtok: f64,
+    /// USD per million input tokens read from the prompt cache; the input price when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_input_per_mtok: Option<f64>,
 }
 
 impl Price {
-    /// Cost in USD of a call with this usage.
+    /// Cost in USD of a call with this usage: uncached input at the input price, cached input at
+    /// the cached price, output (reasoning included) at the output price.
     pub fn cost(&self, usage: Usage) -> f64 {
-        (usage.input_tokens as f64 * self.input_per_mtok + usage.output_tokens as f64 * self.output_per_mtok)
+        let cached = usage.cached_input_tokens.min(usage.input_tokens);
+        let uncached = usage.input_tokens - cached;
+        (uncached as f64 * self.input_per_mtok
+            + cached as f64 * self.cached_input_per_mtok.unwrap_or(self.input_per_mtok)
+            + usage.output_tokens as f64 * self.output_per_mtok)
             / 1_000_000.0
     }
 }
@@ -45,15 +68,34 @@ mod tests {
 
     #[test]
     fn cost_is_per_million_tokens() {
-        let price = Price { input_per_mtok: 2.0, output_per_mtok: 8.0 };
-        let usage = Usage { input_tokens: 500_000, output_tokens: 250_000 };
+        let price = Price { input_per_mtok: 2.0, output_per_mtok: 8.0, ..Default::default() };
+        let usage = Usage { input_tokens: 500_000, output_tokens: 250_000, ..Default::default() };
         assert!((price.cost(usage) - 3.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn cached_input_and_reasoning_tokens_are_priced_as_billed() {
+        // 10,000 prompt tokens of which 8,000 cached; 3,000 completion tokens of which 2,500
+        // reasoning. At $2 / $0.50 cached / $8 per million: 2,000 × 2 + 8,000 × 0.5 + 3,000 × 8
+        // = 4,000 + 4,000 + 24,000 micro-dollars = $0.032.
+        let body = serde_json::json!({"usage": {"prompt_tokens": 10_000, "completion_tokens": 3_000,
+            "prompt_tokens_details": {"cached_tokens": 8_000}, "completion_tokens_details": {"reasoning_tokens": 2_500}}});
+        let usage = Usage::from_openai(&body).expect("usage");
+        assert_eq!((usage.cached_input_tokens, usage.reasoning_tokens), (8_000, 2_500));
+        let price = Price { input_per_mtok: 2.0, output_per_mtok: 8.0, cached_input_per_mtok: Some(0.5) };
+        assert!((price.cost(usage) - 0.032).abs() < 1e-12, "{}", price.cost(usage));
+        // Without a cached price, cached tokens cost what input costs: 10,000 × 2 + 3,000 × 8.
+        let plain = Price { cached_input_per_mtok: None, ..price };
+        assert!((plain.cost(usage) - 0.044).abs() < 1e-12, "{}", plain.cost(usage));
     }
 
     #[test]
     fn usage_reads_openai_shape() {
         let body = serde_json::json!({"usage": {"prompt_tokens": 12, "completion_tokens": 5}});
-        assert_eq!(Usage::from_openai(&body), Some(Usage { input_tokens: 12, output_tokens: 5 }));
+        assert_eq!(
+            Usage::from_openai(&body),
+            Some(Usage { input_tokens: 12, output_tokens: 5, ..Default::default() })
+        );
         assert_eq!(Usage::from_openai(&serde_json::json!({})), None);
     }
 }

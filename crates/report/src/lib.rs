@@ -556,7 +556,10 @@ pub fn compute(inputs: ReportInputs) -> Report {
         }
         if spec.baseline == BaselineSpec::Production {
             *models.entry(ex.model.clone().unwrap_or_else(|| "unknown".into())).or_default() += 1;
-            baseline_costs.extend(cost_of(experiment, ex.cost_usd, ex.model.as_deref(), ex.usage));
+            // The stored response's own usage keeps cached and reasoning tokens, which the token
+            // columns do not.
+            let usage = Usage::from_openai(&ex.response).or(ex.usage);
+            baseline_costs.extend(cost_of(experiment, ex.cost_usd, ex.model.as_deref(), usage));
             let text = evaltap_core::chat::response_text(&ex.response);
             baseline_lengths.insert(id.clone(), text.chars().count() as f64);
         }

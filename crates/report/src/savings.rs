@@ -51,6 +51,7 @@ pub fn spend_rows(
                     price.cost(Usage {
                         input_tokens: row.unpriced_input_tokens,
                         output_tokens: row.unpriced_output_tokens,
+                        ..Default::default()
                     }),
                     0,
                 ),
@@ -345,8 +346,10 @@ mod tests {
             TrafficRow { source: "litellm".into(), model: None, requests: 3, ..TrafficRow::default() },
         ];
         let rates = BTreeMap::from([("openrouter".to_string(), 0.1), ("litellm".to_string(), 1.0)]);
-        let prices =
-            BTreeMap::from([("big-1".to_string(), Price { input_per_mtok: 2.0, output_per_mtok: 8.0 })]);
+        let prices = BTreeMap::from([(
+            "big-1".to_string(),
+            Price { input_per_mtok: 2.0, output_per_mtok: 8.0, ..Default::default() },
+        )]);
         let rows = spend_rows(&traffic, &rates, &prices);
         assert!((rows[0].estimated_requests - 400.0).abs() < 1e-9);
         assert!((rows[0].estimated_spend_usd - 8.0).abs() < 1e-9);

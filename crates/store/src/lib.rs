@@ -201,6 +201,7 @@ pub(crate) fn usage_from_columns(input: Option<i64>, output: Option<i64>) -> Opt
     input.map(|i| evaltap_core::Usage {
         input_tokens: i.max(0) as u64,
         output_tokens: output.unwrap_or(0).max(0) as u64,
+        ..Default::default()
     })
 }
 

@@ -118,6 +118,7 @@ pub async fn estimate_cost(
         let usage = measured.unwrap_or(Usage {
             input_tokens: tokens(&request.to_string()),
             output_tokens: tokens(&answer).max(1),
+            ..Default::default()
         });
         for price in &replayed {
             estimate.replay_calls += 1;
@@ -140,8 +141,11 @@ pub async fn estimate_cost(
             };
             // A rubric that does not render for this item is not judged on it.
             let Ok(prompt) = prompt else { continue };
-            let call = price
-                .cost(Usage { input_tokens: tokens(&prompt), output_tokens: JUDGE_ANSWER_TOKENS_EXPECTED });
+            let call = price.cost(Usage {
+                input_tokens: tokens(&prompt),
+                output_tokens: JUDGE_ANSWER_TOKENS_EXPECTED,
+                ..Default::default()
+            });
             estimate.judge_usd += call * calls as f64;
         }
     }

@@ -240,7 +240,7 @@ fn estimated_usage(item: &JobItem, body: &Value) -> evaltap_core::Usage {
     let output_tokens = max_tokens
         .or_else(|| production.map(|u| u.output_tokens.saturating_mul(2)).filter(|t| *t > 0))
         .unwrap_or(REPLAY_OUTPUT_TOKENS_ESTIMATE);
-    evaltap_core::Usage { input_tokens, output_tokens }
+    evaltap_core::Usage { input_tokens, output_tokens, ..Default::default() }
 }
 
 /// The judge jobs among `jobs` whose judgment is not stored yet.
@@ -622,6 +622,7 @@ async fn judge_held(
             let estimate = config.price().cost(evaltap_core::Usage {
                 input_tokens: prompt_tokens,
                 output_tokens: JUDGE_OUTPUT_TOKENS_ESTIMATE,
+                ..Default::default()
             }) * samples as f64;
             let reservation = if capped {
                 match reserve_in_line(svc, experiment_id, SpendKind::Judge, key, estimate).await? {

@@ -59,6 +59,7 @@ fn from_webhook(value: &Value) -> Result<Exchange, String> {
         Some(Usage {
             input_tokens: number(meta?.get("promptTokens"))? as u64,
             output_tokens: number(meta?.get("completionTokens")).unwrap_or(0.0) as u64,
+            ..Default::default()
         })
     });
     let mut tags = Map::new();

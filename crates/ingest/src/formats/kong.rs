@@ -80,6 +80,7 @@ fn from_log(value: &Value) -> Result<Exchange, String> {
             Some(Usage {
                 input_tokens: number(usage?.get("prompt_tokens"))? as u64,
                 output_tokens: number(usage?.get("completion_tokens")).unwrap_or(0.0) as u64,
+                ..Default::default()
             })
         }),
         cost_usd: number(usage.and_then(|u| u.get("cost"))).filter(|c| *c > 0.0),

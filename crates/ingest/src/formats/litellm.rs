@@ -127,6 +127,7 @@ fn from_payload(payload: Payload) -> Result<Exchange, String> {
         Some(Usage {
             input_tokens: number(payload.prompt_tokens.as_ref())? as u64,
             output_tokens: number(payload.completion_tokens.as_ref()).unwrap_or(0.0) as u64,
+            ..Default::default()
         })
     });
     let user = text(payload.end_user.as_ref());

@@ -193,7 +193,7 @@ mod tests {
         assert_eq!(one.exchanges.len(), 1);
         let (_, exchange) = &one.exchanges[0];
         assert_eq!(exchange.model.as_deref(), Some("m-2026"));
-        assert_eq!(exchange.usage, Some(Usage { input_tokens: 4, output_tokens: 1 }));
+        assert_eq!(exchange.usage, Some(Usage { input_tokens: 4, output_tokens: 1, ..Default::default() }));
         assert_eq!(exchange.external_id.as_deref(), Some("a"));
         assert_eq!(
             exchange.occurred_at.map(|t| t.to_rfc3339()).as_deref(),
