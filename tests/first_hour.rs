@@ -779,4 +779,11 @@ async fn cached_input_and_reasoning_tokens_are_priced_as_billed() {
         .await;
     let report = crate::common::run(&bench.app, &experiment).await;
     assert!((report.baseline.cost_per_request_usd - 0.032).abs() < 1e-12, "{:?}", report.baseline);
+    // Each cost says where it came from.
+    assert_eq!(
+        report.baseline.cost_sources,
+        evaltap_report::CostSources { gateway: 0, config: 12, unknown: 0 }
+    );
+    let text = evaltap_report::render_text(&report);
+    assert!(text.contains("$0.032000/request (priced: 12 from [prices] in evaltap.toml)"), "{text}");
 }

@@ -107,6 +107,9 @@ pub struct BaselineSummary {
     /// The baseline is the golden set's reference answers: text, not a model with a price.
     #[serde(default)]
     pub is_reference: bool,
+    /// Where the baseline's cost came from, in sampled exchanges.
+    #[serde(default)]
+    pub cost_sources: CostSources,
     /// Exchanges sampled.
     pub n: usize,
     /// Mean cost per request in USD (reported by the gateway, else from configured prices);
@@ -121,6 +124,34 @@ pub struct ModelCount {
     pub model: String,
     /// Sampled exchanges.
     pub n: usize,
+}
+
+/// Where the costs of the baseline's calls came from, counted in calls.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CostSources {
+    /// Priced by the gateway (its logged cost).
+    pub gateway: usize,
+    /// Priced by evaltap: the call's token usage at the `[prices]` of `evaltap.toml`.
+    pub config: usize,
+    /// Not priced: no logged cost, and no usage or no price for the model.
+    pub unknown: usize,
+}
+
+impl CostSources {
+    /// `200 priced by the gateway`, `150 by the gateway, 50 from [prices]`, `12 unpriced`.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if self.gateway > 0 {
+            parts.push(format!("{} by the gateway", self.gateway));
+        }
+        if self.config > 0 {
+            parts.push(format!("{} from [prices] in evaltap.toml", self.config));
+        }
+        if self.unknown > 0 {
+            parts.push(format!("{} unpriced", self.unknown));
+        }
+        if parts.is_empty() { "no calls".into() } else { format!("priced: {}", parts.join(", ")) }
+    }
 }
 
 /// What `BaselineSummary::model` says when the sample holds several production models.
@@ -549,6 +580,7 @@ pub fn compute(inputs: ReportInputs) -> Report {
         }
         _ => {}
     }
+    let mut cost_sources = CostSources::default();
     for stored in &exchanges {
         let (id, ex) = (&stored.id, &stored.exchange);
         if let Some(key) = cluster_key(&ex.tags) {
@@ -559,7 +591,13 @@ pub fn compute(inputs: ReportInputs) -> Report {
             // The stored response's own usage keeps cached and reasoning tokens, which the token
             // columns do not.
             let usage = Usage::from_openai(&ex.response).or(ex.usage);
-            baseline_costs.extend(cost_of(experiment, ex.cost_usd, ex.model.as_deref(), usage));
+            let cost = cost_of(experiment, ex.cost_usd, ex.model.as_deref(), usage);
+            match (ex.cost_usd, cost) {
+                (Some(_), _) => cost_sources.gateway += 1,
+                (None, Some(_)) => cost_sources.config += 1,
+                (None, None) => cost_sources.unknown += 1,
+            }
+            baseline_costs.extend(cost);
             let text = evaltap_core::chat::response_text(&ex.response);
             baseline_lengths.insert(id.clone(), text.chars().count() as f64);
         }
@@ -786,6 +824,7 @@ pub fn compute(inputs: ReportInputs) -> Report {
             model: baseline_model,
             models: baseline_models,
             is_reference: matches!(spec.baseline, BaselineSpec::Reference),
+            cost_sources,
             n: item_ids.len(),
             cost_per_request_usd: baseline_cost,
         },
@@ -822,14 +861,27 @@ pub fn render_text(report: &Report) -> String {
         Basis::Sequential => "sequential (always-valid, results still landing)",
         Basis::FixedN => "fixed-n",
     };
+    let items = evaltap_core::words::count(
+        report.baseline.n as u64,
+        if report.dataset.is_some() { "item" } else { "exchange" },
+    );
+    // Production calls say where their cost came from; a replayed or reference baseline has
+    // no production calls to price.
+    let cost = if report.dataset.is_none() && !report.baseline.is_reference {
+        format!(
+            ", ${:.6}/request ({})",
+            report.baseline.cost_per_request_usd,
+            report.baseline.cost_sources.describe()
+        )
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         out,
-        "experiment {} ({}), baseline {} on {} exchanges, ${:.6}/request, margin {}, verdicts {}",
+        "experiment {} ({}), baseline {} on {items}{cost}, margin {}, verdicts {}",
         report.experiment,
         report.status,
         report.baseline.describe(),
-        report.baseline.n,
-        report.baseline.cost_per_request_usd,
         report.margin,
         basis
     );

@@ -295,6 +295,7 @@ mod tests {
                 model: baseline_model.into(),
                 models: Vec::new(),
                 is_reference: false,
+                cost_sources: Default::default(),
                 n: 12,
                 cost_per_request_usd: baseline_cost,
             },
