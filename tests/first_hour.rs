@@ -684,6 +684,13 @@ async fn tool_calling_traffic_gets_tool_call_checks_that_tell_a_worse_candidate_
     assert_eq!(verdict("large", "check:tool_call"), evaltap_stats::Verdict::NonInferior);
     // Wrong cities are still valid arguments.
     assert_ne!(verdict("small", "check:tool_arguments_valid"), evaltap_stats::Verdict::Worse);
+    // The judge, shown the tools, the question and the call, says the same on `tool_use`.
+    let judged = |candidate: &str| {
+        let c = report.candidates.iter().find(|c| c.name == candidate).expect("candidate");
+        c.rubrics.iter().find(|r| r.rubric == "tool_use").expect("tool_use in the report").stats.verdict
+    };
+    assert_eq!(judged("small"), evaltap_stats::Verdict::Worse);
+    assert_ne!(judged("large"), evaltap_stats::Verdict::Worse);
     // Turned off, they are not added.
     let plain = bench.create(request("tools-off", &["small"], false)).await;
     assert!(!plain.spec.rubrics.iter().any(|r| r.starts_with("check:")), "{:?}", plain.spec.rubrics);

@@ -62,6 +62,27 @@ fn response_section<'a>(sections: &'a [(String, String)], label: &str) -> Option
         .map(|(_, body)| body.as_str())
 }
 
+static WEATHER_IN: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"weather in ([A-Z][a-z]+)").expect("valid regex"));
+static CALLED_CITY: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r#"\[calls \w+\(\{"city":"([A-Za-z]+)"\}\)\]"#).expect("valid regex"));
+
+/// The simulated tool task in a judge prompt: the city the conversation's last question asks
+/// the weather of, and the city the graded answer's call names (`None`: it calls nothing).
+/// `None` when the prompt shows no tools.
+fn tool_task(sections: &[(String, String)], answer: &str) -> Option<(String, Option<String>)> {
+    sections.iter().find(|(title, _)| title.to_lowercase().contains("tools"))?;
+    let conversation = sections.iter().find(|(title, _)| title.to_lowercase().contains("conversation"))?;
+    let city = WEATHER_IN.captures_iter(&conversation.1).last()?[1].to_string();
+    let called = CALLED_CITY.captures(answer).map(|c| c[1].to_string());
+    Some((city, called))
+}
+
+/// A ninth of a scale's span: what a wrong answer scores above the bottom.
+fn span_ninth(low: i64, high: i64) -> i64 {
+    (high - low) / 9
+}
+
 /// The judge's reply text (a JSON object) to a rendered rubric prompt.
 pub fn judge(model: &str, prompt: &str, behavior: JudgeBehavior) -> String {
     let sections = sections(prompt);
@@ -101,6 +122,14 @@ fn pointwise(
     let Some(answer) = response_section(sections, "") else {
         return json!({"score": low, "reason": "no response section to grade"});
     };
+    if let Some((city, called)) = tool_task(sections, answer) {
+        // The simulated tool task: the right call names the city asked about.
+        return if called.as_deref() == Some(city.as_str()) {
+            json!({"score": high, "reason": format!("calls get_weather for {city}")})
+        } else {
+            json!({"score": low + span_ninth(low, high), "reason": format!("the call should ask about {city}")})
+        };
+    }
     let Some(task) = task else {
         return json!({"score": (low + high) / 2, "reason": "could not identify the task to check"});
     };
@@ -141,6 +170,22 @@ mod tests {
         format!(
             "Rate the response on a scale from 1 to 10.\n### Question\nuser: What is 2 + 3? Reply with the number.\n### Response\n{answer}\n"
         )
+    }
+
+    #[test]
+    fn tool_calls_are_graded_by_the_city_they_ask_about() {
+        let prompt = |answer: &str| {
+            format!(
+                "Rate the response on a scale from 1 to 10.\n### Tools the assistant could call\nget_weather: Weather.\n\
+                 ### Conversation\nuser: What is the weather in Rome today?\n### Response\n{answer}\n"
+            )
+        };
+        let score = |answer: &str| {
+            serde_json::from_str::<Value>(&judge("j", &prompt(answer), QUIET)).expect("json")["score"].clone()
+        };
+        assert_eq!(score(r#"[calls get_weather({"city":"Rome"})]"#), 10);
+        assert_eq!(score(r#"[calls get_weather({"city":"Oslo"})]"#), 2);
+        assert_eq!(score("It is sunny."), 2, "a text answer to a tool request");
     }
 
     #[test]
