@@ -794,3 +794,25 @@ async fn cached_input_and_reasoning_tokens_are_priced_as_billed() {
     let text = evaltap_report::render_text(&report);
     assert!(text.contains("$0.032000/request (priced: 12 from [prices] in evaltap.toml)"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_system_prompt_logged_beside_the_messages_reaches_the_judge() {
+    let bench = crate::common::Bench::start("hybrid", evaltap_sim::JudgeBehavior::default(), None, 1).await;
+    crate::common::write_config(&bench.dir, &bench.app.config);
+    // LiteLLM's log of an Anthropic-format /v1/messages call: the system prompt in `instructions`.
+    mirror(
+        &bench,
+        [serde_json::json!({
+            "id": "hybrid-1",
+            "request": {"model": "claude", "instructions": "You answer in French.", "max_output_tokens": 64,
+                        "include": ["reasoning.encrypted_content"], "messages": [{"role": "user", "content": "Hello?"}]},
+            "response": {"model": "claude", "choices": [{"message": {"role": "assistant", "content": "Bonjour."}}]}
+        })],
+    )
+    .await;
+    let found = evaltap_in(&bench.dir.0, &["exchanges", "--model", "claude", "--json"]);
+    let found: serde_json::Value = serde_json::from_slice(&found.stdout).expect("json");
+    let id = found["exchanges"][0]["id"].as_str().expect("id").to_string();
+    let prompt = stdout(&evaltap_in(&bench.dir.0, &["rubric", "render", "correctness", "--exchange", &id]));
+    assert!(prompt.contains("### Conversation\nsystem: You answer in French.\nuser: Hello?"), "{prompt}");
+}

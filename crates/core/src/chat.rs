@@ -130,34 +130,43 @@ pub fn last_user_text(request: &Value) -> String {
 /// history (`assistant: [calls get_weather({"city":"Paris"})]`), each tool result (bounded, with
 /// the call it answers), media as placeholders.
 pub fn transcript(request: &Value) -> String {
-    messages(request)
+    // A system prompt a gateway logged beside the messages (`instructions`, Anthropic's
+    // `system`) is part of the conversation too.
+    let logged_system: Vec<String> = ["instructions", "system"]
         .iter()
-        .map(|m| {
-            let role = m.get("role").and_then(Value::as_str).unwrap_or("user");
-            let text = m.get("content").map(content_text).unwrap_or_default();
-            match role {
-                "tool" | "function" => {
-                    let answered = m
-                        .get("name")
-                        .or_else(|| m.get("tool_call_id"))
-                        .and_then(Value::as_str)
-                        .map_or(String::new(), |n| format!(" ({n})"));
-                    format!("tool{answered}: {}", bounded(&text, TOOL_RESULT_CHARS))
-                }
-                _ => {
-                    let mut line = format!("{role}: {text}");
-                    for call in calls_of(m) {
-                        if !line.ends_with(": ") {
-                            line.push(' ');
-                        }
-                        line.push_str(&format!("[calls {call}]"));
-                    }
-                    line
-                }
-            }
+        .filter_map(|field| request.get(*field).map(content_text))
+        .filter(|text| !text.trim().is_empty())
+        .filter(|text| {
+            !messages(request).first().is_some_and(|m| {
+                m.get("role").and_then(Value::as_str) == Some("system")
+                    && m.get("content").map(content_text).as_deref() == Some(text.as_str())
+            })
         })
-        .collect::<Vec<_>>()
-        .join("\n")
+        .map(|text| format!("system: {text}"))
+        .collect();
+    logged_system.into_iter().chain(messages(request).iter().map(message_line)).collect::<Vec<_>>().join("\n")
+}
+
+/// One message of a transcript.
+fn message_line(m: &Value) -> String {
+    let role = m.get("role").and_then(Value::as_str).unwrap_or("user");
+    let text = m.get("content").map(content_text).unwrap_or_default();
+    if matches!(role, "tool" | "function") {
+        let answered = m
+            .get("name")
+            .or_else(|| m.get("tool_call_id"))
+            .and_then(Value::as_str)
+            .map_or(String::new(), |n| format!(" ({n})"));
+        return format!("tool{answered}: {}", bounded(&text, TOOL_RESULT_CHARS));
+    }
+    let mut line = format!("{role}: {text}");
+    for call in calls_of(m) {
+        if !line.ends_with(": ") {
+            line.push(' ');
+        }
+        line.push_str(&format!("[calls {call}]"));
+    }
+    line
 }
 
 /// The tools a request offers, one per line — `get_weather: Get the weather for a city.
@@ -261,6 +270,12 @@ mod tests {
         assert_eq!(response_text(&response), "");
         let refused = json!({"choices": [{"message": {"role": "assistant", "content": null, "refusal": "I can't help."}}]});
         assert_eq!(answer_text(&refused), "[refusal: I can't help.]");
+        // A system prompt a gateway logged beside the messages is shown first, once.
+        let hybrid =
+            json!({"instructions": "You are terse.", "messages": [{"role": "user", "content": "hi"}]});
+        assert_eq!(transcript(&hybrid), "system: You are terse.\nuser: hi");
+        let doubled = json!({"system": "Be kind.", "messages": [{"role": "system", "content": "Be kind."}]});
+        assert_eq!(transcript(&doubled), "system: Be kind.");
         // A long tool result is cut, and says so.
         let long = json!({"messages": [{"role": "tool", "content": "x".repeat(TOOL_RESULT_CHARS + 10)}]});
         assert!(transcript(&long).ends_with("… [10 more characters]"));

@@ -260,6 +260,40 @@ pub fn parse_retry_after(
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
+/// Gateways log calls made to other APIs in a hybrid shape: LiteLLM stores an Anthropic
+/// Messages call with `messages` beside the Responses API's `instructions`,
+/// `max_output_tokens` and `include`; Anthropic's own shape has a top-level `system` and
+/// `stop_sequences`. A chat-completions replay reads none of those: the system prompt goes in
+/// as the first message (never dropped), the limits under their chat-completions names, and the
+/// fields chat completions would refuse are removed.
+fn carry_foreign_fields(body: &mut Map<String, Value>) {
+    if !body.get("messages").is_some_and(Value::is_array) {
+        return;
+    }
+    for field in ["instructions", "system"] {
+        let Some(system) = body.remove(field) else { continue };
+        let text = evaltap_core::chat::content_text(&system);
+        let messages = body.get_mut("messages").and_then(Value::as_array_mut);
+        if let Some(messages) = messages
+            && !text.trim().is_empty()
+            && !messages.first().is_some_and(|m| {
+                m.get("role").and_then(Value::as_str) == Some("system")
+                    && m.get("content").map(evaltap_core::chat::content_text).as_deref()
+                        == Some(text.as_str())
+            })
+        {
+            messages.insert(0, serde_json::json!({"role": "system", "content": text}));
+        }
+    }
+    if let Some(max) = body.remove("max_output_tokens") {
+        body.entry("max_tokens").or_insert(max);
+    }
+    if let Some(stops) = body.remove("stop_sequences") {
+        body.entry("stop").or_insert(stops);
+    }
+    body.remove("include");
+}
+
 /// The body to replay a captured request against another model: the same messages, tools and
 /// parameters, with `model` replaced, streaming turned off and `overrides` applied.
 pub fn replay_body(captured: &Value, model: &str, overrides: &Map<String, Value>) -> Value {
@@ -270,6 +304,7 @@ pub fn replay_body(captured: &Value, model: &str, overrides: &Map<String, Value>
     body.insert("model".into(), Value::String(model.into()));
     body.remove("stream");
     body.remove("stream_options");
+    carry_foreign_fields(&mut body);
     for (key, value) in overrides {
         body.insert(key.clone(), value.clone());
     }
@@ -295,6 +330,26 @@ mod tests {
         assert_eq!(parse_retry_after(&headers, now), Some(Duration::ZERO));
         headers.insert(reqwest::header::RETRY_AFTER, "soon".parse().expect("header"));
         assert_eq!(parse_retry_after(&headers, now), None);
+    }
+
+    #[test]
+    fn a_hybrid_capture_replays_as_chat_completions_with_its_system_prompt() {
+        // What LiteLLM logs for an Anthropic-format /v1/messages call.
+        let captured = json!({"model": "claude", "instructions": "You are terse.", "max_output_tokens": 64,
+                              "include": ["reasoning.encrypted_content"], "stop_sequences": ["END"],
+                              "messages": [{"role": "user", "content": "hi"}]});
+        let body = replay_body(&captured, "small", &Map::new());
+        assert_eq!(
+            body,
+            json!({"model": "small", "max_tokens": 64, "stop": ["END"],
+                   "messages": [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "hi"}]})
+        );
+        // Anthropic's own `system` (blocks), and a system prompt already in the messages kept once.
+        let anthropic = json!({"model": "claude", "system": [{"type": "text", "text": "Be kind."}],
+                               "messages": [{"role": "system", "content": "Be kind."}, {"role": "user", "content": "hi"}]});
+        let body = replay_body(&anthropic, "small", &Map::new());
+        assert_eq!(body["messages"].as_array().map(Vec::len), Some(2), "{body}");
+        assert!(body.get("system").is_none());
     }
 
     #[test]
