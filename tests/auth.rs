@@ -135,6 +135,43 @@ async fn the_dashboard_signs_in_with_a_session_and_signs_out() {
         .expect("send");
     assert_eq!(good.status().as_u16(), 303);
     assert_eq!(good.headers()["location"], "/", "an off-site next is not followed");
+    // Every form of an off-site `next` lands on `/`: a tab or a backslash a browser reads as
+    // `//`, a protocol-relative path, an absolute URL. Encoded forms stay encoded (a path here).
+    for (next, location) in [
+        ("%2F%09%2Fevil.example%2F", "/"),
+        ("%2F%5C%2Fevil.example%2F", "/"),
+        ("%2F%5Cevil.example", "/"),
+        ("%2F%2Fevil.example", "/"),
+        ("https%3A%2F%2Fevil.example", "/"),
+        ("%2F%20%2Fevil.example", "/"),
+        ("%2F%252F%2Fevil.example", "/%2F/evil.example"),
+        ("%2Fsources%3Fpage%3D2", "/sources?page=2"),
+    ] {
+        let reply = http
+            .post(format!("{}/login", server.url))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("token={READER}&next={next}"))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(reply.status().as_u16(), 303, "{next}");
+        assert_eq!(reply.headers()["location"], location, "{next}");
+    }
+    // A line break in `next` is a header injection: a 400 with the API's error shape, never a 500.
+    for next in ["%2F%0D%0ASet-Cookie%3A%20x%3Dy", "%2F%0Aevil"] {
+        let reply = http
+            .post(format!("{}/login", server.url))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("token={READER}&next={next}"))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(reply.status().as_u16(), 400, "{next}");
+        let body: serde_json::Value = reply.json().await.expect("json error");
+        assert!(body["error"].as_str().is_some_and(|e| e.contains("line break")), "{body}");
+        let form = http.get(format!("{}/login?next={next}", server.url)).send().await.expect("send");
+        assert_eq!(form.status().as_u16(), 400, "GET {next}");
+    }
     let cookie = good.headers()["set-cookie"].to_str().expect("cookie").to_string();
     assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
     // The cookie holds a session id, never the token, and lasts hours, not a month.
@@ -144,6 +181,12 @@ async fn the_dashboard_signs_in_with_a_session_and_signs_out() {
     let page =
         http.get(format!("{}/sources", server.url)).header("cookie", &pair).send().await.expect("send");
     assert_eq!(page.status().as_u16(), 200);
+    // Pages carry the security headers: no script at all, no sniffing, no framing.
+    let csp = page.headers()["content-security-policy"].to_str().expect("csp").to_string();
+    assert!(csp.contains("frame-ancestors 'none'") && csp.contains("default-src 'none'"), "{csp}");
+    assert!(!csp.contains("script-src"), "{csp}");
+    assert_eq!(page.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(page.headers()["referrer-policy"], "same-origin");
     assert!(page.text().await.expect("html").contains(r#"action="/logout""#), "a way to sign out");
     // A made-up session, or the old token-as-cookie, is nobody.
     for forged in ["evaltap_session=0123456789abcdef".to_string(), format!("evaltap_token={READER}")] {
@@ -203,4 +246,26 @@ async fn unauthenticated_use_is_honoured_on_loopback_only_when_allowed() {
     .await
     .expect("response");
     assert_eq!(response.status().as_u16(), 401);
+}
+
+#[tokio::test]
+async fn over_https_the_session_cookie_is_secure() {
+    let server =
+        TestServer::start(Config { public_url: Some("https://evaltap.example.com".into()), ..config() })
+            .await;
+    let http =
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let reply = http
+        .post(format!("{}/login", server.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={READER}&next=%2F"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(reply.status().as_u16(), 303);
+    let cookie = reply.headers()["set-cookie"].to_str().expect("cookie").to_string();
+    assert!(cookie.ends_with("; Secure"), "{cookie}");
+    // The login form carries the security headers too.
+    let form = http.get(format!("{}/login", server.url)).send().await.expect("send");
+    assert_eq!(form.headers()["x-content-type-options"], "nosniff");
 }

@@ -160,12 +160,31 @@ pub(crate) struct NextPage {
     next: Option<String>,
 }
 
-/// A `next` that stays on this server.
+/// A `next` that stays on this server: a path starting with one `/`, with no backslash, no
+/// whitespace and no control character anywhere (browsers drop tabs and newlines from a
+/// `Location`, so `/\t/evil.example/` would read as `//evil.example/`); anything else is `/`.
 fn local(next: Option<&str>) -> &str {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n,
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.chars().any(|c| c == '\\' || c.is_control() || c.is_whitespace()) =>
+        {
+            n
+        }
         _ => "/",
     }
+}
+
+/// A `next` with a line break is an attempt at a header injection: refused as a bad request.
+fn refuse_line_breaks(next: Option<&str>) -> Option<Response> {
+    next.filter(|n| n.contains(['\r', '\n'])).map(|_| {
+        (
+            StatusCode::BAD_REQUEST,
+            axum::Json(serde_json::json!({"error": "`next` must not contain a line break"})),
+        )
+            .into_response()
+    })
 }
 
 fn login_page(next: &str, error: Option<&str>) -> Html<String> {
@@ -185,8 +204,11 @@ fn login_page(next: &str, error: Option<&str>) -> Html<String> {
 }
 
 /// `GET /login`.
-pub(crate) async fn login_form(Query(q): Query<NextPage>) -> Html<String> {
-    login_page(local(q.next.as_deref()), None)
+pub(crate) async fn login_form(Query(q): Query<NextPage>) -> Response {
+    if let Some(refused) = refuse_line_breaks(q.next.as_deref()) {
+        return refused;
+    }
+    login_page(local(q.next.as_deref()), None).into_response()
 }
 
 #[derive(Deserialize)]
@@ -198,6 +220,9 @@ pub(crate) struct Login {
 /// `POST /login`: a valid token opens a session; the browser gets its random id as an
 /// HttpOnly, SameSite=Strict cookie that lasts as long as the session.
 pub(crate) async fn login(State(state): State<AppState>, Form(form): Form<Login>) -> Response {
+    if let Some(refused) = refuse_line_breaks(form.next.as_deref()) {
+        return refused;
+    }
     let next = local(form.next.as_deref()).to_string();
     let token = form.token.trim();
     if state.auth.role_of(token).is_none() {
@@ -216,7 +241,14 @@ pub(crate) async fn login(State(state): State<AppState>, Form(form): Form<Login>
         )
             .into_response();
     }
-    let cookie = format!("{COOKIE}={session}; HttpOnly; SameSite=Strict; Path=/; Max-Age={SESSION_SECS}");
+    // Over HTTPS (as `public_url` says people reach it) the cookie never travels in clear.
+    let secure = if state.config.public_url.as_deref().is_some_and(|u| u.starts_with("https://")) {
+        "; Secure"
+    } else {
+        ""
+    };
+    let cookie =
+        format!("{COOKIE}={session}; HttpOnly; SameSite=Strict; Path=/; Max-Age={SESSION_SECS}{secure}");
     ([(header::SET_COOKIE, cookie)], Redirect::to(&next)).into_response()
 }
 

@@ -100,7 +100,8 @@ pub fn router(state: AppState) -> Router {
         .route("/experiments/{name}/examples/{item_id}", get(dashboard::example))
         .route("/spend", get(dashboard::spend))
         .route("/sources", get(dashboard::sources))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), dashboard::error_pages));
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), dashboard::error_pages))
+        .route_layer(axum::middleware::from_fn(dashboard::security_headers));
     let mut guarded = Router::new().merge(pages);
     for (path, _, handler) in api_routes() {
         guarded = guarded.route(path, handler);
@@ -110,7 +111,12 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(ingest)
         .merge(guarded)
-        .route("/login", get(auth::login_form).post(auth::login))
+        .route(
+            "/login",
+            get(auth::login_form)
+                .post(auth::login)
+                .layer(axum::middleware::from_fn(dashboard::security_headers)),
+        )
         .route("/logout", post(auth::logout))
         .route("/healthz", get(|| async { "ok" }))
         .route("/openapi.json", get(api::openapi))
