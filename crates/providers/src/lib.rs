@@ -43,12 +43,18 @@ pub enum ProviderError {
     },
     /// An attempt got no complete answer within the per-attempt timeout (after retries), or
     /// the call's overall deadline passed.
-    #[error("calling {url} timed out after {seconds:.1} s")]
+    #[error(
+        "calling {url} timed out: {attempts} attempt(s) over {total_seconds:.1} s in all, the last cut at {attempt_seconds:.1} s"
+    )]
     Timeout {
         /// URL called.
         url: String,
-        /// How long it waited.
-        seconds: f64,
+        /// How long the last attempt was given.
+        attempt_seconds: f64,
+        /// How long the whole call took, waits between attempts included.
+        total_seconds: f64,
+        /// Attempts made.
+        attempts: u32,
     },
     /// The HTTP client could not be built.
     #[error("cannot build HTTP client: {0}")]
@@ -139,6 +145,16 @@ impl ChatClient {
         }
     }
 
+    /// A timeout of attempt `attempts` given `budget`, in a call started at `call_started`.
+    fn timeout(&self, budget: Duration, call_started: Instant, attempts: u32) -> ProviderError {
+        ProviderError::Timeout {
+            url: self.url.clone(),
+            attempt_seconds: budget.as_secs_f64(),
+            total_seconds: call_started.elapsed().as_secs_f64(),
+            attempts,
+        }
+    }
+
     /// Replaces the retry policy.
     pub fn with_retry(mut self, retry: RetryPolicy) -> ChatClient {
         self.retry = retry;
@@ -162,9 +178,12 @@ impl ChatClient {
                 Ok(Attempt::Done(response)) => return self.completion(response, started.elapsed()),
                 Ok(Attempt::Final(error)) => return Err(error),
                 Ok(Attempt::Retry(error, retry_after)) => (error, retry_after),
-                Err(_) => {
-                    (ProviderError::Timeout { url: self.url.clone(), seconds: budget.as_secs_f64() }, None)
-                }
+                Err(_) => (self.timeout(budget, call_started, attempt), None),
+            };
+            // A timeout reports the attempt it cut and the whole call, not only the last budget.
+            let error = match error {
+                ProviderError::Timeout { .. } => self.timeout(budget, call_started, attempt),
+                other => other,
             };
             if attempt >= self.retry.max_attempts {
                 return Err(error);
@@ -196,7 +215,7 @@ impl ChatClient {
             Ok(response) if response.status().is_success() => match response.json::<Value>().await {
                 Ok(value) => Attempt::Done(value),
                 Err(e) if e.is_timeout() => {
-                    Attempt::Retry(ProviderError::Timeout { url: self.url.clone(), seconds: 0.0 }, None)
+                    Attempt::Retry(self.timeout(Duration::ZERO, Instant::now(), 0), None)
                 }
                 Err(e) => Attempt::Final(ProviderError::InvalidResponse {
                     url: self.url.clone(),
@@ -215,7 +234,7 @@ impl ChatClient {
                 }
             }
             Err(source) if source.is_timeout() => {
-                Attempt::Retry(ProviderError::Timeout { url: self.url.clone(), seconds: 0.0 }, None)
+                Attempt::Retry(self.timeout(Duration::ZERO, Instant::now(), 0), None)
             }
             Err(source) if source.is_builder() => {
                 Attempt::Final(ProviderError::Transport { url: self.url.clone(), source })

@@ -82,7 +82,11 @@ async fn a_hung_upstream_is_a_timeout_within_the_deadline() {
     let err = client.chat(&json!({"model": "m"})).await.expect_err("hangs");
     let waited = started.elapsed();
     assert!(matches!(err, evaltap_providers::ProviderError::Timeout { .. }), "{err}");
-    assert!(err.to_string().contains("timed out"), "{err}");
+    assert!(err.to_string().contains("timed out: 3 attempt(s) over"), "{err}");
+    // The whole call, not the last attempt's budget.
+    if let evaltap_providers::ProviderError::Timeout { total_seconds, attempt_seconds, .. } = &err {
+        assert!(*total_seconds >= 0.9 && total_seconds > attempt_seconds, "{err}");
+    }
     // Three attempts of 300 ms plus short waits: well under the 2 s deadline, far from 30 s.
     assert!(waited < Duration::from_secs(2), "{waited:?}");
     assert_eq!(server.received_requests().await.map(|r| r.len()), Some(3));
