@@ -191,6 +191,16 @@ async fn three_workers_on_postgres_one_killed_call_each_model_once() {
         assert!(calls - needed <= takeovers as u64, "{calls} calls, {needed} needed, {takeovers} takeovers");
         assert!(takeovers <= concurrency as i64, "{takeovers} takeovers for {concurrency} slots");
         assert!(store.unfinished_work(&experiment.id).await.expect("work").is_empty());
+        // The report shows them: the JSON, the table, the page.
+        let report = evaltap_report::build(store, &experiment).await.expect("report");
+        assert_eq!(report.takeovers, takeovers as u64);
+        if takeovers > 0 {
+            assert!(
+                evaltap_report::render_text(&report).contains("takeovers: "),
+                "{}",
+                evaltap_report::render_text(&report)
+            );
+        }
     })
     .await;
 }
@@ -587,6 +597,10 @@ crate::on_both_engines! {
         assert!(rest.iter().all(|l| &l.work_key != finished && l.claims == 3));
         // Every unit was taken over (the finished one too: it may have been paid twice).
         assert_eq!(store.work_takeovers(&other_experiment.id).await.expect("takeovers"), 24);
+        // The report shows them.
+        let report = evaltap_report::build(&store, &other_experiment).await.expect("report");
+        assert_eq!(report.takeovers, 24);
+        assert!(evaltap_report::render_text(&report).contains("takeovers: 24 units"), "{}", evaltap_report::render_text(&report));
 
         // Follow-ups: the first registered claimed by the registrant, the rest ready for any
         // worker; what was registered before is left alone.

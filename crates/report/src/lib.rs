@@ -49,6 +49,10 @@ pub struct Report {
     pub baseline: BaselineSummary,
     /// Sampled items whose stored row does not read back (skipped, counted).
     pub unreadable_items: usize,
+    /// Units of work claimed more than once: a worker stopped mid-call (killed, or its lease
+    /// ran out) and another took the work over. Each may have been paid twice.
+    #[serde(default)]
+    pub takeovers: u64,
     /// For a golden run: the dataset.
     pub dataset: Option<String>,
     /// For a golden run: the dataset version (content hash) it used.
@@ -450,6 +454,7 @@ pub struct ReportInputs {
     references: Vec<DatasetItemRow>,
     exchanges: Vec<StoredExchange>,
     unreadable_items: usize,
+    takeovers: u64,
     judgments: Vec<JudgmentRecord>,
     calibrations: HashMap<String, Calibration>,
     spend: Spend,
@@ -483,6 +488,7 @@ pub async fn load(store: &Store, experiment: &Experiment) -> Result<ReportInputs
         references,
         exchanges,
         unreadable_items,
+        takeovers: store.work_takeovers(&experiment.id).await?.max(0) as u64,
         judgments: store.judgments_without_texts(&experiment.id).await?,
         calibrations,
         spend: store.spend(&experiment.id).await?,
@@ -547,6 +553,7 @@ pub fn compute(inputs: ReportInputs) -> Report {
         references,
         exchanges,
         unreadable_items,
+        takeovers,
         judgments,
         calibrations,
         spend,
@@ -829,6 +836,7 @@ pub fn compute(inputs: ReportInputs) -> Report {
             cost_per_request_usd: baseline_cost,
         },
         unreadable_items,
+        takeovers,
         dataset: spec.dataset.as_ref().map(|d: &DatasetRef| d.name.clone()),
         dataset_version: spec.dataset.as_ref().map(|d| d.version.clone()),
         frozen_rubrics: spec
@@ -885,6 +893,13 @@ pub fn render_text(report: &Report) -> String {
         report.margin,
         basis
     );
+    if report.takeovers > 0 {
+        let _ = writeln!(
+            out,
+            "takeovers: {} (a worker stopped mid-call and another took the work over; each may have been paid twice)",
+            evaltap_core::words::count(report.takeovers, "unit")
+        );
+    }
     if let Some(cap) = report.spend.cap_usd {
         let _ = writeln!(
             out,

@@ -300,6 +300,7 @@ mod tests {
                 cost_per_request_usd: baseline_cost,
             },
             unreadable_items: 0,
+            takeovers: 0,
             dataset: None,
             dataset_version: None,
             frozen_rubrics: vec![],
