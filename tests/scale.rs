@@ -770,3 +770,30 @@ async fn requeue_pushes_unfinished_jobs_again_and_calls_nothing_twice() {
     // 30 replays, 30 baseline and 30 candidate judgments: each called once.
     assert_eq!(bench.sim.calls.total() - production_calls, 90, "a duplicate job called a model");
 }
+
+crate::on_both_engines! {
+    /// Ready queue jobs that no worker takes are seen as stalled (the watchdog that starts a
+    /// stalled queue worker again reads this), and a running worker takes them.
+    async fn ready_queue_jobs_no_worker_takes_are_seen_as_stalled() {
+        let bench = Bench::start("stalled", QUIET, None, 2).await;
+        let experiment = bench.create(experiment_request("stalled", "small", "correctness", 2)).await;
+        let store = &bench.app.store;
+        let items = store.experiment_item_ids(&experiment.id).await.expect("ids");
+        let job = evaltap_worker::EvalJob::Replay {
+            experiment_id: experiment.id.clone(),
+            item_id: items[0].clone(),
+            candidate: "small".into(),
+        };
+        evaltap_worker::queue::push_jobs(&bench.app.queue, vec![job]).await.expect("push");
+        assert_eq!(store.stalled_queue_jobs(3).await.expect("stalled"), 0, "not yet");
+        tokio::time::sleep(Duration::from_millis(4_200)).await;
+        assert_eq!(store.stalled_queue_jobs(3).await.expect("stalled"), 1, "ready for 4 s, untaken");
+        let worker = crate::common::BackgroundWorker::start(&bench.app);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while store.stalled_queue_jobs(0).await.expect("stalled") > 0 {
+            assert!(tokio::time::Instant::now() < deadline, "the worker never took the job");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        worker.stop().await;
+    }
+}

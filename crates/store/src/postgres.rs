@@ -105,6 +105,17 @@ pub(crate) async fn purge_finished_queue_jobs(pool: &PgPool) -> Result<u64> {
     Ok(done.rows_affected())
 }
 
+/// Jobs of the queue ready for at least `secs` seconds that no worker has taken.
+pub(crate) async fn stalled_queue_jobs(pool: &PgPool, secs: i64) -> Result<i64> {
+    Ok(sqlx::query_scalar(
+        "SELECT COUNT(*) FROM apalis.jobs WHERE status = 'Pending' AND lock_by IS NULL
+           AND run_at <= now() - make_interval(secs => $1::double precision)",
+    )
+    .bind(secs)
+    .fetch_one(pool)
+    .await?)
+}
+
 /// Creates a new, empty database named `<prefix>_<uuid>` on the server `admin_url` connects to;
 /// returns its URL and name. (Benchmarks and tests each get a database of their own.)
 pub async fn create_scratch_database(admin_url: &str, prefix: &str) -> Result<(String, String)> {

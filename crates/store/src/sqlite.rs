@@ -38,6 +38,17 @@ pub(crate) async fn purge_finished_queue_jobs(pool: &SqlitePool) -> Result<u64> 
     Ok(done.rows_affected())
 }
 
+/// Jobs of the queue ready for at least `secs` seconds that no worker has taken.
+pub(crate) async fn stalled_queue_jobs(pool: &SqlitePool, secs: i64) -> Result<i64> {
+    Ok(sqlx::query_scalar(
+        "SELECT COUNT(*) FROM Jobs WHERE status = 'Pending' AND lock_by IS NULL
+           AND (run_at IS NULL OR run_at <= CAST(strftime('%s', 'now') AS INTEGER) - ?)",
+    )
+    .bind(secs)
+    .fetch_one(pool)
+    .await?)
+}
+
 /// Multi-row `INSERT … VALUES` in chunks of 256, 64, 16, 4 or 1 rows: few statement shapes to
 /// prepare, 15 parameters a row well inside SQLite's limit.
 impl crate::InsertExchangeRows for sqlx::Transaction<'_, sqlx::Sqlite> {

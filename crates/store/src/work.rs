@@ -299,6 +299,15 @@ impl Store {
         })
     }
 
+    /// How many of the job queue's jobs have been ready for `secs` seconds or more with no
+    /// worker taking them: a queue worker that stopped fetching.
+    pub async fn stalled_queue_jobs(&self, secs: i64) -> Result<i64> {
+        Ok(match &self.pool {
+            crate::Pool::Sqlite(pool) => crate::sqlite::stalled_queue_jobs(pool, secs).await?,
+            crate::Pool::Postgres(pool) => crate::postgres::stalled_queue_jobs(pool, secs).await?,
+        })
+    }
+
     /// Deletes finished jobs from the job queue's table (results live in evaltap's tables).
     pub async fn purge_finished_queue_jobs(&self) -> Result<u64> {
         Ok(match &self.pool {

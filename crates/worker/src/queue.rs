@@ -376,6 +376,8 @@ pub async fn run_worker(
     // acknowledgement costs grow with it; results live in evaltap's own tables), and spend
     // reservations of dead callers are released once their lease has run out. (Work whose
     // claimant stopped is claimed again by `claim_loop` once its lease runs out.)
+    // The housekeeping asks for a new round of apalis's worker when ready jobs sit untaken.
+    let (restart, restarts) = tokio::sync::watch::channel(0_u64);
     let mut housekeeping_stopped = stopped.clone();
     let housekeeping = tokio::spawn(async move {
         let mut rounds: u64 = 0;
@@ -387,6 +389,19 @@ pub async fn run_worker(
             rounds += 1;
             if let Err(err) = store.purge_finished_queue_jobs().await {
                 tracing::debug!(%err, "purging finished jobs failed; will retry");
+            }
+            if rounds.is_multiple_of(STALL_CHECK_EVERY_ROUNDS) {
+                match store.stalled_queue_jobs(QUEUE_STALL.as_secs() as i64).await {
+                    Ok(0) => {}
+                    Ok(stalled) => {
+                        tracing::warn!(
+                            stalled,
+                            "the job queue's worker stopped fetching ready jobs; starting it again"
+                        );
+                        restart.send_modify(|round| *round += 1);
+                    }
+                    Err(err) => tracing::debug!(%err, "looking for stalled queue jobs failed; will retry"),
+                }
             }
             if rounds.is_multiple_of(RELEASE_EVERY_ROUNDS) {
                 match store.release_expired_reservations().await {
@@ -419,8 +434,13 @@ pub async fn run_worker(
     let mut round = 0_u32;
     let ran = loop {
         let mut queue_stopped = stopped.clone();
+        let mut round_restarts = restarts.clone();
+        round_restarts.mark_unchanged();
         let until = async move {
-            let _ = queue_stopped.wait_for(|stop| *stop).await;
+            tokio::select! {
+                _ = queue_stopped.wait_for(|stop| *stop) => {}
+                _ = round_restarts.changed() => {}
+            }
             Ok::<(), std::io::Error>(())
         };
         let attempt = format!("{name}-{round}");
@@ -453,6 +473,13 @@ const QUEUE_ATTEMPTS: usize = 4;
 /// How often a worker asks the apalis queue for jobs (retries and `--requeue`: the rare path;
 /// a duplicated batch of 1,500 jobs did not always drain within two minutes under load at 100 ms).
 const QUEUE_POLL_EVERY: Duration = Duration::from_millis(10);
+
+/// Ready jobs untaken this long mean the queue's worker stopped fetching (apalis's poll can
+/// stall without an error): it is started again.
+const QUEUE_STALL: Duration = Duration::from_secs(5);
+
+/// Stalled jobs are looked for every this many purge rounds.
+const STALL_CHECK_EVERY_ROUNDS: u64 = 8;
 
 /// How long a worker waits before starting its job-queue worker again after it stopped.
 const QUEUE_RESTART_AFTER: Duration = Duration::from_millis(200);
