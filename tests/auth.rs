@@ -19,6 +19,16 @@ fn token(name: &str, role: Role, secret: &str) -> TokenConfig {
     }
 }
 
+/// `POST /login` with a form body.
+async fn sign_in(http: &reqwest::Client, url: &str, form: &str) -> reqwest::Response {
+    http.post(format!("{url}/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form.to_string())
+        .send()
+        .await
+        .expect("send")
+}
+
 fn config() -> Config {
     Config {
         sources: vec![SourceConfig {
@@ -118,21 +128,9 @@ async fn the_dashboard_signs_in_with_a_session_and_signs_out() {
         reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
     let form = http.get(format!("{}/login?next=/sources", server.url)).send().await.expect("send");
     assert!(form.text().await.expect("html").contains("name=\"token\""));
-    let bad = http
-        .post(format!("{}/login", server.url))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("token=nope&next=%2Fsources")
-        .send()
-        .await
-        .expect("send");
+    let bad = sign_in(&http, &server.url, "token=nope&next=%2Fsources").await;
     assert_eq!(bad.status().as_u16(), 401);
-    let good = http
-        .post(format!("{}/login", server.url))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("token={READER}&next=%2F%2Fevil.example%2F"))
-        .send()
-        .await
-        .expect("send");
+    let good = sign_in(&http, &server.url, &format!("token={READER}&next=%2F%2Fevil.example%2F")).await;
     assert_eq!(good.status().as_u16(), 303);
     assert_eq!(good.headers()["location"], "/", "an off-site next is not followed");
     // Every form of an off-site `next` lands on `/`: a tab or a backslash a browser reads as
@@ -147,25 +145,13 @@ async fn the_dashboard_signs_in_with_a_session_and_signs_out() {
         ("%2F%252F%2Fevil.example", "/%2F/evil.example"),
         ("%2Fsources%3Fpage%3D2", "/sources?page=2"),
     ] {
-        let reply = http
-            .post(format!("{}/login", server.url))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(format!("token={READER}&next={next}"))
-            .send()
-            .await
-            .expect("send");
+        let reply = sign_in(&http, &server.url, &format!("token={READER}&next={next}")).await;
         assert_eq!(reply.status().as_u16(), 303, "{next}");
         assert_eq!(reply.headers()["location"], location, "{next}");
     }
     // A line break in `next` is a header injection: a 400 with the API's error shape, never a 500.
     for next in ["%2F%0D%0ASet-Cookie%3A%20x%3Dy", "%2F%0Aevil"] {
-        let reply = http
-            .post(format!("{}/login", server.url))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(format!("token={READER}&next={next}"))
-            .send()
-            .await
-            .expect("send");
+        let reply = sign_in(&http, &server.url, &format!("token={READER}&next={next}")).await;
         assert_eq!(reply.status().as_u16(), 400, "{next}");
         let body: serde_json::Value = reply.json().await.expect("json error");
         assert!(body["error"].as_str().is_some_and(|e| e.contains("line break")), "{body}");
@@ -255,13 +241,7 @@ async fn over_https_the_session_cookie_is_secure() {
             .await;
     let http =
         reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-    let reply = http
-        .post(format!("{}/login", server.url))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("token={READER}&next=%2F"))
-        .send()
-        .await
-        .expect("send");
+    let reply = sign_in(&http, &server.url, &format!("token={READER}&next=%2F")).await;
     assert_eq!(reply.status().as_u16(), 303);
     let cookie = reply.headers()["set-cookie"].to_str().expect("cookie").to_string();
     assert!(cookie.ends_with("; Secure"), "{cookie}");
