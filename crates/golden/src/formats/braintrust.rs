@@ -18,14 +18,6 @@ impl Format for Braintrust {
         map: &FieldMap,
         notes: &mut ImportNotes,
     ) -> Result<Vec<Item>, GoldenError> {
-        let fields = Common {
-            id: "id",
-            input: "input",
-            reference: "expected",
-            reference_aliases: &[],
-            metadata: "metadata",
-            tags: "tags",
-        };
-        import_common(path, text, map, &fields, notes)
+        import_common(path, text, map, &Common::with_reference("expected", &[]), notes)
     }
 }

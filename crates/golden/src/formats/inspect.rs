@@ -19,14 +19,6 @@ impl Format for Inspect {
         map: &FieldMap,
         notes: &mut ImportNotes,
     ) -> Result<Vec<Item>, GoldenError> {
-        let fields = Common {
-            id: "id",
-            input: "input",
-            reference: "target",
-            reference_aliases: &[],
-            metadata: "metadata",
-            tags: "tags",
-        };
-        import_common(path, text, map, &fields, notes)
+        import_common(path, text, map, &Common::with_reference("target", &[]), notes)
     }
 }

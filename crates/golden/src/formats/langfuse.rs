@@ -9,14 +9,7 @@ use crate::{GoldenError, Item};
 /// Langfuse.
 pub struct Langfuse;
 
-const FIELDS: Common<'static> = Common {
-    id: "id",
-    input: "input",
-    reference: "expectedOutput",
-    reference_aliases: &["expected_output"],
-    metadata: "metadata",
-    tags: "tags",
-};
+const FIELDS: Common<'static> = Common::with_reference("expectedOutput", &["expected_output"]);
 
 impl Format for Langfuse {
     fn name(&self) -> &'static str {

@@ -203,6 +203,21 @@ pub(crate) struct Common<'a> {
     pub tags: &'a str,
 }
 
+impl Common<'static> {
+    /// The shape most tools share — `id`, `input`, `metadata`, `tags` — with the tool's own
+    /// name for the reference (and the other names its exports use).
+    pub(crate) const fn with_reference(reference: &'static str, aliases: &'static [&'static str]) -> Self {
+        Common {
+            id: "id",
+            input: "input",
+            reference,
+            reference_aliases: aliases,
+            metadata: "metadata",
+            tags: "tags",
+        }
+    }
+}
+
 impl Common<'_> {
     pub(crate) fn item(
         &self,

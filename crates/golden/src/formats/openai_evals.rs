@@ -20,14 +20,6 @@ impl Format for OpenAiEvals {
         map: &FieldMap,
         notes: &mut ImportNotes,
     ) -> Result<Vec<Item>, GoldenError> {
-        let fields = Common {
-            id: "id",
-            input: "input",
-            reference: "ideal",
-            reference_aliases: &[],
-            metadata: "metadata",
-            tags: "tags",
-        };
-        import_common(path, text, map, &fields, notes)
+        import_common(path, text, map, &Common::with_reference("ideal", &[]), notes)
     }
 }
