@@ -249,3 +249,29 @@ async fn over_https_the_session_cookie_is_secure() {
     let form = http.get(format!("{}/login", server.url)).send().await.expect("send");
     assert_eq!(form.headers()["x-content-type-options"], "nosniff");
 }
+
+#[tokio::test]
+async fn removing_a_token_from_the_configuration_ends_its_sessions() {
+    let server = TestServer::start(config()).await;
+    let http =
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let reply = sign_in(&http, &server.url, &format!("token={READER}&next=%2F")).await;
+    let cookie = reply.headers()["set-cookie"].to_str().expect("cookie").to_string();
+    let pair = cookie.split(';').next().expect("pair").to_string();
+    // The same database served by a process whose evaltap.toml no longer has that token.
+    let mut without = config();
+    without.auth.tokens.retain(|t| t.name != "ci");
+    without.database_url = server.app.config.database_url.clone();
+    let app = evaltap::app::App::open(without).await.expect("open");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(evaltap_server::serve(listener, app.server_state(), async move {
+        let _ = stopped.await;
+    }));
+    let before =
+        http.get(format!("{}/sources", server.url)).header("cookie", &pair).send().await.expect("send");
+    assert_eq!(before.status().as_u16(), 200, "the session works where the token is configured");
+    let after = http.get(format!("{url}/sources")).header("cookie", &pair).send().await.expect("send");
+    assert_eq!(after.status().as_u16(), 303, "a session outlived the removal of its token");
+}
