@@ -243,16 +243,13 @@ async fn golden_run_example_links_open_and_page_errors_are_pages() {
         .expect("json");
     assert_eq!(listed["total"], regressions, "{listed}");
     assert!(links.iter().all(|l| l.matches('/').count() == 4), "an item id left a raw `/`: {links:?}");
+    let json_link_pattern = regex::Regex::new(r#"href="(/api/[^"]+)">JSON"#).expect("regex");
     for link in &links {
         let page = http.get(format!("{}{link}", bench.url)).send().await.expect("example");
         assert_eq!(page.status(), 200, "{link}");
         let body = page.text().await.expect("html");
         // Its JSON link opens too.
-        let json_link = regex::Regex::new(r#"href="(/api/[^"]+)">JSON"#)
-            .expect("regex")
-            .captures(&body)
-            .expect("JSON link")[1]
-            .to_string();
+        let json_link = json_link_pattern.captures(&body).expect("JSON link")[1].to_string();
         assert_eq!(
             http.get(format!("{}{json_link}", bench.url)).send().await.expect("json").status(),
             200,

@@ -279,8 +279,9 @@ async fn the_whole_loop_reaches_the_right_verdicts_and_is_idempotent() {
     assert_eq!(report.candidates[0].rubrics[0].stats.verdict, Verdict::Worse);
 
     // A spend cap: replays past it are skipped, never attempted, and the report says so. (A
-    // cap smaller than one judge call's reservation buys nothing at all: no pair can be scored.)
-    let cap = 0.004;
+    // cap smaller than one judgment's reservation — the most its calls can cost, about $0.011
+    // here — buys nothing at all: no pair can be scored.)
+    let cap = 0.015;
     let capped = create(&app, "capped", "medium", "correctness", 50, Some(cap)).await;
     run_to_done(&app, &capped, 8).await;
     let report = evaltap_report::build(&app.store, &capped).await.expect("report");

@@ -152,8 +152,9 @@ async fn the_report_recovers_the_judges_position_bias_and_warns() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn judge_calls_count_against_the_spend_cap() {
     let bench = Bench::start("judgecap", QUIET, None, 60).await;
-    // Replays of sim-small cost about $0.000004 each; the judge (sim-judge) about $0.0002 a call.
-    let cap = 0.004;
+    // Replays of sim-small cost about $0.000004 each; the judge (sim-judge) about $0.0002 a call,
+    // and a judgment reserves the most its calls can cost (about $0.011).
+    let cap = 0.015;
     let experiment = bench
         .create(ExperimentRequest {
             spend_cap_usd: Some(cap),

@@ -16,3 +16,4 @@ mod mirror;
 mod proxy;
 mod python_clients;
 mod scale;
+mod spend;

@@ -95,6 +95,7 @@ pub fn demo_config(sim_url: &str, database_url: String) -> Config {
             output_per_mtok: 4.0,
             samples: 1,
             temperature: 0.0,
+            max_output_tokens: None,
         }),
         // The demo serves on loopback only, for the person running it.
         auth: evaltap_core::AuthConfig { allow_unauthenticated: true, tokens: Vec::new() },

@@ -401,9 +401,21 @@ pub struct JudgeConfig {
     /// Sampling temperature of judge calls (0 unless set).
     #[serde(default)]
     pub temperature: f64,
+    /// The most output tokens a judge answer may run to in an experiment with a spend cap
+    /// (sent as `max_tokens`, so no judge call can cost more than it reserved); 512 unless set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_output_tokens: Option<u64>,
 }
 
+/// Judge answers are a score and a sentence or two of reason: this leaves room for far more.
+pub const JUDGE_OUTPUT_TOKENS_BOUND: u64 = 512;
+
 impl JudgeConfig {
+    /// The output-token limit judge calls carry under a spend cap.
+    pub fn output_bound(&self) -> u64 {
+        self.max_output_tokens.unwrap_or(JUDGE_OUTPUT_TOKENS_BOUND).max(1)
+    }
+
     /// The judge's price.
     pub fn price(&self) -> Price {
         Price {

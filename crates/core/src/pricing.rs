@@ -62,9 +62,54 @@ impl Price {
     }
 }
 
+/// Tokens an image in a prompt counts for at most: providers charge an image by its pixels,
+/// capped by the size they scale it to (about 1,600 tokens at Anthropic, 1,105 at OpenAI's high
+/// detail per 512-pixel tile set), never by the bytes of its encoding.
+pub const IMAGE_TOKENS_BOUND: u64 = 2_000;
+
+/// The most input tokens a chat request can be charged for, whatever the model's tokenizer:
+/// its JSON bytes (a token covers at least one byte, and the JSON's own punctuation more than
+/// pays for the per-message overhead), with each image counted at [`IMAGE_TOKENS_BOUND`]
+/// instead of its encoded bytes or URL.
+pub fn input_tokens_bound(request: &serde_json::Value) -> u64 {
+    fn walk(value: &serde_json::Value, images: &mut u64, image_bytes: &mut u64) {
+        match value {
+            serde_json::Value::Object(map) => {
+                let kind = map.get("type").and_then(serde_json::Value::as_str);
+                if matches!(kind, Some("image_url" | "input_image" | "image")) {
+                    *images += 1;
+                    *image_bytes += serde_json::to_string(value).map_or(0, |s| s.len() as u64);
+                    return;
+                }
+                map.values().for_each(|v| walk(v, images, image_bytes));
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| walk(v, images, image_bytes)),
+            _ => {}
+        }
+    }
+    let (mut images, mut image_bytes) = (0, 0);
+    walk(request, &mut images, &mut image_bytes);
+    let bytes = serde_json::to_string(request).map_or(0, |s| s.len() as u64);
+    bytes.saturating_sub(image_bytes) + images * IMAGE_TOKENS_BOUND
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_input_bound_counts_bytes_and_images_by_their_cap() {
+        let text = serde_json::json!({"messages": [{"role": "user", "content": "What is 2 + 2?"}]});
+        let bytes = serde_json::to_string(&text).map(|s| s.len() as u64).unwrap_or(0);
+        assert_eq!(input_tokens_bound(&text), bytes);
+        let payload = "A".repeat(400_000);
+        let image = serde_json::json!({"messages": [{"role": "user", "content": [
+            {"type": "text", "text": "What is this?"},
+            {"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{payload}")}},
+            {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]}]});
+        let bound = input_tokens_bound(&image);
+        assert!((2 * IMAGE_TOKENS_BOUND..2 * IMAGE_TOKENS_BOUND + 200).contains(&bound), "{bound}");
+    }
 
     #[test]
     fn cost_is_per_million_tokens() {

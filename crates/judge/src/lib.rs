@@ -406,6 +406,7 @@ pub struct Judge {
     model: String,
     temperature: f64,
     retry_delay: Duration,
+    output_limit: Option<u64>,
 }
 
 /// An unreadable judge answer is asked again this many times in all, with backoff.
@@ -468,7 +469,28 @@ pub struct JudgeFailure {
 impl Judge {
     /// A judge calling `model` through `client` at `temperature`.
     pub fn new(client: ChatClient, model: impl Into<String>, temperature: f64) -> Judge {
-        Judge { client, model: model.into(), temperature, retry_delay: Duration::from_millis(200) }
+        Judge {
+            client,
+            model: model.into(),
+            temperature,
+            retry_delay: Duration::from_millis(200),
+            output_limit: None,
+        }
+    }
+
+    /// This judge for calls paid out of a spend reservation: each call carries `max_tokens`
+    /// and an attempt that may have been billed is not repeated, so a judgment costs at most
+    /// [`Judge::most_calls`] calls of the prompt and `max_tokens` each.
+    pub fn bounded(mut self, max_tokens: u64) -> Judge {
+        self.client = self.client.paying_once();
+        self.output_limit = Some(max_tokens);
+        self
+    }
+
+    /// The most calls one judgment with `samples` samples makes: each sample asked again up to
+    /// [`JUDGE_ATTEMPTS`] times in all when its answer does not read.
+    pub fn most_calls(samples: usize) -> u64 {
+        samples.max(1) as u64 * u64::from(JUDGE_ATTEMPTS)
     }
 
     /// Replaces the delay before the first re-ask of an unreadable answer (doubled after).
@@ -494,6 +516,9 @@ impl Judge {
         let mut body = json!({"model": model, "temperature": self.temperature, "messages": [{"role": "user", "content": prompt}]});
         if let Some(seed) = seed {
             body["seed"] = json!(seed);
+        }
+        if let Some(limit) = self.output_limit {
+            body["max_tokens"] = json!(limit);
         }
         let mut attempt = 0;
         loop {

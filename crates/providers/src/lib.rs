@@ -61,6 +61,19 @@ pub enum ProviderError {
     Client(reqwest::Error),
 }
 
+impl ProviderError {
+    /// Whether the provider may have billed the failed call: the request went out and its
+    /// answer was lost (a timeout, a connection cut after sending, an unreadable body). An
+    /// error status or a connection never made is not billed.
+    pub fn may_have_been_billed(&self) -> bool {
+        match self {
+            ProviderError::Timeout { .. } | ProviderError::InvalidResponse { .. } => true,
+            ProviderError::Transport { source, .. } => !source.is_connect() && !source.is_builder(),
+            ProviderError::Status { .. } | ProviderError::Client(_) => false,
+        }
+    }
+}
+
 /// How failed calls are retried.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
@@ -74,6 +87,9 @@ pub struct RetryPolicy {
     pub attempt_timeout: Duration,
     /// Longest the whole call may take, retries and waits included.
     pub deadline: Duration,
+    /// Whether an attempt whose answer was lost after sending (and so may have been billed) is
+    /// tried again. Calls under a spend cap are not: their reservation covers one paid attempt.
+    pub retry_when_maybe_billed: bool,
 }
 
 impl Default for RetryPolicy {
@@ -84,6 +100,7 @@ impl Default for RetryPolicy {
             max_delay: Duration::from_secs(30),
             attempt_timeout: Duration::from_secs(60),
             deadline: Duration::from_secs(180),
+            retry_when_maybe_billed: true,
         }
     }
 }
@@ -161,6 +178,15 @@ impl ChatClient {
         self
     }
 
+    /// This client (sharing its concurrency limit) for calls paid out of a reservation: an
+    /// attempt that may have been billed is never repeated, so one call costs at most one
+    /// attempt's worth.
+    pub fn paying_once(&self) -> ChatClient {
+        let mut client = self.clone();
+        client.retry.retry_when_maybe_billed = false;
+        client
+    }
+
     /// Sends a chat-completions request body and returns the parsed completion. Each attempt
     /// is bounded by `attempt_timeout`, the whole call (waits included) by `deadline`; a hung
     /// upstream is reported as a timeout.
@@ -185,7 +211,9 @@ impl ChatClient {
                 ProviderError::Timeout { .. } => self.timeout(budget, call_started, attempt),
                 other => other,
             };
-            if attempt >= self.retry.max_attempts {
+            if attempt >= self.retry.max_attempts
+                || (!self.retry.retry_when_maybe_billed && error.may_have_been_billed())
+            {
                 return Err(error);
             }
             let backoff = self.retry.base_delay * 2u32.saturating_pow(attempt - 1);

@@ -14,6 +14,7 @@ fn fast_retry() -> RetryPolicy {
         max_delay: Duration::from_millis(50),
         attempt_timeout: Duration::from_millis(300),
         deadline: Duration::from_secs(2),
+        retry_when_maybe_billed: true,
     }
 }
 
@@ -89,5 +90,28 @@ async fn a_hung_upstream_is_a_timeout_within_the_deadline() {
     }
     // Three attempts of 300 ms plus short waits: well under the 2 s deadline, far from 30 s.
     assert!(waited < Duration::from_secs(2), "{waited:?}");
+    assert_eq!(server.received_requests().await.map(|r| r.len()), Some(3));
+}
+
+#[tokio::test]
+async fn a_call_paying_once_does_not_repeat_an_attempt_that_may_have_been_billed() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(30)))
+        .mount(&server)
+        .await;
+    let client = client_for(&server);
+    let err = client.paying_once().chat(&json!({"model": "m"})).await.expect_err("hung");
+    assert!(err.may_have_been_billed(), "{err}");
+    assert_eq!(
+        server.received_requests().await.map(|r| r.len()),
+        Some(1),
+        "a timed-out attempt was repeated"
+    );
+    // Errors the provider does not bill are still retried.
+    let server = MockServer::start().await;
+    Mock::given(method("POST")).respond_with(ResponseTemplate::new(503)).mount(&server).await;
+    let err = client_for(&server).paying_once().chat(&json!({"model": "m"})).await.expect_err("503");
+    assert!(!err.may_have_been_billed(), "{err}");
     assert_eq!(server.received_requests().await.map(|r| r.len()), Some(3));
 }

@@ -199,6 +199,10 @@ pub struct CandidateReport {
     pub errors: usize,
     /// Replays not attempted because the spend cap was reached.
     pub skipped: usize,
+    /// Successful replays whose answer stopped at its output-token limit (`finish_reason` =
+    /// `length`): a cut answer may score lower for being cut.
+    #[serde(default)]
+    pub truncated: usize,
     /// Mean cost per successful replay in USD; null when no successful replay was priced.
     pub cost_per_request_usd: Option<f64>,
     /// Cost per request relative to the baseline, in percent (negative is cheaper); null when
@@ -791,6 +795,7 @@ pub fn compute(inputs: ReportInputs) -> Report {
                 n: ok.len(),
                 errors: mine.iter().filter(|r| r.error.is_some() && r.skipped.is_none()).count(),
                 skipped: mine.iter().filter(|r| r.skipped.is_some()).count(),
+                truncated: mine.iter().filter(|r| r.error.is_none() && r.truncated()).count(),
                 // No priced successful call: the cost is unknown, not zero (never "−100%").
                 cost_per_request_usd: (!costs.is_empty()).then_some(cost),
                 cost_delta_pct: (!costs.is_empty() && baseline_cost > 0.0)
@@ -862,6 +867,25 @@ pub fn compute(inputs: ReportInputs) -> Report {
     }
 }
 
+/// `includes $0.004200 presumed paid for 3 calls …` when calls are counted at their bound.
+pub fn presumed_note(spend: &Spend) -> Option<String> {
+    (spend.presumed_calls > 0).then(|| {
+        format!(
+            "includes ${:.6} presumed paid for {} whose answer was lost (a worker stopped mid-call, or a timeout), counted at the most each could cost",
+            spend.presumed_usd,
+            evaltap_core::words::count(spend.presumed_calls.max(0) as u64, "call")
+        )
+    })
+}
+
+/// `12 answers cut at the output limit …` for a candidate with truncated answers.
+pub fn truncated_note(truncated: usize) -> String {
+    format!(
+        "{} cut at the output limit (finish_reason length); a cut answer may score lower — raise the limit with the candidate's params.max_tokens",
+        evaltap_core::words::count(truncated as u64, "answer")
+    )
+}
+
 /// The report as a plain-text table.
 pub fn render_text(report: &Report) -> String {
     let mut out = String::new();
@@ -900,14 +924,16 @@ pub fn render_text(report: &Report) -> String {
             evaltap_core::words::count(report.takeovers, "unit")
         );
     }
-    if let Some(cap) = report.spend.cap_usd {
+    if report.spend.cap_usd.is_some() || report.spend.presumed_calls > 0 {
         let _ = writeln!(
             out,
-            "spend ${:.6} (replays ${:.6}, judge ${:.6}) of a ${cap:.6} cap{}",
+            "spend ${:.6} (replays ${:.6}, judge ${:.6}){}{}{}",
             report.spend.total_spent_usd,
             report.spend.spent_usd,
             report.spend.judge_spent_usd,
-            if report.spend_cap_reached { " — cap reached, remaining work skipped" } else { "" }
+            report.spend.cap_usd.map(|cap| format!(" of a ${cap:.6} cap")).unwrap_or_default(),
+            if report.spend_cap_reached { " — cap reached, remaining work skipped" } else { "" },
+            presumed_note(&report.spend).map(|note| format!("; {note}")).unwrap_or_default(),
         );
     }
     let _ = writeln!(
@@ -984,6 +1010,9 @@ pub fn render_text(report: &Report) -> String {
             }
             if let Some(note) = &s.note {
                 notes.push(note.clone());
+            }
+            if i == 0 && c.truncated > 0 {
+                notes.push(truncated_note(c.truncated));
             }
             for note in notes {
                 let _ = writeln!(out, "{:>70}  note: {note}", "");

@@ -312,6 +312,7 @@ mod tests {
                 n: 12,
                 errors: 0,
                 skipped: 0,
+                truncated: 0,
                 cost_per_request_usd: candidate_cost,
                 cost_delta_pct: None,
                 latency_p50_ms: 100.0,

@@ -77,14 +77,28 @@ impl AccuracyOverrides {
 }
 
 /// Every chat completion request received, counted by its body: the same request made twice
-/// (a model call paid twice) shows as a count of 2.
+/// (a model call paid twice) shows as a count of 2. Also the bill: what each answered call
+/// costs at the model's prices, charged when the answer is ready — before it is sent, so a
+/// caller that dies waiting is billed all the same, as by a real provider.
 #[derive(Debug, Clone, Default)]
-pub struct CallLog(Arc<std::sync::Mutex<HashMap<u64, u64>>>);
+pub struct CallLog(Arc<std::sync::Mutex<HashMap<u64, u64>>>, Arc<std::sync::Mutex<f64>>);
 
 impl CallLog {
     fn record(&self, body: &[u8]) {
         let mut map = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         *map.entry(xxhash_rust::xxh3::xxh3_64(body)).or_insert(0) += 1;
+    }
+
+    fn bill(&self, model: &SimModel, prompt_tokens: u64, completion_tokens: u64) {
+        let cost = (prompt_tokens as f64 * model.input_per_mtok
+            + completion_tokens as f64 * model.output_per_mtok)
+            / 1_000_000.0;
+        *self.1.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) += cost;
+    }
+
+    /// USD billed so far, over every model.
+    pub fn billed_usd(&self) -> f64 {
+        *self.1.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Requests received, in all.
@@ -124,7 +138,8 @@ pub fn router(config: SimConfig, accuracy: AccuracyOverrides, calls: CallLog) ->
 /// `GET /control/calls`: requests received, distinct, and the counts of repeated ones.
 async fn call_counts(State(state): State<SimState>) -> Json<Value> {
     let calls = &state.calls;
-    Json(json!({"total": calls.total(), "distinct": calls.distinct(), "repeats": calls.repeats()}))
+    Json(json!({"total": calls.total(), "distinct": calls.distinct(), "repeats": calls.repeats(),
+                "billed_usd": calls.billed_usd()}))
 }
 
 /// `POST /control/accuracy {"model", "accuracy"}`: the body is read as JSON whatever its
@@ -247,6 +262,8 @@ fn assistant_reply(model: &SimModel, accuracy: f64, prompt: &str) -> String {
     };
     if model.terse {
         answer
+    } else if model.rambling {
+        format!("The answer is {answer}. {RAMBLE} {RAMBLE} {RAMBLE}")
     } else if prompt.contains("Reply in JSON") {
         // Verbose models follow a JSON output instruction; terse ones answer the bare value.
         serde_json::json!({"answer": answer.parse::<i64>().map_or(serde_json::json!(answer), |n| serde_json::json!(n))})
@@ -254,6 +271,30 @@ fn assistant_reply(model: &SimModel, accuracy: f64, prompt: &str) -> String {
     } else {
         format!("The answer is {answer}.")
     }
+}
+
+/// What a rambling model adds to every answer, three times over: some forty times the length of
+/// the production model's answer.
+const RAMBLE: &str = "To explain how I got there, I read the question twice, restated it in my own words, \
+    worked through each step carefully, checked the arithmetic a second time, considered whether \
+    any other reading of the question was possible, and concluded that this is the answer that \
+    best fits everything the question says. Let me know if you would like more detail on any step.";
+
+/// The answer cut at `limit` tokens (whole words), and whether it was cut.
+fn within_limit(reply: String, limit: Option<u64>) -> (String, bool) {
+    let Some(limit) = limit else { return (reply, false) };
+    if count_tokens(&reply) <= limit {
+        return (reply, false);
+    }
+    let mut kept = String::new();
+    for word in reply.split_whitespace() {
+        let next = if kept.is_empty() { word.to_string() } else { format!("{kept} {word}") };
+        if count_tokens(&next) > limit {
+            break;
+        }
+        kept = next;
+    }
+    (kept, true)
 }
 
 /// Cities the simulated tool task asks about; a wrong call names another.
@@ -285,11 +326,12 @@ fn tool_call(model: &SimModel, accuracy: f64, request: &Value, prompt: &str) -> 
 }
 
 /// A chat completion whose answer is one tool call.
-fn tool_call_reply(model: &SimModel, texts: &[String], call: &(String, Value)) -> Response {
+fn tool_call_reply(calls: &CallLog, model: &SimModel, texts: &[String], call: &(String, Value)) -> Response {
     let (name, arguments) = call;
     let digest = xxh3_64(format!("{}{}", model.id, texts.join("\u{0}")).as_bytes());
     let prompt_tokens: u64 = texts.iter().map(|t| count_tokens(t) + 3).sum();
     let completion_tokens = 10;
+    calls.bill(model, prompt_tokens, completion_tokens);
     Json(json!({
         "id": format!("chatcmpl-sim-{digest:016x}"), "object": "chat.completion",
         "created": 1_700_000_000 + (digest % 100_000_000), "model": model.id,
@@ -351,13 +393,19 @@ async fn chat_completions(State(state): State<SimState>, body: axum::body::Bytes
             let streamed = request.get("stream").and_then(Value::as_bool) == Some(true);
             if !streamed && let Some(call) = tool_call(model, state.accuracy.get(model), &request, last_user)
             {
-                return tool_call_reply(model, &texts, &call);
+                return tool_call_reply(&state.calls, model, &texts, &call);
             }
             assistant_reply(model, state.accuracy.get(model), last_user)
         }
     };
+    // `max_tokens` (or `max_completion_tokens`) cuts the answer, as a real model stops there.
+    let limit =
+        ["max_completion_tokens", "max_tokens"].iter().find_map(|f| request.get(*f).and_then(Value::as_u64));
+    let (reply, cut) = within_limit(reply, limit);
+    let finish_reason = if cut { "length" } else { "stop" };
     let prompt_tokens: u64 = texts.iter().map(|t| count_tokens(t) + 3).sum();
     let completion_tokens = count_tokens(&reply);
+    state.calls.bill(model, prompt_tokens, completion_tokens);
     let usage = json!({"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                        "total_tokens": prompt_tokens + completion_tokens});
     // Ids and timestamps are derived from the content, so the same call gets the same bytes.
@@ -373,11 +421,11 @@ async fn chat_completions(State(state): State<SimState>, body: axum::body::Bytes
     if request.get("stream").and_then(Value::as_bool) == Some(true) {
         let include_usage =
             request.pointer("/stream_options/include_usage").and_then(Value::as_bool) == Some(true);
-        return stream_reply(&id, created, model.id, &reply, include_usage.then_some(usage));
+        return stream_reply(&id, created, model.id, &reply, finish_reason, include_usage.then_some(usage));
     }
     Json(json!({
         "id": id, "object": "chat.completion", "created": created, "model": model.id,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": finish_reason}],
         "usage": usage,
     }))
     .into_response()
@@ -385,7 +433,14 @@ async fn chat_completions(State(state): State<SimState>, body: axum::body::Bytes
 
 /// Server-sent events as OpenAI sends them: a role chunk, content chunks word by word, a finish
 /// chunk, an optional usage chunk, then `[DONE]`.
-fn stream_reply(id: &str, created: u64, model: &str, reply: &str, usage: Option<Value>) -> Response {
+fn stream_reply(
+    id: &str,
+    created: u64,
+    model: &str,
+    reply: &str,
+    finish_reason: &str,
+    usage: Option<Value>,
+) -> Response {
     let chunk = |delta: Value, finish: Value| {
         json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
@@ -397,7 +452,7 @@ fn stream_reply(id: &str, created: u64, model: &str, reply: &str, usage: Option<
         events.push(chunk(json!({"content": &rest[..cut]}), Value::Null));
         rest = &rest[cut..];
     }
-    events.push(chunk(json!({}), json!("stop")));
+    events.push(chunk(json!({}), json!(finish_reason)));
     if let Some(usage) = usage {
         events.push(json!({"id": id, "object": "chat.completion.chunk", "created": created,
                            "model": model, "choices": [], "usage": usage}));
@@ -467,6 +522,17 @@ mod tests {
             ))
             .is_err()
         );
+    }
+
+    #[test]
+    fn a_token_limit_cuts_the_answer_at_whole_words() {
+        let long = format!("The answer is 4. {RAMBLE}");
+        assert!(count_tokens(&long) > 70, "a rambling answer is long");
+        let (cut, was_cut) = within_limit(long.clone(), Some(20));
+        assert!(was_cut && count_tokens(&cut) <= 20 && count_tokens(&cut) >= 18, "{cut}");
+        assert!(long.starts_with(&cut));
+        assert_eq!(within_limit("short".into(), Some(20)), ("short".into(), false));
+        assert_eq!(within_limit(long.clone(), None), (long, false));
     }
 
     #[test]

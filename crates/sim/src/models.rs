@@ -29,12 +29,15 @@ pub struct SimModel {
     pub latency_ms: u64,
     /// Whether answers are a bare value or a sentence.
     pub terse: bool,
+    /// Whether each answer goes on to explain itself at length (many times longer than the
+    /// production model's): the candidate that tests what a spend cap holds against.
+    pub rambling: bool,
 }
 
 /// The built-in catalog: a strong expensive production model, a cheap model about as good, a
-/// cheap model clearly worse, a model whose accuracy tests change on purpose (drift), and a
-/// judge.
-pub const CATALOG: [SimModel; 5] = [
+/// cheap model clearly worse, a model whose accuracy tests change on purpose (drift), a pricey
+/// model as good as production that writes far longer answers, slowly, and a judge.
+pub const CATALOG: [SimModel; 6] = [
     SimModel {
         id: "sim-large",
         role: Role::Assistant,
@@ -43,6 +46,7 @@ pub const CATALOG: [SimModel; 5] = [
         output_per_mtok: 10.00,
         latency_ms: 40,
         terse: false,
+        rambling: false,
     },
     SimModel {
         id: "sim-medium",
@@ -52,6 +56,7 @@ pub const CATALOG: [SimModel; 5] = [
         output_per_mtok: 1.60,
         latency_ms: 20,
         terse: false,
+        rambling: false,
     },
     SimModel {
         id: "sim-small",
@@ -61,6 +66,7 @@ pub const CATALOG: [SimModel; 5] = [
         output_per_mtok: 0.40,
         latency_ms: 10,
         terse: true,
+        rambling: false,
     },
     SimModel {
         id: "sim-drift",
@@ -70,6 +76,17 @@ pub const CATALOG: [SimModel; 5] = [
         output_per_mtok: 1.60,
         latency_ms: 20,
         terse: false,
+        rambling: false,
+    },
+    SimModel {
+        id: "sim-verbose",
+        role: Role::Assistant,
+        accuracy: 0.92,
+        input_per_mtok: 3.00,
+        output_per_mtok: 15.00,
+        latency_ms: 60,
+        terse: false,
+        rambling: true,
     },
     SimModel {
         id: "sim-judge",
@@ -79,6 +96,7 @@ pub const CATALOG: [SimModel; 5] = [
         output_per_mtok: 4.00,
         latency_ms: 5,
         terse: false,
+        rambling: false,
     },
 ];
 

@@ -36,7 +36,7 @@ pub use experiments::{BaselineSpec, DatasetRef, Experiment, ExperimentSpec, Filt
 pub use postgres::nagle::delayed_sockets_to;
 pub use postgres::{create_scratch_database, drop_scratch_database};
 pub use results::{Calibration, JudgmentRecord, JudgmentScore, Progress, ReplayRecord};
-pub use spend::{Reservation, Reserve, Spend, SpendKind};
+pub use spend::{Paid, Reservation, Reserve, Spend, SpendKind};
 pub use work::{Claim, Lease, QUEUED, judgment_work_key, now_ms, replay_work_key};
 
 /// Subject name of the production response in judgments.

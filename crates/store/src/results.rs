@@ -34,6 +34,8 @@ pub struct ReplayRecord {
     pub error: Option<String>,
     /// Set when the call was not attempted (the spend cap was reached).
     pub skipped: Option<String>,
+    /// Why the answer ended, as the provider said (`stop`, `length`, `tool_calls`…).
+    pub finish_reason: Option<String>,
 }
 
 /// One judge score (or the reason there is none).
@@ -93,7 +95,13 @@ impl ReplayRecord {
             latency_ms: None,
             error: None,
             skipped: None,
+            finish_reason: None,
         }
+    }
+
+    /// Whether the answer was cut at its output-token limit.
+    pub fn truncated(&self) -> bool {
+        self.finish_reason.as_deref() == Some("length")
     }
 }
 
@@ -200,8 +208,8 @@ macro_rules! insert_replay_row {
         let replay: &ReplayRecord = &$replay;
         sqlx::query(
             "INSERT INTO replays (id, experiment_id, item_kind, item_id, candidate, model, response, output_text,
-                 input_tokens, output_tokens, cost_usd, latency_ms, error, skipped, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+                 input_tokens, output_tokens, cost_usd, latency_ms, error, skipped, created_at, finish_reason)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
              ON CONFLICT (experiment_id, item_id, candidate) DO NOTHING",
         )
         .bind(uuid::Uuid::now_v7().to_string())
@@ -219,6 +227,7 @@ macro_rules! insert_replay_row {
         .bind(&replay.error)
         .bind(&replay.skipped)
         .bind(Utc::now())
+        .bind(&replay.finish_reason)
         .execute($conn)
         .await?
         .rows_affected()
@@ -366,7 +375,7 @@ impl Store {
         with_pool!(&self.pool, p => {
         let rows = sqlx::query(
             "SELECT experiment_id, item_kind, item_id, candidate, model, CAST(NULL AS TEXT) AS response,
-                    output_text, input_tokens, output_tokens, cost_usd, latency_ms, error, skipped
+                    output_text, input_tokens, output_tokens, cost_usd, latency_ms, error, skipped, finish_reason
              FROM replays WHERE experiment_id = $1 ORDER BY item_id, candidate",
         )
             .bind(experiment_id)
@@ -580,6 +589,7 @@ fn decode_replay(r: &impl Columns) -> Result<ReplayRecord> {
         latency_ms: r.get("latency_ms")?,
         error: r.get("error")?,
         skipped: r.get("skipped")?,
+        finish_reason: r.get("finish_reason")?,
     })
 }
 

@@ -1,7 +1,9 @@
 //! Spend as a ledger: each model call reserves its estimated cost first (one row, with a lease),
 //! then settles it with what it cost. The cap check is one conditional update of the
 //! experiment's running totals, so concurrent workers in any number of processes cannot pass it
-//! together; a reservation whose caller died is released when its lease runs out.
+//! together. Reservations are upper bounds (the calls carry their output limit), so settling
+//! only ever gives money back; a reservation whose caller died may have been paid, so when its
+//! lease runs out it is settled at its reserved amount as `presumed`, never released to zero.
 
 use std::time::Duration;
 
@@ -27,6 +29,27 @@ impl SpendKind {
             SpendKind::Judge => "judge",
         }
     }
+
+    /// Settles a call of this kind in experiment $1's account: $2 of reservation released, $3
+    /// added to the kind's spend, $4 and $5 to the presumed amount and count.
+    fn settle_sql(self) -> &'static str {
+        match self {
+            SpendKind::Replay => {
+                "UPDATE experiment_spend
+                 SET reserved_usd = CASE WHEN reserved_usd > $2 THEN reserved_usd - $2 ELSE 0 END,
+                     spent_usd = spent_usd + $3, presumed_usd = presumed_usd + $4,
+                     presumed_calls = presumed_calls + $5
+                 WHERE experiment_id = $1"
+            }
+            SpendKind::Judge => {
+                "UPDATE experiment_spend
+                 SET reserved_usd = CASE WHEN reserved_usd > $2 THEN reserved_usd - $2 ELSE 0 END,
+                     judge_spent_usd = judge_spent_usd + $3, presumed_usd = presumed_usd + $4,
+                     presumed_calls = presumed_calls + $5
+                 WHERE experiment_id = $1"
+            }
+        }
+    }
 }
 
 /// What an experiment has spent. Replays and judge calls both count against the cap.
@@ -44,6 +67,31 @@ pub struct Spend {
     pub total_spent_usd: f64,
     /// Whether a call did not fit under the cap: the experiment stopped enqueueing work.
     pub capped: bool,
+    /// Of the spend, calls counted at their reserved bound because whether (and what) they were
+    /// billed is unknown: their caller died mid-call, or their answer was lost after sending.
+    #[serde(default)]
+    pub presumed_usd: f64,
+    /// How many calls `presumed_usd` counts.
+    #[serde(default)]
+    pub presumed_calls: i64,
+}
+
+/// What a finished call is settled at.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Paid {
+    /// Its cost, known from the usage the provider reported (0 for a call refused unbilled).
+    Actual(f64),
+    /// Its answer was lost after it was sent, so it may have been billed: counted at this bound
+    /// and marked presumed.
+    Presumed(f64),
+}
+
+impl Paid {
+    fn usd(self) -> f64 {
+        match self {
+            Paid::Actual(usd) | Paid::Presumed(usd) => usd,
+        }
+    }
 }
 
 /// A reservation held for one call.
@@ -191,99 +239,120 @@ impl Store {
         })
     }
 
-    /// Records what a call cost: settles its reservation (if it still holds one; one released
-    /// after its lease ran out only adds the cost) or, without a cap, just adds the cost.
+    /// Records what a call cost: settles its reservation (if it still holds one; one already
+    /// presumed paid after its lease ran out has the presumed amount replaced by this one) or,
+    /// without a cap, just adds the cost.
     pub async fn settle_spend(
         &self,
         experiment_id: &str,
         kind: SpendKind,
         reservation: Option<&Reservation>,
-        actual_usd: f64,
+        paid: Paid,
     ) -> Result<()> {
-        let add = match kind {
-            SpendKind::Replay => {
-                "UPDATE experiment_spend
-                 SET reserved_usd = CASE WHEN reserved_usd > $2 THEN reserved_usd - $2 ELSE 0 END,
-                     spent_usd = spent_usd + $3
-                 WHERE experiment_id = $1"
-            }
-            SpendKind::Judge => {
-                "UPDATE experiment_spend
-                 SET reserved_usd = CASE WHEN reserved_usd > $2 THEN reserved_usd - $2 ELSE 0 END,
-                     judge_spent_usd = judge_spent_usd + $3
-                 WHERE experiment_id = $1"
-            }
+        let add = SpendKind::settle_sql(kind);
+        let (presumed_usd, presumed_calls) = match paid {
+            Paid::Presumed(usd) => (usd, 1_i64),
+            Paid::Actual(_) => (0.0, 0),
         };
         let Some(reservation) = reservation else {
             // Nothing reserved (no cap): one statement, the account opened if it is missing.
             let experiment = experiment_id.to_string();
             return small_write!(self, c => {
-                let updated =
-                    sqlx::query(add).bind(&experiment).bind(0.0).bind(actual_usd).execute(&mut *c).await?;
-                if updated.rows_affected() == 0 {
+                for attempt in 0..2 {
+                    let updated = sqlx::query(add)
+                        .bind(&experiment)
+                        .bind(0.0)
+                        .bind(paid.usd())
+                        .bind(presumed_usd)
+                        .bind(presumed_calls)
+                        .execute(&mut *c)
+                        .await?;
+                    if updated.rows_affected() == 1 || attempt == 1 {
+                        break;
+                    }
                     sqlx::query(OPEN_SPEND).bind(&experiment).bind(None::<f64>).execute(&mut *c).await?;
-                    sqlx::query(add).bind(&experiment).bind(0.0).bind(actual_usd).execute(&mut *c).await?;
                 }
                 Ok::<_, crate::StoreError>(())
             });
         };
         self.open_spend(experiment_id, None).await?;
+        let status = match paid {
+            Paid::Actual(_) => "settled",
+            Paid::Presumed(_) => "presumed",
+        };
         with_pool!(&self.pool, p => {
             let mut tx = p.begin().await?;
-            let mut held = 0.0;
-            {
-                let settled = sqlx::query(
-                    "UPDATE spend_reservations SET status = 'settled', actual_usd = $2
-                     WHERE id = $1 AND status = 'reserved'",
+            // Held: still reserved, so its reservation comes back. Presumed when its lease ran
+            // out: the presumed amount is taken back out of the spend in favour of this one.
+            let mut from = "reserved";
+            let mut found = false;
+            for status_before in ["reserved", "presumed"] {
+                let changed = sqlx::query(
+                    "UPDATE spend_reservations SET status = $3, actual_usd = $2 WHERE id = $1 AND status = $4",
                 )
                 .bind(&reservation.id)
-                .bind(actual_usd)
+                .bind(paid.usd())
+                .bind(status)
+                .bind(status_before)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
-                if settled == 1 {
-                    held = reservation.estimate_usd;
-                } else {
-                    sqlx::query("UPDATE spend_reservations SET actual_usd = $2 WHERE id = $1")
-                        .bind(&reservation.id)
-                        .bind(actual_usd)
-                        .execute(&mut *tx)
-                        .await?;
+                if changed == 1 {
+                    (from, found) = (status_before, true);
+                    break;
                 }
             }
-            sqlx::query(add).bind(experiment_id).bind(held).bind(actual_usd).execute(&mut *tx).await?;
+            let (held, spent, presumed, calls) = match (found, from) {
+                (true, "presumed") => (
+                    0.0,
+                    paid.usd() - reservation.estimate_usd,
+                    presumed_usd - reservation.estimate_usd,
+                    presumed_calls - 1,
+                ),
+                (true, _) => (reservation.estimate_usd, paid.usd(), presumed_usd, presumed_calls),
+                (false, _) => (0.0, paid.usd(), presumed_usd, presumed_calls),
+            };
+            sqlx::query(add)
+                .bind(experiment_id)
+                .bind(held)
+                .bind(spent)
+                .bind(presumed)
+                .bind(calls)
+                .execute(&mut *tx)
+                .await?;
             tx.commit().await?;
             Ok(())
         })
     }
 
-    /// Releases reservations whose lease ran out unsettled (their caller died); returns how
-    /// many. Any process may run this; each reservation is released once.
-    pub async fn release_expired_reservations(&self) -> Result<usize> {
+    /// Settles reservations whose lease ran out unsettled (their caller died, maybe after the
+    /// provider billed the call) at their reserved amount, as `presumed`; returns how many. Any
+    /// process may run this; each reservation is settled once.
+    pub async fn presume_expired_reservations(&self) -> Result<usize> {
         let now = now_ms();
         with_pool!(&self.pool, p => {
             let mut tx = p.begin().await?;
-            let released: Vec<(String, f64)> = sqlx::query_as(
-                "UPDATE spend_reservations SET status = 'released'
+            let presumed: Vec<(String, String, f64)> = sqlx::query_as(
+                "UPDATE spend_reservations SET status = 'presumed', actual_usd = estimate_usd
                  WHERE status = 'reserved' AND expires_ms < $1
-                 RETURNING experiment_id, estimate_usd",
+                 RETURNING experiment_id, kind, estimate_usd",
             )
             .bind(now)
             .fetch_all(&mut *tx)
             .await?;
-            for (experiment_id, estimate) in &released {
-                sqlx::query(
-                    "UPDATE experiment_spend
-                     SET reserved_usd = CASE WHEN reserved_usd > $2 THEN reserved_usd - $2 ELSE 0 END
-                     WHERE experiment_id = $1",
-                )
-                .bind(experiment_id)
-                .bind(estimate)
-                .execute(&mut *tx)
-                .await?;
+            for (experiment_id, kind, estimate) in &presumed {
+                let kind = if kind == SpendKind::Judge.as_str() { SpendKind::Judge } else { SpendKind::Replay };
+                sqlx::query(SpendKind::settle_sql(kind))
+                    .bind(experiment_id)
+                    .bind(estimate)
+                    .bind(estimate)
+                    .bind(estimate)
+                    .bind(1_i64)
+                    .execute(&mut *tx)
+                    .await?;
             }
             tx.commit().await?;
-            Ok(released.len())
+            Ok(presumed.len())
         })
     }
 
@@ -302,7 +371,8 @@ impl Store {
     pub async fn spend(&self, experiment_id: &str) -> Result<Spend> {
         with_pool!(&self.pool, p => {
             let row = sqlx::query(
-                "SELECT cap_usd, spent_usd, reserved_usd, judge_spent_usd, capped FROM experiment_spend
+                "SELECT cap_usd, spent_usd, reserved_usd, judge_spent_usd, capped, presumed_usd, presumed_calls
+                 FROM experiment_spend
                  WHERE experiment_id = $1",
             )
             .bind(experiment_id)
@@ -322,5 +392,7 @@ fn decode_spend(r: &impl Columns) -> Result<Spend> {
         judge_spent_usd,
         total_spent_usd: spent_usd + judge_spent_usd,
         capped: r.get("capped")?,
+        presumed_usd: r.get("presumed_usd")?,
+        presumed_calls: r.get("presumed_calls")?,
     })
 }

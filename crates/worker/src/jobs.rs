@@ -2,11 +2,11 @@
 
 use evaltap_core::chat;
 use evaltap_golden::Check;
-use evaltap_judge::Subject;
 use evaltap_judge::Winner;
+use evaltap_judge::{JudgeError, Subject};
 use evaltap_providers::replay_body;
 use evaltap_store::{
-    BASELINE, BaselineSpec, ExperimentSpec, ITEM_DATASET, ITEM_EXCHANGE, JudgmentRecord, ReplayRecord,
+    BASELINE, BaselineSpec, ExperimentSpec, ITEM_DATASET, ITEM_EXCHANGE, JudgmentRecord, Paid, ReplayRecord,
     Reserve, SpendKind,
 };
 use serde::{Deserialize, Serialize};
@@ -223,23 +223,31 @@ async fn reserve_in_line(
     }
 }
 
-/// Output tokens a replay is budgeted at when neither the request's `max_tokens` nor the
-/// production answer bounds it.
-const REPLAY_OUTPUT_TOKENS_ESTIMATE: u64 = 1024;
+/// Output tokens a replay may write under a spend cap when neither the production request nor
+/// the candidate's `params` set a limit: the larger of this and twice the production answer.
+pub const REPLAY_OUTPUT_TOKENS_FLOOR: u64 = 1024;
 
-/// Tokens a replay of `item` (sending `body`) will use at most, as far as can be told before
-/// the call: the prompt as production measured it (else its length, 4 characters a token), and
-/// the answer bounded by the request's own `max_tokens` — else twice the production answer, as
-/// a more verbose candidate may write more — else a fixed allowance.
-fn estimated_usage(item: &JobItem, body: &Value) -> evaltap_core::Usage {
-    let production = item.usage.filter(|u| u.input_tokens > 0);
-    let input_tokens = production.map_or((item.request.to_string().len() / 4) as u64, |u| u.input_tokens);
-    let max_tokens = ["max_completion_tokens", "max_tokens"]
-        .iter()
-        .find_map(|field| body.get(*field).and_then(Value::as_u64));
-    let output_tokens = max_tokens
-        .or_else(|| production.map(|u| u.output_tokens.saturating_mul(2)).filter(|t| *t > 0))
-        .unwrap_or(REPLAY_OUTPUT_TOKENS_ESTIMATE);
+/// The request's own output limit (`max_completion_tokens`, else `max_tokens`).
+fn output_limit(body: &Value) -> Option<u64> {
+    ["max_completion_tokens", "max_tokens"].iter().find_map(|field| body.get(*field).and_then(Value::as_u64))
+}
+
+/// The most tokens a replay of `item` sending `body` can be billed for: the request's bytes
+/// (images at their cap) and its output limit. Under a spend cap (`bound_output`) a request
+/// without a limit is given one — twice the production answer, at least
+/// [`REPLAY_OUTPUT_TOKENS_FLOOR`] — so the provider stops there and the call cannot cost more
+/// than it reserved; without a cap the request goes as production sent it, and that figure is
+/// only what a lost answer is presumed to have cost.
+fn replay_bound(item: &JobItem, body: &mut Value, bound_output: bool) -> evaltap_core::Usage {
+    let output_tokens = output_limit(body).unwrap_or_else(|| {
+        let production = item.usage.map_or(0, |u| u.output_tokens.saturating_mul(2));
+        let limit = production.max(REPLAY_OUTPUT_TOKENS_FLOOR);
+        if bound_output && let Some(fields) = body.as_object_mut() {
+            fields.insert("max_tokens".into(), Value::from(limit));
+        }
+        limit
+    });
+    let input_tokens = evaltap_core::pricing::input_tokens_bound(body);
     evaltap_core::Usage { input_tokens, output_tokens, ..Default::default() }
 }
 
@@ -381,9 +389,10 @@ async fn replay_held(
         }
         Err(err) => return Err(err),
     };
-    let body = replay_body(&item.request, &config.model, &config.params);
+    let capped = experiment.spec.spend_cap_usd.is_some();
+    let mut body = replay_body(&item.request, &config.model, &config.params);
     let mut record = ReplayRecord::new(experiment_id, item.kind, item_id, candidate, &config.model);
-    let estimate = config.price.cost(estimated_usage(&item, &body));
+    let estimate = config.price.cost(replay_bound(&item, &mut body, capped));
     // Without a cap there is nothing to reserve against: only the actual cost is recorded.
     let reservation = match experiment.spec.spend_cap_usd {
         None => None,
@@ -398,20 +407,23 @@ async fn replay_held(
             }
         },
     };
-    let result = svc.candidate_client(config).chat(&body).await;
-    let actual = match &result {
-        Ok(done) => done.usage.map_or(estimate, |u| config.price.cost(u)),
-        // A failed call may still have been billed; count the estimate, to stay on the safe
-        // side of the cap.
-        Err(_) => estimate,
+    let client = svc.candidate_client(config);
+    let result = if capped { client.paying_once().chat(&body).await } else { client.chat(&body).await };
+    let paid = match &result {
+        Ok(done) => done.usage.map_or(Paid::Presumed(estimate), |u| Paid::Actual(config.price.cost(u))),
+        // An answer lost after sending may have been billed: counted at its bound.
+        Err(err) if err.may_have_been_billed() => Paid::Presumed(estimate),
+        Err(_) => Paid::Actual(0.0),
     };
-    svc.store.settle_spend(experiment_id, SpendKind::Replay, reservation.as_ref(), actual).await?;
+    svc.store.settle_spend(experiment_id, SpendKind::Replay, reservation.as_ref(), paid).await?;
     let outcome = match result {
         Ok(done) => {
             record.cost_usd = done.usage.map(|u| config.price.cost(u));
             record.usage = done.usage;
             record.latency_ms = Some(done.latency_ms);
             record.output_text = Some(done.text);
+            record.finish_reason =
+                done.response.pointer("/choices/0/finish_reason").and_then(Value::as_str).map(str::to_string);
             record.response = Some(done.response);
             JobOutcome::Stored { follow_up, first_claimed: None }
         }
@@ -526,9 +538,6 @@ fn candidate_score(position: &str, winner: Winner) -> f64 {
     }
 }
 
-/// Output tokens a judge answer is budgeted at when reserving spend before the call.
-const JUDGE_OUTPUT_TOKENS_ESTIMATE: u64 = 200;
-
 /// Scores a response to an exchange with a rubric: pointwise (`position` '') the baseline's or
 /// a candidate's; pairwise the candidate against the baseline in the order `position` names.
 ///
@@ -615,15 +624,27 @@ async fn judge_held(
         (_, Err(err)) => Err(format!("the experiment's frozen rubrics do not load: {err}")),
         (Some((judge, config)), Ok(rubrics)) => {
             let samples = if position.is_empty() { experiment.spec.judge_samples.max(1) } else { 1 };
-            // Reserve before paying: the prompt's length (4 characters a token) plus a bounded
-            // answer, per call.
-            let prompt_tokens = (request.to_string().len() + response_text.len() * 2) as u64 / 4 + 300;
+            // Reserve before paying, at the most the judgment can cost: its prompt's bytes and
+            // the output limit its calls carry, for every call it may make.
             let capped = experiment.spec.spend_cap_usd.is_some();
+            let judge = if capped { judge.bounded(config.output_bound()) } else { judge };
+            let prompt = if position.is_empty() {
+                let subject =
+                    Subject { request, response: &response_text, reference: item.reference.as_deref() };
+                rubrics.render(rubric, subject)
+            } else {
+                rubrics.render_pair(rubric, request, &baseline, &response_text)
+            };
+            let input_tokens = prompt.as_ref().map_or(0, |prompt| {
+                evaltap_core::pricing::input_tokens_bound(
+                    &serde_json::json!({"messages": [{"role": "user", "content": prompt}]}),
+                )
+            });
             let estimate = config.price().cost(evaltap_core::Usage {
-                input_tokens: prompt_tokens,
-                output_tokens: JUDGE_OUTPUT_TOKENS_ESTIMATE,
+                input_tokens,
+                output_tokens: config.output_bound(),
                 ..Default::default()
-            }) * samples as f64;
+            }) * evaltap_judge::Judge::most_calls(samples) as f64;
             let reservation = if capped {
                 match reserve_in_line(svc, experiment_id, SpendKind::Judge, key, estimate).await? {
                     Reserve::Reserved(reservation) => Some(reservation),
@@ -666,7 +687,20 @@ async fn judge_held(
                     Err(failure) => failure.calls.clone(),
                 };
                 let actual = config.price().cost(calls.usage);
-                svc.store.settle_spend(experiment_id, SpendKind::Judge, reservation.as_ref(), actual).await?;
+                // A call whose answer was lost after sending may have been billed: one call's
+                // bound on top of what the answered calls cost.
+                let lost = match &result {
+                    Err(failure) => {
+                        matches!(&failure.error, JudgeError::Provider(e) if e.may_have_been_billed())
+                    }
+                    Ok(_) => false,
+                };
+                let paid = if lost {
+                    Paid::Presumed(actual + estimate / evaltap_judge::Judge::most_calls(samples) as f64)
+                } else {
+                    Paid::Actual(actual)
+                };
+                svc.store.settle_spend(experiment_id, SpendKind::Judge, reservation.as_ref(), paid).await?;
                 record.raw_output = calls.raw_output.clone();
                 record.attempts = i64::from(calls.attempts);
                 record.judge_model = Some(calls.model.clone()).filter(|m| !m.is_empty());
@@ -815,4 +849,46 @@ pub async fn store_skipped(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn item(usage: Option<evaltap_core::Usage>) -> JobItem {
+        JobItem {
+            kind: ITEM_EXCHANGE,
+            id: "x".into(),
+            request: json!({"messages": [{"role": "user", "content": "What is 2 + 2?"}]}),
+            production: None,
+            usage,
+            reference: None,
+            checks: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_capped_replay_without_a_limit_is_given_the_bound_it_reserves() {
+        let production = evaltap_core::Usage { input_tokens: 12, output_tokens: 800, ..Default::default() };
+        let mut body = json!({"model": "m", "messages": [{"role": "user", "content": "What is 2 + 2?"}]});
+        let bound = replay_bound(&item(Some(production)), &mut body, true);
+        assert_eq!(bound.output_tokens, 1600, "twice the production answer");
+        assert_eq!(body["max_tokens"], 1600, "the call carries the bound it reserved");
+        assert_eq!(bound.input_tokens, body.to_string().len() as u64);
+
+        let mut short = json!({"model": "m", "messages": []});
+        assert_eq!(replay_bound(&item(None), &mut short, true).output_tokens, REPLAY_OUTPUT_TOKENS_FLOOR);
+        assert_eq!(short["max_tokens"], REPLAY_OUTPUT_TOKENS_FLOOR);
+    }
+
+    #[test]
+    fn a_limit_of_the_request_or_the_candidate_stands_and_an_uncapped_replay_is_sent_as_captured() {
+        let mut own = json!({"model": "m", "messages": [], "max_completion_tokens": 64});
+        assert_eq!(replay_bound(&item(None), &mut own, true).output_tokens, 64);
+        assert!(own.get("max_tokens").is_none());
+        let mut uncapped = json!({"model": "m", "messages": []});
+        assert_eq!(replay_bound(&item(None), &mut uncapped, false).output_tokens, REPLAY_OUTPUT_TOKENS_FLOOR);
+        assert!(uncapped.get("max_tokens").is_none(), "without a cap the request is not changed");
+    }
 }

@@ -403,11 +403,14 @@ pub async fn run_worker(
                     Err(err) => tracing::debug!(%err, "looking for stalled queue jobs failed; will retry"),
                 }
             }
-            if rounds.is_multiple_of(RELEASE_EVERY_ROUNDS) {
-                match store.release_expired_reservations().await {
+            if rounds.is_multiple_of(PRESUME_EVERY_ROUNDS) {
+                match store.presume_expired_reservations().await {
                     Ok(0) => {}
-                    Ok(n) => tracing::info!(released = n, "released spend reservations of stopped calls"),
-                    Err(err) => tracing::debug!(%err, "releasing expired reservations failed; will retry"),
+                    Ok(n) => tracing::warn!(
+                        presumed = n,
+                        "spend reservations of stopped calls settled as presumed paid"
+                    ),
+                    Err(err) => tracing::debug!(%err, "settling expired reservations failed; will retry"),
                 }
             }
         }
@@ -488,4 +491,4 @@ const QUEUE_RESTART_AFTER: Duration = Duration::from_millis(200);
 const PURGE_EVERY: Duration = Duration::from_millis(250);
 
 /// Expired reservations are looked for every this many purge rounds.
-const RELEASE_EVERY_ROUNDS: u64 = 8;
+const PRESUME_EVERY_ROUNDS: u64 = 8;
