@@ -1,6 +1,8 @@
 //! Helpers shared by the whole-app tests.
 
+use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use evaltap::app::App;
@@ -355,4 +357,91 @@ pub async fn run(app: &App, experiment: &Experiment) -> Report {
     app.wait_done(experiment, Duration::from_secs(60), |_| {}).await.expect("finishes");
     worker.stop().await;
     evaltap_report::build(&app.store, experiment).await.expect("report")
+}
+
+/// An `evaltap` process, SIGKILLed when dropped.
+pub struct Process {
+    pub child: Child,
+    address: Option<String>,
+}
+
+impl Process {
+    /// Starts `evaltap --config CONFIG ARGS…`; for `serve`, waits until it listens.
+    pub fn start(config: &Path, args: &[&str]) -> Process {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_evaltap"))
+            .arg("--config")
+            .arg(config)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start evaltap");
+        let stderr = child.stderr.take().expect("stderr");
+        let (address_tx, address_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(address) = line.strip_prefix("evaltap listening on ") {
+                    let _ = address_tx.send(address.trim().to_string());
+                }
+                if std::env::var_os("EVALTAP_TEST_VERBOSE").is_some() {
+                    eprintln!("[evaltap] {line}");
+                }
+            }
+        });
+        let address = (args.first() == Some(&"serve"))
+            .then(|| address_rx.recv_timeout(Duration::from_secs(60)).expect("serve listens"));
+        Process { child, address }
+    }
+
+    pub fn url(&self) -> &str {
+        self.address.as_deref().expect("a serve process")
+    }
+
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{name}"), self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{name}");
+    }
+
+    /// Sends `signal` and waits for a clean exit.
+    pub fn stop_with(mut self, signal: &str) {
+        self.signal(signal);
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                assert!(status.success(), "evaltap exited with {status} after SIG{signal}");
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "evaltap did not stop after SIG{signal}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Process {
+    /// The most memory the process has held resident so far (`VmHWM`), in bytes.
+    pub fn peak_resident_bytes(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("/proc status");
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM");
+        kb * 1024
+    }
 }

@@ -4,9 +4,8 @@
 //! across workers. The simulated upstream counts every request it receives, so a model call
 //! made twice shows.
 
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use evaltap_core::Config;
@@ -14,82 +13,9 @@ use evaltap_sim::{JudgeBehavior, SimConfig};
 use evaltap_store::{Experiment, Store};
 use serde_json::{Value, json};
 
-use crate::common::{Bench, TempDir, experiment_request, write_config};
+use crate::common::{Bench, Process, TempDir, experiment_request, write_config};
 
 const QUIET: JudgeBehavior = JudgeBehavior { noise: 0.0, position_bias: 0.0, unreadable_long: 0.0 };
-
-/// An `evaltap` process, SIGKILLed when dropped.
-struct Process {
-    child: Child,
-    address: Option<String>,
-}
-
-impl Process {
-    /// Starts `evaltap --config CONFIG ARGS…`; for `serve`, waits until it listens.
-    fn start(config: &Path, args: &[&str]) -> Process {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_evaltap"))
-            .arg("--config")
-            .arg(config)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start evaltap");
-        let stderr = child.stderr.take().expect("stderr");
-        let (address_tx, address_rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(address) = line.strip_prefix("evaltap listening on ") {
-                    let _ = address_tx.send(address.trim().to_string());
-                }
-                if std::env::var_os("EVALTAP_TEST_VERBOSE").is_some() {
-                    eprintln!("[evaltap] {line}");
-                }
-            }
-        });
-        let address = (args.first() == Some(&"serve"))
-            .then(|| address_rx.recv_timeout(Duration::from_secs(60)).expect("serve listens"));
-        Process { child, address }
-    }
-
-    fn url(&self) -> &str {
-        self.address.as_deref().expect("a serve process")
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([format!("-{name}"), self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success(), "kill -{name}");
-    }
-
-    /// Sends `signal` and waits for a clean exit.
-    fn stop_with(mut self, signal: &str) {
-        self.signal(signal);
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                assert!(status.success(), "evaltap exited with {status} after SIG{signal}");
-                return;
-            }
-            assert!(std::time::Instant::now() < deadline, "evaltap did not stop after SIG{signal}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Writes `config` where processes can read it.
 /// A configuration with one source (`app`, key `k-app`) on a fresh database of the running

@@ -58,6 +58,10 @@ pub struct Config {
     /// Largest ingest body accepted, in bytes (larger gets 413).
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
+    /// Most values one ingest body may hold — items, fields and list elements together (JSON
+    /// values, or OTLP protobuf messages); more gets 413 before anything is decoded.
+    #[serde(default = "default_max_body_values")]
+    pub max_body_values: usize,
     /// Ingest requests processed at once; more get 503 with `Retry-After`.
     #[serde(default = "default_max_concurrent_ingest")]
     pub max_concurrent_ingest: usize,
@@ -445,6 +449,9 @@ fn default_datasets_dir() -> PathBuf {
 fn default_max_body_bytes() -> usize {
     16 * 1024 * 1024
 }
+fn default_max_body_values() -> usize {
+    500_000
+}
 fn default_header_read_timeout_secs() -> u64 {
     10
 }
@@ -481,6 +488,7 @@ impl Default for Config {
             rubrics_dir: default_rubrics_dir(),
             datasets_dir: default_datasets_dir(),
             max_body_bytes: default_max_body_bytes(),
+            max_body_values: default_max_body_values(),
             max_concurrent_ingest: default_max_concurrent_ingest(),
             ingest_body_timeout_secs: default_ingest_body_timeout_secs(),
             max_connections: default_max_connections(),

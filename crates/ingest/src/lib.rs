@@ -24,6 +24,79 @@ pub enum IngestError {
     /// The body is JSON of the wrong shape.
     #[error("{0}")]
     Shape(String),
+    /// The body holds more values than a body may: decoding it would take memory out of
+    /// proportion to its size.
+    #[error(
+        "the body holds more than {limit} values (items, fields and list elements together); send smaller batches"
+    )]
+    TooManyValues {
+        /// The limit.
+        limit: usize,
+    },
+    /// The body holds more items of one kind than a body may.
+    #[error("the body holds more than {limit} {what}; send smaller batches")]
+    TooManyItems {
+        /// The limit.
+        limit: usize,
+        /// What is counted (`spans`).
+        what: &'static str,
+    },
+}
+
+impl IngestError {
+    /// Whether the body was refused for its size (413) rather than its content (400).
+    pub fn too_large(&self) -> bool {
+        matches!(self, IngestError::TooManyValues { .. } | IngestError::TooManyItems { .. })
+    }
+}
+
+/// Counts the JSON values of a body — objects, arrays, keys and scalars at any depth, as the
+/// structural characters outside strings tell them — reading its bytes once and allocating
+/// nothing; `None` as soon as there are more than `limit`.
+pub fn json_values_within(body: &[u8], limit: usize) -> Option<usize> {
+    let (mut count, mut in_string, mut escaped) = (1usize, false, false);
+    for &byte in body {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'{' | b'[' | b',' | b':' => {
+                count += 1;
+                if count > limit {
+                    return None;
+                }
+            }
+            _ => {}
+        }
+    }
+    Some(count)
+}
+
+/// Refuses, before any decoding, a body of more than `max_values` values (JSON values, or
+/// the messages of an OTLP protobuf body): what a body decodes into is then bounded by its size
+/// whatever its format, not by how many tiny items fit in it.
+pub fn within_value_limit(
+    body: &[u8],
+    headers: &http::HeaderMap,
+    max_values: usize,
+) -> Result<(), IngestError> {
+    let protobuf = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("protobuf"));
+    let within = if protobuf {
+        formats::otlp_wire::protobuf_messages_within(body, max_values).map_err(IngestError::Shape)?.is_some()
+    } else {
+        json_values_within(body, max_values).is_some()
+    };
+    if within { Ok(()) } else { Err(IngestError::TooManyValues { limit: max_values }) }
 }
 
 /// One item of a batch that was not accepted.

@@ -222,6 +222,32 @@ fn otlp_protobuf_decodes_like_json() {
     assert_eq!(ex.external_id.as_deref(), Some("01010101010101010101010101010101:0202020202020202"));
     let err = adapter("otlp").expect("otlp").decode(b"\xff\xff\xff", &headers).expect_err("garbage");
     assert!(err.to_string().contains("protobuf"), "{err}");
+
+    // Counted without decoding: a resource span, the resource and its attribute with its
+    // value, a scope span, the span, five attributes with their values.
+    let body = request.encode_to_vec();
+    let counted = evaltap_ingest::formats::otlp_wire::protobuf_messages_within(&body, 1000).expect("reads");
+    assert_eq!(counted, Some(1 + 1 + 2 + 1 + 1 + 10));
+    assert_eq!(evaltap_ingest::formats::otlp_wire::protobuf_messages_within(&body, 10).expect("reads"), None);
+    assert!(evaltap_ingest::within_value_limit(&body, &headers, 16).is_ok());
+    let err = evaltap_ingest::within_value_limit(&body, &headers, 15).expect_err("over");
+    assert!(err.to_string().contains("more than 15 values"), "{err}");
+    assert!(
+        evaltap_ingest::within_value_limit(&body[..body.len() - 3], &headers, 1000).is_err(),
+        "truncated"
+    );
+}
+
+#[test]
+fn json_values_are_counted_outside_strings() {
+    use evaltap_ingest::json_values_within;
+    // One, plus each structural character outside strings: the object, two keys' colons, the
+    // array, its comma and the member comma; nothing inside the string (escaped quote included).
+    assert_eq!(json_values_within(br#"{"a": [1, 2], "b": "x,:{[\"]"}"#, 100), Some(7));
+    assert_eq!(json_values_within(b"[{},{},{}]", 100), Some(7));
+    assert_eq!(json_values_within(b"[{},{},{}]", 5), None);
+    let lines = b"{\"a\":1}\n{\"a\":2}\n";
+    assert_eq!(json_values_within(lines, 100), Some(5));
 }
 
 #[test]

@@ -193,8 +193,17 @@ async fn ingest(
     let limit = state.config.max_body_bytes;
     let body = decompress(headers, body_or_limit(body, limit)?, limit)?;
     let source = authenticate(state, headers, query, &body)?;
+    // Bounded before decoding: a body of millions of tiny items would decode into structures
+    // many times its size.
+    if let Err(err) = evaltap_ingest::within_value_limit(&body, headers, state.config.max_body_values) {
+        let status = if err.too_large() { StatusCode::PAYLOAD_TOO_LARGE } else { StatusCode::BAD_REQUEST };
+        return Err(ApiError::Client(status, err.to_string()));
+    }
     let mut decoded = match adapter.decode(&body, headers) {
         Ok(decoded) => decoded,
+        Err(err) if err.too_large() => {
+            return Err(ApiError::Client(StatusCode::PAYLOAD_TOO_LARGE, err.to_string()));
+        }
         Err(err) => {
             let reason = err.to_string();
             record_rejections(state, &source.config.name, std::slice::from_ref(&reason)).await;

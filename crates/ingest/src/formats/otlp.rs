@@ -30,16 +30,33 @@ impl Adapter for Otlp {
     }
 }
 
+/// The most spans one OTLP body may carry (SDK exporters send 512 at a time, the Collector's
+/// batch processor 8,192 by default): each becomes a span and maybe an exchange, hundreds of
+/// bytes each however small it was on the wire, so more is refused before any is built.
+pub const MAX_SPANS_PER_BODY: usize = 20_000;
+
+fn too_many_spans() -> IngestError {
+    IngestError::TooManyItems { limit: MAX_SPANS_PER_BODY, what: "spans" }
+}
+
 /// Spans of an OTLP body, protobuf when the content type says so, else JSON.
 pub fn read_spans(body: &[u8], headers: &http::HeaderMap) -> Result<Vec<Span>, IngestError> {
     let content_type = headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if content_type.contains("protobuf") {
+        // Counted on the wire first: prost would build every span before we could count them.
+        let spans = otlp_wire::protobuf_spans(body, usize::MAX).map_err(IngestError::Shape)?;
+        if spans.is_some_and(|n| n > MAX_SPANS_PER_BODY) {
+            return Err(too_many_spans());
+        }
         return otlp_wire::from_protobuf(body).map_err(IngestError::Shape);
     }
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Vec::new());
     }
     let value: Value = serde_json::from_slice(body).map_err(|e| IngestError::InvalidJson(e.to_string()))?;
+    if otlp_wire::json_spans(&value) > MAX_SPANS_PER_BODY {
+        return Err(too_many_spans());
+    }
     otlp_wire::from_json(&value).map_err(IngestError::Shape)
 }
 

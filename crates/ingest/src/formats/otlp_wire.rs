@@ -305,3 +305,129 @@ pub fn from_json(body: &Value) -> Result<Vec<Span>, String> {
     }
     Ok(spans)
 }
+
+/// The messages of the OTLP schema [`from_protobuf`] builds, and which field of each holds which
+/// (the fields it skips are not counted: prost skips them without building anything).
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Request,
+    ResourceSpans,
+    Resource,
+    ScopeSpans,
+    Span,
+    Event,
+    KeyValue,
+    AnyValue,
+    ArrayValue,
+    KeyValueList,
+    Status,
+}
+
+impl Kind {
+    fn child(self, field: u64) -> Option<Kind> {
+        use Kind::*;
+        match (self, field) {
+            (Request, 1) => Some(ResourceSpans),
+            (ResourceSpans, 1) => Some(Resource),
+            (ResourceSpans, 2) => Some(ScopeSpans),
+            (Resource, 1) | (Event, 3) | (Span, 9) | (KeyValueList, 1) => Some(KeyValue),
+            (ScopeSpans, 2) => Some(Span),
+            (Span, 11) => Some(Event),
+            (Span, 15) => Some(Status),
+            (KeyValue, 2) | (ArrayValue, 1) => Some(AnyValue),
+            (AnyValue, 5) => Some(ArrayValue),
+            (AnyValue, 6) => Some(KeyValueList),
+            _ => None,
+        }
+    }
+}
+
+/// Nesting deeper than this is refused (prost's own recursion limit is 100).
+const MAX_PROTOBUF_DEPTH: usize = 64;
+
+fn varint(bytes: &[u8], at: &mut usize) -> Result<u64, String> {
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let byte = *bytes.get(*at).ok_or("invalid OTLP protobuf: truncated varint")?;
+        *at += 1;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Ok(value);
+        }
+    }
+    Err("invalid OTLP protobuf: varint too long".into())
+}
+
+/// Counts the messages an OTLP protobuf body would decode into (spans, attributes, values at
+/// any depth), reading only its tags and lengths — nothing is allocated — and stops with
+/// `Ok(None)` as soon as there are more than `limit`: a 16 MB body of empty spans would decode
+/// into millions of structs, hundreds of bytes each.
+pub fn protobuf_messages_within(body: &[u8], limit: usize) -> Result<Option<usize>, String> {
+    Ok(protobuf_census(body, limit)?.map(|(messages, _)| messages))
+}
+
+/// Spans in an OTLP protobuf body, counted as [`protobuf_messages_within`] counts messages;
+/// `Ok(None)` beyond `limit` messages.
+pub fn protobuf_spans(body: &[u8], limit: usize) -> Result<Option<usize>, String> {
+    Ok(protobuf_census(body, limit)?.map(|(_, spans)| spans))
+}
+
+/// (messages, of which spans) of an OTLP protobuf body, or `None` beyond `limit` messages.
+fn protobuf_census(body: &[u8], limit: usize) -> Result<Option<(usize, usize)>, String> {
+    let mut count = 0usize;
+    let mut spans = 0usize;
+    // (kind, end) of each message open around the cursor.
+    let mut open: Vec<(Kind, usize)> = vec![(Kind::Request, body.len())];
+    let mut at = 0usize;
+    while let Some(&(kind, end)) = open.last() {
+        if at >= end {
+            open.pop();
+            continue;
+        }
+        let key = varint(body, &mut at)?;
+        let (field, wire) = (key >> 3, key & 7);
+        match wire {
+            0 => {
+                varint(body, &mut at)?;
+            }
+            1 => at += 8,
+            5 => at += 4,
+            2 => {
+                let len =
+                    usize::try_from(varint(body, &mut at)?).map_err(|_| "invalid OTLP protobuf: length")?;
+                let inner_end = at
+                    .checked_add(len)
+                    .filter(|e| *e <= end)
+                    .ok_or("invalid OTLP protobuf: a length runs past its message")?;
+                if let Some(child) = kind.child(field) {
+                    count += 1;
+                    spans += usize::from(matches!(child, Kind::Span));
+                    if count > limit {
+                        return Ok(None);
+                    }
+                    if open.len() >= MAX_PROTOBUF_DEPTH {
+                        return Err("invalid OTLP protobuf: nested too deep".into());
+                    }
+                    open.push((child, inner_end));
+                } else {
+                    at = inner_end;
+                }
+            }
+            other => return Err(format!("invalid OTLP protobuf: unsupported wire type {other}")),
+        }
+        if at > end {
+            return Err("invalid OTLP protobuf: a field runs past its message".into());
+        }
+    }
+    Ok(Some((count, spans)))
+}
+
+/// Spans of an OTLP JSON body (`resourceSpans[].scopeSpans[].spans[]`), counted before any is
+/// built.
+pub fn json_spans(body: &Value) -> usize {
+    let lists = body.get("resourceSpans").and_then(Value::as_array).into_iter().flatten();
+    lists
+        .flat_map(|rs| rs.get("scopeSpans").and_then(Value::as_array).into_iter().flatten())
+        .map(|ss| ss.get("spans").and_then(Value::as_array).map_or(0, Vec::len))
+        .sum()
+}
