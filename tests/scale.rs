@@ -394,6 +394,9 @@ crate::on_both_engines! {
         assert_eq!(json["spend"]["presumed_calls"], spend.presumed_calls);
         let text = evaltap_report::render_text(&report);
         assert!(text.contains("presumed paid for"), "{text}");
+        let page = reqwest::get(format!("{}/experiments/capped", bench.url)).await.expect("page");
+        let page = page.text().await.expect("html");
+        assert!(page.contains("presumed paid for"), "the experiment page shows presumed spend");
         // The verbose answers fit the output limit a capped replay carries: none was cut.
         assert_eq!(report.candidates[0].truncated, 0, "{text}");
     }
