@@ -284,33 +284,33 @@ impl Store {
             let mut tx = p.begin().await?;
             // Held: still reserved, so its reservation comes back. Presumed when its lease ran
             // out: the presumed amount is taken back out of the spend in favour of this one.
-            let mut from = "reserved";
-            let mut found = false;
-            for status_before in ["reserved", "presumed"] {
+            let mut was = None;
+            for before in ["reserved", "presumed"] {
                 let changed = sqlx::query(
                     "UPDATE spend_reservations SET status = $3, actual_usd = $2 WHERE id = $1 AND status = $4",
                 )
                 .bind(&reservation.id)
                 .bind(paid.usd())
                 .bind(status)
-                .bind(status_before)
+                .bind(before)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
                 if changed == 1 {
-                    (from, found) = (status_before, true);
+                    was = Some(before);
                     break;
                 }
             }
-            let (held, spent, presumed, calls) = match (found, from) {
-                (true, "presumed") => (
+            let (held, spent, presumed, calls) = match was {
+                Some("reserved") => (reservation.estimate_usd, paid.usd(), presumed_usd, presumed_calls),
+                Some(_) => (
                     0.0,
                     paid.usd() - reservation.estimate_usd,
                     presumed_usd - reservation.estimate_usd,
                     presumed_calls - 1,
                 ),
-                (true, _) => (reservation.estimate_usd, paid.usd(), presumed_usd, presumed_calls),
-                (false, _) => (0.0, paid.usd(), presumed_usd, presumed_calls),
+                // Settled already (by an earlier attempt of this call): only the cost is added.
+                None => (0.0, paid.usd(), presumed_usd, presumed_calls),
             };
             sqlx::query(add)
                 .bind(experiment_id)
