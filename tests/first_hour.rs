@@ -22,7 +22,10 @@ fn stderr(output: &Output) -> String {
 }
 
 /// Sends `exchanges` to a bench's mirror endpoint as native NDJSON; all must be accepted.
-async fn mirror(bench: &crate::common::Bench, exchanges: impl IntoIterator<Item = serde_json::Value>) {
+pub(crate) async fn mirror(
+    bench: &crate::common::Bench,
+    exchanges: impl IntoIterator<Item = serde_json::Value>,
+) {
     let body: String = exchanges.into_iter().map(|e| e.to_string() + "\n").collect();
     let reply = reqwest::Client::new()
         .post(format!("{}/v1/mirror", bench.url))

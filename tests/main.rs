@@ -1,5 +1,6 @@
 //! Whole-app tests, in one binary so the app compiles once.
 
+mod apis;
 mod auth;
 mod benches;
 mod browser;

@@ -72,6 +72,8 @@ pub fn demo_config(sim_url: &str, database_url: String) -> Config {
         api_key_env: None,
         price: Price { input_per_mtok: input, output_per_mtok: output, ..Default::default() },
         params: serde_json::Map::new(),
+        api: Default::default(),
+        drop_params: Vec::new(),
         max_concurrency: 16,
         attempt_timeout_secs: None,
         deadline_secs: None,

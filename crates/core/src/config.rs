@@ -344,7 +344,35 @@ impl SourceConfig {
     }
 }
 
-/// An OpenAI-compatible model endpoint to replay traffic against.
+/// The API a candidate is called over.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CandidateApi {
+    /// OpenAI Chat Completions, `POST {base_url}/chat/completions` (what gateways speak).
+    #[default]
+    OpenaiChat,
+    /// OpenAI Responses, `POST {base_url}/responses`.
+    OpenaiResponses,
+    /// Anthropic Messages, `POST {base_url}/messages`.
+    AnthropicMessages,
+}
+
+impl CandidateApi {
+    /// The name used in `evaltap.toml` and in reasons.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CandidateApi::OpenaiChat => "openai-chat",
+            CandidateApi::OpenaiResponses => "openai-responses",
+            CandidateApi::AnthropicMessages => "anthropic-messages",
+        }
+    }
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
+}
+
+/// A model endpoint to replay traffic against.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CandidateConfig {
@@ -362,6 +390,14 @@ pub struct CandidateConfig {
     /// Request fields overridden on every replay (e.g. `temperature`).
     #[serde(default)]
     pub params: serde_json::Map<String, serde_json::Value>,
+    /// The API the candidate is called over (`openai-chat` unless set); captured chat traffic
+    /// is translated to it, and a request it cannot carry is skipped with the reason.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub api: CandidateApi,
+    /// Request fields the model refuses, removed from every replay (e.g. `["temperature"]`
+    /// for reasoning models).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drop_params: Vec<String>,
     /// Calls in flight at once against this endpoint.
     #[serde(default = "default_concurrency")]
     pub max_concurrency: usize,
@@ -586,6 +622,27 @@ mod tests {
         let config = Config::parse(text, Path::new("evaltap.example.toml")).expect("the example is valid");
         let judge = config.judge.expect("a judge");
         assert!(judge.price().input_per_mtok > 0.0 && judge.samples == 1);
+    }
+
+    #[test]
+    fn the_example_s_commented_anthropic_candidate_parses() {
+        let text = include_str!("../../../evaltap.example.toml");
+        // Commented-out settings (`# key = value`, `# [[table]]`) switched on; prose stays out.
+        let setting = |l: &str| {
+            l.starts_with("[[")
+                || l.split_once(" = ")
+                    .is_some_and(|(k, _)| k.chars().all(|c| c.is_alphanumeric() || c == '_'))
+        };
+        let uncommented: String = text
+            .lines()
+            .map(|line| line.strip_prefix("# ").filter(|l| setting(l)).unwrap_or(line))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let config = Config::parse(&uncommented, Path::new("evaltap.example.toml")).expect("valid");
+        let haiku = config.candidates.iter().find(|c| c.name == "haiku").expect("the commented candidate");
+        assert_eq!(haiku.api, CandidateApi::AnthropicMessages);
+        assert_eq!(haiku.drop_params, ["top_p"]);
+        assert_eq!(config.candidates[0].api, CandidateApi::OpenaiChat, "the default");
     }
 
     #[test]

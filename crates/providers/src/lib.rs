@@ -4,6 +4,8 @@
 //! The same client calls a real gateway and evaltap's simulated upstream; only the base URL
 //! differs.
 
+pub mod api;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -142,6 +144,7 @@ pub struct ChatClient {
     api_key: Option<String>,
     limit: Arc<Semaphore>,
     retry: RetryPolicy,
+    api: evaltap_core::CandidateApi,
 }
 
 impl ChatClient {
@@ -159,7 +162,17 @@ impl ChatClient {
             api_key,
             limit: Arc::new(Semaphore::new(max_concurrency.max(1))),
             retry: RetryPolicy::default(),
+            api: evaltap_core::CandidateApi::OpenaiChat,
         }
+    }
+
+    /// This client calling `api` at its path under the same base URL: bodies sent are that
+    /// API's (see [`api::to_api`]); answers are read back as chat completions.
+    pub fn over(mut self, api: evaltap_core::CandidateApi) -> ChatClient {
+        let base = self.url.trim_end_matches(api::path(self.api)).to_string();
+        self.url = format!("{base}{}", api::path(api));
+        self.api = api;
+        self
     }
 
     /// A timeout of attempt `attempts` given `budget`, in a call started at `call_started`.
@@ -237,7 +250,13 @@ impl ChatClient {
     async fn attempt(&self, body: &Value) -> Attempt {
         let mut request = self.http.post(&self.url).json(body);
         if let Some(key) = &self.api_key {
-            request = request.bearer_auth(key);
+            request = match self.api {
+                evaltap_core::CandidateApi::AnthropicMessages => request.header("x-api-key", key),
+                _ => request.bearer_auth(key),
+            };
+        }
+        if self.api == evaltap_core::CandidateApi::AnthropicMessages {
+            request = request.header("anthropic-version", "2023-06-01");
         }
         match request.send().await {
             Ok(response) if response.status().is_success() => match response.json::<Value>().await {
@@ -272,6 +291,7 @@ impl ChatClient {
     }
 
     fn completion(&self, response: Value, elapsed: Duration) -> Result<Completion, ProviderError> {
+        let response = api::from_api(response, self.api);
         if response.pointer("/choices/0").is_none() {
             return Err(ProviderError::InvalidResponse {
                 url: self.url.clone(),

@@ -199,6 +199,10 @@ pub struct CandidateReport {
     pub errors: usize,
     /// Replays not attempted because the spend cap was reached.
     pub skipped: usize,
+    /// Replays not attempted because the candidate's API cannot carry the request, by reason
+    /// (`audio input`, `a \`web_search\` tool`…).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub unsupported: std::collections::BTreeMap<String, usize>,
     /// Successful replays whose answer stopped at its output-token limit (`finish_reason` =
     /// `length`): a cut answer may score lower for being cut.
     #[serde(default)]
@@ -794,7 +798,14 @@ pub fn compute(inputs: ReportInputs) -> Report {
                 model: candidate.model.clone(),
                 n: ok.len(),
                 errors: mine.iter().filter(|r| r.error.is_some() && r.skipped.is_none()).count(),
-                skipped: mine.iter().filter(|r| r.skipped.is_some()).count(),
+                skipped: mine.iter().filter(|r| r.skipped.is_some() && r.unsupported().is_none()).count(),
+                unsupported: mine.iter().filter_map(|r| r.unsupported()).fold(
+                    std::collections::BTreeMap::new(),
+                    |mut reasons, reason| {
+                        *reasons.entry(reason.to_string()).or_default() += 1;
+                        reasons
+                    },
+                ),
                 truncated: mine.iter().filter(|r| r.error.is_none() && r.truncated()).count(),
                 // No priced successful call: the cost is unknown, not zero (never "−100%").
                 cost_per_request_usd: (!costs.is_empty()).then_some(cost),
@@ -884,6 +895,11 @@ pub fn truncated_note(truncated: usize) -> String {
         "{} cut at the output limit (finish_reason length); a cut answer may score lower — raise the limit with the candidate's params.max_tokens",
         evaltap_core::words::count(truncated as u64, "answer")
     )
+}
+
+/// `3 requests skipped: anthropic-messages cannot carry this request: audio input`.
+pub fn unsupported_note(reason: &str, count: usize) -> String {
+    format!("{} skipped: {reason}", evaltap_core::words::count(count as u64, "request"))
 }
 
 /// The report as a plain-text table.
@@ -1013,6 +1029,9 @@ pub fn render_text(report: &Report) -> String {
             }
             if i == 0 && c.truncated > 0 {
                 notes.push(truncated_note(c.truncated));
+            }
+            if i == 0 {
+                notes.extend(c.unsupported.iter().map(|(reason, n)| unsupported_note(reason, *n)));
             }
             for note in notes {
                 let _ = writeln!(out, "{:>70}  note: {note}", "");

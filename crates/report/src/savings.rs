@@ -313,6 +313,7 @@ mod tests {
                 errors: 0,
                 skipped: 0,
                 truncated: 0,
+                unsupported: Default::default(),
                 cost_per_request_usd: candidate_cost,
                 cost_delta_pct: None,
                 latency_p50_ms: 100.0,

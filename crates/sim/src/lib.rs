@@ -5,6 +5,7 @@
 //! Tests, benchmarks and the demo point evaltap at it exactly as they would at a real gateway:
 //! only the base URL differs.
 
+mod apis;
 pub mod judge;
 pub mod models;
 pub mod tasks;
@@ -84,12 +85,12 @@ impl AccuracyOverrides {
 pub struct CallLog(Arc<std::sync::Mutex<HashMap<u64, u64>>>, Arc<std::sync::Mutex<f64>>);
 
 impl CallLog {
-    fn record(&self, body: &[u8]) {
+    pub(crate) fn record(&self, body: &[u8]) {
         let mut map = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         *map.entry(xxhash_rust::xxh3::xxh3_64(body)).or_insert(0) += 1;
     }
 
-    fn bill(&self, model: &SimModel, prompt_tokens: u64, completion_tokens: u64) {
+    pub(crate) fn bill(&self, model: &SimModel, prompt_tokens: u64, completion_tokens: u64) {
         let cost = (prompt_tokens as f64 * model.input_per_mtok
             + completion_tokens as f64 * model.output_per_mtok)
             / 1_000_000.0;
@@ -119,10 +120,10 @@ impl CallLog {
 }
 
 #[derive(Clone)]
-struct SimState {
-    config: SimConfig,
-    accuracy: AccuracyOverrides,
-    calls: CallLog,
+pub(crate) struct SimState {
+    pub(crate) config: SimConfig,
+    pub(crate) accuracy: AccuracyOverrides,
+    pub(crate) calls: CallLog,
 }
 
 /// The router of the simulated upstream.
@@ -130,6 +131,8 @@ pub fn router(config: SimConfig, accuracy: AccuracyOverrides, calls: CallLog) ->
     Router::new()
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/models", get(list_models))
+        .route("/v1/messages", post(apis::anthropic_messages))
+        .route("/v1/responses", post(apis::responses))
         .route("/control/accuracy", post(set_accuracy))
         .route("/control/calls", get(call_counts))
         .with_state(SimState { config, accuracy, calls })
@@ -210,7 +213,7 @@ pub async fn spawn(addr: SocketAddr, config: SimConfig) -> std::io::Result<SimSe
     Ok(SimServer { addr, accuracy, calls, task })
 }
 
-fn openai_error(status: StatusCode, message: impl Into<String>, code: &str) -> Response {
+pub(crate) fn openai_error(status: StatusCode, message: impl Into<String>, code: &str) -> Response {
     let body = json!({"error": {"message": message.into(), "type": "invalid_request_error", "code": code}});
     (status, Json(body)).into_response()
 }
@@ -227,7 +230,7 @@ async fn list_models() -> Json<Value> {
     Json(json!({"object": "list", "data": data}))
 }
 
-fn message_text(message: &Value) -> String {
+pub(crate) fn message_text(message: &Value) -> String {
     match message.get("content") {
         Some(Value::String(text)) => text.clone(),
         Some(Value::Array(parts)) => {
@@ -242,7 +245,7 @@ fn message_text(message: &Value) -> String {
 const SHARED_DIFFICULTY: f64 = 0.75;
 
 /// What a simulated assistant answers to a user prompt.
-fn assistant_reply(model: &SimModel, accuracy: f64, prompt: &str) -> String {
+pub(crate) fn assistant_reply(model: &SimModel, accuracy: f64, prompt: &str) -> String {
     let Some(task) = Task::find(prompt) else {
         let preview: String = prompt.chars().take(80).collect();
         return format!("This is {}, a simulated model. You said: {preview}", model.id);
@@ -281,7 +284,7 @@ const RAMBLE: &str = "To explain how I got there, I read the question twice, res
     best fits everything the question says. Let me know if you would like more detail on any step.";
 
 /// The answer cut at `limit` tokens (whole words), and whether it was cut.
-fn within_limit(reply: String, limit: Option<u64>) -> (String, bool) {
+pub(crate) fn within_limit(reply: String, limit: Option<u64>) -> (String, bool) {
     let Some(limit) = limit else { return (reply, false) };
     if count_tokens(&reply) <= limit {
         return (reply, false);
@@ -307,8 +310,17 @@ static WEATHER_IN: std::sync::LazyLock<regex::Regex> =
 /// is answered with a call of its first tool with `{"city": <City>}` — right with the model's
 /// accuracy (the same shared difficulty as the other tasks), else with another city. `None`
 /// for any other request.
-fn tool_call(model: &SimModel, accuracy: f64, request: &Value, prompt: &str) -> Option<(String, Value)> {
-    let tool = request.pointer("/tools/0/function/name").and_then(Value::as_str)?;
+pub(crate) fn tool_call(
+    model: &SimModel,
+    accuracy: f64,
+    request: &Value,
+    prompt: &str,
+) -> Option<(String, Value)> {
+    // Chat Completions nests the name under `function`; Messages and Responses do not.
+    let tool = request
+        .pointer("/tools/0/function/name")
+        .or_else(|| request.pointer("/tools/0/name"))
+        .and_then(Value::as_str)?;
     let city = WEATHER_IN.captures(prompt)?.get(1)?.as_str().to_string();
     let draw = if unit(model.id, prompt, "shared") < SHARED_DIFFICULTY {
         unit("", prompt, "difficulty")

@@ -35,7 +35,7 @@ pub use experiments::{BaselineSpec, DatasetRef, Experiment, ExperimentSpec, Filt
 #[cfg(target_os = "linux")]
 pub use postgres::nagle::delayed_sockets_to;
 pub use postgres::{create_scratch_database, drop_scratch_database};
-pub use results::{Calibration, JudgmentRecord, JudgmentScore, Progress, ReplayRecord};
+pub use results::{Calibration, JudgmentRecord, JudgmentScore, Progress, ReplayRecord, UNSUPPORTED_PREFIX};
 pub use spend::{Paid, Reservation, Reserve, Spend, SpendKind};
 pub use work::{Claim, Lease, QUEUED, judgment_work_key, now_ms, replay_work_key};
 

@@ -79,6 +79,10 @@ pub struct JudgmentRecord {
     pub skipped: Option<String>,
 }
 
+/// How the reason of a replay skipped because the candidate's API cannot carry its request
+/// begins (`unsupported: anthropic-messages cannot carry this request: audio input`).
+pub const UNSUPPORTED_PREFIX: &str = "unsupported: ";
+
 impl ReplayRecord {
     /// An empty record for one replay key, to be filled in.
     pub fn new(experiment_id: &str, item_kind: &str, item_id: &str, candidate: &str, model: &str) -> Self {
@@ -97,6 +101,11 @@ impl ReplayRecord {
             skipped: None,
             finish_reason: None,
         }
+    }
+
+    /// Why the replay was skipped because the candidate's API cannot carry the request, if so.
+    pub fn unsupported(&self) -> Option<&str> {
+        self.skipped.as_deref().and_then(|reason| reason.strip_prefix(UNSUPPORTED_PREFIX))
     }
 
     /// Whether the answer was cut at its output-token limit.

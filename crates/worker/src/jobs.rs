@@ -227,6 +227,15 @@ async fn reserve_in_line(
 /// the candidate's `params` set a limit: the larger of this and twice the production answer.
 pub const REPLAY_OUTPUT_TOKENS_FLOOR: u64 = 1024;
 
+/// Removes the fields a candidate's model refuses (its `drop_params`) from a replay body.
+fn drop_params(body: &mut Value, refused: &[String]) {
+    if let Some(fields) = body.as_object_mut() {
+        for field in refused {
+            fields.remove(field);
+        }
+    }
+}
+
 /// The request's own output limit (`max_completion_tokens`, else `max_tokens`).
 fn output_limit(body: &Value) -> Option<u64> {
     ["max_completion_tokens", "max_tokens"].iter().find_map(|field| body.get(*field).and_then(Value::as_u64))
@@ -391,8 +400,21 @@ async fn replay_held(
     };
     let capped = experiment.spec.spend_cap_usd.is_some();
     let mut body = replay_body(&item.request, &config.model, &config.params);
+    drop_params(&mut body, &config.drop_params);
     let mut record = ReplayRecord::new(experiment_id, item.kind, item_id, candidate, &config.model);
-    let estimate = config.price.cost(replay_bound(&item, &mut body, capped));
+    let bound_output = capped || evaltap_providers::api::requires_output_limit(config.api);
+    let estimate = config.price.cost(replay_bound(&item, &mut body, bound_output));
+    // Carried to the candidate's API before anything is paid: what it cannot carry is skipped,
+    // with the reason, and counted.
+    let body = match evaltap_providers::api::to_api(&body, config.api) {
+        Ok(body) => body,
+        Err(untranslatable) => {
+            let reason = format!("{}{untranslatable}", evaltap_store::UNSUPPORTED_PREFIX);
+            record.error = Some(reason.clone());
+            record.skipped = Some(reason.clone());
+            return store_replay(svc, experiment, &record, JobOutcome::Failed { error: reason }).await;
+        }
+    };
     // Without a cap there is nothing to reserve against: only the actual cost is recorded.
     let reservation = match experiment.spec.spend_cap_usd {
         None => None,
@@ -866,6 +888,13 @@ mod tests {
             reference: None,
             checks: Vec::new(),
         }
+    }
+
+    #[test]
+    fn refused_params_are_dropped_from_the_replay() {
+        let mut body = json!({"model": "o4", "temperature": 0.3, "top_p": 0.9, "messages": []});
+        drop_params(&mut body, &["temperature".to_string(), "logprobs".to_string()]);
+        assert_eq!(body, json!({"model": "o4", "top_p": 0.9, "messages": []}));
     }
 
     #[test]

@@ -101,6 +101,7 @@ impl Services {
             candidate.max_concurrency,
             timeouts,
         )
+        .over(candidate.api)
     }
 
     /// The judge an experiment froze (older experiments: the one configured now), with its

@@ -1,0 +1,643 @@
+//! Candidates on other APIs than Chat Completions. Captured traffic is replayed as a
+//! chat-completions body; [`to_api`] carries it to the candidate's API (system prompt, tools and
+//! `tool_choice`, tool calls and their results in the history, JSON response formats, stop
+//! sequences, output limits, sampling parameters, images) and [`from_api`] reads the answer back
+//! as a chat completion, which is what judges, checks and reports read. A request the API cannot
+//! carry faithfully is refused with the reason ([`Untranslatable`]), never silently changed.
+
+use evaltap_core::CandidateApi;
+use serde_json::{Map, Value, json};
+
+/// Why a request cannot be carried to an API.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{api} cannot carry this request: {reason}")]
+pub struct Untranslatable {
+    /// The API.
+    pub api: &'static str,
+    /// What it lacks.
+    pub reason: String,
+}
+
+/// The path under the base URL each API is called at.
+pub fn path(api: CandidateApi) -> &'static str {
+    match api {
+        CandidateApi::OpenaiChat => "/chat/completions",
+        CandidateApi::OpenaiResponses => "/responses",
+        CandidateApi::AnthropicMessages => "/messages",
+    }
+}
+
+/// Whether the API requires an output limit on every request (Anthropic's `max_tokens`).
+pub fn requires_output_limit(api: CandidateApi) -> bool {
+    api == CandidateApi::AnthropicMessages
+}
+
+/// Chat-completions fields that only steer sampling or bookkeeping and that the other APIs do
+/// not have: left out of a translated request (a gateway's `drop_params` does the same).
+const SAMPLING_ONLY: [&str; 7] =
+    ["seed", "frequency_penalty", "presence_penalty", "logit_bias", "user", "service_tier", "store"];
+
+/// Fields no other API can honour: a request that sets them is refused.
+fn refuse_unknown(api: CandidateApi, body: &Map<String, Value>) -> Result<(), Untranslatable> {
+    let refuse = |reason: String| Err(Untranslatable { api: api.as_str(), reason });
+    if body.get("n").and_then(Value::as_u64).is_some_and(|n| n > 1) {
+        return refuse("several choices (`n` > 1)".into());
+    }
+    if body.get("logprobs").and_then(Value::as_bool) == Some(true) {
+        return refuse("log probabilities (`logprobs`)".into());
+    }
+    if body.get("modalities").and_then(Value::as_array).is_some_and(|m| m.iter().any(|x| x != "text"))
+        || body.contains_key("audio")
+    {
+        return refuse("audio output".into());
+    }
+    Ok(())
+}
+
+/// The text of a system or developer message's content.
+fn text_of(content: Option<&Value>) -> String {
+    content.map(evaltap_core::chat::content_text).unwrap_or_default()
+}
+
+/// The tool calls' arguments as JSON, or why not.
+fn arguments(call: &Value, api: CandidateApi) -> Result<Value, Untranslatable> {
+    let raw = call.pointer("/function/arguments").cloned().unwrap_or(Value::Null);
+    match raw {
+        Value::String(text) if text.trim().is_empty() => Ok(json!({})),
+        Value::String(text) => serde_json::from_str(&text).map_err(|e| Untranslatable {
+            api: api.as_str(),
+            reason: format!("a tool call in the history has arguments that are not JSON ({e})"),
+        }),
+        Value::Null => Ok(json!({})),
+        other => Ok(other),
+    }
+}
+
+/// The function tools of a chat request as (name, description, parameters); another tool type
+/// is refused.
+fn function_tools(
+    body: &Map<String, Value>,
+    api: CandidateApi,
+) -> Result<Vec<(String, Value, Value)>, Untranslatable> {
+    let mut tools = Vec::new();
+    for tool in body.get("tools").and_then(Value::as_array).into_iter().flatten() {
+        let kind = tool.get("type").and_then(Value::as_str).unwrap_or("function");
+        let function = tool.get("function");
+        let name = function.and_then(|f| f.get("name")).and_then(Value::as_str);
+        let (Some(name), "function") = (name, kind) else {
+            return Err(Untranslatable {
+                api: api.as_str(),
+                reason: format!("a `{kind}` tool (only function tools carry over)"),
+            });
+        };
+        let description = function.and_then(|f| f.get("description")).cloned().unwrap_or(Value::Null);
+        let parameters = function
+            .and_then(|f| f.get("parameters"))
+            .cloned()
+            .unwrap_or_else(|| json!({"type": "object", "properties": {}}));
+        tools.push((name.to_string(), description, parameters));
+    }
+    Ok(tools)
+}
+
+/// The JSON answer a `response_format` asks for, as an instruction (for APIs without the field).
+fn json_instruction(format: &Value) -> Option<String> {
+    match format.get("type").and_then(Value::as_str)? {
+        "json_schema" => {
+            let schema = format.pointer("/json_schema/schema").cloned().unwrap_or(json!({}));
+            Some(format!(
+                "Reply with one JSON value only, no other text, valid against this JSON schema: {schema}"
+            ))
+        }
+        "json_object" => Some("Reply with one JSON object only, no other text.".into()),
+        _ => None,
+    }
+}
+
+/// A content part of a user message in Anthropic's blocks.
+fn anthropic_part(part: &Value) -> Result<Value, String> {
+    match part.get("type").and_then(Value::as_str).unwrap_or("text") {
+        "text" | "input_text" => {
+            Ok(json!({"type": "text", "text": part.get("text").cloned().unwrap_or(json!(""))}))
+        }
+        "image_url" | "input_image" => {
+            let url = part
+                .pointer("/image_url/url")
+                .or_else(|| part.get("image_url"))
+                .and_then(Value::as_str)
+                .ok_or("an image part without a URL")?;
+            match url.strip_prefix("data:").and_then(|rest| rest.split_once(";base64,")) {
+                Some((media_type, data)) => Ok(
+                    json!({"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}),
+                ),
+                None => Ok(json!({"type": "image", "source": {"type": "url", "url": url}})),
+            }
+        }
+        "input_audio" | "audio" => Err("audio input".into()),
+        "file" | "input_file" => Err("a file part".into()),
+        other => Err(format!("a `{other}` content part")),
+    }
+}
+
+fn anthropic_content(content: Option<&Value>) -> Result<Vec<Value>, String> {
+    match content {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::String(text)) => Ok(vec![json!({"type": "text", "text": text})]),
+        Some(Value::Array(parts)) => parts.iter().map(anthropic_part).collect(),
+        Some(other) => Ok(vec![json!({"type": "text", "text": other.to_string()})]),
+    }
+}
+
+/// A chat-completions body as an Anthropic Messages request.
+fn to_anthropic(body: &Map<String, Value>) -> Result<Value, Untranslatable> {
+    let api = CandidateApi::AnthropicMessages;
+    let refuse = |reason: String| Untranslatable { api: api.as_str(), reason };
+    let mut system = Vec::new();
+    // Anthropic alternates user and assistant turns: consecutive turns of one role are merged.
+    let mut turns: Vec<(String, Vec<Value>)> = Vec::new();
+    let mut push = |role: &str, blocks: Vec<Value>| match turns.last_mut() {
+        Some((last, content)) if last == role => content.extend(blocks),
+        _ => turns.push((role.to_string(), blocks)),
+    };
+    for message in body.get("messages").and_then(Value::as_array).into_iter().flatten() {
+        let role = message.get("role").and_then(Value::as_str).unwrap_or("user");
+        match role {
+            "system" | "developer" => system.push(text_of(message.get("content"))),
+            "user" => push("user", anthropic_content(message.get("content")).map_err(refuse)?),
+            "assistant" => {
+                let mut blocks = anthropic_content(message.get("content")).map_err(refuse)?;
+                for call in message.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
+                    blocks.push(
+                        json!({"type": "tool_use", "id": call.get("id").cloned().unwrap_or(json!("call")),
+                        "name": call.pointer("/function/name").cloned().unwrap_or(json!("")),
+                        "input": arguments(call, api)?}),
+                    );
+                }
+                push("assistant", blocks);
+            }
+            "tool" | "function" => {
+                let result = json!({"type": "tool_result",
+                    "tool_use_id": message.get("tool_call_id").cloned().unwrap_or(json!("call")),
+                    "content": text_of(message.get("content"))});
+                push("user", vec![result]);
+            }
+            other => return Err(refuse(format!("a message of role `{other}`"))),
+        }
+    }
+    let mut out = Map::new();
+    out.insert("model".into(), body.get("model").cloned().unwrap_or(Value::Null));
+    if let Some(instruction) = body.get("response_format").and_then(json_instruction) {
+        system.push(instruction);
+    }
+    let system: Vec<String> = system.into_iter().filter(|s| !s.trim().is_empty()).collect();
+    if !system.is_empty() {
+        out.insert("system".into(), json!(system.join("\n\n")));
+    }
+    let messages: Vec<Value> =
+        turns.into_iter().map(|(role, content)| json!({"role": role, "content": content})).collect();
+    out.insert("messages".into(), Value::Array(messages));
+    let limit = body.get("max_completion_tokens").or_else(|| body.get("max_tokens")).cloned();
+    out.insert("max_tokens".into(), limit.ok_or_else(|| refuse("no output limit (`max_tokens`)".into()))?);
+    for field in ["temperature", "top_p", "top_k"] {
+        if let Some(value) = body.get(field) {
+            out.insert(field.into(), value.clone());
+        }
+    }
+    match body.get("stop") {
+        Some(Value::String(stop)) => {
+            out.insert("stop_sequences".into(), json!([stop]));
+        }
+        Some(Value::Array(stops)) => {
+            out.insert("stop_sequences".into(), Value::Array(stops.clone()));
+        }
+        _ => {}
+    }
+    let tools = function_tools(body, api)?;
+    if !tools.is_empty() {
+        let tools: Vec<Value> = tools
+            .into_iter()
+            .map(|(name, description, parameters)| {
+                let mut tool = json!({"name": name, "input_schema": parameters});
+                if let Value::String(description) = description {
+                    tool["description"] = json!(description);
+                }
+                tool
+            })
+            .collect();
+        out.insert("tools".into(), Value::Array(tools));
+    }
+    if let Some(choice) = body.get("tool_choice") {
+        let mut translated = match choice {
+            Value::String(mode) if mode == "auto" => json!({"type": "auto"}),
+            Value::String(mode) if mode == "required" => json!({"type": "any"}),
+            Value::String(mode) if mode == "none" => json!({"type": "none"}),
+            other => match other.pointer("/function/name") {
+                Some(name) => json!({"type": "tool", "name": name}),
+                None => return Err(refuse(format!("`tool_choice` {other}"))),
+            },
+        };
+        if body.get("parallel_tool_calls") == Some(&Value::Bool(false)) {
+            translated["disable_parallel_tool_use"] = json!(true);
+        }
+        out.insert("tool_choice".into(), translated);
+    }
+    Ok(Value::Object(out))
+}
+
+/// A chat-completions body as an OpenAI Responses request.
+fn to_responses(body: &Map<String, Value>) -> Result<Value, Untranslatable> {
+    let api = CandidateApi::OpenaiResponses;
+    let refuse = |reason: String| Untranslatable { api: api.as_str(), reason };
+    if body.contains_key("stop") {
+        return Err(refuse("stop sequences (`stop`): the Responses API has none".into()));
+    }
+    let mut instructions = Vec::new();
+    let mut input = Vec::new();
+    for message in body.get("messages").and_then(Value::as_array).into_iter().flatten() {
+        let role = message.get("role").and_then(Value::as_str).unwrap_or("user");
+        match role {
+            "system" | "developer" => instructions.push(text_of(message.get("content"))),
+            "user" | "assistant" => {
+                let text_type = if role == "user" { "input_text" } else { "output_text" };
+                let content = match message.get("content") {
+                    None | Some(Value::Null) => Vec::new(),
+                    Some(Value::String(text)) => vec![json!({"type": text_type, "text": text})],
+                    Some(Value::Array(parts)) => parts
+                        .iter()
+                        .map(|part| match part.get("type").and_then(Value::as_str).unwrap_or("text") {
+                            "text" | "input_text" | "output_text" => {
+                                Ok(json!({"type": text_type, "text": part.get("text").cloned().unwrap_or(json!(""))}))
+                            }
+                            "image_url" | "input_image" => part
+                                .pointer("/image_url/url")
+                                .or_else(|| part.get("image_url"))
+                                .map(|url| json!({"type": "input_image", "image_url": url}))
+                                .ok_or_else(|| refuse("an image part without a URL".into())),
+                            "input_audio" | "audio" => Err(refuse("audio input".into())),
+                            other => Err(refuse(format!("a `{other}` content part"))),
+                        })
+                        .collect::<Result<_, _>>()?,
+                    Some(other) => vec![json!({"type": text_type, "text": other.to_string()})],
+                };
+                if !content.is_empty() {
+                    input.push(json!({"role": role, "content": content}));
+                }
+                for call in message.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
+                    let arguments = match call.pointer("/function/arguments") {
+                        Some(Value::String(text)) => text.clone(),
+                        Some(other) => other.to_string(),
+                        None => "{}".into(),
+                    };
+                    input.push(json!({"type": "function_call", "call_id": call.get("id").cloned().unwrap_or(json!("call")),
+                        "name": call.pointer("/function/name").cloned().unwrap_or(json!("")), "arguments": arguments}));
+                }
+            }
+            "tool" | "function" => input.push(json!({"type": "function_call_output",
+                "call_id": message.get("tool_call_id").cloned().unwrap_or(json!("call")),
+                "output": text_of(message.get("content"))})),
+            other => return Err(refuse(format!("a message of role `{other}`"))),
+        }
+    }
+    let mut out = Map::new();
+    out.insert("model".into(), body.get("model").cloned().unwrap_or(Value::Null));
+    let instructions: Vec<String> = instructions.into_iter().filter(|s| !s.trim().is_empty()).collect();
+    if !instructions.is_empty() {
+        out.insert("instructions".into(), json!(instructions.join("\n\n")));
+    }
+    out.insert("input".into(), Value::Array(input));
+    if let Some(limit) = body.get("max_completion_tokens").or_else(|| body.get("max_tokens")) {
+        out.insert("max_output_tokens".into(), limit.clone());
+    }
+    for field in ["temperature", "top_p", "parallel_tool_calls", "reasoning_effort"] {
+        if let Some(value) = body.get(field) {
+            if field == "reasoning_effort" {
+                out.insert("reasoning".into(), json!({"effort": value}));
+            } else {
+                out.insert(field.into(), value.clone());
+            }
+        }
+    }
+    match body.get("response_format") {
+        Some(format) if format.get("type").and_then(Value::as_str) == Some("json_schema") => {
+            let schema = format.get("json_schema").cloned().unwrap_or(json!({}));
+            let mut text_format = json!({"type": "json_schema",
+                "name": schema.get("name").cloned().unwrap_or(json!("answer")),
+                "schema": schema.get("schema").cloned().unwrap_or(json!({}))});
+            if let Some(strict) = schema.get("strict") {
+                text_format["strict"] = strict.clone();
+            }
+            out.insert("text".into(), json!({"format": text_format}));
+        }
+        Some(format) if format.get("type").and_then(Value::as_str) == Some("json_object") => {
+            out.insert("text".into(), json!({"format": {"type": "json_object"}}));
+        }
+        _ => {}
+    }
+    let tools = function_tools(body, api)?;
+    if !tools.is_empty() {
+        let tools: Vec<Value> = tools
+            .into_iter()
+            .map(|(name, description, parameters)| {
+                json!({"type": "function", "name": name, "description": description, "parameters": parameters})
+            })
+            .collect();
+        out.insert("tools".into(), Value::Array(tools));
+    }
+    if let Some(choice) = body.get("tool_choice") {
+        let translated = match choice {
+            Value::String(mode) => json!(mode),
+            other => match other.pointer("/function/name") {
+                Some(name) => json!({"type": "function", "name": name}),
+                None => return Err(refuse(format!("`tool_choice` {other}"))),
+            },
+        };
+        out.insert("tool_choice".into(), translated);
+    }
+    out.insert("store".into(), json!(false));
+    Ok(Value::Object(out))
+}
+
+/// A chat-completions body carried to `api`, or why it cannot be.
+pub fn to_api(body: &Value, api: CandidateApi) -> Result<Value, Untranslatable> {
+    if api == CandidateApi::OpenaiChat {
+        return Ok(body.clone());
+    }
+    let mut fields = body.as_object().cloned().unwrap_or_default();
+    refuse_unknown(api, &fields)?;
+    for field in SAMPLING_ONLY {
+        fields.remove(field);
+    }
+    match api {
+        CandidateApi::AnthropicMessages => to_anthropic(&fields),
+        CandidateApi::OpenaiResponses => to_responses(&fields),
+        CandidateApi::OpenaiChat => Ok(body.clone()),
+    }
+}
+
+fn chat_completion(
+    id: Value,
+    model: Value,
+    text: Option<String>,
+    calls: Vec<Value>,
+    finish: &str,
+    usage: Value,
+) -> Value {
+    let mut message = json!({"role": "assistant", "content": text});
+    if !calls.is_empty() {
+        message["tool_calls"] = Value::Array(calls);
+    }
+    json!({"id": id, "object": "chat.completion", "model": model,
+           "choices": [{"index": 0, "message": message, "finish_reason": finish}], "usage": usage})
+}
+
+/// An answer of `api` read as a chat completion (the original body is kept under
+/// `evaltap_original`); a chat completion is returned as it came.
+pub fn from_api(response: Value, api: CandidateApi) -> Value {
+    let count = |pointer: &str| response.pointer(pointer).and_then(Value::as_u64).unwrap_or(0);
+    // Not an answer of that API (an error body, a gateway answering in chat shape): as it came.
+    let expected = match api {
+        CandidateApi::OpenaiChat => return response,
+        CandidateApi::AnthropicMessages => "content",
+        CandidateApi::OpenaiResponses => "output",
+    };
+    if response.get(expected).is_none() {
+        return response;
+    }
+    let mut chat = match api {
+        CandidateApi::OpenaiChat => return response,
+        CandidateApi::AnthropicMessages => {
+            let blocks = response.get("content").and_then(Value::as_array).cloned().unwrap_or_default();
+            let texts: Vec<&str> = blocks
+                .iter()
+                .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
+                .filter_map(|b| b.get("text").and_then(Value::as_str))
+                .collect();
+            let calls: Vec<Value> = blocks
+                .iter()
+                .filter(|b| b.get("type").and_then(Value::as_str) == Some("tool_use"))
+                .map(|b| json!({"id": b.get("id").cloned().unwrap_or(Value::Null), "type": "function",
+                    "function": {"name": b.get("name").cloned().unwrap_or(Value::Null),
+                                 "arguments": b.get("input").map(Value::to_string).unwrap_or_else(|| "{}".into())}}))
+                .collect();
+            let finish = match response.get("stop_reason").and_then(Value::as_str) {
+                Some("max_tokens") => "length",
+                Some("tool_use") => "tool_calls",
+                Some("refusal") => "content_filter",
+                _ => "stop",
+            };
+            let cached = count("/usage/cache_read_input_tokens");
+            let input = count("/usage/input_tokens") + cached + count("/usage/cache_creation_input_tokens");
+            let output = count("/usage/output_tokens");
+            let usage = json!({"prompt_tokens": input, "completion_tokens": output, "total_tokens": input + output,
+                               "prompt_tokens_details": {"cached_tokens": cached}});
+            let text = (!texts.is_empty()).then(|| texts.join(""));
+            chat_completion(
+                response.get("id").cloned().unwrap_or(Value::Null),
+                response.get("model").cloned().unwrap_or(Value::Null),
+                text,
+                calls,
+                finish,
+                usage,
+            )
+        }
+        CandidateApi::OpenaiResponses => {
+            let items = response.get("output").and_then(Value::as_array).cloned().unwrap_or_default();
+            let mut texts = Vec::new();
+            let mut calls = Vec::new();
+            for item in &items {
+                match item.get("type").and_then(Value::as_str) {
+                    Some("message") => {
+                        for part in item.get("content").and_then(Value::as_array).into_iter().flatten() {
+                            if let Some(text) = part.get("text").and_then(Value::as_str) {
+                                texts.push(text.to_string());
+                            }
+                        }
+                    }
+                    Some("function_call") => calls.push(json!({"id": item.get("call_id").cloned().unwrap_or(Value::Null),
+                        "type": "function", "function": {"name": item.get("name").cloned().unwrap_or(Value::Null),
+                        "arguments": item.get("arguments").cloned().unwrap_or(json!("{}"))}})),
+                    _ => {}
+                }
+            }
+            let incomplete = response.get("status").and_then(Value::as_str) == Some("incomplete");
+            let finish = match () {
+                _ if incomplete => "length",
+                _ if !calls.is_empty() => "tool_calls",
+                _ => "stop",
+            };
+            let (input, output) = (count("/usage/input_tokens"), count("/usage/output_tokens"));
+            let usage = json!({"prompt_tokens": input, "completion_tokens": output, "total_tokens": input + output,
+                "prompt_tokens_details": {"cached_tokens": count("/usage/input_tokens_details/cached_tokens")},
+                "completion_tokens_details": {"reasoning_tokens": count("/usage/output_tokens_details/reasoning_tokens")}});
+            let text = (!texts.is_empty()).then(|| texts.join(""));
+            chat_completion(
+                response.get("id").cloned().unwrap_or(Value::Null),
+                response.get("model").cloned().unwrap_or(Value::Null),
+                text,
+                calls,
+                finish,
+                usage,
+            )
+        }
+    };
+    chat["evaltap_original"] = response;
+    chat
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A chat request with everything that must carry over: a system prompt, a tool, a forced
+    /// tool choice, an earlier call and its result, an image, a JSON schema, limits.
+    fn chat_request() -> Value {
+        json!({"model": "m", "max_tokens": 300, "temperature": 0.2, "seed": 7, "parallel_tool_calls": false,
+            "tools": [{"type": "function", "function": {"name": "get_weather", "description": "Weather.",
+                       "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}],
+            "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+            "response_format": {"type": "json_schema", "json_schema": {"name": "w", "strict": true, "schema": {"type": "object"}}},
+            "messages": [
+                {"role": "system", "content": "You are a travel assistant."},
+                {"role": "user", "content": [{"type": "text", "text": "Weather here?"},
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBOR"}}]},
+                {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function",
+                    "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}}]},
+                {"role": "tool", "tool_call_id": "c1", "content": "{\"temp_c\":18}"},
+                {"role": "user", "content": "And in Rome?"}]})
+    }
+
+    #[test]
+    fn a_chat_request_carries_to_anthropic_messages() {
+        let out = to_api(&chat_request(), CandidateApi::AnthropicMessages).expect("carries");
+        assert_eq!(out["max_tokens"], 300);
+        assert_eq!(out["temperature"], 0.2);
+        assert!(out.get("seed").is_none(), "sampling-only fields are left out");
+        let system = out["system"].as_str().expect("system");
+        assert!(
+            system.starts_with("You are a travel assistant.") && system.contains("JSON schema"),
+            "{system}"
+        );
+        assert_eq!(
+            out["tools"][0],
+            json!({"name": "get_weather", "description": "Weather.",
+            "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}})
+        );
+        assert_eq!(
+            out["tool_choice"],
+            json!({"type": "tool", "name": "get_weather", "disable_parallel_tool_use": true})
+        );
+        let messages = out["messages"].as_array().expect("messages");
+        assert_eq!(messages.len(), 3, "the tool result and the next question are one user turn: {out}");
+        assert_eq!(
+            messages[0]["content"][1],
+            json!({"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBOR"}})
+        );
+        assert_eq!(
+            messages[1]["content"][0],
+            json!({"type": "tool_use", "id": "c1", "name": "get_weather", "input": {"city": "Paris"}})
+        );
+        assert_eq!(
+            messages[2]["content"][0],
+            json!({"type": "tool_result", "tool_use_id": "c1", "content": "{\"temp_c\":18}"})
+        );
+        assert_eq!(messages[2]["content"][1], json!({"type": "text", "text": "And in Rome?"}));
+    }
+
+    #[test]
+    fn a_chat_request_carries_to_responses() {
+        let out = to_api(&chat_request(), CandidateApi::OpenaiResponses).expect("carries");
+        assert_eq!(out["instructions"], "You are a travel assistant.");
+        assert_eq!(out["max_output_tokens"], 300);
+        assert_eq!(
+            out["text"]["format"],
+            json!({"type": "json_schema", "name": "w", "schema": {"type": "object"}, "strict": true})
+        );
+        assert_eq!(out["tools"][0]["name"], "get_weather");
+        assert_eq!(out["tool_choice"], json!({"type": "function", "name": "get_weather"}));
+        let input = out["input"].as_array().expect("input");
+        assert_eq!(
+            input[0]["content"][1],
+            json!({"type": "input_image", "image_url": "data:image/png;base64,iVBOR"})
+        );
+        assert_eq!(
+            input[1],
+            json!({"type": "function_call", "call_id": "c1", "name": "get_weather", "arguments": "{\"city\": \"Paris\"}"})
+        );
+        assert_eq!(
+            input[2],
+            json!({"type": "function_call_output", "call_id": "c1", "output": "{\"temp_c\":18}"})
+        );
+        assert_eq!(input[3]["content"][0], json!({"type": "input_text", "text": "And in Rome?"}));
+    }
+
+    #[test]
+    fn what_an_api_cannot_carry_is_refused_with_the_reason() {
+        let refused = |body: Value, api: CandidateApi| to_api(&body, api).expect_err("refused").to_string();
+        let audio = json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [
+            {"type": "input_audio", "input_audio": {"data": "AA", "format": "wav"}}]}]});
+        assert_eq!(
+            refused(audio.clone(), CandidateApi::AnthropicMessages),
+            "anthropic-messages cannot carry this request: audio input"
+        );
+        assert!(refused(audio, CandidateApi::OpenaiResponses).ends_with("audio input"));
+        let stop = json!({"model": "m", "stop": "END", "messages": [{"role": "user", "content": "hi"}]});
+        assert!(refused(stop.clone(), CandidateApi::OpenaiResponses).contains("stop sequences"));
+        assert_eq!(
+            to_api(
+                &{
+                    let mut s = stop;
+                    s["max_tokens"] = json!(5);
+                    s
+                },
+                CandidateApi::AnthropicMessages
+            )
+            .expect("carries")["stop_sequences"],
+            json!(["END"])
+        );
+        let search = json!({"model": "m", "max_tokens": 5, "tools": [{"type": "web_search"}], "messages": [{"role": "user", "content": "hi"}]});
+        assert!(refused(search, CandidateApi::AnthropicMessages).contains("a `web_search` tool"));
+        let several = json!({"model": "m", "n": 3, "messages": [{"role": "user", "content": "hi"}]});
+        assert!(refused(several, CandidateApi::OpenaiResponses).contains("`n` > 1"));
+        let unlimited = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]});
+        assert!(refused(unlimited, CandidateApi::AnthropicMessages).contains("max_tokens"));
+        let bad_arguments = json!({"model": "m", "max_tokens": 5, "messages": [{"role": "assistant", "tool_calls": [
+            {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{not json"}}]}]});
+        assert!(refused(bad_arguments, CandidateApi::AnthropicMessages).contains("not JSON"));
+        let chat = json!({"model": "m", "n": 3, "messages": []});
+        assert_eq!(to_api(&chat, CandidateApi::OpenaiChat).expect("as is"), chat);
+    }
+
+    #[test]
+    fn answers_read_back_as_chat_completions() {
+        let anthropic = json!({"id": "msg_1", "type": "message", "model": "claude", "role": "assistant",
+            "content": [{"type": "text", "text": "Checking."}, {"type": "tool_use", "id": "t1", "name": "get_weather", "input": {"city": "Rome"}}],
+            "stop_reason": "tool_use", "usage": {"input_tokens": 10, "output_tokens": 5, "cache_read_input_tokens": 90}});
+        let chat = from_api(anthropic.clone(), CandidateApi::AnthropicMessages);
+        assert_eq!(chat["choices"][0]["message"]["content"], "Checking.");
+        assert_eq!(
+            chat["choices"][0]["message"]["tool_calls"][0]["function"],
+            json!({"name": "get_weather", "arguments": "{\"city\":\"Rome\"}"})
+        );
+        assert_eq!(chat["choices"][0]["finish_reason"], "tool_calls");
+        let usage = evaltap_core::Usage::from_openai(&chat).expect("usage");
+        assert_eq!((usage.input_tokens, usage.cached_input_tokens, usage.output_tokens), (100, 90, 5));
+        assert_eq!(chat["evaltap_original"], anthropic);
+
+        let responses = json!({"id": "resp_1", "object": "response", "model": "gpt", "status": "incomplete",
+            "output": [{"type": "reasoning", "summary": []}, {"type": "message", "role": "assistant",
+                        "content": [{"type": "output_text", "text": "The answer"}]}],
+            "usage": {"input_tokens": 20, "output_tokens": 64, "input_tokens_details": {"cached_tokens": 4},
+                      "output_tokens_details": {"reasoning_tokens": 60}}});
+        let chat = from_api(responses, CandidateApi::OpenaiResponses);
+        assert_eq!(chat["choices"][0]["message"]["content"], "The answer");
+        assert_eq!(chat["choices"][0]["finish_reason"], "length");
+        let usage = evaltap_core::Usage::from_openai(&chat).expect("usage");
+        assert_eq!(
+            (usage.input_tokens, usage.cached_input_tokens, usage.output_tokens, usage.reasoning_tokens),
+            (20, 4, 64, 60)
+        );
+        // An error body is left as it came (the client then reports it).
+        let error = json!({"type": "error", "error": {"message": "overloaded"}});
+        assert_eq!(from_api(error.clone(), CandidateApi::AnthropicMessages), error);
+    }
+}
