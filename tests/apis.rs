@@ -2,7 +2,7 @@
 //! endpoints for both: captured chat traffic with tools and JSON formats is carried over and
 //! judged like any candidate's, and what an API cannot carry is skipped with the reason.
 
-use evaltap_core::{CandidateApi, Config};
+use evaltap_core::{Config, ModelApi};
 use evaltap_stats::Verdict;
 use serde_json::{Value, json};
 
@@ -10,7 +10,7 @@ use crate::common::Bench;
 use crate::first_hour::mirror;
 
 /// A candidate named `name` calling `model` over `api`.
-fn over(config: &mut Config, name: &str, model: &str, api: CandidateApi) {
+fn over(config: &mut Config, name: &str, model: &str, api: ModelApi) {
     let mut candidate = config.candidates[0].clone();
     candidate.name = name.into();
     candidate.model = model.into();
@@ -67,9 +67,9 @@ crate::on_both_engines! {
     /// input (and, for Responses, stop sequences) is skipped with the reason and counted.
     async fn candidates_over_messages_and_responses_replay_tools_and_json_formats() {
         let bench = Bench::start_with("apis", evaltap_sim::JudgeBehavior::default(), None, 1, |config| {
-            over(config, "large-messages", "sim-large", CandidateApi::AnthropicMessages);
-            over(config, "large-responses", "sim-large", CandidateApi::OpenaiResponses);
-            over(config, "small-messages", "sim-small", CandidateApi::AnthropicMessages);
+            over(config, "large-messages", "sim-large", ModelApi::AnthropicMessages);
+            over(config, "large-responses", "sim-large", ModelApi::OpenaiResponses);
+            over(config, "small-messages", "sim-small", ModelApi::AnthropicMessages);
         })
         .await;
         // 160 of each: every pair agreeing then bounds the difference below the 0.02 margin.

@@ -161,3 +161,49 @@ crate::on_both_engines! {
         assert_eq!(stored[0]["exchange"]["response"]["choices"][0]["message"]["content"], "Hello");
     }
 }
+
+crate::on_both_engines! {
+    /// Anthropic Messages and OpenAI Responses calls through the tee proxy: the client gets the
+    /// upstream's bytes, and the exchange is kept as it was made, with the chat view judges read.
+    async fn messages_and_responses_calls_are_teed_and_kept_as_made() {
+        let sim = evaltap_sim::spawn(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            evaltap_sim::SimConfig { latency_scale: 0.0, ..Default::default() },
+        )
+        .await
+        .expect("sim");
+        let server = proxy_server(&sim.base_url()).await;
+        let messages = json!({"model": "sim-large", "max_tokens": 100, "system": "You are a travel assistant.",
+            "tools": [{"name": "get_weather", "description": "Weather for a city.",
+                       "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}],
+            "messages": [{"role": "user", "content": "What is the weather in Paris today?"}]});
+        let responses = json!({"model": "sim-large", "instructions": "Be brief.", "max_output_tokens": 50,
+            "input": [{"role": "user", "content": [{"type": "input_text", "text": "What is 12 + 30? Reply with the number."}]}]});
+        for (path, body) in [("messages", &messages), ("responses", &responses)] {
+            let direct = call(&server.http, &format!("{}/{path}", sim.base_url()), body).await;
+            let proxied = call(&server.http, &format!("{}/proxy/app/v1/{path}", server.url), body).await;
+            assert_eq!(direct.0, 200, "{}", String::from_utf8_lossy(&direct.3));
+            assert_eq!(direct, proxied, "/v1/{path} through the proxy differs from the upstream");
+        }
+        let stored = server.wait_for_exchanges("app", 2).await;
+        let made_with = |api: &str| {
+            stored
+                .iter()
+                .find(|s| s["exchange"]["response"]["evaltap_original"]["api"] == api)
+                .map(|s| s["exchange"].clone())
+                .unwrap_or_else(|| panic!("a {api} exchange in {stored:?}"))
+        };
+        let anthropic = made_with("anthropic-messages");
+        assert_eq!(anthropic["response"]["evaltap_original"]["request"], messages, "kept as sent");
+        assert_eq!(anthropic["request"]["messages"][0], json!({"role": "system", "content": "You are a travel assistant."}));
+        assert_eq!(anthropic["request"]["tools"][0]["function"]["name"], "get_weather");
+        let call = &anthropic["response"]["choices"][0]["message"]["tool_calls"][0]["function"];
+        assert_eq!(call["name"], "get_weather");
+        assert!(anthropic["succeeded"].as_bool().unwrap_or(false) && anthropic["usage"]["input_tokens"].as_u64() > Some(0));
+        let openai = made_with("openai-responses");
+        assert_eq!(openai["request"]["messages"][0], json!({"role": "system", "content": "Be brief."}));
+        assert_eq!(openai["request"]["messages"][1]["content"], "What is 12 + 30? Reply with the number.");
+        assert_eq!(openai["request"]["max_tokens"], 50);
+        assert_eq!(evaltap_core::chat::answer_text(&openai["response"]), "The answer is 42.");
+    }
+}

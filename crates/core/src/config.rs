@@ -344,10 +344,11 @@ impl SourceConfig {
     }
 }
 
-/// The API a candidate is called over.
+/// An API models are called over: a candidate's (`api` in `evaltap.toml`), or the one a
+/// captured call was made with.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum CandidateApi {
+pub enum ModelApi {
     /// OpenAI Chat Completions, `POST {base_url}/chat/completions` (what gateways speak).
     #[default]
     OpenaiChat,
@@ -357,13 +358,13 @@ pub enum CandidateApi {
     AnthropicMessages,
 }
 
-impl CandidateApi {
+impl ModelApi {
     /// The name used in `evaltap.toml` and in reasons.
     pub fn as_str(self) -> &'static str {
         match self {
-            CandidateApi::OpenaiChat => "openai-chat",
-            CandidateApi::OpenaiResponses => "openai-responses",
-            CandidateApi::AnthropicMessages => "anthropic-messages",
+            ModelApi::OpenaiChat => "openai-chat",
+            ModelApi::OpenaiResponses => "openai-responses",
+            ModelApi::AnthropicMessages => "anthropic-messages",
         }
     }
 }
@@ -393,7 +394,7 @@ pub struct CandidateConfig {
     /// The API the candidate is called over (`openai-chat` unless set); captured chat traffic
     /// is translated to it, and a request it cannot carry is skipped with the reason.
     #[serde(default, skip_serializing_if = "is_default")]
-    pub api: CandidateApi,
+    pub api: ModelApi,
     /// Request fields the model refuses, removed from every replay (e.g. `["temperature"]`
     /// for reasoning models).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -640,9 +641,9 @@ mod tests {
             .join("\n");
         let config = Config::parse(&uncommented, Path::new("evaltap.example.toml")).expect("valid");
         let haiku = config.candidates.iter().find(|c| c.name == "haiku").expect("the commented candidate");
-        assert_eq!(haiku.api, CandidateApi::AnthropicMessages);
+        assert_eq!(haiku.api, ModelApi::AnthropicMessages);
         assert_eq!(haiku.drop_params, ["top_p"]);
-        assert_eq!(config.candidates[0].api, CandidateApi::OpenaiChat, "the default");
+        assert_eq!(config.candidates[0].api, ModelApi::OpenaiChat, "the default");
     }
 
     #[test]

@@ -15,8 +15,8 @@ pub mod sampling;
 pub mod words;
 
 pub use config::{
-    AlertsConfig, AuthConfig, CandidateApi, CandidateConfig, Config, ConfigError, JudgeConfig, Role,
-    SampleRule, SlackSink, SourceConfig, TokenConfig, WebhookSink, WorkerConfig,
+    AlertsConfig, AuthConfig, CandidateConfig, Config, ConfigError, JudgeConfig, ModelApi, Role, SampleRule,
+    SlackSink, SourceConfig, TokenConfig, WebhookSink, WorkerConfig,
 };
 pub use exchange::Exchange;
 pub use pricing::{Price, Usage};

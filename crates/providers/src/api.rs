@@ -5,7 +5,7 @@
 //! as a chat completion, which is what judges, checks and reports read. A request the API cannot
 //! carry faithfully is refused with the reason ([`Untranslatable`]), never silently changed.
 
-use evaltap_core::CandidateApi;
+use evaltap_core::ModelApi;
 use serde_json::{Map, Value, json};
 
 /// Why a request cannot be carried to an API.
@@ -19,17 +19,17 @@ pub struct Untranslatable {
 }
 
 /// The path under the base URL each API is called at.
-pub fn path(api: CandidateApi) -> &'static str {
+pub fn path(api: ModelApi) -> &'static str {
     match api {
-        CandidateApi::OpenaiChat => "/chat/completions",
-        CandidateApi::OpenaiResponses => "/responses",
-        CandidateApi::AnthropicMessages => "/messages",
+        ModelApi::OpenaiChat => "/chat/completions",
+        ModelApi::OpenaiResponses => "/responses",
+        ModelApi::AnthropicMessages => "/messages",
     }
 }
 
 /// Whether the API requires an output limit on every request (Anthropic's `max_tokens`).
-pub fn requires_output_limit(api: CandidateApi) -> bool {
-    api == CandidateApi::AnthropicMessages
+pub fn requires_output_limit(api: ModelApi) -> bool {
+    api == ModelApi::AnthropicMessages
 }
 
 /// Chat-completions fields that only steer sampling or bookkeeping and that the other APIs do
@@ -38,7 +38,7 @@ const SAMPLING_ONLY: [&str; 7] =
     ["seed", "frequency_penalty", "presence_penalty", "logit_bias", "user", "service_tier", "store"];
 
 /// Fields no other API can honour: a request that sets them is refused.
-fn refuse_unknown(api: CandidateApi, body: &Map<String, Value>) -> Result<(), Untranslatable> {
+fn refuse_unknown(api: ModelApi, body: &Map<String, Value>) -> Result<(), Untranslatable> {
     let refuse = |reason: String| Err(Untranslatable { api: api.as_str(), reason });
     if body.get("n").and_then(Value::as_u64).is_some_and(|n| n > 1) {
         return refuse("several choices (`n` > 1)".into());
@@ -60,7 +60,7 @@ fn text_of(content: Option<&Value>) -> String {
 }
 
 /// The tool calls' arguments as JSON, or why not.
-fn arguments(call: &Value, api: CandidateApi) -> Result<Value, Untranslatable> {
+fn arguments(call: &Value, api: ModelApi) -> Result<Value, Untranslatable> {
     let raw = call.pointer("/function/arguments").cloned().unwrap_or(Value::Null);
     match raw {
         Value::String(text) if text.trim().is_empty() => Ok(json!({})),
@@ -77,7 +77,7 @@ fn arguments(call: &Value, api: CandidateApi) -> Result<Value, Untranslatable> {
 /// is refused.
 fn function_tools(
     body: &Map<String, Value>,
-    api: CandidateApi,
+    api: ModelApi,
 ) -> Result<Vec<(String, Value, Value)>, Untranslatable> {
     let mut tools = Vec::new();
     for tool in body.get("tools").and_then(Value::as_array).into_iter().flatten() {
@@ -150,7 +150,7 @@ fn anthropic_content(content: Option<&Value>) -> Result<Vec<Value>, String> {
 
 /// A chat-completions body as an Anthropic Messages request.
 fn to_anthropic(body: &Map<String, Value>) -> Result<Value, Untranslatable> {
-    let api = CandidateApi::AnthropicMessages;
+    let api = ModelApi::AnthropicMessages;
     let refuse = |reason: String| Untranslatable { api: api.as_str(), reason };
     let mut system = Vec::new();
     // Anthropic alternates user and assistant turns: consecutive turns of one role are merged.
@@ -246,7 +246,7 @@ fn to_anthropic(body: &Map<String, Value>) -> Result<Value, Untranslatable> {
 
 /// A chat-completions body as an OpenAI Responses request.
 fn to_responses(body: &Map<String, Value>) -> Result<Value, Untranslatable> {
-    let api = CandidateApi::OpenaiResponses;
+    let api = ModelApi::OpenaiResponses;
     let refuse = |reason: String| Untranslatable { api: api.as_str(), reason };
     if body.contains_key("stop") {
         return Err(refuse("stop sequences (`stop`): the Responses API has none".into()));
@@ -358,8 +358,8 @@ fn to_responses(body: &Map<String, Value>) -> Result<Value, Untranslatable> {
 }
 
 /// A chat-completions body carried to `api`, or why it cannot be.
-pub fn to_api(body: &Value, api: CandidateApi) -> Result<Value, Untranslatable> {
-    if api == CandidateApi::OpenaiChat {
+pub fn to_api(body: &Value, api: ModelApi) -> Result<Value, Untranslatable> {
+    if api == ModelApi::OpenaiChat {
         return Ok(body.clone());
     }
     let mut fields = body.as_object().cloned().unwrap_or_default();
@@ -368,9 +368,9 @@ pub fn to_api(body: &Value, api: CandidateApi) -> Result<Value, Untranslatable> 
         fields.remove(field);
     }
     match api {
-        CandidateApi::AnthropicMessages => to_anthropic(&fields),
-        CandidateApi::OpenaiResponses => to_responses(&fields),
-        CandidateApi::OpenaiChat => Ok(body.clone()),
+        ModelApi::AnthropicMessages => to_anthropic(&fields),
+        ModelApi::OpenaiResponses => to_responses(&fields),
+        ModelApi::OpenaiChat => Ok(body.clone()),
     }
 }
 
@@ -390,22 +390,22 @@ fn chat_completion(
            "choices": [{"index": 0, "message": message, "finish_reason": finish}], "usage": usage})
 }
 
-/// An answer of `api` read as a chat completion (the original body is kept under
-/// `evaltap_original`); a chat completion is returned as it came.
-pub fn from_api(response: Value, api: CandidateApi) -> Value {
+/// An answer of `api` read as a chat completion (the original kept under `evaltap_original`:
+/// `{"api", "response"}`); a chat completion is returned as it came.
+pub fn from_api(response: Value, api: ModelApi) -> Value {
     let count = |pointer: &str| response.pointer(pointer).and_then(Value::as_u64).unwrap_or(0);
     // Not an answer of that API (an error body, a gateway answering in chat shape): as it came.
     let expected = match api {
-        CandidateApi::OpenaiChat => return response,
-        CandidateApi::AnthropicMessages => "content",
-        CandidateApi::OpenaiResponses => "output",
+        ModelApi::OpenaiChat => return response,
+        ModelApi::AnthropicMessages => "content",
+        ModelApi::OpenaiResponses => "output",
     };
     if response.get(expected).is_none() {
         return response;
     }
     let mut chat = match api {
-        CandidateApi::OpenaiChat => return response,
-        CandidateApi::AnthropicMessages => {
+        ModelApi::OpenaiChat => return response,
+        ModelApi::AnthropicMessages => {
             let blocks = response.get("content").and_then(Value::as_array).cloned().unwrap_or_default();
             let texts: Vec<&str> = blocks
                 .iter()
@@ -440,7 +440,7 @@ pub fn from_api(response: Value, api: CandidateApi) -> Value {
                 usage,
             )
         }
-        CandidateApi::OpenaiResponses => {
+        ModelApi::OpenaiResponses => {
             let items = response.get("output").and_then(Value::as_array).cloned().unwrap_or_default();
             let mut texts = Vec::new();
             let mut calls = Vec::new();
@@ -480,8 +480,311 @@ pub fn from_api(response: Value, api: CandidateApi) -> Value {
             )
         }
     };
-    chat["evaltap_original"] = response;
+    chat["evaltap_original"] = json!({"api": api.as_str(), "response": response});
     chat
+}
+
+/// A request made over `api`, read as a chat-completions request (what judges and replays
+/// read): Anthropic's `system`, blocks, `tool_use`/`tool_result`, tools and `tool_choice`,
+/// `stop_sequences`; the Responses API's `instructions`, input items, `function_call` and
+/// `function_call_output` items, tools, `text.format` and `max_output_tokens`.
+pub fn request_to_chat(request: &Value, api: ModelApi) -> Value {
+    let Some(fields) = request.as_object() else { return request.clone() };
+    let mut out = Map::new();
+    let mut messages = Vec::new();
+    let copy = |out: &mut Map<String, Value>, from: &str, to: &str| {
+        if let Some(value) = fields.get(from) {
+            out.insert(to.into(), value.clone());
+        }
+    };
+    copy(&mut out, "model", "model");
+    copy(&mut out, "temperature", "temperature");
+    copy(&mut out, "top_p", "top_p");
+    copy(&mut out, "stream", "stream");
+    match api {
+        ModelApi::OpenaiChat => return request.clone(),
+        ModelApi::AnthropicMessages => {
+            let system = fields.get("system").map(evaltap_core::chat::content_text).unwrap_or_default();
+            if !system.trim().is_empty() {
+                messages.push(json!({"role": "system", "content": system}));
+            }
+            let list = fields.get("messages").and_then(Value::as_array).cloned().unwrap_or_default();
+            messages.extend(anthropic_turns_to_chat(&list));
+            copy(&mut out, "max_tokens", "max_tokens");
+            copy(&mut out, "stop_sequences", "stop");
+            let tools: Vec<Value> = fields
+                .get("tools")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(|t| json!({"type": "function", "function": {"name": t.get("name").cloned().unwrap_or(Value::Null),
+                    "description": t.get("description").cloned().unwrap_or(Value::Null),
+                    "parameters": t.get("input_schema").cloned().unwrap_or(json!({"type": "object"}))}}))
+                .collect();
+            if !tools.is_empty() {
+                out.insert("tools".into(), Value::Array(tools));
+            }
+            if let Some(choice) = fields.get("tool_choice") {
+                let chat = match choice.get("type").and_then(Value::as_str) {
+                    Some("any") => json!("required"),
+                    Some("tool") => {
+                        json!({"type": "function", "function": {"name": choice.get("name").cloned().unwrap_or(Value::Null)}})
+                    }
+                    Some(mode) => json!(mode),
+                    None => choice.clone(),
+                };
+                out.insert("tool_choice".into(), chat);
+            }
+        }
+        ModelApi::OpenaiResponses => {
+            if let Some(instructions) =
+                fields.get("instructions").and_then(Value::as_str).filter(|s| !s.trim().is_empty())
+            {
+                messages.push(json!({"role": "system", "content": instructions}));
+            }
+            match fields.get("input") {
+                Some(Value::String(text)) => messages.push(json!({"role": "user", "content": text})),
+                Some(Value::Array(items)) => messages.extend(response_items_to_chat(items)),
+                _ => {}
+            }
+            copy(&mut out, "max_output_tokens", "max_tokens");
+            copy(&mut out, "parallel_tool_calls", "parallel_tool_calls");
+            let tools: Vec<Value> = fields
+                .get("tools")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(|t| match t.get("type").and_then(Value::as_str) {
+                    Some("function") => json!({"type": "function", "function": {"name": t.get("name").cloned().unwrap_or(Value::Null),
+                        "description": t.get("description").cloned().unwrap_or(Value::Null),
+                        "parameters": t.get("parameters").cloned().unwrap_or(json!({"type": "object"}))}}),
+                    _ => t.clone(),
+                })
+                .collect();
+            if !tools.is_empty() {
+                out.insert("tools".into(), Value::Array(tools));
+            }
+            if let Some(choice) = fields.get("tool_choice") {
+                let chat = match choice.get("name") {
+                    Some(name) => json!({"type": "function", "function": {"name": name}}),
+                    None => choice.clone(),
+                };
+                out.insert("tool_choice".into(), chat);
+            }
+            if let Some(format) = request.pointer("/text/format") {
+                let chat = match format.get("type").and_then(Value::as_str) {
+                    Some("json_schema") => json!({"type": "json_schema", "json_schema": {
+                        "name": format.get("name").cloned().unwrap_or(json!("answer")),
+                        "schema": format.get("schema").cloned().unwrap_or(json!({})),
+                        "strict": format.get("strict").cloned().unwrap_or(Value::Bool(false))}}),
+                    Some("json_object") => json!({"type": "json_object"}),
+                    _ => Value::Null,
+                };
+                if !chat.is_null() {
+                    out.insert("response_format".into(), chat);
+                }
+            }
+        }
+    }
+    out.insert("messages".into(), Value::Array(messages));
+    Value::Object(out)
+}
+
+/// Anthropic turns as chat messages: text and image blocks as content parts, `tool_use` as
+/// `tool_calls`, each `tool_result` as a `tool` message.
+fn anthropic_turns_to_chat(turns: &[Value]) -> Vec<Value> {
+    let mut out = Vec::new();
+    for turn in turns {
+        let role = turn.get("role").and_then(Value::as_str).unwrap_or("user");
+        let blocks = match turn.get("content") {
+            Some(Value::Array(blocks)) => blocks.clone(),
+            Some(Value::String(text)) => {
+                out.push(json!({"role": role, "content": text}));
+                continue;
+            }
+            _ => Vec::new(),
+        };
+        let mut parts = Vec::new();
+        let mut calls = Vec::new();
+        for block in &blocks {
+            match block.get("type").and_then(Value::as_str) {
+                Some("text") => parts.push(json!({"type": "text", "text": block.get("text").cloned().unwrap_or(json!(""))})),
+                Some("image") => {
+                    let source = block.get("source").cloned().unwrap_or(Value::Null);
+                    let url = match source.get("type").and_then(Value::as_str) {
+                        Some("base64") => format!(
+                            "data:{};base64,{}",
+                            source.get("media_type").and_then(Value::as_str).unwrap_or("image/png"),
+                            source.get("data").and_then(Value::as_str).unwrap_or("")
+                        ),
+                        _ => source.get("url").and_then(Value::as_str).unwrap_or("").to_string(),
+                    };
+                    parts.push(json!({"type": "image_url", "image_url": {"url": url}}));
+                }
+                Some("tool_use") => calls.push(json!({"id": block.get("id").cloned().unwrap_or(Value::Null), "type": "function",
+                    "function": {"name": block.get("name").cloned().unwrap_or(Value::Null),
+                                 "arguments": block.get("input").map(Value::to_string).unwrap_or_else(|| "{}".into())}})),
+                Some("tool_result") => out.push(json!({"role": "tool",
+                    "tool_call_id": block.get("tool_use_id").cloned().unwrap_or(Value::Null),
+                    "content": block.get("content").map(evaltap_core::chat::content_text).unwrap_or_default()})),
+                _ => {}
+            }
+        }
+        let only_text = parts.iter().all(|p| p.get("type").and_then(Value::as_str) == Some("text"));
+        let content = if parts.is_empty() {
+            Value::Null
+        } else if only_text {
+            json!(
+                parts
+                    .iter()
+                    .filter_map(|p| p.get("text").and_then(Value::as_str))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )
+        } else {
+            Value::Array(parts)
+        };
+        if !content.is_null() || !calls.is_empty() {
+            let mut message = json!({"role": role, "content": content});
+            if !calls.is_empty() {
+                message["tool_calls"] = Value::Array(calls);
+            }
+            out.push(message);
+        }
+    }
+    out
+}
+
+/// Responses input items as chat messages.
+fn response_items_to_chat(items: &[Value]) -> Vec<Value> {
+    let mut out: Vec<Value> = Vec::new();
+    for item in items {
+        match item.get("type").and_then(Value::as_str) {
+            Some("function_call") => {
+                let call = json!({"id": item.get("call_id").cloned().unwrap_or(Value::Null), "type": "function",
+                    "function": {"name": item.get("name").cloned().unwrap_or(Value::Null),
+                                 "arguments": item.get("arguments").cloned().unwrap_or(json!("{}"))}});
+                // Calls after an assistant message belong to it.
+                match out.last_mut() {
+                    Some(last) if last.get("role").and_then(Value::as_str) == Some("assistant") => {
+                        match last.get_mut("tool_calls").and_then(Value::as_array_mut) {
+                            Some(calls) => calls.push(call),
+                            None => last["tool_calls"] = json!([call]),
+                        }
+                    }
+                    _ => out.push(json!({"role": "assistant", "content": null, "tool_calls": [call]})),
+                }
+            }
+            Some("function_call_output") => out.push(json!({"role": "tool",
+                "tool_call_id": item.get("call_id").cloned().unwrap_or(Value::Null),
+                "content": item.get("output").map(evaltap_core::chat::content_text).unwrap_or_default()})),
+            _ => {
+                let role = item.get("role").and_then(Value::as_str).unwrap_or("user");
+                let content = match item.get("content") {
+                    Some(Value::Array(parts)) => {
+                        let chat: Vec<Value> = parts
+                            .iter()
+                            .map(|p| match p.get("type").and_then(Value::as_str) {
+                                Some("input_image") => json!({"type": "image_url", "image_url": {"url": p.get("image_url").cloned().unwrap_or(Value::Null)}}),
+                                _ => json!({"type": "text", "text": p.get("text").cloned().unwrap_or(json!(""))}),
+                            })
+                            .collect();
+                        if chat.iter().all(|p| p.get("type").and_then(Value::as_str) == Some("text")) {
+                            json!(
+                                chat.iter()
+                                    .filter_map(|p| p.get("text").and_then(Value::as_str))
+                                    .collect::<Vec<_>>()
+                                    .join("\n")
+                            )
+                        } else {
+                            Value::Array(chat)
+                        }
+                    }
+                    Some(other) => other.clone(),
+                    None => continue,
+                };
+                let role = if role == "developer" { "system" } else { role };
+                out.push(json!({"role": role, "content": content}));
+            }
+        }
+    }
+    out
+}
+
+/// A streamed answer of `api` (server-sent events) assembled into that API's whole answer:
+/// Anthropic's `message_start`, content-block and `message_delta` events; the Responses API's
+/// `response.completed` event, which carries the whole response. `None` when the stream holds
+/// no answer.
+pub fn assemble_stream(body: &[u8], api: ModelApi) -> Option<Value> {
+    let text = String::from_utf8_lossy(body);
+    let events = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("data:"))
+        .filter_map(|data| serde_json::from_str::<Value>(data.trim()).ok());
+    match api {
+        ModelApi::OpenaiChat => None,
+        ModelApi::OpenaiResponses => events
+            .filter(|e| {
+                matches!(
+                    e.get("type").and_then(Value::as_str),
+                    Some("response.completed" | "response.incomplete")
+                )
+            })
+            .fold(None, |_, e| e.get("response").cloned()),
+        ModelApi::AnthropicMessages => {
+            let mut message: Option<Value> = None;
+            let mut blocks: Vec<Value> = Vec::new();
+            let mut partial_json: Vec<String> = Vec::new();
+            for event in events {
+                match event.get("type").and_then(Value::as_str) {
+                    Some("message_start") => message = event.get("message").cloned(),
+                    Some("content_block_start") => {
+                        blocks.push(event.get("content_block").cloned().unwrap_or(Value::Null));
+                        partial_json.push(String::new());
+                    }
+                    Some("content_block_delta") => {
+                        let (Some(block), Some(json)) = (blocks.last_mut(), partial_json.last_mut()) else {
+                            continue;
+                        };
+                        let delta = event.get("delta").cloned().unwrap_or(Value::Null);
+                        match delta.get("type").and_then(Value::as_str) {
+                            Some("text_delta") => {
+                                let text = format!(
+                                    "{}{}",
+                                    block.get("text").and_then(Value::as_str).unwrap_or(""),
+                                    delta.get("text").and_then(Value::as_str).unwrap_or("")
+                                );
+                                block["text"] = json!(text);
+                            }
+                            Some("input_json_delta") => {
+                                json.push_str(delta.get("partial_json").and_then(Value::as_str).unwrap_or(""))
+                            }
+                            _ => {}
+                        }
+                    }
+                    Some("message_delta") => {
+                        if let Some(message) = message.as_mut() {
+                            if let Some(reason) = event.pointer("/delta/stop_reason") {
+                                message["stop_reason"] = reason.clone();
+                            }
+                            if let Some(output) = event.pointer("/usage/output_tokens") {
+                                message["usage"]["output_tokens"] = output.clone();
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let mut message = message?;
+            for (block, json) in blocks.iter_mut().zip(partial_json) {
+                if !json.is_empty() {
+                    block["input"] = serde_json::from_str(&json).unwrap_or(Value::String(json));
+                }
+            }
+            message["content"] = Value::Array(blocks);
+            Some(message)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -508,7 +811,7 @@ mod tests {
 
     #[test]
     fn a_chat_request_carries_to_anthropic_messages() {
-        let out = to_api(&chat_request(), CandidateApi::AnthropicMessages).expect("carries");
+        let out = to_api(&chat_request(), ModelApi::AnthropicMessages).expect("carries");
         assert_eq!(out["max_tokens"], 300);
         assert_eq!(out["temperature"], 0.2);
         assert!(out.get("seed").is_none(), "sampling-only fields are left out");
@@ -545,7 +848,7 @@ mod tests {
 
     #[test]
     fn a_chat_request_carries_to_responses() {
-        let out = to_api(&chat_request(), CandidateApi::OpenaiResponses).expect("carries");
+        let out = to_api(&chat_request(), ModelApi::OpenaiResponses).expect("carries");
         assert_eq!(out["instructions"], "You are a travel assistant.");
         assert_eq!(out["max_output_tokens"], 300);
         assert_eq!(
@@ -572,16 +875,16 @@ mod tests {
 
     #[test]
     fn what_an_api_cannot_carry_is_refused_with_the_reason() {
-        let refused = |body: Value, api: CandidateApi| to_api(&body, api).expect_err("refused").to_string();
+        let refused = |body: Value, api: ModelApi| to_api(&body, api).expect_err("refused").to_string();
         let audio = json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [
             {"type": "input_audio", "input_audio": {"data": "AA", "format": "wav"}}]}]});
         assert_eq!(
-            refused(audio.clone(), CandidateApi::AnthropicMessages),
+            refused(audio.clone(), ModelApi::AnthropicMessages),
             "anthropic-messages cannot carry this request: audio input"
         );
-        assert!(refused(audio, CandidateApi::OpenaiResponses).ends_with("audio input"));
+        assert!(refused(audio, ModelApi::OpenaiResponses).ends_with("audio input"));
         let stop = json!({"model": "m", "stop": "END", "messages": [{"role": "user", "content": "hi"}]});
-        assert!(refused(stop.clone(), CandidateApi::OpenaiResponses).contains("stop sequences"));
+        assert!(refused(stop.clone(), ModelApi::OpenaiResponses).contains("stop sequences"));
         assert_eq!(
             to_api(
                 &{
@@ -589,22 +892,101 @@ mod tests {
                     s["max_tokens"] = json!(5);
                     s
                 },
-                CandidateApi::AnthropicMessages
+                ModelApi::AnthropicMessages
             )
             .expect("carries")["stop_sequences"],
             json!(["END"])
         );
         let search = json!({"model": "m", "max_tokens": 5, "tools": [{"type": "web_search"}], "messages": [{"role": "user", "content": "hi"}]});
-        assert!(refused(search, CandidateApi::AnthropicMessages).contains("a `web_search` tool"));
+        assert!(refused(search, ModelApi::AnthropicMessages).contains("a `web_search` tool"));
         let several = json!({"model": "m", "n": 3, "messages": [{"role": "user", "content": "hi"}]});
-        assert!(refused(several, CandidateApi::OpenaiResponses).contains("`n` > 1"));
+        assert!(refused(several, ModelApi::OpenaiResponses).contains("`n` > 1"));
         let unlimited = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]});
-        assert!(refused(unlimited, CandidateApi::AnthropicMessages).contains("max_tokens"));
+        assert!(refused(unlimited, ModelApi::AnthropicMessages).contains("max_tokens"));
         let bad_arguments = json!({"model": "m", "max_tokens": 5, "messages": [{"role": "assistant", "tool_calls": [
             {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{not json"}}]}]});
-        assert!(refused(bad_arguments, CandidateApi::AnthropicMessages).contains("not JSON"));
+        assert!(refused(bad_arguments, ModelApi::AnthropicMessages).contains("not JSON"));
         let chat = json!({"model": "m", "n": 3, "messages": []});
-        assert_eq!(to_api(&chat, CandidateApi::OpenaiChat).expect("as is"), chat);
+        assert_eq!(to_api(&chat, ModelApi::OpenaiChat).expect("as is"), chat);
+    }
+
+    #[test]
+    fn requests_made_over_messages_and_responses_read_as_chat() {
+        let anthropic = json!({"model": "claude", "max_tokens": 64, "system": [{"type": "text", "text": "Be kind."}],
+            "stop_sequences": ["END"], "tool_choice": {"type": "any"},
+            "tools": [{"name": "f", "description": "F.", "input_schema": {"type": "object"}}],
+            "messages": [{"role": "user", "content": "hi"},
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "f", "input": {"a": 1}}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "done"},
+                                             {"type": "text", "text": "thanks"}]}]});
+        let chat = request_to_chat(&anthropic, ModelApi::AnthropicMessages);
+        assert_eq!(
+            chat["messages"],
+            json!([
+            {"role": "system", "content": "Be kind."},
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "t1", "type": "function", "function": {"name": "f", "arguments": "{\"a\":1}"}}]},
+            {"role": "tool", "tool_call_id": "t1", "content": "done"},
+            {"role": "user", "content": "thanks"}])
+        );
+        assert_eq!(
+            (&chat["max_tokens"], &chat["stop"], &chat["tool_choice"]),
+            (&json!(64), &json!(["END"]), &json!("required"))
+        );
+        assert_eq!(chat["tools"][0]["function"]["parameters"], json!({"type": "object"}));
+        // And back: the chat view carries to Messages as the original said.
+        let again = to_api(&chat, ModelApi::AnthropicMessages).expect("carries");
+        assert_eq!(again["messages"][1]["content"][0]["input"], json!({"a": 1}));
+
+        let responses = json!({"model": "gpt", "instructions": "Be brief.", "max_output_tokens": 9,
+            "text": {"format": {"type": "json_schema", "name": "n", "schema": {"type": "object"}}},
+            "input": [{"role": "user", "content": "hi"},
+                      {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+                      {"type": "function_call_output", "call_id": "c1", "output": "ok"}]});
+        let chat = request_to_chat(&responses, ModelApi::OpenaiResponses);
+        assert_eq!(
+            chat["messages"],
+            json!([
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": "ok"}])
+        );
+        assert_eq!(chat["max_tokens"], 9);
+        assert_eq!(chat["response_format"]["json_schema"]["name"], "n");
+    }
+
+    #[test]
+    fn streamed_answers_assemble_into_whole_ones() {
+        let anthropic = concat!(
+            "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude\",\"content\":[],\"stop_reason\":null,\"usage\":{\"input_tokens\":12,\"output_tokens\":1}}}\n\n",
+            "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+            "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Checking \"}}\n\n",
+            "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"now.\"}}\n\n",
+            "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":1,\"content_block\":{\"type\":\"tool_use\",\"id\":\"t1\",\"name\":\"f\",\"input\":{}}}\n\n",
+            "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"city\\\": \"}}\n\n",
+            "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"\\\"Rome\\\"}\"}}\n\n",
+            "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\"},\"usage\":{\"output_tokens\":20}}\n\n",
+            "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"
+        );
+        let whole = assemble_stream(anthropic.as_bytes(), ModelApi::AnthropicMessages).expect("a message");
+        assert_eq!(whole["content"][0]["text"], "Checking now.");
+        assert_eq!(whole["content"][1]["input"], json!({"city": "Rome"}));
+        assert_eq!(
+            (&whole["stop_reason"], &whole["usage"]["output_tokens"]),
+            (&json!("tool_use"), &json!(20))
+        );
+        let chat = from_api(whole, ModelApi::AnthropicMessages);
+        assert_eq!(chat["choices"][0]["finish_reason"], "tool_calls");
+
+        let responses = concat!(
+            "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"r1\",\"status\":\"in_progress\",\"output\":[]}}\n\n",
+            "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"42\"}\n\n",
+            "event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"id\":\"r1\",\"status\":\"completed\",\"output\":[{\"type\":\"message\",\"role\":\"assistant\",\"content\":[{\"type\":\"output_text\",\"text\":\"42\"}]}],\"usage\":{\"input_tokens\":5,\"output_tokens\":1}}}\n\n"
+        );
+        let whole = assemble_stream(responses.as_bytes(), ModelApi::OpenaiResponses).expect("a response");
+        assert_eq!(from_api(whole, ModelApi::OpenaiResponses)["choices"][0]["message"]["content"], "42");
+        assert_eq!(assemble_stream(b"data: [DONE]\n\n", ModelApi::AnthropicMessages), None);
     }
 
     #[test]
@@ -612,7 +994,7 @@ mod tests {
         let anthropic = json!({"id": "msg_1", "type": "message", "model": "claude", "role": "assistant",
             "content": [{"type": "text", "text": "Checking."}, {"type": "tool_use", "id": "t1", "name": "get_weather", "input": {"city": "Rome"}}],
             "stop_reason": "tool_use", "usage": {"input_tokens": 10, "output_tokens": 5, "cache_read_input_tokens": 90}});
-        let chat = from_api(anthropic.clone(), CandidateApi::AnthropicMessages);
+        let chat = from_api(anthropic.clone(), ModelApi::AnthropicMessages);
         assert_eq!(chat["choices"][0]["message"]["content"], "Checking.");
         assert_eq!(
             chat["choices"][0]["message"]["tool_calls"][0]["function"],
@@ -621,14 +1003,14 @@ mod tests {
         assert_eq!(chat["choices"][0]["finish_reason"], "tool_calls");
         let usage = evaltap_core::Usage::from_openai(&chat).expect("usage");
         assert_eq!((usage.input_tokens, usage.cached_input_tokens, usage.output_tokens), (100, 90, 5));
-        assert_eq!(chat["evaltap_original"], anthropic);
+        assert_eq!(chat["evaltap_original"], json!({"api": "anthropic-messages", "response": anthropic}));
 
         let responses = json!({"id": "resp_1", "object": "response", "model": "gpt", "status": "incomplete",
             "output": [{"type": "reasoning", "summary": []}, {"type": "message", "role": "assistant",
                         "content": [{"type": "output_text", "text": "The answer"}]}],
             "usage": {"input_tokens": 20, "output_tokens": 64, "input_tokens_details": {"cached_tokens": 4},
                       "output_tokens_details": {"reasoning_tokens": 60}}});
-        let chat = from_api(responses, CandidateApi::OpenaiResponses);
+        let chat = from_api(responses, ModelApi::OpenaiResponses);
         assert_eq!(chat["choices"][0]["message"]["content"], "The answer");
         assert_eq!(chat["choices"][0]["finish_reason"], "length");
         let usage = evaltap_core::Usage::from_openai(&chat).expect("usage");
@@ -638,6 +1020,6 @@ mod tests {
         );
         // An error body is left as it came (the client then reports it).
         let error = json!({"type": "error", "error": {"message": "overloaded"}});
-        assert_eq!(from_api(error.clone(), CandidateApi::AnthropicMessages), error);
+        assert_eq!(from_api(error.clone(), ModelApi::AnthropicMessages), error);
     }
 }

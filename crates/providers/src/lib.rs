@@ -144,7 +144,7 @@ pub struct ChatClient {
     api_key: Option<String>,
     limit: Arc<Semaphore>,
     retry: RetryPolicy,
-    api: evaltap_core::CandidateApi,
+    api: evaltap_core::ModelApi,
 }
 
 impl ChatClient {
@@ -162,13 +162,13 @@ impl ChatClient {
             api_key,
             limit: Arc::new(Semaphore::new(max_concurrency.max(1))),
             retry: RetryPolicy::default(),
-            api: evaltap_core::CandidateApi::OpenaiChat,
+            api: evaltap_core::ModelApi::OpenaiChat,
         }
     }
 
     /// This client calling `api` at its path under the same base URL: bodies sent are that
     /// API's (see [`api::to_api`]); answers are read back as chat completions.
-    pub fn over(mut self, api: evaltap_core::CandidateApi) -> ChatClient {
+    pub fn over(mut self, api: evaltap_core::ModelApi) -> ChatClient {
         let base = self.url.trim_end_matches(api::path(self.api)).to_string();
         self.url = format!("{base}{}", api::path(api));
         self.api = api;
@@ -251,11 +251,11 @@ impl ChatClient {
         let mut request = self.http.post(&self.url).json(body);
         if let Some(key) = &self.api_key {
             request = match self.api {
-                evaltap_core::CandidateApi::AnthropicMessages => request.header("x-api-key", key),
+                evaltap_core::ModelApi::AnthropicMessages => request.header("x-api-key", key),
                 _ => request.bearer_auth(key),
             };
         }
-        if self.api == evaltap_core::CandidateApi::AnthropicMessages {
+        if self.api == evaltap_core::ModelApi::AnthropicMessages {
             request = request.header("anthropic-version", "2023-06-01");
         }
         match request.send().await {

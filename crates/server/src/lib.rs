@@ -123,6 +123,8 @@ pub fn router(state: AppState) -> Router {
         // Authenticated by the source key in `X-Evaltap-Key`; the caller's own `Authorization`
         // goes to the upstream untouched.
         .route("/proxy/{source}/v1/chat/completions", post(proxy::chat_completions))
+        .route("/proxy/{source}/v1/messages", post(proxy::anthropic_messages))
+        .route("/proxy/{source}/v1/responses", post(proxy::responses))
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::wrong_method)
         .layer(DefaultBodyLimit::max(body_limit))

@@ -13,6 +13,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
+use evaltap_core::ModelApi;
 use evaltap_core::{Exchange, Usage};
 use futures::Stream;
 use futures::stream::BoxStream;
@@ -77,6 +78,38 @@ pub(crate) async fn chat_completions(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    tee(state, source_name, headers, body, ModelApi::OpenaiChat).await
+}
+
+/// `POST /proxy/{source}/v1/messages`: Anthropic Messages, passed through and mirrored.
+pub(crate) async fn anthropic_messages(
+    State(state): State<AppState>,
+    Path(source_name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    tee(state, source_name, headers, body, ModelApi::AnthropicMessages).await
+}
+
+/// `POST /proxy/{source}/v1/responses`: OpenAI Responses, passed through and mirrored.
+pub(crate) async fn responses(
+    State(state): State<AppState>,
+    Path(source_name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    tee(state, source_name, headers, body, ModelApi::OpenaiResponses).await
+}
+
+/// Passes a call of `api` to the source's upstream at the same path, answers the client with
+/// the upstream's bytes as they come, and mirrors the exchange once the answer is complete.
+async fn tee(
+    state: AppState,
+    source_name: String,
+    headers: HeaderMap,
+    body: Bytes,
+    api: ModelApi,
+) -> Result<Response, ApiError> {
     let source = state
         .sources
         .by_name(&source_name)
@@ -94,7 +127,7 @@ pub(crate) async fn chat_completions(
             format!("the tee proxy needs source `{source_name}`'s key in `{SOURCE_KEY_HEADER}`"),
         ));
     }
-    let url = format!("{}/chat/completions", upstream.trim_end_matches('/'));
+    let url = format!("{}{}", upstream.trim_end_matches('/'), evaltap_providers::api::path(api));
     let mut request = state.proxy.http.post(&url).body(body.clone());
     for (name, value) in &headers {
         // The mirror must read the body, so ask the upstream for it uncompressed; the client
@@ -136,7 +169,7 @@ pub(crate) async fn chat_completions(
     let on_complete = move |bytes: Vec<u8>, complete: bool| {
         let (Some(request), true) = (request_json, complete) else { return };
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-        let exchange = assemble(request, &bytes, &content_type, status.as_u16(), latency_ms);
+        let exchange = assemble_over(api, request, &bytes, &content_type, status.as_u16(), latency_ms);
         let (kept, counts) = source.admit([exchange], 0);
         proxy.writer.deliver_detached(&source.config.name, kept, counts, source.config.max_per_minute);
     };
@@ -228,6 +261,40 @@ pub fn assemble(request: Value, body: &[u8], content_type: &str, status: u16, la
         response,
         succeeded,
     }
+}
+
+/// [`assemble`] for a call of `api`: the exchange holds the chat view judges and replays read
+/// (the request and the answer translated to Chat Completions), and keeps the call as it was
+/// made under the response's `evaltap_original` (`api`, `request`, `response`).
+pub fn assemble_over(
+    api: ModelApi,
+    request: Value,
+    body: &[u8],
+    content_type: &str,
+    status: u16,
+    latency_ms: f64,
+) -> Exchange {
+    if api == ModelApi::OpenaiChat {
+        return assemble(request, body, content_type, status, latency_ms);
+    }
+    let original = if content_type.contains("text/event-stream") {
+        evaltap_providers::api::assemble_stream(body, api)
+            .unwrap_or_else(|| json!({"error": {"message": "the stream held no complete answer"}}))
+    } else {
+        serde_json::from_slice(body)
+            .unwrap_or_else(|_| json!({"error": {"message": String::from_utf8_lossy(body)}}))
+    };
+    let chat_request = evaltap_providers::api::request_to_chat(&request, api);
+    let mut exchange =
+        assemble(chat_request, original.to_string().as_bytes(), "application/json", status, latency_ms);
+    let mut response = evaltap_providers::api::from_api(original.clone(), api);
+    response["evaltap_original"] = json!({"api": api.as_str(), "request": request, "response": original});
+    exchange.succeeded = (200..300).contains(&status) && response.get("choices").is_some();
+    exchange.usage = Usage::from_openai(&response);
+    exchange.model = evaltap_core::chat::model_of(&exchange.request, &response);
+    exchange.external_id = response.get("id").and_then(Value::as_str).map(str::to_owned);
+    exchange.response = response;
+    exchange
 }
 
 /// Builds a chat.completion from OpenAI streaming chunks.
