@@ -86,6 +86,19 @@ name = "app"
 key = "{SOURCE_KEY}-app"
 upstream = "{sim}"
 
+[[candidates]]
+name = "small"
+base_url = "{sim}"
+model = "sim-small"
+input_per_mtok = 0.10
+output_per_mtok = 0.40
+
+[judge]
+base_url = "{sim}"
+model = "sim-judge"
+input_per_mtok = 1.00
+output_per_mtok = 4.00
+
 [[auth.tokens]]
 name = "python-tests"
 role = "read"
@@ -96,6 +109,14 @@ sha256 = "{READ_TOKEN_SHA256}"
     for _ in serve([EVALTAP, "serve", "--config", str(config), "--workers", "0"], str(workdir / "evaltap.log"),
                    url + "/healthz", 30):
         yield url
+
+
+def evaltap_cli(workdir, *args) -> str:
+    """Runs the evaltap CLI on the session's configuration; its standard output."""
+    done = subprocess.run([EVALTAP, "--config", str(workdir / "evaltap.toml"), *args], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, f"evaltap {' '.join(args)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
+    return done.stdout
 
 
 @pytest.fixture(scope="session")
