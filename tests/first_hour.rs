@@ -789,10 +789,52 @@ async fn cached_input_and_reasoning_tokens_are_priced_as_billed() {
     // Each cost says where it came from.
     assert_eq!(
         report.baseline.cost_sources,
-        evaltap_report::CostSources { gateway: 0, config: 12, unknown: 0 }
+        evaltap_report::CostSources { gateway: 0, config: 12, table: 0, unknown: 0 }
     );
     let text = evaltap_report::render_text(&report);
     assert!(text.contains("$0.032000/request (priced: 12 from [prices] in evaltap.toml)"), "{text}");
+}
+
+/// A production model that neither the gateway nor `[prices]` priced is priced at the shipped,
+/// dated default table, found under the name the gateway logged (provider prefix and date
+/// suffix included), and the report says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_nobody_priced_is_priced_at_the_dated_default_table() {
+    let bench =
+        crate::common::Bench::start("table-prices", evaltap_sim::JudgeBehavior::default(), None, 1).await;
+    // 10,000 prompt tokens of which 4,000 cached, 1,000 completion tokens, at gpt-4o's list
+    // price ($2.50 / $1.25 cached / $10 per million): 6,000 × 2.5 + 4,000 × 1.25 + 1,000 × 10
+    // = 15,000 + 5,000 + 10,000 micro-dollars = $0.030 a request.
+    mirror(
+        &bench,
+        (0..8).map(|i| {
+            serde_json::json!({
+                "id": format!("table-{i}"),
+                "request": {"model": "openai/gpt-4o-2024-08-06", "messages": [{"role": "user", "content": format!("What is {i} + 2?")}]},
+                "response": {"model": "openai/gpt-4o-2024-08-06", "choices": [{"message": {"role": "assistant", "content": format!("{}", i + 2)}}],
+                             "usage": {"prompt_tokens": 10_000, "completion_tokens": 1_000,
+                                       "prompt_tokens_details": {"cached_tokens": 4_000}}}
+            })
+        }),
+    )
+    .await;
+    let experiment = bench
+        .create(evaltap_worker::ExperimentRequest {
+            filter: evaltap_store::Filter {
+                model: Some("openai/gpt-4o-2024-08-06".into()),
+                ..Default::default()
+            },
+            ..crate::common::experiment_request("table", "small", "correctness", 8)
+        })
+        .await;
+    let report = crate::common::run(&bench.app, &experiment).await;
+    assert!((report.baseline.cost_per_request_usd - 0.030).abs() < 1e-12, "{:?}", report.baseline);
+    assert_eq!(report.baseline.cost_sources, evaltap_report::CostSources { table: 8, ..Default::default() });
+    let text = evaltap_report::render_text(&report);
+    assert!(
+        text.contains("(priced: 8 from the default price table (list prices as of 2025-10-01))"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

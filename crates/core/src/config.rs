@@ -604,12 +604,14 @@ impl Config {
         self.candidates.iter().find(|c| c.name == name)
     }
 
-    /// The price of a production model, from `[prices]` or a candidate serving that model.
+    /// The price of a production model, from `[prices]`, a candidate serving that model, or
+    /// the shipped default price table.
     pub fn price_of(&self, model: &str) -> Option<Price> {
         self.prices
             .get(model)
             .copied()
             .or_else(|| self.candidates.iter().find(|c| c.model == model).map(|c| c.price))
+            .or_else(|| crate::pricing::PriceTable::shipped().price_of(model))
     }
 }
 

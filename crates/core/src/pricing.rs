@@ -62,6 +62,64 @@ impl Price {
     }
 }
 
+/// The default price table shipped with evaltap (`crates/core/data/prices.toml`): dated list
+/// prices of common models, for production calls logged without a cost.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PriceTable {
+    /// The date the prices were read from the providers' pages.
+    pub as_of: String,
+    /// Prices by model name.
+    pub models: std::collections::BTreeMap<String, Price>,
+}
+
+static DEFAULT_TABLE: std::sync::LazyLock<PriceTable> = std::sync::LazyLock::new(|| {
+    // The file is part of the source tree; its test proves it parses.
+    toml::from_str(include_str!("../data/prices.toml"))
+        .unwrap_or_else(|_| PriceTable { as_of: String::new(), models: Default::default() })
+});
+
+impl PriceTable {
+    /// The table shipped with this build.
+    pub fn shipped() -> &'static PriceTable {
+        &DEFAULT_TABLE
+    }
+
+    /// The price of `model` as a gateway logged it: by its name, then without a provider
+    /// prefix (`openai/gpt-4o`), then without a date suffix (`gpt-4o-2024-08-06`,
+    /// `claude-sonnet-4-5-20250929`); Anthropic's dotted versions (`claude-sonnet-4.5`) as
+    /// dashed.
+    pub fn price_of(&self, model: &str) -> Option<Price> {
+        let unprefixed = model.rsplit('/').next().unwrap_or(model);
+        let dashed = unprefixed
+            .replace("claude-sonnet-4.5", "claude-sonnet-4-5")
+            .replace("claude-haiku-4.5", "claude-haiku-4-5")
+            .replace("claude-opus-4.1", "claude-opus-4-1");
+        let undated = strip_date(&dashed);
+        [model, unprefixed, dashed.as_str(), undated].iter().find_map(|name| self.models.get(*name).copied())
+    }
+}
+
+/// `gpt-4o-2024-08-06` → `gpt-4o`, `claude-sonnet-4-5-20250929` → `claude-sonnet-4-5`.
+fn strip_date(model: &str) -> &str {
+    let bytes = model.as_bytes();
+    let digits = |s: &[u8]| s.iter().all(u8::is_ascii_digit);
+    let n = bytes.len();
+    if n > 11
+        && bytes[n - 11] == b'-'
+        && bytes[n - 6] == b'-'
+        && bytes[n - 3] == b'-'
+        && digits(&bytes[n - 10..n - 6])
+        && digits(&bytes[n - 5..n - 3])
+        && digits(&bytes[n - 2..])
+    {
+        return &model[..n - 11];
+    }
+    if n > 9 && bytes[n - 9] == b'-' && digits(&bytes[n - 8..]) {
+        return &model[..n - 9];
+    }
+    model
+}
+
 /// Tokens an image in a prompt counts for at most: providers charge an image by its pixels,
 /// capped by the size they scale it to (about 1,600 tokens at Anthropic, 1,105 at OpenAI's high
 /// detail per 512-pixel tile set), never by the bytes of its encoding.
@@ -96,6 +154,31 @@ pub fn input_tokens_bound(request: &serde_json::Value) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_shipped_price_table_parses_and_finds_models_as_gateways_name_them() {
+        let table = PriceTable::shipped();
+        assert_eq!(table.as_of, "2025-10-01");
+        assert!(table.models.len() >= 15, "{}", table.models.len());
+        let gpt4o = table.price_of("gpt-4o").expect("gpt-4o");
+        assert_eq!(
+            (gpt4o.input_per_mtok, gpt4o.output_per_mtok, gpt4o.cached_input_per_mtok),
+            (2.5, 10.0, Some(1.25))
+        );
+        for name in ["openai/gpt-4o", "gpt-4o-2024-08-06", "openrouter/openai/gpt-4o"] {
+            assert_eq!(table.price_of(name), Some(gpt4o), "{name}");
+        }
+        let sonnet = table.price_of("claude-sonnet-4-5").expect("sonnet");
+        for name in ["anthropic/claude-sonnet-4.5", "claude-sonnet-4-5-20250929"] {
+            assert_eq!(table.price_of(name), Some(sonnet), "{name}");
+        }
+        assert_eq!(
+            table.price_of("gpt-4o-mini"),
+            table.models.get("gpt-4o-mini").copied(),
+            "not gpt-4o's price"
+        );
+        assert_eq!(table.price_of("my-finetune"), None);
+    }
 
     #[test]
     fn the_input_bound_counts_bytes_and_images_by_their_cap() {

@@ -137,6 +137,9 @@ pub struct CostSources {
     pub gateway: usize,
     /// Priced by evaltap: the call's token usage at the `[prices]` of `evaltap.toml`.
     pub config: usize,
+    /// Priced by evaltap at the default price table shipped with it (dated list prices).
+    #[serde(default)]
+    pub table: usize,
     /// Not priced: no logged cost, and no usage or no price for the model.
     pub unknown: usize,
 }
@@ -150,6 +153,13 @@ impl CostSources {
         }
         if self.config > 0 {
             parts.push(format!("{} from [prices] in evaltap.toml", self.config));
+        }
+        if self.table > 0 {
+            parts.push(format!(
+                "{} from the default price table (list prices as of {})",
+                self.table,
+                evaltap_core::pricing::PriceTable::shipped().as_of
+            ));
         }
         if self.unknown > 0 {
             parts.push(format!("{} unpriced", self.unknown));
@@ -414,13 +424,31 @@ fn correlation(x: &[f64], y: &[f64]) -> Option<f64> {
     (sxx > 0.0 && syy > 0.0).then(|| sxy / (sxx * syy).sqrt())
 }
 
+/// Where a cost came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CostSource {
+    Gateway,
+    Config,
+    Table,
+}
+
+/// A production call's cost and where it came from: the gateway's, else its usage at the
+/// experiment's frozen `[prices]`, else at the shipped default price table.
 fn cost_of(
     experiment: &Experiment,
     cost: Option<f64>,
     model: Option<&str>,
     usage: Option<Usage>,
-) -> Option<f64> {
-    cost.or_else(|| Some(experiment.spec.prices.get(model?)?.cost(usage?)))
+) -> Option<(f64, CostSource)> {
+    if let Some(cost) = cost {
+        return Some((cost, CostSource::Gateway));
+    }
+    let (model, usage) = (model?, usage?);
+    if let Some(price) = experiment.spec.prices.get(model) {
+        return Some((price.cost(usage), CostSource::Config));
+    }
+    let price = evaltap_core::pricing::PriceTable::shipped().price_of(model)?;
+    Some((price.cost(usage), CostSource::Table))
 }
 
 fn mean_or_zero(xs: &[f64]) -> f64 {
@@ -607,12 +635,13 @@ pub fn compute(inputs: ReportInputs) -> Report {
             // columns do not.
             let usage = Usage::from_openai(&ex.response).or(ex.usage);
             let cost = cost_of(experiment, ex.cost_usd, ex.model.as_deref(), usage);
-            match (ex.cost_usd, cost) {
-                (Some(_), _) => cost_sources.gateway += 1,
-                (None, Some(_)) => cost_sources.config += 1,
-                (None, None) => cost_sources.unknown += 1,
+            match cost.map(|(_, source)| source) {
+                Some(CostSource::Gateway) => cost_sources.gateway += 1,
+                Some(CostSource::Config) => cost_sources.config += 1,
+                Some(CostSource::Table) => cost_sources.table += 1,
+                None => cost_sources.unknown += 1,
             }
-            baseline_costs.extend(cost);
+            baseline_costs.extend(cost.map(|(usd, _)| usd));
             let text = evaltap_core::chat::response_text(&ex.response);
             baseline_lengths.insert(id.clone(), text.chars().count() as f64);
         }

@@ -46,7 +46,11 @@ pub fn spend_rows(
             let rate =
                 sample_rates.get(&row.source).copied().filter(|r| *r > 0.0 && *r <= 1.0).unwrap_or(1.0);
             let unpriced = row.requests - row.priced;
-            let (from_prices, unpriced_requests) = match prices.get(&model) {
+            let price = prices
+                .get(&model)
+                .copied()
+                .or_else(|| evaltap_core::pricing::PriceTable::shipped().price_of(&model));
+            let (from_prices, unpriced_requests) = match price {
                 Some(price) if unpriced > 0 => (
                     price.cost(Usage {
                         input_tokens: row.unpriced_input_tokens,
