@@ -98,6 +98,7 @@ pub fn demo_config(sim_url: &str, database_url: String) -> Config {
             samples: 1,
             temperature: 0.0,
             max_output_tokens: None,
+            images: false,
         }),
         // The demo serves on loopback only, for the person running it.
         auth: evaltap_core::AuthConfig { allow_unauthenticated: true, tokens: Vec::new() },

@@ -24,6 +24,41 @@ pub fn content_text(content: &Value) -> String {
     }
 }
 
+/// Images a judge that takes images is shown, at most this many per prompt (the first ones).
+pub const MAX_JUDGE_IMAGES: usize = 8;
+
+/// The images of a chat request's conversation, in order, as chat-completions `image_url`
+/// parts (data URLs and links alike; Anthropic-style base64 sources as data URLs), at most
+/// [`MAX_JUDGE_IMAGES`].
+pub fn image_parts(request: &Value) -> Vec<Value> {
+    let mut images = Vec::new();
+    for message in request.get("messages").and_then(Value::as_array).into_iter().flatten() {
+        for part in message.get("content").and_then(Value::as_array).into_iter().flatten() {
+            let url = match part.get("type").and_then(Value::as_str) {
+                Some("image_url" | "input_image") => part
+                    .pointer("/image_url/url")
+                    .or_else(|| part.get("image_url"))
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+                Some("image") => match part.pointer("/source/data").and_then(Value::as_str) {
+                    Some(data) => Some(format!(
+                        "data:{};base64,{data}",
+                        part.pointer("/source/media_type").and_then(Value::as_str).unwrap_or("image/png")
+                    )),
+                    None => part.pointer("/source/url").and_then(Value::as_str).map(str::to_string),
+                },
+                _ => None,
+            };
+            if let Some(url) = url.filter(|u| !u.is_empty())
+                && images.len() < MAX_JUDGE_IMAGES
+            {
+                images.push(serde_json::json!({"type": "image_url", "image_url": {"url": url}}));
+            }
+        }
+    }
+    images
+}
+
 /// `[image: image/png, 34 KB]`, `[image: https://…]`, `[audio: wav, 12 KB]`, `[file: report.pdf]`
 /// for a content part that is not text; `None` for a part of an unknown kind.
 fn media_placeholder(part: &Value) -> Option<String> {

@@ -446,6 +446,10 @@ pub struct JudgeConfig {
     /// (sent as `max_tokens`, so no judge call can cost more than it reserved); 512 unless set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_output_tokens: Option<u64>,
+    /// Whether the judge model takes images: the conversation's images (at most 8) are then
+    /// sent with the prompt as image parts, besides the placeholders the prompt shows.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub images: bool,
 }
 
 /// Judge answers are a score and a sentence or two of reason: this leaves room for far more.

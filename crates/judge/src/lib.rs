@@ -407,6 +407,7 @@ pub struct Judge {
     temperature: f64,
     retry_delay: Duration,
     output_limit: Option<u64>,
+    images: bool,
 }
 
 /// An unreadable judge answer is asked again this many times in all, with backoff.
@@ -475,7 +476,15 @@ impl Judge {
             temperature,
             retry_delay: Duration::from_millis(200),
             output_limit: None,
+            images: false,
         }
+    }
+
+    /// This judge showing the conversation's images with each prompt (for a judge model that
+    /// takes images), or not.
+    pub fn with_images(mut self, images: bool) -> Judge {
+        self.images = images;
+        self
     }
 
     /// This judge for calls paid out of a spend reservation: each call carries `max_tokens`
@@ -509,11 +518,20 @@ impl Judge {
         &self,
         model: &str,
         prompt: &str,
+        request: &Value,
         seed: Option<u64>,
         calls: &mut JudgeCalls,
         parse: impl Fn(&str) -> Result<T, JudgeError>,
     ) -> Result<T, JudgeError> {
-        let mut body = json!({"model": model, "temperature": self.temperature, "messages": [{"role": "user", "content": prompt}]});
+        let images = if self.images { evaltap_core::chat::image_parts(request) } else { Vec::new() };
+        let content = if images.is_empty() {
+            json!(prompt)
+        } else {
+            let mut parts = vec![json!({"type": "text", "text": prompt})];
+            parts.extend(images);
+            Value::Array(parts)
+        };
+        let mut body = json!({"model": model, "temperature": self.temperature, "messages": [{"role": "user", "content": content}]});
         if let Some(seed) = seed {
             body["seed"] = json!(seed);
         }
@@ -561,7 +579,10 @@ impl Judge {
         let mut scores = Vec::with_capacity(samples.max(1));
         for k in 0..samples.max(1) {
             let seed = (samples > 1).then_some(k as u64);
-            match self.ask(&model, &prompt, seed, &mut calls, |a| definition.parse_score(a)).await {
+            match self
+                .ask(&model, &prompt, subject.request, seed, &mut calls, |a| definition.parse_score(a))
+                .await
+            {
                 Ok(score) => scores.push(score),
                 Err(e) => return Err(fail(e, calls)),
             }
@@ -590,7 +611,7 @@ impl Judge {
         };
         calls.model = self.model_for(definition);
         let model = calls.model.clone();
-        match self.ask(&model, &prompt, None, &mut calls, |a| definition.parse_winner(a)).await {
+        match self.ask(&model, &prompt, request, None, &mut calls, |a| definition.parse_winner(a)).await {
             Ok((winner, reason)) => Ok((winner, reason, calls)),
             Err(e) => Err(fail(e, calls)),
         }

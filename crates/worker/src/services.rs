@@ -117,7 +117,7 @@ impl Services {
         let timeouts = (config.attempt_timeout_secs, config.deadline_secs);
         let client =
             self.client(key, &config.base_url, config.api_key_env.as_ref(), config.max_concurrency, timeouts);
-        Judge::new(client, config.model.clone(), config.temperature)
+        Judge::new(client, config.model.clone(), config.temperature).with_images(config.images)
     }
 
     /// The rubrics an experiment froze (older experiments: the files loaded now).
