@@ -6,6 +6,7 @@
 //! - [`sampling`]: deterministic sampling and content hashing.
 //! - [`config`]: the `evaltap.toml` file.
 
+pub mod apis;
 pub mod chat;
 pub mod config;
 pub mod exchange;

@@ -356,3 +356,40 @@ fn litellm_keeps_only_allowlisted_client_headers() {
         json!({"headers": {"user-agent": "openai-python/2.1", "x-request-id": "r-1"}, "team": "search"})
     );
 }
+
+#[test]
+fn native_items_made_over_messages_or_responses_are_kept_as_made_beside_their_chat_view() {
+    let body = serde_json::json!([
+        {"id": "a1", "api": "anthropic-messages",
+         "request": {"model": "claude-haiku-4-5", "max_tokens": 50, "system": "Be brief.",
+                     "messages": [{"role": "user", "content": "What is 2 + 2?"}]},
+         "response": {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-haiku-4-5",
+                      "content": [{"type": "text", "text": "4"}], "stop_reason": "end_turn",
+                      "usage": {"input_tokens": 12, "output_tokens": 1}}},
+        {"id": "r1", "api": "openai-responses",
+         "request": {"model": "gpt-5-mini", "instructions": "Be brief.", "input": "What is 3 + 3?"},
+         "response": {"id": "resp_1", "object": "response", "status": "completed", "model": "gpt-5-mini",
+                      "output": [{"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "6"}]}],
+                      "usage": {"input_tokens": 9, "output_tokens": 1}}},
+        {"id": "x1", "api": "gemini", "request": {"messages": []}, "response": {}}
+    ])
+    .to_string();
+    let decoded = decode("native", body.as_bytes()).expect("decodes");
+    assert_eq!(decoded.exchanges.len(), 2, "{:?}", decoded.rejected);
+    assert_eq!(decoded.rejected[0].index, 2);
+    assert!(decoded.rejected[0].reason.contains("`api` must be"), "{:?}", decoded.rejected);
+    let (_, anthropic) = &decoded.exchanges[0];
+    assert_eq!(
+        anthropic.request["messages"][0],
+        serde_json::json!({"role": "system", "content": "Be brief."})
+    );
+    assert_eq!(response_text(&anthropic.response), "4");
+    assert_eq!(anthropic.response["evaltap_original"]["api"], "anthropic-messages");
+    assert_eq!(anthropic.response["evaltap_original"]["request"]["system"], "Be brief.");
+    assert_eq!(anthropic.usage.map(|u| (u.input_tokens, u.output_tokens)), Some((12, 1)));
+    let (_, responses) = &decoded.exchanges[1];
+    assert_eq!(last_user_text(&responses.request), "What is 3 + 3?");
+    assert_eq!(response_text(&responses.response), "6");
+    assert_eq!(responses.response["evaltap_original"]["api"], "openai-responses");
+    assert_eq!(responses.model.as_deref(), Some("gpt-5-mini"));
+}

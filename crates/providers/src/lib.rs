@@ -4,7 +4,8 @@
 //! The same client calls a real gateway and evaltap's simulated upstream; only the base URL
 //! differs.
 
-pub mod api;
+/// Translation between the APIs candidates are called over (in core: ingest reads them too).
+pub use evaltap_core::apis as api;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -284,11 +284,8 @@ pub fn assemble_over(
         serde_json::from_slice(body)
             .unwrap_or_else(|_| json!({"error": {"message": String::from_utf8_lossy(body)}}))
     };
-    let chat_request = evaltap_providers::api::request_to_chat(&request, api);
-    let mut exchange =
-        assemble(chat_request, original.to_string().as_bytes(), "application/json", status, latency_ms);
-    let mut response = evaltap_providers::api::from_api(original.clone(), api);
-    response["evaltap_original"] = json!({"api": api.as_str(), "request": request, "response": original});
+    let (chat_request, response) = evaltap_core::apis::chat_view(api, request, original);
+    let mut exchange = assemble(chat_request, b"{}", "application/json", status, latency_ms);
     exchange.succeeded = (200..300).contains(&status) && response.get("choices").is_some();
     exchange.usage = Usage::from_openai(&response);
     exchange.model = evaltap_core::chat::model_of(&exchange.request, &response);

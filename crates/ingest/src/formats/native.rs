@@ -10,7 +10,7 @@
 //! A failed call sends `"error"` instead of `"response"`; it is stored as failed.
 
 use chrono::{DateTime, TimeZone, Utc};
-use evaltap_core::{Exchange, Usage, chat};
+use evaltap_core::{Exchange, ModelApi, Usage, chat};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
@@ -127,19 +127,36 @@ pub fn parse_timestamp(value: &Value) -> Option<DateTime<Utc>> {
 
 fn exchange_from_item(value: Value) -> Result<Exchange, String> {
     let Value::Object(mut item) = value else { return Err("each item must be a JSON object".into()) };
+    // The API the call was made over; an Anthropic Messages or Responses call is kept as made
+    // beside its chat view.
+    let api = match item.get("api") {
+        None | Some(Value::Null) => ModelApi::OpenaiChat,
+        Some(api) => serde_json::from_value::<ModelApi>(api.clone()).map_err(|_| {
+            "`api` must be `openai-chat`, `openai-responses` or `anthropic-messages`".to_string()
+        })?,
+    };
     let request = match item.remove("request") {
         Some(Value::Object(request)) => Value::Object(request),
-        Some(_) => return Err("`request` must be a chat-completions request object".into()),
+        Some(_) => return Err(format!("`request` must be a {} request object", api.as_str())),
         None => return Err("`request` is missing".into()),
     };
-    if !request.get("messages").is_some_and(Value::is_array) {
-        return Err("`request.messages` must be an array".into());
+    let turns = if api == ModelApi::OpenaiResponses { "input" } else { "messages" };
+    if !request
+        .get(turns)
+        .is_some_and(|t| t.is_array() || (api == ModelApi::OpenaiResponses && t.is_string()))
+    {
+        return Err(format!("`request.{turns}` must be an array"));
     }
     let (response, succeeded) = match (item.remove("response"), item.get("error")) {
         (Some(Value::Object(response)), _) => (Value::Object(response), true),
-        (Some(_), _) => return Err("`response` must be a chat-completions response object".into()),
+        (Some(_), _) => return Err(format!("`response` must be a {} response object", api.as_str())),
         (None, Some(error)) if !error.is_null() => (serde_json::json!({"error": error}), false),
         (None, _) => return Err("`response` is missing (send `error` for a failed call)".into()),
+    };
+    let (request, response) = if succeeded {
+        evaltap_core::apis::chat_view(api, request, response)
+    } else {
+        (evaltap_core::apis::request_to_chat(&request, api), response)
     };
     let external_id = match item.get("id") {
         None | Some(Value::Null) => None,

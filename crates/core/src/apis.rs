@@ -1,11 +1,13 @@
-//! Candidates on other APIs than Chat Completions. Captured traffic is replayed as a
+//! The three APIs models are called over — OpenAI Chat Completions, OpenAI Responses, Anthropic
+//! Messages — and translation between them, as pure functions on JSON bodies. Candidates on
+//! other APIs than Chat Completions. Captured traffic is replayed as a
 //! chat-completions body; [`to_api`] carries it to the candidate's API (system prompt, tools and
 //! `tool_choice`, tool calls and their results in the history, JSON response formats, stop
 //! sequences, output limits, sampling parameters, images) and [`from_api`] reads the answer back
 //! as a chat completion, which is what judges, checks and reports read. A request the API cannot
 //! carry faithfully is refused with the reason ([`Untranslatable`]), never silently changed.
 
-use evaltap_core::ModelApi;
+use crate::ModelApi;
 use serde_json::{Map, Value, json};
 
 /// Why a request cannot be carried to an API.
@@ -56,7 +58,7 @@ fn refuse_unknown(api: ModelApi, body: &Map<String, Value>) -> Result<(), Untran
 
 /// The text of a system or developer message's content.
 fn text_of(content: Option<&Value>) -> String {
-    content.map(evaltap_core::chat::content_text).unwrap_or_default()
+    content.map(crate::chat::content_text).unwrap_or_default()
 }
 
 /// The tool calls' arguments as JSON, or why not.
@@ -504,7 +506,7 @@ pub fn request_to_chat(request: &Value, api: ModelApi) -> Value {
     match api {
         ModelApi::OpenaiChat => return request.clone(),
         ModelApi::AnthropicMessages => {
-            let system = fields.get("system").map(evaltap_core::chat::content_text).unwrap_or_default();
+            let system = fields.get("system").map(crate::chat::content_text).unwrap_or_default();
             if !system.trim().is_empty() {
                 messages.push(json!({"role": "system", "content": system}));
             }
@@ -626,7 +628,7 @@ fn anthropic_turns_to_chat(turns: &[Value]) -> Vec<Value> {
                                  "arguments": block.get("input").map(Value::to_string).unwrap_or_else(|| "{}".into())}})),
                 Some("tool_result") => out.push(json!({"role": "tool",
                     "tool_call_id": block.get("tool_use_id").cloned().unwrap_or(Value::Null),
-                    "content": block.get("content").map(evaltap_core::chat::content_text).unwrap_or_default()})),
+                    "content": block.get("content").map(crate::chat::content_text).unwrap_or_default()})),
                 _ => {}
             }
         }
@@ -677,7 +679,7 @@ fn response_items_to_chat(items: &[Value]) -> Vec<Value> {
             }
             Some("function_call_output") => out.push(json!({"role": "tool",
                 "tool_call_id": item.get("call_id").cloned().unwrap_or(Value::Null),
-                "content": item.get("output").map(evaltap_core::chat::content_text).unwrap_or_default()})),
+                "content": item.get("output").map(crate::chat::content_text).unwrap_or_default()})),
             _ => {
                 let role = item.get("role").and_then(Value::as_str).unwrap_or("user");
                 let content = match item.get("content") {
@@ -709,6 +711,20 @@ fn response_items_to_chat(items: &[Value]) -> Vec<Value> {
         }
     }
     out
+}
+
+/// A call made over `api` as the chat view judges, checks and replays read — the request via
+/// [`request_to_chat`], the answer via [`from_api`] — with the call as it was made kept under
+/// the answer's `evaltap_original` (`api`, `request`, `response`). A chat call is returned as is.
+pub fn chat_view(api: ModelApi, request: Value, response: Value) -> (Value, Value) {
+    if api == ModelApi::OpenaiChat {
+        return (request, response);
+    }
+    let chat_request = request_to_chat(&request, api);
+    let mut chat_response = from_api(response.clone(), api);
+    chat_response["evaltap_original"] =
+        json!({"api": api.as_str(), "request": request, "response": response});
+    (chat_request, chat_response)
 }
 
 /// A streamed answer of `api` (server-sent events) assembled into that API's whole answer:
@@ -1001,7 +1017,7 @@ mod tests {
             json!({"name": "get_weather", "arguments": "{\"city\":\"Rome\"}"})
         );
         assert_eq!(chat["choices"][0]["finish_reason"], "tool_calls");
-        let usage = evaltap_core::Usage::from_openai(&chat).expect("usage");
+        let usage = crate::Usage::from_openai(&chat).expect("usage");
         assert_eq!((usage.input_tokens, usage.cached_input_tokens, usage.output_tokens), (100, 90, 5));
         assert_eq!(chat["evaltap_original"], json!({"api": "anthropic-messages", "response": anthropic}));
 
@@ -1013,7 +1029,7 @@ mod tests {
         let chat = from_api(responses, ModelApi::OpenaiResponses);
         assert_eq!(chat["choices"][0]["message"]["content"], "The answer");
         assert_eq!(chat["choices"][0]["finish_reason"], "length");
-        let usage = evaltap_core::Usage::from_openai(&chat).expect("usage");
+        let usage = crate::Usage::from_openai(&chat).expect("usage");
         assert_eq!(
             (usage.input_tokens, usage.cached_input_tokens, usage.output_tokens, usage.reasoning_tokens),
             (20, 4, 64, 60)
