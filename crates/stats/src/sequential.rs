@@ -50,7 +50,7 @@ pub fn normal_mixture(d: &[f64], theta0: f64, alpha: f64, n_star: f64) -> Vec<Mi
 }
 
 /// The normal-mixture mSPRT whose always-valid p-value and confidence-sequence intersection
-/// accumulate only from `burn_in` samples on (stats-methods §4.1): σ̂ is a plug-in, and with a
+/// accumulate only from `burn_in` samples on (docs/statistics.md §3): σ̂ is a plug-in, and with a
 /// handful of samples a chance run of near-equal differences sets a tiny p that the running
 /// minimum would keep forever. Points before `burn_in` report p = 1 and the unintersected
 /// sequence. An intersection that would come out empty (which a valid procedure allows only
@@ -105,7 +105,7 @@ pub fn normal_mixture_from(
 
 /// Predictable-mixture empirical-Bernstein lower confidence sequence for the mean of
 /// `y` ∈ [0, 1] at level α (one-sided), after each sample. Mirrors
-/// `confseq.predmix_empbern_lower_cs` with truncation ½ (stats-methods §4.2).
+/// `confseq.predmix_empbern_lower_cs` with truncation ½ (docs/statistics.md §3).
 pub fn prpl_eb_lower(y: &[f64], alpha: f64) -> Vec<f64> {
     let log_inv = (1.0 / alpha).ln();
     let (mut sum_y, mut sum_sq) = (0.0, 0.0);
