@@ -269,6 +269,10 @@ pub fn compare_paired(
         Ok(t) => t,
         Err(err) => {
             let mut c = empty(err.to_string());
+            // Too few (or cancelling) clusters: how many there are, beside the note.
+            if let Some(keys) = clusters {
+                c.clusters = Some(keys.iter().collect::<std::collections::BTreeSet<_>>().len());
+            }
             c.baseline_mean = crate::mean(baseline);
             c.candidate_mean = crate::mean(candidate);
             c.delta = c.candidate_mean - c.baseline_mean;
@@ -367,8 +371,11 @@ pub fn compare_paired(
         let bound = no_disagreement_lower_bound(comparison.n, options.alpha);
         comparison.ni_lower_bound = bound;
         comparison.p_noninferiority = no_disagreement_p_value(comparison.n, options.margin);
+        // Not a zero-width interval: no disagreement in n pairs bounds the share of items on
+        // either side, each worth at most 1.
+        (comparison.ci_low, comparison.ci_high) = (bound, -bound);
         if comparison.n >= SEQUENTIAL_MIN_N {
-            comparison.cs_low = bound;
+            (comparison.cs_low, comparison.cs_high) = (bound, -bound);
         }
         if comparison.n >= FIXED_N_MIN_N {
             comparison.note = Some(format!(
@@ -476,6 +483,13 @@ mod tests {
                 assert_eq!(r.verdict, Verdict::NonInferior, "{r:?}");
                 assert!(!r.significantly_lower && r.samples_needed.is_none(), "{r:?}");
                 assert!(r.p_noninferiority < 1e-10, "{r:?}");
+                // The intervals are the exact bound on both sides, never a zero-width [0, 0].
+                let width = 2.0 * (1.0 - 0.05_f64.powf(1.0 / 2_000.0));
+                assert!(
+                    (r.ci_high - r.ci_low - width).abs() < 1e-12 && r.ci_low < 0.0 && r.ci_high > 0.0,
+                    "{r:?}"
+                );
+                assert!((r.cs_high - r.cs_low - width).abs() < 1e-12, "{r:?}");
             }
         }
         // 24 identical items cannot show a 0.02 margin; they say how many would.
@@ -544,6 +558,7 @@ mod tests {
         let one = compare_paired(&base, &cand, Some(&keys(&[0; 40])), &opts);
         assert_eq!(one.verdict, Verdict::Inconclusive, "{one:?}");
         assert!(one.note.as_deref().is_some_and(|n| n.contains("too few clusters")), "{one:?}");
+        assert_eq!(one.clusters, Some(1), "the count is given beside the note");
         // Two clusters with equal means: the clustered SE is exactly 0.
         let two_keys: Vec<usize> = (0..40).map(|i| i % 2).collect();
         let d: Vec<f64> = (0..40).map(|i| if (i / 2) % 2 == 0 { 0.25 } else { -0.25 }).collect();
