@@ -931,6 +931,19 @@ pub fn unsupported_note(reason: &str, count: usize) -> String {
     format!("{} skipped: {reason}", evaltap_core::words::count(count as u64, "request"))
 }
 
+/// ` (~120 more pairs, 15 clusters in all, to settle; ~300 more for the running report)`.
+fn settle_note(more: u64, stats: &Comparison) -> String {
+    let clusters = stats
+        .clusters_needed
+        .map(|c| format!(", {} in all,", evaltap_core::words::count(c, "cluster")))
+        .unwrap_or_default();
+    let running = stats
+        .samples_needed_sequential
+        .map(|n| format!("; ~{} more for the running report", n.saturating_sub(stats.n as u64)))
+        .unwrap_or_default();
+    format!(" (~{}{clusters} to settle{running})", evaltap_core::words::count(more, "more pair"))
+}
+
 /// The report as a plain-text table.
 pub fn render_text(report: &Report) -> String {
     let mut out = String::new();
@@ -1017,10 +1030,7 @@ pub fn render_text(report: &Report) -> String {
                 format!("{:<12} {:<12} {:>5} {:>4} {:>10} {:>8} {:>7}", "", "", "", "", "", "", "")
             };
             let s = &r.stats;
-            let more = r
-                .more_samples_needed
-                .map(|m| format!(" (~{} to settle)", evaltap_core::words::count(m, "more pair")))
-                .unwrap_or_default();
+            let more = r.more_samples_needed.map(|m| settle_note(m, s)).unwrap_or_default();
             let _ = writeln!(
                 out,
                 "{head}  {:<12} {:>6.3} {:>6.3} {:>+7.3} {:>17} {:>8.4} {:>8.4} {:>8.4}  {}{more}",

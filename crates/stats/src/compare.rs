@@ -156,6 +156,14 @@ pub struct Comparison {
     pub verdict: Verdict,
     /// For an inconclusive verdict: pairs needed in all to settle it at the observed variance.
     pub samples_needed: Option<u64>,
+    /// For an inconclusive clustered comparison: clusters needed in all (the t on C − 1 df),
+    /// of the observed mean size; `samples_needed` is that many clusters' pairs.
+    #[serde(default)]
+    pub clusters_needed: Option<u64>,
+    /// For an inconclusive verdict: pairs the running (always-valid) report needs to settle it,
+    /// when acting before the experiment is done — more than `samples_needed`.
+    #[serde(default)]
+    pub samples_needed_sequential: Option<u64>,
     /// Why statistics are degenerate or missing, when they are.
     pub note: Option<String>,
     /// The candidate is significantly lower (adjusted p < α, Δ < 0). Beside a `non-inferior`
@@ -247,6 +255,8 @@ pub fn compare_paired(
         q_value: 1.0,
         verdict: Verdict::Inconclusive,
         samples_needed: None,
+        clusters_needed: None,
+        samples_needed_sequential: None,
         note: Some(note),
         significantly_lower: false,
         mcnemar: None,
@@ -355,6 +365,8 @@ pub fn compare_paired(
         q_value: 1.0,
         verdict: Verdict::Inconclusive,
         samples_needed: None,
+        clusters_needed: None,
+        samples_needed_sequential: None,
         note,
         significantly_lower: false,
         mcnemar,
@@ -425,13 +437,40 @@ pub fn decide_family(family: &mut [Comparison], options: &CompareOptions) {
         // lower by definition, and is not within the margin.
         c.significantly_lower =
             c.verdict == Verdict::NonInferior && c.p_holm < options.alpha && c.delta < 0.0;
-        c.samples_needed = if c.verdict == Verdict::Inconclusive && !c.undecidable {
-            let needed = if c.no_disagreement {
-                no_disagreement_samples_needed(options.margin, options.alpha)
-            } else {
-                samples_to_settle(c.sd_delta, c.delta, c.design_effect, options)
+        let advise = c.verdict == Verdict::Inconclusive && !c.undecidable;
+        // The distance to show: to −margin (one-sided) when Δ is above it, else to 0.
+        let (effect, one_sided) =
+            if c.delta > -options.margin { (c.delta + options.margin, true) } else { (c.delta, false) };
+        c.clusters_needed = match (advise && !c.no_disagreement, c.clusters, c.design_effect) {
+            (true, Some(clusters), Some(deff)) if clusters > 0 => crate::power::clusters_needed(
+                c.sd_delta,
+                effect,
+                deff,
+                c.n as f64 / clusters as f64,
+                options.alpha,
+                options.power,
+                one_sided,
+            )
+            .map(|needed| needed.max(clusters as u64)),
+            _ => None,
+        };
+        c.samples_needed = if advise {
+            let needed = match (c.no_disagreement, c.clusters_needed, c.clusters) {
+                (true, ..) => no_disagreement_samples_needed(options.margin, options.alpha),
+                (false, Some(needed), Some(clusters)) => {
+                    Some((needed as f64 * c.n as f64 / clusters as f64).ceil() as u64)
+                }
+                _ => samples_to_settle(c.sd_delta, c.delta, c.design_effect, options),
             };
             needed.map(|n| n.max(c.n as u64))
+        } else {
+            None
+        };
+        c.samples_needed_sequential = if advise && !c.no_disagreement {
+            // The running verdict reads the two-sided sequence at α, for either boundary.
+            crate::power::sequential_samples_needed(c.sd_delta, effect, options.alpha, options.power)
+                .map(|n| (n as f64 * c.design_effect.unwrap_or(1.0).max(1.0)).ceil() as u64)
+                .map(|n| n.max(c.samples_needed.unwrap_or(0)).max(c.n as u64))
         } else {
             None
         };
@@ -467,6 +506,26 @@ mod tests {
             assert!(numbers.iter().all(|x| x.is_finite()), "{r:?}");
             assert!(r.note.is_some() || r.sd_delta == 0.0, "{r:?}");
         }
+    }
+
+    #[test]
+    fn inconclusive_advice_counts_clusters_and_the_running_report_s_pairs() {
+        let opts = CompareOptions { bootstrap_resamples: 0, ..CompareOptions::default() };
+        // 8 conversations of 10 pairs, a small noisy drop: not enough to decide.
+        let base: Vec<f64> = (0..80).map(|i| 0.5 + 0.3 * ((i * 37 % 11) as f64 / 11.0 - 0.5)).collect();
+        let cand: Vec<f64> = base
+            .iter()
+            .enumerate()
+            .map(|(i, b)| b - 0.005 + 0.1 * (((i / 10) * 7 % 5) as f64 / 5.0 - 0.4))
+            .collect();
+        let keys: Vec<String> = (0..80).map(|i| format!("c{}", i / 10)).collect();
+        let r = compare_paired(&base, &cand, Some(&keys), &opts);
+        assert_eq!(r.verdict, Verdict::Inconclusive, "{r:?}");
+        let clusters = r.clusters_needed.expect("clusters advised");
+        assert!(clusters >= 8, "{r:?}");
+        assert_eq!(r.samples_needed, Some(clusters * 10), "that many clusters of the observed size: {r:?}");
+        let running = r.samples_needed_sequential.expect("running advice");
+        assert!(running > r.samples_needed.unwrap_or(0), "{r:?}");
     }
 
     #[test]

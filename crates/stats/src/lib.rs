@@ -62,8 +62,8 @@ pub use paired::{
     noninferiority, paired_differences, paired_t, paired_t_clustered,
 };
 pub use power::{
-    SampleSize, mde_paired, noncentral_t_sf, paired_t_power, sample_size_mcnemar, sample_size_noninferiority,
-    sample_size_paired,
+    SampleSize, clusters_needed, mde_paired, noncentral_t_sf, paired_t_power, sample_size_mcnemar,
+    sample_size_noninferiority, sample_size_paired, sequential_samples_needed, t_power,
 };
 pub use sequential::{
     MixturePoint, mixture_rho, normal_mixture, normal_mixture_from, prpl_eb_cs, prpl_eb_lower,

@@ -93,6 +93,99 @@ pub fn sample_size_mcnemar(p10: f64, p01: f64, alpha: f64, power: f64) -> Option
     Some(a * a / (delta * delta))
 }
 
+/// Power of a t-test whose statistic is noncentral t(`df`, `ncp`): two-sided at `alpha`, or
+/// one-sided (upper) when `one_sided`.
+pub fn t_power(ncp: f64, df: f64, alpha: f64, one_sided: bool) -> f64 {
+    if one_sided {
+        noncentral_t_sf(t_quantile(1.0 - alpha, df), df, ncp)
+    } else {
+        let crit = t_quantile(1.0 - alpha / 2.0, df);
+        noncentral_t_sf(crit, df, ncp) + noncentral_t_sf(crit, df, -ncp)
+    }
+}
+
+/// Clusters needed for a clustered paired test to reach `power`: at C clusters of
+/// `cluster_size` pairs the clustered standard error is σ_d·√(D/(C·m)) (D the design effect) and
+/// the t has C − 1 degrees of freedom, so the noncentral t on C − 1 df decides — not the normal
+/// approximation, which falls short when clusters are few. `effect` is the distance to cover
+/// (|Δ| for a two-sided test; Δ + margin, one-sided, for non-inferiority). `None` when no finite
+/// number of clusters reaches it.
+pub fn clusters_needed(
+    sigma_d: f64,
+    effect: f64,
+    design_effect: f64,
+    cluster_size: f64,
+    alpha: f64,
+    power: f64,
+    one_sided: bool,
+) -> Option<u64> {
+    if !(sigma_d > 0.0 && effect.is_finite() && effect != 0.0 && cluster_size >= 1.0 && design_effect > 0.0) {
+        return None;
+    }
+    let power_at = |clusters: u64| {
+        let se = sigma_d * (design_effect / (clusters as f64 * cluster_size)).sqrt();
+        t_power(effect.abs() / se, clusters as f64 - 1.0, alpha, one_sided)
+    };
+    // The normal approximation first: beyond a few hundred clusters the t on C − 1 df is the
+    // normal, and Guenther's + z²/2 covers the rest (as for pairs).
+    let z_alpha = if one_sided { z_quantile(1.0 - alpha) } else { z_quantile(1.0 - alpha / 2.0) };
+    let normal = ((z_alpha + z_quantile(power)) * sigma_d / effect).powi(2) * design_effect / cluster_size;
+    if !normal.is_finite() || normal > 1e12 {
+        return None;
+    }
+    if normal > 300.0 {
+        return Some((normal + z_alpha.powi(2) / 2.0).ceil() as u64);
+    }
+    // Few clusters: the exact power, on whole clusters, from just below the approximation.
+    let (mut lo, mut hi) = (((normal * 0.9) as u64).max(2), (normal as u64).max(2) + 4);
+    while power_at(hi) < power {
+        lo = hi;
+        hi = hi * 2 + 4;
+        if hi > 5_000 {
+            return Some((normal + z_alpha.powi(2) / 2.0).ceil() as u64);
+        }
+    }
+    if power_at(lo) >= power {
+        lo = 2;
+    }
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if power_at(mid) < power { lo = mid } else { hi = mid }
+    }
+    Some(hi)
+}
+
+/// Pairs the always-valid (sequential) test needs to settle with `power` when the planned n is
+/// that same number: the smallest n at which the normal-mixture confidence sequence, tuned to n,
+/// excludes the boundary (0, or −margin for non-inferiority) with that probability —
+/// `effect − z_power·σ/√n ≥ half-width(n)`. Larger than the fixed-n advice: the sequence pays
+/// for being valid at every look. `effect` as in [`clusters_needed`].
+pub fn sequential_samples_needed(sigma_d: f64, effect: f64, alpha: f64, power: f64) -> Option<u64> {
+    if !(sigma_d > 0.0 && effect.is_finite() && effect != 0.0) {
+        return None;
+    }
+    let effect = effect.abs();
+    let settles = |n: f64| {
+        let rho2 = crate::sequential::mixture_rho(alpha, n).powi(2);
+        let half = sigma_d
+            * (2.0 * (n * rho2 + 1.0) / (n * n * rho2) * ((n * rho2 + 1.0).sqrt() / alpha).ln()).sqrt();
+        effect - z_quantile(power) * sigma_d / n.sqrt() >= half
+    };
+    let (mut lo, mut hi) = (2.0_f64, 4.0_f64);
+    while !settles(hi) {
+        lo = hi;
+        hi *= 2.0;
+        if hi > 1e13 {
+            return None;
+        }
+    }
+    while hi - lo > 0.5 {
+        let mid = 0.5 * (lo + hi);
+        if settles(mid) { hi = mid } else { lo = mid }
+    }
+    Some(hi.ceil() as u64)
+}
+
 /// Power of the two-sided one-sample (paired) t-test with standardized effect `effect` at `n`
 /// pairs: P(T > c) + P(T < −c) for T noncentral t(n − 1, effect·√n).
 pub fn paired_t_power(effect: f64, n: f64, alpha: f64) -> f64 {

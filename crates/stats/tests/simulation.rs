@@ -4,7 +4,8 @@
 //! compare` call — and check the error rates the methods promise, not just formulas.
 
 use evaltap_stats::{
-    Basis, CompareOptions, Comparison, Verdict, compare_paired, paired_t, samples_to_settle,
+    Basis, CompareOptions, Comparison, Verdict, clusters_needed, compare_paired, paired_t, samples_to_settle,
+    sequential_samples_needed,
 };
 use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
@@ -192,6 +193,63 @@ fn the_advised_sample_size_settles_the_comparison_with_80_percent_power() {
     );
     assert!(at_least_80_percent(power, runs), "clustered power {power} at the advised n = {n}");
     assert!(naive_power < 0.7, "ignoring clusters should under-power: {naive_power} at {naive}");
+
+    // Few clusters: the advice counts clusters, on the t with C − 1 degrees of freedom. With 40
+    // pairs per conversation and a larger drop, 8–30 clusters settle it, where the normal
+    // approximation (pairs × design effect) falls short.
+    let m = 40;
+    let (b, c, keys) = clustered(&mut rng, 200_000, m, -0.12);
+    let pilot = compare_paired(&b, &c, Some(&keys), &options);
+    let deff = pilot.design_effect.expect("design effect");
+    let clusters =
+        clusters_needed(pilot.sd_delta, pilot.delta, deff, m as f64, ALPHA, 0.8, false).expect("advice");
+    let normal_pairs = samples_to_settle(pilot.sd_delta, pilot.delta, Some(deff), &options).expect("advice");
+    let power_few = |rng: &mut ChaCha8Rng, n: usize| {
+        let detected = (0..runs)
+            .filter(|_| {
+                let (b, c, keys) = clustered(rng, n, m, -0.12);
+                compare_paired(&b, &c, Some(&keys), &options).verdict == Verdict::Worse
+            })
+            .count();
+        detected as f64 / runs as f64
+    };
+    let power = power_few(&mut rng, clusters as usize * m);
+    let by_normal = power_few(&mut rng, (normal_pairs as usize).div_ceil(m) * m);
+    eprintln!(
+        "few clusters: deff {deff:.2}, advised {clusters} clusters (power {power:.3}); pairs × deff {normal_pairs} ({by_normal:.3})"
+    );
+    assert!((4..=40).contains(&clusters), "{clusters} clusters");
+    assert!(at_least_80_percent(power, runs), "power {power} at the advised {clusters} clusters");
+}
+
+/// The running report reads the always-valid confidence sequence, which pays for being valid at
+/// every look: its own advice (collect that many pairs, planned n set to it) reaches the verdict
+/// in at least 80% of runs, where the fixed-n advice falls well short.
+#[test]
+fn the_sequential_advice_settles_a_running_comparison_with_80_percent_power() {
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let runs = 1000;
+    let (b, c) = scores(&mut rng, 200_000, Scale::OneToTen, -0.04);
+    let pilot = compare_paired(&b, &c, None, &fixed_n(0.02));
+    let fixed =
+        samples_to_settle(pilot.sd_delta, pilot.delta, None, &fixed_n(0.02)).expect("advice") as usize;
+    let running =
+        sequential_samples_needed(pilot.sd_delta, pilot.delta, ALPHA, 0.8).expect("advice") as usize;
+    let power_at = |rng: &mut ChaCha8Rng, n: usize| {
+        let detected = (0..runs)
+            .filter(|_| {
+                let (b, c) = scores(rng, n, Scale::OneToTen, -0.04);
+                compare_paired(&b, &c, None, &sequential(n)).verdict == Verdict::Worse
+            })
+            .count();
+        detected as f64 / runs as f64
+    };
+    let (power, at_fixed) = (power_at(&mut rng, running), power_at(&mut rng, fixed));
+    eprintln!("sequential advice {running} pairs (power {power:.3}); fixed-n advice {fixed} ({at_fixed:.3})");
+    assert!(at_least_80_percent(power, runs), "running power {power} at {running} pairs");
+    assert!(at_fixed < 0.7, "the fixed-n advice is not enough for the running report: {at_fixed}");
+    let ratio = running as f64 / fixed as f64;
+    assert!((1.2..=3.0).contains(&ratio), "sequential / fixed-n advice {ratio:.2}");
 }
 
 /// A candidate truly 0.01 worse, margin 0.02: more data must make `non-inferior` more likely
