@@ -44,18 +44,9 @@ async fn traffic(bench: &Bench, n: usize) -> Vec<Value> {
         requests.push(json!({"model": "sim-large", "stop": ["\n\n"],
             "messages": [{"role": "user", "content": format!("What is {i} + 2?")}]}));
     }
-    let http = reqwest::Client::new();
     let mut exchanges = Vec::new();
     for (i, request) in requests.into_iter().enumerate() {
-        let response: Value = http
-            .post(format!("{}/chat/completions", bench.sim.base_url()))
-            .json(&request)
-            .send()
-            .await
-            .expect("production call")
-            .json()
-            .await
-            .expect("json");
+        let response = bench.production_call(&request).await;
         exchanges.push(json!({"id": format!("api-{i}"), "request": request, "response": response}));
     }
     exchanges

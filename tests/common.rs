@@ -304,6 +304,20 @@ impl Bench {
         (bench, experiment, report)
     }
 
+    /// What the simulated upstream answers `request` on `/v1/chat/completions`, as production
+    /// would have been answered.
+    pub async fn production_call(&self, request: &serde_json::Value) -> serde_json::Value {
+        reqwest::Client::new()
+            .post(format!("{}/chat/completions", self.sim.base_url()))
+            .json(request)
+            .send()
+            .await
+            .expect("production call")
+            .json()
+            .await
+            .expect("json")
+    }
+
     pub async fn create(&self, request: ExperimentRequest) -> Experiment {
         evaltap_worker::create_experiment(&self.app.config, &self.app.rubrics, &self.app.store, request)
             .await

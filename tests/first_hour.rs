@@ -639,22 +639,13 @@ async fn tool_calling_traffic_gets_tool_call_checks_that_tell_a_worse_candidate_
     // Production traffic that calls a tool: the simulated production model answers each
     // request with a call (right with its accuracy), as a gateway would log it.
     let cities = ["Paris", "Rome", "Oslo", "Lima", "Cairo", "Tokyo", "Quito", "Dakar"];
-    let http = reqwest::Client::new();
     let mut exchanges = Vec::new();
     for i in 0..160 {
         let request = serde_json::json!({"model": "sim-large",
             "tools": [{"type": "function", "function": {"name": "get_weather", "description": "Weather for a city.",
                        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}],
             "messages": [{"role": "user", "content": format!("What is the weather in {} today? (#{i})", cities[i % cities.len()])}]});
-        let response: serde_json::Value = http
-            .post(format!("{}/chat/completions", bench.sim.base_url()))
-            .json(&request)
-            .send()
-            .await
-            .expect("production call")
-            .json()
-            .await
-            .expect("json");
+        let response = bench.production_call(&request).await;
         assert!(response.pointer("/choices/0/message/tool_calls/0").is_some(), "{response}");
         exchanges.push(serde_json::json!({"id": format!("tool-{i}"), "request": request, "response": response}));
     }
@@ -703,22 +694,13 @@ crate::on_both_engines! {
 async fn json_schema_traffic_gets_a_response_format_check() {
     let bench =
         crate::common::Bench::start("format-checks", evaltap_sim::JudgeBehavior::default(), None, 1).await;
-    let http = reqwest::Client::new();
     let mut exchanges = Vec::new();
     for i in 0..160_i64 {
         let request = serde_json::json!({"model": "sim-large",
             "response_format": {"type": "json_schema", "json_schema": {"name": "answer",
                 "schema": {"type": "object", "required": ["answer"], "properties": {"answer": {"type": "number"}}}}},
             "messages": [{"role": "user", "content": format!("What is {} + {}? Reply in JSON as {{\"answer\": <number>}}.", i, i + 7)}]});
-        let response: serde_json::Value = http
-            .post(format!("{}/chat/completions", bench.sim.base_url()))
-            .json(&request)
-            .send()
-            .await
-            .expect("production call")
-            .json()
-            .await
-            .expect("json");
+        let response = bench.production_call(&request).await;
         exchanges.push(serde_json::json!({"id": format!("fmt-{i}"), "request": request, "response": response}));
     }
     mirror(&bench, exchanges).await;

@@ -18,6 +18,12 @@ async fn proxy_server(upstream: &str) -> TestServer {
     TestServer::start(Config { sources: vec![source], ..Config::default() }).await
 }
 
+/// The simulated upstream, answering at once.
+async fn instant_sim() -> evaltap_sim::SimServer {
+    let config = evaltap_sim::SimConfig { latency_scale: 0.0, ..Default::default() };
+    evaltap_sim::spawn(SocketAddr::from(([127, 0, 0, 1], 0)), config).await.expect("sim")
+}
+
 async fn call(http: &reqwest::Client, url: &str, body: &Value) -> (u16, String, Option<String>, Vec<u8>) {
     let reply = http
         .post(url)
@@ -35,12 +41,7 @@ async fn call(http: &reqwest::Client, url: &str, body: &Value) -> (u16, String, 
 
 crate::on_both_engines! {
     async fn byte_identical_responses_and_mirrored_exchanges() {
-        let sim = evaltap_sim::spawn(
-            SocketAddr::from(([127, 0, 0, 1], 0)),
-            evaltap_sim::SimConfig { latency_scale: 0.0, ..Default::default() },
-        )
-        .await
-        .expect("sim");
+        let sim = instant_sim().await;
         let server = proxy_server(&sim.base_url()).await;
         let proxied = format!("{}/proxy/app/v1/chat/completions", server.url);
         let direct = format!("{}/chat/completions", sim.base_url());
@@ -166,12 +167,7 @@ crate::on_both_engines! {
     /// Anthropic Messages and OpenAI Responses calls through the tee proxy: the client gets the
     /// upstream's bytes, and the exchange is kept as it was made, with the chat view judges read.
     async fn messages_and_responses_calls_are_teed_and_kept_as_made() {
-        let sim = evaltap_sim::spawn(
-            SocketAddr::from(([127, 0, 0, 1], 0)),
-            evaltap_sim::SimConfig { latency_scale: 0.0, ..Default::default() },
-        )
-        .await
-        .expect("sim");
+        let sim = instant_sim().await;
         let server = proxy_server(&sim.base_url()).await;
         let messages = json!({"model": "sim-large", "max_tokens": 100, "system": "You are a travel assistant.",
             "tools": [{"name": "get_weather", "description": "Weather for a city.",

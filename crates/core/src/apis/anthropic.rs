@@ -3,7 +3,9 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{Untranslatable, arguments, chat_completion, function_tools, json_instruction, text_of};
+use super::{
+    Untranslatable, arguments, chat_completion, copy_field, function_tools, json_instruction, text_of,
+};
 use crate::ModelApi;
 
 /// A content part of a user message in Anthropic's blocks.
@@ -229,15 +231,7 @@ pub(super) fn answer_to_chat(response: &Value) -> Value {
     let output = count("/usage/output_tokens");
     let usage = json!({"prompt_tokens": input, "completion_tokens": output, "total_tokens": input + output,
                                "prompt_tokens_details": {"cached_tokens": cached}});
-    let text = (!texts.is_empty()).then(|| texts.join(""));
-    chat_completion(
-        response.get("id").cloned().unwrap_or(Value::Null),
-        response.get("model").cloned().unwrap_or(Value::Null),
-        text,
-        calls,
-        finish,
-        usage,
-    )
+    chat_completion(response, &texts, calls, finish, usage)
 }
 
 /// The chat-completions fields of an Anthropic request, into `out` and `messages`.
@@ -246,20 +240,14 @@ pub(super) fn request_into_chat(
     out: &mut Map<String, Value>,
     messages: &mut Vec<Value>,
 ) {
-    let copy = |out: &mut Map<String, Value>, from: &str, to: &str| {
-        if let Some(value) = fields.get(from) {
-            out.insert(to.into(), value.clone());
-        }
-    };
-
     let system = fields.get("system").map(crate::chat::content_text).unwrap_or_default();
     if !system.trim().is_empty() {
         messages.push(json!({"role": "system", "content": system}));
     }
     let list = fields.get("messages").and_then(Value::as_array).cloned().unwrap_or_default();
     messages.extend(anthropic_turns_to_chat(&list));
-    copy(out, "max_tokens", "max_tokens");
-    copy(out, "stop_sequences", "stop");
+    copy_field(fields, out, "max_tokens", "max_tokens");
+    copy_field(fields, out, "stop_sequences", "stop");
     let tools: Vec<Value> = fields
         .get("tools")
         .and_then(Value::as_array)

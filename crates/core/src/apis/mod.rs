@@ -136,14 +136,27 @@ pub fn to_api(body: &Value, api: ModelApi) -> Result<Value, Untranslatable> {
     }
 }
 
-fn chat_completion(
-    id: Value,
-    model: Value,
-    text: Option<String>,
+/// Copies `fields[from]`, when present, to `out[to]`.
+fn copy_field(fields: &Map<String, Value>, out: &mut Map<String, Value>, from: &str, to: &str) {
+    if let Some(value) = fields.get(from) {
+        out.insert(to.into(), value.clone());
+    }
+}
+
+/// A chat completion of `answer`'s id and model with this text (joined), tool calls, finish
+/// reason and usage.
+fn chat_completion<S: std::borrow::Borrow<str>>(
+    answer: &Value,
+    texts: &[S],
     calls: Vec<Value>,
     finish: &str,
     usage: Value,
 ) -> Value {
+    let (id, model) = (
+        answer.get("id").cloned().unwrap_or(Value::Null),
+        answer.get("model").cloned().unwrap_or(Value::Null),
+    );
+    let text = (!texts.is_empty()).then(|| texts.join(""));
     let mut message = json!({"role": "assistant", "content": text});
     if !calls.is_empty() {
         message["tool_calls"] = Value::Array(calls);
@@ -181,15 +194,9 @@ pub fn request_to_chat(request: &Value, api: ModelApi) -> Value {
     let Some(fields) = request.as_object() else { return request.clone() };
     let mut out = Map::new();
     let mut messages = Vec::new();
-    let copy = |out: &mut Map<String, Value>, from: &str, to: &str| {
-        if let Some(value) = fields.get(from) {
-            out.insert(to.into(), value.clone());
-        }
-    };
-    copy(&mut out, "model", "model");
-    copy(&mut out, "temperature", "temperature");
-    copy(&mut out, "top_p", "top_p");
-    copy(&mut out, "stream", "stream");
+    for field in ["model", "temperature", "top_p", "stream"] {
+        copy_field(fields, &mut out, field, field);
+    }
     match api {
         ModelApi::OpenaiChat => return request.clone(),
         ModelApi::AnthropicMessages => anthropic::request_into_chat(fields, &mut out, &mut messages),

@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{Untranslatable, chat_completion, function_tools, text_of};
+use super::{Untranslatable, chat_completion, copy_field, function_tools, text_of};
 use crate::ModelApi;
 
 /// A chat-completions body as an OpenAI Responses request.
@@ -207,15 +207,7 @@ pub(super) fn answer_to_chat(response: &Value) -> Value {
     let usage = json!({"prompt_tokens": input, "completion_tokens": output, "total_tokens": input + output,
                 "prompt_tokens_details": {"cached_tokens": count("/usage/input_tokens_details/cached_tokens")},
                 "completion_tokens_details": {"reasoning_tokens": count("/usage/output_tokens_details/reasoning_tokens")}});
-    let text = (!texts.is_empty()).then(|| texts.join(""));
-    chat_completion(
-        response.get("id").cloned().unwrap_or(Value::Null),
-        response.get("model").cloned().unwrap_or(Value::Null),
-        text,
-        calls,
-        finish,
-        usage,
-    )
+    chat_completion(response, &texts, calls, finish, usage)
 }
 
 /// The chat-completions fields of a Responses request, into `out` and `messages`.
@@ -225,12 +217,6 @@ pub(super) fn request_into_chat(
     out: &mut Map<String, Value>,
     messages: &mut Vec<Value>,
 ) {
-    let copy = |out: &mut Map<String, Value>, from: &str, to: &str| {
-        if let Some(value) = fields.get(from) {
-            out.insert(to.into(), value.clone());
-        }
-    };
-
     if let Some(instructions) =
         fields.get("instructions").and_then(Value::as_str).filter(|s| !s.trim().is_empty())
     {
@@ -241,8 +227,8 @@ pub(super) fn request_into_chat(
         Some(Value::Array(items)) => messages.extend(response_items_to_chat(items)),
         _ => {}
     }
-    copy(out, "max_output_tokens", "max_tokens");
-    copy(out, "parallel_tool_calls", "parallel_tool_calls");
+    copy_field(fields, out, "max_output_tokens", "max_tokens");
+    copy_field(fields, out, "parallel_tool_calls", "parallel_tool_calls");
     let tools: Vec<Value> = fields
         .get("tools")
         .and_then(Value::as_array)
