@@ -169,7 +169,7 @@ async fn tee(
     let on_complete = move |bytes: Vec<u8>, complete: bool| {
         let (Some(request), true) = (request_json, complete) else { return };
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-        let exchange = assemble_over(api, request, &bytes, &content_type, status.as_u16(), latency_ms);
+        let exchange = assemble(api, request, &bytes, &content_type, status.as_u16(), latency_ms);
         let (kept, counts) = source.admit([exchange], 0);
         proxy.writer.deliver_detached(&source.config.name, kept, counts, source.config.max_per_minute);
     };
@@ -239,15 +239,26 @@ impl Stream for Tee {
     }
 }
 
-/// The exchange of a proxied call: the request as sent and the response as received, with a
-/// streamed response assembled into one chat.completion.
-pub fn assemble(request: Value, body: &[u8], content_type: &str, status: u16, latency_ms: f64) -> Exchange {
-    let response = if content_type.contains("text/event-stream") {
-        assemble_sse(body)
-    } else {
-        serde_json::from_slice(body)
-            .unwrap_or_else(|_| json!({"error": {"message": String::from_utf8_lossy(body)}}))
+/// The exchange of a proxied call of `api`: a streamed answer is assembled into one, and a call
+/// made over another API than Chat Completions holds the chat view judges and replays read,
+/// keeping the call as it was made under the response's `evaltap_original` (`api`, `request`,
+/// `response`).
+pub fn assemble(
+    api: ModelApi,
+    request: Value,
+    body: &[u8],
+    content_type: &str,
+    status: u16,
+    latency_ms: f64,
+) -> Exchange {
+    let answer = match (content_type.contains("text/event-stream"), api) {
+        (true, ModelApi::OpenaiChat) => assemble_sse(body),
+        (true, _) => evaltap_core::apis::assemble_stream(body, api)
+            .unwrap_or_else(|| json!({"error": {"message": "the stream held no complete answer"}})),
+        (false, _) => serde_json::from_slice(body)
+            .unwrap_or_else(|_| json!({"error": {"message": String::from_utf8_lossy(body)}})),
     };
+    let (request, response) = evaltap_core::apis::chat_view(api, request, answer);
     let succeeded = (200..300).contains(&status) && response.get("choices").is_some();
     Exchange {
         external_id: response.get("id").and_then(Value::as_str).map(str::to_owned),
@@ -261,37 +272,6 @@ pub fn assemble(request: Value, body: &[u8], content_type: &str, status: u16, la
         response,
         succeeded,
     }
-}
-
-/// [`assemble`] for a call of `api`: the exchange holds the chat view judges and replays read
-/// (the request and the answer translated to Chat Completions), and keeps the call as it was
-/// made under the response's `evaltap_original` (`api`, `request`, `response`).
-pub fn assemble_over(
-    api: ModelApi,
-    request: Value,
-    body: &[u8],
-    content_type: &str,
-    status: u16,
-    latency_ms: f64,
-) -> Exchange {
-    if api == ModelApi::OpenaiChat {
-        return assemble(request, body, content_type, status, latency_ms);
-    }
-    let original = if content_type.contains("text/event-stream") {
-        evaltap_providers::api::assemble_stream(body, api)
-            .unwrap_or_else(|| json!({"error": {"message": "the stream held no complete answer"}}))
-    } else {
-        serde_json::from_slice(body)
-            .unwrap_or_else(|_| json!({"error": {"message": String::from_utf8_lossy(body)}}))
-    };
-    let (chat_request, response) = evaltap_core::apis::chat_view(api, request, original);
-    let mut exchange = assemble(chat_request, b"{}", "application/json", status, latency_ms);
-    exchange.succeeded = (200..300).contains(&status) && response.get("choices").is_some();
-    exchange.usage = Usage::from_openai(&response);
-    exchange.model = evaltap_core::chat::model_of(&exchange.request, &response);
-    exchange.external_id = response.get("id").and_then(Value::as_str).map(str::to_owned);
-    exchange.response = response;
-    exchange
 }
 
 /// Builds a chat.completion from OpenAI streaming chunks.
