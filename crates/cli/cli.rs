@@ -181,7 +181,8 @@ struct SimArgs {
     /// Multiplies each model's simulated latency.
     #[arg(long, default_value_t = 1.0)]
     latency_scale: f64,
-    /// Probability that the judge gives a random score.
+    /// Probability that the judge gives a random score, drawn afresh for every call (from the
+    /// request's `seed` when it has one).
     #[arg(long, default_value_t = 0.05)]
     judge_noise: f64,
     /// Probability that the judge prefers position A whatever the answers.

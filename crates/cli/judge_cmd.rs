@@ -113,7 +113,8 @@ pub async fn calibrate(app: &App, rubric: &str, labels: &Path) -> anyhow::Result
             let judge = judge.clone();
             async move {
                 let subject = Subject { request: &item.request, response: &item.response, reference: None };
-                match judge.grade(rubrics, rubric, subject, 1).await {
+                let seed = evaltap_judge::judgment_seed(&["calibrate", rubric, &item.id]);
+                match judge.grade(rubrics, rubric, subject, 1, seed).await {
                     Ok(graded) => Some(graded.mean().raw),
                     Err(failure) => {
                         tracing::warn!(item = %item.id, error = %failure.error, "judge failed on a labelled item");

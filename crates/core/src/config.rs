@@ -435,8 +435,8 @@ pub struct JudgeConfig {
     /// USD per million judge completion tokens.
     #[serde(default)]
     pub output_per_mtok: f64,
-    /// Judge calls averaged per item and rubric (K); with K > 1 each call carries its own
-    /// `seed` and the judge's sampling `temperature` applies.
+    /// Judge calls averaged per item and rubric (K). Every call carries its own `seed`, so at a
+    /// `temperature` above 0 the K calls are independent samples of the judge.
     #[serde(default = "default_judge_samples")]
     pub samples: usize,
     /// Sampling temperature of judge calls (0 unless set).

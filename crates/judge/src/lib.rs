@@ -166,6 +166,14 @@ pub struct Subject<'a> {
     pub reference: Option<&'a str>,
 }
 
+/// The `seed` a judgment's calls carry, from what identifies it (experiment, item, subject,
+/// rubric, position…): stable, so re-asking after a crash asks the same; 31 bits, which every
+/// provider's integer `seed` accepts.
+pub fn judgment_seed(parts: &[&str]) -> u64 {
+    let values: Vec<Value> = parts.iter().map(|p| Value::from(*p)).collect();
+    evaltap_core::sampling::content_hash(&values.iter().collect::<Vec<_>>()) >> 33
+}
+
 /// The shipped rubrics, used when no rubric folder exists (e.g. `evaltap demo` run elsewhere).
 const BUILTIN: [(&str, &str); 9] = [
     ("conciseness.toml", include_str!("../../../rubrics/conciseness.toml")),
@@ -519,7 +527,7 @@ impl Judge {
         model: &str,
         prompt: &str,
         request: &Value,
-        seed: Option<u64>,
+        seed: u64,
         calls: &mut JudgeCalls,
         parse: impl Fn(&str) -> Result<T, JudgeError>,
     ) -> Result<T, JudgeError> {
@@ -531,10 +539,8 @@ impl Judge {
             parts.extend(images);
             Value::Array(parts)
         };
-        let mut body = json!({"model": model, "temperature": self.temperature, "messages": [{"role": "user", "content": content}]});
-        if let Some(seed) = seed {
-            body["seed"] = json!(seed);
-        }
+        let mut body = json!({"model": model, "temperature": self.temperature, "seed": seed,
+            "messages": [{"role": "user", "content": content}]});
         if let Some(limit) = self.output_limit {
             body["max_tokens"] = json!(limit);
         }
@@ -555,14 +561,16 @@ impl Judge {
         }
     }
 
-    /// Grades `subject` with pointwise `rubric`, averaging `samples` judge calls (each with its
-    /// own seed when there are several).
+    /// Grades `subject` with pointwise `rubric`, averaging `samples` judge calls. Call k carries
+    /// `seed + k`: a judgment asked again (after a crash) is asked as before, while different
+    /// judgments (and samples) draw the judge's sampling noise independently.
     pub async fn grade(
         &self,
         rubrics: &Rubrics,
         rubric: &str,
         subject: Subject<'_>,
         samples: usize,
+        seed: u64,
     ) -> Result<Graded, JudgeFailure> {
         let mut calls = JudgeCalls::default();
         let fail = |error: JudgeError, calls: JudgeCalls| JudgeFailure { error, calls };
@@ -578,7 +586,7 @@ impl Judge {
         let model = calls.model.clone();
         let mut scores = Vec::with_capacity(samples.max(1));
         for k in 0..samples.max(1) {
-            let seed = (samples > 1).then_some(k as u64);
+            let seed = seed.wrapping_add(k as u64);
             match self
                 .ask(&model, &prompt, subject.request, seed, &mut calls, |a| definition.parse_score(a))
                 .await
@@ -590,14 +598,15 @@ impl Judge {
         Ok(Graded { samples: scores, calls })
     }
 
-    /// Asks pairwise `rubric` which of two responses is better (in this order).
+    /// Asks pairwise `rubric` which of two responses is better (in this order), with the
+    /// call's `seed` (see [`Judge::grade`]).
     pub async fn prefer(
         &self,
         rubrics: &Rubrics,
         rubric: &str,
         request: &Value,
-        response_a: &str,
-        response_b: &str,
+        (response_a, response_b): (&str, &str),
+        seed: u64,
     ) -> Result<(Winner, String, JudgeCalls), JudgeFailure> {
         let mut calls = JudgeCalls::default();
         let fail = |error: JudgeError, calls: JudgeCalls| JudgeFailure { error, calls };
@@ -611,7 +620,7 @@ impl Judge {
         };
         calls.model = self.model_for(definition);
         let model = calls.model.clone();
-        match self.ask(&model, &prompt, request, None, &mut calls, |a| definition.parse_winner(a)).await {
+        match self.ask(&model, &prompt, request, seed, &mut calls, |a| definition.parse_winner(a)).await {
             Ok((winner, reason)) => Ok((winner, reason, calls)),
             Err(e) => Err(fail(e, calls)),
         }

@@ -34,7 +34,7 @@ async fn judged_content(images: bool) -> Value {
         {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
         {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]}]});
     let subject = Subject { request: &request, response: "A cat.", reference: None };
-    judge.grade(&rubrics(), "correctness", subject, 1).await.expect("graded");
+    judge.grade(&rubrics(), "correctness", subject, 1, 0).await.expect("graded");
     let received = server.received_requests().await.expect("requests");
     let body: Value = serde_json::from_slice(&received[0].body).expect("json");
     body["messages"][0]["content"].clone()

@@ -18,7 +18,8 @@ use crate::unit;
 /// Noise and bias of the simulated judge.
 #[derive(Debug, Clone, Copy)]
 pub struct JudgeBehavior {
-    /// Probability that a pointwise score is replaced by a random one.
+    /// Probability that a pointwise score is replaced by a random one, drawn afresh for every
+    /// call (from the request's `seed` when it has one), as a judge sampled at temperature > 0.
     pub noise: f64,
     /// Probability that a pairwise verdict is "A" whatever the answers.
     pub position_bias: f64,

@@ -388,14 +388,7 @@ async fn chat_completions(State(state): State<SimState>, body: axum::body::Bytes
     };
     let texts: Vec<String> = messages.iter().map(message_text).collect();
     let reply = match model.role {
-        // A judge sampled several times per item sends a `seed` per sample: its noise varies with it.
-        Role::Judge => {
-            let key = match request.get("seed") {
-                Some(seed) => format!("{}#{seed}", model.id),
-                None => model.id.to_string(),
-            };
-            judge::judge(&key, &texts.join("\n"), config.judge)
-        }
+        Role::Judge => judge::judge(&judge_draw(model, &request), &texts.join("\n"), config.judge),
         Role::Assistant => {
             let last_user = messages
                 .iter()
@@ -441,6 +434,16 @@ async fn chat_completions(State(state): State<SimState>, body: axum::body::Bytes
         "usage": usage,
     }))
     .into_response()
+}
+
+/// What the simulated judge's noise is drawn from for one call. A judge at temperature > 0
+/// varies from call to call: the draw is fresh for every call, and reproducible from the
+/// request's `seed` when it has one.
+fn judge_draw(model: &SimModel, request: &Value) -> String {
+    match request.get("seed") {
+        Some(seed) => format!("{}#{seed}", model.id),
+        None => format!("{}#unseeded-{}", model.id, rand::random::<u64>()),
+    }
 }
 
 /// Server-sent events as OpenAI sends them: a role chunk, content chunks word by word, a finish
@@ -545,6 +548,23 @@ mod tests {
         assert!(long.starts_with(&cut));
         assert_eq!(within_limit("short".into(), Some(20)), ("short".into(), false));
         assert_eq!(within_limit(long.clone(), None), (long, false));
+    }
+
+    #[test]
+    fn the_judge_s_noise_is_fresh_per_call_and_reproducible_from_a_seed() {
+        let judge = models::find("sim-judge").expect("judge");
+        let noisy = judge::JudgeBehavior { noise: 0.3, position_bias: 0.0, unreadable_long: 0.0 };
+        let prompt = "Rate the response on a scale from 1 to 10.\n### Question\nuser: What is 2 + 3? Reply with the number.\n### Response\nThe answer is 5.\n";
+        let score = |request: &Value| judge::judge(&judge_draw(judge, request), prompt, noisy);
+        // One answer, graded 2,000 times with different seeds: about 30% of the scores are noise
+        // (a random score on 1–10 is 10 a tenth of the time), never a fixed function of it.
+        let changed = (0..2000).filter(|seed| !score(&json!({"seed": seed})).contains("\"score\":10")).count();
+        let expected = 2000.0 * 0.3 * 0.9;
+        assert!((changed as f64 - expected).abs() < 4.0 * (expected * 0.73).sqrt(), "{changed}");
+        assert_eq!(score(&json!({"seed": 7})), score(&json!({"seed": 7})), "a seed reproduces the call");
+        // Unseeded calls draw afresh.
+        let unseeded: std::collections::HashSet<String> = (0..200).map(|_| score(&json!({}))).collect();
+        assert!(unseeded.len() > 1, "{unseeded:?}");
     }
 
     #[test]

@@ -646,6 +646,8 @@ async fn judge_held(
         (_, Err(err)) => Err(format!("the experiment's frozen rubrics do not load: {err}")),
         (Some((judge, config)), Ok(rubrics)) => {
             let samples = if position.is_empty() { experiment.spec.judge_samples.max(1) } else { 1 };
+            // By name, not id: a test or a re-run under the same name asks the judge as before.
+            let seed = evaltap_judge::judgment_seed(&[&experiment.spec.name, item_id, subject, rubric, position]);
             // Reserve before paying, at the most the judgment can cost: its prompt's bytes and
             // the output limit its calls carry, for every call it may make.
             let capped = experiment.spec.spend_cap_usd.is_some();
@@ -685,7 +687,7 @@ async fn judge_held(
                 let result = if position.is_empty() {
                     let subject =
                         Subject { request, response: &response_text, reference: item.reference.as_deref() };
-                    judge.grade(&rubrics, rubric, subject, samples).await.map(|graded| {
+                    judge.grade(&rubrics, rubric, subject, samples, seed).await.map(|graded| {
                         let mean = graded.mean();
                         if graded.samples.len() > 1 {
                             record.score_samples =
@@ -699,7 +701,7 @@ async fn judge_held(
                     } else {
                         (&baseline, &response_text)
                     };
-                    judge.prefer(&rubrics, rubric, request, a, b).await.map(|(winner, reason, calls)| {
+                    judge.prefer(&rubrics, rubric, request, (a, b), seed).await.map(|(winner, reason, calls)| {
                         let score = candidate_score(position, winner);
                         (score, score, reason, calls)
                     })
