@@ -786,8 +786,13 @@ async fn schedule(app: &App, command: &crate::cli::ScheduleCommand) -> anyhow::R
                 let runs = app.store.schedule_runs(&s.id).await?;
                 let open = alerts.iter().filter(|a| a.schedule_id == s.id && a.status == "open").count();
                 let failed = runs.iter().filter(|r| start_error(r).is_some()).count();
+                let references = runs
+                    .iter()
+                    .filter(|r| r.outcome.as_ref().is_some_and(|o| o["reference"] == Value::Bool(true)))
+                    .count();
+                let needed = evaltap_drift::policy::REFERENCE_RUNS;
                 println!(
-                    "{:<28} {} against {} every {}{}: {}{}, {}{}",
+                    "{:<28} {} against {} every {}{}: {}{}{}, {}{}",
                     s.name,
                     s.dataset,
                     s.candidate,
@@ -795,6 +800,11 @@ async fn schedule(app: &App, command: &crate::cli::ScheduleCommand) -> anyhow::R
                     if s.paused { " (paused)" } else { "" },
                     evaltap_core::words::count(runs.len() as u64, "run"),
                     if failed > 0 { format!(" ({failed} could not start)") } else { String::new() },
+                    if references < needed && runs.iter().any(|r| r.experiment_id.is_some()) {
+                        format!(" (reference {references} of {needed}: no alerts before it is complete)")
+                    } else {
+                        String::new()
+                    },
                     evaltap_core::words::count(open as u64, "open alert"),
                     last_start_error(&runs).map(|e| format!(" — FAILING: {e}")).unwrap_or_default()
                 );

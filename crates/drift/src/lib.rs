@@ -1,18 +1,22 @@
-//! Drift: a golden dataset run against a model on a schedule, each run compared item by item
-//! with the schedule's pinned reference run (its first); a significant drop on a rubric or check
-//! opens an alert, the first run back within the margin closes it with a recovery notice.
+//! Drift: a golden dataset run against a model on a schedule. The first few finished runs are
+//! the reference; every later run is tested against them item by item ([`policy`]); a
+//! significant drop on a rubric or check opens an alert, the first run back within the margin
+//! closes it with a recovery notice.
 //!
 //! [`tick`] does one pass at a given time (start due slots, evaluate finished runs) and is what
 //! tests drive; [`run_scheduler`] calls it periodically inside `serve` and `worker`.
 
-use std::collections::{BTreeMap, HashMap};
+pub mod policy;
+
+pub use policy::{DriftPolicy, RubricDrift, RunScores, assess_run};
+
+use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use evaltap_core::Config;
 use evaltap_judge::Rubrics;
-use evaltap_stats::{Basis, CompareOptions, Comparison, Verdict, compare_paired, decide_family};
 use evaltap_store::{Alert, BaselineSpec, DatasetRef, Experiment, Schedule, ScheduleRun, Store, StoreError};
 use evaltap_worker::ExperimentRequest;
 use hmac::{KeyInit, Mac};
@@ -184,14 +188,26 @@ pub async fn tick(ctx: &DriftContext, now: DateTime<Utc>) -> Result<TickReport, 
         }
     }
     let by_id: HashMap<&str, &Schedule> = schedules.iter().map(|s| (s.id.as_str(), s)).collect();
+    // A schedule's runs are evaluated in slot order: which runs are the reference depends on
+    // the ones before. A run still going holds back the later ones of its schedule.
+    let mut waiting: std::collections::HashSet<String> = Default::default();
     for run in ctx.store.unevaluated_runs().await? {
+        if waiting.contains(&run.schedule_id) {
+            continue;
+        }
         let (Some(schedule), Some(experiment_id)) =
             (by_id.get(run.schedule_id.as_str()), run.experiment_id.as_deref())
         else {
             continue;
         };
-        let Some(experiment) = ctx.store.experiment(experiment_id).await? else { continue };
+        let Some(experiment) = ctx.store.experiment(experiment_id).await? else {
+            // Its experiment was deleted: nothing to compare, and later runs must not wait.
+            let outcome = json!({"skipped": format!("experiment {experiment_id} no longer exists")});
+            ctx.store.finish_run_evaluation(&schedule.id, run.slot, &outcome).await?;
+            continue;
+        };
         if !ctx.store.experiment_progress(&experiment).await?.is_done() {
+            waiting.insert(run.schedule_id.clone());
             continue;
         }
         evaluate(ctx, schedule, &run, &experiment, &mut report).await?;
@@ -199,7 +215,14 @@ pub async fn tick(ctx: &DriftContext, now: DateTime<Utc>) -> Result<TickReport, 
     Ok(report)
 }
 
-/// Compares a finished run with the reference run, opens and closes alerts.
+/// The seed of a run's permutation draws: from the schedule's name and the slot, so evaluating
+/// the same run again draws the same.
+fn run_seed(schedule: &Schedule, slot: i64) -> u64 {
+    evaltap_judge::judgment_seed(&[&schedule.name, &slot.to_string()])
+}
+
+/// Makes a finished run part of the reference, or tests it against the reference runs and
+/// opens and closes alerts.
 async fn evaluate(
     ctx: &DriftContext,
     schedule: &Schedule,
@@ -207,50 +230,64 @@ async fn evaluate(
     experiment: &Experiment,
     report: &mut TickReport,
 ) -> Result<(), DriftError> {
-    // The first finished run becomes the reference (re-read: another process may have pinned).
-    let reference_id = match ctx.store.schedule(&schedule.id).await?.reference_experiment {
-        Some(id) => id,
-        None => {
+    let policy = DriftPolicy::with_margin(schedule.spec.margin);
+    // Every earlier run is evaluated (runs go in slot order), so the reference is settled.
+    let earlier: Vec<ScheduleRun> =
+        ctx.store.schedule_runs(&schedule.id).await?.into_iter().filter(|r| r.slot < run.slot).collect();
+    let is_reference = |r: &ScheduleRun| r.outcome.as_ref().is_some_and(|o| o["reference"] == json!(true));
+    let reference: Vec<String> =
+        earlier.iter().filter(|r| is_reference(r)).filter_map(|r| r.experiment_id.clone()).collect();
+    // The compared run before this one, pooled with it in the second test.
+    let previous = earlier
+        .iter()
+        .rev()
+        .find(|r| r.outcome.as_ref().is_some_and(|o| o.get("rubrics").is_some()))
+        .and_then(|r| r.experiment_id.clone());
+    if reference.len() < policy.reference_runs {
+        let outcome = json!({"reference": true, "reference_run": reference.len() + 1, "of": policy.reference_runs});
+        if ctx.store.finish_run_evaluation(&schedule.id, run.slot, &outcome).await? {
+            // The schedule's row names its first reference run.
             ctx.store.pin_reference_run(&schedule.id, &experiment.id).await?;
-            ctx.store.schedule(&schedule.id).await?.reference_experiment.unwrap_or_default()
-        }
-    };
-    if reference_id == experiment.id {
-        if ctx.store.finish_run_evaluation(&schedule.id, run.slot, &json!({"reference": true})).await? {
             report.evaluated.push((schedule.name.clone(), run.slot));
         }
         return Ok(());
     }
-    let comparisons = compare_with_reference(ctx, schedule, &reference_id, &experiment.id).await?;
-    let outcome = json!({
-        "reference_run": reference_id,
-        "rubrics": comparisons.iter().map(|(rubric, c)| json!({
-            "rubric": rubric, "n": c.n, "delta": c.delta, "ci_low": c.ci_low, "ci_high": c.ci_high,
-            "p_holm": c.p_holm, "verdict": c.verdict})).collect::<Vec<_>>(),
-    });
+    let mut reference_scores = Vec::with_capacity(reference.len());
+    for id in &reference {
+        reference_scores.push(run_scores(ctx, schedule, id).await?);
+    }
+    let previous_scores = match &previous {
+        Some(id) => Some(run_scores(ctx, schedule, id).await?),
+        None => None,
+    };
+    let scores = run_scores(ctx, schedule, &experiment.id).await?;
+    let assessed =
+        assess_run(&policy, &reference_scores, previous_scores.as_ref(), &scores, run_seed(schedule, run.slot));
+    let outcome = json!({"reference_runs": reference, "previous_run": previous, "rubrics": assessed});
     if !ctx.store.finish_run_evaluation(&schedule.id, run.slot, &outcome).await? {
         return Ok(()); // another process evaluated it
     }
     report.evaluated.push((schedule.name.clone(), run.slot));
-    let margin = schedule.spec.margin;
-    for (rubric, c) in &comparisons {
+    for drift in &assessed {
+        let rubric = &drift.rubric;
         let details = json!({"schedule": schedule.name, "dataset": schedule.dataset, "version": schedule.version,
-            "model": schedule.candidate, "rubric": rubric, "run": experiment.spec.name, "reference_run": reference_id,
-            "n": c.n, "delta": c.delta, "ci_low": c.ci_low, "ci_high": c.ci_high, "p_holm": c.p_holm,
-            "verdict": c.verdict, "margin": margin});
+            "model": schedule.candidate, "rubric": rubric, "run": experiment.spec.name,
+            "reference_runs": reference, "n": drift.n, "reference_mean": drift.reference_mean,
+            "run_mean": drift.run_mean, "delta": drift.delta, "p_drop": drift.p_drop,
+            "p_drop_last_two": drift.p_drop_last_two, "delta_last_two": drift.delta_last_two, "p_holm": drift.p_holm,
+            "threshold": drift.threshold, "margin": policy.margin});
         let open = ctx.store.open_alert_for(&schedule.id, rubric).await?;
-        if c.verdict == Verdict::Worse && open.is_none() {
+        if drift.dropped && open.is_none() {
             if let Some(alert) = ctx.store.open_alert(&schedule.id, rubric, &experiment.id, &details).await? {
-                tracing::warn!(schedule = %schedule.name, %rubric, delta = c.delta, "drift alert opened");
+                tracing::warn!(schedule = %schedule.name, %rubric, delta = drift.delta, "drift alert opened");
                 deliver(ctx, &alert, "opened", &details).await?;
                 report.opened.push(alert);
             }
         } else if let Some(open) = open
-            && c.verdict != Verdict::Worse
-            && c.delta > -margin
+            && drift.recovered
             && let Some(closed) = ctx.store.close_alert(&open.id, &experiment.id).await?
         {
-            tracing::info!(schedule = %schedule.name, %rubric, delta = c.delta, "drift alert recovered");
+            tracing::info!(schedule = %schedule.name, %rubric, delta = drift.delta, "drift alert recovered");
             deliver(ctx, &closed, "recovered", &details).await?;
             report.closed.push(closed);
         }
@@ -258,44 +295,18 @@ async fn evaluate(
     Ok(())
 }
 
-/// Per rubric (and check), the run's scores against the reference run's, paired by item, with
-/// Holm across the family.
-async fn compare_with_reference(
-    ctx: &DriftContext,
-    schedule: &Schedule,
-    reference: &str,
-    run: &str,
-) -> Result<Vec<(String, Comparison)>, DriftError> {
-    let scores = |judgments: Vec<evaltap_store::JudgmentRecord>| {
-        let mut by_rubric: BTreeMap<String, HashMap<String, f64>> = BTreeMap::new();
-        for j in judgments.into_iter().filter(|j| j.subject == schedule.candidate && j.position.is_empty()) {
-            if let Some(score) = j.score.filter(|s| s.is_finite()) {
-                by_rubric.entry(j.rubric).or_default().insert(j.item_id, score);
-            }
+/// One run's normalized scores of the schedule's model, by rubric (and check) and item.
+async fn run_scores(ctx: &DriftContext, schedule: &Schedule, experiment: &str) -> Result<RunScores, DriftError> {
+    let mut scores = RunScores::new();
+    for j in ctx.store.judgments(experiment).await? {
+        if j.subject == schedule.candidate
+            && j.position.is_empty()
+            && let Some(score) = j.score.filter(|s| s.is_finite())
+        {
+            scores.entry(j.rubric).or_default().insert(j.item_id, score);
         }
-        by_rubric
-    };
-    let (before, after) =
-        (scores(ctx.store.judgments(reference).await?), scores(ctx.store.judgments(run).await?));
-    let options = CompareOptions {
-        margin: schedule.spec.margin,
-        basis: Basis::FixedN,
-        bootstrap_resamples: 0,
-        ..CompareOptions::default()
-    };
-    let mut rubrics = Vec::new();
-    let mut family = Vec::new();
-    for (rubric, old) in &before {
-        let Some(new) = after.get(rubric) else { continue };
-        let mut items: Vec<&String> = old.keys().filter(|k| new.contains_key(*k)).collect();
-        items.sort();
-        let b: Vec<f64> = items.iter().map(|k| old[*k]).collect();
-        let c: Vec<f64> = items.iter().map(|k| new[*k]).collect();
-        rubrics.push(rubric.clone());
-        family.push(compare_paired(&b, &c, None, &options));
     }
-    decide_family(&mut family, &options);
-    Ok(rubrics.into_iter().zip(family).collect())
+    Ok(scores)
 }
 
 /// Hex HMAC-SHA256 of `body` with `secret`, as sent in `X-Evaltap-Signature: sha256=<hex>`.
@@ -320,12 +331,14 @@ async fn deliver(ctx: &DriftContext, alert: &Alert, event: &str, details: &Value
         }
     } else {
         format!(
-            "evaltap drift {event}: {schedule} on `{}` — Δ {:+.3} [{:+.3}, {:+.3}] vs the reference run ({})",
+            "evaltap drift {event}: {schedule} on `{}` — Δ {:+.3} vs the {} reference runs \
+             (p {:.2e}; a drop alerts below {:.2e} and beyond −{})",
             alert.rubric,
             details["delta"].as_f64().unwrap_or(f64::NAN),
-            details["ci_low"].as_f64().unwrap_or(f64::NAN),
-            details["ci_high"].as_f64().unwrap_or(f64::NAN),
-            details["verdict"].as_str().unwrap_or_default(),
+            details["reference_runs"].as_array().map_or(0, Vec::len),
+            details["p_holm"].as_f64().unwrap_or(f64::NAN),
+            details["threshold"].as_f64().unwrap_or(f64::NAN),
+            details["margin"].as_f64().unwrap_or(f64::NAN),
         )
     };
     let mut posts: Vec<(String, Vec<u8>, Option<String>)> = Vec::new();

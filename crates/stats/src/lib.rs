@@ -8,6 +8,7 @@
 //!   [`sign_test`] and [`wilson`].
 //! - Continuous monitoring: [`normal_mixture`] (always-valid p-value and confidence
 //!   sequence) and [`prpl_eb_cs`].
+//! - Drift over replicate runs of fixed items: [`latest_runs_drop`] (a permutation test).
 //! - Families: [`holm`], [`benjamini_hochberg`], [`benjamini_yekutieli`].
 //! - Planning: [`sample_size_paired`], [`sample_size_noninferiority`],
 //!   [`sample_size_mcnemar`], [`mde_paired`].
@@ -31,6 +32,7 @@ mod compare;
 mod descriptive;
 mod multiple;
 mod paired;
+mod permutation;
 mod power;
 mod sequential;
 mod verdict;
@@ -61,6 +63,7 @@ pub use paired::{
     MIN_CLUSTERS, NonInferiority, PairedT, StatsError, clustered_se, clustered_se_uncorrected,
     noninferiority, paired_differences, paired_t, paired_t_clustered,
 };
+pub use permutation::{DropTest, PERMUTATION_EXCEEDANCES, latest_runs_drop};
 pub use power::{
     SampleSize, clusters_needed, mde_paired, noncentral_t_sf, paired_t_power, sample_size_mcnemar,
     sample_size_noninferiority, sample_size_paired, sequential_samples_needed, t_power,
