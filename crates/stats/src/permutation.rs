@@ -59,8 +59,8 @@ fn drop_test(rows: &[Vec<f64>], latest: usize, max_draws: usize, exceedances: us
         .filter(|r| r.iter().any(|x| (x - r[0]).abs() > 1e-12))
         .map(|r| (*r, r.iter().sum::<f64>()))
         .collect();
-    let difference = |row: &[f64], total: f64, chosen: f64| chosen / m - (total - chosen) / k;
-    let observed: f64 = varying.iter().map(|(r, total)| difference(r, *total, r[runs - latest..].iter().sum())).sum();
+    let difference = |total: f64, chosen: f64| chosen / m - (total - chosen) / k;
+    let observed: f64 = varying.iter().map(|(r, total)| difference(*total, r[runs - latest..].iter().sum())).sum();
     // Ties count as "at least as low", which keeps the p-value valid for discrete scores.
     let tolerance = 1e-9 * (1.0 + observed.abs());
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -76,7 +76,7 @@ fn drop_test(rows: &[Vec<f64>], latest: usize, max_draws: usize, exceedances: us
                 order.swap(j, rng.random_range(j..runs));
                 chosen += row[order[j]];
             }
-            permuted += difference(row, *total, chosen);
+            permuted += difference(*total, chosen);
         }
         if permuted <= observed + tolerance {
             as_low += 1;
