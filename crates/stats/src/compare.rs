@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     Evidence, Verdict, WilcoxonMethod, ZeroMethod, benjamini_hochberg, bootstrap_means, holm, mcnemar,
-    noninferiority, normal_mixture_from, paired_differences, paired_t_clustered, percentile_interval,
+    noninferiority, normal_mixture_clustered, normal_mixture_from, paired_differences, paired_t_clustered, percentile_interval,
     sample_size_noninferiority, sample_size_paired, verdict, wilcoxon,
 };
 
@@ -56,6 +56,10 @@ impl Default for CompareOptions {
 /// Sequential monitoring needs this many pairs (and σ̂ > 0) before it decides anything; its
 /// always-valid p-value and confidence sequence accumulate only from here (the burn-in).
 pub const SEQUENTIAL_MIN_N: usize = 30;
+
+/// With clustered pairs, sequential monitoring also waits for this many clusters: the
+/// clustered error of fewer is too uncertain to lean on (docs/statistics.md §3).
+pub const SEQUENTIAL_MIN_CLUSTERS: usize = 10;
 
 /// A fixed-n verdict needs at least this many pairs: below it a t-interval rests on a variance
 /// estimate too rough to decide a model swap on.
@@ -292,7 +296,27 @@ pub fn compare_paired(
     };
     let ni = noninferiority(&t, options.margin, options.alpha);
     let n_star = options.planned_n.unwrap_or(diffs.len()).max(2) as f64;
-    let monitored = normal_mixture_from(&diffs, 0.0, options.alpha, n_star, SEQUENTIAL_MIN_N);
+    let labels: Option<Vec<usize>> = clusters.map(|keys| {
+        let mut ids = std::collections::HashMap::new();
+        keys.iter()
+            .map(|k| {
+                let next = ids.len();
+                *ids.entry(k).or_insert(next)
+            })
+            .collect()
+    });
+    // Clustered pairs (fewer clusters than pairs) are monitored with the clustered variance.
+    let monitored = match labels.as_deref().filter(|_| t.clusters.is_some()) {
+        Some(labels) => normal_mixture_clustered(
+            &diffs,
+            labels,
+            0.0,
+            options.alpha,
+            n_star,
+            (SEQUENTIAL_MIN_N, SEQUENTIAL_MIN_CLUSTERS),
+        ),
+        None => normal_mixture_from(&diffs, 0.0, options.alpha, n_star, SEQUENTIAL_MIN_N),
+    };
     let (p_seq, cs) = match monitored.last() {
         Some(point) if point.n >= SEQUENTIAL_MIN_N => (point.p_value, point.cs_intersection),
         _ => (1.0, (-1.0, 1.0)),
@@ -300,15 +324,6 @@ pub fn compare_paired(
     let cs = if cs.0.is_finite() && cs.1.is_finite() { cs } else { (-1.0, 1.0) };
     let bootstrap_ci = (options.bootstrap_resamples > 0)
         .then(|| {
-            let labels: Option<Vec<usize>> = clusters.map(|keys| {
-                let mut ids = std::collections::HashMap::new();
-                keys.iter()
-                    .map(|k| {
-                        let next = ids.len();
-                        *ids.entry(k).or_insert(next)
-                    })
-                    .collect()
-            });
             let thetas =
                 bootstrap_means(&diffs, labels.as_deref(), options.bootstrap_resamples, options.seed);
             let interval = percentile_interval(&thetas, options.alpha)?;

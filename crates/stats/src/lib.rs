@@ -53,7 +53,8 @@ pub use bootstrap::{
     percentile_interval, percentile_mc_error,
 };
 pub use compare::{
-    Basis, CompareOptions, Comparison, FIXED_N_MIN_N, McNemarCounts, SEQUENTIAL_MIN_N, compare_paired,
+    Basis, CompareOptions, Comparison, FIXED_N_MIN_N, McNemarCounts, SEQUENTIAL_MIN_CLUSTERS, SEQUENTIAL_MIN_N,
+    compare_paired,
     decide_family, is_binary, no_disagreement_lower_bound, no_disagreement_p_value,
     no_disagreement_samples_needed, samples_to_settle,
 };
@@ -69,7 +70,8 @@ pub use power::{
     sample_size_noninferiority, sample_size_paired, sequential_samples_needed, t_power,
 };
 pub use sequential::{
-    MixturePoint, mixture_rho, normal_mixture, normal_mixture_from, prpl_eb_cs, prpl_eb_lower,
+    MixturePoint, mixture_rho, normal_mixture, normal_mixture_clustered, normal_mixture_from, prpl_eb_cs,
+    prpl_eb_lower,
 };
 pub use verdict::{Evidence, Verdict, verdict};
 pub use wilcoxon::{Wilcoxon, WilcoxonMethod, ZeroMethod, wilcoxon};

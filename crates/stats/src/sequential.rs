@@ -16,7 +16,8 @@ pub struct MixturePoint {
     pub n: usize,
     /// Running mean.
     pub mean: f64,
-    /// Running standard deviation (ddof = 1).
+    /// The standard deviation the statistic used: the running one (ddof = 1), or with
+    /// clusters the larger of it and √n × the clustered standard error.
     pub sd: f64,
     /// Mixture likelihood ratio Λₙ against θ0.
     pub lambda: f64,
@@ -62,28 +63,104 @@ pub fn normal_mixture_from(
     n_star: f64,
     burn_in: usize,
 ) -> Vec<MixturePoint> {
+    mixture(d, None, theta0, alpha, n_star, burn_in)
+}
+
+/// [`normal_mixture_from`] for differences that arrive in clusters (`clusters[i]` labels
+/// difference i: a conversation, session or user), valid when clusters arrive one after another
+/// as production sessions do (docs/statistics.md §3). At each time σ̂ is the larger of the
+/// differences' standard deviation and √n × their clustered standard error — the design effect
+/// so far, never below 1 — and nothing accumulates before `min_clusters` clusters have arrived,
+/// since the clustered error of a few clusters is itself too uncertain to lean on.
+pub fn normal_mixture_clustered(
+    d: &[f64],
+    clusters: &[usize],
+    theta0: f64,
+    alpha: f64,
+    n_star: f64,
+    (burn_in, min_clusters): (usize, usize),
+) -> Vec<MixturePoint> {
+    mixture(d, Some((clusters, min_clusters)), theta0, alpha, n_star, burn_in)
+}
+
+/// Cluster sums of a growing sample, for its clustered variance in O(1) per arrival.
+#[derive(Default)]
+struct ClusterSums {
+    /// Per cluster: the sum of its values and its size.
+    by_cluster: std::collections::HashMap<usize, (f64, f64)>,
+    /// Σ_c S_c², Σ_c S_c·n_c and Σ_c n_c².
+    sums: (f64, f64, f64),
+}
+
+impl ClusterSums {
+    fn add(&mut self, cluster: usize, x: f64) {
+        let (sum, size) = self.by_cluster.entry(cluster).or_insert((0.0, 0.0));
+        let (old_sum, old_size) = (*sum, *size);
+        (*sum, *size) = (old_sum + x, old_size + 1.0);
+        self.sums.0 += *sum * *sum - old_sum * old_sum;
+        self.sums.1 += *sum * *size - old_sum * old_size;
+        self.sums.2 += *size * *size - old_size * old_size;
+    }
+
+    fn count(&self) -> usize {
+        self.by_cluster.len()
+    }
+
+    /// n × the clustered squared standard error of the mean of n values with mean `mean`:
+    /// C/(C−1) · Σ_c (S_c − n_c·mean)² / n (as [`crate::clustered_se`]).
+    fn variance_per_value(&self, mean: f64, n: f64) -> f64 {
+        let c = self.count() as f64;
+        let (s2, sn, n2) = self.sums;
+        let spread = (s2 - 2.0 * mean * sn + mean * mean * n2).max(0.0);
+        c / (c - 1.0) * spread / n
+    }
+}
+
+fn mixture(
+    d: &[f64],
+    clusters: Option<(&[usize], usize)>,
+    theta0: f64,
+    alpha: f64,
+    n_star: f64,
+    burn_in: usize,
+) -> Vec<MixturePoint> {
     let rho = mixture_rho(alpha, n_star);
     let burn_in = burn_in.max(2) as f64;
     let (mut count, mut mean, mut m2) = (0.0f64, 0.0f64, 0.0f64);
+    let mut by_cluster = ClusterSums::default();
     let mut p_value = 1.0f64;
     let mut inter = (f64::NEG_INFINITY, f64::INFINITY);
     let mut points = Vec::new();
-    for &x in d {
+    for (i, &x) in d.iter().enumerate() {
         count += 1.0;
         let delta = x - mean;
         mean += delta / count;
         m2 += delta * (x - mean);
+        if let Some((labels, _)) = clusters {
+            by_cluster.add(labels.get(i).copied().unwrap_or(usize::MAX), x);
+        }
         if count < 2.0 {
             continue;
         }
-        let sd = (m2 / (count - 1.0)).sqrt();
+        let unclustered_sd = (m2 / (count - 1.0)).sqrt();
+        let (sd, enough_clusters) = match clusters {
+            Some((_, min_clusters)) if by_cluster.count() >= min_clusters.max(4) => {
+                // The clustered variance rests on C − 1 degrees of freedom: (C − 1)/(C − 3), the
+                // variance of a t on them, widens it for the uncertainty of the estimate.
+                let c = by_cluster.count() as f64;
+                let clustered = by_cluster.variance_per_value(mean, count) * (c - 1.0) / (c - 3.0);
+                (unclustered_sd.max(clustered.sqrt()), true)
+            }
+            Some(_) => (unclustered_sd, false),
+            None => (unclustered_sd, true),
+        };
         let (lambda, cs) = if sd > 0.0 && sd.is_finite() {
             mixture_at(count * (mean - theta0), mean, sd, count, rho, alpha)
         } else {
             (1.0, (mean, mean))
         };
         let p_instant = (1.0 / lambda).min(1.0);
-        let accumulating = count >= burn_in && sd > 0.0;
+        let accumulating = count >= burn_in && sd > 0.0 && enough_clusters;
         if accumulating {
             p_value = p_value.min(p_instant);
             let next = (inter.0.max(cs.0), inter.1.min(cs.1));
@@ -186,6 +263,37 @@ mod tests {
         assert_eq!(end.p_value, points.iter().map(|p| p.p_instant).fold(1.0, f64::min));
         assert_close(end.cs.0, -0.0074558708, 1e-9);
         assert_close(end.cs.1, 0.1824558708, 1e-9);
+    }
+
+    #[test]
+    fn running_cluster_sums_give_the_clustered_standard_error_at_every_time() {
+        let d = stream();
+        let labels: Vec<usize> = (0..d.len()).map(|i| (i * 7 / 13) % 17).collect();
+        let mut sums = ClusterSums::default();
+        for (i, (&x, &c)) in d.iter().zip(&labels).enumerate() {
+            sums.add(c, x);
+            let n = i + 1;
+            if let Some((se, clusters)) = crate::clustered_se(&d[..n], &labels[..n]) {
+                assert_eq!(clusters, sums.count());
+                let mean = d[..n].iter().sum::<f64>() / n as f64;
+                assert_close(sums.variance_per_value(mean, n as f64), se * se * n as f64, 1e-9);
+            }
+        }
+    }
+
+    #[test]
+    fn clustered_monitoring_waits_for_clusters_and_never_narrows_below_the_pairs() {
+        let d = stream();
+        let one_each: Vec<usize> = (0..d.len()).collect();
+        let plain = normal_mixture_from(&d, 0.0, 0.05, 200.0, 30);
+        let clustered = normal_mixture_clustered(&d, &one_each, 0.0, 0.05, 200.0, (30, 10));
+        for (p, c) in plain.iter().zip(&clustered) {
+            assert!(c.sd >= p.sd && c.p_value >= p.p_value - 1e-12, "{p:?} {c:?}");
+        }
+        // Ten sessions of 40 in a row: nothing accumulates before the tenth session starts.
+        let sessions: Vec<usize> = (0..d.len()).map(|i| i / 40).collect();
+        let points = normal_mixture_clustered(&d, &sessions, 0.0, 0.05, 200.0, (30, 10));
+        assert!(points.iter().filter(|p| p.n <= 360).all(|p| p.p_value == 1.0));
     }
 
     #[test]

@@ -281,3 +281,80 @@ fn non_inferiority_holds_at_large_n_for_a_slightly_worse_candidate() {
     assert_eq!(r.verdict, Verdict::NonInferior, "{r:?}");
     assert!(r.significantly_lower && r.ci_high < 0.0 && r.ni_lower_bound > -0.02, "{r:?}");
 }
+
+/// Sessions of 20 exchanges whose differences share a session effect (design effect ≈ 2 with
+/// `effect_sd` 0.047, ≈ 4 with 0.08), equal quality: a stream of `sessions` sessions, either one session after another (as production
+/// traffic arrives) or in random order.
+fn session_stream(
+    rng: &mut ChaCha8Rng,
+    sessions: usize,
+    effect_sd: f64,
+    in_order: bool,
+) -> (Vec<f64>, Vec<f64>, Vec<String>) {
+    let m = 20;
+    let mut pairs: Vec<(f64, f64, String)> = Vec::with_capacity(sessions * m);
+    for s in 0..sessions {
+        let effect = effect_sd * normal(rng);
+        for _ in 0..m {
+            let base = 0.6 + 0.2 * normal(rng);
+            pairs.push((base, base + effect + 0.2 * normal(rng), format!("session-{s}")));
+        }
+    }
+    if !in_order {
+        // Fisher–Yates with the seeded generator.
+        for i in (1..pairs.len()).rev() {
+            pairs.swap(i, rng.random_range(0..=i));
+        }
+    }
+    let mut b = Vec::new();
+    let mut c = Vec::new();
+    let mut keys = Vec::new();
+    for (x, y, k) in pairs {
+        b.push(x);
+        c.push(y);
+        keys.push(k);
+    }
+    (b, c, keys)
+}
+
+/// A/A streams of clustered pairs watched every 30 arrivals (the running p-value and sequence
+/// accumulate over every arrival in between): the running report, given the clusters as the
+/// report passes them, calls `better`/`worse` in at most α of them, whether sessions arrive one
+/// after another or interleaved. Without the clusters it would call them far more often.
+#[test]
+fn watching_clustered_a_and_a_streams_keeps_false_calls_at_alpha() {
+    let mut rng = ChaCha8Rng::seed_from_u64(20261206);
+    let runs = 400;
+    for (in_order, effect_sd) in [(true, 0.047), (false, 0.047), (true, 0.08)] {
+        let (mut false_calls, mut ignoring_clusters) = (0, 0);
+        let mut deff = Vec::new();
+        for _ in 0..runs {
+            let (b, c, keys) = session_stream(&mut rng, 30, effect_sd, in_order);
+            let n = b.len();
+            let options = sequential(n);
+            let (mut called, mut called_unclustered) = (false, false);
+            for look in (30..=n).step_by(30) {
+                let r = compare_paired(&b[..look], &c[..look], Some(&keys[..look]), &options);
+                called |= is_call(&r);
+                called_unclustered |= is_call(&compare_paired(&b[..look], &c[..look], None, &options));
+                if look == n {
+                    deff.extend(r.design_effect);
+                }
+            }
+            false_calls += usize::from(called);
+            ignoring_clusters += usize::from(called_unclustered);
+        }
+        let rate = |k: usize| k as f64 / runs as f64;
+        let mean_deff = deff.iter().sum::<f64>() / deff.len().max(1) as f64;
+        eprintln!(
+            "clustered A/A, sessions in order: {in_order}: design effect {mean_deff:.2}, false calls {:.3} \
+             ({:.3} ignoring the clusters)",
+            rate(false_calls),
+            rate(ignoring_clusters)
+        );
+        assert!(rate(false_calls) <= ALPHA, "sessions in order {in_order}: false calls {}", rate(false_calls));
+        if in_order {
+            assert!(rate(ignoring_clusters) > 2.0 * ALPHA, "the simulation must be able to fail");
+        }
+    }
+}
