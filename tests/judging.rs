@@ -344,3 +344,39 @@ async fn a_candidate_whose_every_call_failed_has_an_unknown_cost_not_minus_100_p
     assert!(json["candidates"][0]["cost_delta_pct"].is_null());
     assert!(evaltap_report::render_text(&report).contains("unknown"));
 }
+
+/// The real loop on an unchanged model: the production model replayed against itself and both
+/// answers judged by the simulator's judge, 30% of whose scores are random, drawn afresh per
+/// call. Over 60 experiments on the same 40 exchanges the report says `better` or `worse` in at
+/// most 5% of them — what α promises — while the noise is real: nearly every experiment sees
+/// the two sides scored differently (a noiseless judge would make this test unable to fail).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unchanged_model_is_called_better_or_worse_in_at_most_5_percent_of_experiments() {
+    let noisy = JudgeBehavior { noise: 0.3, position_bias: 0.0, unreadable_long: 0.0 };
+    let bench = Bench::start("a-and-a", noisy, None, 40).await;
+    let experiments = 60;
+    let mut created = Vec::new();
+    for k in 0..experiments {
+        let mut request = request(&format!("a-and-a-{k}"), "large", "correctness", 40);
+        request.auto_checks = false;
+        created.push(bench.create(request).await);
+    }
+    let worker = crate::common::BackgroundWorker::start(&bench.app);
+    for experiment in &created {
+        bench.app.wait_done(experiment, Duration::from_secs(120), |_| {}).await.expect("finishes");
+    }
+    worker.stop().await;
+    let (mut calls, mut differing) = (Vec::new(), 0);
+    for experiment in &created {
+        let report = evaltap_report::build(&bench.app.store, experiment).await.expect("report");
+        let stats = &report.candidates[0].rubrics[0].stats;
+        assert_eq!(stats.n, 40, "{stats:?}");
+        if matches!(stats.verdict, evaltap_stats::Verdict::Better | evaltap_stats::Verdict::Worse) {
+            calls.push((experiment.spec.name.clone(), stats.delta, stats.p_value));
+        }
+        differing += usize::from(stats.sd_delta > 0.0);
+    }
+    eprintln!("A/A: {} false calls, {differing} experiments with differing scores", calls.len());
+    assert!(differing >= experiments * 9 / 10, "the judge's noise must reach the scores: {differing}");
+    assert!(calls.len() * 20 <= experiments, "false calls in more than 5% of experiments: {calls:?}");
+}
