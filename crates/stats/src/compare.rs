@@ -356,6 +356,11 @@ pub fn compare_paired(
             format!("sequential monitoring decides from {SEQUENTIAL_MIN_N} pairs with non-zero variance")
         });
     }
+    if options.basis == Basis::Sequential && t.clusters.is_some_and(|c| c < SEQUENTIAL_MIN_CLUSTERS) {
+        note.get_or_insert_with(|| {
+            format!("sequential monitoring of clustered pairs decides from {SEQUENTIAL_MIN_CLUSTERS} clusters")
+        });
+    }
     let mut comparison = Comparison {
         n: t.n,
         baseline_mean: t.baseline_mean,

@@ -1,7 +1,7 @@
 //! Pure statistics for comparing a candidate model with a baseline on paired scores.
 //!
 //! No I/O and no async: numbers in, numbers (or a reason why not) out. The formulas and their
-//! test vectors are in `docs/statistics.md` (§7); every vector there is a unit test here.
+//! test vectors are in `docs/statistics.md` (§8); every vector there is a unit test here.
 //!
 //! - Fixed-n: [`paired_t`] / [`paired_t_clustered`] (with [`clustered_se`]),
 //!   [`noninferiority`], [`wilcoxon`], bootstrap ([`bca_interval`]), [`mcnemar`],

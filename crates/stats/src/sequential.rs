@@ -154,7 +154,10 @@ fn mixture(
             Some(_) => (unclustered_sd, false),
             None => (unclustered_sd, true),
         };
-        let (lambda, cs) = if sd > 0.0 && sd.is_finite() {
+        let (lambda, cs) = if !enough_clusters {
+            // Too few clusters to know the spread: no evidence, and no bound.
+            (1.0, (f64::NEG_INFINITY, f64::INFINITY))
+        } else if sd > 0.0 && sd.is_finite() {
             mixture_at(count * (mean - theta0), mean, sd, count, rho, alpha)
         } else {
             (1.0, (mean, mean))
@@ -290,10 +293,14 @@ mod tests {
         for (p, c) in plain.iter().zip(&clustered) {
             assert!(c.sd >= p.sd && c.p_value >= p.p_value - 1e-12, "{p:?} {c:?}");
         }
-        // Ten sessions of 40 in a row: nothing accumulates before the tenth session starts.
+        // Ten sessions of 40 in a row: nothing accumulates, and no bound is given, before the
+        // tenth session starts.
         let sessions: Vec<usize> = (0..d.len()).map(|i| i / 40).collect();
         let points = normal_mixture_clustered(&d, &sessions, 0.0, 0.05, 200.0, (30, 10));
-        assert!(points.iter().filter(|p| p.n <= 360).all(|p| p.p_value == 1.0));
+        for p in points.iter().filter(|p| p.n <= 360) {
+            assert!(p.p_value == 1.0 && p.cs_intersection.0 == f64::NEG_INFINITY, "{p:?}");
+        }
+        assert!(points.last().is_some_and(|p| p.cs_intersection.0.is_finite()));
     }
 
     #[test]
