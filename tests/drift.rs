@@ -61,13 +61,15 @@ async fn dataset(app: &App, name: &str, n: usize) -> DatasetRef {
     DatasetRef { name: name.into(), version }
 }
 
-/// Ticks at `now` until the run started there is evaluated; returns every tick's alerts.
+/// Ticks at `now` until the run started there is evaluated (not merely another schedule's
+/// run still finishing); returns every tick's alerts.
 async fn run_slot(app: &App, now: DateTime<Utc>) -> TickReport {
     let ctx = app.drift_context().expect("context");
     let mut all = tick(&ctx, now).await.expect("tick");
     assert_eq!(all.started.len(), 1, "one run per due slot: {all:?}");
+    let started = all.started[0].clone();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while all.evaluated.is_empty() {
+    while !all.evaluated.contains(&started) {
         if tokio::time::Instant::now() >= deadline {
             panic!("the run never finished: {}", stuck(app).await);
         }
