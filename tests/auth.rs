@@ -262,11 +262,11 @@ async fn removing_a_token_from_the_configuration_ends_its_sessions() {
     let mut without = config();
     without.auth.tokens.retain(|t| t.name != "ci");
     without.database_url = server.app.config.database_url.clone();
-    let app = evaltap::app::App::open(without).await.expect("open");
+    let app = evaltap_app::App::open(without).await.expect("open");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(evaltap_server::serve(listener, app.server_state(), async move {
+    tokio::spawn(evaltap_server::serve(listener, evaltap::server_state(&app), async move {
         let _ = stopped.await;
     }));
     let before =

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use evaltap::app::App;
+use evaltap_app::App;
 use evaltap::demo::{demo_config, tee_production_traffic};
 use evaltap_report::Report;
 use evaltap_sim::{JudgeBehavior, SimConfig, SimServer};
@@ -149,7 +149,7 @@ pub fn sqlite_pool(store: &evaltap_store::Store) -> &sqlx::SqlitePool {
 
 /// evaltap serving a configuration on a free port, stopped when dropped.
 pub struct TestServer {
-    pub app: evaltap::app::App,
+    pub app: evaltap_app::App,
     pub url: String,
     pub http: reqwest::Client,
     _stop: tokio::sync::oneshot::Sender<()>,
@@ -166,11 +166,11 @@ impl TestServer {
         if config.auth.tokens.is_empty() {
             config.auth.allow_unauthenticated = true;
         }
-        let app = evaltap::app::App::open(config).await.expect("open");
+        let app = evaltap_app::App::open(config).await.expect("open");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(evaltap_server::serve(listener, app.server_state(), async move {
+        tokio::spawn(evaltap_server::serve(listener, evaltap::server_state(&app), async move {
             let _ = stopped.await;
         }));
         let http = evaltap_providers::http_client(std::time::Duration::from_secs(30)).expect("client");
@@ -279,7 +279,7 @@ impl Bench {
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let mirror = format!("{url}/v1/mirror");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(evaltap_server::serve(listener, app.server_state(), async move {
+        tokio::spawn(evaltap_server::serve(listener, evaltap::server_state(&app), async move {
             let _ = stopped.await;
         }));
         let accepted = tee_production_traffic(&sim.base_url(), &mirror, exchanges, 5, &ProgressBar::hidden())
@@ -340,7 +340,7 @@ pub fn repo_rubrics() -> PathBuf {
 /// A worker of an app running in the background until stopped.
 pub struct BackgroundWorker {
     stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    task: tokio::task::JoinHandle<Result<(), evaltap_app::AppError>>,
 }
 
 impl BackgroundWorker {

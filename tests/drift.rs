@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use evaltap::app::App;
+use evaltap_app::App;
 use evaltap_drift::{NewSchedule, TickReport, tick};
 use evaltap_golden::{DatasetDir, Item};
 use evaltap_sim::JudgeBehavior;
@@ -57,7 +57,7 @@ async fn dataset(app: &App, name: &str, n: usize) -> DatasetRef {
         })
         .collect();
     DatasetDir::new(&app.config.datasets_dir).write(name, &items).expect("write");
-    let (version, _, _) = evaltap::golden_cmd::sync(app, name).await.expect("sync");
+    let (version, _, _) = evaltap_app::golden::sync(&app.context(), name).await.expect("sync");
     DatasetRef { name: name.into(), version }
 }
 
@@ -188,7 +188,7 @@ crate::on_both_engines! {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let api = format!("http://{}/api/alerts", listener.local_addr().expect("addr"));
         let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(evaltap_server::serve(listener, app.server_state(), async move {
+        tokio::spawn(evaltap_server::serve(listener, evaltap::server_state(&app), async move {
             let _ = api_stopped.await;
         }));
         let http = evaltap_providers::http_client(Duration::from_secs(30)).expect("client");

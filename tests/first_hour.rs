@@ -197,23 +197,21 @@ async fn the_report_counts_each_thing_once_and_names_a_mixed_baseline() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn golden_run_example_links_open_and_page_errors_are_pages() {
-    use evaltap::golden_cmd;
+    use evaltap_app::golden as golden_cmd;
     let bench =
         crate::common::Bench::start("golden-links", evaltap_sim::JudgeBehavior::default(), None, 1).await;
     let app = &bench.app;
     let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/arithmetic.jsonl");
-    let target = golden_cmd::datasets(app);
+    let target = golden_cmd::datasets(&app.context());
     std::fs::create_dir_all(target.root()).expect("mkdir");
     std::fs::copy(&shipped, target.path("arithmetic").expect("path")).expect("copy");
     let options = golden_cmd::GoldenRun {
         candidates: vec!["small".into()],
         against_reference: true,
-        concurrency: 8,
-        quiet: true,
         name: Some("links".into()),
         ..golden_cmd::GoldenRun::default()
     };
-    golden_cmd::run(app, "arithmetic", &options).await.expect("golden run");
+    evaltap::golden_cmd::run(app, "arithmetic", &options, 8, true).await.expect("golden run");
     let http = reqwest::Client::new();
     let html = http
         .get(format!("{}/experiments/links/examples?per_page=100", bench.url))

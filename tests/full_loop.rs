@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use evaltap::app::App;
+use evaltap_app::App;
 use evaltap::demo::{DemoOptions, start};
 use evaltap_stats::Verdict;
 use evaltap_store::{Experiment, Progress};
@@ -171,14 +171,14 @@ async fn the_whole_loop_reaches_the_right_verdicts_and_is_idempotent() {
 
     // The CI gate fails on the worse candidate; the other it never fails, and passes exactly
     // when the report shows it non-inferior (or better) on every rubric.
-    let small_gate = evaltap::gate::evaluate(report, Some("small"));
+    let small_gate = evaltap_app::gate::evaluate(report, Some("small"));
     assert!(
-        small_gate.code == evaltap::gate::GateCode::Regression && small_gate.reasons.len() == 2,
+        small_gate.code == evaltap_app::gate::GateCode::Regression && small_gate.reasons.len() == 2,
         "{small_gate:?}"
     );
-    let medium_gate = evaltap::gate::evaluate(report, Some("medium"));
+    let medium_gate = evaltap_app::gate::evaluate(report, Some("medium"));
     let shown = medium.rubrics.iter().all(|r| matches!(r.stats.verdict, Verdict::NonInferior | Verdict::Better));
-    let expected = if shown { evaltap::gate::GateCode::Pass } else { evaltap::gate::GateCode::Undecided };
+    let expected = if shown { evaltap_app::gate::GateCode::Pass } else { evaltap_app::gate::GateCode::Undecided };
     assert_eq!(medium_gate.code, expected, "{medium_gate:?}");
     let status = std::process::Command::new(env!("CARGO_BIN_EXE_evaltap"))
         .args(["gate", "demo", "--candidate", "small"])

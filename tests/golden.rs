@@ -3,7 +3,7 @@
 //! version named; a judge that follows the reference it is shown; deterministic checks decided
 //! by McNemar; drafts and bad files refused.
 
-use evaltap::golden_cmd::{self, GoldenRun, Promotion};
+use evaltap_app::golden::{self as golden_cmd, GoldenRun, Promotion};
 use evaltap_sim::JudgeBehavior;
 use evaltap_stats::Verdict;
 
@@ -14,8 +14,6 @@ const QUIET: JudgeBehavior = JudgeBehavior { noise: 0.0, position_bias: 0.0, unr
 fn run_options(candidates: &[&str]) -> GoldenRun {
     GoldenRun {
         candidates: candidates.iter().map(|c| c.to_string()).collect(),
-        concurrency: 16,
-        quiet: true,
         ..GoldenRun::default()
     }
 }
@@ -25,27 +23,27 @@ crate::on_both_engines! {
         let bench = Bench::start("golden", QUIET, None, 120).await;
         let app = &bench.app;
         let promotion = Promotion { sample: Some(50), ..Promotion::default() };
-        let ids = golden_cmd::promote(app, "support", &promotion).await.expect("promotes");
+        let ids = golden_cmd::promote(&app.context(), "support", &promotion).await.expect("promotes");
         assert_eq!(ids.len(), 50);
         // Promoting again takes other exchanges, never the same one twice.
-        let more = golden_cmd::promote(app, "support", &Promotion { sample: Some(5), ..Promotion::default() })
+        let more = golden_cmd::promote(&app.context(), "support", &Promotion { sample: Some(5), ..Promotion::default() })
             .await
             .expect("promotes");
         assert!(more.iter().all(|id| !ids.contains(id)));
-        golden_cmd::remove_items(app, "support", &more).expect("removes");
+        golden_cmd::remove_items(&app.context(), "support", &more).expect("removes");
 
         // Draft references cannot be graded against until accepted.
         let against = GoldenRun { against_reference: true, ..run_options(&["medium"]) };
-        let err = golden_cmd::run(app, "support", &against).await.expect_err("drafts");
+        let err = evaltap::golden_cmd::run(app, "support", &against, 16, true).await.expect_err("drafts");
         assert!(format!("{err:#}").contains("still a draft"), "{err:#}");
-        assert_eq!(golden_cmd::accept(app, "support", true, &[]).expect("accepts"), 50);
+        assert_eq!(golden_cmd::accept(&app.context(), "support", true, &[]).expect("accepts"), 50);
 
         // The references are the production model's answers: graded against them, the production
         // model replayed scores 10 everywhere; medium agrees on most items, small on far fewer.
         let options =
             GoldenRun { baseline: Some("large".into()), margin: Some(0.2), ..run_options(&["medium", "small"]) };
-        let report = golden_cmd::run(app, "support", &options).await.expect("runs");
-        let (version, _, count) = golden_cmd::sync(app, "support").await.expect("sync");
+        let report = evaltap::golden_cmd::run(app, "support", &options, 16, true).await.expect("runs");
+        let (version, _, count) = golden_cmd::sync(&app.context(), "support").await.expect("sync");
         assert_eq!(count, 50);
         assert_eq!(report.dataset.as_deref(), Some("support"));
         assert_eq!(report.dataset_version.as_deref(), Some(version.as_str()));
@@ -66,8 +64,8 @@ crate::on_both_engines! {
         assert_eq!(json["dataset_version"], serde_json::json!(version));
 
         // The gate reads a golden run like any experiment: small regressed.
-        let gate = evaltap::gate::evaluate(&report, Some("small"));
-        assert_eq!(gate.code, evaltap::gate::GateCode::Regression);
+        let gate = evaltap_app::gate::evaluate(&report, Some("small"));
+        assert_eq!(gate.code, evaltap_app::gate::GateCode::Regression);
 
         // The dashboard's example view of a golden run: items by regression, the dataset's
         // messages, the replayed baseline beside the candidate with a diff (on both engines).
@@ -95,13 +93,12 @@ crate::on_both_engines! {
         assert!(small["diff"].as_array().is_some_and(|d| !d.is_empty()) && small["judgments"].as_array().is_some_and(|j| !j.is_empty()), "{small}");
 
         // A changed file is a new version; the old one stays stored with its run.
-        golden_cmd::add(
-            app,
+        golden_cmd::add(&app.context(),
             "support",
             &golden_cmd::NewItem { input: Some("What is 1 + 1?".into()), ..Default::default() },
         )
         .expect("adds");
-        let (new_version, new, _) = golden_cmd::sync(app, "support").await.expect("sync");
+        let (new_version, new, _) = golden_cmd::sync(&app.context(), "support").await.expect("sync");
         assert!(new && new_version != version);
         // Stored: the draft version (synced by the refused run), the accepted one the run used, and
         // the new one.
@@ -130,10 +127,10 @@ async fn the_judge_grades_against_the_reference_it_is_shown_even_a_wrong_one() {
             reference: Some(format!("The answer is {}.", a + b + 1)),
             ..Default::default()
         };
-        golden_cmd::add(app, "wrong", &new).expect("adds");
+        golden_cmd::add(&app.context(), "wrong", &new).expect("adds");
     }
     let options = GoldenRun { against_reference: true, ..run_options(&["medium"]) };
-    let report = golden_cmd::run(app, "wrong", &options).await.expect("runs");
+    let report = evaltap::golden_cmd::run(app, "wrong", &options, 16, true).await.expect("runs");
     let experiment = app.store.require_experiment(&report.experiment).await.expect("experiment");
     let mut followed = 0;
     for j in app.store.judgments(&experiment.id).await.expect("judgments") {
@@ -172,7 +169,7 @@ crate::on_both_engines! {
             .collect();
         let file = bench.dir.0.join("sums.jsonl");
         std::fs::write(&file, items).expect("write");
-        assert_eq!(golden_cmd::import(app, "sums", &file, None, &[]).expect("imports").0, 40);
+        assert_eq!(golden_cmd::import(&app.context(), "sums", &file, None, &[]).expect("imports").0, 40);
         // medium answers in sentences, small with bare numbers.
         let options = GoldenRun {
             baseline: Some("medium".into()),
@@ -180,7 +177,7 @@ crate::on_both_engines! {
             checks: vec!["max_length=200".into()],
             ..run_options(&["small"])
         };
-        let report = golden_cmd::run(app, "sums", &options).await.expect("runs");
+        let report = evaltap::golden_cmd::run(app, "sums", &options, 16, true).await.expect("runs");
         let small = &report.candidates[0];
         let regex = small.rubrics.iter().find(|r| r.rubric == "check:regex").expect("regex check");
         let mcnemar = regex.stats.mcnemar.expect("pass/fail");
@@ -194,7 +191,7 @@ crate::on_both_engines! {
 
         // A pathological pattern is refused before anything runs.
         let bad = GoldenRun { checks: vec!["regex=(unclosed".into()], ..options.clone() };
-        let err = golden_cmd::run(app, "sums", &bad).await.expect_err("refused");
+        let err = evaltap::golden_cmd::run(app, "sums", &bad, 16, true).await.expect_err("refused");
         assert!(format!("{err:#}").contains("regex"), "{err:#}");
     }
 }
@@ -203,13 +200,13 @@ crate::on_both_engines! {
 async fn a_malformed_import_names_the_line_and_leaves_the_dataset_unchanged() {
     let bench = Bench::start("import", QUIET, None, 1).await;
     let app = &bench.app;
-    golden_cmd::add(app, "kept", &golden_cmd::NewItem { input: Some("first".into()), ..Default::default() })
+    golden_cmd::add(&app.context(), "kept", &golden_cmd::NewItem { input: Some("first".into()), ..Default::default() })
         .expect("adds");
-    let path = golden_cmd::datasets(app).path("kept").expect("path");
+    let path = golden_cmd::datasets(&app.context()).path("kept").expect("path");
     let before = std::fs::read(&path).expect("read");
     let file = bench.dir.0.join("bad.csv");
     std::fs::write(&file, "question,__expected\nfine,1\n\"unterminated,2\n").expect("write");
-    let err = golden_cmd::import(app, "kept", &file, None, &[]).expect_err("malformed");
+    let err = golden_cmd::import(&app.context(), "kept", &file, None, &[]).expect_err("malformed");
     assert!(format!("{err:#}").contains("bad.csv:"), "{err:#}");
     assert_eq!(std::fs::read(&path).expect("read"), before);
     // Through the binary: exit 1 with the message, file untouched.
@@ -229,14 +226,14 @@ async fn the_shipped_datasets_run_against_the_simulated_upstream() {
     let bench = Bench::start("shipped", QUIET, None, 1).await;
     let app = &bench.app;
     let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets");
-    let target = golden_cmd::datasets(app);
+    let target = golden_cmd::datasets(&app.context());
     std::fs::create_dir_all(target.root()).expect("mkdir");
     for name in ["arithmetic", "json-output"] {
         std::fs::copy(shipped.join(format!("{name}.jsonl")), target.path(name).expect("path")).expect("copy");
     }
     // Arithmetic against its references: the cheap terse model is worse.
     let options = GoldenRun { against_reference: true, ..run_options(&["small"]) };
-    let report = golden_cmd::run(app, "arithmetic", &options).await.expect("runs");
+    let report = evaltap::golden_cmd::run(app, "arithmetic", &options, 16, true).await.expect("runs");
     let small = &report.candidates[0];
     let graded = small.rubrics.iter().find(|r| r.rubric == "correctness_vs_reference").expect("rubric");
     assert_eq!((graded.stats.n, graded.stats.verdict), (24, Verdict::Worse), "{graded:?}");
@@ -248,7 +245,7 @@ async fn the_shipped_datasets_run_against_the_simulated_upstream() {
         rubrics: vec!["correctness".into()],
         ..run_options(&["small"])
     };
-    let report = golden_cmd::run(app, "json-output", &options).await.expect("runs");
+    let report = evaltap::golden_cmd::run(app, "json-output", &options, 16, true).await.expect("runs");
     let by_rubric =
         |name: &str| report.candidates[0].rubrics.iter().find(|r| r.rubric == name).expect("rubric").clone();
     let schema = by_rubric("check:json_schema");

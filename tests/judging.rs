@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use evaltap::app::App;
+use evaltap_app::App;
 use evaltap_sim::JudgeBehavior;
 use evaltap_worker::ExperimentRequest;
 
@@ -107,7 +107,7 @@ async fn a_judge_failing_on_long_answers_shows_judge_errors_and_a_warning() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}/experiments/faulty", listener.local_addr().expect("addr"));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(evaltap_server::serve(listener, bench.app.server_state(), async move {
+    tokio::spawn(evaltap_server::serve(listener, evaltap::server_state(&bench.app), async move {
         let _ = stopped.await;
     }));
     let http = evaltap_providers::http_client(Duration::from_secs(30)).expect("client");

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use evaltap::app::App;
+use evaltap_app::App;
 use evaltap_core::{Config, SourceConfig};
 use serde_json::{Value, json};
 
@@ -29,7 +29,7 @@ async fn start(sample_rate: f64, max_body_bytes: usize) -> Mirror {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}/v1/mirror", listener.local_addr().expect("addr"));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(evaltap_server::serve(listener, app.server_state(), async move {
+    tokio::spawn(evaltap_server::serve(listener, evaltap::server_state(&app), async move {
         let _ = stopped.await;
     }));
     let http = evaltap_providers::http_client(Duration::from_secs(30)).expect("client");

@@ -13,9 +13,9 @@ use evaltap_sim::SimConfig;
 use futures_util::StreamExt as _;
 use serde_json::json;
 
-use crate::app::App;
+use evaltap_app::App;
 use crate::demo::demo_config;
-use crate::golden_cmd::{self, GoldenRun};
+use evaltap_app::golden::GoldenRun;
 
 /// Benchmark settings.
 #[derive(Debug, Clone)]
@@ -98,11 +98,10 @@ pub async fn golden(settings: &GoldenBench) -> anyhow::Result<GoldenBenchResult>
         candidates: vec!["medium".into()],
         against_reference: true,
         rubrics: vec!["correctness_vs_reference".into()],
-        concurrency: settings.concurrency,
-        quiet: true,
         ..GoldenRun::default()
     };
-    golden_cmd::run(&app, "bench", &options).await?;
+    let (experiment, _) = evaltap_app::golden::start_run(&app.context(), "bench", &options).await?;
+    app.run_to_done(&experiment, settings.concurrency, |_| {}).await?;
     let evaltap = started.elapsed();
 
     // The bare client: per item the replay, then the judge on the answer and on the reference.

@@ -9,7 +9,7 @@ use evaltap_core::{AuthConfig, Config, SourceConfig};
 use futures_util::StreamExt as _;
 use serde_json::json;
 
-use crate::app::App;
+use evaltap_app::App;
 
 /// Benchmark settings.
 #[derive(Debug, Clone)]
@@ -119,7 +119,7 @@ async fn measure(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/v1/mirror", listener.local_addr()?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(evaltap_server::serve(listener, app.server_state(), async move {
+    let server = tokio::spawn(evaltap_server::serve(listener, crate::server_state(&app), async move {
         let _ = stopped.await;
     }));
     let http = evaltap_providers::http_client(Duration::from_secs(60))?;

@@ -10,7 +10,7 @@ use evaltap_sim::SimConfig;
 use futures_util::StreamExt as _;
 use serde_json::json;
 
-use crate::app::App;
+use evaltap_app::App;
 
 /// Benchmark settings.
 #[derive(Debug, Clone)]
@@ -110,7 +110,7 @@ pub async fn proxy(settings: &ProxyBench) -> anyhow::Result<ProxyFigures> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(evaltap_server::serve(listener, app.server_state(), async move {
+    let server = tokio::spawn(evaltap_server::serve(listener, crate::server_state(&app), async move {
         let _ = stopped.await;
     }));
     let http = evaltap_providers::http_client(Duration::from_secs(60))?;

@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use evaltap_store::Filter;
 use evaltap_worker::ExperimentRequest;
 
-use crate::app::{App, load_config};
+use evaltap_app::{App, load_config};
 use crate::demo::{self, DemoOptions};
 
 /// Continuous evaluation of LLMs on production traffic.
@@ -116,7 +116,7 @@ enum Command {
     /// Golden datasets: define them, import them, promote production traffic into them, run
     /// them against models.
     #[command(subcommand)]
-    Golden(GoldenCommand),
+    Golden(crate::golden_cmd::GoldenCommand),
     /// Rubrics: check every template, or print the exact judge prompt for an exchange.
     #[command(subcommand)]
     Rubric(RubricCommand),
@@ -208,242 +208,6 @@ enum SourcesCommand {
         /// evaltap's URL as the gateway reaches it.
         #[arg(long, default_value = "http://127.0.0.1:7077")]
         url: String,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-pub(crate) enum GoldenCommand {
-    /// Start an empty dataset (`datasets/NAME.jsonl`).
-    New {
-        /// Dataset name.
-        name: String,
-        /// The non-inferiority margin its runs use unless given one (kept in `NAME.toml`).
-        #[arg(long)]
-        margin: Option<f64>,
-    },
-    /// Show, or set, the non-inferiority margin a dataset's runs use by default (`NAME.toml`
-    /// beside its items); a small set can only show wide margins.
-    Margin {
-        /// Dataset name.
-        name: String,
-        /// The margin, on the [0, 1] scale.
-        value: Option<f64>,
-    },
-    /// Add one item.
-    Add {
-        /// Dataset name.
-        name: String,
-        /// Item id (generated when omitted).
-        #[arg(long)]
-        id: Option<String>,
-        /// The user's input, as one message.
-        #[arg(long)]
-        input: Option<String>,
-        /// The chat messages, as a JSON array.
-        #[arg(long)]
-        messages: Option<String>,
-        /// Reference answer.
-        #[arg(long)]
-        reference: Option<String>,
-        /// A deterministic check (json_valid, regex=…, contains=…, equals[=…], max_length=N,
-        /// tool_call, refusal, no_refusal, or a JSON object); repeat for several.
-        #[arg(long = "check")]
-        checks: Vec<String>,
-        /// A tag key=value; repeat for several.
-        #[arg(long = "tag")]
-        tags: Vec<String>,
-    },
-    /// List datasets with item counts, drafts and versions.
-    List {
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Print a dataset's items.
-    Show {
-        /// Dataset name.
-        name: String,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Remove items (or, with --all, the whole dataset file; stored versions stay with the
-    /// runs that used them).
-    Rm {
-        /// Dataset name.
-        name: String,
-        /// Item ids.
-        items: Vec<String>,
-        /// Remove the dataset itself.
-        #[arg(long)]
-        all: bool,
-    },
-    /// Import a file: native JSONL, langfuse, braintrust, promptfoo (YAML, JSON, JSONL, CSV),
-    /// openai-evals or inspect. All or nothing.
-    Import {
-        /// Dataset name (created if missing).
-        name: String,
-        /// The file.
-        file: PathBuf,
-        /// Its format (detected when omitted).
-        #[arg(long)]
-        format: Option<String>,
-        /// A source field with another name: ours=theirs (ours: id, input, reference,
-        /// metadata, tags); repeat for several.
-        #[arg(long = "map")]
-        map: Vec<String>,
-    },
-    /// Write a dataset as native JSONL, langfuse or promptfoo.
-    Export {
-        /// Dataset name.
-        name: String,
-        /// Format.
-        #[arg(long, default_value = "native")]
-        format: String,
-        /// Output file (stdout when omitted).
-        #[arg(long)]
-        out: Option<PathBuf>,
-    },
-    /// Turn stored production exchanges into items; the production answer becomes a draft
-    /// reference until accepted.
-    Promote {
-        /// Dataset name (created if missing).
-        name: String,
-        /// Promote from stored traffic (the only source today; required for clarity).
-        #[arg(long, required = true)]
-        from_traffic: bool,
-        /// Only this source.
-        #[arg(long)]
-        source: Option<String>,
-        /// Only this model.
-        #[arg(long)]
-        model: Option<String>,
-        /// Only exchanges with this tag key=value; repeat for several.
-        #[arg(long = "tag")]
-        tags: Vec<String>,
-        /// Only exchanges received at or after this time (RFC 3339).
-        #[arg(long)]
-        since: Option<chrono::DateTime<chrono::Utc>>,
-        /// How many to promote.
-        #[arg(long)]
-        sample: Option<usize>,
-        /// Spread the sample evenly over route, model or source.
-        #[arg(long)]
-        stratify: Option<String>,
-    },
-    /// Accept draft references (all, or the named items).
-    Accept {
-        /// Dataset name.
-        name: String,
-        /// Item ids.
-        items: Vec<String>,
-        /// Accept every draft.
-        #[arg(long)]
-        all: bool,
-    },
-    /// Register the datasets' current files as versions in the database.
-    Sync {
-        /// Only this dataset.
-        name: Option<String>,
-    },
-    /// Drift: run a dataset against a model on a schedule and alert on significant drops.
-    #[command(subcommand)]
-    Schedule(ScheduleCommand),
-    /// Drift alerts, newest first.
-    Alerts {
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Run a dataset against candidates through the job queue and print the report.
-    Run {
-        /// Dataset name.
-        #[arg(value_name = "DATASET")]
-        name: String,
-        /// Candidates from evaltap.toml (comma-separated or repeated).
-        #[arg(long = "candidate", required = true, value_delimiter = ',')]
-        candidates: Vec<String>,
-        /// Compare with this configured candidate's answers.
-        #[arg(long)]
-        baseline: Option<String>,
-        /// Compare with the items' reference answers.
-        #[arg(long)]
-        against_reference: bool,
-        /// Judge rubric (repeat; default correctness_vs_reference when every item has a
-        /// reference, else correctness; none when only --check is given).
-        #[arg(long = "rubric", value_delimiter = ',')]
-        rubrics: Vec<String>,
-        /// A deterministic check for every item (repeat).
-        #[arg(long = "check")]
-        checks: Vec<String>,
-        /// Name of the run (an experiment; `--run-name` is kept as an alias).
-        #[arg(long = "name", alias = "run-name")]
-        run_name: Option<String>,
-        /// Non-inferiority margin [default: the dataset's `margin`, else 0.02].
-        #[arg(long)]
-        margin: Option<f64>,
-        /// Spend cap in USD (replays and judge calls).
-        #[arg(long)]
-        spend_cap_usd: Option<f64>,
-        /// Jobs in flight.
-        #[arg(long, default_value_t = 16)]
-        concurrency: usize,
-        /// Print the report JSON.
-        #[arg(long)]
-        json: bool,
-        /// Print the estimated cost (replays and judge apart) and run nothing.
-        #[arg(long)]
-        dry_run: bool,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-pub(crate) enum ScheduleCommand {
-    /// Run dataset NAME against a candidate every period (the dataset's current version is
-    /// pinned); each run is compared with the first, and a significant drop alerts.
-    Add {
-        /// Dataset name.
-        #[arg(value_name = "DATASET")]
-        name: String,
-        /// Candidate from evaltap.toml (`--model` is kept as an alias).
-        #[arg(long = "candidate", alias = "model")]
-        model: String,
-        /// Period: 6h, 30m, 1d…
-        #[arg(long)]
-        every: String,
-        /// Judge rubric (repeat).
-        #[arg(long = "rubric", value_delimiter = ',')]
-        rubrics: Vec<String>,
-        /// A deterministic check for every item (repeat).
-        #[arg(long = "check")]
-        checks: Vec<String>,
-        /// A drop beyond this (and significant) alerts; back within it recovers.
-        #[arg(long, default_value_t = evaltap_worker::DEFAULT_MARGIN)]
-        margin: f64,
-        /// Schedule name (default dataset:candidate; `--schedule-name` is kept as an alias).
-        #[arg(long = "name", alias = "schedule-name")]
-        schedule_name: Option<String>,
-    },
-    /// List schedules with their runs and open alerts.
-    List {
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Delete a schedule (its runs' experiments stay).
-    Rm {
-        /// Schedule name.
-        name: String,
-    },
-    /// Pause a schedule.
-    Pause {
-        /// Schedule name.
-        name: String,
-    },
-    /// Resume a paused schedule.
-    Resume {
-        /// Schedule name.
-        name: String,
     },
 }
 
@@ -705,7 +469,7 @@ async fn open_app(cli: &Cli) -> anyhow::Result<App> {
     if let Some(url) = &cli.database_url {
         config.database_url = url.clone();
     }
-    App::open(config).await
+    Ok(App::open(config).await?)
 }
 
 /// How often `serve` and `worker` look for due schedules and finished scheduled runs.
@@ -782,7 +546,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     ctrl_c(),
                 ));
             }
-            evaltap_server::serve(listener, app.server_state(), ctrl_c()).await?;
+            evaltap_server::serve(listener, crate::server_state(&app), ctrl_c()).await?;
             // The worker saw the same signal: let its jobs in flight finish and store.
             if let Some(worker) = worker {
                 let _ = worker.await;
@@ -852,7 +616,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 evaltap_worker::enqueue_missing(&app.store, &experiment).await?;
             }
-            app.run_to_done(&experiment, *concurrency, false).await?;
+            crate::demo::run_with_progress(&app, &experiment, *concurrency, false).await?;
             let report = evaltap_report::build(&app.store, &experiment).await?;
             print!("{}", evaltap_report::render_text(&report));
         }
@@ -903,15 +667,15 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ))
                 .into());
             }
-            let outcome = crate::gate::evaluate(&report, candidate.as_deref());
+            let outcome = evaltap_app::gate::evaluate(&report, candidate.as_deref());
             if let Some(path) = junit {
-                std::fs::write(path, crate::gate::junit(&report, &outcome))
+                std::fs::write(path, evaltap_app::gate::junit(&report, &outcome))
                     .with_context(|| format!("writing {}", path.display()))?;
             }
             let summary = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|s| !s.is_empty());
             if markdown.is_some() || summary.is_some() {
-                let worst = crate::gate::worst_items(&app.store, &experiment, 5).await?;
-                let text = crate::gate::markdown(&report, &outcome, &worst, app.config.public_url.as_deref());
+                let worst = evaltap_app::gate::worst_items(&app.store, &experiment, 5).await?;
+                let text = crate::gate_comment::markdown(&report, &outcome, &worst, app.config.public_url.as_deref());
                 if let Some(path) = markdown {
                     std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?;
                 }
@@ -926,9 +690,9 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
             let verdict = match outcome.code {
-                crate::gate::GateCode::Pass => "passed",
-                crate::gate::GateCode::Regression => "failed (significant regression)",
-                crate::gate::GateCode::Undecided => "undecided",
+                evaltap_app::gate::GateCode::Pass => "passed",
+                evaltap_app::gate::GateCode::Regression => "failed (significant regression)",
+                evaltap_app::gate::GateCode::Undecided => "undecided",
             };
             println!("gate {verdict}: experiment `{name}` ({})", report.status);
             for reason in &outcome.reasons {

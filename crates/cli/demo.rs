@@ -18,7 +18,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use crate::app::App;
+use evaltap_app::App;
 
 /// How to run the demo.
 #[derive(Debug, Clone)]
@@ -120,6 +120,25 @@ pub fn progress_bar(hidden: bool) -> ProgressBar {
     bar
 }
 
+/// Runs a worker in this process until `experiment` is done, with a progress bar on stderr
+/// unless `quiet`.
+pub async fn run_with_progress(
+    app: &App,
+    experiment: &evaltap_store::Experiment,
+    concurrency: usize,
+    quiet: bool,
+) -> anyhow::Result<evaltap_store::Progress> {
+    let bar = progress_bar(quiet);
+    let done = app
+        .run_to_done(experiment, concurrency, |p| {
+            bar.set_length(p.total());
+            bar.set_position(p.completed());
+        })
+        .await;
+    bar.finish_and_clear();
+    Ok(done?)
+}
+
 async fn stopped(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
@@ -205,7 +224,7 @@ pub async fn start(options: &DemoOptions, database_url: String) -> anyhow::Resul
     };
     let server_addr = listener.local_addr()?;
     let (stop, stop_rx) = watch::channel(false);
-    tokio::spawn(evaltap_server::serve(listener, app.server_state(), stopped(stop_rx.clone())));
+    tokio::spawn(evaltap_server::serve(listener, crate::server_state(&app), stopped(stop_rx.clone())));
     let worker_app = app.clone();
     let worker_stop = stop_rx.clone();
     tokio::spawn(async move {

@@ -3,7 +3,7 @@
 
 use evaltap_store::{Filter, StoredExchange};
 
-use crate::app::App;
+use evaltap_app::App;
 
 /// What `evaltap exchanges` found.
 #[derive(Debug, serde::Serialize)]
@@ -16,7 +16,7 @@ pub struct Found {
 
 /// Up to `limit` exchanges matching `filter` and every `key=value` of `tags`, newest first.
 pub async fn find(app: &App, filter: &Filter, tags: &[String], limit: usize) -> anyhow::Result<Found> {
-    let wanted = crate::golden_cmd::parse_tags(tags)?;
+    let wanted = evaltap_app::golden::parse_tags(tags)?;
     if limit == 0 {
         return Err(crate::UsageError("--limit must be at least 1".into()).into());
     }
@@ -34,7 +34,7 @@ pub async fn find(app: &App, filter: &Filter, tags: &[String], limit: usize) -> 
                 .filter(|e| {
                     wanted
                         .iter()
-                        .all(|(k, v)| crate::golden_cmd::tag_value(&e.exchange.tags, k).as_deref() == Some(v))
+                        .all(|(k, v)| evaltap_app::golden::tag_value(&e.exchange.tags, k).as_deref() == Some(v))
                 })
                 .take(limit - found.exchanges.len()),
         );

@@ -10,7 +10,7 @@ use evaltap_judge::{Mode, Rubrics, Subject};
 use evaltap_store::{BASELINE, Calibration, Experiment};
 use futures_util::StreamExt as _;
 
-use crate::app::App;
+use evaltap_app::App;
 
 /// Loads the rubric folder and renders each rubric with a sample exchange; returns the text to
 /// print, or an error listing every broken rubric as `file:line: reason`.

@@ -1,7 +1,6 @@
-//! The `evaltap` command line: glue between the pipeline crates. Commands live in their own
-//! modules; [`app::App`] wires store, queue, rubrics, server and workers for all of them.
+//! The `evaltap` command line: parsing and printing around the use cases of `evaltap-app`.
+//! Commands live in their own modules; [`evaltap_app::App`] opens what they all need.
 
-pub mod app;
 pub mod bench;
 pub mod bench_dashboard;
 pub mod bench_ingest;
@@ -10,9 +9,10 @@ pub mod bench_stats;
 mod cli;
 pub mod demo;
 pub mod exchanges_cmd;
-pub mod gate;
+pub mod gate_comment;
 pub mod golden_cmd;
 pub mod judge_cmd;
+mod schedule_cmd;
 pub mod sources_cmd;
 pub mod stats_cmd;
 
@@ -21,6 +21,11 @@ use std::process::ExitCode;
 use clap::Parser;
 
 pub use cli::Cli;
+
+/// The HTTP server's state for an opened application.
+pub fn server_state(app: &evaltap_app::App) -> evaltap_server::AppState {
+    evaltap_server::AppState::new(app.config.clone(), app.store.clone(), app.rubrics.clone())
+}
 
 /// Exit code of a usage error on every command: bad arguments, a name that does not exist, no
 /// configuration (BSD's `EX_USAGE`; clap's own 2 would read as the gate's "undecided").
@@ -51,6 +56,7 @@ fn is_usage_error(err: &anyhow::Error) -> bool {
                 cause.downcast_ref::<evaltap_store::StoreError>(),
                 Some(evaltap_store::StoreError::NotFound(_))
             )
+            || matches!(cause.downcast_ref::<evaltap_app::AppError>(), Some(evaltap_app::AppError::NotFound(_)))
             || matches!(
                 cause.downcast_ref::<evaltap_judge::JudgeError>(),
                 Some(evaltap_judge::JudgeError::Unknown { .. })

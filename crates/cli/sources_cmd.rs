@@ -3,7 +3,7 @@
 
 use rand::RngExt as _;
 
-use crate::app::App;
+use evaltap_app::App;
 
 /// Formats `sources add` knows how to configure.
 pub const FORMATS: [&str; 9] =

@@ -140,20 +140,16 @@ pub async fn tick(ctx: &DriftContext, now: DateTime<Utc>) -> Result<TickReport, 
         if !ctx.store.claim_slot(&schedule.id, slot).await? {
             continue; // another process started it
         }
-        let request = ExperimentRequest {
-            name: format!("{}#{slot}", schedule.name),
-            candidates: vec![schedule.candidate.clone()],
-            rubrics: schedule.spec.rubrics.clone(),
-            sample_size: None,
-            filter: Default::default(),
-            margin: Some(schedule.spec.margin),
-            spend_cap_usd: None,
-            judge_samples: None,
-            dataset: Some(DatasetRef { name: schedule.dataset.clone(), version: schedule.version.clone() }),
-            baseline: Some(BaselineSpec::None),
-            checks: schedule.spec.checks.clone(),
-            auto_checks: true,
-        };
+        let request = ExperimentRequest::golden(
+            format!("{}#{slot}", schedule.name),
+            DatasetRef { name: schedule.dataset.clone(), version: schedule.version.clone() },
+            // Scored alone: each run is compared with the reference runs, not a baseline.
+            BaselineSpec::None,
+            vec![schedule.candidate.clone()],
+            schedule.spec.rubrics.clone(),
+            schedule.spec.checks.clone(),
+            schedule.spec.margin,
+        );
         let failing = ctx.store.open_alert_for(&schedule.id, CANNOT_RUN).await?;
         match evaltap_worker::create_experiment(&ctx.config, &ctx.rubrics, &ctx.store, request).await {
             Ok(experiment) => {

@@ -54,6 +54,37 @@ fn yes() -> bool {
     true
 }
 
+impl ExperimentRequest {
+    /// A run of one version of a golden dataset: every item, its own checks plus `checks`, no
+    /// sample or filter. Golden runs from the CLI and the API and drift's scheduled runs are
+    /// all built here.
+    pub fn golden(
+        name: String,
+        dataset: DatasetRef,
+        baseline: BaselineSpec,
+        candidates: Vec<String>,
+        rubrics: Vec<String>,
+        checks: Vec<serde_json::Value>,
+        margin: f64,
+    ) -> ExperimentRequest {
+        ExperimentRequest {
+            name,
+            candidates,
+            rubrics,
+            sample_size: None,
+            filter: Filter::default(),
+            margin: Some(margin),
+            spend_cap_usd: None,
+            judge_samples: None,
+            dataset: Some(dataset),
+            baseline: Some(baseline),
+            checks,
+            // Automatic checks come from production traffic; golden items carry their own.
+            auto_checks: false,
+        }
+    }
+}
+
 /// The checks production traffic calls for, by what the sampled exchanges hold: the production
 /// answer calls a tool → `tool_call` (the candidate's call against production's) and
 /// `tool_arguments_valid`; the request sets `response_format` → `response_format`.
