@@ -646,8 +646,10 @@ async fn judge_held(
         (_, Err(err)) => Err(format!("the experiment's frozen rubrics do not load: {err}")),
         (Some((judge, config)), Ok(rubrics)) => {
             let samples = if position.is_empty() { experiment.spec.judge_samples.max(1) } else { 1 };
-            // By name, not id: a test or a re-run under the same name asks the judge as before.
-            let seed = evaltap_judge::judgment_seed(&[&experiment.spec.name, item_id, subject, rubric, position]);
+            // From the experiment's name and the item's content, not row ids: the same run of the
+            // same traffic (a test, a re-run under the same name) asks the judge as before.
+            let content = evaltap_core::sampling::content_hash(&[request]).to_string();
+            let seed = evaltap_judge::judgment_seed(&[&experiment.spec.name, &content, subject, rubric, position]);
             // Reserve before paying, at the most the judgment can cost: its prompt's bytes and
             // the output limit its calls carry, for every call it may make.
             let capped = experiment.spec.spend_cap_usd.is_some();
