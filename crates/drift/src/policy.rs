@@ -37,6 +37,9 @@ pub struct DriftPolicy {
 pub const REFERENCE_RUNS: usize = 3;
 /// The horizon the shipped policy controls false alerts over (a week of 6-hourly runs).
 pub const HORIZON: usize = 30;
+/// A run whose own drop has p above this shows none worth holding an alert open for: it closes
+/// one (see [`RubricDrift::recovered`]). A run still down keeps a p far below it.
+pub const RECOVERY_ALPHA: f64 = 0.01;
 
 impl DriftPolicy {
     /// The shipped policy with a schedule's margin: the first 3 runs are the reference, and an
@@ -79,7 +82,10 @@ pub struct RubricDrift {
     /// This run is below the reference by more than the margin, and the drop is significant
     /// (alone or with the run before): opens an alert.
     pub dropped: bool,
-    /// This run alone shows no significant drop, and Δ > −margin: closes an open alert.
+    /// This run alone is back within the margin (Δ > −margin) or shows no drop at a lenient
+    /// level (p > [`RECOVERY_ALPHA`]): closes an open alert. Either is enough, since a judge's
+    /// noise alone puts a recovered run's Δ below −margin now and then. (The pooled test only
+    /// opens alerts: pooled with a run from before the recovery it would hold one open.)
     pub recovered: bool,
 }
 
@@ -137,9 +143,7 @@ pub fn assess_run(
             p_holm: p_run,
             threshold,
             dropped: false,
-            // Bonferroni's share of the run's level when there are two tests.
-            recovered: alone.delta() > -policy.margin
-                && alone.p_value > if pooled.is_some() { threshold / 2.0 } else { threshold },
+            recovered: alone.delta() > -policy.margin || alone.p_value > RECOVERY_ALPHA,
         });
     }
     let adjusted = evaltap_stats::holm(&assessed.iter().map(|r| r.p_holm).collect::<Vec<_>>());
