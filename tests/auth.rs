@@ -43,7 +43,7 @@ fn config() -> Config {
     }
 }
 
-const READ_ROUTES: [&str; 17] = [
+const READ_ROUTES: [&str; 22] = [
     "/",
     "/sources",
     "/spend",
@@ -61,6 +61,11 @@ const READ_ROUTES: [&str; 17] = [
     "/api/experiments",
     "/api/experiments/none",
     "/api/alerts",
+    "/api/experiments/none/gate",
+    "/api/datasets",
+    "/api/datasets/none",
+    "/api/schedules",
+    "/api/schedules/none",
 ];
 
 #[tokio::test]

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use evaltap_app::App;
 use evaltap::demo::{demo_config, tee_production_traffic};
+use evaltap_app::App;
 use evaltap_report::Report;
 use evaltap_sim::{JudgeBehavior, SimConfig, SimServer};
 use evaltap_store::{Engine, Experiment};

@@ -314,6 +314,7 @@ async fn openapi_is_3_1_and_documents_every_api_route_and_errors_have_one_shape(
             let operation = match *method {
                 "get" => item.get.as_ref(),
                 "post" => item.post.as_ref(),
+                "delete" => item.delete.as_ref(),
                 other => panic!("unexpected method {other}"),
             };
             let operation = operation.unwrap_or_else(|| panic!("{method} {path} is not documented"));

@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use evaltap_app::App;
 use evaltap::demo::{DemoOptions, start};
+use evaltap_app::App;
 use evaltap_stats::Verdict;
 use evaltap_store::{Experiment, Progress};
 use evaltap_worker::{EvalJob, ExperimentRequest, JobOutcome};
@@ -177,8 +177,10 @@ async fn the_whole_loop_reaches_the_right_verdicts_and_is_idempotent() {
         "{small_gate:?}"
     );
     let medium_gate = evaltap_app::gate::evaluate(report, Some("medium"));
-    let shown = medium.rubrics.iter().all(|r| matches!(r.stats.verdict, Verdict::NonInferior | Verdict::Better));
-    let expected = if shown { evaltap_app::gate::GateCode::Pass } else { evaltap_app::gate::GateCode::Undecided };
+    let shown =
+        medium.rubrics.iter().all(|r| matches!(r.stats.verdict, Verdict::NonInferior | Verdict::Better));
+    let expected =
+        if shown { evaltap_app::gate::GateCode::Pass } else { evaltap_app::gate::GateCode::Undecided };
     assert_eq!(medium_gate.code, expected, "{medium_gate:?}");
     let status = std::process::Command::new(env!("CARGO_BIN_EXE_evaltap"))
         .args(["gate", "demo", "--candidate", "small"])

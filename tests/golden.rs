@@ -12,10 +12,7 @@ use crate::common::Bench;
 const QUIET: JudgeBehavior = JudgeBehavior { noise: 0.0, position_bias: 0.0, unreadable_long: 0.0 };
 
 fn run_options(candidates: &[&str]) -> GoldenRun {
-    GoldenRun {
-        candidates: candidates.iter().map(|c| c.to_string()).collect(),
-        ..GoldenRun::default()
-    }
+    GoldenRun { candidates: candidates.iter().map(|c| c.to_string()).collect(), ..GoldenRun::default() }
 }
 
 crate::on_both_engines! {
@@ -200,8 +197,12 @@ crate::on_both_engines! {
 async fn a_malformed_import_names_the_line_and_leaves_the_dataset_unchanged() {
     let bench = Bench::start("import", QUIET, None, 1).await;
     let app = &bench.app;
-    golden_cmd::add(&app.context(), "kept", &golden_cmd::NewItem { input: Some("first".into()), ..Default::default() })
-        .expect("adds");
+    golden_cmd::add(
+        &app.context(),
+        "kept",
+        &golden_cmd::NewItem { input: Some("first".into()), ..Default::default() },
+    )
+    .expect("adds");
     let path = golden_cmd::datasets(&app.context()).path("kept").expect("path");
     let before = std::fs::read(&path).expect("read");
     let file = bench.dir.0.join("bad.csv");

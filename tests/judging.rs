@@ -377,7 +377,10 @@ async fn an_unchanged_model_is_called_better_or_worse_in_at_most_5_percent_of_ex
         }
         differing += usize::from(stats.sd_delta > 0.0);
     }
-    eprintln!("A/A: {} false calls in {experiments} experiments, {differing} with differing scores", calls.len());
+    eprintln!(
+        "A/A: {} false calls in {experiments} experiments, {differing} with differing scores",
+        calls.len()
+    );
     assert!(differing >= experiments * 9 / 10, "the judge's noise must reach the scores: {differing}");
     let bound = 0.05 + 2.0 * (0.05 * 0.95 / experiments as f64).sqrt();
     assert!(calls.len() as f64 <= bound * experiments as f64, "false calls beyond 5%: {calls:?}");

@@ -12,6 +12,7 @@ mod first_hour;
 mod full_loop;
 mod gate;
 mod golden;
+mod golden_http;
 mod judging;
 mod mirror;
 mod proxy;

@@ -13,8 +13,8 @@ use evaltap_sim::SimConfig;
 use futures_util::StreamExt as _;
 use serde_json::json;
 
-use evaltap_app::App;
 use crate::demo::demo_config;
+use evaltap_app::App;
 use evaltap_app::golden::GoldenRun;
 
 /// Benchmark settings.

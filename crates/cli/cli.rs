@@ -9,8 +9,8 @@ use clap::{Args, Parser, Subcommand};
 use evaltap_store::Filter;
 use evaltap_worker::ExperimentRequest;
 
-use evaltap_app::{App, load_config};
 use crate::demo::{self, DemoOptions};
+use evaltap_app::{App, load_config};
 
 /// Continuous evaluation of LLMs on production traffic.
 #[derive(Debug, Parser)]
@@ -675,7 +675,12 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let summary = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|s| !s.is_empty());
             if markdown.is_some() || summary.is_some() {
                 let worst = evaltap_app::gate::worst_items(&app.store, &experiment, 5).await?;
-                let text = crate::gate_comment::markdown(&report, &outcome, &worst, app.config.public_url.as_deref());
+                let text = crate::gate_comment::markdown(
+                    &report,
+                    &outcome,
+                    &worst,
+                    app.config.public_url.as_deref(),
+                );
                 if let Some(path) = markdown {
                     std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?;
                 }

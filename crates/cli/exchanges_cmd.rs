@@ -32,9 +32,9 @@ pub async fn find(app: &App, filter: &Filter, tags: &[String], limit: usize) -> 
         found.exchanges.extend(
             page.into_iter()
                 .filter(|e| {
-                    wanted
-                        .iter()
-                        .all(|(k, v)| evaltap_app::golden::tag_value(&e.exchange.tags, k).as_deref() == Some(v))
+                    wanted.iter().all(|(k, v)| {
+                        evaltap_app::golden::tag_value(&e.exchange.tags, k).as_deref() == Some(v)
+                    })
                 })
                 .take(limit - found.exchanges.len()),
         );

@@ -8,8 +8,8 @@ use anyhow::{Context as _, bail};
 use clap::Subcommand;
 use evaltap_app::App;
 use evaltap_app::golden::{
-    GoldenRun, NewItem, Promotion, accept, add, datasets, export, import, list_rows, plan, promote, remove_items,
-    start_run, sync,
+    GoldenRun, NewItem, Promotion, accept, add, datasets, export, import, list_rows, plan, promote,
+    remove_items, start_run, sync,
 };
 use evaltap_golden::Check;
 use evaltap_report::Report;
@@ -276,10 +276,7 @@ pub fn show(ctx: &evaltap_app::Context, name: &str) -> anyhow::Result<String> {
 }
 
 /// Runs one `evaltap golden` command.
-pub(crate) async fn dispatch(
-    app: &App,
-    command: &GoldenCommand,
-) -> anyhow::Result<std::process::ExitCode> {
+pub(crate) async fn dispatch(app: &App, command: &GoldenCommand) -> anyhow::Result<std::process::ExitCode> {
     let ctx = app.context();
     use GoldenCommand as G;
     match command {

@@ -56,7 +56,14 @@ fn is_usage_error(err: &anyhow::Error) -> bool {
                 cause.downcast_ref::<evaltap_store::StoreError>(),
                 Some(evaltap_store::StoreError::NotFound(_))
             )
-            || matches!(cause.downcast_ref::<evaltap_app::AppError>(), Some(evaltap_app::AppError::NotFound(_)))
+            || matches!(
+                cause.downcast_ref::<evaltap_app::AppError>(),
+                Some(evaltap_app::AppError::NotFound(_))
+            )
+            || matches!(
+                cause.downcast_ref::<evaltap_golden::GoldenError>(),
+                Some(evaltap_golden::GoldenError::Missing(_))
+            )
             || matches!(
                 cause.downcast_ref::<evaltap_judge::JudgeError>(),
                 Some(evaltap_judge::JudgeError::Unknown { .. })

@@ -69,12 +69,14 @@ pub(crate) async fn dispatch(app: &App, command: &ScheduleCommand) -> anyhow::Re
                 margin: *margin,
                 name: schedule_name.clone(),
             };
-            let schedule = evaltap_app::schedules::add(&ctx, &app.drift_context()?, &new).await?;
+            let schedule = evaltap_app::schedules::add(&ctx, &new).await?;
             println!(
                 "schedule `{}`: {name} (version {}) against {model} every {}; runs start in any `evaltap serve` or `evaltap worker`",
                 schedule.name,
                 &schedule.version[..12],
-                humantime::format_duration(std::time::Duration::from_secs(schedule.every_seconds.max(0) as u64))
+                humantime::format_duration(std::time::Duration::from_secs(
+                    schedule.every_seconds.max(0) as u64
+                ))
             );
         }
         S::List { json: true } => {
@@ -87,7 +89,8 @@ pub(crate) async fn dispatch(app: &App, command: &ScheduleCommand) -> anyhow::Re
             }
             for row in rows {
                 let s = &row.schedule;
-                let reference = if row.reference_runs < row.reference_needed && row.runs > row.failed_to_start {
+                let reference = if row.reference_runs < row.reference_needed && row.runs > row.failed_to_start
+                {
                     format!(
                         " (reference {} of {}: no alerts before it is complete)",
                         row.reference_runs, row.reference_needed

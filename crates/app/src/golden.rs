@@ -77,7 +77,8 @@ pub fn add(ctx: &Context, name: &str, new: &NewItem) -> Result<String> {
         (None, Some(json)) => {
             let value: Value = serde_json::from_str(json)
                 .map_err(|e| AppError::Invalid(format!("--messages is not JSON: {e}")))?;
-            evaltap_golden::messages_from_input(&value).map_err(|e| AppError::Invalid(format!("--messages {e}")))?
+            evaltap_golden::messages_from_input(&value)
+                .map_err(|e| AppError::Invalid(format!("--messages {e}")))?
         }
         _ => return invalid("give --input TEXT or --messages JSON"),
     };
@@ -113,11 +114,23 @@ pub fn import(
 ) -> Result<(usize, Vec<String>)> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| AppError::Invalid(format!("reading {}: {e}", file.display())))?;
-    let path = file.display().to_string();
-    let detected = formats::detect(&path, &text);
+    import_text(ctx, name, &file.display().to_string(), &text, format, map)
+}
+
+/// [`import`] of content already read; `path` names it in messages (and its extension helps
+/// detect the format).
+pub fn import_text(
+    ctx: &Context,
+    name: &str,
+    path: &str,
+    text: &str,
+    format: Option<&str>,
+    map: &[String],
+) -> Result<(usize, Vec<String>)> {
+    let detected = formats::detect(path, text);
     let format = format.unwrap_or(detected);
     let mut notes = evaltap_golden::ImportNotes::default();
-    let items = formats::by_name(format)?.import_noting(&path, &text, &FieldMap::parse(map)?, &mut notes)?;
+    let items = formats::by_name(format)?.import_noting(path, text, &FieldMap::parse(map)?, &mut notes)?;
     if items.is_empty() {
         return invalid(format!("{path}: no items"));
     }
@@ -135,11 +148,9 @@ pub fn import(
 /// A dataset in another tool's shape.
 pub fn export(ctx: &Context, name: &str, format: &str) -> Result<String> {
     let items = datasets(ctx).read(name)?;
-    formats::by_name(format)?
-        .export(&items)
-        .ok_or_else(|| {
-            AppError::Invalid(format!("format `{format}` is import-only (export: native, langfuse, promptfoo)"))
-        })
+    formats::by_name(format)?.export(&items).ok_or_else(|| {
+        AppError::Invalid(format!("format `{format}` is import-only (export: native, langfuse, promptfoo)"))
+    })
 }
 
 /// Which production exchanges to promote.
@@ -384,7 +395,8 @@ pub struct Plan {
 pub async fn start_run(ctx: &Context, dataset: &str, options: &GoldenRun) -> Result<(Experiment, Plan)> {
     let plan = plan(ctx, dataset, options).await?;
     let experiment =
-        evaltap_worker::create_experiment(&ctx.config, &ctx.rubrics, &ctx.store, plan.request.clone()).await?;
+        evaltap_worker::create_experiment(&ctx.config, &ctx.rubrics, &ctx.store, plan.request.clone())
+            .await?;
     Ok((experiment, plan))
 }
 
@@ -399,7 +411,9 @@ pub async fn plan(ctx: &Context, dataset: &str, options: &GoldenRun) -> Result<P
         (None, true) => BaselineSpec::Reference,
         (Some(_), true) => return invalid("give --baseline MODEL or --against-reference, not both"),
         (None, false) => {
-            return invalid("compare with a model (--baseline CANDIDATE) or with the references (--against-reference)");
+            return invalid(
+                "compare with a model (--baseline CANDIDATE) or with the references (--against-reference)",
+            );
         }
     };
     let checks = options
@@ -425,8 +439,15 @@ pub async fn plan(ctx: &Context, dataset: &str, options: &GoldenRun) -> Result<P
     };
     let note = what_the_set_can_show(dataset, items.len(), margin);
     let dataset = DatasetRef { name: dataset.into(), version };
-    let mut request =
-        ExperimentRequest::golden(name, dataset, baseline, options.candidates.clone(), rubrics, checks, margin);
+    let mut request = ExperimentRequest::golden(
+        name,
+        dataset,
+        baseline,
+        options.candidates.clone(),
+        rubrics,
+        checks,
+        margin,
+    );
     request.spend_cap_usd = options.spend_cap_usd;
     let spec =
         evaltap_worker::plan_experiment(&ctx.config, &ctx.rubrics, &ctx.store, request.clone()).await?;
@@ -454,4 +475,3 @@ pub fn what_the_set_can_show(dataset: &str, items: usize, margin: f64) -> Option
         (smallest * 100.0).ceil() / 100.0,
     ))
 }
-

@@ -33,7 +33,7 @@ pub enum AppError {
     Stalled(String),
     /// A dataset file failed.
     #[error(transparent)]
-    Golden(#[from] evaltap_golden::GoldenError),
+    Golden(evaltap_golden::GoldenError),
     /// Storage failed.
     #[error(transparent)]
     Store(StoreError),
@@ -80,6 +80,15 @@ impl From<evaltap_drift::DriftError> for AppError {
             evaltap_drift::DriftError::Invalid(msg) => AppError::Invalid(msg),
             evaltap_drift::DriftError::Store(err) => err.into(),
             other => AppError::Drift(other),
+        }
+    }
+}
+
+impl From<evaltap_golden::GoldenError> for AppError {
+    fn from(err: evaltap_golden::GoldenError) -> Self {
+        match err {
+            evaltap_golden::GoldenError::Missing(msg) => AppError::NotFound(msg),
+            other => AppError::Golden(other),
         }
     }
 }

@@ -37,7 +37,7 @@ fn default_margin() -> f64 {
 }
 
 /// Creates a schedule over the dataset's current version (synced first).
-pub async fn add(ctx: &Context, drift: &evaltap_drift::DriftContext, new: &NewSchedule) -> Result<Schedule, AppError> {
+pub async fn add(ctx: &Context, new: &NewSchedule) -> Result<Schedule, AppError> {
     let every = humantime::parse_duration(&new.every)
         .map_err(|e| AppError::Invalid(format!("every `{}`: {e} (try 6h, 30m, 1d)", new.every)))?;
     let (version, _, count) = crate::golden::sync(ctx, &new.dataset).await?;
@@ -61,7 +61,15 @@ pub async fn add(ctx: &Context, drift: &evaltap_drift::DriftContext, new: &NewSc
         every,
         spec: ScheduleSpec { rubrics, checks, margin: new.margin },
     };
-    Ok(evaltap_drift::add_schedule(drift, schedule).await?)
+    let drift = evaltap_drift::DriftContext {
+        config: ctx.config.clone(),
+        config_path: None,
+        store: ctx.store.clone(),
+        rubrics: ctx.rubrics.clone(),
+        // Adding a schedule delivers nothing; the scheduler's passes use their own client.
+        http: Default::default(),
+    };
+    Ok(evaltap_drift::add_schedule(&drift, schedule).await?)
 }
 
 /// A schedule with what its runs and alerts say.

@@ -240,7 +240,8 @@ async fn evaluate(
         .find(|r| r.outcome.as_ref().is_some_and(|o| o.get("rubrics").is_some()))
         .and_then(|r| r.experiment_id.clone());
     if reference.len() < policy.reference_runs {
-        let outcome = json!({"reference": true, "reference_run": reference.len() + 1, "of": policy.reference_runs});
+        let outcome =
+            json!({"reference": true, "reference_run": reference.len() + 1, "of": policy.reference_runs});
         if ctx.store.finish_run_evaluation(&schedule.id, run.slot, &outcome).await? {
             // The schedule's row names its first reference run.
             ctx.store.pin_reference_run(&schedule.id, &experiment.id).await?;
@@ -257,8 +258,13 @@ async fn evaluate(
         None => None,
     };
     let scores = run_scores(ctx, schedule, &experiment.id).await?;
-    let assessed =
-        assess_run(&policy, &reference_scores, previous_scores.as_ref(), &scores, run_seed(schedule, run.slot));
+    let assessed = assess_run(
+        &policy,
+        &reference_scores,
+        previous_scores.as_ref(),
+        &scores,
+        run_seed(schedule, run.slot),
+    );
     let outcome = json!({"reference_runs": reference, "previous_run": previous, "rubrics": assessed});
     if !ctx.store.finish_run_evaluation(&schedule.id, run.slot, &outcome).await? {
         return Ok(()); // another process evaluated it
@@ -292,7 +298,11 @@ async fn evaluate(
 }
 
 /// One run's normalized scores of the schedule's model, by rubric (and check) and item.
-async fn run_scores(ctx: &DriftContext, schedule: &Schedule, experiment: &str) -> Result<RunScores, DriftError> {
+async fn run_scores(
+    ctx: &DriftContext,
+    schedule: &Schedule,
+    experiment: &str,
+) -> Result<RunScores, DriftError> {
     let mut scores = RunScores::new();
     for j in ctx.store.judgments(experiment).await? {
         if j.subject == schedule.candidate

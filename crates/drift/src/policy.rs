@@ -45,7 +45,13 @@ impl DriftPolicy {
     /// The shipped policy with a schedule's margin: the first 3 runs are the reference, and an
     /// unchanged model raises a false alert in at most 5% of any 30 runs.
     pub fn with_margin(margin: f64) -> DriftPolicy {
-        DriftPolicy { reference_runs: REFERENCE_RUNS, horizon: HORIZON, alpha: 0.05, margin, max_draws: 10_000 }
+        DriftPolicy {
+            reference_runs: REFERENCE_RUNS,
+            horizon: HORIZON,
+            alpha: 0.05,
+            margin,
+            max_draws: 10_000,
+        }
     }
 
     /// The level each run is tested at: α / H.
@@ -110,7 +116,8 @@ pub fn assess_run(
             scores
                 .iter()
                 .filter_map(|(item, &score)| {
-                    let mut row: Vec<f64> = earlier.iter().map(|r| r.get(item).copied()).collect::<Option<_>>()?;
+                    let mut row: Vec<f64> =
+                        earlier.iter().map(|r| r.get(item).copied()).collect::<Option<_>>()?;
                     row.push(score);
                     Some(row)
                 })

@@ -61,7 +61,12 @@ impl World {
 /// Runs a schedule: the reference runs at 0.92, then up to `RUNS` runs at `accuracy(k)`;
 /// returns the first run (counted from 0 after the reference) from `from` on that opens an
 /// alert, and stops there.
-fn first_alert_from(world: &mut World, accuracy: impl Fn(usize) -> f64, from: usize, seed: u64) -> Option<usize> {
+fn first_alert_from(
+    world: &mut World,
+    accuracy: impl Fn(usize) -> f64,
+    from: usize,
+    seed: u64,
+) -> Option<usize> {
     let policy = DriftPolicy::with_margin(0.02);
     let reference: Vec<RunScores> = (0..policy.reference_runs).map(|_| world.run(0.92)).collect();
     let mut previous: Option<RunScores> = None;
@@ -85,7 +90,10 @@ fn an_unchanged_model_raises_a_false_alert_in_at_most_5_percent_of_30_run_schedu
                 })
                 .count();
             let rate = alerted as f64 / schedules as f64;
-            println!("{model:?} model, {items} items: false alert in {:.1}% of {RUNS}-run schedules", rate * 100.0);
+            println!(
+                "{model:?} model, {items} items: false alert in {:.1}% of {RUNS}-run schedules",
+                rate * 100.0
+            );
             assert!(rate <= 0.05, "{model:?}, {items} items: {rate}");
         }
     }

@@ -40,9 +40,12 @@ pub enum GoldenError {
         /// What is wrong.
         reason: String,
     },
-    /// A request that cannot be carried out (unknown dataset, duplicate id…).
+    /// A request that cannot be carried out (duplicate id, bad option…).
     #[error("{0}")]
     Refused(String),
+    /// The dataset does not exist.
+    #[error("{0}")]
+    Missing(String),
 }
 
 /// One golden case.
@@ -389,7 +392,7 @@ impl DatasetDir {
     pub fn read(&self, name: &str) -> Result<Vec<Item>, GoldenError> {
         let path = self.path(name)?;
         if !path.is_file() {
-            return Err(GoldenError::Refused(format!(
+            return Err(GoldenError::Missing(format!(
                 "no dataset `{name}` ({} does not exist; `evaltap golden new {name}` creates it)",
                 path.display()
             )));

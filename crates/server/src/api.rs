@@ -262,7 +262,11 @@ pub(crate) async fn list_alerts(State(state): State<AppState>) -> Result<Json<Al
 #[openapi(
     info(title = "evaltap", description = "Continuous evaluation of LLMs on production traffic: the JSON API behind the dashboard. Every error is `{\"error\": \"…\"}`."),
     paths(list_experiments, create_experiment, experiment_report, experiment_chart, experiment_projection,
-          experiment_examples, experiment_example, spend, spend_csv, list_sources, list_exchanges, list_alerts),
+          experiment_examples, experiment_example, spend, spend_csv, list_sources, list_exchanges, list_alerts,
+          crate::golden_api::gate, crate::golden_api::list_datasets, crate::golden_api::show_dataset,
+          crate::golden_api::import_items, crate::golden_api::start_run, crate::golden_api::list_schedules,
+          crate::golden_api::add_schedule, crate::golden_api::show_schedule, crate::golden_api::pause_schedule,
+          crate::golden_api::resume_schedule, crate::golden_api::remove_schedule),
     components(schemas(ErrorBody)),
     modifiers(&BearerAuth),
     security(("bearer" = []))

@@ -5,6 +5,7 @@ mod api;
 pub mod auth;
 mod dashboard;
 mod error;
+mod golden_api;
 mod keeper;
 mod mirror;
 mod proxy;
@@ -145,6 +146,19 @@ fn api_routes() -> Vec<(&'static str, &'static [&'static str], axum::routing::Me
         ("/api/spend", &["get"], get(api::spend)),
         ("/api/spend.csv", &["get"], get(api::spend_csv)),
         ("/api/alerts", &["get"], get(api::list_alerts)),
+        ("/api/experiments/{name}/gate", &["get"], get(golden_api::gate)),
+        ("/api/datasets", &["get"], get(golden_api::list_datasets)),
+        ("/api/datasets/{name}", &["get"], get(golden_api::show_dataset)),
+        ("/api/datasets/{name}/items", &["post"], post(golden_api::import_items)),
+        ("/api/datasets/{name}/runs", &["post"], post(golden_api::start_run)),
+        ("/api/schedules", &["get", "post"], get(golden_api::list_schedules).post(golden_api::add_schedule)),
+        (
+            "/api/schedules/{name}",
+            &["get", "delete"],
+            get(golden_api::show_schedule).delete(golden_api::remove_schedule),
+        ),
+        ("/api/schedules/{name}/pause", &["post"], post(golden_api::pause_schedule)),
+        ("/api/schedules/{name}/resume", &["post"], post(golden_api::resume_schedule)),
     ]
 }
 

@@ -558,7 +558,8 @@ mod tests {
         let score = |request: &Value| judge::judge(&judge_draw(judge, request), prompt, noisy);
         // One answer, graded 2,000 times with different seeds: about 30% of the scores are noise
         // (a random score on 1–10 is 10 a tenth of the time), never a fixed function of it.
-        let changed = (0..2000).filter(|seed| !score(&json!({"seed": seed})).contains("\"score\":10")).count();
+        let changed =
+            (0..2000).filter(|seed| !score(&json!({"seed": seed})).contains("\"score\":10")).count();
         let expected = 2000.0 * 0.3 * 0.9;
         assert!((changed as f64 - expected).abs() < 4.0 * (expected * 0.73).sqrt(), "{changed}");
         assert_eq!(score(&json!({"seed": 7})), score(&json!({"seed": 7})), "a seed reproduces the call");

@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     Evidence, Verdict, WilcoxonMethod, ZeroMethod, benjamini_hochberg, bootstrap_means, holm, mcnemar,
-    noninferiority, normal_mixture_clustered, normal_mixture_from, paired_differences, paired_t_clustered, percentile_interval,
-    sample_size_noninferiority, sample_size_paired, verdict, wilcoxon,
+    noninferiority, normal_mixture_clustered, normal_mixture_from, paired_differences, paired_t_clustered,
+    percentile_interval, sample_size_noninferiority, sample_size_paired, verdict, wilcoxon,
 };
 
 /// Which statistics the verdict was decided from.
@@ -358,7 +358,9 @@ pub fn compare_paired(
     }
     if options.basis == Basis::Sequential && t.clusters.is_some_and(|c| c < SEQUENTIAL_MIN_CLUSTERS) {
         note.get_or_insert_with(|| {
-            format!("sequential monitoring of clustered pairs decides from {SEQUENTIAL_MIN_CLUSTERS} clusters")
+            format!(
+                "sequential monitoring of clustered pairs decides from {SEQUENTIAL_MIN_CLUSTERS} clusters"
+            )
         });
     }
     let mut comparison = Comparison {

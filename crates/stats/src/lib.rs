@@ -53,10 +53,9 @@ pub use bootstrap::{
     percentile_interval, percentile_mc_error,
 };
 pub use compare::{
-    Basis, CompareOptions, Comparison, FIXED_N_MIN_N, McNemarCounts, SEQUENTIAL_MIN_CLUSTERS, SEQUENTIAL_MIN_N,
-    compare_paired,
-    decide_family, is_binary, no_disagreement_lower_bound, no_disagreement_p_value,
-    no_disagreement_samples_needed, samples_to_settle,
+    Basis, CompareOptions, Comparison, FIXED_N_MIN_N, McNemarCounts, SEQUENTIAL_MIN_CLUSTERS,
+    SEQUENTIAL_MIN_N, compare_paired, decide_family, is_binary, no_disagreement_lower_bound,
+    no_disagreement_p_value, no_disagreement_samples_needed, samples_to_settle,
 };
 pub use descriptive::{mean, normal_cdf, normal_sf, percentile, t_quantile, variance, z_quantile};
 pub use multiple::{benjamini_hochberg, benjamini_yekutieli, holm};

@@ -60,7 +60,8 @@ fn drop_test(rows: &[Vec<f64>], latest: usize, max_draws: usize, exceedances: us
         .map(|r| (*r, r.iter().sum::<f64>()))
         .collect();
     let difference = |total: f64, chosen: f64| chosen / m - (total - chosen) / k;
-    let observed: f64 = varying.iter().map(|(r, total)| difference(*total, r[runs - latest..].iter().sum())).sum();
+    let observed: f64 =
+        varying.iter().map(|(r, total)| difference(*total, r[runs - latest..].iter().sum())).sum();
     // Ties count as "at least as low", which keeps the p-value valid for discrete scores.
     let tolerance = 1e-9 * (1.0 + observed.abs());
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -184,9 +185,8 @@ mod tests {
         assert!(test.p_value <= 3.0 / 20_001.0, "{test:?}");
         assert_eq!(test.draws, 20_000);
         // Four items low in both of the two latest runs: the exact p is C(5, 2)⁻⁴ = 1e-4.
-        let rows: Vec<Vec<f64>> = (0..24)
-            .map(|i| if i < 4 { vec![1.0, 1.0, 1.0, 0.11, 0.11] } else { vec![1.0; 5] })
-            .collect();
+        let rows: Vec<Vec<f64>> =
+            (0..24).map(|i| if i < 4 { vec![1.0, 1.0, 1.0, 0.11, 0.11] } else { vec![1.0; 5] }).collect();
         let test = drop_test(&rows, 2, 400_000, usize::MAX, 5);
         assert!((test.p_value - 1e-4).abs() < 4.0 * (1e-4 / 400_000.0f64).sqrt(), "{test:?}");
         assert!((test.delta() - (0.11 - 1.0) / 6.0).abs() < 1e-12, "{test:?}");

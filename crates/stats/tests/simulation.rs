@@ -352,7 +352,11 @@ fn watching_clustered_a_and_a_streams_keeps_false_calls_at_alpha() {
             rate(false_calls),
             rate(ignoring_clusters)
         );
-        assert!(rate(false_calls) <= ALPHA, "sessions in order {in_order}: false calls {}", rate(false_calls));
+        assert!(
+            rate(false_calls) <= ALPHA,
+            "sessions in order {in_order}: false calls {}",
+            rate(false_calls)
+        );
         if in_order {
             assert!(rate(ignoring_clusters) > 2.0 * ALPHA, "the simulation must be able to fail");
         }

@@ -649,7 +649,8 @@ async fn judge_held(
             // From the experiment's name and the item's content, not row ids: the same run of the
             // same traffic (a test, a re-run under the same name) asks the judge as before.
             let content = evaltap_core::sampling::content_hash(&[request]).to_string();
-            let seed = evaltap_judge::judgment_seed(&[&experiment.spec.name, &content, subject, rubric, position]);
+            let seed =
+                evaltap_judge::judgment_seed(&[&experiment.spec.name, &content, subject, rubric, position]);
             // Reserve before paying, at the most the judgment can cost: its prompt's bytes and
             // the output limit its calls carry, for every call it may make.
             let capped = experiment.spec.spend_cap_usd.is_some();
@@ -703,10 +704,12 @@ async fn judge_held(
                     } else {
                         (&baseline, &response_text)
                     };
-                    judge.prefer(&rubrics, rubric, request, (a, b), seed).await.map(|(winner, reason, calls)| {
-                        let score = candidate_score(position, winner);
-                        (score, score, reason, calls)
-                    })
+                    judge.prefer(&rubrics, rubric, request, (a, b), seed).await.map(
+                        |(winner, reason, calls)| {
+                            let score = candidate_score(position, winner);
+                            (score, score, reason, calls)
+                        },
+                    )
                 };
                 let calls = match &result {
                     Ok((.., calls)) => calls.clone(),
