@@ -204,8 +204,7 @@ async fn measure(
 /// transaction per row, one after another (the least each acknowledged single POST needs), then
 /// transactions of `batch` rows as multi-row inserts. Returns rows per second of each.
 async fn raw_inserts(store: &evaltap_store::Store, n: usize, batch: usize) -> anyhow::Result<(f64, f64)> {
-    use sqlx::Connection as _;
-    let rows: Vec<(String, String, String, String)> = (0..2 * n)
+    let rows: Vec<evaltap_store::RawRow> = (0..2 * n)
         .map(|i| {
             let item: serde_json::Value = serde_json::from_str(&exchange(i)).unwrap_or_default();
             (
@@ -217,66 +216,12 @@ async fn raw_inserts(store: &evaltap_store::Store, n: usize, batch: usize) -> an
         })
         .collect();
     let (single_rows, batched_rows) = rows.split_at(n);
-    let received_at = chrono::Utc::now().to_rfc3339();
-    let timed = evaltap_store::with_pool!(store.pool(), pool => {
-        sqlx::query(
-            "CREATE TABLE bench_raw_exchanges (id TEXT PRIMARY KEY NOT NULL, source TEXT NOT NULL,
-                 dedup_key TEXT NOT NULL, received_at TEXT NOT NULL, model TEXT, request TEXT NOT NULL,
-                 response TEXT NOT NULL, input_tokens BIGINT, output_tokens BIGINT, cost_usd DOUBLE PRECISION,
-                 latency_ms DOUBLE PRECISION, tags TEXT NOT NULL, UNIQUE (source, dedup_key))",
-        )
-        .execute(pool)
-        .await?;
-        let mut conn = pool.acquire().await?;
-        let started = Instant::now();
-        for (id, key, request, response) in single_rows {
-            let mut tx = conn.begin().await?;
-            sqlx::query(
-                "INSERT INTO bench_raw_exchanges (id, source, dedup_key, received_at, model, request, response,
-                     input_tokens, output_tokens, tags) VALUES ($1, 'bench', $2, $3, 'm', $4, $5, 12, 3, '{}')
-                 ON CONFLICT (source, dedup_key) DO NOTHING",
-            )
-            .bind(id)
-            .bind(key)
-            .bind(&received_at)
-            .bind(request)
-            .bind(response)
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-        }
-        let single = started.elapsed();
-        let started = Instant::now();
-        for chunk in batched_rows.chunks(batch.max(1)) {
-            let mut tx = conn.begin().await?;
-            let mut insert = sqlx::QueryBuilder::new(
-                "INSERT INTO bench_raw_exchanges (id, source, dedup_key, received_at, model, request, response,
-                     input_tokens, output_tokens, tags) ",
-            );
-            insert.push_values(chunk, |mut row, (id, key, request, response)| {
-                row.push_bind(id)
-                    .push_bind("bench")
-                    .push_bind(key)
-                    .push_bind(&received_at)
-                    .push_bind("m")
-                    .push_bind(request)
-                    .push_bind(response)
-                    .push_bind(12_i64)
-                    .push_bind(3_i64)
-                    .push_bind("{}");
-            });
-            insert.push(" ON CONFLICT (source, dedup_key) DO NOTHING");
-            insert.build().execute(&mut *tx).await?;
-            tx.commit().await?;
-        }
-        let batched = started.elapsed();
-        drop(conn);
-        sqlx::query("DROP TABLE bench_raw_exchanges").execute(pool).await?;
-        Ok::<_, sqlx::Error>((single, batched))
-    })
-    .context("timing the database's own inserts")?;
+    let (single, batched) = store
+        .time_raw_inserts(single_rows, batched_rows, batch)
+        .await
+        .context("timing the database's own inserts")?;
     let per_sec = |rows: usize, took: Duration| rows as f64 / took.as_secs_f64().max(1e-9);
-    Ok((per_sec(single_rows.len(), timed.0), per_sec(batched_rows.len(), timed.1)))
+    Ok((per_sec(single_rows.len(), single), per_sec(batched_rows.len(), batched)))
 }
 
 /// Sends `settings.exchanges` single-exchange POSTs (numbered from `first_id` on), each at its

@@ -417,3 +417,15 @@ pub async fn run_scheduler(mut ctx: DriftContext, period: Duration, shutdown: im
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_signature_is_hmac_sha256_as_rfc_4231_gives_it() {
+        // RFC 4231, test case 2: key "Jefe", data "what do ya want for nothing?".
+        assert_eq!(
+            super::signature("Jefe", b"what do ya want for nothing?"),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+}

@@ -10,6 +10,7 @@
 //! is a no-op reported as such, so a retried or duplicated job never adds a row.
 
 mod analytics;
+mod bench;
 mod datasets;
 mod drift;
 mod exchanges;
@@ -28,6 +29,7 @@ use sqlx::sqlite::SqlitePool;
 
 pub use analytics::{HourlyCount, RejectionReason, TrafficRow};
 pub use datasets::{DatasetItemRow, DatasetVersion, dataset_item_key};
+pub use bench::RawRow;
 pub use drift::{Alert, Schedule, ScheduleRun, ScheduleSpec};
 pub use exchanges::{Delivery, DeliveryCounts, ExchangeHead, IngestOutcome, SourceStats, StoredExchange};
 pub use experiments::{BaselineSpec, DatasetRef, Experiment, ExperimentSpec, Filter, FrozenRubric};
