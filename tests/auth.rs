@@ -43,10 +43,14 @@ fn config() -> Config {
     }
 }
 
-const READ_ROUTES: [&str; 22] = [
+const READ_ROUTES: [&str; 26] = [
     "/",
     "/sources",
     "/spend",
+    "/datasets",
+    "/datasets/none",
+    "/drift",
+    "/drift/none",
     "/experiments/none",
     "/experiments/none/examples",
     "/experiments/none/examples/x",

@@ -83,6 +83,10 @@ async fn run_slot(app: &App, now: DateTime<Utc>) -> TickReport {
     all
 }
 
+async fn front_page(url: &str) -> String {
+    reqwest::get(format!("{url}/")).await.expect("front page").text().await.expect("html")
+}
+
 /// What an unfinished run is waiting for: each unevaluated run's progress, its unfinished
 /// work with claims, and the queue's jobs by status.
 async fn stuck(app: &App) -> String {
@@ -146,6 +150,10 @@ crate::on_both_engines! {
             bench.sim.accuracy.set("sim-drift", *acc);
             let report = run_slot(&app, at(k as i64)).await;
             opened.extend(report.opened.iter().map(|a| (k, a.rubric.clone())));
+            if k == 3 {
+                let front = front_page(&bench.url).await;
+                assert!(front.contains("Open drift alerts") && front.contains("href=\"/drift/support%3Adrift\""), "{front}");
+            }
             closed.extend(report.closed.iter().map(|a| (k, a.rubric.clone())));
         }
         assert_eq!(opened, [(3, "correctness".to_string())], "one alert per regression, at its first run");
@@ -174,6 +182,8 @@ crate::on_both_engines! {
             [("opened", true), ("recovered", true)]
         );
 
+        // The front page lists open alerts only: this one has recovered.
+        assert!(!front_page(&bench.url).await.contains("Open drift alerts"));
         // Everything was down for days: the schedule runs once on the way back, not once per slot.
         let back = at(100);
         let report = run_slot(&app, back).await;
@@ -194,6 +204,19 @@ crate::on_both_engines! {
         let http = evaltap_providers::http_client(Duration::from_secs(30)).expect("client");
         let listed: serde_json::Value = http.get(&api).send().await.expect("api").json().await.expect("json");
         assert_eq!(listed["alerts"][0]["deliveries"].as_array().map(Vec::len), Some(2), "{listed}");
+        // The drift page: a point per compared run, the opened and recovered markers on the
+        // runs that opened and closed the alert, each linking to its run's experiment.
+        let page_url = api.replace("/api/alerts", &format!("/drift/{}", evaltap_server::path_segment(&schedule.name)));
+        let page = http.get(&page_url).send().await.expect("page");
+        assert_eq!(page.status().as_u16(), 200);
+        let html = page.text().await.expect("html");
+        assert_eq!(html.matches("<circle class=\"run").count(), accuracy.len() - 3 + 1, "{html}");
+        assert_eq!(html.matches("class=\"run opened\"").count(), 1, "{html}");
+        assert_eq!(html.matches("class=\"run closed\"").count(), 1, "{html}");
+        let run_links = format!("/experiments/{}%23", evaltap_server::path_segment(&schedule.name));
+        assert!(html.contains(&run_links) && html.contains("reference run"), "{html}");
+        let index = http.get(api.replace("/api/alerts", "/drift")).send().await.expect("drift list");
+        assert!(index.text().await.expect("html").contains("3 of 3"), "the reference is complete");
         let _ = stop_api.send(());
 
         // A/A: 3 reference runs and 30 compared runs of an unchanged model raise nothing (the

@@ -95,6 +95,20 @@ crate::on_both_engines! {
         let (_, dataset) = call(get.clone(), &format!("{api}/datasets/sums"), READER, None).await;
         assert_eq!(dataset["versions"][0]["runs"], json!(["sums-ci"]), "{dataset}");
 
+        // The datasets pages.
+        let page = |path: &str| {
+            let url = format!("{}{path}", bench.url);
+            async move {
+                let response = reqwest::Client::new().get(url).bearer_auth(READER).send().await.expect("page");
+                (response.status().as_u16(), response.text().await.expect("html"))
+            }
+        };
+        let (status, html) = page("/datasets").await;
+        assert!(status == 200 && html.contains("href=\"/datasets/sums\""), "{html}");
+        let (status, html) = page("/datasets/sums").await;
+        assert!(status == 200 && html.contains("href=\"/experiments/sums-ci\"") && html.contains("q29"), "{html}");
+        assert_eq!(page("/datasets/nothing").await.0, 404);
+
         // Schedules: add, see, pause, refuse a duplicate, remove.
         let schedule = json!({"dataset": "sums", "candidate": "medium", "every": "6h", "name": "nightly"});
         let (status, _) = call(post.clone(), &format!("{api}/schedules"), READER, Some(schedule.clone())).await;
@@ -111,6 +125,10 @@ crate::on_both_engines! {
             (Some("nightly"), Some("ok"), Some(3)),
             "{listed}"
         );
+        let (status, html) = page("/drift").await;
+        assert!(status == 200 && html.contains("href=\"/drift/nightly\"") && html.contains("0 of 3"), "{html}");
+        let (status, html) = page("/drift/nightly").await;
+        assert!(status == 200 && html.contains("No compared run yet"), "{html}");
         let (status, body) = call(post.clone(), &format!("{api}/schedules/nightly/pause"), ADMIN, None).await;
         assert_eq!((status, body["schedule"]["paused"].as_bool()), (200, Some(true)), "{body}");
         let (_, shown) = call(get.clone(), &format!("{api}/schedules/nightly"), READER, None).await;

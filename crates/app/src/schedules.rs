@@ -8,6 +8,9 @@ use serde_json::Value;
 
 use crate::{AppError, Context};
 
+/// Finished runs a schedule's reference pools before any alert can open.
+pub use evaltap_drift::policy::REFERENCE_RUNS;
+
 /// What a new schedule runs.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -114,7 +117,7 @@ pub async fn list(ctx: &Context) -> Result<Vec<ScheduleStatus>, AppError> {
             runs: runs.len(),
             failed_to_start: runs.iter().filter(|r| start_error(r).is_some()).count(),
             reference_runs: runs.iter().filter(|r| is_reference(r)).count(),
-            reference_needed: evaltap_drift::policy::REFERENCE_RUNS,
+            reference_needed: REFERENCE_RUNS,
             open_alerts: alerts.iter().filter(|a| a.schedule_id == schedule.id && a.status == "open").count(),
             status: if error.is_some() {
                 "failing"

@@ -45,6 +45,10 @@ pub(crate) fn templates() -> Environment<'static> {
         ("spend.html", include_str!("../templates/spend.html")),
         ("sources.html", include_str!("../templates/sources.html")),
         ("error.html", include_str!("../templates/error.html")),
+        ("datasets.html", include_str!("../templates/datasets.html")),
+        ("dataset.html", include_str!("../templates/dataset.html")),
+        ("schedules.html", include_str!("../templates/schedules.html")),
+        ("schedule.html", include_str!("../templates/schedule.html")),
     ] {
         // The templates are compiled into the binary and covered by tests.
         env.add_template(name, source).expect("dashboard templates are valid");
@@ -52,7 +56,7 @@ pub(crate) fn templates() -> Environment<'static> {
     env
 }
 
-fn render(state: &AppState, name: &str, mut ctx: Value) -> Result<Html<String>, ApiError> {
+pub(crate) fn render(state: &AppState, name: &str, mut ctx: Value) -> Result<Html<String>, ApiError> {
     let template = state.templates.get_template(name).map_err(|e| ApiError::Internal(e.to_string()))?;
     // The layout offers "Sign out" only where there is signing in.
     ctx["signs_in"] = Value::Bool(!state.auth.is_open());
@@ -69,7 +73,21 @@ pub(crate) async fn index(State(state): State<AppState>) -> Result<Html<String>,
                    "candidates": e.candidates, "rubrics": e.rubrics})
         })
         .collect();
-    render(&state, "index.html", json!({"experiments": experiments}))
+    // Open drift alerts first: they are what needs someone.
+    let schedules = state.store.schedules().await?;
+    let alerts: Vec<Value> = state
+        .store
+        .alerts()
+        .await?
+        .into_iter()
+        .filter(|a| a.status == "open")
+        .map(|a| {
+            let schedule = schedules.iter().find(|s| s.id == a.schedule_id).map(|s| s.name.clone());
+            json!({"schedule": schedule, "rubric": a.rubric, "opened_at": a.opened_at.to_rfc3339(),
+                   "delta": a.details["delta"], "error": a.details["error"]})
+        })
+        .collect();
+    render(&state, "index.html", json!({"experiments": experiments, "alerts": alerts}))
 }
 
 pub(crate) async fn experiment(

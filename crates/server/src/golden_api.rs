@@ -28,7 +28,7 @@ impl From<AppError> for ApiError {
     }
 }
 
-fn context(state: &AppState) -> Context {
+pub(crate) fn context(state: &AppState) -> Context {
     Context { config: (*state.config).clone(), store: state.store.clone(), rubrics: state.rubrics.clone() }
 }
 

@@ -6,6 +6,7 @@ pub mod auth;
 mod dashboard;
 mod error;
 mod golden_api;
+mod golden_pages;
 mod keeper;
 mod mirror;
 mod proxy;
@@ -101,6 +102,10 @@ pub fn router(state: AppState) -> Router {
         .route("/experiments/{name}/examples/{item_id}", get(dashboard::example))
         .route("/spend", get(dashboard::spend))
         .route("/sources", get(dashboard::sources))
+        .route("/datasets", get(golden_pages::datasets))
+        .route("/datasets/{name}", get(golden_pages::dataset))
+        .route("/drift", get(golden_pages::schedules))
+        .route("/drift/{name}", get(golden_pages::schedule))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), dashboard::error_pages))
         .route_layer(axum::middleware::from_fn(dashboard::security_headers));
     let mut guarded = Router::new().merge(pages);
