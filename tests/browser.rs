@@ -54,7 +54,7 @@ async fn start_chromedriver(installed: &evaltap_testenv::Browser) -> (tokio::pro
         .spawn()
         .expect("start chromedriver");
     let url = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
+    let http = evaltap_providers::http_client(Duration::from_secs(5)).expect("client");
     for _ in 0..100 {
         if http.get(format!("{url}/status")).send().await.is_ok() {
             return (child, url);
@@ -181,7 +181,12 @@ async fn every_page_renders_in_chromium_and_a_regression_clicks_through_to_its_d
     assert!(count(&client, ".judgment").await >= 2, "judge scores and reasons");
     save(&client, "example").await;
 
-    for (path, name, marker) in [("/spend", "spend", "table.spend"), ("/sources", "sources", "svg.traffic")] {
+    for (path, name, marker) in [
+        ("/spend", "spend", "table.spend"),
+        ("/sources", "sources", "svg.traffic"),
+        ("/datasets", "datasets", "table"),
+        ("/drift", "drift", "table"),
+    ] {
         client.goto(&format!("{base}{path}")).await.expect(path);
         client.find(Locator::Css(marker)).await.unwrap_or_else(|_| panic!("{path} shows {marker}"));
         assert!(!scrolls_sideways(&client).await, "{path} fits 1280 px");

@@ -95,6 +95,10 @@ pub async fn dashboard(settings: &DashboardBench) -> anyhow::Result<DashboardFig
         "/api/spend".to_string(),
         "/sources".to_string(),
         "/api/sources".to_string(),
+        "/datasets".to_string(),
+        "/api/datasets".to_string(),
+        "/drift".to_string(),
+        "/api/schedules".to_string(),
         "/".to_string(),
     ];
     let mut timings = Vec::new();
