@@ -7,6 +7,7 @@ mod browser;
 mod common;
 mod dashboard;
 mod door;
+mod engines;
 mod drift;
 mod first_hour;
 mod full_loop;
