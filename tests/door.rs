@@ -132,7 +132,7 @@ async fn signed_deliveries_are_checked() {
         ..SourceConfig::with_key("helicone", "unused")
     };
     let server = TestServer::start(Config { sources: vec![source], ..Config::default() }).await;
-    let body = std::fs::read("crates/ingest/tests/fixtures/helicone.json").expect("fixture");
+    let body = std::fs::read("crates/ingest/tests/fixtures/helicone/request.json").expect("fixture");
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"whsec-test").expect("key");
     mac.update(&body);
     let signature: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
@@ -184,10 +184,10 @@ async fn rules_caps_gzip_and_formats() {
     assert_eq!((body["accepted"].as_u64(), body["sampled_out"].as_u64()), (Some(5), Some(15)), "{body}");
 
     // A gateway format end to end, and OTLP at /v1/traces.
-    let litellm = std::fs::read("crates/ingest/tests/fixtures/litellm_batch.json").expect("fixture");
+    let litellm = std::fs::read("crates/ingest/tests/fixtures/litellm/batch.json").expect("fixture");
     let (status, body) = post(&server, "/v1/mirror/litellm", "k", litellm).await;
     assert_eq!((status, body["sampled_out"].as_u64()), (202, Some(3)), "cap reached: {body}");
-    let otlp = std::fs::read("crates/ingest/tests/fixtures/otlp_semconv.json").expect("fixture");
+    let otlp = std::fs::read("crates/ingest/tests/fixtures/otlp/semconv.json").expect("fixture");
     let reply = server
         .http
         .post(format!("{}/v1/traces", server.url))

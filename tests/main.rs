@@ -8,6 +8,7 @@ mod common;
 mod dashboard;
 mod door;
 mod engines;
+mod format_harness;
 mod drift;
 mod first_hour;
 mod full_loop;

@@ -92,7 +92,7 @@ fn exchange(i: usize) -> String {
 }
 
 /// A payload as LiteLLM proxy 1.108.7 posts it (see the ingest crate's fixture).
-const LITELLM_PAYLOAD: &str = include_str!("../ingest/tests/fixtures/litellm_1.108.7_payload.json");
+const LITELLM_PAYLOAD: &str = include_str!("../ingest/tests/fixtures/litellm/1.108.7_payload.json");
 const LITELLM_CALL_ID: &str = "ca9afd90-0b58-4d99-967c-47a5a68111b8";
 
 /// LiteLLM's real payload as one JSON line, with a placeholder for the call id.

@@ -201,9 +201,9 @@ enum SourcesCommand {
         /// Source name.
         #[arg(long)]
         name: String,
-        /// What the gateway sends: native, litellm, openrouter, portkey, helicone, kong,
-        /// cloudflare, otlp, or proxy (the tee proxy).
-        #[arg(long, default_value = "native")]
+        /// What the gateway sends (one of the registered formats, or `proxy` for the tee proxy).
+        #[arg(long, default_value = "native",
+              value_parser = clap::builder::PossibleValuesParser::new(crate::sources_cmd::formats()))]
         format: String,
         /// evaltap's URL as the gateway reaches it.
         #[arg(long, default_value = "http://127.0.0.1:7077")]

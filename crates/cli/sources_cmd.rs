@@ -5,9 +5,10 @@ use rand::RngExt as _;
 
 use evaltap_app::App;
 
-/// Formats `sources add` knows how to configure.
-pub const FORMATS: [&str; 9] =
-    ["native", "litellm", "openrouter", "portkey", "helicone", "kong", "cloudflare", "otlp", "proxy"];
+/// Formats `sources add` knows how to configure: every registered adapter, and the tee proxy.
+pub fn formats() -> Vec<&'static str> {
+    evaltap_ingest::formats::ADAPTERS.iter().map(|a| a.name()).chain(["proxy"]).collect()
+}
 
 /// One source as `evaltap sources` lists it.
 #[derive(Debug, serde::Serialize)]
@@ -144,8 +145,8 @@ pub fn new_api_token() -> String {
 
 /// What to paste where for a new source named `name` sending `format` to evaltap at `url`.
 pub fn add(name: &str, format: &str, url: &str, key: &str) -> anyhow::Result<String> {
-    if !FORMATS.contains(&format) {
-        anyhow::bail!("unknown format `{format}` (known: {})", FORMATS.join(", "));
+    if !formats().contains(&format) {
+        anyhow::bail!("unknown format `{format}` (known: {})", formats().join(", "));
     }
     let url = url.trim_end_matches('/');
     let hash = evaltap_server::sources::key_hash(key);
@@ -184,8 +185,12 @@ pub fn add(name: &str, format: &str, url: &str, key: &str) -> anyhow::Result<Str
         "otlp" => format!(
             "Any OpenTelemetry SDK or collector (GenAI semantic conventions, with message content capture on):\n\n  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT={url}/v1/traces\n  OTEL_EXPORTER_OTLP_HEADERS=Authorization=Bearer%20{key}\n  OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true\n"
         ),
-        _ => format!(
+        "proxy" => format!(
             "Point your OpenAI-compatible client at the tee proxy and send the source key in its own header:\n\n  base_url = \"{url}/proxy/{name}/v1\"\n  default_headers = {{\"X-Evaltap-Key\": \"{key}\"}}\n\nevaltap forwards to `upstream` with your headers (your own Authorization untouched) and mirrors each exchange after it completes.\n"
+        ),
+        // A format registered without a snippet of its own: its endpoint and the key.
+        other => format!(
+            "Have the gateway POST its logs to {url}/v1/mirror/{other} with the header\n\n  Authorization: Bearer {key}\n"
         ),
     };
     Ok(format!(
@@ -212,7 +217,7 @@ mod tests {
 
     #[test]
     fn snippets_name_the_endpoint_and_the_key_hash() {
-        for format in FORMATS {
+        for format in formats() {
             let text = add("prod", format, "http://evaltap:7077/", "etk_test").expect("known format");
             assert!(text.contains(&evaltap_server::sources::key_hash("etk_test")), "{format}");
             assert!(text.contains("http://evaltap:7077/"), "{format}");

@@ -33,7 +33,7 @@ fn conforms(decoded: &Decoded) {
 
 #[test]
 fn litellm_batch_with_unicode_tool_calls_stream_and_failure() {
-    let decoded = decode("litellm", &fixture("litellm_batch.json")).expect("decodes");
+    let decoded = decode("litellm", &fixture("litellm/batch.json")).expect("decodes");
     conforms(&decoded);
     assert!(decoded.rejected.is_empty(), "{:?}", decoded.rejected);
     let [(_, first), (_, tools), (_, failed)] = &decoded.exchanges[..] else { panic!("three exchanges") };
@@ -56,7 +56,7 @@ fn litellm_batch_with_unicode_tool_calls_stream_and_failure() {
 
 #[test]
 fn litellm_ndjson_and_single_formats_and_bad_items() {
-    let batch: Vec<Value> = serde_json::from_slice(&fixture("litellm_batch.json")).expect("json");
+    let batch: Vec<Value> = serde_json::from_slice(&fixture("litellm/batch.json")).expect("json");
     let ndjson: String = batch.iter().map(|v| format!("{v}\n")).collect();
     assert_eq!(decode("litellm", ndjson.as_bytes()).expect("ndjson").exchanges.len(), 3);
     assert_eq!(decode("litellm", batch[0].to_string().as_bytes()).expect("single").exchanges.len(), 1);
@@ -73,7 +73,7 @@ fn litellm_ndjson_and_single_formats_and_bad_items() {
 /// of it key metadata and the model's cost map, none of which evaltap keeps.
 #[test]
 fn litellm_real_payload_keeps_what_matters_and_drops_the_rest() {
-    let decoded = decode("litellm", &fixture("litellm_1.108.7_payload.json")).expect("decodes");
+    let decoded = decode("litellm", &fixture("litellm/1.108.7_payload.json")).expect("decodes");
     conforms(&decoded);
     assert!(decoded.rejected.is_empty(), "{:?}", decoded.rejected);
     let [(_, exchange)] = &decoded.exchanges[..] else { panic!("one exchange") };
@@ -111,7 +111,7 @@ fn litellm_real_payload_keeps_what_matters_and_drops_the_rest() {
 /// of an unexpected shape is ignored, not a reason to lose the call.
 #[test]
 fn litellm_fields_of_the_wrong_type() {
-    let batch: Vec<Value> = serde_json::from_slice(&fixture("litellm_batch.json")).expect("json");
+    let batch: Vec<Value> = serde_json::from_slice(&fixture("litellm/batch.json")).expect("json");
     let mut odd_metadata = batch[0].clone();
     odd_metadata["metadata"] = json!("not an object");
     odd_metadata["hidden_params"] = json!([1, 2]);
@@ -131,7 +131,7 @@ fn litellm_fields_of_the_wrong_type() {
 
 #[test]
 fn openrouter_broadcast_root_span_and_test_connection() {
-    let decoded = decode("openrouter", &fixture("openrouter.json")).expect("decodes");
+    let decoded = decode("openrouter", &fixture("openrouter/broadcast.json")).expect("decodes");
     conforms(&decoded);
     assert_eq!(decoded.exchanges.len(), 1, "only the root span has content");
     assert!(
@@ -150,7 +150,7 @@ fn openrouter_broadcast_root_span_and_test_connection() {
     assert!((ex.latency_ms.expect("latency") - 2443.0).abs() < 1e-6);
     assert_eq!(ex.tags["session_id"], "ses_f179");
     assert_eq!(ex.tags["trace.metadata.openrouter.provider_name"], "Amazon Bedrock");
-    let test = decode("openrouter", &fixture("openrouter_test_connection.json")).expect("decodes");
+    let test = decode("openrouter", &fixture("openrouter/test_connection.json")).expect("decodes");
     assert!(test.exchanges.is_empty() && test.rejected.is_empty());
     let empty = decode("openrouter", b"{}").expect("empty payload");
     assert!(empty.exchanges.is_empty());
@@ -158,7 +158,7 @@ fn openrouter_broadcast_root_span_and_test_connection() {
 
 #[test]
 fn otlp_semconv_parts_tool_calls_and_system_instructions() {
-    let decoded = decode("otlp", &fixture("otlp_semconv.json")).expect("decodes");
+    let decoded = decode("otlp", &fixture("otlp/semconv.json")).expect("decodes");
     conforms(&decoded);
     let (_, ex) = &decoded.exchanges[0];
     let messages = ex.request["messages"].as_array().expect("messages");
@@ -173,7 +173,7 @@ fn otlp_semconv_parts_tool_calls_and_system_instructions() {
     assert_eq!(ex.model.as_deref(), Some("gpt-4o-2024-08-06"));
     assert_eq!(ex.tags["conversation_id"], "conv-77");
     assert_eq!(ex.cost_usd, None, "the conventions define no cost attribute");
-    let failed = decode("otlp", &fixture("otlp_details_event.json")).expect("decodes");
+    let failed = decode("otlp", &fixture("otlp/details_event.json")).expect("decodes");
     let (_, ex) = &failed.exchanges[0];
     assert!(!ex.succeeded);
     assert_eq!(last_user_text(&ex.request), "Summarize this.");
@@ -252,14 +252,14 @@ fn json_values_are_counted_outside_strings() {
 
 #[test]
 fn cloudflare_otel_and_logpush_with_encrypted_bodies_rejected() {
-    let decoded = decode("cloudflare", &fixture("cloudflare_otel.json")).expect("decodes");
+    let decoded = decode("cloudflare", &fixture("cloudflare/otel.json")).expect("decodes");
     conforms(&decoded);
     let (_, ex) = &decoded.exchanges[0];
     assert_eq!(response_text(&ex.response), "Paris.");
     assert_eq!(ex.request["temperature"], 0);
     assert_eq!(ex.cost_usd, Some(0.000012));
     assert_eq!(ex.usage.map(|u| u.input_tokens), Some(12));
-    let logpush = decode("cloudflare", &fixture("cloudflare_logpush.ndjson")).expect("decodes");
+    let logpush = decode("cloudflare", &fixture("cloudflare/logpush.ndjson")).expect("decodes");
     conforms(&logpush);
     assert_eq!(logpush.exchanges.len(), 1);
     let (_, ex) = &logpush.exchanges[0];
@@ -272,14 +272,14 @@ fn cloudflare_otel_and_logpush_with_encrypted_bodies_rejected() {
 
 #[test]
 fn helicone_string_bodies_and_too_large() {
-    let decoded = decode("helicone", &fixture("helicone.json")).expect("decodes");
+    let decoded = decode("helicone", &fixture("helicone/request.json")).expect("decodes");
     conforms(&decoded);
     let (_, ex) = &decoded.exchanges[0];
     assert_eq!(ex.external_id.as_deref(), Some("550e8400-e29b-41d4-a716-446655440000"));
     assert_eq!(last_user_text(&ex.request), "Hauptstadt von Österreich?");
     assert_eq!(response_text(&ex.response), "Wien.");
     assert_eq!((ex.cost_usd, ex.latency_ms), (Some(0.000003), Some(930.0)));
-    let mut big: Value = serde_json::from_slice(&fixture("helicone.json")).expect("json");
+    let mut big: Value = serde_json::from_slice(&fixture("helicone/request.json")).expect("json");
     big["request_body"] = json!("Body too large, see request_response_url");
     let rejected = decode("helicone", big.to_string().as_bytes()).expect("decodes");
     assert!(rejected.rejected[0].reason.contains("`request_body`"));
@@ -287,7 +287,7 @@ fn helicone_string_bodies_and_too_large() {
 
 #[test]
 fn kong_batch_with_streamed_response_and_missing_cost() {
-    let decoded = decode("kong", &fixture("kong_batch.json")).expect("decodes");
+    let decoded = decode("kong", &fixture("kong/batch.json")).expect("decodes");
     conforms(&decoded);
     let [(_, first), (_, streamed)] = &decoded.exchanges[..] else { panic!("two exchanges") };
     assert_eq!(first.external_id.as_deref(), Some("a1b2c3"));
@@ -304,14 +304,14 @@ fn kong_batch_with_streamed_response_and_missing_cost() {
 
 #[test]
 fn portkey_drops_headers_and_rejects_streams() {
-    let decoded = decode("portkey", &fixture("portkey.json")).expect("decodes");
+    let decoded = decode("portkey", &fixture("portkey/log.json")).expect("decodes");
     conforms(&decoded);
     let (_, ex) = &decoded.exchanges[0];
     assert_eq!(ex.external_id.as_deref(), Some("chatcmpl-mock123"));
     assert_eq!(ex.tags["user_id"], "u-42");
     let stored = serde_json::to_string(&(&ex.request, &ex.response, &ex.tags)).expect("json");
     assert!(!stored.contains("SECRET"), "credentials must not be kept: {stored}");
-    let stream = decode("portkey", &fixture("portkey_stream.json")).expect("decodes");
+    let stream = decode("portkey", &fixture("portkey/stream.json")).expect("decodes");
     assert!(stream.rejected[0].reason.contains("streaming"));
 }
 

@@ -1,6 +1,14 @@
-//! The registry of wire formats. To add one: write `formats/<name>.rs` with a unit struct
-//! implementing [`Adapter`](crate::Adapter), add its `mod` line and one entry in [`ADAPTERS`],
-//! and fixtures under `crates/ingest/tests/fixtures/<name>/`.
+//! The registry of wire formats. Adding one is, exactly:
+//!
+//! 1. `formats/<name>.rs`: a unit struct implementing [`Adapter`](crate::Adapter);
+//! 2. its `pub mod <name>;` line and one entry in [`ADAPTERS`] below;
+//! 3. fixtures in `crates/ingest/tests/fixtures/<name>/` — payloads as the gateway sends them,
+//!    each beside `<payload>.expected.json` (`EVALTAP_BLESS=1 cargo test --test evaltap
+//!    format_harness` writes them; read them before committing) — and a row in the README's
+//!    gateway table naming `<url>/v1/mirror/<name>`.
+//!
+//! Everything else follows from the registry: `POST /v1/mirror/<name>`, `evaltap sources add
+//! --format <name>` and its help, the fuzz test and the format harness.
 
 pub mod cloudflare;
 pub mod helicone;
