@@ -3,7 +3,7 @@
 //! runs reach deep into each format rather than failing at the first brace. A case that ever
 //! fails here becomes a fixed regression test below.
 
-use evaltap_ingest::{ADAPTERS, adapter};
+use evaltap_ingest::ADAPTERS;
 use http::HeaderMap;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
@@ -122,7 +122,7 @@ fn fixed_odd_inputs_are_handled() {
         "\u{feff}{}",
         "[[[[[]]]]]",
     ] {
-        for adapter in evaltap_ingest::formats::ADAPTERS {
+        for adapter in ADAPTERS {
             let _ = adapter.decode(body.as_bytes(), &HeaderMap::new());
         }
     }
