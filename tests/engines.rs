@@ -65,7 +65,11 @@ async fn sqlite_tables(pool: &sqlx::SqlitePool) -> BTreeSet<Table> {
         .expect("tables");
     let mut tables = BTreeSet::new();
     for name in names.into_iter().filter(|n| ours(n)) {
-        let info = sqlx::query("SELECT * FROM pragma_table_info($1)").bind(&name).fetch_all(pool).await.expect("columns");
+        let info = sqlx::query("SELECT * FROM pragma_table_info($1)")
+            .bind(&name)
+            .fetch_all(pool)
+            .await
+            .expect("columns");
         let mut key: Vec<(i64, String)> = Vec::new();
         let mut columns = BTreeSet::new();
         for c in &info {
@@ -81,7 +85,11 @@ async fn sqlite_tables(pool: &sqlx::SqlitePool) -> BTreeSet<Table> {
         }
         key.sort();
         let mut indexes = BTreeSet::new();
-        let list = sqlx::query("SELECT * FROM pragma_index_list($1)").bind(&name).fetch_all(pool).await.expect("indexes");
+        let list = sqlx::query("SELECT * FROM pragma_index_list($1)")
+            .bind(&name)
+            .fetch_all(pool)
+            .await
+            .expect("indexes");
         for index in &list {
             let origin: String = index.get("origin");
             if origin == "pk" {
@@ -99,7 +107,12 @@ async fn sqlite_tables(pool: &sqlx::SqlitePool) -> BTreeSet<Table> {
             cols.sort();
             indexes.insert((index.get::<i64, _>("unique") == 1, cols.into_iter().map(|(_, c)| c).collect()));
         }
-        tables.insert(Table { name, columns, primary_key: key.into_iter().map(|(_, c)| c).collect(), indexes });
+        tables.insert(Table {
+            name,
+            columns,
+            primary_key: key.into_iter().map(|(_, c)| c).collect(),
+            indexes,
+        });
     }
     tables
 }
@@ -124,7 +137,11 @@ async fn postgres_tables(pool: &sqlx::PgPool) -> BTreeSet<Table> {
         .iter()
         .map(|c| {
             let declared = c.get::<String, _>("type");
-            (c.get::<String, _>("name"), class_as_sqlite_stores_it(&declared), c.get::<String, _>("nullable") == "YES")
+            (
+                c.get::<String, _>("name"),
+                class_as_sqlite_stores_it(&declared),
+                c.get::<String, _>("nullable") == "YES",
+            )
         })
         .collect();
         // Every index with its columns in order, whether it is unique and whether it is the key.

@@ -7,8 +7,8 @@
 
 use std::path::{Path, PathBuf};
 
-use evaltap_ingest::formats::ADAPTERS;
 use axum::http::HeaderMap;
+use evaltap_ingest::formats::ADAPTERS;
 use serde_json::{Value, json};
 
 use crate::common::TempDir;
@@ -54,12 +54,18 @@ async fn every_registered_format_decodes_its_fixtures_to_the_expected_exchanges_
                 std::fs::write(&expected_file, serde_json::to_string_pretty(&actual).expect("json") + "\n")
                     .expect("write expected");
             }
-            let expected: Value = serde_json::from_str(
-                &std::fs::read_to_string(&expected_file)
-                    .unwrap_or_else(|e| panic!("{}: {e} (EVALTAP_BLESS=1 writes it)", expected_file.display())),
-            )
-            .expect("expected JSON");
-            assert_eq!(actual, expected, "{} decodes differently from {}", fixture.display(), expected_file.display());
+            let expected: Value =
+                serde_json::from_str(&std::fs::read_to_string(&expected_file).unwrap_or_else(|e| {
+                    panic!("{}: {e} (EVALTAP_BLESS=1 writes it)", expected_file.display())
+                }))
+                .expect("expected JSON");
+            assert_eq!(
+                actual,
+                expected,
+                "{} decodes differently from {}",
+                fixture.display(),
+                expected_file.display()
+            );
             produced += decoded.exchanges.len();
 
             // Redacted (what the door does with `redact = true`), stored, read back unchanged.
@@ -96,6 +102,10 @@ fn the_readme_says_where_every_registered_format_posts() {
             "otlp" => "/v1/traces".to_string(),
             name => format!("<url>/v1/mirror/{name}"),
         };
-        assert!(readme.contains(&endpoint), "the README does not say where `{}` posts ({endpoint})", adapter.name());
+        assert!(
+            readme.contains(&endpoint),
+            "the README does not say where `{}` posts ({endpoint})",
+            adapter.name()
+        );
     }
 }

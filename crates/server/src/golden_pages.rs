@@ -77,9 +77,11 @@ pub(crate) async fn schedule(
             .filter(|a| a.closed_run.is_some() && a.closed_run == run.experiment_id)
             .map(|a| a.rubric.as_str())
             .collect();
-        rows.push(json!({"slot": run.slot, "when": when(run.slot), "experiment": experiment, "outcome": outcome,
+        rows.push(
+            json!({"slot": run.slot, "when": when(run.slot), "experiment": experiment, "outcome": outcome,
                          "reference": outcome["reference"] == json!(true), "error": outcome["error"],
-                         "opened": opened, "closed": closed}));
+                         "opened": opened, "closed": closed}),
+        );
     }
     let compared: Vec<&Value> = rows.iter().filter(|r| r["outcome"]["rubrics"].is_array()).collect();
     for (index, row) in compared.iter().enumerate() {

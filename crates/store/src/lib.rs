@@ -28,8 +28,8 @@ use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
 
 pub use analytics::{HourlyCount, RejectionReason, TrafficRow};
-pub use datasets::{DatasetItemRow, DatasetVersion, dataset_item_key};
 pub use bench::RawRow;
+pub use datasets::{DatasetItemRow, DatasetVersion, dataset_item_key};
 pub use drift::{Alert, Schedule, ScheduleRun, ScheduleSpec};
 pub use exchanges::{Delivery, DeliveryCounts, ExchangeHead, IngestOutcome, SourceStats, StoredExchange};
 pub use experiments::{BaselineSpec, DatasetRef, Experiment, ExperimentSpec, Filter, FrozenRubric};

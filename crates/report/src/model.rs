@@ -1,0 +1,471 @@
+//! The report's types: what `evaltap report --json`, the API and the pages read.
+
+use evaltap_core::Usage;
+use evaltap_stats::{Basis, Comparison, mean};
+use evaltap_store::{Experiment, Progress, Spend};
+use serde::{Deserialize, Serialize};
+
+use crate::*;
+
+/// The report of one experiment.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Report {
+    /// Experiment name.
+    pub experiment: String,
+    /// `running` while work is pending, `done` once every replay and judgment is stored.
+    pub status: String,
+    /// Non-inferiority margin on the [0, 1] scale.
+    pub margin: f64,
+    /// Which statistics decide the verdicts: `sequential` (always-valid, while running) or
+    /// `fixed-n` (once done).
+    pub basis: Basis,
+    /// Work done and expected.
+    pub progress: Progress,
+    /// Spend on candidate replays.
+    pub spend: Spend,
+    /// Whether replays were skipped because the spend cap was reached.
+    pub spend_cap_reached: bool,
+    /// The baseline: production responses, a replayed model, or the references.
+    pub baseline: BaselineSummary,
+    /// Sampled items whose stored row does not read back (skipped, counted).
+    pub unreadable_items: usize,
+    /// Units of work claimed more than once: a worker stopped mid-call (killed, or its lease
+    /// ran out) and another took the work over. Each may have been paid twice.
+    #[serde(default)]
+    pub takeovers: u64,
+    /// For a golden run: the dataset.
+    pub dataset: Option<String>,
+    /// For a golden run: the dataset version (content hash) it used.
+    pub dataset_version: Option<String>,
+    /// The rubrics as the experiment froze them (empty for experiments created before rubrics
+    /// were frozen).
+    pub frozen_rubrics: Vec<FrozenRubricSummary>,
+    /// The judge model the experiment froze.
+    pub judge_model: Option<String>,
+    /// The frozen judge's sampling parameters.
+    pub judge: Option<JudgeSummary>,
+    /// One entry per candidate, in the experiment's order.
+    pub candidates: Vec<CandidateReport>,
+}
+
+/// A frozen rubric, as the report names it.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct FrozenRubricSummary {
+    /// Rubric name.
+    pub name: String,
+    /// Hex SHA-256 of the rubric's full text.
+    pub sha256: String,
+    /// `pointwise` or `pairwise`.
+    pub mode: String,
+    /// Score range.
+    #[schema(value_type = Vec<f64>)]
+    pub scale: (f64, f64),
+    /// The rubric's own judge model, if it names one.
+    pub judge_model: Option<String>,
+}
+
+/// The frozen judge.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct JudgeSummary {
+    /// Model.
+    pub model: String,
+    /// Sampling temperature.
+    pub temperature: f64,
+    /// Calls averaged per item and rubric.
+    pub samples: usize,
+    /// USD per million prompt tokens.
+    pub input_per_mtok: f64,
+    /// USD per million completion tokens.
+    pub output_per_mtok: f64,
+}
+
+/// The baseline (production) side.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct BaselineSummary {
+    /// The production model of the sampled exchanges, or `mixed` when they came from several
+    /// (then `models` has the split).
+    pub model: String,
+    /// Each production model among the sampled exchanges with its count, most frequent first.
+    #[serde(default)]
+    pub models: Vec<ModelCount>,
+    /// The baseline is the golden set's reference answers: text, not a model with a price.
+    #[serde(default)]
+    pub is_reference: bool,
+    /// Where the baseline's cost came from, in sampled exchanges.
+    #[serde(default)]
+    pub cost_sources: CostSources,
+    /// Exchanges sampled.
+    pub n: usize,
+    /// Mean cost per request in USD (reported by the gateway, else from configured prices);
+    /// 0 when no cost is known.
+    pub cost_per_request_usd: f64,
+}
+
+/// A production model and how many sampled exchanges it answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ModelCount {
+    /// Model name as the gateway reported it.
+    pub model: String,
+    /// Sampled exchanges.
+    pub n: usize,
+}
+
+/// Where the costs of the baseline's calls came from, counted in calls.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CostSources {
+    /// Priced by the gateway (its logged cost).
+    pub gateway: usize,
+    /// Priced by evaltap: the call's token usage at the `[prices]` of `evaltap.toml`.
+    pub config: usize,
+    /// Priced by evaltap at the default price table shipped with it (dated list prices).
+    #[serde(default)]
+    pub table: usize,
+    /// Not priced: no logged cost, and no usage or no price for the model.
+    pub unknown: usize,
+}
+
+impl CostSources {
+    /// `200 priced by the gateway`, `150 by the gateway, 50 from [prices]`, `12 unpriced`.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if self.gateway > 0 {
+            parts.push(format!("{} by the gateway", self.gateway));
+        }
+        if self.config > 0 {
+            parts.push(format!("{} from [prices] in evaltap.toml", self.config));
+        }
+        if self.table > 0 {
+            parts.push(format!(
+                "{} from the default price table (list prices as of {})",
+                self.table,
+                evaltap_core::pricing::PriceTable::shipped().as_of
+            ));
+        }
+        if self.unknown > 0 {
+            parts.push(format!("{} unpriced", self.unknown));
+        }
+        if parts.is_empty() { "no calls".into() } else { format!("priced: {}", parts.join(", ")) }
+    }
+}
+
+/// What `BaselineSummary::model` says when the sample holds several production models.
+pub const MIXED_BASELINE: &str = "mixed";
+
+impl BaselineSummary {
+    /// Whether `model` is (one of) the baseline's production models.
+    pub fn includes(&self, model: &str) -> bool {
+        if self.models.is_empty() {
+            self.model == model
+        } else {
+            self.models.iter().any(|m| m.model == model)
+        }
+    }
+
+    /// The model, or `mixed` with the split: `mixed (sim-large 75%, sim-medium 25%)`.
+    pub fn describe(&self) -> String {
+        if self.models.len() <= 1 {
+            return self.model.clone();
+        }
+        let total: usize = self.models.iter().map(|m| m.n).sum::<usize>().max(1);
+        let split: Vec<String> = self
+            .models
+            .iter()
+            .map(|m| format!("{} {:.0}%", m.model, 100.0 * m.n as f64 / total as f64))
+            .collect();
+        format!("{MIXED_BASELINE} ({})", split.join(", "))
+    }
+}
+
+/// One candidate's results.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CandidateReport {
+    /// Candidate name.
+    pub name: String,
+    /// Model called.
+    pub model: String,
+    /// Successful replays.
+    pub n: usize,
+    /// Failed replays (after retries).
+    pub errors: usize,
+    /// Replays not attempted because the spend cap was reached.
+    pub skipped: usize,
+    /// Replays not attempted because the candidate's API cannot carry the request, by reason
+    /// (`audio input`, `a \`web_search\` tool`…).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub unsupported: std::collections::BTreeMap<String, usize>,
+    /// Successful replays whose answer stopped at its output-token limit (`finish_reason` =
+    /// `length`): a cut answer may score lower for being cut.
+    #[serde(default)]
+    pub truncated: usize,
+    /// Mean cost per successful replay in USD; null when no successful replay was priced.
+    pub cost_per_request_usd: Option<f64>,
+    /// Cost per request relative to the baseline, in percent (negative is cheaper); null when
+    /// either side's cost is unknown.
+    pub cost_delta_pct: Option<f64>,
+    /// Median replay latency in milliseconds.
+    pub latency_p50_ms: f64,
+    /// 95th percentile of replay latency in milliseconds.
+    #[serde(default)]
+    pub latency_p95_ms: f64,
+    /// Failed replays over attempted ones (skipped ones not counted).
+    #[serde(default)]
+    pub error_rate: f64,
+    /// Quality per rubric.
+    pub rubrics: Vec<RubricResult>,
+}
+
+/// The paired comparison on one rubric. Besides the contract fields (`n`, `baseline_mean`,
+/// `candidate_mean`, `delta`, `ci_low`, `ci_high`, `p_value`, `verdict`) it carries the
+/// sequential p-value and confidence sequence, Holm and BH adjustments, and for inconclusive
+/// verdicts the sample size that would settle them.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RubricResult {
+    /// Rubric name.
+    pub rubric: String,
+    /// The statistics.
+    #[serde(flatten)]
+    pub stats: Comparison,
+    /// Additional pairs needed beyond those scored (inconclusive verdicts only).
+    pub more_samples_needed: Option<u64>,
+    /// For pairwise rubrics: wins, ties and losses of the candidate against the baseline. The
+    /// statistics above then compare the candidate's tie-as-half win rate with ½ (`delta` is
+    /// win rate − ½), so `non-inferior` means a win rate above ½ − margin.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pairwise: Option<PairwiseSummary>,
+    /// Exchanges whose pair is missing because a judgment failed (unreadable answer or judge
+    /// error, after retries): they are not in `n`. If failures depend on the answer the delta is
+    /// biased, so more than 2% of pairs raises a warning.
+    pub judge_errors: u64,
+    /// Judgments not made because the spend cap was reached.
+    pub judge_skipped: u64,
+    /// What the candidate-side judge calls of this rubric cost, in USD (the baseline's are in
+    /// the experiment's `spend.judge_spent_usd`).
+    pub judge_cost_usd: f64,
+    /// Pearson correlation of the score difference with the answer-length difference
+    /// (characters, candidate − baseline): a judge that rewards length shows up here.
+    pub length_correlation: Option<f64>,
+    /// Pairwise: share of exchanges where both orders gave the same outcome.
+    pub consistency: Option<f64>,
+    /// Pairwise: share of verdicts that named the first-shown response.
+    pub first_position_rate: Option<f64>,
+    /// Pairwise: length-controlled win rate (win rate at equal length, Dubois et al. 2024),
+    /// beside the raw tie-as-half rate.
+    pub lc_win_rate: Option<f64>,
+    /// With several judge samples per item: the pooled within-item standard deviation of the
+    /// normalized scores (averaging K samples divides its variance by K; what is left is in the
+    /// interval through the per-item means).
+    pub judge_within_item_sd: Option<f64>,
+    /// The rubric's latest calibration against human labels, if any.
+    pub calibration: Option<CalibrationSummary>,
+    /// What the reader should know before trusting the verdict.
+    pub warnings: Vec<String>,
+    /// For pass/fail rubrics and deterministic checks: each side's pass rate with its Wilson
+    /// 95% interval (the comparison itself is McNemar's exact test, in `mcnemar`).
+    pub pass_rates: Option<PassRates>,
+}
+
+/// Pass rates of a pass/fail comparison.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PassRates {
+    /// Baseline pass rate.
+    pub baseline: f64,
+    /// Its Wilson 95% interval.
+    #[schema(value_type = Vec<f64>)]
+    pub baseline_ci: (f64, f64),
+    /// Candidate pass rate.
+    pub candidate: f64,
+    /// Its Wilson 95% interval.
+    #[schema(value_type = Vec<f64>)]
+    pub candidate_ci: (f64, f64),
+}
+
+pub(crate) fn pass_rates(baseline: &[f64], candidate: &[f64]) -> Option<PassRates> {
+    if !evaltap_stats::is_binary(baseline, candidate) {
+        return None;
+    }
+    let passes = |xs: &[f64]| xs.iter().filter(|x| **x == 1.0).count() as u64;
+    let n = baseline.len() as u64;
+    Some(PassRates {
+        baseline: passes(baseline) as f64 / n as f64,
+        baseline_ci: evaltap_stats::wilson(passes(baseline), n, ALPHA),
+        candidate: passes(candidate) as f64 / n as f64,
+        candidate_ci: evaltap_stats::wilson(passes(candidate), n, ALPHA),
+    })
+}
+
+/// The latest calibration of a rubric's judge against human labels.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CalibrationSummary {
+    /// When it ran.
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// Judge model calibrated.
+    pub judge_model: String,
+    /// Whether the calibrated rubric text is the one this experiment froze.
+    pub same_rubric_text: bool,
+    /// The stored statistics (κ, weighted κ, α, confusion table, bias).
+    pub result: serde_json::Value,
+}
+
+/// Consistency below this makes pairwise results suspect (position bias).
+pub const MIN_PAIRWISE_CONSISTENCY: f64 = 0.8;
+
+/// Judge failures above this share of pairs raise a warning.
+pub const MAX_JUDGE_ERROR_SHARE: f64 = 0.02;
+
+/// Pairwise outcomes, both orders asked; a win or loss counts only when both orders agree.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PairwiseSummary {
+    /// Exchanges the candidate won in both orders.
+    pub wins: u64,
+    /// Exchanges the candidate lost in both orders.
+    pub losses: u64,
+    /// Everything else (ties, or the orders disagree).
+    pub ties: u64,
+    /// Two-sided exact sign test on wins vs losses (ties excluded).
+    pub p_sign: f64,
+    /// Wilson 95% interval of wins / (wins + losses).
+    #[schema(value_type = Vec<f64>)]
+    pub win_rate_ci: (f64, f64),
+    /// Tie-as-half win rate (wins + ties/2) / n.
+    pub win_rate: f64,
+    /// Share of exchanges where both orders gave the same outcome; below 0.8 the judge's
+    /// position bias makes pairwise results suspect.
+    pub position_consistency: f64,
+    /// Share of verdicts naming the first-shown response (A), over both orders.
+    pub first_position_rate: f64,
+    /// P(A) − P(B) over both orders: each exchange is shown both ways, so an unbiased judge
+    /// gives 0; a judge that answers "A" regardless with probability b gives b.
+    pub position_bias: f64,
+}
+
+/// The exchange's pairwise score from the candidate's score in each order (1 win, ½ tie, 0
+/// loss): a win or loss only when both orders agree, anything else a tie.
+pub fn pairwise_outcome(ab: f64, ba: f64) -> f64 {
+    if ab == 1.0 && ba == 1.0 {
+        1.0
+    } else if ab == 0.0 && ba == 0.0 {
+        0.0
+    } else {
+        0.5
+    }
+}
+
+/// Summarizes (score with baseline first, score with candidate first) pairs.
+pub(crate) fn pairwise_summary(orders: impl Iterator<Item = (f64, f64)>) -> PairwiseSummary {
+    let (mut wins, mut losses, mut ties, mut consistent, mut n) = (0u64, 0u64, 0u64, 0u64, 0u64);
+    let (mut first, mut second) = (0u64, 0u64);
+    for (ab, ba) in orders {
+        n += 1;
+        if ab == ba {
+            consistent += 1;
+        }
+        let outcome = pairwise_outcome(ab, ba);
+        if outcome == 1.0 {
+            wins += 1;
+        } else if outcome == 0.0 {
+            losses += 1;
+        } else {
+            ties += 1;
+        }
+        // Baseline first (ab): the candidate's win means B was named. Candidate first (ba): A.
+        // A tie (½) names neither.
+        let (a_named_ab, a_named_ba) = (ab == 0.0, ba == 1.0);
+        let (b_named_ab, b_named_ba) = (ab == 1.0, ba == 0.0);
+        first += u64::from(a_named_ab) + u64::from(a_named_ba);
+        second += u64::from(b_named_ab) + u64::from(b_named_ba);
+    }
+    let sign = evaltap_stats::sign_test(wins, losses, ties, ALPHA);
+    let verdicts = (2 * n).max(1) as f64;
+    PairwiseSummary {
+        wins,
+        losses,
+        ties,
+        p_sign: sign.p_two_sided,
+        win_rate_ci: sign.win_rate_ci,
+        win_rate: sign.win_rate_tie_half,
+        position_consistency: if n == 0 { 1.0 } else { consistent as f64 / n as f64 },
+        first_position_rate: first as f64 / verdicts,
+        position_bias: (first as f64 - second as f64) / verdicts,
+    }
+}
+
+/// Pearson correlation; `None` when either side does not vary or there are fewer than 3 points.
+pub(crate) fn correlation(x: &[f64], y: &[f64]) -> Option<f64> {
+    if x.len() < 3 || x.len() != y.len() {
+        return None;
+    }
+    let (mx, my) = (mean(x), mean(y));
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for (a, b) in x.iter().zip(y) {
+        sxy += (a - mx) * (b - my);
+        sxx += (a - mx).powi(2);
+        syy += (b - my).powi(2);
+    }
+    (sxx > 0.0 && syy > 0.0).then(|| sxy / (sxx * syy).sqrt())
+}
+
+/// Where a cost came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CostSource {
+    Gateway,
+    Config,
+    Table,
+}
+
+/// A production call's cost and where it came from: the gateway's, else its usage at the
+/// experiment's frozen `[prices]`, else at the shipped default price table.
+pub(crate) fn cost_of(
+    experiment: &Experiment,
+    cost: Option<f64>,
+    model: Option<&str>,
+    usage: Option<Usage>,
+) -> Option<(f64, CostSource)> {
+    if let Some(cost) = cost {
+        return Some((cost, CostSource::Gateway));
+    }
+    let (model, usage) = (model?, usage?);
+    if let Some(price) = experiment.spec.prices.get(model) {
+        return Some((price.cost(usage), CostSource::Config));
+    }
+    let price = evaltap_core::pricing::PriceTable::shipped().price_of(model)?;
+    Some((price.cost(usage), CostSource::Table))
+}
+
+pub(crate) fn mean_or_zero(xs: &[f64]) -> f64 {
+    if xs.is_empty() { 0.0 } else { mean(xs) }
+}
+
+pub(crate) fn cluster_key(tags: &serde_json::Value) -> Option<String> {
+    CLUSTER_TAGS.iter().find_map(|tag| match tags.get(tag)? {
+        serde_json::Value::String(s) if !s.is_empty() => Some(format!("{tag}:{s}")),
+        serde_json::Value::Number(n) => Some(format!("{tag}:{n}")),
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_win_and_a_tie_is_a_tie() {
+        assert_eq!(pairwise_outcome(1.0, 0.5), 0.5);
+        assert_eq!(pairwise_outcome(0.5, 1.0), 0.5);
+        assert_eq!(pairwise_outcome(1.0, 1.0), 1.0);
+        assert_eq!(pairwise_outcome(0.0, 0.0), 0.0);
+        assert_eq!(pairwise_outcome(1.0, 0.0), 0.5);
+        let s = pairwise_summary([(1.0, 0.5), (1.0, 1.0), (0.0, 0.0)].into_iter());
+        assert_eq!((s.wins, s.ties, s.losses), (1, 1, 1));
+        // Verdicts naming A: (ab=0: A), (ba=1: A) ×2 → in (1,1): ba=1 A; (0,0): ab=0 A; (1,0.5): none.
+        assert!((s.first_position_rate - 2.0 / 6.0).abs() < 1e-12, "{s:?}");
+    }
+
+    #[test]
+    fn correlation_is_pearsons() {
+        assert!(
+            (correlation(&[1.0, 2.0, 3.0], &[2.0, 4.0, 6.5]).expect("varies") - 0.9979487157886733).abs()
+                < 1e-12
+        );
+        assert!(correlation(&[1.0, 1.0, 1.0], &[1.0, 2.0, 3.0]).is_none());
+    }
+}
