@@ -41,7 +41,7 @@ pub struct Schedule {
     pub spec: ScheduleSpec,
     /// Paused schedules start no runs.
     pub paused: bool,
-    /// The run later runs are compared with (the first, once done).
+    /// The first of the reference runs later runs are compared with, once done.
     pub reference_experiment: Option<String>,
     /// Creation time.
     pub created_at: DateTime<Utc>,
@@ -56,7 +56,7 @@ pub struct ScheduleRun {
     pub slot: i64,
     /// The experiment, once created.
     pub experiment_id: Option<String>,
-    /// When it was evaluated against the reference run.
+    /// When it was evaluated (as a reference run, or against the reference runs).
     pub evaluated_at: Option<DateTime<Utc>>,
     /// What the evaluation found (JSON).
     pub outcome: Option<Value>,
@@ -186,7 +186,7 @@ impl Store {
         })
     }
 
-    /// Pins the run later runs are compared with (only if none is pinned yet).
+    /// Records the schedule's first reference run (only if none is recorded yet).
     pub async fn pin_reference_run(&self, schedule_id: &str, experiment_id: &str) -> Result<()> {
         with_pool!(&self.pool, p => sqlx::query(
             "UPDATE schedules SET reference_experiment = $1 WHERE id = $2 AND reference_experiment IS NULL",
