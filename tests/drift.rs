@@ -327,3 +327,76 @@ async fn a_schedule_that_cannot_run_fails_visibly_and_a_config_change_is_picked_
     );
     assert!(!cli(&["golden", "schedule", "list"]).contains("FAILING"));
 }
+
+/// A local Slack-compatible receiver that answers 500 to the first `failures` deliveries, then
+/// 200; records every body it got.
+async fn flaky_receiver(failures: usize) -> (String, Deliveries) {
+    let got: Deliveries = Arc::default();
+    let sink = got.clone();
+    let app = axum::Router::new().route(
+        "/slack",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let sink = sink.clone();
+            async move {
+                let mut seen = sink.lock().expect("lock");
+                seen.push((None, body.to_vec()));
+                if seen.len() <= failures {
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR
+                } else {
+                    axum::http::StatusCode::OK
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/slack", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, got)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slack_alerts_are_retried_until_delivered_and_a_dead_sink_is_recorded_as_failed() {
+    let (flaky, flaky_got) = flaky_receiver(2).await;
+    let (dead, dead_got) = flaky_receiver(usize::MAX).await;
+    let bench = Bench::start_with("slack", QUIET, None, 1, |config| {
+        config.alerts.slack.push(evaltap_core::SlackSink { url: flaky.clone() });
+        config.alerts.slack.push(evaltap_core::SlackSink { url: dead.clone() });
+        config.alerts.max_attempts = 3;
+        config.alerts.backoff_ms = 10;
+    })
+    .await;
+    let app = bench.app.clone();
+    let support = dataset(&app, "support", 5).await;
+    let full = app.drift_context().expect("context");
+    let spec = ScheduleSpec { rubrics: vec!["correctness".into()], checks: vec![], margin: 0.02 };
+    let new = NewSchedule {
+        name: None,
+        dataset: support,
+        candidate: "small".into(),
+        every: Duration::from_secs(3600),
+        spec,
+    };
+    evaltap_drift::add_schedule(&full, new).await.expect("schedule");
+    // A process that does not know the candidate: its run cannot start, which alerts.
+    let mut stale = app.drift_context().expect("context");
+    stale.config.candidates.retain(|c| c.name != "small");
+    let t0 = Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).single().expect("time");
+    let report = tick(&stale, t0).await.expect("tick");
+    assert_eq!(report.opened.len(), 1, "{report:?}");
+    // The flaky sink: two 500s, then delivered on the third attempt, one Slack-shaped body each.
+    let bodies = flaky_got.lock().expect("lock").clone();
+    assert_eq!(bodies.len(), 3, "{bodies:?}");
+    for (_, body) in &bodies {
+        let json: serde_json::Value = serde_json::from_slice(body).expect("json");
+        let text = json["text"].as_str().expect("a Slack `text` field");
+        assert!(text.contains("cannot run") && text.contains("unknown candidate `small`"), "{text}");
+    }
+    // The dead sink: tried max_attempts times, then given up.
+    assert_eq!(dead_got.lock().expect("lock").len(), 3);
+    let recorded = app.store.alert_deliveries(&report.opened[0].id).await.expect("deliveries");
+    let by_sink = |url: &str| recorded.iter().find(|d| d.1 == url).map(|d| (d.2, d.3));
+    assert_eq!(by_sink(&flaky), Some((3, true)), "{recorded:?}");
+    assert_eq!(by_sink(&dead), Some((3, false)), "{recorded:?}");
+}

@@ -271,3 +271,55 @@ fn the_golden_benchmark_runs_and_prints_both_figures() {
         "{stdout}"
     );
 }
+
+/// `promote --stratify route` spreads the sample evenly over the routes, however lopsided the
+/// traffic: 40 exchanges on one route and 4 on each of two others, a sample of 9, gives 3 of
+/// each; without stratifying the big route takes most of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promotion_stratified_by_route_takes_each_route_evenly() {
+    let bench = Bench::start("stratify", evaltap_sim::JudgeBehavior::default(), None, 1).await;
+    let app = &bench.app;
+    let exchange = |route: &str, i: usize| evaltap_core::Exchange {
+        external_id: Some(format!("{route}-{i}")),
+        occurred_at: None,
+        request: serde_json::json!({"model": "m", "messages": [{"role": "user", "content": format!("{route} question {i}")}]}),
+        response: serde_json::json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": "answer"}}]}),
+        model: Some("m".into()),
+        usage: None,
+        cost_usd: None,
+        latency_ms: None,
+        tags: serde_json::json!({"route": route}),
+        succeeded: true,
+    };
+    let traffic: Vec<_> = (0..40)
+        .map(|i| exchange("search", i))
+        .chain((0..4).map(|i| exchange("billing", i)))
+        .chain((0..4).map(|i| exchange("refunds", i)))
+        .collect();
+    app.store.insert_exchanges("routes", &traffic).await.expect("stored");
+    let routes_of = |ids: &[String], items: &[evaltap_golden::Item]| {
+        let mut counts = std::collections::BTreeMap::new();
+        for item in items.iter().filter(|i| ids.contains(&i.id)) {
+            *counts.entry(item.tags["route"].clone()).or_insert(0) += 1;
+        }
+        counts
+    };
+    let ctx = app.context();
+    let promotion = |stratify: Option<&str>| Promotion {
+        filter: evaltap_store::Filter { source: Some("routes".into()), ..Default::default() },
+        sample: Some(9),
+        stratify: stratify.map(str::to_string),
+        ..Promotion::default()
+    };
+    let even = golden_cmd::promote(&ctx, "even", &promotion(Some("route"))).await.expect("promotes");
+    let items = golden_cmd::datasets(&ctx).read("even").expect("read");
+    assert_eq!(
+        routes_of(&even, &items),
+        [("billing".to_string(), 3), ("refunds".to_string(), 3), ("search".to_string(), 3)].into(),
+    );
+    let plain = golden_cmd::promote(&ctx, "plain", &promotion(None)).await.expect("promotes");
+    let items = golden_cmd::datasets(&ctx).read("plain").expect("read");
+    assert!(routes_of(&plain, &items)["search"] > 3, "{:?}", routes_of(&plain, &items));
+    let refused = golden_cmd::promote(&ctx, "bad", &promotion(Some("colour"))).await;
+    assert!(refused.is_err_and(|e| e.to_string().contains("use route, model or source")));
+}
