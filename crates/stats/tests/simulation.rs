@@ -362,3 +362,29 @@ fn watching_clustered_a_and_a_streams_keeps_false_calls_at_alpha() {
         }
     }
 }
+
+/// The advice is neither short nor padded, on both of its branches: collecting the advised
+/// pairs reaches the verdict in 80% of runs (within simulation error) but not in 95% — advice
+/// that asked for far too many pairs would — for a clear drop (`worse`, the two-sided test) and
+/// for a candidate slightly worse but within the margin (`non-inferior`, the one-sided bound).
+#[test]
+fn the_advised_sample_size_is_enough_and_not_far_too_many_on_both_branches() {
+    let mut rng = ChaCha8Rng::seed_from_u64(23);
+    let options = fixed_n(0.02);
+    let runs = 1000;
+    for (shift, want) in [(-0.04, Verdict::Worse), (-0.005, Verdict::NonInferior)] {
+        let (b, c) = scores(&mut rng, 200_000, Scale::OneToTen, shift);
+        let pilot = compare_paired(&b, &c, None, &options);
+        let n = samples_to_settle(pilot.sd_delta, pilot.delta, None, &options).expect("advice") as usize;
+        let reached = (0..runs)
+            .filter(|_| {
+                let (b, c) = scores(&mut rng, n, Scale::OneToTen, shift);
+                compare_paired(&b, &c, None, &options).verdict == want
+            })
+            .count() as f64
+            / runs as f64;
+        eprintln!("{want:?} at Δ {:.4}: advised n {n}, reached in {reached:.3}", pilot.delta);
+        assert!(at_least_80_percent(reached, runs), "{want:?}: {reached} at the advised n = {n}");
+        assert!(reached < 0.95, "{want:?}: {reached} at n = {n}: the advice asks for far too many pairs");
+    }
+}
