@@ -203,3 +203,39 @@ crate::on_both_engines! {
         assert_eq!(evaltap_core::chat::answer_text(&openai["response"]), "The answer is 42.");
     }
 }
+
+/// What the upstream receives: the caller's own `Authorization` untouched, the source key in
+/// `X-Evaltap-Key` removed (it is evaltap's, not the provider's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upstream_gets_the_callers_authorization_and_never_the_source_key() {
+    let seen: Arc<Mutex<Vec<HeaderMap>>> = Arc::default();
+    let recorder = seen.clone();
+    let upstream = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(move |headers: HeaderMap| {
+            let recorder = recorder.clone();
+            async move {
+                recorder.lock().expect("lock").push(headers);
+                axum::Json(json!({"id": "c", "object": "chat.completion", "model": "m",
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": "42"}, "finish_reason": "stop"}]}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}/v1", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, upstream).await;
+    });
+    let server = proxy_server(&base).await;
+    let body = json!({"model": "m", "messages": [{"role": "user", "content": "What is 6 × 7?"}]});
+    let (status, ..) =
+        call(&server.http, &format!("{}/proxy/app/v1/chat/completions", server.url), &body).await;
+    assert_eq!(status, 200);
+    let seen = seen.lock().expect("lock");
+    let [headers] = &seen[..] else { panic!("one upstream call: {seen:?}") };
+    assert_eq!(
+        headers.get("authorization").and_then(|v| v.to_str().ok()),
+        Some("Bearer sk-client-provider-key-123456")
+    );
+    assert!(headers.get("x-evaltap-key").is_none(), "the source key reached the upstream: {headers:?}");
+}
