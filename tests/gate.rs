@@ -101,6 +101,18 @@ async fn the_gate_exits_0_1_or_2_and_writes_junit_and_markdown() {
     let suite = doc.descendants().find(|n| n.has_tag_name("testsuite")).expect("a testsuite");
     assert_eq!(suite.attribute("failures"), Some("0"));
 
+    // Too few pairs to say → 2, and JUnit reports the undecided rubric as skipped, not failed.
+    let few = bench.create(experiment_request("few", "medium", "correctness", 5)).await;
+    run(&bench.app, &few).await;
+    let out = gate(&database, &["few", "--junit", junit.to_str().expect("path")], None);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    let xml = std::fs::read_to_string(&junit).expect("junit written");
+    let doc = roxmltree::Document::parse(&xml).expect("JUnit XML parses");
+    let suite = doc.descendants().find(|n| n.has_tag_name("testsuite")).expect("a testsuite");
+    assert_eq!(suite.attribute("failures"), Some("0"), "{xml}");
+    let case = suite.children().find(|n| n.has_tag_name("testcase")).expect("a testcase");
+    assert!(case.children().any(|n| n.has_tag_name("skipped")), "{xml}");
+
     // With `public_url` configured, the comment links the experiment, each row and each item.
     let config = bench.dir.0.join("public.toml");
     std::fs::write(&config, "public_url = \"https://evaltap.example.com/\"\n").expect("config");
