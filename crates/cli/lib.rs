@@ -9,6 +9,7 @@ pub mod bench_stats;
 mod cli;
 pub mod demo;
 pub mod exchanges_cmd;
+mod experiment_cmd;
 pub mod gate_comment;
 pub mod golden_cmd;
 pub mod judge_cmd;
