@@ -2,22 +2,13 @@
 //! spend money, the dashboard signs in with a cookie, the tee proxy needs the source key, and
 //! unauthenticated use is honoured only on loopback when the configuration asks for it.
 
-use evaltap_core::{AuthConfig, Config, Role, SourceConfig, TokenConfig};
+use evaltap_core::{AuthConfig, Config, Role, SourceConfig};
 use serde_json::json;
 
-use crate::common::TestServer;
+use crate::common::{TestServer, token};
 
 const ADMIN: &str = "etk_admin_token_for_tests";
 const READER: &str = "etk_read_token_for_tests";
-
-fn token(name: &str, role: Role, secret: &str) -> TokenConfig {
-    TokenConfig {
-        name: name.into(),
-        role,
-        sha256: Some(evaltap_server::sources::key_hash(secret)),
-        token_env: None,
-    }
-}
 
 /// `POST /login` with a form body.
 async fn sign_in(http: &reqwest::Client, url: &str, form: &str) -> reqwest::Response {

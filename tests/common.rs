@@ -459,3 +459,13 @@ impl Process {
         kb * 1024
     }
 }
+
+/// An API token of `role` admitting `secret` (held, as in evaltap.toml, by its hash).
+pub fn token(name: &str, role: evaltap_core::Role, secret: &str) -> evaltap_core::TokenConfig {
+    evaltap_core::TokenConfig {
+        name: name.into(),
+        role,
+        sha256: Some(evaltap_server::sources::key_hash(secret)),
+        token_env: None,
+    }
+}

@@ -4,22 +4,13 @@
 
 use std::time::Duration;
 
-use evaltap_core::{Role, TokenConfig};
+use evaltap_core::Role;
 use serde_json::{Value, json};
 
-use crate::common::{BackgroundWorker, Bench};
+use crate::common::{BackgroundWorker, Bench, token};
 
 const ADMIN: &str = "etk_golden_admin";
 const READER: &str = "etk_golden_reader";
-
-fn token(name: &str, role: Role, secret: &str) -> TokenConfig {
-    TokenConfig {
-        name: name.into(),
-        role,
-        sha256: Some(evaltap_server::sources::key_hash(secret)),
-        token_env: None,
-    }
-}
 
 /// `METHOD url` with a bearer token and an optional JSON body: (status, JSON body).
 async fn call(method: reqwest::Method, url: &str, secret: &str, body: Option<Value>) -> (u16, Value) {
