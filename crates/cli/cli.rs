@@ -106,6 +106,23 @@ enum Command {
         #[arg(long)]
         markdown: Option<PathBuf>,
     },
+    /// Per route, the cheapest candidate shown non-inferior on every rubric (or keep production,
+    /// with the reason), and the gateway configuration that applies it.
+    Recommend {
+        /// Experiment name.
+        name: String,
+        /// Write the gateway's configuration: json, litellm, portkey, kong or openrouter
+        /// (without it, a table).
+        #[arg(long)]
+        format: Option<String>,
+        /// Send this percentage of each switched route to the new model, the rest to production
+        /// (where the gateway can weight targets).
+        #[arg(long, value_parser = clap::value_parser!(u8).range(1..=99))]
+        canary: Option<u8>,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// API and dashboard tokens.
     #[command(subcommand)]
     Tokens(TokensCommand),
@@ -141,7 +158,7 @@ struct DemoArgs {
     #[arg(long)]
     json: bool,
     /// Production exchanges to generate.
-    #[arg(long, default_value_t = 400)]
+    #[arg(long, default_value_t = 1200)]
     exchanges: usize,
     /// Seed of the generated traffic.
     #[arg(long, default_value_t = 42)]
@@ -504,6 +521,16 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 markdown.as_deref(),
             )
             .await;
+        }
+        Command::Recommend { name, format, canary, out } => {
+            crate::recommend_cmd::recommend(
+                &open_app(&cli).await?,
+                name,
+                format.as_deref(),
+                *canary,
+                out.as_deref(),
+            )
+            .await?
         }
         Command::Report { name, json } => {
             crate::experiment_cmd::report(&open_app(&cli).await?, name, *json).await?

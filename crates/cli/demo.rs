@@ -37,6 +37,8 @@ pub struct DemoOptions {
 pub const PRODUCTION_MODEL: &str = "sim-large";
 const SOURCE_KEY: &str = "demo-source-key";
 const EXPERIMENT: &str = "demo";
+/// The demo's non-inferiority margin: a cost swap that keeps quality within 5 points.
+pub const DEMO_MARGIN: f64 = 0.05;
 
 /// A demo whose loop has run: everything stays up until it is dropped or shut down.
 pub struct DemoRun {
@@ -77,6 +79,7 @@ pub fn demo_config(sim_url: &str, database_url: String) -> Config {
         max_concurrency: 16,
         attempt_timeout_secs: None,
         deadline_secs: None,
+        gateway_model: Default::default(),
     };
     Config {
         database_url,
@@ -171,7 +174,7 @@ pub async fn tee_production_traffic(
                     Price { input_per_mtok: price.input_per_mtok, output_per_mtok: price.output_per_mtok, ..Default::default() }.cost(u)
                 });
                 anyhow::Ok(json!({"id": format!("demo-{seed}-{i}"), "latency_ms": done.latency_ms,
-                                  "cost_usd": cost, "tags": {"route": "assistant"},
+                                  "cost_usd": cost, "tags": {"route": task.family().route()},
                                   "request": request, "response": done.response}))
             }
         })
@@ -245,7 +248,7 @@ pub async fn start(options: &DemoOptions, database_url: String) -> anyhow::Resul
     let created = http
         .post(format!("http://{server_addr}/api/experiments"))
         .json(&json!({"name": EXPERIMENT, "candidates": ["medium", "small"], "rubrics": ["correctness", "helpfulness"],
-                      "sample_size": accepted, "spend_cap_usd": null}))
+                      "margin": DEMO_MARGIN, "sample_size": accepted, "spend_cap_usd": null}))
         .send()
         .await
         .context("creating the experiment")?;

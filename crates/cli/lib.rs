@@ -13,6 +13,7 @@ mod experiment_cmd;
 pub mod gate_comment;
 pub mod golden_cmd;
 pub mod judge_cmd;
+pub mod recommend_cmd;
 mod schedule_cmd;
 pub mod sources_cmd;
 pub mod stats_cmd;

@@ -3,6 +3,7 @@
 
 pub mod gate;
 pub mod golden;
+pub mod recommend;
 pub mod schedules;
 
 use std::future::Future;

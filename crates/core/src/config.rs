@@ -96,6 +96,9 @@ pub struct Config {
     /// How workers hold work and notice each other's deaths.
     #[serde(default)]
     pub worker: WorkerConfig,
+    /// Segments and recommendation limits (`evaltap recommend`).
+    #[serde(default)]
+    pub recommend: crate::RecommendConfig,
 }
 
 /// Worker timing: leases on claimed work and the queue's heartbeats.
@@ -408,6 +411,10 @@ pub struct CandidateConfig {
     /// Longest a call may take with its retries, in seconds (default 180).
     #[serde(default)]
     pub deadline_secs: Option<u64>,
+    /// The model's name in each gateway's configuration, per export format (`litellm`,
+    /// `portkey`, `kong`, `openrouter`), for `evaltap recommend`; unmapped formats use `model`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub gateway_model: BTreeMap<String, String>,
 }
 
 /// The judge model.
@@ -541,6 +548,7 @@ impl Default for Config {
             alerts: AlertsConfig::default(),
             auth: AuthConfig::default(),
             worker: WorkerConfig::default(),
+            recommend: crate::RecommendConfig::default(),
         }
     }
 }
@@ -599,7 +607,9 @@ impl Config {
                     candidate.name
                 )));
             }
+            crate::recommend::validate_gateway_models(&candidate.name, &candidate.gateway_model)?;
         }
+        self.recommend.validate()?;
         Ok(())
     }
 

@@ -11,6 +11,7 @@ pub mod chat;
 pub mod config;
 pub mod exchange;
 pub mod pricing;
+pub mod recommend;
 pub mod redact;
 pub mod sampling;
 pub mod words;
@@ -21,3 +22,4 @@ pub use config::{
 };
 pub use exchange::Exchange;
 pub use pricing::{Price, Usage};
+pub use recommend::RecommendConfig;

@@ -30,18 +30,18 @@ struct JudgeBook {
 /// Everything a report is computed from, loaded in a handful of queries (never one per row).
 #[derive(Debug, Clone)]
 pub struct ReportInputs {
-    experiment: Experiment,
-    progress: Progress,
-    item_ids: Vec<String>,
-    replays: Vec<ReplayRecord>,
+    pub(crate) experiment: Experiment,
+    pub(crate) progress: Progress,
+    pub(crate) item_ids: Vec<String>,
+    pub(crate) replays: Vec<ReplayRecord>,
     /// A golden run against its references: the dataset's items.
-    references: Vec<DatasetItemRow>,
-    exchanges: Vec<StoredExchange>,
-    unreadable_items: usize,
-    takeovers: u64,
-    judgments: Vec<JudgmentRecord>,
-    calibrations: HashMap<String, Calibration>,
-    spend: Spend,
+    pub(crate) references: Vec<DatasetItemRow>,
+    pub(crate) exchanges: Vec<StoredExchange>,
+    pub(crate) unreadable_items: usize,
+    pub(crate) takeovers: u64,
+    pub(crate) judgments: Vec<JudgmentRecord>,
+    pub(crate) calibrations: HashMap<String, Calibration>,
+    pub(crate) spend: Spend,
 }
 
 /// Loads what the report of `experiment` is computed from.
@@ -126,6 +126,17 @@ pub async fn stored(store: &Store, experiment: &Experiment) -> Result<Report, St
 
 /// Bumped when the report's computation changes, so stored reports are recomputed.
 const REPORT_FORMAT: u32 = 1;
+
+/// The statistics' options for an experiment in this state: fixed-n once done, else sequential.
+pub(crate) fn compare_options(margin: f64, progress: &Progress, planned_n: usize) -> CompareOptions {
+    CompareOptions {
+        alpha: ALPHA,
+        margin,
+        basis: if progress.is_done() { Basis::FixedN } else { Basis::Sequential },
+        planned_n: Some(planned_n),
+        ..CompareOptions::default()
+    }
+}
 
 /// Computes the report from its inputs (pure: no I/O).
 pub fn compute(inputs: ReportInputs) -> Report {
@@ -227,14 +238,8 @@ pub fn compute(inputs: ReportInputs) -> Report {
             }
         }
     }
-    let basis = if progress.is_done() { Basis::FixedN } else { Basis::Sequential };
-    let options = CompareOptions {
-        alpha: ALPHA,
-        margin: spec.margin,
-        basis,
-        planned_n: Some(item_ids.len()),
-        ..CompareOptions::default()
-    };
+    let options = compare_options(spec.margin, &progress, item_ids.len());
+    let basis = options.basis;
     let empty = HashMap::new();
     let no_book = JudgeBook::default();
     let mut candidates: Vec<CandidateReport> = spec
@@ -351,6 +356,7 @@ pub fn compute(inputs: ReportInputs) -> Report {
                         rubric: rubric.clone(),
                         stats: compare_paired(&b, &c, clustered.then_some(&keys[..]), &options),
                         more_samples_needed: None,
+                        p_noninferiority_holm: None,
                         judge_errors,
                         judge_skipped,
                         judge_cost_usd: mine_book.cost,

@@ -9,6 +9,7 @@ mod compute;
 pub mod examples;
 mod model;
 pub mod savings;
+pub mod segments;
 mod text;
 
 pub use compute::*;

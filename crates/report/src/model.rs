@@ -227,6 +227,10 @@ pub struct RubricResult {
     pub stats: Comparison,
     /// Additional pairs needed beyond those scored (inconclusive verdicts only).
     pub more_samples_needed: Option<u64>,
+    /// In a segmented report: the non-inferiority p-value adjusted (Holm) across every
+    /// segment × candidate × rubric; a finished experiment's `non-inferior` needs it below α.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p_noninferiority_holm: Option<f64>,
     /// For pairwise rubrics: wins, ties and losses of the candidate against the baseline. The
     /// statistics above then compare the candidate's tie-as-half win rate with ½ (`delta` is
     /// win rate − ½), so `non-inferior` means a win rate above ½ − margin.

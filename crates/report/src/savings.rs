@@ -254,6 +254,7 @@ mod tests {
             rubric: name.into(),
             stats: compare_paired(&baseline, &candidate, None, &CompareOptions::default()),
             more_samples_needed: None,
+            p_noninferiority_holm: None,
             pairwise: None,
             judge_errors: 0,
             judge_skipped: 0,

@@ -266,7 +266,8 @@ pub(crate) async fn list_alerts(State(state): State<AppState>) -> Result<Json<Al
           crate::golden_api::gate, crate::golden_api::list_datasets, crate::golden_api::show_dataset,
           crate::golden_api::import_items, crate::golden_api::start_run, crate::golden_api::list_schedules,
           crate::golden_api::add_schedule, crate::golden_api::show_schedule, crate::golden_api::pause_schedule,
-          crate::golden_api::resume_schedule, crate::golden_api::remove_schedule),
+          crate::golden_api::resume_schedule, crate::golden_api::remove_schedule,
+          crate::recommend_api::segments, crate::recommend_api::recommendations),
     components(schemas(ErrorBody)),
     modifiers(&BearerAuth),
     security(("bearer" = []))

@@ -10,6 +10,7 @@ mod golden_pages;
 mod keeper;
 mod mirror;
 mod proxy;
+mod recommend_api;
 pub mod sources;
 mod views;
 mod writer;
@@ -152,6 +153,8 @@ fn api_routes() -> Vec<(&'static str, &'static [&'static str], axum::routing::Me
         ("/api/spend.csv", &["get"], get(api::spend_csv)),
         ("/api/alerts", &["get"], get(api::list_alerts)),
         ("/api/experiments/{name}/gate", &["get"], get(golden_api::gate)),
+        ("/api/experiments/{name}/segments", &["get"], get(recommend_api::segments)),
+        ("/api/experiments/{name}/recommendations", &["get"], get(recommend_api::recommendations)),
         ("/api/datasets", &["get"], get(golden_api::list_datasets)),
         ("/api/datasets/{name}", &["get"], get(golden_api::show_dataset)),
         ("/api/datasets/{name}/items", &["post"], post(golden_api::import_items)),

@@ -93,17 +93,12 @@ pub(crate) async fn projection(
     experiment: &Experiment,
     report: &Report,
 ) -> Result<MonthlyProjection, ApiError> {
-    let now = Utc::now();
-    let traffic = state.store.traffic_by_source_and_model(now - Duration::days(30), now).await?;
-    let rates = sample_rates(state);
-    let production =
-        experiment.spec.baseline == BaselineSpec::Production && experiment.spec.dataset.is_none();
-    let volume: Vec<(String, u64, f64)> = traffic
-        .iter()
-        .filter(|t| production && t.model.as_deref().is_some_and(|model| report.baseline.includes(model)))
-        .filter(|t| experiment.spec.filter.source.as_ref().is_none_or(|s| s == &t.source))
-        .map(|t| (t.source.clone(), t.requests, rates.get(&t.source).copied().unwrap_or(1.0)))
-        .collect();
+    let volume = evaltap_app::recommend::traffic_volume(
+        &crate::golden_api::context(state),
+        experiment,
+        &report.baseline,
+    )
+    .await?;
     Ok(evaltap_report::savings::monthly_projection(report, &volume))
 }
 

@@ -258,12 +258,12 @@ pub(crate) fn assistant_reply(model: &SimModel, accuracy: f64, prompt: &str) -> 
     } else {
         unit(model.id, prompt, "correct")
     };
-    let answer = if draw < accuracy {
+    let answer = if draw < model.accuracy_on(accuracy, &task) {
         task.answer()
     } else {
         task.wrong_answer(xxh3_64(format!("{}{prompt}", model.id).as_bytes()))
     };
-    if model.terse {
+    if model.terse && task.family() == tasks::Family::Compute {
         answer
     } else if model.rambling {
         format!("The answer is {answer}. {RAMBLE} {RAMBLE} {RAMBLE}")
@@ -499,6 +499,33 @@ mod tests {
             // 4σ of a binomial proportion at n = 2000 is under 0.045.
             assert!((correct - model.accuracy).abs() < 0.045, "{}: {correct}", model.id);
         }
+    }
+
+    #[test]
+    fn sim_small_is_as_good_as_production_on_lookups_and_far_worse_on_computation() {
+        let rate = |id: &str, family: tasks::Family| {
+            let model = models::find(id).expect("in the catalog");
+            let tasks: Vec<Task> =
+                (0..4000).map(|i| Task::generate(11, i)).filter(|t| t.family() == family).collect();
+            let right = tasks
+                .iter()
+                .filter(|t| t.check(&assistant_reply(model, model.accuracy, &t.prompt())))
+                .count();
+            right as f64 / tasks.len() as f64
+        };
+        let (small_lookup, large_lookup) =
+            (rate("sim-small", tasks::Family::Lookup), rate("sim-large", tasks::Family::Lookup));
+        let (small_compute, large_compute) =
+            (rate("sim-small", tasks::Family::Compute), rate("sim-large", tasks::Family::Compute));
+        // About 2,000 tasks per family: 4σ is under 0.045.
+        assert!(
+            (small_lookup - 0.92).abs() < 0.045 && (large_lookup - 0.92).abs() < 0.045,
+            "{small_lookup} {large_lookup}"
+        );
+        assert!(
+            (small_compute - 0.28).abs() < 0.045 && (large_compute - 0.92).abs() < 0.045,
+            "{small_compute} {large_compute}"
+        );
     }
 
     #[test]

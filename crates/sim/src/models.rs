@@ -27,15 +27,34 @@ pub struct SimModel {
     pub output_per_mtok: f64,
     /// Simulated time to answer, in milliseconds (scaled by the server's latency scale).
     pub latency_ms: u64,
-    /// Whether answers are a bare value or a sentence.
+    /// Whether answers to computations (arithmetic, conversions) are a bare value rather than a
+    /// sentence; lookups every model answers in a sentence.
     pub terse: bool,
     /// Whether each answer goes on to explain itself at length (many times longer than the
     /// production model's): the candidate that tests what a spend cap holds against.
     pub rambling: bool,
+    /// How far the accuracy differs by task family: lookups (JSON fields, sentiment) are
+    /// answered correctly with `accuracy + family_spread`, computations (arithmetic, unit
+    /// conversion) with `accuracy − family_spread`, so `accuracy` stays the average over the
+    /// family's even mix. Non-zero for a model good enough on one route and not on another.
+    pub family_spread: f64,
+}
+
+impl SimModel {
+    /// The probability of answering `task` correctly when the model's overall accuracy is
+    /// `accuracy` (its catalog value, or one set while the server runs).
+    pub fn accuracy_on(&self, accuracy: f64, task: &crate::Task) -> f64 {
+        let spread = match task.family() {
+            crate::tasks::Family::Lookup => self.family_spread,
+            crate::tasks::Family::Compute => -self.family_spread,
+        };
+        (accuracy + spread).clamp(0.0, 1.0)
+    }
 }
 
 /// The built-in catalog: a strong expensive production model, a cheap model about as good, a
-/// cheap model clearly worse, a model whose accuracy tests change on purpose (drift), a pricey
+/// cheap model clearly worse overall (as good as production on lookups, far worse on
+/// arithmetic and conversions), a model whose accuracy tests change on purpose (drift), a pricey
 /// model as good as production that writes far longer answers, slowly, and a judge.
 pub const CATALOG: [SimModel; 6] = [
     SimModel {
@@ -47,6 +66,7 @@ pub const CATALOG: [SimModel; 6] = [
         latency_ms: 40,
         terse: false,
         rambling: false,
+        family_spread: 0.0,
     },
     SimModel {
         id: "sim-medium",
@@ -57,6 +77,7 @@ pub const CATALOG: [SimModel; 6] = [
         latency_ms: 20,
         terse: false,
         rambling: false,
+        family_spread: 0.0,
     },
     SimModel {
         id: "sim-small",
@@ -67,6 +88,7 @@ pub const CATALOG: [SimModel; 6] = [
         latency_ms: 10,
         terse: true,
         rambling: false,
+        family_spread: 0.32,
     },
     SimModel {
         id: "sim-drift",
@@ -77,6 +99,7 @@ pub const CATALOG: [SimModel; 6] = [
         latency_ms: 20,
         terse: false,
         rambling: false,
+        family_spread: 0.0,
     },
     SimModel {
         id: "sim-verbose",
@@ -87,6 +110,7 @@ pub const CATALOG: [SimModel; 6] = [
         latency_ms: 60,
         terse: false,
         rambling: true,
+        family_spread: 0.0,
     },
     SimModel {
         id: "sim-judge",
@@ -97,6 +121,7 @@ pub const CATALOG: [SimModel; 6] = [
         latency_ms: 5,
         terse: false,
         rambling: false,
+        family_spread: 0.0,
     },
 ];
 

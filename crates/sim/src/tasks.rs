@@ -39,6 +39,25 @@ pub enum Task {
     },
 }
 
+/// Which kind of work a task is: models may be better at one than the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// Reading something off the prompt: a JSON field, a review's sentiment.
+    Lookup,
+    /// Working something out: arithmetic, a unit conversion.
+    Compute,
+}
+
+impl Family {
+    /// The route the demo tags this family's traffic with.
+    pub fn route(self) -> &'static str {
+        match self {
+            Family::Lookup => "support",
+            Family::Compute => "math",
+        }
+    }
+}
+
 /// (from, to, factor) of the supported conversions.
 pub const CONVERSIONS: [(&str, &str, i64); 5] = [
     ("km", "m", 1000),
@@ -112,6 +131,14 @@ impl Task {
                 );
                 Task::Sentiment { review }
             }
+        }
+    }
+
+    /// The task's family.
+    pub fn family(&self) -> Family {
+        match self {
+            Task::JsonField { .. } | Task::Sentiment { .. } => Family::Lookup,
+            Task::Arithmetic { .. } | Task::Convert { .. } => Family::Compute,
         }
     }
 

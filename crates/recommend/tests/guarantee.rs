@@ -1,0 +1,181 @@
+//! The recommendation set's guarantee, simulated through the product's own functions
+//! (`compare_paired`, `decide_segments`, `recommend`): across all segments, the chance that
+//! any recommended switch is in truth worse than the margin stays at most 5%.
+
+use evaltap_recommend::{Action, Limits, Volume, recommend};
+use evaltap_report::segments::{Segment, SegmentCandidate, SegmentedReport, decide_segments};
+use evaltap_report::{BaselineSummary, CandidateReport, RubricResult};
+use evaltap_stats::{Basis, CompareOptions, compare_paired};
+use rand::{RngExt as _, SeedableRng as _};
+
+const MARGIN: f64 = 0.05;
+const PAIRS: usize = 400;
+const BASELINE_ACCURACY: f64 = 0.85;
+/// Just beyond the margin: the hardest truly-worse candidate to tell from a good one.
+const BAD_DELTA: f64 = -0.051;
+
+/// Paired pass/fail scores: the candidate shares the baseline's draw 70% of the time, as models
+/// share which prompts are hard.
+fn scores(rng: &mut rand::rngs::ChaCha8Rng, delta: f64) -> (Vec<f64>, Vec<f64>) {
+    let (mut baseline, mut candidate) = (Vec::with_capacity(PAIRS), Vec::with_capacity(PAIRS));
+    for _ in 0..PAIRS {
+        let shared: f64 = rng.random();
+        let own: f64 = if rng.random::<f64>() < 0.7 { shared } else { rng.random() };
+        baseline.push(f64::from(u8::from(shared < BASELINE_ACCURACY)));
+        candidate.push(f64::from(u8::from(own < BASELINE_ACCURACY + delta)));
+    }
+    (baseline, candidate)
+}
+
+fn rubric(name: &str, baseline: &[f64], candidate: &[f64], options: &CompareOptions) -> RubricResult {
+    RubricResult {
+        rubric: name.into(),
+        stats: compare_paired(baseline, candidate, None, options),
+        more_samples_needed: None,
+        p_noninferiority_holm: None,
+        pairwise: None,
+        judge_errors: 0,
+        judge_skipped: 0,
+        judge_cost_usd: 0.0,
+        length_correlation: None,
+        consistency: None,
+        first_position_rate: None,
+        lc_win_rate: None,
+        judge_within_item_sd: None,
+        calibration: None,
+        warnings: Vec::new(),
+        pass_rates: None,
+    }
+}
+
+fn candidate(name: &str, cost: f64, rubrics: Vec<RubricResult>) -> SegmentCandidate {
+    SegmentCandidate {
+        results: CandidateReport {
+            name: name.into(),
+            model: format!("{name}-model"),
+            n: PAIRS,
+            errors: 0,
+            skipped: 0,
+            unsupported: Default::default(),
+            truncated: 0,
+            cost_per_request_usd: Some(cost),
+            cost_delta_pct: Some((cost - 0.01) / 0.01 * 100.0),
+            latency_p50_ms: 100.0,
+            latency_p95_ms: 150.0,
+            error_rate: 0.0,
+            rubrics,
+        },
+        latency_p95_delta_pct: Some(0.0),
+    }
+}
+
+/// Three routes: on `a` both candidates are truly worse than the margin on correctness, on `b`
+/// the cheaper one is, on `c` neither. Returns (false switches, true switches, per-test false
+/// non-inferior verdicts without the family adjustment).
+fn experiment(seed: u64) -> (usize, usize, usize) {
+    let mut rng = rand::rngs::ChaCha8Rng::seed_from_u64(seed);
+    let options = CompareOptions {
+        margin: MARGIN,
+        basis: Basis::FixedN,
+        bootstrap_resamples: 0,
+        ..CompareOptions::default()
+    };
+    let truth = [("a", [true, true]), ("b", [true, false]), ("c", [false, false])];
+    let mut unadjusted_false = 0;
+    let mut segments: Vec<Segment> = truth
+        .iter()
+        .map(|(route, bad)| {
+            let candidates = [("small", 0.001), ("medium", 0.004)]
+                .iter()
+                .zip(bad)
+                .map(|((name, cost), bad)| {
+                    let (b, c) = scores(&mut rng, if *bad { BAD_DELTA } else { 0.0 });
+                    let correctness = rubric("correctness", &b, &c, &options);
+                    let (b, c) = scores(&mut rng, 0.0);
+                    let helpfulness = rubric("helpfulness", &b, &c, &options);
+                    if *bad
+                        && correctness.stats.ni_lower_bound > -MARGIN
+                        && helpfulness.stats.ni_lower_bound > -MARGIN
+                    {
+                        unadjusted_false += 1;
+                    }
+                    candidate(name, *cost, vec![correctness, helpfulness])
+                })
+                .collect();
+            Segment {
+                key: [("route".to_string(), route.to_string())].into(),
+                label: format!("route={route}"),
+                items: PAIRS,
+                traffic_share: 1.0 / 3.0,
+                enough_data: true,
+                baseline: BaselineSummary {
+                    model: "prod".into(),
+                    models: Vec::new(),
+                    is_reference: false,
+                    cost_sources: Default::default(),
+                    n: PAIRS,
+                    cost_per_request_usd: 0.01,
+                },
+                baseline_latency_p95_ms: Some(150.0),
+                candidates,
+            }
+        })
+        .collect();
+    let family_size = decide_segments(&mut segments, &options, 30);
+    assert_eq!(family_size, 12);
+    let segmented = SegmentedReport {
+        experiment: "sim".into(),
+        status: "done".into(),
+        basis: Basis::FixedN,
+        margin: MARGIN,
+        segment_by: vec!["route".into()],
+        min_segment_n: 30,
+        family_size,
+        segments,
+    };
+    let limits = Limits { max_error_rate: 0.02, max_latency_p95_increase_pct: 50.0 };
+    let volume = Volume { monthly_requests: 30_000.0, scaling: "simulated".into() };
+    let recommendations = recommend(&segmented, &limits, &volume);
+    let (mut false_switches, mut true_switches) = (0, 0);
+    for (segment, (_, bad)) in recommendations.segments.iter().zip(&truth) {
+        assert_eq!(segment.key["route"], segment.segment.trim_start_matches("route="));
+        if segment.action == Action::Switch {
+            let index = usize::from(segment.candidate.as_deref() == Some("medium"));
+            if bad[index] {
+                false_switches += 1
+            } else {
+                true_switches += 1
+            }
+            assert!(segment.monthly_saving_usd.is_some_and(|s| s > 0.0), "{segment:?}");
+        }
+    }
+    (false_switches, true_switches, unadjusted_false)
+}
+
+#[test]
+fn any_false_switch_across_all_routes_stays_within_five_percent() {
+    const EXPERIMENTS: u64 = 1000;
+    let (mut any_false, mut switches, mut unadjusted_any) = (0u64, 0usize, 0u64);
+    for seed in 0..EXPERIMENTS {
+        let (false_switches, true_switches, unadjusted) = experiment(seed);
+        any_false += u64::from(false_switches > 0);
+        unadjusted_any += u64::from(unadjusted > 0);
+        switches += true_switches;
+    }
+    let rate = any_false as f64 / EXPERIMENTS as f64;
+    let unadjusted_rate = unadjusted_any as f64 / EXPERIMENTS as f64;
+    let se = (0.05 * 0.95 / EXPERIMENTS as f64).sqrt();
+    println!(
+        "recommendation guarantee: {:.1}% of {EXPERIMENTS} simulated experiments recommend a switch truly worse than \
+         the margin (unadjusted per-test non-inferiority: {:.1}%); {:.2} good switches made per experiment of 2 possible",
+        100.0 * rate,
+        100.0 * unadjusted_rate,
+        switches as f64 / EXPERIMENTS as f64
+    );
+    assert!(rate <= 0.05 + 2.0 * se, "false switches in {:.1}% of experiments", 100.0 * rate);
+    // The simulation can fail: without the family adjustment the same data make false switches
+    // far more often.
+    assert!(unadjusted_rate > 0.08, "unadjusted {unadjusted_rate}");
+    // And the rule is not merely timid: good candidates do get recommended.
+    assert!(switches as f64 / EXPERIMENTS as f64 > 0.5, "{switches}");
+}
