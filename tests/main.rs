@@ -19,5 +19,6 @@ mod judging;
 mod mirror;
 mod proxy;
 mod python_clients;
+mod recommend;
 mod scale;
 mod spend;

@@ -83,8 +83,13 @@ pub async fn recommend(
         None => (render_text(&evaltap_app::recommend::recommendations(&ctx, name).await?), Vec::new()),
         Some(format) => {
             let options = ExportOptions { canary_pct: canary };
-            let (_, export) =
-                evaltap_app::recommend::export_recommendations(&ctx, name, format, &options).await?;
+            let (_, export) = evaltap_app::recommend::export_recommendations(&ctx, name, format, &options)
+                .await
+                .map_err(|err| match err {
+                    // An export the recommendations cannot be written as is the caller's to fix.
+                    evaltap_app::AppError::Invalid(msg) => anyhow::Error::new(crate::UsageError(msg)),
+                    other => other.into(),
+                })?;
             (export.body, export.notes)
         }
     };
