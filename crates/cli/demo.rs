@@ -288,6 +288,13 @@ pub async fn run(options: DemoOptions, database_url: Option<String>) -> anyhow::
     }
     print!("{}", evaltap_report::render_text(&run.report));
     println!();
+    // The demo's traffic has two routes: per route, the cheapest model shown good enough.
+    let recommendations = evaltap_app::recommend::recommendations(&run.app.context(), EXPERIMENT).await?;
+    print!("{}", crate::recommend_cmd::render_text(&recommendations));
+    println!(
+        "Export it for your gateway: evaltap recommend {EXPERIMENT} --format litellm|portkey|kong|openrouter"
+    );
+    println!();
     println!("database:  {}", run.database_url);
     println!("dashboard: http://{}/experiments/{EXPERIMENT}", run.server_addr);
     println!("Ctrl-C to stop.");

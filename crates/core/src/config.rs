@@ -646,7 +646,7 @@ mod tests {
         let text = include_str!("../../../evaltap.example.toml");
         // Commented-out settings (`# key = value`, `# [[table]]`) switched on; prose stays out.
         let setting = |l: &str| {
-            l.starts_with("[[")
+            l.starts_with('[')
                 || l.split_once(" = ")
                     .is_some_and(|(k, _)| k.chars().all(|c| c.is_alphanumeric() || c == '_'))
         };
@@ -660,6 +660,8 @@ mod tests {
         assert_eq!(haiku.api, ModelApi::AnthropicMessages);
         assert_eq!(haiku.drop_params, ["top_p"]);
         assert_eq!(config.candidates[0].api, ModelApi::OpenaiChat, "the default");
+        assert_eq!(config.candidates[0].gateway_model["portkey"], "gpt-4.1-mini");
+        assert_eq!(config.recommend, crate::RecommendConfig::default(), "the example shows the defaults");
     }
 
     #[test]
