@@ -130,7 +130,7 @@ crate::on_both_engines! {
         let worker = BackgroundWorker::start(&app);
 
         let ctx = app.drift_context().expect("context");
-        let spec = ScheduleSpec { rubrics: vec!["correctness".into()], checks: vec![], margin: 0.02 };
+        let spec = ScheduleSpec { rubrics: vec!["correctness".into()], checks: vec![], margin: 0.02, guard: None };
         let new = |dataset: DatasetRef, candidate: &str| NewSchedule {
             name: None,
             dataset,
@@ -258,7 +258,8 @@ async fn a_schedule_that_cannot_run_fails_visibly_and_a_config_change_is_picked_
     let config_file = crate::common::write_config(&bench.dir, &app.config);
     let support = dataset(&app, "support", 5).await;
     let full = app.drift_context().expect("context");
-    let spec = ScheduleSpec { rubrics: vec!["correctness".into()], checks: vec![], margin: 0.02 };
+    let spec =
+        ScheduleSpec { rubrics: vec!["correctness".into()], checks: vec![], margin: 0.02, guard: None };
     let schedule = evaltap_drift::add_schedule(
         &full,
         NewSchedule {
@@ -370,7 +371,8 @@ async fn slack_alerts_are_retried_until_delivered_and_a_dead_sink_is_recorded_as
     let app = bench.app.clone();
     let support = dataset(&app, "support", 5).await;
     let full = app.drift_context().expect("context");
-    let spec = ScheduleSpec { rubrics: vec!["correctness".into()], checks: vec![], margin: 0.02 };
+    let spec =
+        ScheduleSpec { rubrics: vec!["correctness".into()], checks: vec![], margin: 0.02, guard: None };
     let new = NewSchedule {
         name: None,
         dataset: support,
@@ -399,4 +401,104 @@ async fn slack_alerts_are_retried_until_delivered_and_a_dead_sink_is_recorded_as
     let by_sink = |url: &str| recorded.iter().find(|d| d.1 == url).map(|d| (d.2, d.3));
     assert_eq!(by_sink(&flaky), Some((3, true)), "{recorded:?}");
     assert_eq!(by_sink(&dead), Some((3, false)), "{recorded:?}");
+}
+
+/// Mirrors `count` lookup questions (the `support` route) answered by `model`, as a gateway
+/// would after switching the route to it.
+async fn route_traffic(bench: &Bench, model: &str, from: u64, count: usize) {
+    let exchanges: Vec<serde_json::Value> = futures::future::join_all(
+        (from..)
+            .map(|i| evaltap_sim::Task::generate(77, i))
+            .filter(|task| task.family() == evaltap_sim::tasks::Family::Lookup)
+            .take(count)
+            .enumerate()
+            .map(|(i, task)| async move {
+                let request = serde_json::json!({"model": model,
+                    "messages": [{"role": "user", "content": task.prompt()}]});
+                let response = bench.production_call(&request).await;
+                serde_json::json!({"id": format!("guard-{from}-{i}"), "tags": {"route": "support"},
+                                   "request": request, "response": response})
+            }),
+    )
+    .await;
+    crate::first_hour::mirror(bench, exchanges).await;
+}
+
+crate::on_both_engines! {
+    /// A guard on a switched route: the new model as good as the former production model raises
+    /// nothing; once it degrades, one alert (delivered); once it recovers, one recovery notice.
+    async fn a_guard_alerts_once_when_the_switched_model_degrades_and_closes_when_it_recovers() {
+        let (url, deliveries) = receiver().await;
+        let noisy = JudgeBehavior { noise: 0.05, position_bias: 0.0, unreadable_long: 0.0 };
+        let bench = Bench::start_with("guard", noisy, None, 1, |config| {
+            config.alerts.webhooks.push(evaltap_core::WebhookSink { url: url.clone(), secret: None, secret_env: None });
+            config.alerts.backoff_ms = 10;
+        })
+        .await;
+        let app = bench.app.clone();
+        let worker = BackgroundWorker::start(&app);
+        let ctx = app.drift_context().expect("context");
+        let guard = evaltap_drift::add_guard(
+            &ctx,
+            evaltap_drift::NewGuard {
+                name: Some("guard:support".into()),
+                guard: evaltap_store::GuardSpec {
+                    tag: "route".into(),
+                    route: "support".into(),
+                    model: "sim-drift".into(),
+                    former: "large".into(),
+                    source: None,
+                    sample: 150,
+                    experiment: None,
+                },
+                every: Duration::from_secs(3600),
+                rubrics: vec!["correctness".into()],
+                margin: 0.05,
+            },
+        )
+        .await
+        .expect("guard");
+        assert_eq!(guard.candidate, "large");
+        let hour = |k: i64| Utc.timestamp_opt(1_900_000_800 + k * 3600, 0).single().expect("time");
+
+        // No traffic yet: the slot is skipped, not failed.
+        let idle = tick(&ctx, hour(0)).await.expect("tick");
+        assert!(idle.started.is_empty() && idle.opened.is_empty(), "{idle:?}");
+
+        route_traffic(&bench, "sim-drift", 0, 150).await;
+        let same = run_slot(&app, hour(1)).await;
+        assert!(same.opened.is_empty() && same.closed.is_empty(), "{same:?}");
+
+        bench.sim.accuracy.set("sim-drift", 0.4);
+        route_traffic(&bench, "sim-drift", 1_000, 150).await;
+        let degraded = run_slot(&app, hour(2)).await;
+        assert_eq!(degraded.opened.len(), 1, "{degraded:?}");
+        assert_eq!(degraded.opened[0].rubric, "correctness");
+
+        bench.sim.accuracy.set("sim-drift", 0.92);
+        route_traffic(&bench, "sim-drift", 2_000, 150).await;
+        let recovered = run_slot(&app, hour(3)).await;
+        assert!(recovered.opened.is_empty(), "{recovered:?}");
+        assert_eq!(recovered.closed.len(), 1, "{recovered:?}");
+
+        // Each run replayed only its own period's traffic, against the former production model.
+        let runs = app.store.schedule_runs(&guard.id).await.expect("runs");
+        let mut seen = std::collections::HashSet::new();
+        for run in runs.iter().filter_map(|r| r.experiment_id.clone()) {
+            let experiment = app.store.experiment(&run).await.expect("read").expect("exists");
+            assert_eq!(experiment.spec.candidates[0].model, "sim-large");
+            for item in app.store.experiment_item_ids(&experiment.id).await.expect("items") {
+                assert!(seen.insert(item), "an exchange replayed by two runs");
+            }
+        }
+        assert_eq!(seen.len(), 450);
+        let events: Vec<String> = deliveries
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|(_, body)| serde_json::from_slice::<serde_json::Value>(body).expect("json")["event"].to_string())
+            .collect();
+        assert_eq!(events, ["\"opened\"", "\"recovered\""]);
+        worker.stop().await;
+    }
 }

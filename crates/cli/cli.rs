@@ -122,7 +122,13 @@ enum Command {
         /// Write to this file instead of standard output.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Also add a guard on every switched route (`evaltap guard add` with its defaults).
+        #[arg(long)]
+        watch: bool,
     },
+    /// Guards: after a switch, watch the route's new model against the former production one.
+    #[command(subcommand)]
+    Guard(crate::recommend_cmd::GuardCommand),
     /// API and dashboard tokens.
     #[command(subcommand)]
     Tokens(TokensCommand),
@@ -522,16 +528,14 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )
             .await;
         }
-        Command::Recommend { name, format, canary, out } => {
-            crate::recommend_cmd::recommend(
-                &open_app(&cli).await?,
-                name,
-                format.as_deref(),
-                *canary,
-                out.as_deref(),
-            )
-            .await?
+        Command::Recommend { name, format, canary, out, watch } => {
+            let app = open_app(&cli).await?;
+            crate::recommend_cmd::recommend(&app, name, format.as_deref(), *canary, out.as_deref()).await?;
+            if *watch {
+                crate::recommend_cmd::watch(&app, name).await?;
+            }
         }
+        Command::Guard(command) => crate::recommend_cmd::guard(&open_app(&cli).await?, command).await?,
         Command::Report { name, json } => {
             crate::experiment_cmd::report(&open_app(&cli).await?, name, *json).await?
         }
@@ -546,7 +550,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Exchanges { source, model, tags, limit, json } => {
             let app = open_app(&cli).await?;
-            let filter = Filter { source: source.clone(), model: model.clone(), since: None, until: None };
+            let filter = Filter { source: source.clone(), model: model.clone(), ..Filter::default() };
             let found = crate::exchanges_cmd::find(&app, &filter, tags, *limit).await?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&found)?);

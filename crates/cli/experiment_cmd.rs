@@ -33,6 +33,10 @@ pub(crate) enum ExperimentCommand {
         /// Only exchanges served by this model.
         #[arg(long)]
         model: Option<String>,
+        /// Only exchanges with this tag value, as KEY=VALUE (`--tag route=support`; repeat for
+        /// several).
+        #[arg(long = "tag", value_parser = parse_tag)]
+        tags: Vec<(String, String)>,
         /// Non-inferiority margin on the [0, 1] scale [default: 0.02].
         #[arg(long)]
         margin: Option<f64>,
@@ -87,6 +91,7 @@ pub(crate) async fn dispatch(app: &App, command: &ExperimentCommand) -> anyhow::
             sample,
             source,
             model,
+            tags,
             margin,
             spend_cap_usd,
             judge_samples,
@@ -98,7 +103,12 @@ pub(crate) async fn dispatch(app: &App, command: &ExperimentCommand) -> anyhow::
                 candidates: candidates.clone(),
                 rubrics: rubrics.clone(),
                 sample_size: *sample,
-                filter: Filter { source: source.clone(), model: model.clone(), ..Filter::default() },
+                filter: Filter {
+                    source: source.clone(),
+                    model: model.clone(),
+                    tags: tags.iter().cloned().collect(),
+                    ..Filter::default()
+                },
                 margin: *margin,
                 spend_cap_usd: *spend_cap_usd,
                 judge_samples: *judge_samples,
@@ -243,4 +253,12 @@ pub(crate) async fn report(app: &App, name: &str, json: bool) -> anyhow::Result<
         print!("{}", evaltap_report::render_text(&report));
     }
     Ok(())
+}
+
+/// `KEY=VALUE` of `--tag`.
+fn parse_tag(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => Ok((key.trim().to_string(), value.to_string())),
+        _ => Err(format!("expected KEY=VALUE (e.g. route=support), got `{text}`")),
+    }
 }

@@ -369,7 +369,12 @@ pub(crate) async fn dispatch(app: &App, command: &GoldenCommand) -> anyhow::Resu
         }
         G::Promote { name, from_traffic: _, source, model, tags, since, sample, stratify } => {
             let promotion = Promotion {
-                filter: Filter { source: source.clone(), model: model.clone(), since: *since, until: None },
+                filter: Filter {
+                    source: source.clone(),
+                    model: model.clone(),
+                    since: *since,
+                    ..Filter::default()
+                },
                 tags: tags.clone(),
                 sample: *sample,
                 stratify: stratify.clone(),

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Context as _;
+use clap::Subcommand;
 use evaltap_app::App;
 use evaltap_recommend::export::ExportOptions;
 use evaltap_recommend::{Action, Recommendations};
@@ -102,6 +103,106 @@ pub async fn recommend(
     }
     for note in notes {
         eprintln!("note: {note}");
+    }
+    Ok(())
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum GuardCommand {
+    /// Watch a route after its switch: every period, replay a sample of the route's new traffic
+    /// against the former production model; alert (through [alerts]) when the new model is
+    /// worse than the experiment's margin, and again when it recovers.
+    Add {
+        /// The experiment whose recommendation was applied.
+        experiment: String,
+        /// The switched route.
+        #[arg(long)]
+        route: String,
+        /// Period between runs: 1h, 6h, 1d…
+        #[arg(long, default_value = evaltap_app::guards::DEFAULT_EVERY)]
+        every: String,
+        /// Most exchanges replayed per run.
+        #[arg(long, default_value_t = evaltap_app::guards::DEFAULT_SAMPLE)]
+        sample: usize,
+        /// The new model's name as the gateway reports it (default: the candidate's model).
+        #[arg(long)]
+        model: Option<String>,
+        /// Guard name (default guard:EXPERIMENT:ROUTE).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// The guards with their runs and open alerts (pause, resume and remove them with
+    /// `evaltap golden schedule`).
+    List,
+}
+
+fn describe(guard: &evaltap_store::Schedule) -> String {
+    let spec = guard.spec.guard.as_ref();
+    format!(
+        "guard `{}`: {} on {}={}, replayed against {} every {} ({} exchanges a run, margin {})",
+        guard.name,
+        spec.map_or("", |g| g.model.as_str()),
+        spec.map_or("", |g| g.tag.as_str()),
+        spec.map_or("", |g| g.route.as_str()),
+        guard.candidate,
+        humantime::format_duration(std::time::Duration::from_secs(guard.every_seconds.max(0) as u64)),
+        spec.map_or(0, |g| g.sample),
+        guard.spec.margin
+    )
+}
+
+/// Runs one `evaltap guard` command.
+pub(crate) async fn guard(app: &App, command: &GuardCommand) -> anyhow::Result<()> {
+    let ctx = app.context();
+    match command {
+        GuardCommand::Add { experiment, route, every, sample, model, name } => {
+            let request = evaltap_app::guards::GuardRequest {
+                experiment: experiment.clone(),
+                route: route.clone(),
+                every: every.clone(),
+                sample: *sample,
+                model: model.clone(),
+                name: name.clone(),
+            };
+            let guard = evaltap_app::guards::add(&ctx, &request).await?;
+            println!("{}; runs start in any `evaltap serve` or `evaltap worker`", describe(&guard));
+        }
+        GuardCommand::List => {
+            let rows = evaltap_app::schedules::list(&ctx).await?;
+            let guards: Vec<_> = rows.iter().filter(|r| r.schedule.spec.guard.is_some()).collect();
+            if guards.is_empty() {
+                println!(
+                    "no guards (`evaltap guard add EXPERIMENT --route ROUTE`, or `evaltap recommend EXPERIMENT --watch`)"
+                );
+            }
+            for row in guards {
+                println!(
+                    "{}: {}, {}{}",
+                    describe(&row.schedule),
+                    evaltap_core::words::count(row.runs as u64, "run"),
+                    evaltap_core::words::count(row.open_alerts as u64, "open alert"),
+                    row.error.as_deref().map(|e| format!(" — FAILING: {e}")).unwrap_or_default()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `evaltap recommend … --watch`: a guard on every switched route.
+pub(crate) async fn watch(app: &App, name: &str) -> anyhow::Result<()> {
+    let guards = evaltap_app::guards::add_for_switches(
+        &app.context(),
+        name,
+        evaltap_app::guards::DEFAULT_EVERY,
+        evaltap_app::guards::DEFAULT_SAMPLE,
+    )
+    .await?;
+    if guards.is_empty() {
+        eprintln!("no route is switched: nothing to watch");
+    }
+    for guard in &guards {
+        eprintln!("{}", describe(guard));
     }
     Ok(())
 }

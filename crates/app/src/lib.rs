@@ -3,6 +3,7 @@
 
 pub mod gate;
 pub mod golden;
+pub mod guards;
 pub mod recommend;
 pub mod schedules;
 
@@ -110,6 +111,20 @@ pub struct Context {
     pub store: Store,
     /// Loaded rubrics.
     pub rubrics: Rubrics,
+}
+
+impl Context {
+    /// The drift scheduler's context for adding schedules and guards: adding delivers nothing,
+    /// so it has no HTTP client of its own (the scheduler's passes use theirs).
+    pub(crate) fn drift_for_changes(&self) -> evaltap_drift::DriftContext {
+        evaltap_drift::DriftContext {
+            config: self.config.clone(),
+            config_path: None,
+            store: self.store.clone(),
+            rubrics: self.rubrics.clone(),
+            http: Default::default(),
+        }
+    }
 }
 
 /// The opened application: store, queue, rubrics and job services for one configuration.

@@ -62,17 +62,9 @@ pub async fn add(ctx: &Context, new: &NewSchedule) -> Result<Schedule, AppError>
         dataset: DatasetRef { name: new.dataset.clone(), version },
         candidate: new.candidate.clone(),
         every,
-        spec: ScheduleSpec { rubrics, checks, margin: new.margin },
+        spec: ScheduleSpec { rubrics, checks, margin: new.margin, guard: None },
     };
-    let drift = evaltap_drift::DriftContext {
-        config: ctx.config.clone(),
-        config_path: None,
-        store: ctx.store.clone(),
-        rubrics: ctx.rubrics.clone(),
-        // Adding a schedule delivers nothing; the scheduler's passes use their own client.
-        http: Default::default(),
-    };
-    Ok(evaltap_drift::add_schedule(&drift, schedule).await?)
+    Ok(evaltap_drift::add_schedule(&ctx.drift_for_changes(), schedule).await?)
 }
 
 /// A schedule with what its runs and alerts say.
@@ -117,7 +109,8 @@ pub async fn list(ctx: &Context) -> Result<Vec<ScheduleStatus>, AppError> {
             runs: runs.len(),
             failed_to_start: runs.iter().filter(|r| start_error(r).is_some()).count(),
             reference_runs: runs.iter().filter(|r| is_reference(r)).count(),
-            reference_needed: REFERENCE_RUNS,
+            // A guard compares two models on fresh traffic: it has no reference runs.
+            reference_needed: if schedule.spec.guard.is_some() { 0 } else { REFERENCE_RUNS },
             open_alerts: alerts.iter().filter(|a| a.schedule_id == schedule.id && a.status == "open").count(),
             status: if error.is_some() {
                 "failing"

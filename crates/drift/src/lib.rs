@@ -6,8 +6,10 @@
 //! [`tick`] does one pass at a given time (start due slots, evaluate finished runs) and is what
 //! tests drive; [`run_scheduler`] calls it periodically inside `serve` and `worker`.
 
+pub mod guard;
 pub mod policy;
 
+pub use guard::{GuardAssessment, NewGuard, add_guard, assess_guard};
 pub use policy::{DriftPolicy, RubricDrift, RunScores, assess_run};
 
 use std::collections::HashMap;
@@ -140,16 +142,27 @@ pub async fn tick(ctx: &DriftContext, now: DateTime<Utc>) -> Result<TickReport, 
         if !ctx.store.claim_slot(&schedule.id, slot).await? {
             continue; // another process started it
         }
-        let request = ExperimentRequest::golden(
-            format!("{}#{slot}", schedule.name),
-            DatasetRef { name: schedule.dataset.clone(), version: schedule.version.clone() },
-            // Scored alone: each run is compared with the reference runs, not a baseline.
-            BaselineSpec::None,
-            vec![schedule.candidate.clone()],
-            schedule.spec.rubrics.clone(),
-            schedule.spec.checks.clone(),
-            schedule.spec.margin,
-        );
+        let request = match &schedule.spec.guard {
+            Some(guard) => match guard::run_request(ctx, schedule, guard, slot).await? {
+                Some(request) => request,
+                None => {
+                    // No new traffic on the route: nothing to replay, and nothing wrong.
+                    let outcome = json!({"skipped": "no new traffic on the route since the last run"});
+                    ctx.store.set_run_experiment(&schedule.id, slot, None, Some(&outcome)).await?;
+                    continue;
+                }
+            },
+            None => ExperimentRequest::golden(
+                format!("{}#{slot}", schedule.name),
+                DatasetRef { name: schedule.dataset.clone(), version: schedule.version.clone() },
+                // Scored alone: each run is compared with the reference runs, not a baseline.
+                BaselineSpec::None,
+                vec![schedule.candidate.clone()],
+                schedule.spec.rubrics.clone(),
+                schedule.spec.checks.clone(),
+                schedule.spec.margin,
+            ),
+        };
         let failing = ctx.store.open_alert_for(&schedule.id, CANNOT_RUN).await?;
         match evaltap_worker::create_experiment(&ctx.config, &ctx.rubrics, &ctx.store, request).await {
             Ok(experiment) => {
@@ -206,7 +219,10 @@ pub async fn tick(ctx: &DriftContext, now: DateTime<Utc>) -> Result<TickReport, 
             waiting.insert(run.schedule_id.clone());
             continue;
         }
-        evaluate(ctx, schedule, &run, &experiment, &mut report).await?;
+        match &schedule.spec.guard {
+            Some(guard) => guard::evaluate(ctx, schedule, guard, &run, &experiment, &mut report).await?,
+            None => evaluate(ctx, schedule, &run, &experiment, &mut report).await?,
+        }
     }
     Ok(report)
 }
@@ -330,7 +346,20 @@ async fn deliver(ctx: &DriftContext, alert: &Alert, event: &str, details: &Value
     let body = json!({"event": event, "alert_id": alert.id, "status": alert.status, "rubric": alert.rubric,
         "opened_at": alert.opened_at, "closed_at": alert.closed_at, "details": details});
     let schedule = details["schedule"].as_str().unwrap_or_default();
-    let text = if alert.rubric == CANNOT_RUN {
+    let text = if details["guard"] == json!(true) {
+        format!(
+            "evaltap guard {event}: {schedule}: {} on {} — Δ {:+.3} against the former production model {} \
+             (always-valid interval [{:+.3}, {:+.3}], n {}, margin {})",
+            details["model"].as_str().unwrap_or_default(),
+            details["route"].as_str().unwrap_or_default(),
+            details["delta"].as_f64().unwrap_or(f64::NAN),
+            details["former"].as_str().unwrap_or_default(),
+            details["cs_low"].as_f64().unwrap_or(f64::NAN),
+            details["cs_high"].as_f64().unwrap_or(f64::NAN),
+            details["n"].as_u64().unwrap_or(0),
+            details["margin"].as_f64().unwrap_or(f64::NAN),
+        )
+    } else if alert.rubric == CANNOT_RUN {
         match details["error"].as_str() {
             Some(error) => format!("evaltap drift: schedule {schedule} cannot run: {error}"),
             None => format!("evaltap drift: schedule {schedule} runs again"),

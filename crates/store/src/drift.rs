@@ -20,6 +20,34 @@ pub struct ScheduleSpec {
     pub checks: Vec<Value>,
     /// Non-inferiority margin: a drop beyond it (and significant) alerts; back within it closes.
     pub margin: f64,
+    /// A guard instead of a golden set: each run replays the route's new production traffic
+    /// against the former production model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guard: Option<GuardSpec>,
+}
+
+/// What a guard watches: after a route was switched to a new model, the route's traffic from
+/// that model is replayed against the former production model, and the new model alerts when
+/// it turns out worse than the margin.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuardSpec {
+    /// The tag that names the route (`route`).
+    pub tag: String,
+    /// The route's value of it (`support`).
+    pub route: String,
+    /// The model now serving the route, as the gateway reports it.
+    pub model: String,
+    /// The candidate (from evaltap.toml) that calls the former production model.
+    pub former: String,
+    /// Only traffic from this source.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// Most exchanges replayed per run.
+    pub sample: usize,
+    /// The experiment whose recommendation the switch followed.
+    #[serde(default)]
+    pub experiment: Option<String>,
 }
 
 /// A stored schedule.

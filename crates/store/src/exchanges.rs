@@ -354,7 +354,9 @@ impl Store {
         .bind(filter.until)
         .fetch_all(p)
         .await?;
-        Ok(skip_unreadable(rows.iter().map(decode_exchange)).0)
+        let (mut exchanges, _) = skip_unreadable(rows.iter().map(decode_exchange));
+        exchanges.retain(|stored| filter.tags_match(&stored.exchange.tags));
+        Ok(exchanges)
         })
     }
 

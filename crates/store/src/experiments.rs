@@ -4,6 +4,7 @@ use crate::Columns;
 use chrono::{DateTime, Utc};
 use evaltap_core::{CandidateConfig, JudgeConfig, Price};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::with_pool;
 use crate::{Result, Store, StoreError, from_json, to_json};
@@ -20,6 +21,22 @@ pub struct Filter {
     pub since: Option<DateTime<Utc>>,
     /// Only exchanges received before this time.
     pub until: Option<DateTime<Utc>>,
+    /// Only exchanges whose tags have these values (`{"route": "support"}`); a number or a
+    /// boolean tag matches its text.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+}
+
+impl Filter {
+    /// Whether an exchange's `tags` carry every value the filter asks for.
+    pub fn tags_match(&self, tags: &Value) -> bool {
+        self.tags.iter().all(|(key, wanted)| match tags.get(key) {
+            Some(Value::String(s)) => s == wanted,
+            Some(Value::Number(n)) => &n.to_string() == wanted,
+            Some(Value::Bool(b)) => &b.to_string() == wanted,
+            _ => false,
+        })
+    }
 }
 
 /// Everything that defines an experiment, frozen when it is created so that later config edits
@@ -196,8 +213,9 @@ impl Store {
             Some(dataset) => self.dataset_items(&dataset.version).await?.into_iter().map(|i| i.key).collect(),
             None => {
                 let f = &spec.filter;
-                with_pool!(&self.pool, p => sqlx::query_scalar(
-                    "SELECT id FROM exchanges WHERE succeeded = TRUE
+                // Tags are matched here rather than in SQL: the two engines read JSON differently.
+                let rows: Vec<(String, String)> = with_pool!(&self.pool, p => sqlx::query_as(
+                    "SELECT id, CASE WHEN $5 THEN tags ELSE '{}' END FROM exchanges WHERE succeeded = TRUE
                        AND ($1 IS NULL OR source = $1) AND ($2 IS NULL OR model = $2)
                        AND ($3 IS NULL OR received_at >= $3) AND ($4 IS NULL OR received_at < $4)",
                 )
@@ -205,7 +223,15 @@ impl Store {
                 .bind(&f.model)
                 .bind(f.since)
                 .bind(f.until)
-                .fetch_all(p).await)?
+                .bind(!f.tags.is_empty())
+                .fetch_all(p).await)?;
+                rows.into_iter()
+                    .filter(|(_, tags)| {
+                        f.tags.is_empty()
+                            || serde_json::from_str::<Value>(tags).is_ok_and(|tags| f.tags_match(&tags))
+                    })
+                    .map(|(id, _)| id)
+                    .collect()
             }
         };
         if ids.is_empty() {

@@ -30,7 +30,7 @@ use sqlx::sqlite::SqlitePool;
 pub use analytics::{HourlyCount, RejectionReason, TrafficRow};
 pub use bench::RawRow;
 pub use datasets::{DatasetItemRow, DatasetVersion, dataset_item_key};
-pub use drift::{Alert, Schedule, ScheduleRun, ScheduleSpec};
+pub use drift::{Alert, GuardSpec, Schedule, ScheduleRun, ScheduleSpec};
 pub use exchanges::{Delivery, DeliveryCounts, ExchangeHead, IngestOutcome, SourceStats, StoredExchange};
 pub use experiments::{BaselineSpec, DatasetRef, Experiment, ExperimentSpec, Filter, FrozenRubric};
 /// Nagle's algorithm on this process's PostgreSQL sockets (see `postgres.rs`), for tests.
