@@ -181,6 +181,24 @@ async fn every_page_renders_in_chromium_and_a_regression_clicks_through_to_its_d
     assert!(count(&client, ".judgment").await >= 2, "judge scores and reasons");
     save(&client, "example").await;
 
+    // The experiment page links to its per-route recommendations: a row per route, a chart
+    // per route, and each gateway's configuration ready to copy.
+    client.goto(&demo.dashboard).await.expect("experiment page");
+    client
+        .find(Locator::Css("p.recommendations-link a"))
+        .await
+        .expect("the link")
+        .click()
+        .await
+        .expect("click");
+    let url = client.current_url().await.expect("url");
+    assert!(url.path().ends_with("/experiments/demo/recommendations"), "{url}");
+    assert_eq!(count(&client, "table.recommendations tr").await, 3, "a header and one row per route");
+    assert_eq!(count(&client, "svg.cost-quality").await, 2, "a chart per route");
+    assert_eq!(count(&client, "pre.export").await, 5, "json, litellm, portkey, kong, openrouter");
+    assert!(!scrolls_sideways(&client).await, "recommendations fit 1280 px");
+    save(&client, "recommendations").await;
+
     for (path, name, marker) in [
         ("/spend", "spend", "table.spend"),
         ("/sources", "sources", "svg.traffic"),

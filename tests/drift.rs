@@ -499,6 +499,11 @@ crate::on_both_engines! {
             .map(|(_, body)| serde_json::from_slice::<serde_json::Value>(body).expect("json")["event"].to_string())
             .collect();
         assert_eq!(events, ["\"opened\"", "\"recovered\""]);
+        // The drift page shows the guard with its alert and recovery.
+        let page = reqwest::get(format!("{}/drift/guard%3Asupport", bench.url)).await.expect("page").text().await.expect("html");
+        assert!(page.contains("Guard after a switch") && page.contains("sim-drift"), "{page}");
+        assert!(page.contains("alert opened on correctness") && page.contains("recovered on correctness"), "{page}");
+        assert!(page.contains("no new traffic on the route"), "the idle slot is shown as skipped");
         worker.stop().await;
     }
 }

@@ -101,6 +101,30 @@ async fn recommend_switches_only_the_route_where_the_cheap_model_is_as_good() {
     let (status, _) = get(format!("{}/api/experiments/nope/recommendations", bench.url)).await;
     assert_eq!(status, 404);
 
+    // Watching the switch: a guard on the support route, against the production model
+    // replayed (the bench's `large` candidate); none on the route that kept production.
+    let ctx = bench.app.context();
+    let request = |route: &str| evaltap_app::guards::GuardRequest {
+        experiment: "routes".into(),
+        route: route.into(),
+        every: "1h".into(),
+        sample: 200,
+        model: None,
+        name: None,
+    };
+    let guard = evaltap_app::guards::add(&ctx, &request("support")).await.expect("guard");
+    let spec = guard.spec.guard.clone().expect("a guard");
+    assert_eq!((spec.model.as_str(), spec.former.as_str(), spec.route.as_str()), ("sim-small", "large", "support"));
+    assert_eq!((guard.spec.rubrics.clone(), guard.spec.margin), (vec!["correctness".to_string()], 0.05));
+    let refused = evaltap_app::guards::add(&ctx, &request("math")).await.expect_err("math kept production");
+    assert!(refused.to_string().contains("not recommended for a switch"), "{refused}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_evaltap"))
+        .args(["--config", config.to_str().expect("utf-8"), "guard", "list"])
+        .output()
+        .expect("guard list");
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(listed.contains("guard `guard:routes:support`: sim-small on route=support, replayed against large"), "{listed}");
+
     // Bad input is the user's to fix: exit 64 with the reason.
     let out = recommend_cli(&config, &["routes", "--format", "nginx"]);
     assert_eq!(out.status.code(), Some(64), "{}", String::from_utf8_lossy(&out.stderr));

@@ -89,6 +89,8 @@ pub async fn dashboard(settings: &DashboardBench) -> anyhow::Result<DashboardFig
         "/experiments/demo/examples?direction=regressions".to_string(),
         "/api/experiments/demo".to_string(),
         "/experiments/demo".to_string(),
+        "/experiments/demo/recommendations".to_string(),
+        "/api/experiments/demo/recommendations".to_string(),
         "/api/experiments/demo/chart".to_string(),
         "/api/experiments/demo/projection".to_string(),
         "/spend".to_string(),

@@ -2,6 +2,9 @@
 //! an experiment's results per segment, the cheapest candidate shown good enough on each, and
 //! the gateway configuration that applies it.
 
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
+
 use chrono::{Duration, Utc};
 use evaltap_recommend::export::{Export, ExportOptions, export};
 use evaltap_recommend::{Limits, Recommendations, Volume, recommend};
@@ -34,48 +37,105 @@ pub async fn traffic_volume(
         .collect())
 }
 
+/// Segmented reports computed in this process, by database and experiment, with the state of
+/// the results and the options they were computed for: a page or API call on unchanged results
+/// reads them instead of loading every exchange again.
+static COMPUTED_SEGMENTS: LazyLock<Mutex<HashMap<(String, String), (String, SegmentedReport)>>> =
+    LazyLock::new(Mutex::default);
+
+/// Entries kept at most (a process serves a handful of experiments at a time).
+const CACHED_SEGMENTS: usize = 64;
+
 /// The experiment's results split by `[recommend] segment_by`.
 pub async fn segmented(ctx: &Context, name: &str) -> Result<(Experiment, SegmentedReport), AppError> {
     let experiment = ctx.store.require_experiment(name).await?;
-    let inputs = evaltap_report::load(&ctx.store, &experiment).await?;
     let options = SegmentOptions::from(&ctx.config.recommend);
-    // The statistics (bootstrap included) run off the async runtime.
+    let key = (ctx.config.database_url.clone(), experiment.id.clone());
+    let state = format!(
+        "{}|{:?}|{}",
+        ctx.store.results_fingerprint(&experiment.id).await?,
+        options.segment_by,
+        options.min_n
+    );
+    if let Ok(cache) = COMPUTED_SEGMENTS.lock()
+        && let Some((kept, segmented)) = cache.get(&key)
+        && kept == &state
+    {
+        return Ok((experiment, segmented.clone()));
+    }
+    let inputs = evaltap_report::load(&ctx.store, &experiment).await?;
+    // The statistics run off the async runtime.
     let segmented = tokio::task::spawn_blocking(move || segments(&inputs, &options))
         .await
         .map_err(|err| AppError::Invalid(format!("computing segments failed: {err}")))?;
+    if let Ok(mut cache) = COMPUTED_SEGMENTS.lock() {
+        if cache.len() >= CACHED_SEGMENTS {
+            cache.clear();
+        }
+        cache.insert(key, (state, segmented.clone()));
+    }
     Ok((experiment, segmented))
 }
 
-/// Per segment, the cheapest candidate shown good enough, or production kept with the reason.
-pub async fn recommendations(ctx: &Context, name: &str) -> Result<Recommendations, AppError> {
+/// Everything the recommendations of one experiment rest on, computed once.
+pub struct Computed {
+    /// The experiment.
+    pub experiment: Experiment,
+    /// Its report (the segments' baseline for the charts, the projection's volume).
+    pub report: evaltap_report::Report,
+    /// Its results per segment.
+    pub segmented: SegmentedReport,
+    /// What to do per segment.
+    pub recommendations: Recommendations,
+}
+
+/// Segments, recommendations and the report of `name`.
+pub async fn compute(ctx: &Context, name: &str) -> Result<Computed, AppError> {
     let (experiment, segmented) = segmented(ctx, name).await?;
     let report = evaltap_report::stored(&ctx.store, &experiment).await?;
     let volume = traffic_volume(ctx, &experiment, &report.baseline).await?;
     let projection = evaltap_report::savings::monthly_projection(&report, &volume);
     let volume = Volume { monthly_requests: projection.monthly_requests, scaling: projection.scaling };
-    Ok(recommend(&segmented, &Limits::from(&ctx.config.recommend), &volume))
+    let recommendations = recommend(&segmented, &Limits::from(&ctx.config.recommend), &volume);
+    Ok(Computed { experiment, report, segmented, recommendations })
 }
 
-/// The recommendations as `format` (`json`, `litellm`, `portkey`, `kong`, `openrouter`). The
-/// candidates' gateway names come from `evaltap.toml`, else from what the experiment froze.
-pub async fn export_recommendations(
+/// Per segment, the cheapest candidate shown good enough, or production kept with the reason.
+pub async fn recommendations(ctx: &Context, name: &str) -> Result<Recommendations, AppError> {
+    Ok(compute(ctx, name).await?.recommendations)
+}
+
+/// `computed`'s recommendations as `format` (`json`, `litellm`, `portkey`, `kong`,
+/// `openrouter`). The candidates' gateway names come from `evaltap.toml`, else from what the
+/// experiment froze.
+pub fn export_computed(
     ctx: &Context,
-    name: &str,
+    computed: &Computed,
     format: &str,
     options: &ExportOptions,
-) -> Result<(Recommendations, Export), AppError> {
-    let recommendations = recommendations(ctx, name).await?;
-    let experiment = ctx.store.require_experiment(name).await?;
+) -> Result<Export, AppError> {
     let mut candidates = ctx.config.candidates.clone();
     candidates.extend(
-        experiment
+        computed
+            .experiment
             .spec
             .candidates
             .iter()
             .filter(|c| !ctx.config.candidates.iter().any(|k| k.name == c.name))
             .cloned(),
     );
-    let export = export(format, &recommendations, &candidates, options)
-        .map_err(|err| AppError::Invalid(err.to_string()))?;
-    Ok((recommendations, export))
+    export(format, &computed.recommendations, &candidates, options)
+        .map_err(|err| AppError::Invalid(err.to_string()))
+}
+
+/// The recommendations of `name` and their export as `format`.
+pub async fn export_recommendations(
+    ctx: &Context,
+    name: &str,
+    format: &str,
+    options: &ExportOptions,
+) -> Result<(Recommendations, Export), AppError> {
+    let computed = compute(ctx, name).await?;
+    let export = export_computed(ctx, &computed, format, options)?;
+    Ok((computed.recommendations, export))
 }

@@ -42,6 +42,8 @@ pub struct ReportInputs {
     pub(crate) judgments: Vec<JudgmentRecord>,
     pub(crate) calibrations: HashMap<String, Calibration>,
     pub(crate) spend: Spend,
+    /// Bootstrap resamples per comparison (none for segments: their verdicts do not use it).
+    pub(crate) bootstrap_resamples: usize,
 }
 
 /// Loads what the report of `experiment` is computed from.
@@ -76,6 +78,7 @@ pub async fn load(store: &Store, experiment: &Experiment) -> Result<ReportInputs
         judgments: store.judgments_without_texts(&experiment.id).await?,
         calibrations,
         spend: store.spend(&experiment.id).await?,
+        bootstrap_resamples: CompareOptions::default().bootstrap_resamples,
     })
 }
 
@@ -152,6 +155,7 @@ pub fn compute(inputs: ReportInputs) -> Report {
         judgments,
         calibrations,
         spend,
+        bootstrap_resamples,
     } = inputs;
     let experiment = &experiment;
     let spec = &experiment.spec;
@@ -238,7 +242,8 @@ pub fn compute(inputs: ReportInputs) -> Report {
             }
         }
     }
-    let options = compare_options(spec.margin, &progress, item_ids.len());
+    let options =
+        CompareOptions { bootstrap_resamples, ..compare_options(spec.margin, &progress, item_ids.len()) };
     let basis = options.basis;
     let empty = HashMap::new();
     let no_book = JudgeBook::default();

@@ -250,9 +250,10 @@ fn baseline_latencies(inputs: &ReportInputs, items: &HashSet<String>) -> Option<
 }
 
 impl ReportInputs {
-    /// The same inputs on `items` only.
+    /// The same inputs on `items` only, without the bootstrap (verdicts do not use it).
     fn restricted_to(&self, items: &HashSet<String>) -> ReportInputs {
         let mut inputs = self.clone();
+        inputs.bootstrap_resamples = 0;
         inputs.item_ids.retain(|id| items.contains(id));
         inputs.replays.retain(|r| items.contains(&r.item_id));
         inputs.references.retain(|r| items.contains(&r.key));

@@ -49,6 +49,7 @@ pub(crate) fn templates() -> Environment<'static> {
         ("dataset.html", include_str!("../templates/dataset.html")),
         ("schedules.html", include_str!("../templates/schedules.html")),
         ("schedule.html", include_str!("../templates/schedule.html")),
+        ("recommendations.html", include_str!("../templates/recommendations.html")),
     ] {
         // The templates are compiled into the binary and covered by tests.
         env.add_template(name, source).expect("dashboard templates are valid");

@@ -11,6 +11,7 @@ mod keeper;
 mod mirror;
 mod proxy;
 mod recommend_api;
+mod recommend_pages;
 pub mod sources;
 mod views;
 mod writer;
@@ -100,6 +101,7 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(dashboard::index))
         .route("/experiments/{name}", get(dashboard::experiment))
         .route("/experiments/{name}/examples", get(dashboard::examples))
+        .route("/experiments/{name}/recommendations", get(recommend_pages::recommendations))
         .route("/experiments/{name}/examples/{item_id}", get(dashboard::example))
         .route("/spend", get(dashboard::spend))
         .route("/sources", get(dashboard::sources))
