@@ -101,6 +101,21 @@ async fn recommend_switches_only_the_route_where_the_cheap_model_is_as_good() {
     let (status, _) = get(format!("{}/api/experiments/nope/recommendations", bench.url)).await;
     assert_eq!(status, 404);
 
+    // One route's traffic alone: `experiment create --tag route=support`.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_evaltap"))
+        .args(["--config", config.to_str().expect("utf-8"), "experiment", "create", "--name", "support-only"])
+        .args(["--candidate", "small", "--rubric", "correctness", "--tag", "route=support"])
+        .output()
+        .expect("experiment create");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let only = bench.app.store.require_experiment("support-only").await.expect("created");
+    let items = bench.app.store.experiment_item_ids(&only.id).await.expect("items");
+    assert_eq!(items.len(), support.items, "every support exchange and nothing else");
+    for id in &items {
+        let stored = bench.app.store.exchange(id).await.expect("read").expect("stored");
+        assert_eq!(stored.exchange.tags["route"], "support");
+    }
+
     // Watching the switch: a guard on the support route, against the production model
     // replayed (the bench's `large` candidate); none on the route that kept production.
     let ctx = bench.app.context();
