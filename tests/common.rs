@@ -215,6 +215,8 @@ pub fn experiment_request(
         baseline: None,
         checks: Vec::new(),
         auto_checks: true,
+        // Most tests count every replay; early stopping has its own (tests/early_stop.rs).
+        early_stop: false,
     }
 }
 

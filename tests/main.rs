@@ -8,6 +8,7 @@ mod common;
 mod dashboard;
 mod door;
 mod drift;
+mod early_stop;
 mod engines;
 mod first_hour;
 mod format_harness;

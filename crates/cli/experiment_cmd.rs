@@ -54,6 +54,10 @@ pub(crate) enum ExperimentCommand {
         /// production answers call tools, response_format when requests set one).
         #[arg(long)]
         no_auto_checks: bool,
+        /// Replay every sampled exchange, even for a candidate whose verdict is settled early
+        /// (by default a candidate stops once every rubric has a settled always-valid verdict).
+        #[arg(long)]
+        no_early_stop: bool,
     },
     /// Print what an experiment froze: sample, candidates, rubrics (text hash, mode, scale) and
     /// the judge with its parameters.
@@ -97,6 +101,7 @@ pub(crate) async fn dispatch(app: &App, command: &ExperimentCommand) -> anyhow::
             judge_samples,
             dry_run,
             no_auto_checks,
+            no_early_stop,
         } => {
             let request = ExperimentRequest {
                 name: name.clone(),
@@ -116,6 +121,7 @@ pub(crate) async fn dispatch(app: &App, command: &ExperimentCommand) -> anyhow::
                 baseline: None,
                 checks: Vec::new(),
                 auto_checks: !*no_auto_checks,
+                early_stop: !*no_early_stop,
             };
             let spec =
                 evaltap_worker::plan_experiment(&app.config, &app.rubrics, &app.store, request.clone())

@@ -139,6 +139,8 @@ pub(crate) async fn run_request(
         baseline: None,
         checks: Vec::new(),
         auto_checks: false,
+        // A guard's window pools its runs: each run replays its whole sample.
+        early_stop: false,
     }))
 }
 

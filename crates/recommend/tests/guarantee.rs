@@ -58,6 +58,8 @@ fn candidate(name: &str, cost: f64, rubrics: Vec<RubricResult>) -> SegmentCandid
             skipped: 0,
             unsupported: Default::default(),
             truncated: 0,
+            settled: 0,
+            stopped_early: None,
             cost_per_request_usd: Some(cost),
             cost_delta_pct: Some((cost - 0.01) / 0.01 * 100.0),
             latency_p50_ms: 100.0,

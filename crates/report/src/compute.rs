@@ -44,6 +44,8 @@ pub struct ReportInputs {
     pub(crate) spend: Spend,
     /// Bootstrap resamples per comparison (none for segments: their verdicts do not use it).
     pub(crate) bootstrap_resamples: usize,
+    /// Candidates that stopped early.
+    pub(crate) settled: Vec<evaltap_store::SettledCandidate>,
 }
 
 /// Loads what the report of `experiment` is computed from.
@@ -79,6 +81,7 @@ pub async fn load(store: &Store, experiment: &Experiment) -> Result<ReportInputs
         calibrations,
         spend: store.spend(&experiment.id).await?,
         bootstrap_resamples: CompareOptions::default().bootstrap_resamples,
+        settled: store.settled_candidates(&experiment.id).await?,
     })
 }
 
@@ -156,6 +159,7 @@ pub fn compute(inputs: ReportInputs) -> Report {
         calibrations,
         spend,
         bootstrap_resamples,
+        settled,
     } = inputs;
     let experiment = &experiment;
     let spec = &experiment.spec;
@@ -234,6 +238,8 @@ pub fn compute(inputs: ReportInputs) -> Report {
             }
             // A check the item does not carry is no judgment at all.
             None if j.skipped.as_deref().is_some_and(|s| s.starts_with("not applicable")) => {}
+            // Skipped by early stopping: no pair was ever to be made of it.
+            None if j.skipped.as_deref() == Some(evaltap_store::SETTLED) => {}
             None if j.skipped.is_some() => {
                 book.skipped.insert(j.item_id);
             }
@@ -259,6 +265,10 @@ pub fn compute(inputs: ReportInputs) -> Report {
                 .map(|r| (r.item_id.as_str(), r.output_text.as_deref().unwrap_or("").chars().count() as f64))
                 .collect();
             let cost = mean_or_zero(&costs);
+            let stopped = settled.iter().find(|s| s.candidate == candidate.name);
+            // A candidate that stopped early is judged on the always-valid statistics: the
+            // fixed-n test is not valid after an optional stop.
+            let options = if stopped.is_some() { CompareOptions { basis: Basis::Sequential, ..options.clone() } } else { options.clone() };
             let rubrics = spec
                 .rubrics
                 .iter()
@@ -386,7 +396,33 @@ pub fn compute(inputs: ReportInputs) -> Report {
                 model: candidate.model.clone(),
                 n: ok.len(),
                 errors: mine.iter().filter(|r| r.error.is_some() && r.skipped.is_none()).count(),
-                skipped: mine.iter().filter(|r| r.skipped.is_some() && r.unsupported().is_none()).count(),
+                skipped: mine
+                    .iter()
+                    .filter(|r| r.skipped.is_some() && r.unsupported().is_none() && !r.settled())
+                    .count(),
+                settled: mine.iter().filter(|r| r.settled()).count(),
+                stopped_early: stopped.map(|s| {
+                    let not_made = mine.iter().filter(|r| r.settled()).count() as f64;
+                    // Per replay: its own cost, and the judge calls that would have followed it.
+                    let judge_per_replay: f64 = spec
+                        .rubrics
+                        .iter()
+                        .filter_map(|rubric| {
+                            let book = books.get(&(candidate.name.clone(), rubric.clone()))?;
+                            let calls = scores
+                                .iter()
+                                .filter(|((subject, r, _), _)| subject == &candidate.name && r == rubric)
+                                .map(|(_, by_item)| by_item.len())
+                                .sum::<usize>();
+                            (calls > 0).then(|| book.cost / calls as f64 * if spec.is_pairwise(rubric) { 2.0 } else { 1.0 })
+                        })
+                        .sum();
+                    StoppedEarly {
+                        at: s.settled_at,
+                        pairs: s.pairs,
+                        saved_usd: (!costs.is_empty()).then(|| not_made * (cost + judge_per_replay)),
+                    }
+                }),
                 unsupported: mine.iter().filter_map(|r| r.unsupported()).fold(
                     std::collections::BTreeMap::new(),
                     |mut reasons, reason| {

@@ -6,6 +6,7 @@
 
 pub mod chart;
 mod compute;
+pub mod early_stop;
 pub mod examples;
 mod model;
 pub mod savings;

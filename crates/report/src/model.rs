@@ -210,8 +210,29 @@ pub struct CandidateReport {
     /// Failed replays over attempted ones (skipped ones not counted).
     #[serde(default)]
     pub error_rate: f64,
+    /// Replays not made because the candidate's verdict was settled first (early stopping):
+    /// counted, never paid.
+    #[serde(default)]
+    pub settled: usize,
+    /// When the candidate stopped early, and at how many pairs; its verdicts then rest on the
+    /// always-valid statistics (`basis` of each rubric is `sequential`), since the fixed-n
+    /// test is not valid after an optional stop.
+    #[serde(default)]
+    pub stopped_early: Option<StoppedEarly>,
     /// Quality per rubric.
     pub rubrics: Vec<RubricResult>,
+}
+
+/// When and where a candidate stopped.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StoppedEarly {
+    /// When its verdict was settled.
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// Pairs per rubric then (the fewest).
+    pub pairs: u64,
+    /// What the replays it did not make would have cost, at its mean cost per replay and the
+    /// judge's mean cost per call on it (an estimate).
+    pub saved_usd: Option<f64>,
 }
 
 /// The paired comparison on one rubric. Besides the contract fields (`n`, `baseline_mean`,

@@ -318,6 +318,8 @@ mod tests {
                 errors: 0,
                 skipped: 0,
                 truncated: 0,
+                settled: 0,
+                stopped_early: None,
                 unsupported: Default::default(),
                 cost_per_request_usd: candidate_cost,
                 cost_delta_pct: None,

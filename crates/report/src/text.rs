@@ -172,6 +172,17 @@ pub fn render_text(report: &Report) -> String {
             if i == 0 {
                 notes.extend(c.unsupported.iter().map(|(reason, n)| unsupported_note(reason, *n)));
             }
+            if i == 0
+                && let Some(stop) = &c.stopped_early
+            {
+                notes.push(format!(
+                    "stopped early at {} pairs ({}): its verdicts rest on the always-valid statistics; {} not made{}",
+                    stop.pairs,
+                    stop.at.format("%Y-%m-%d %H:%M:%S UTC"),
+                    evaltap_core::words::count(c.settled as u64, "replay"),
+                    stop.saved_usd.map(|usd| format!(", about ${usd:.4} saved")).unwrap_or_default()
+                ));
+            }
             for note in notes {
                 let _ = writeln!(out, "{:>70}  note: {note}", "");
             }

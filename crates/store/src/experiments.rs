@@ -86,6 +86,10 @@ pub struct ExperimentSpec {
     /// Deterministic checks applied to every item (JSON definitions), beside each item's own.
     #[serde(default)]
     pub checks: Vec<serde_json::Value>,
+    /// Stop each candidate once every rubric has a settled always-valid verdict (off for
+    /// experiments made before early stopping existed).
+    #[serde(default)]
+    pub early_stop: bool,
 }
 
 /// The dataset version a golden run uses.

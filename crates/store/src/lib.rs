@@ -13,6 +13,7 @@ mod analytics;
 mod bench;
 mod datasets;
 mod drift;
+mod early_stop;
 mod exchanges;
 mod experiments;
 mod group;
@@ -31,13 +32,16 @@ pub use analytics::{HourlyCount, RejectionReason, TrafficRow};
 pub use bench::RawRow;
 pub use datasets::{DatasetItemRow, DatasetVersion, dataset_item_key};
 pub use drift::{Alert, GuardSpec, Schedule, ScheduleRun, ScheduleSpec};
+pub use early_stop::SettledCandidate;
 pub use exchanges::{Delivery, DeliveryCounts, ExchangeHead, IngestOutcome, SourceStats, StoredExchange};
 pub use experiments::{BaselineSpec, DatasetRef, Experiment, ExperimentSpec, Filter, FrozenRubric};
 /// Nagle's algorithm on this process's PostgreSQL sockets (see `postgres.rs`), for tests.
 #[cfg(target_os = "linux")]
 pub use postgres::nagle::delayed_sockets_to;
 pub use postgres::{create_scratch_database, drop_scratch_database};
-pub use results::{Calibration, JudgmentRecord, JudgmentScore, Progress, ReplayRecord, UNSUPPORTED_PREFIX};
+pub use results::{
+    Calibration, JudgmentRecord, JudgmentScore, Progress, ReplayRecord, SETTLED, UNSUPPORTED_PREFIX,
+};
 pub use spend::{Paid, Reservation, Reserve, Spend, SpendKind};
 pub use work::{Claim, Lease, QUEUED, judgment_work_key, now_ms, replay_work_key};
 

@@ -83,6 +83,9 @@ pub struct JudgmentRecord {
 /// begins (`unsupported: anthropic-messages cannot carry this request: audio input`).
 pub const UNSUPPORTED_PREFIX: &str = "unsupported: ";
 
+/// How a replay skipped by early stopping says why (its candidate's verdict was settled).
+pub const SETTLED: &str = "settled: the candidate's verdict was reached before this item";
+
 impl ReplayRecord {
     /// An empty record for one replay key, to be filled in.
     pub fn new(experiment_id: &str, item_kind: &str, item_id: &str, candidate: &str, model: &str) -> Self {
@@ -106,6 +109,11 @@ impl ReplayRecord {
     /// Why the replay was skipped because the candidate's API cannot carry the request, if so.
     pub fn unsupported(&self) -> Option<&str> {
         self.skipped.as_deref().and_then(|reason| reason.strip_prefix(UNSUPPORTED_PREFIX))
+    }
+
+    /// Whether early stopping skipped it.
+    pub fn settled(&self) -> bool {
+        self.skipped.as_deref() == Some(SETTLED)
     }
 
     /// Whether the answer was cut at its output-token limit.

@@ -17,6 +17,7 @@ impl Store {
                    (SELECT COUNT(*) FROM judgments WHERE experiment_id = $1) AS judgments,
                    (SELECT COUNT(*) FROM calibrations) AS calibrations,
                    (SELECT COUNT(*) FROM experiment_items WHERE experiment_id = $1) AS items,
+                   (SELECT COUNT(*) FROM settled_candidates WHERE experiment_id = $1) AS settled,
                    COALESCE((SELECT spent_usd FROM experiment_spend WHERE experiment_id = $1), 0.0) AS spent,
                    COALESCE((SELECT judge_spent_usd FROM experiment_spend WHERE experiment_id = $1), 0.0) AS judge,
                    COALESCE((SELECT reserved_usd FROM experiment_spend WHERE experiment_id = $1), 0.0) AS reserved,
@@ -26,11 +27,12 @@ impl Store {
             .fetch_one(p)
             .await?;
             Ok(format!(
-                "r{}:j{}:c{}:i{}:s{}:js{}:rs{}:cap{}",
+                "r{}:j{}:c{}:i{}:st{}:s{}:js{}:rs{}:cap{}",
                 row.get::<i64>("replays")?,
                 row.get::<i64>("judgments")?,
                 row.get::<i64>("calibrations")?,
                 row.get::<i64>("items")?,
+                row.get::<i64>("settled")?,
                 row.get::<f64>("spent")?,
                 row.get::<f64>("judge")?,
                 row.get::<f64>("reserved")?,

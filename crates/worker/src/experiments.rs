@@ -48,6 +48,11 @@ pub struct ExperimentRequest {
     /// requests set one (default on).
     #[serde(default = "yes")]
     pub auto_checks: bool,
+    /// Stop each candidate once every rubric and check has a settled always-valid verdict
+    /// (`better`, `worse` or `non-inferior`): its remaining replays are skipped as settled,
+    /// never paid; `sample_size` is then the most the experiment spends (default on).
+    #[serde(default = "yes")]
+    pub early_stop: bool,
 }
 
 fn yes() -> bool {
@@ -81,6 +86,7 @@ impl ExperimentRequest {
             checks,
             // Automatic checks come from production traffic; golden items carry their own.
             auto_checks: false,
+            early_stop: true,
         }
     }
 }
@@ -342,7 +348,10 @@ pub async fn plan_experiment(
         dataset: request.dataset,
         baseline,
         checks: request.checks,
+        early_stop: request.early_stop,
     };
+    // Only a comparison with a baseline has verdicts to settle on.
+    spec.early_stop &= spec.baseline != BaselineSpec::None;
     if request.auto_checks && spec.dataset.is_none() && spec.baseline == BaselineSpec::Production {
         for check in checks_traffic_calls_for(store, &spec).await? {
             let name = format!("{}{}", crate::jobs::CHECK_PREFIX, check["type"].as_str().unwrap_or_default());

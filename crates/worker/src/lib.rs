@@ -6,6 +6,7 @@
 //! that dies leaves its claims to run out, to be taken over, so a crashed worker loses nothing.
 
 mod claims;
+mod early_stop;
 pub mod estimate;
 pub mod experiments;
 pub mod jobs;

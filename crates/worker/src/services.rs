@@ -27,6 +27,8 @@ pub struct Services {
     pub owner: String,
     /// How long a claim (and its spend reservation) lasts unless renewed.
     pub lease: Duration,
+    /// How results split into segments: early stopping waits for every segment's verdict.
+    pub recommend: evaltap_core::RecommendConfig,
 }
 
 /// A backstop on any one HTTP request; attempts are bounded tighter by each endpoint's
@@ -51,6 +53,7 @@ impl Services {
             experiments: Arc::default(),
             owner: format!("evaltap-{}-{}", std::process::id(), uuid::Uuid::now_v7()),
             lease: config.worker.lease(),
+            recommend: config.recommend.clone(),
         })
     }
 

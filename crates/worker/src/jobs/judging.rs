@@ -128,6 +128,9 @@ pub(super) async fn judge_claimed(
 ) -> Result<JobOutcome, WorkerError> {
     let key = evaltap_store::judgment_work_key(item_id, subject, rubric, position);
     let result = judge_held(svc, experiment_id, item_id, subject, rubric, position, &key).await;
+    if matches!(result, Ok(JobOutcome::Stored { .. })) {
+        crate::early_stop::consider(svc, experiment_id).await;
+    }
     if matches!(result, Ok(JobOutcome::Deferred)) {
         held.defer(svc).await;
     } else if !matches!(result, Ok(JobOutcome::Stored { .. } | JobOutcome::Failed { .. })) {
@@ -158,6 +161,13 @@ async fn judge_held(
         }
         Err(err) => return Err(err),
     };
+    if subject == BASELINE && crate::early_stop::baseline_not_needed(svc, &experiment, item_id).await? {
+        // Every candidate stopped before replaying this item: its baseline score pairs nothing.
+        record.error = Some(evaltap_store::SETTLED.into());
+        record.skipped = Some(evaltap_store::SETTLED.into());
+        return store_judgment(svc, &record, JobOutcome::Failed { error: evaltap_store::SETTLED.into() })
+            .await;
+    }
     let answer = subject_answer(svc, &experiment, &item, subject).await?;
     record.item_kind = item.kind.into();
     if let Some(name) = rubric.strip_prefix(CHECK_PREFIX) {

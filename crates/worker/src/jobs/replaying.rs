@@ -124,6 +124,20 @@ async fn replay_held(
     let config = experiment.spec.candidates.iter().find(|c| c.name == candidate).ok_or_else(|| {
         WorkerError::Missing(format!("experiment {experiment_id} has no candidate `{candidate}`"))
     })?;
+    // Early stopping: a candidate whose verdict is settled makes no more calls.
+    if experiment.spec.early_stop && svc.store.is_settled(experiment_id, candidate).await? {
+        let mut record =
+            ReplayRecord::new(experiment_id, experiment.spec.item_kind(), item_id, candidate, &config.model);
+        record.error = Some(evaltap_store::SETTLED.into());
+        record.skipped = Some(evaltap_store::SETTLED.into());
+        return store_replay(
+            svc,
+            experiment,
+            &record,
+            JobOutcome::Failed { error: evaltap_store::SETTLED.into() },
+        )
+        .await;
+    }
     let item = match load_item(svc, &experiment.spec, item_id).await {
         Ok(item) => item,
         Err(err) if unreadable(&err) => {

@@ -1,0 +1,76 @@
+//! Early stopping: a candidate whose every rubric and check has a settled always-valid verdict
+//! stops; its replays not yet made are skipped, never paid. The always-valid statistics stay
+//! valid however often they are looked at, so stopping on them keeps the error rates.
+
+use evaltap_stats::{Basis, Verdict};
+use evaltap_store::{Experiment, Store, StoreError};
+
+use crate::segments::{SegmentOptions, SegmentedReport};
+use crate::{CandidateReport, Report};
+
+/// Whether verdicts read while results land settle a candidate: each `better`, `worse` or
+/// `non-inferior` (none `inconclusive`), and at least one.
+pub fn settles(verdicts: &[Verdict]) -> bool {
+    !verdicts.is_empty() && verdicts.iter().all(|v| *v != Verdict::Inconclusive)
+}
+
+/// The candidates whose verdicts are settled on a running report and, when the traffic splits
+/// into several segments (`[recommend] segment_by`), on every segment too — a per-route
+/// recommendation needs each route's verdict — with the fewest pairs any of their rubrics has.
+/// Only the always-valid basis settles anything (a finished experiment has nothing left to save).
+pub fn to_settle(report: &Report, segmented: &SegmentedReport) -> Vec<(String, u64)> {
+    if report.basis != Basis::Sequential {
+        return Vec::new();
+    }
+    let settled_on = |rubrics: &[crate::RubricResult]| {
+        settles(&rubrics.iter().map(|r| r.stats.verdict).collect::<Vec<_>>())
+    };
+    report
+        .candidates
+        .iter()
+        .filter(|c| c.stopped_early.is_none() && settled_on(&c.rubrics))
+        .filter(|c| {
+            segmented.segments.len() <= 1
+                || segmented.segments.iter().all(|segment| {
+                    segment
+                        .candidates
+                        .iter()
+                        .filter(|s| s.results.name == c.name)
+                        .all(|s| settled_on(&s.results.rubrics))
+                })
+        })
+        .map(|c: &CandidateReport| {
+            (c.name.clone(), c.rubrics.iter().map(|r| r.stats.n as u64).min().unwrap_or(0))
+        })
+        .collect()
+}
+
+/// Reads the experiment's results as they stand and records every candidate they settle;
+/// returns those newly settled. The statistics run without the bootstrap, off the runtime.
+pub async fn settle(
+    store: &Store,
+    experiment: &Experiment,
+    segments: &SegmentOptions,
+) -> Result<Vec<(String, u64)>, StoreError> {
+    let mut inputs = crate::load(store, experiment).await?;
+    inputs.bootstrap_resamples = 0;
+    let segments = segments.clone();
+    let computed = tokio::task::spawn_blocking(move || {
+        let segmented = crate::segments::segments(&inputs, &segments);
+        (crate::compute(inputs), segmented)
+    })
+    .await;
+    let (report, segmented) = match computed {
+        Ok(both) => both,
+        Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+        Err(err) => unreachable!("a blocking task is never cancelled: {err}"),
+    };
+    let mut settled = Vec::new();
+    for (candidate, pairs) in to_settle(&report, &segmented) {
+        if store.settle_candidate(&experiment.id, &candidate, pairs).await? {
+            tracing::info!(experiment = %experiment.spec.name, %candidate, pairs, "verdict settled: the candidate stops early");
+            settled.push((candidate, pairs));
+        }
+    }
+    Ok(settled)
+}

@@ -1,0 +1,49 @@
+//! Early stopping from outside: a clearly worse candidate stops once its verdict is settled —
+//! its remaining replays are skipped as settled, never sent to the provider — and the report
+//! says when and at how many pairs, with the verdict on the always-valid basis; with early
+//! stopping off every sampled exchange is replayed. On both engines.
+
+use evaltap_stats::{Basis, Verdict};
+use evaltap_worker::ExperimentRequest;
+
+use crate::common::{Bench, experiment_request, run};
+
+crate::on_both_engines! {
+async fn a_clearly_worse_candidate_stops_early_and_its_remaining_replays_are_never_paid() {
+    let bench = Bench::start("early-stop", evaltap_sim::JudgeBehavior::default(), None, 600).await;
+    let stopped = bench
+        .create(ExperimentRequest {
+            early_stop: true,
+            margin: Some(0.05),
+            ..experiment_request("stops", "small", "correctness", 600)
+        })
+        .await;
+    assert!(stopped.spec.early_stop);
+    let report = run(&bench.app, &stopped).await;
+    assert_eq!(report.status, "done");
+    let small = &report.candidates[0];
+    let stop = small.stopped_early.as_ref().unwrap_or_else(|| panic!("small did not stop: {small:#?}"));
+    assert!(small.settled > 0 && small.n + small.settled + small.errors == 600, "{small:#?}");
+    assert!(stop.pairs >= 30 && (stop.pairs as usize) <= small.n, "{stop:?}");
+    assert!(stop.saved_usd.is_some_and(|usd| usd > 0.0), "{stop:?}");
+    assert_eq!(small.skipped, 0, "settled replays are not spend-cap skips");
+    assert!(!report.spend_cap_reached);
+    let rubric = &small.rubrics[0];
+    assert_eq!((rubric.stats.verdict, rubric.stats.basis), (Verdict::Worse, Basis::Sequential), "{rubric:?}");
+    // What was skipped never reached the provider.
+    let replays = bench.app.store.replays(&stopped.id).await.expect("replays");
+    let settled = replays.iter().filter(|r| r.settled()).count();
+    assert_eq!(settled, small.settled);
+    assert!(replays.iter().filter(|r| r.settled()).all(|r| r.response.is_none() && r.cost_usd.is_none()));
+    let text = evaltap_report::render_text(&report);
+    assert!(text.contains("stopped early"), "{text}");
+
+    // Off: every exchange is replayed.
+    let full = bench.create(experiment_request("full", "small", "correctness", 600)).await;
+    assert!(!full.spec.early_stop);
+    let report = run(&bench.app, &full).await;
+    let small = &report.candidates[0];
+    assert!(small.stopped_early.is_none() && small.settled == 0 && small.n == 600, "{small:#?}");
+    assert_eq!(small.rubrics[0].stats.basis, Basis::FixedN);
+}
+}
