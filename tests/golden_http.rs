@@ -68,10 +68,11 @@ crate::on_both_engines! {
         // Poll the gate until it decides, as CI would.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
         let gate = loop {
-            let (status, gate) = call(get.clone(), &format!("{api}/experiments/sums-ci/gate"), READER, None).await;
-            assert_eq!(status, 200, "{gate}");
+            // The report first: a gate read before the run finished would say it is running.
             let (_, report) = call(get.clone(), &format!("{api}/experiments/sums-ci"), READER, None).await;
             if report["status"] == "done" {
+                let (status, gate) = call(get.clone(), &format!("{api}/experiments/sums-ci/gate"), READER, None).await;
+                assert_eq!(status, 200, "{gate}");
                 break gate;
             }
             assert!(tokio::time::Instant::now() < deadline, "the run never finished: {report}");

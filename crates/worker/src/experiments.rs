@@ -86,7 +86,8 @@ impl ExperimentRequest {
             checks,
             // Automatic checks come from production traffic; golden items carry their own.
             auto_checks: false,
-            early_stop: true,
+            // A golden set is small and read item by item (regressions, drift): every item runs.
+            early_stop: false,
         }
     }
 }
