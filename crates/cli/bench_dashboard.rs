@@ -58,7 +58,7 @@ fn synthetic_exchange(i: usize) -> anyhow::Result<Exchange> {
 pub async fn dashboard(settings: &DashboardBench) -> anyhow::Result<DashboardFigures> {
     let dir = std::env::temp_dir().join(format!("evaltap-bench-dashboard-{}", uuid::Uuid::now_v7()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let options = DemoOptions { json: true, exchanges: settings.pairs, seed: 7, port: 0 };
+    let options = DemoOptions { json: true, exchanges: settings.pairs, seed: 7, port: 0, early_stop: true };
     let started = Instant::now();
     let run = crate::demo::start(&options, format!("sqlite://{}", dir.join("evaltap.db").display())).await?;
     eprintln!("experiment of {} pairs done in {:.1} s", settings.pairs, started.elapsed().as_secs_f64());

@@ -292,6 +292,16 @@ enum BenchCommand {
         #[arg(long)]
         no_litellm: bool,
     },
+    /// Dollars per decided verdict on the demo's setting, every exchange replayed (fixed n)
+    /// beside early stopping: two whole runs against the simulated upstream.
+    Cost {
+        /// Production exchanges.
+        #[arg(long, default_value_t = 1200)]
+        exchanges: usize,
+        /// Seed of the traffic.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
     /// `stats compare` end to end on N seeded pairs, with and without clusters, beside scipy.
     Stats {
         /// Pairs.
@@ -457,8 +467,13 @@ async fn ctrl_c() {
 pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Demo(args) => {
-            let options =
-                DemoOptions { json: args.json, exchanges: args.exchanges, seed: args.seed, port: args.port };
+            let options = DemoOptions {
+                json: args.json,
+                exchanges: args.exchanges,
+                seed: args.seed,
+                port: args.port,
+                early_stop: true,
+            };
             demo::run(options, cli.database_url.clone()).await?;
         }
         Command::Sim(args) => {
@@ -643,6 +658,11 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let figures = crate::bench_dashboard::dashboard(&settings).await?;
             print!("{}", crate::bench_dashboard::render(&settings, &figures));
+        }
+        Command::Bench(BenchCommand::Cost { exchanges, seed }) => {
+            let settings = crate::bench_cost::CostBench { exchanges: *exchanges, seed: *seed };
+            let figures = crate::bench_cost::cost(&settings).await?;
+            print!("{}", crate::bench_cost::render(&settings, &figures));
         }
         Command::Bench(BenchCommand::Stats { pairs }) => {
             let figures = crate::bench_stats::stats(*pairs)?;

@@ -31,6 +31,8 @@ pub struct DemoOptions {
     pub seed: u64,
     /// Dashboard port (0 picks a free one; a taken port falls back to a free one).
     pub port: u16,
+    /// Stop each candidate once its verdicts are settled (the default; off to replay all).
+    pub early_stop: bool,
 }
 
 /// Name of the demo's production model (the baseline).
@@ -248,7 +250,8 @@ pub async fn start(options: &DemoOptions, database_url: String) -> anyhow::Resul
     let created = http
         .post(format!("http://{server_addr}/api/experiments"))
         .json(&json!({"name": EXPERIMENT, "candidates": ["medium", "small"], "rubrics": ["correctness", "helpfulness"],
-                      "margin": DEMO_MARGIN, "sample_size": accepted, "spend_cap_usd": null}))
+                      "margin": DEMO_MARGIN, "sample_size": accepted, "spend_cap_usd": null,
+                      "early_stop": options.early_stop}))
         .send()
         .await
         .context("creating the experiment")?;

@@ -2,6 +2,7 @@
 //! Commands live in their own modules; [`evaltap_app::App`] opens what they all need.
 
 pub mod bench;
+pub mod bench_cost;
 pub mod bench_dashboard;
 pub mod bench_ingest;
 pub mod bench_proxy;

@@ -1,0 +1,112 @@
+//! `evaltap bench cost`: dollars per decided verdict on the demo's setting (two candidates, two
+//! rubrics, two routes of simulated traffic at the simulator's catalog prices), with every
+//! sampled exchange replayed and judged (fixed n) beside early stopping. Each is a whole run of
+//! the loop: real replays and judge calls against the simulated upstream, spend read from
+//! evaltap's own ledger. It prints figures; it asserts nothing.
+
+use std::fmt::Write as _;
+
+use anyhow::Context as _;
+use evaltap_stats::Verdict;
+
+use crate::demo::DemoOptions;
+
+/// Benchmark settings.
+#[derive(Debug, Clone)]
+pub struct CostBench {
+    /// Production exchanges (all sampled).
+    pub exchanges: usize,
+    /// Seed of the traffic.
+    pub seed: u64,
+}
+
+/// What one way of running cost.
+#[derive(Debug, Clone)]
+pub struct CostFigures {
+    /// `fixed n` or `early stop`.
+    pub mode: &'static str,
+    /// Replays and judge calls, in USD.
+    pub spent_usd: f64,
+    /// Replay spend alone.
+    pub replays_usd: f64,
+    /// Judge spend alone.
+    pub judge_usd: f64,
+    /// Replays made (not skipped).
+    pub replays: usize,
+    /// Candidate × rubric verdicts decided (not inconclusive).
+    pub decided: usize,
+    /// Candidate × rubric verdicts in all.
+    pub verdicts: usize,
+}
+
+impl CostFigures {
+    /// USD per decided verdict (infinite when none was decided).
+    pub fn per_verdict(&self) -> f64 {
+        if self.decided == 0 { f64::INFINITY } else { self.spent_usd / self.decided as f64 }
+    }
+}
+
+/// Runs the loop once per mode, each on a fresh SQLite file.
+pub async fn cost(settings: &CostBench) -> anyhow::Result<Vec<CostFigures>> {
+    let mut figures = Vec::new();
+    for (mode, early_stop) in [("fixed n", false), ("early stop", true)] {
+        let dir = std::env::temp_dir().join(format!("evaltap-bench-cost-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let options = DemoOptions {
+            json: true,
+            exchanges: settings.exchanges,
+            seed: settings.seed,
+            port: 0,
+            early_stop,
+        };
+        let run =
+            crate::demo::start(&options, format!("sqlite://{}", dir.join("bench.db").display())).await?;
+        let report = &run.report;
+        let rubrics: Vec<Verdict> =
+            report.candidates.iter().flat_map(|c| c.rubrics.iter().map(|r| r.stats.verdict)).collect();
+        figures.push(CostFigures {
+            mode,
+            spent_usd: report.spend.total_spent_usd,
+            replays_usd: report.spend.spent_usd,
+            judge_usd: report.spend.judge_spent_usd,
+            replays: report.candidates.iter().map(|c| c.n + c.errors).sum(),
+            decided: rubrics.iter().filter(|v| **v != Verdict::Inconclusive).count(),
+            verdicts: rubrics.len(),
+        });
+        run.shutdown();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    Ok(figures)
+}
+
+/// The figures as a table.
+pub fn render(settings: &CostBench, figures: &[CostFigures]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "dollars per decided verdict: the demo's setting, {} exchanges on two routes, 2 candidates × 2 rubrics, simulator catalog prices",
+        settings.exchanges
+    );
+    let _ = writeln!(
+        out,
+        "{:<12} {:>10} {:>10} {:>10} {:>8} {:>9} {:>14} {:>9}",
+        "mode", "spent $", "replays $", "judge $", "replays", "decided", "$ per verdict", "vs fixed"
+    );
+    let baseline = figures.first().map(CostFigures::per_verdict).unwrap_or(f64::NAN);
+    for f in figures {
+        let _ = writeln!(
+            out,
+            "{:<12} {:>10.4} {:>10.4} {:>10.4} {:>8} {:>5} of {:<2} {:>14.5} {:>8.2}×",
+            f.mode,
+            f.spent_usd,
+            f.replays_usd,
+            f.judge_usd,
+            f.replays,
+            f.decided,
+            f.verdicts,
+            f.per_verdict(),
+            f.per_verdict() / baseline
+        );
+    }
+    out
+}
