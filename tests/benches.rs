@@ -41,10 +41,12 @@ fn bench_stats_runs_plain_and_clustered() {
 #[test]
 fn bench_cost_prints_dollars_per_verdict_for_both_modes() {
     let out = evaltap(&["bench", "cost", "--exchanges", "600"]);
-    let rows: Vec<&str> = out.lines().filter(|l| l.starts_with("fixed n") || l.starts_with("early stop")).collect();
+    let rows: Vec<&str> =
+        out.lines().filter(|l| l.starts_with("fixed n") || l.starts_with("early stop")).collect();
     assert_eq!(rows.len(), 2, "{out}");
     let spent = |row: &str| row.split_whitespace().nth(2).and_then(|v| v.parse::<f64>().ok()).expect("spent");
-    let replays = |row: &str| row.split_whitespace().nth(5).and_then(|v| v.parse::<usize>().ok()).expect("replays");
+    let replays =
+        |row: &str| row.split_whitespace().nth(5).and_then(|v| v.parse::<usize>().ok()).expect("replays");
     // Fixed n replays every sampled exchange on both candidates; early stopping never more.
     assert_eq!(replays(rows[0]), 1200, "{out}");
     assert!(replays(rows[1]) <= 1200 && spent(rows[1]) <= spent(rows[0]) * 1.01, "{out}");

@@ -215,8 +215,10 @@ pub fn experiment_request(
         baseline: None,
         checks: Vec::new(),
         auto_checks: true,
-        // Most tests count every replay; early stopping has its own (tests/early_stop.rs).
+        // Most tests count every replay and call; early stopping and the cache have their own
+        // (tests/early_stop.rs, tests/cache.rs).
         early_stop: false,
+        cache: false,
     }
 }
 

@@ -508,6 +508,7 @@ async fn the_cost_is_estimated_before_a_run_and_a_cap_buys_complete_pairs() {
         auto_checks: true,
         // The estimate is of every replay: compare it with an experiment that makes them all.
         early_stop: false,
+        cache: false,
     };
     let full = bench.create(request("full", None)).await;
     let report = crate::common::run(&bench.app, &full).await;

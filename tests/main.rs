@@ -4,6 +4,7 @@ mod apis;
 mod auth;
 mod benches;
 mod browser;
+mod cache;
 mod common;
 mod dashboard;
 mod door;

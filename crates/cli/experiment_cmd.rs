@@ -58,6 +58,10 @@ pub(crate) enum ExperimentCommand {
         /// (by default a candidate stops once every rubric has a settled always-valid verdict).
         #[arg(long)]
         no_early_stop: bool,
+        /// Pay for every replay and judgment again instead of reusing the ones already paid for
+        /// (same request to the same endpoint and model, same prompt to the same judge).
+        #[arg(long)]
+        no_cache: bool,
     },
     /// Print what an experiment froze: sample, candidates, rubrics (text hash, mode, scale) and
     /// the judge with its parameters.
@@ -102,6 +106,7 @@ pub(crate) async fn dispatch(app: &App, command: &ExperimentCommand) -> anyhow::
             dry_run,
             no_auto_checks,
             no_early_stop,
+            no_cache,
         } => {
             let request = ExperimentRequest {
                 name: name.clone(),
@@ -122,6 +127,7 @@ pub(crate) async fn dispatch(app: &App, command: &ExperimentCommand) -> anyhow::
                 checks: Vec::new(),
                 auto_checks: !*no_auto_checks,
                 early_stop: !*no_early_stop,
+                cache: !*no_cache,
             };
             let spec =
                 evaltap_worker::plan_experiment(&app.config, &app.rubrics, &app.store, request.clone())

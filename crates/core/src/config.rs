@@ -99,6 +99,14 @@ pub struct Config {
     /// Segments and recommendation limits (`evaltap recommend`).
     #[serde(default)]
     pub recommend: crate::RecommendConfig,
+    /// How long a paid replay or judgment stays reusable by later experiments and golden
+    /// runs, in hours (default 168: a week). Drift runs and guards never read it.
+    #[serde(default = "default_cache_max_age_hours")]
+    pub cache_max_age_hours: u64,
+}
+
+fn default_cache_max_age_hours() -> u64 {
+    168
 }
 
 /// Worker timing: leases on claimed work and the queue's heartbeats.
@@ -549,6 +557,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             worker: WorkerConfig::default(),
             recommend: crate::RecommendConfig::default(),
+            cache_max_age_hours: default_cache_max_age_hours(),
         }
     }
 }

@@ -141,6 +141,8 @@ pub(crate) async fn run_request(
         auto_checks: false,
         // A guard's window pools its runs: each run replays its whole sample.
         early_stop: false,
+        // It exists to see the model as it answers now.
+        cache: false,
     }))
 }
 

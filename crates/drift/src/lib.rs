@@ -152,16 +152,20 @@ pub async fn tick(ctx: &DriftContext, now: DateTime<Utc>) -> Result<TickReport, 
                     continue;
                 }
             },
-            None => ExperimentRequest::golden(
-                format!("{}#{slot}", schedule.name),
-                DatasetRef { name: schedule.dataset.clone(), version: schedule.version.clone() },
-                // Scored alone: each run is compared with the reference runs, not a baseline.
-                BaselineSpec::None,
-                vec![schedule.candidate.clone()],
-                schedule.spec.rubrics.clone(),
-                schedule.spec.checks.clone(),
-                schedule.spec.margin,
-            ),
+            None => ExperimentRequest {
+                // Drift exists to catch a provider changing under the same name: fresh calls.
+                cache: false,
+                ..ExperimentRequest::golden(
+                    format!("{}#{slot}", schedule.name),
+                    DatasetRef { name: schedule.dataset.clone(), version: schedule.version.clone() },
+                    // Scored alone: each run is compared with the reference runs, not a baseline.
+                    BaselineSpec::None,
+                    vec![schedule.candidate.clone()],
+                    schedule.spec.rubrics.clone(),
+                    schedule.spec.checks.clone(),
+                    schedule.spec.margin,
+                )
+            },
         };
         let failing = ctx.store.open_alert_for(&schedule.id, CANNOT_RUN).await?;
         match evaltap_worker::create_experiment(&ctx.config, &ctx.rubrics, &ctx.store, request).await {

@@ -25,6 +25,8 @@ struct JudgeBook {
     cost: f64,
     /// (Σ within-item variance, items) over judgments with several samples.
     within: (f64, u64),
+    /// Judgments read from the result cache, and what they cost when paid.
+    cached: (usize, f64),
 }
 
 /// Everything a report is computed from, loaded in a handful of queries (never one per row).
@@ -228,6 +230,10 @@ pub fn compute(inputs: ReportInputs) -> Report {
     for (seq, j) in judgments.into_iter().enumerate() {
         let book = books.entry((j.subject.clone(), j.rubric.clone())).or_default();
         book.cost += j.cost_usd.unwrap_or(0.0);
+        if let Some(original) = j.cached_cost_usd {
+            book.cached.0 += 1;
+            book.cached.1 += original;
+        }
         if let Some(samples) = j.score_samples.as_deref().filter(|s| s.len() > 1) {
             book.within.0 += evaltap_stats::variance(samples);
             book.within.1 += 1;
@@ -258,7 +264,9 @@ pub fn compute(inputs: ReportInputs) -> Report {
         .map(|candidate| {
             let mine: Vec<_> = replays.iter().filter(|r| r.candidate == candidate.name).collect();
             let ok: Vec<_> = mine.iter().filter(|r| r.error.is_none()).collect();
-            let costs: Vec<f64> = ok.iter().filter_map(|r| r.cost_usd).collect();
+            // A replay read from the cache cost nothing this time; the model's price per request
+            // is what it cost when paid.
+            let costs: Vec<f64> = ok.iter().filter_map(|r| r.cached_cost_usd.or(r.cost_usd)).collect();
             let latencies: Vec<f64> = ok.iter().filter_map(|r| r.latency_ms).collect();
             let candidate_lengths: HashMap<&str, f64> = ok
                 .iter()
@@ -401,6 +409,19 @@ pub fn compute(inputs: ReportInputs) -> Report {
                     .filter(|r| r.skipped.is_some() && r.unsupported().is_none() && !r.settled())
                     .count(),
                 settled: mine.iter().filter(|r| r.settled()).count(),
+                cached: {
+                    let replays: Vec<f64> = mine.iter().filter_map(|r| r.cached_cost_usd).collect();
+                    let (judgments, judged) = spec
+                        .rubrics
+                        .iter()
+                        .filter_map(|rubric| books.get(&(candidate.name.clone(), rubric.clone())))
+                        .fold((0, 0.0), |(n, usd), book| (n + book.cached.0, usd + book.cached.1));
+                    CacheUse {
+                        replays: replays.len(),
+                        judgments,
+                        original_cost_usd: replays.iter().sum::<f64>() + judged,
+                    }
+                },
                 stopped_early: stopped.map(|s| {
                     let not_made = mine.iter().filter(|r| r.settled()).count() as f64;
                     // Per replay: its own cost, and the judge calls that would have followed it.

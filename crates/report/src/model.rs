@@ -219,8 +219,22 @@ pub struct CandidateReport {
     /// test is not valid after an optional stop.
     #[serde(default)]
     pub stopped_early: Option<StoppedEarly>,
+    /// Results read back from the result cache instead of paid again.
+    #[serde(default)]
+    pub cached: CacheUse,
     /// Quality per rubric.
     pub rubrics: Vec<RubricResult>,
+}
+
+/// What a candidate reused from the result cache: it cost nothing this time.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CacheUse {
+    /// Replays read back.
+    pub replays: usize,
+    /// Judgments of its answers read back.
+    pub judgments: usize,
+    /// What those cost when they were paid (saved this time), in USD.
+    pub original_cost_usd: f64,
 }
 
 /// When and where a candidate stopped.

@@ -320,6 +320,7 @@ mod tests {
                 truncated: 0,
                 settled: 0,
                 stopped_early: None,
+                cached: Default::default(),
                 unsupported: Default::default(),
                 cost_per_request_usd: candidate_cost,
                 cost_delta_pct: None,

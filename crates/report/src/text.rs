@@ -172,6 +172,14 @@ pub fn render_text(report: &Report) -> String {
             if i == 0 {
                 notes.extend(c.unsupported.iter().map(|(reason, n)| unsupported_note(reason, *n)));
             }
+            if i == 0 && (c.cached.replays > 0 || c.cached.judgments > 0) {
+                notes.push(format!(
+                    "reused from the result cache: {} and {} (cost nothing now; ${:.4} when paid)",
+                    evaltap_core::words::count(c.cached.replays as u64, "replay"),
+                    evaltap_core::words::count(c.cached.judgments as u64, "judgment"),
+                    c.cached.original_cost_usd
+                ));
+            }
             if i == 0
                 && let Some(stop) = &c.stopped_early
             {

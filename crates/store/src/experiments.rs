@@ -90,6 +90,10 @@ pub struct ExperimentSpec {
     /// experiments made before early stopping existed).
     #[serde(default)]
     pub early_stop: bool,
+    /// Read replays and judgments already paid for from the result cache (off for experiments
+    /// made before the cache existed, drift runs and guards).
+    #[serde(default)]
+    pub use_cache: bool,
 }
 
 /// The dataset version a golden run uses.

@@ -11,6 +11,7 @@
 
 mod analytics;
 mod bench;
+mod cache;
 mod datasets;
 mod drift;
 mod early_stop;
@@ -30,6 +31,7 @@ use sqlx::sqlite::SqlitePool;
 
 pub use analytics::{HourlyCount, RejectionReason, TrafficRow};
 pub use bench::RawRow;
+pub use cache::{JUDGMENT_CACHE, REPLAY_CACHE};
 pub use datasets::{DatasetItemRow, DatasetVersion, dataset_item_key};
 pub use drift::{Alert, GuardSpec, Schedule, ScheduleRun, ScheduleSpec};
 pub use early_stop::SettledCandidate;

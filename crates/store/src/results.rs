@@ -36,6 +36,8 @@ pub struct ReplayRecord {
     pub skipped: Option<String>,
     /// Why the answer ended, as the provider said (`stop`, `length`, `tool_calls`…).
     pub finish_reason: Option<String>,
+    /// Read from the result cache (then `cost_usd` is 0): what it cost when it was paid.
+    pub cached_cost_usd: Option<f64>,
 }
 
 /// One judge score (or the reason there is none).
@@ -77,6 +79,8 @@ pub struct JudgmentRecord {
     pub score_samples: Option<Vec<f64>>,
     /// Set when the judgment was not attempted (the spend cap was reached).
     pub skipped: Option<String>,
+    /// Read from the result cache (then `cost_usd` is 0): what it cost when it was paid.
+    pub cached_cost_usd: Option<f64>,
 }
 
 /// How the reason of a replay skipped because the candidate's API cannot carry its request
@@ -103,6 +107,7 @@ impl ReplayRecord {
             error: None,
             skipped: None,
             finish_reason: None,
+            cached_cost_usd: None,
         }
     }
 
@@ -144,6 +149,7 @@ impl JudgmentRecord {
             attempts: 0,
             score_samples: None,
             skipped: None,
+            cached_cost_usd: None,
         }
     }
 }
@@ -225,8 +231,9 @@ macro_rules! insert_replay_row {
         let replay: &ReplayRecord = &$replay;
         sqlx::query(
             "INSERT INTO replays (id, experiment_id, item_kind, item_id, candidate, model, response, output_text,
-                 input_tokens, output_tokens, cost_usd, latency_ms, error, skipped, created_at, finish_reason)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+                 input_tokens, output_tokens, cost_usd, latency_ms, error, skipped, created_at, finish_reason,
+                 cached_cost_usd)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
              ON CONFLICT (experiment_id, item_id, candidate) DO NOTHING",
         )
         .bind(uuid::Uuid::now_v7().to_string())
@@ -245,6 +252,7 @@ macro_rules! insert_replay_row {
         .bind(&replay.skipped)
         .bind(Utc::now())
         .bind(&replay.finish_reason)
+        .bind(replay.cached_cost_usd)
         .execute($conn)
         .await?
         .rows_affected()
@@ -392,7 +400,8 @@ impl Store {
         with_pool!(&self.pool, p => {
         let rows = sqlx::query(
             "SELECT experiment_id, item_kind, item_id, candidate, model, CAST(NULL AS TEXT) AS response,
-                    output_text, input_tokens, output_tokens, cost_usd, latency_ms, error, skipped, finish_reason
+                    output_text, input_tokens, output_tokens, cost_usd, latency_ms, error, skipped, finish_reason,
+                    cached_cost_usd
              FROM replays WHERE experiment_id = $1 ORDER BY item_id, candidate",
         )
             .bind(experiment_id)
@@ -409,8 +418,8 @@ impl Store {
         let done = small_write!(self, c => Ok::<_, crate::StoreError>(sqlx::query(
             "INSERT INTO judgments (id, experiment_id, item_kind, item_id, subject, rubric, position,
                  raw_score, score, reason, judge_model, error, raw_output, input_tokens, output_tokens,
-                 cost_usd, attempts, score_samples, skipped, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
+                 cost_usd, attempts, score_samples, skipped, created_at, cached_cost_usd)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
              ON CONFLICT (experiment_id, item_id, subject, rubric, position) DO NOTHING",
         )
         .bind(uuid::Uuid::now_v7().to_string())
@@ -433,6 +442,7 @@ impl Store {
         .bind(judgment.score_samples.as_ref().map(to_json))
         .bind(&judgment.skipped)
         .bind(Utc::now())
+        .bind(judgment.cached_cost_usd)
         .execute(&mut *c).await?.rows_affected()))?;
         Ok(done == 1)
     }
@@ -477,7 +487,7 @@ impl Store {
             let rows = sqlx::query(
                 "SELECT experiment_id, item_kind, item_id, subject, rubric, position, raw_score, score,
                         CAST(NULL AS TEXT) AS reason, judge_model, error, CAST(NULL AS TEXT) AS raw_output,
-                        input_tokens, output_tokens, cost_usd, attempts, score_samples, skipped
+                        input_tokens, output_tokens, cost_usd, attempts, score_samples, skipped, cached_cost_usd
                  FROM judgments WHERE experiment_id = $1 ORDER BY created_at, id",
             )
             .bind(experiment_id)
@@ -607,6 +617,7 @@ fn decode_replay(r: &impl Columns) -> Result<ReplayRecord> {
         error: r.get("error")?,
         skipped: r.get("skipped")?,
         finish_reason: r.get("finish_reason")?,
+        cached_cost_usd: r.get("cached_cost_usd")?,
     })
 }
 
@@ -631,5 +642,6 @@ fn decode_judgment(r: &impl Columns) -> Result<JudgmentRecord> {
         attempts: r.get("attempts")?,
         score_samples: samples.map(|text| from_json("judgments.score_samples", &text)).transpose()?,
         skipped: r.get("skipped")?,
+        cached_cost_usd: r.get("cached_cost_usd")?,
     })
 }

@@ -53,6 +53,10 @@ pub struct ExperimentRequest {
     /// never paid; `sample_size` is then the most the experiment spends (default on).
     #[serde(default = "yes")]
     pub early_stop: bool,
+    /// Reuse replays and judgments already paid for (same request to the same endpoint and
+    /// model; same prompt to the same judge), younger than `cache_max_age_hours` (default on).
+    #[serde(default = "yes")]
+    pub cache: bool,
 }
 
 fn yes() -> bool {
@@ -88,6 +92,7 @@ impl ExperimentRequest {
             auto_checks: false,
             // A golden set is small and read item by item (regressions, drift): every item runs.
             early_stop: false,
+            cache: true,
         }
     }
 }
@@ -350,6 +355,7 @@ pub async fn plan_experiment(
         baseline,
         checks: request.checks,
         early_stop: request.early_stop,
+        use_cache: request.cache,
     };
     // Only a comparison with a baseline has verdicts to settle on.
     spec.early_stop &= spec.baseline != BaselineSpec::None;

@@ -5,6 +5,7 @@
 //! it did. Jobs are idempotent: claims make a retried or duplicated job a no-op, and a worker
 //! that dies leaves its claims to run out, to be taken over, so a crashed worker loses nothing.
 
+mod cache;
 mod claims;
 mod early_stop;
 pub mod estimate;

@@ -29,6 +29,8 @@ pub struct Services {
     pub lease: Duration,
     /// How results split into segments: early stopping waits for every segment's verdict.
     pub recommend: evaltap_core::RecommendConfig,
+    /// How long a cached replay or judgment stays reusable.
+    pub cache_max_age: Duration,
 }
 
 /// A backstop on any one HTTP request; attempts are bounded tighter by each endpoint's
@@ -54,6 +56,7 @@ impl Services {
             owner: format!("evaltap-{}-{}", std::process::id(), uuid::Uuid::now_v7()),
             lease: config.worker.lease(),
             recommend: config.recommend.clone(),
+            cache_max_age: Duration::from_secs(config.cache_max_age_hours.saturating_mul(3600)),
         })
     }
 

@@ -182,6 +182,8 @@ async fn judge_held(
     };
     let request = &item.request;
     let rubrics = svc.rubrics_for(experiment_id, &experiment.spec);
+    // Set once a paid judgment is to be kept for reuse.
+    let mut cache_key: Option<String> = None;
     let outcome = match (svc.judge_for(&experiment.spec), rubrics) {
         (None, _) => Err("no [judge] is configured in evaltap.toml".to_string()),
         (_, Err(err)) => Err(format!("the experiment's frozen rubrics do not load: {err}")),
@@ -190,8 +192,13 @@ async fn judge_held(
             // From the experiment's name and the item's content, not row ids: the same run of the
             // same traffic (a test, a re-run under the same name) asks the judge as before.
             let content = evaltap_core::sampling::content_hash(&[request]).to_string();
-            let seed =
-                evaltap_judge::judgment_seed(&[&experiment.spec.name, &content, subject, rubric, position]);
+            // With the cache on, the seed leaves the experiment's name out: the same prompt to
+            // the same judge is the same judgment, whichever experiment asks.
+            let seed = if experiment.spec.use_cache {
+                evaltap_judge::judgment_seed(&[&content, subject, rubric, position])
+            } else {
+                evaltap_judge::judgment_seed(&[&experiment.spec.name, &content, subject, rubric, position])
+            };
             // Reserve before paying, at the most the judgment can cost: its prompt's bytes and
             // the output limit its calls carry, for every call it may make.
             let capped = experiment.spec.spend_cap_usd.is_some();
@@ -203,6 +210,36 @@ async fn judge_held(
             } else {
                 rubrics.render_pair(rubric, request, &baseline, &response_text)
             };
+            if let (Ok(text), true) = (&prompt, experiment.spec.use_cache) {
+                let rubric_sha = experiment.spec.frozen_rubric(rubric).map(|f| f.sha256.as_str());
+                let key = crate::cache::judgment_key(
+                    &config.model,
+                    config.temperature,
+                    samples,
+                    rubric_sha,
+                    text,
+                    position,
+                    seed,
+                );
+                if let Some(hit) = svc
+                    .store
+                    .cached::<crate::cache::CachedJudgment>(
+                        evaltap_store::JUDGMENT_CACHE,
+                        &key,
+                        svc.cache_max_age,
+                    )
+                    .await?
+                {
+                    hit.fill(&mut record);
+                    return store_judgment(
+                        svc,
+                        &record,
+                        JobOutcome::Stored { follow_up: Vec::new(), first_claimed: None },
+                    )
+                    .await;
+                }
+                cache_key = Some(key);
+            }
             let input_tokens = prompt.as_ref().map_or(0, |prompt| {
                 evaltap_core::pricing::input_tokens_bound(
                     &serde_json::json!({"messages": [{"role": "user", "content": prompt}]}),
@@ -290,6 +327,10 @@ async fn judge_held(
             record.raw_score = Some(raw);
             record.score = Some(normalized);
             record.reason = Some(reason);
+            if let Some(key) = &cache_key {
+                let kept = crate::cache::CachedJudgment::of(&record);
+                svc.store.cache_result(evaltap_store::JUDGMENT_CACHE, key, &kept).await?;
+            }
             JobOutcome::Stored { follow_up: Vec::new(), first_claimed: None }
         }
         Err(err) => {

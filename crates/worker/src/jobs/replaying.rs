@@ -174,6 +174,18 @@ async fn replay_held(
             return store_replay(svc, experiment, &record, JobOutcome::Failed { error: reason }).await;
         }
     };
+    // Paid for before (same request, endpoint and model): read back, not paid again.
+    let cache_key = experiment.spec.use_cache.then(|| crate::cache::replay_key(config, &body));
+    if let Some(key) = &cache_key
+        && let Some(hit) = svc
+            .store
+            .cached::<crate::cache::CachedReplay>(evaltap_store::REPLAY_CACHE, key, svc.cache_max_age)
+            .await?
+    {
+        hit.fill(&mut record);
+        return store_replay(svc, experiment, &record, JobOutcome::Stored { follow_up, first_claimed: None })
+            .await;
+    }
     // Without a cap there is nothing to reserve against: only the actual cost is recorded.
     let reservation = match experiment.spec.spend_cap_usd {
         None => None,
@@ -206,6 +218,10 @@ async fn replay_held(
             record.finish_reason =
                 done.response.pointer("/choices/0/finish_reason").and_then(Value::as_str).map(str::to_string);
             record.response = Some(done.response);
+            if let Some(key) = &cache_key {
+                let kept = crate::cache::CachedReplay::of(&record);
+                svc.store.cache_result(evaltap_store::REPLAY_CACHE, key, &kept).await?;
+            }
             JobOutcome::Stored { follow_up, first_claimed: None }
         }
         Err(err) => {
