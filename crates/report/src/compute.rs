@@ -1,13 +1,11 @@
-//! Loading what a report is computed from, and computing it.
+//! Computing a report from its inputs (pure: no I/O): the baseline, per candidate cost, latency
+//! and the paired comparison per rubric, one multiple-comparison family.
 
 use std::collections::{BTreeMap, HashMap};
 
 use evaltap_core::Usage;
 use evaltap_stats::{Basis, CompareOptions, Comparison, compare_paired, decide_family, percentile};
-use evaltap_store::{
-    BASELINE, BaselineSpec, Calibration, DatasetItemRow, DatasetRef, Experiment, JudgmentRecord, Progress,
-    ReplayRecord, Spend, Store, StoreError, StoredExchange,
-};
+use evaltap_store::{BASELINE, BaselineSpec, DatasetRef, Progress};
 
 use crate::*;
 
@@ -28,112 +26,6 @@ struct JudgeBook {
     /// Judgments read from the result cache, and what they cost when paid.
     cached: (usize, f64),
 }
-
-/// Everything a report is computed from, loaded in a handful of queries (never one per row).
-#[derive(Debug, Clone)]
-pub struct ReportInputs {
-    pub(crate) experiment: Experiment,
-    pub(crate) progress: Progress,
-    pub(crate) item_ids: Vec<String>,
-    pub(crate) replays: Vec<ReplayRecord>,
-    /// A golden run against its references: the dataset's items.
-    pub(crate) references: Vec<DatasetItemRow>,
-    pub(crate) exchanges: Vec<StoredExchange>,
-    pub(crate) unreadable_items: usize,
-    pub(crate) takeovers: u64,
-    pub(crate) judgments: Vec<JudgmentRecord>,
-    pub(crate) calibrations: HashMap<String, Calibration>,
-    pub(crate) spend: Spend,
-    /// Bootstrap resamples per comparison (none for segments: their verdicts do not use it).
-    pub(crate) bootstrap_resamples: usize,
-    /// Candidates that stopped early.
-    pub(crate) settled: Vec<evaltap_store::SettledCandidate>,
-}
-
-/// Loads what the report of `experiment` is computed from.
-pub async fn load(store: &Store, experiment: &Experiment) -> Result<ReportInputs, StoreError> {
-    let spec = &experiment.spec;
-    let references = match (&spec.baseline, &spec.dataset) {
-        (BaselineSpec::Reference, Some(dataset)) => store.dataset_items(&dataset.version).await?,
-        _ => Vec::new(),
-    };
-    // The sampled exchanges in one query (a golden run's items are not exchanges).
-    let (exchanges, unreadable_items) = if spec.dataset.is_none() {
-        // Whole rows: a sampled exchange whose stored JSON does not read back is counted.
-        store.experiment_exchanges(&experiment.id).await?
-    } else {
-        (Vec::new(), 0)
-    };
-    let mut calibrations = HashMap::new();
-    for rubric in &spec.rubrics {
-        if let Some(c) = store.latest_calibration(rubric).await? {
-            calibrations.insert(rubric.clone(), c);
-        }
-    }
-    Ok(ReportInputs {
-        experiment: experiment.clone(),
-        progress: store.experiment_progress(experiment).await?,
-        item_ids: store.experiment_item_ids(&experiment.id).await?,
-        replays: store.replays_without_bodies(&experiment.id).await?,
-        references,
-        exchanges,
-        unreadable_items,
-        takeovers: store.work_takeovers(&experiment.id).await?.max(0) as u64,
-        judgments: store.judgments_without_texts(&experiment.id).await?,
-        calibrations,
-        spend: store.spend(&experiment.id).await?,
-        bootstrap_resamples: CompareOptions::default().bootstrap_resamples,
-        settled: store.settled_candidates(&experiment.id).await?,
-    })
-}
-
-/// Builds the report of an experiment from what is stored: the queries on the async runtime,
-/// the statistics (bootstrap included) on a blocking thread.
-pub async fn build(store: &Store, experiment: &Experiment) -> Result<Report, StoreError> {
-    let started = std::time::Instant::now();
-    let inputs = load(store, experiment).await?;
-    let loaded = started.elapsed();
-    let report = compute_off_runtime(inputs).await;
-    tracing::debug!(
-        experiment = %experiment.spec.name,
-        load_ms = loaded.as_secs_f64() * 1e3,
-        compute_ms = (started.elapsed() - loaded).as_secs_f64() * 1e3,
-        "report built"
-    );
-    Ok(report)
-}
-
-async fn compute_off_runtime(inputs: ReportInputs) -> Report {
-    match tokio::task::spawn_blocking(move || compute(inputs)).await {
-        Ok(report) => report,
-        Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
-        Err(err) => unreachable!("a blocking task is never cancelled: {err}"),
-    }
-}
-
-/// The report of an experiment, computed once per state of its results: it is kept in the
-/// store with a fingerprint of the results, and recomputed only when they have changed.
-pub async fn stored(store: &Store, experiment: &Experiment) -> Result<Report, StoreError> {
-    let fingerprint = format!("v{}:{}", REPORT_FORMAT, store.results_fingerprint(&experiment.id).await?);
-    if let Some((kept, json)) = store.report_snapshot(&experiment.id).await?
-        && kept == fingerprint
-    {
-        // A snapshot that no longer reads (a field changed shape) is simply recomputed.
-        if let Ok(report) = serde_json::from_str::<Report>(&json) {
-            return Ok(report);
-        }
-    }
-    let report = build(store, experiment).await?;
-    // Results landing while the report was computed make the fingerprint stale, which only
-    // means the next request recomputes.
-    if let Ok(json) = serde_json::to_string(&report) {
-        store.save_report_snapshot(&experiment.id, &fingerprint, &json).await?;
-    }
-    Ok(report)
-}
-
-/// Bumped when the report's computation changes, so stored reports are recomputed.
-const REPORT_FORMAT: u32 = 1;
 
 /// The statistics' options for an experiment in this state: fixed-n once done, else sequential.
 pub(crate) fn compare_options(margin: f64, progress: &Progress, planned_n: usize) -> CompareOptions {
@@ -409,40 +301,27 @@ pub fn compute(inputs: ReportInputs) -> Report {
                     .filter(|r| r.skipped.is_some() && r.unsupported().is_none() && !r.settled())
                     .count(),
                 settled: mine.iter().filter(|r| r.settled()).count(),
-                cached: {
-                    let replays: Vec<f64> = mine.iter().filter_map(|r| r.cached_cost_usd).collect();
-                    let (judgments, judged) = spec
+                cached: crate::reuse::cache_use(
+                    mine.iter().copied(),
+                    spec.rubrics
+                        .iter()
+                        .filter_map(|rubric| books.get(&(candidate.name.clone(), rubric.clone())))
+                        .map(|book| book.cached),
+                ),
+                stopped_early: stopped.map(|s| {
+                    let judge_usd: f64 = spec
                         .rubrics
                         .iter()
                         .filter_map(|rubric| books.get(&(candidate.name.clone(), rubric.clone())))
-                        .fold((0, 0.0), |(n, usd), book| (n + book.cached.0, usd + book.cached.1));
-                    CacheUse {
-                        replays: replays.len(),
-                        judgments,
-                        original_cost_usd: replays.iter().sum::<f64>() + judged,
-                    }
-                },
-                stopped_early: stopped.map(|s| {
-                    let not_made = mine.iter().filter(|r| r.settled()).count() as f64;
-                    // Per replay: its own cost, and the judge calls that would have followed it.
-                    let judge_per_replay: f64 = spec
-                        .rubrics
-                        .iter()
-                        .filter_map(|rubric| {
-                            let book = books.get(&(candidate.name.clone(), rubric.clone()))?;
-                            let calls = scores
-                                .iter()
-                                .filter(|((subject, r, _), _)| subject == &candidate.name && r == rubric)
-                                .map(|(_, by_item)| by_item.len())
-                                .sum::<usize>();
-                            (calls > 0).then(|| book.cost / calls as f64 * if spec.is_pairwise(rubric) { 2.0 } else { 1.0 })
-                        })
+                        .map(|book| book.cost)
                         .sum();
-                    StoppedEarly {
-                        at: s.settled_at,
-                        pairs: s.pairs,
-                        saved_usd: (!costs.is_empty()).then(|| not_made * (cost + judge_per_replay)),
-                    }
+                    crate::reuse::stopped_early(
+                        s,
+                        mine.iter().filter(|r| r.settled()).count(),
+                        (!costs.is_empty()).then_some(cost),
+                        judge_usd,
+                        ok.len(),
+                    )
                 }),
                 unsupported: mine.iter().filter_map(|r| r.unsupported()).fold(
                     std::collections::BTreeMap::new(),

@@ -8,13 +8,17 @@ pub mod chart;
 mod compute;
 pub mod early_stop;
 pub mod examples;
+mod inputs;
 mod model;
+mod reuse;
 pub mod savings;
 pub mod segments;
 mod text;
 
 pub use compute::*;
+pub use inputs::*;
 pub use model::*;
+pub use reuse::{CacheUse, StoppedEarly};
 pub use text::*;
 
 /// Significance level of the report's tests and intervals.

@@ -226,29 +226,6 @@ pub struct CandidateReport {
     pub rubrics: Vec<RubricResult>,
 }
 
-/// What a candidate reused from the result cache: it cost nothing this time.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct CacheUse {
-    /// Replays read back.
-    pub replays: usize,
-    /// Judgments of its answers read back.
-    pub judgments: usize,
-    /// What those cost when they were paid (saved this time), in USD.
-    pub original_cost_usd: f64,
-}
-
-/// When and where a candidate stopped.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct StoppedEarly {
-    /// When its verdict was settled.
-    pub at: chrono::DateTime<chrono::Utc>,
-    /// Pairs per rubric then (the fewest).
-    pub pairs: u64,
-    /// What the replays it did not make would have cost, at its mean cost per replay and the
-    /// judge's mean cost per call on it (an estimate).
-    pub saved_usd: Option<f64>,
-}
-
 /// The paired comparison on one rubric. Besides the contract fields (`n`, `baseline_mean`,
 /// `candidate_mean`, `delta`, `ci_low`, `ci_high`, `p_value`, `verdict`) it carries the
 /// sequential p-value and confidence sequence, Holm and BH adjustments, and for inconclusive
