@@ -39,17 +39,23 @@ fn bench_stats_runs_plain_and_clustered() {
 }
 
 #[test]
-fn bench_cost_prints_dollars_per_verdict_for_both_modes() {
+fn bench_cost_prints_dollars_per_verdict_for_each_mode() {
     let out = evaltap(&["bench", "cost", "--exchanges", "600"]);
-    let rows: Vec<&str> =
-        out.lines().filter(|l| l.starts_with("fixed n") || l.starts_with("early stop")).collect();
-    assert_eq!(rows.len(), 2, "{out}");
+    let rows: Vec<&str> = ["fixed n", "early stop", "cached re-run"]
+        .iter()
+        .filter_map(|mode| out.lines().find(|l| l.starts_with(mode)))
+        .collect();
+    assert_eq!(rows.len(), 3, "{out}");
+    // Every mode's label is two words: the figures follow.
     let spent = |row: &str| row.split_whitespace().nth(2).and_then(|v| v.parse::<f64>().ok()).expect("spent");
     let replays =
         |row: &str| row.split_whitespace().nth(5).and_then(|v| v.parse::<usize>().ok()).expect("replays");
     // Fixed n replays every sampled exchange on both candidates; early stopping never more.
     assert_eq!(replays(rows[0]), 1200, "{out}");
     assert!(replays(rows[1]) <= 1200 && spent(rows[1]) <= spent(rows[0]) * 1.01, "{out}");
+    // Asked again, the experiment pays only for what the first run did not (it stopped early):
+    // the rest is read back from the cache.
+    assert!(spent(rows[2]) < spent(rows[1]), "{out}");
 }
 
 #[test]

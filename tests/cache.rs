@@ -34,6 +34,8 @@ async fn re_runs_reuse_what_was_paid_for_and_drift_calls_afresh() {
     // The same scores, summed in the order they landed.
     assert!((now.rubrics[0].stats.delta - was.rubrics[0].stats.delta).abs() < 1e-12);
     assert!(evaltap_report::render_text(&again).contains("reused from the result cache: 120 replays and 120 judgments"));
+    let page = reqwest::get(format!("{}/experiments/again", bench.url)).await.expect("page").text().await.expect("html");
+    assert!(page.contains("reused from the cache: 120 replays, 120 judgments"), "the experiment page shows the reuse");
 
     // Off, every call is paid again.
     let fresh = ExperimentRequest { cache: false, ..cached("fresh") };

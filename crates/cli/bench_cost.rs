@@ -1,6 +1,7 @@
 //! `evaltap bench cost`: dollars per decided verdict on the demo's setting (two candidates, two
 //! rubrics, two routes of simulated traffic at the simulator's catalog prices), with every
-//! sampled exchange replayed and judged (fixed n) beside early stopping. Each is a whole run of
+//! sampled exchange replayed and judged (fixed n), with early stopping, and for the same
+//! experiment asked again (early stopping and the result cache). Each is a whole run of
 //! the loop: real replays and judge calls against the simulated upstream, spend read from
 //! evaltap's own ledger. It prints figures; it asserts nothing.
 
@@ -23,7 +24,7 @@ pub struct CostBench {
 /// What one way of running cost.
 #[derive(Debug, Clone)]
 pub struct CostFigures {
-    /// `fixed n` or `early stop`.
+    /// `fixed n`, `early stop`, or `cached re-run` (early stopping and the result cache).
     pub mode: &'static str,
     /// Replays and judge calls, in USD.
     pub spent_usd: f64,
@@ -62,21 +63,48 @@ pub async fn cost(settings: &CostBench) -> anyhow::Result<Vec<CostFigures>> {
         let run =
             crate::demo::start(&options, format!("sqlite://{}", dir.join("bench.db").display())).await?;
         let report = &run.report;
-        let rubrics: Vec<Verdict> =
-            report.candidates.iter().flat_map(|c| c.rubrics.iter().map(|r| r.stats.verdict)).collect();
-        figures.push(CostFigures {
-            mode,
-            spent_usd: report.spend.total_spent_usd,
-            replays_usd: report.spend.spent_usd,
-            judge_usd: report.spend.judge_spent_usd,
-            replays: report.candidates.iter().map(|c| c.n + c.errors).sum(),
-            decided: rubrics.iter().filter(|v| **v != Verdict::Inconclusive).count(),
-            verdicts: rubrics.len(),
-        });
+        figures.push(figures_of(mode, report));
+        if early_stop {
+            // The same experiment asked again on the same traffic (a re-run, another branch's
+            // CI): what was paid for is read back from the result cache.
+            let rerun = rerun(&run, report.baseline.n).await?;
+            figures.push(figures_of("cached re-run", &rerun));
+        }
         run.shutdown();
         let _ = std::fs::remove_dir_all(&dir);
     }
     Ok(figures)
+}
+
+fn figures_of(mode: &'static str, report: &evaltap_report::Report) -> CostFigures {
+    let rubrics: Vec<Verdict> =
+        report.candidates.iter().flat_map(|c| c.rubrics.iter().map(|r| r.stats.verdict)).collect();
+    CostFigures {
+        mode,
+        spent_usd: report.spend.total_spent_usd,
+        replays_usd: report.spend.spent_usd,
+        judge_usd: report.spend.judge_spent_usd,
+        replays: report.candidates.iter().map(|c| c.n + c.errors).sum(),
+        decided: rubrics.iter().filter(|v| **v != Verdict::Inconclusive).count(),
+        verdicts: rubrics.len(),
+    }
+}
+
+/// The demo's experiment created again under another name over the same API, run to the end.
+async fn rerun(run: &crate::demo::DemoRun, sample: usize) -> anyhow::Result<evaltap_report::Report> {
+    let http = evaltap_providers::http_client(std::time::Duration::from_secs(30))?;
+    let created = http
+        .post(format!("http://{}/api/experiments", run.server_addr))
+        .json(&serde_json::json!({"name": "demo-rerun", "candidates": ["medium", "small"],
+            "rubrics": ["correctness", "helpfulness"], "margin": crate::demo::DEMO_MARGIN, "sample_size": sample,
+            "spend_cap_usd": null}))
+        .send()
+        .await
+        .context("creating the re-run")?;
+    anyhow::ensure!(created.status().is_success(), "creating the re-run failed: {}", created.text().await?);
+    let experiment = run.app.store.require_experiment("demo-rerun").await?;
+    run.app.wait_done(&experiment, std::time::Duration::from_secs(120), |_| {}).await?;
+    Ok(evaltap_report::build(&run.app.store, &experiment).await?)
 }
 
 /// The figures as a table.
@@ -89,14 +117,14 @@ pub fn render(settings: &CostBench, figures: &[CostFigures]) -> String {
     );
     let _ = writeln!(
         out,
-        "{:<12} {:>10} {:>10} {:>10} {:>8} {:>9} {:>14} {:>9}",
+        "{:<14} {:>10} {:>10} {:>10} {:>8} {:>9} {:>14} {:>9}",
         "mode", "spent $", "replays $", "judge $", "replays", "decided", "$ per verdict", "vs fixed"
     );
     let baseline = figures.first().map(CostFigures::per_verdict).unwrap_or(f64::NAN);
     for f in figures {
         let _ = writeln!(
             out,
-            "{:<12} {:>10.4} {:>10.4} {:>10.4} {:>8} {:>5} of {:<2} {:>14.5} {:>8.2}×",
+            "{:<14} {:>10.4} {:>10.4} {:>10.4} {:>8} {:>5} of {:<2} {:>14.5} {:>8.2}×",
             f.mode,
             f.spent_usd,
             f.replays_usd,
