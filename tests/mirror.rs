@@ -127,3 +127,72 @@ crate::on_both_engines! {
         assert_eq!(mirror.stored().await, accepted as i64);
     }
 }
+
+crate::on_both_engines! {
+/// `redact = false` stores what the source sent as it came; the default replaces what the
+/// built-in detectors find.
+async fn redact_false_keeps_the_text_and_the_default_redacts_it() {
+    let mut dir = TempDir::new("redact-off");
+    let config = Config {
+        database_url: dir.database_url(),
+        sources: vec![
+            SourceConfig { redact: false, ..SourceConfig::with_key("plain", "k-plain") },
+            SourceConfig::with_key("prod", "k-prod"),
+        ],
+        ..Config::default()
+    };
+    let app = App::open(config).await.expect("open");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/v1/mirror", listener.local_addr().expect("addr"));
+    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(evaltap_server::serve(listener, evaltap::server_state(&app), async move {
+        let _ = stopped.await;
+    }));
+    let http = evaltap_providers::http_client(Duration::from_secs(30)).expect("client");
+    let body = json!({"id": "pii-1", "request": {"model": "m", "messages": [
+            {"role": "user", "content": "Mail jane.doe@example.com the answer to 6 * 7."}]},
+        "response": {"model": "m", "choices": [{"message": {"role": "assistant", "content": "42"}}]}});
+    for key in ["k-plain", "k-prod"] {
+        let reply = http.post(&url).bearer_auth(key).json(&body).send().await.expect("send");
+        assert_eq!(reply.status().as_u16(), 202, "{}", reply.text().await.unwrap_or_default());
+    }
+    let stored = |source: &str| {
+        let app = app.clone();
+        let filter = evaltap_store::Filter { source: Some(source.into()), ..Default::default() };
+        async move { app.store.matching_exchanges(&filter).await.expect("read")[0].exchange.request.to_string() }
+    };
+    let (plain, redacted) = (stored("plain").await, stored("prod").await);
+    assert!(plain.contains("jane.doe@example.com"), "{plain}");
+    assert!(!redacted.contains("jane.doe@example.com") && redacted.contains("[REDACTED:email]"), "{redacted}");
+}
+}
+
+crate::on_both_engines! {
+/// A failed call (sent with `"error"` instead of `"response"`) is stored, and never sampled as a
+/// baseline.
+async fn a_failed_call_is_stored_but_never_a_baseline() {
+    let quiet = evaltap_sim::JudgeBehavior { noise: 0.0, position_bias: 0.0, unreadable_long: 0.0 };
+    let bench = crate::common::Bench::start("failed-call", quiet, None, 10).await;
+    let before = bench.app.store.count_exchanges().await.expect("count");
+    crate::first_hour::mirror(
+        &bench,
+        [json!({"id": "failed-1", "request": {"model": "sim-large", "messages": [
+                    {"role": "user", "content": "What is 2 + 2? Reply with the number."}]},
+                "error": {"message": "upstream answered 500", "type": "server_error"}})],
+    )
+    .await;
+    assert_eq!(bench.app.store.count_exchanges().await.expect("count"), before + 1, "the failed call is stored");
+    let experiment = bench
+        .create(evaltap_worker::ExperimentRequest {
+            sample_size: None,
+            ..crate::common::experiment_request("no-failed-baseline", "small", "correctness", 0)
+        })
+        .await;
+    let items = bench.app.store.experiment_item_ids(&experiment.id).await.expect("items");
+    assert_eq!(items.len() as i64, before, "every successful exchange and nothing else");
+    for id in &items {
+        let stored = bench.app.store.exchange(id).await.expect("read").expect("stored");
+        assert!(stored.exchange.succeeded && stored.exchange.external_id.as_deref() != Some("failed-1"));
+    }
+}
+}
