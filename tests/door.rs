@@ -651,3 +651,36 @@ async fn concurrent_deliveries_are_committed_together() {
     // The first delivery may have started a commit of its own before the others arrived.
     assert!(commits.len() <= 2, "20 concurrent deliveries took {} commits", commits.len());
 }
+
+#[tokio::test]
+async fn a_route_rule_samples_by_the_route_tag() {
+    // The source keeps nothing by default; its rule keeps every exchange of route `support`.
+    let source = SourceConfig {
+        sample_rate: 0.0,
+        rules: vec![SampleRule { model: None, route: Some("support".into()), sample_rate: 1.0 }],
+        ..SourceConfig::with_key("prod", "k")
+    };
+    let server = TestServer::start(Config { sources: vec![source], ..Config::default() }).await;
+    let items: Vec<Value> = (0..10)
+        .map(|i| {
+            let mut exchange = item(i, "hi");
+            exchange["tags"] =
+                if i % 2 == 0 { json!({"route": "support"}) } else { json!({"route": "math"}) };
+            exchange
+        })
+        .collect();
+    let ndjson: String = items.iter().map(|v| format!("{v}\n")).collect();
+    let reply = server
+        .http
+        .post(format!("{}/v1/mirror", server.url))
+        .bearer_auth("k")
+        .body(ndjson)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(reply.status().as_u16(), 202);
+    let body: Value = reply.json().await.expect("json");
+    assert_eq!((body["accepted"].as_u64(), body["sampled_out"].as_u64()), (Some(5), Some(5)), "{body}");
+    let stored = server.wait_for_exchanges("prod", 5).await;
+    assert!(stored.iter().all(|e| e["exchange"]["tags"]["route"] == "support"), "{stored:?}");
+}
