@@ -3,8 +3,8 @@
 //! production model and alert through the drift alert sinks when the new model turns out worse
 //! than the margin.
 
-use evaltap_recommend::Action;
-use evaltap_store::{GuardSpec, Schedule};
+use evaltap_recommend::{Action, Recommendations};
+use evaltap_store::{Experiment, GuardSpec, Schedule};
 
 use crate::{AppError, Context};
 
@@ -28,16 +28,21 @@ pub struct GuardRequest {
 /// Adds a guard on a route the experiment's recommendations switched: the former production
 /// model is the configured candidate calling it; the rubrics and margin are the experiment's.
 pub async fn add(ctx: &Context, request: &GuardRequest) -> Result<Schedule, AppError> {
-    let every = humantime::parse_duration(&request.every)
-        .map_err(|e| AppError::Invalid(format!("every `{}`: {e} (try 1h, 6h, 1d)", request.every)))?;
     let experiment = ctx.store.require_experiment(&request.experiment).await?;
     let recommendations = crate::recommend::recommendations(ctx, &request.experiment).await?;
-    let [tag] = recommendations.segment_by.as_slice() else {
-        return Err(AppError::Invalid(format!(
-            "a guard watches one route tag; the recommendations are split by {}",
-            recommendations.segment_by.join(" × ")
-        )));
-    };
+    add_on(ctx, &experiment, &recommendations, request).await
+}
+
+/// [`add`] on recommendations already computed.
+async fn add_on(
+    ctx: &Context,
+    experiment: &Experiment,
+    recommendations: &Recommendations,
+    request: &GuardRequest,
+) -> Result<Schedule, AppError> {
+    let every = humantime::parse_duration(&request.every)
+        .map_err(|e| AppError::Invalid(format!("every `{}`: {e} (try 1h, 6h, 1d)", request.every)))?;
+    let tag = route_tag(recommendations)?;
     let segment =
         recommendations.segments.iter().find(|s| s.key.get(tag) == Some(&request.route)).ok_or_else(
             || {
@@ -100,9 +105,8 @@ pub async fn add_for_switches(
     sample: usize,
 ) -> Result<Vec<Schedule>, AppError> {
     let recommendations = crate::recommend::recommendations(ctx, experiment).await?;
-    let [tag] = recommendations.segment_by.as_slice() else {
-        return Err(AppError::Invalid("a guard watches one route tag".into()));
-    };
+    let tag = route_tag(&recommendations)?;
+    let stored = ctx.store.require_experiment(experiment).await?;
     let mut guards = Vec::new();
     for segment in recommendations.segments.iter().filter(|s| s.action == Action::Switch) {
         let Some(route) = segment.key.get(tag) else { continue };
@@ -114,9 +118,19 @@ pub async fn add_for_switches(
             model: None,
             name: None,
         };
-        guards.push(add(ctx, &request).await?);
+        guards.push(add_on(ctx, &stored, &recommendations, &request).await?);
     }
     Ok(guards)
+}
+
+/// The tag a guard watches: the recommendations must be split by exactly one.
+fn route_tag(recommendations: &Recommendations) -> Result<&str, AppError> {
+    recommendations.route_tag().ok_or_else(|| {
+        AppError::Invalid(format!(
+            "a guard watches one route tag; the recommendations are split by {}",
+            recommendations.segment_by.join(" × ")
+        ))
+    })
 }
 
 /// Default period between a guard's runs.

@@ -73,6 +73,17 @@ pub struct Recommendations {
     pub segments: Vec<SegmentRecommendation>,
 }
 
+impl Recommendations {
+    /// The one tag the segments are told apart by, when they are split by exactly one (what a
+    /// gateway routes on and a guard watches).
+    pub fn route_tag(&self) -> Option<&str> {
+        match self.segment_by.as_slice() {
+            [tag] => Some(tag.as_str()),
+            _ => None,
+        }
+    }
+}
+
 /// What to do with one segment.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SegmentRecommendation {

@@ -117,7 +117,7 @@ pub fn plan(
     candidates: &[CandidateConfig],
     options: &ExportOptions,
 ) -> Result<Plan, ExportError> {
-    let [tag] = recommendations.segment_by.as_slice() else {
+    let Some(tag) = recommendations.route_tag() else {
         return Err(ExportError::Unsupported(format!(
             "a gateway routes on one request tag; these recommendations are split by {} (set [recommend] segment_by = [\"route\"])",
             recommendations.segment_by.join(" × ")
