@@ -73,3 +73,14 @@ impl Exchange {
         }
     }
 }
+
+/// A tag's value as text: a string as it is, a number or a boolean as written; anything else
+/// (an object, a list, null) has none. Filters and segments compare tags by this text.
+pub fn tag_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}

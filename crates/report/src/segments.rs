@@ -93,12 +93,12 @@ pub fn segment_key(segment_by: &[String], stored: &StoredExchange) -> BTreeMap<S
                 "model" => stored.exchange.model.clone(),
                 tag => {
                     let tag = tag.strip_prefix("tag:").unwrap_or(tag);
-                    match stored.exchange.tags.get(tag) {
-                        Some(serde_json::Value::String(s)) if !s.is_empty() => Some(s.clone()),
-                        Some(serde_json::Value::Number(n)) => Some(n.to_string()),
-                        Some(serde_json::Value::Bool(b)) => Some(b.to_string()),
-                        _ => None,
-                    }
+                    stored
+                        .exchange
+                        .tags
+                        .get(tag)
+                        .and_then(evaltap_core::exchange::tag_text)
+                        .filter(|text| !text.is_empty())
                 }
             };
             (key.clone(), value.unwrap_or_else(|| NO_VALUE.to_string()))

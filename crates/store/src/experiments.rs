@@ -30,11 +30,8 @@ pub struct Filter {
 impl Filter {
     /// Whether an exchange's `tags` carry every value the filter asks for.
     pub fn tags_match(&self, tags: &Value) -> bool {
-        self.tags.iter().all(|(key, wanted)| match tags.get(key) {
-            Some(Value::String(s)) => s == wanted,
-            Some(Value::Number(n)) => &n.to_string() == wanted,
-            Some(Value::Bool(b)) => &b.to_string() == wanted,
-            _ => false,
+        self.tags.iter().all(|(key, wanted)| {
+            tags.get(key).and_then(evaltap_core::exchange::tag_text).is_some_and(|text| &text == wanted)
         })
     }
 }
