@@ -28,24 +28,7 @@ fn scores(rng: &mut rand::rngs::ChaCha8Rng, delta: f64) -> (Vec<f64>, Vec<f64>) 
 }
 
 fn rubric(name: &str, baseline: &[f64], candidate: &[f64], options: &CompareOptions) -> RubricResult {
-    RubricResult {
-        rubric: name.into(),
-        stats: compare_paired(baseline, candidate, None, options),
-        more_samples_needed: None,
-        p_noninferiority_holm: None,
-        pairwise: None,
-        judge_errors: 0,
-        judge_skipped: 0,
-        judge_cost_usd: 0.0,
-        length_correlation: None,
-        consistency: None,
-        first_position_rate: None,
-        lc_win_rate: None,
-        judge_within_item_sd: None,
-        calibration: None,
-        warnings: Vec::new(),
-        pass_rates: None,
-    }
+    RubricResult::of_stats(name, compare_paired(baseline, candidate, None, options))
 }
 
 fn candidate(name: &str, cost: f64, rubrics: Vec<RubricResult>) -> SegmentCandidate {

@@ -10,6 +10,7 @@ pub mod early_stop;
 pub mod examples;
 mod inputs;
 mod model;
+mod pairwise;
 mod reuse;
 pub mod savings;
 pub mod segments;
@@ -18,6 +19,8 @@ mod text;
 pub use compute::*;
 pub use inputs::*;
 pub use model::*;
+pub use pairwise::pairwise_outcome;
+pub(crate) use pairwise::pairwise_summary;
 pub use reuse::{CacheUse, StoppedEarly};
 pub use text::*;
 

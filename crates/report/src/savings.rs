@@ -250,24 +250,7 @@ mod tests {
     fn rubric_result(name: &str) -> RubricResult {
         let baseline = [0.6, 0.7, 0.8, 0.5, 0.9, 0.6, 0.7, 0.8, 0.6, 0.7, 0.8, 0.6];
         let candidate = [0.7, 0.7, 0.8, 0.6, 0.9, 0.7, 0.7, 0.9, 0.6, 0.8, 0.8, 0.7];
-        RubricResult {
-            rubric: name.into(),
-            stats: compare_paired(&baseline, &candidate, None, &CompareOptions::default()),
-            more_samples_needed: None,
-            p_noninferiority_holm: None,
-            pairwise: None,
-            judge_errors: 0,
-            judge_skipped: 0,
-            judge_cost_usd: 0.0,
-            length_correlation: None,
-            consistency: None,
-            first_position_rate: None,
-            lc_win_rate: None,
-            judge_within_item_sd: None,
-            calibration: None,
-            warnings: vec![],
-            pass_rates: None,
-        }
+        RubricResult::of_stats(name, compare_paired(&baseline, &candidate, None, &CompareOptions::default()))
     }
 
     #[test]
