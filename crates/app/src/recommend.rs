@@ -37,10 +37,13 @@ pub async fn traffic_volume(
         .collect())
 }
 
+/// A database and an experiment in it.
+type CacheKey = (String, String);
+
 /// Segmented reports computed in this process, by database and experiment, with the state of
 /// the results and the options they were computed for: a page or API call on unchanged results
 /// reads them instead of loading every exchange again.
-static COMPUTED_SEGMENTS: LazyLock<Mutex<HashMap<(String, String), (String, SegmentedReport)>>> =
+static COMPUTED_SEGMENTS: LazyLock<Mutex<HashMap<CacheKey, (String, SegmentedReport)>>> =
     LazyLock::new(Mutex::default);
 
 /// Entries kept at most (a process serves a handful of experiments at a time).

@@ -219,6 +219,10 @@ pub fn assess_guard(
 
 /// Where the window of `run` starts: at the run after the last one that opened or closed an
 /// alert, else at the guard's first run.
+/// An item's scores on one rubric: former production's, the new model's, and the order the
+/// later of them landed in.
+type ScorePair = (Option<f64>, Option<f64>, usize);
+
 fn window_start(earlier: &[ScheduleRun], run: &ScheduleRun) -> i64 {
     let Some(last) = earlier
         .iter()
@@ -254,7 +258,7 @@ pub(crate) async fn evaluate(
     let mut pairs: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
     for id in &experiments {
         // Per rubric and item: (former production, new model), in the order judgments landed.
-        let mut by_item: BTreeMap<(String, String), (Option<f64>, Option<f64>, usize)> = BTreeMap::new();
+        let mut by_item: BTreeMap<(String, String), ScorePair> = BTreeMap::new();
         for (seq, j) in ctx.store.judgments(id).await?.into_iter().enumerate() {
             let Some(score) = j.score.filter(|s| s.is_finite() && j.position.is_empty()) else { continue };
             let entry = by_item.entry((j.rubric, j.item_id)).or_insert((None, None, 0));

@@ -12,8 +12,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use xxhash_rust::xxh3::xxh3_64;
 
+use crate::chat::{assistant_reply, tool_call, within_limit};
 use crate::models::{self, Role, SimModel};
-use crate::{SimState, assistant_reply, count_tokens, judge, openai_error, tool_call, within_limit};
+use crate::{SimState, count_tokens, judge, openai_error};
 
 /// What a request to either API asks, read into one shape.
 struct Asked {

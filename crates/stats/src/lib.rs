@@ -31,6 +31,7 @@ mod bootstrap;
 mod compare;
 mod descriptive;
 mod multiple;
+mod no_disagreement;
 mod paired;
 mod permutation;
 mod power;
@@ -54,11 +55,13 @@ pub use bootstrap::{
 };
 pub use compare::{
     Basis, CompareOptions, Comparison, FIXED_N_MIN_N, McNemarCounts, SEQUENTIAL_MIN_CLUSTERS,
-    SEQUENTIAL_MIN_N, compare_paired, decide_family, is_binary, no_disagreement_lower_bound,
-    no_disagreement_p_value, no_disagreement_samples_needed, samples_to_settle,
+    SEQUENTIAL_MIN_N, compare_paired, decide_family, is_binary, samples_to_settle,
 };
 pub use descriptive::{mean, normal_cdf, normal_sf, percentile, t_quantile, variance, z_quantile};
 pub use multiple::{benjamini_hochberg, benjamini_yekutieli, holm};
+pub use no_disagreement::{
+    no_disagreement_lower_bound, no_disagreement_p_value, no_disagreement_samples_needed,
+};
 pub use paired::{
     MIN_CLUSTERS, NonInferiority, PairedT, StatsError, clustered_se, clustered_se_uncorrected,
     noninferiority, paired_differences, paired_t, paired_t_clustered,

@@ -12,6 +12,7 @@
 mod analytics;
 mod bench;
 mod cache;
+mod calibrations;
 mod datasets;
 mod drift;
 mod early_stop;
@@ -19,6 +20,7 @@ mod exchanges;
 mod experiments;
 mod group;
 mod postgres;
+mod progress;
 mod results;
 mod sessions;
 mod snapshots;
@@ -32,6 +34,7 @@ use sqlx::sqlite::SqlitePool;
 pub use analytics::{HourlyCount, RejectionReason, TrafficRow};
 pub use bench::RawRow;
 pub use cache::{JUDGMENT_CACHE, REPLAY_CACHE};
+pub use calibrations::Calibration;
 pub use datasets::{DatasetItemRow, DatasetVersion, dataset_item_key};
 pub use drift::{Alert, GuardSpec, Schedule, ScheduleRun, ScheduleSpec};
 pub use early_stop::SettledCandidate;
@@ -41,9 +44,8 @@ pub use experiments::{BaselineSpec, DatasetRef, Experiment, ExperimentSpec, Filt
 #[cfg(target_os = "linux")]
 pub use postgres::nagle::delayed_sockets_to;
 pub use postgres::{create_scratch_database, drop_scratch_database};
-pub use results::{
-    Calibration, JudgmentRecord, JudgmentScore, Progress, ReplayRecord, SETTLED, UNSUPPORTED_PREFIX,
-};
+pub use progress::Progress;
+pub use results::{JudgmentRecord, JudgmentScore, ReplayRecord, SETTLED, UNSUPPORTED_PREFIX};
 pub use spend::{Paid, Reservation, Reserve, Spend, SpendKind};
 pub use work::{Claim, Lease, QUEUED, judgment_work_key, now_ms, replay_work_key};
 

@@ -154,23 +154,6 @@ impl JudgmentRecord {
     }
 }
 
-/// A judge calibration against human labels, as stored.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Calibration {
-    /// Rubric calibrated.
-    pub rubric: String,
-    /// Hash of the rubric's text at the time.
-    pub rubric_sha256: String,
-    /// Judge model calibrated.
-    pub judge_model: String,
-    /// The labels file.
-    pub labels_file: String,
-    /// When.
-    pub created_at: chrono::DateTime<Utc>,
-    /// The agreement statistics (JSON).
-    pub result: Value,
-}
-
 /// A judgment's score without its texts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JudgmentScore {
@@ -184,43 +167,6 @@ pub struct JudgmentScore {
     pub position: String,
     /// Normalized score.
     pub score: Option<f64>,
-}
-
-/// How far an experiment has got.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
-pub struct Progress {
-    /// Exchanges sampled.
-    pub exchanges: u64,
-    /// Replays the experiment needs (exchanges × candidates).
-    pub replays_expected: u64,
-    /// Replays stored (including failed ones).
-    pub replays_done: u64,
-    /// Replays that failed (a model or network error; the report's `errors`).
-    pub replays_failed: u64,
-    /// Replays never attempted (the spend cap was reached; the report's `skipped`).
-    #[serde(default)]
-    pub replays_skipped: u64,
-    /// Judgments needed, counting pending replays as if they will succeed.
-    pub judgments_expected: u64,
-    /// Judgments stored (including failed ones).
-    pub judgments_done: u64,
-}
-
-impl Progress {
-    /// Whether every replay and judgment is stored.
-    pub fn is_done(&self) -> bool {
-        self.replays_done >= self.replays_expected && self.judgments_done >= self.judgments_expected
-    }
-
-    /// Units of work stored, for progress bars.
-    pub fn completed(&self) -> u64 {
-        self.replays_done + self.judgments_done
-    }
-
-    /// Units of work expected, for progress bars.
-    pub fn total(&self) -> u64 {
-        self.replays_expected + self.judgments_expected
-    }
 }
 
 /// Inserts `$replay` (a [`ReplayRecord`]) on `$conn` of either engine unless one exists for
@@ -494,107 +440,6 @@ impl Store {
             .fetch_all(p)
             .await?;
             rows.iter().map(decode_judgment).collect()
-        })
-    }
-
-    /// Stores a calibration result.
-    pub async fn insert_calibration(&self, calibration: &Calibration) -> Result<()> {
-        with_pool!(&self.pool, p => sqlx::query(
-            "INSERT INTO calibrations (id, rubric, rubric_sha256, judge_model, labels_file, created_at, result)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(uuid::Uuid::now_v7().to_string())
-        .bind(&calibration.rubric)
-        .bind(&calibration.rubric_sha256)
-        .bind(&calibration.judge_model)
-        .bind(&calibration.labels_file)
-        .bind(calibration.created_at)
-        .bind(to_json(&calibration.result))
-        .execute(p).await.map(|d| d.rows_affected()))?;
-        Ok(())
-    }
-
-    /// The latest calibration of `rubric` (any version of its text), newest first.
-    pub async fn latest_calibration(&self, rubric: &str) -> Result<Option<Calibration>> {
-        with_pool!(&self.pool, p => {
-        let row = sqlx::query(
-            "SELECT rubric, rubric_sha256, judge_model, labels_file, created_at, result FROM calibrations
-             WHERE rubric = $1 ORDER BY created_at DESC, id DESC LIMIT 1",
-        )
-        .bind(rubric)
-        .fetch_optional(p)
-        .await?;
-        row.map(|r| -> Result<Calibration> {
-            let result: String = r.get("result")?;
-            Ok(Calibration {
-                rubric: r.get("rubric")?,
-                rubric_sha256: r.get("rubric_sha256")?,
-                judge_model: r.get("judge_model")?,
-                labels_file: r.get("labels_file")?,
-                created_at: r.get("created_at")?,
-                result: from_json("calibrations.result", &result)?,
-            })
-        })
-        .transpose()
-        })
-    }
-
-    /// How far an experiment has got.
-    pub async fn experiment_progress(&self, experiment: &crate::Experiment) -> Result<Progress> {
-        let (pointwise, pairwise) = experiment.spec.rubric_counts();
-        let baseline_judged = experiment.spec.baseline.is_judged_on_items();
-        self.progress(
-            &experiment.id,
-            experiment.spec.candidates.len() as u64,
-            pointwise,
-            pairwise,
-            baseline_judged,
-        )
-        .await
-    }
-
-    /// Counts of stored and expected work for an experiment with `candidates`, `pointwise`
-    /// rubrics (judged on each candidate, and on the baseline when `baseline_judged`: its text
-    /// is on the item, not a replay) and `pairwise` rubrics (judged per candidate in both
-    /// orders).
-    pub async fn progress(
-        &self,
-        experiment_id: &str,
-        candidates: u64,
-        pointwise: u64,
-        pairwise: u64,
-        baseline_judged: bool,
-    ) -> Result<Progress> {
-        with_pool!(&self.pool, p => {
-        let row = sqlx::query(
-            "SELECT
-               (SELECT COUNT(*) FROM experiment_items WHERE experiment_id = $1) AS exchanges,
-               (SELECT COUNT(*) FROM replays WHERE experiment_id = $1) AS replays,
-               (SELECT COUNT(*) FROM replays WHERE experiment_id = $1 AND error IS NOT NULL AND skipped IS NULL) AS failed,
-               (SELECT COUNT(*) FROM replays WHERE experiment_id = $1 AND skipped IS NOT NULL) AS skipped,
-               (SELECT COUNT(*) FROM judgments WHERE experiment_id = $1) AS judgments",
-        )
-        .bind(experiment_id)
-        .fetch_one(p)
-        .await?;
-        let count = |name: &str| -> Result<u64> { Ok(row.get::<i64>(name)?.max(0) as u64) };
-        let exchanges = count("exchanges")?;
-        let replays_done = count("replays")?;
-        let replays_failed = count("failed")?;
-        let replays_skipped = count("skipped")?;
-        let replays_expected = exchanges * candidates;
-        // Baseline judgments, plus one set per replay that succeeded or is still pending.
-        let replays_judged = replays_expected.saturating_sub(replays_failed + replays_skipped);
-        Ok(Progress {
-            exchanges,
-            replays_expected,
-            replays_done,
-            replays_failed,
-            replays_skipped,
-            judgments_expected: (if baseline_judged { exchanges } else { 0 } + replays_judged) * pointwise
-                + replays_judged * pairwise * 2,
-            judgments_done: count("judgments")?,
-        })
         })
     }
 }

@@ -7,7 +7,7 @@ use evaltap_store::{
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::claims::HeldWork;
+use crate::claims::{self, Acquired, HeldWork};
 use crate::{Services, WorkerError};
 
 /// A unit of work in the queue.
@@ -232,41 +232,68 @@ async fn missing_judgments(svc: &Services, jobs: Vec<EvalJob>) -> Result<Vec<Eva
     Ok(missing)
 }
 
-/// Runs `job`, claiming its work first ([`replay`] or [`judge`]).
+/// Runs `job`: claims its work first, then replays or judges by the worker holding the claim.
+/// A model is called only by that worker: a duplicated or re-delivered job finds the work
+/// finished (and returns what still follows from it) or waits for the holder.
 pub async fn run(svc: &Services, job: &EvalJob) -> Result<JobOutcome, WorkerError> {
-    match job {
-        EvalJob::Replay { experiment_id, item_id, candidate } => {
-            replay(svc, experiment_id, item_id, candidate).await
-        }
-        EvalJob::Judge { experiment_id, item_id, subject, rubric, position } => {
-            judge(svc, experiment_id, item_id, subject, rubric, position).await
-        }
+    match claims::acquire(svc, job.experiment_id(), &job.work_key()).await? {
+        Acquired::Finished => already_done(svc, job).await,
+        Acquired::Held(held) => run_claimed(svc, held, job).await,
     }
 }
 
-/// Runs `job` by the worker holding its claim ([`replay_claimed`] or [`judge_claimed`]).
+/// Runs `job` by the worker holding its claim; the claim is deferred or given back when the
+/// job did not store its result.
 pub(crate) async fn run_claimed(
     svc: &Services,
     held: HeldWork,
     job: &EvalJob,
 ) -> Result<JobOutcome, WorkerError> {
-    match job {
-        EvalJob::Replay { experiment_id, item_id, candidate } => {
-            replay_claimed(svc, held, experiment_id, item_id, candidate).await
+    let experiment_id = job.experiment_id();
+    let result = match job {
+        EvalJob::Replay { item_id, candidate, .. } => {
+            replaying::replay_held(svc, experiment_id, item_id, candidate).await
         }
-        EvalJob::Judge { experiment_id, item_id, subject, rubric, position } => {
-            judge_claimed(svc, held, experiment_id, item_id, subject, rubric, position).await
+        EvalJob::Judge { item_id, subject, rubric, position, .. } => {
+            judging::judge_held(svc, experiment_id, item_id, subject, rubric, position).await
         }
+    };
+    match &result {
+        Ok(JobOutcome::Stored { .. }) => {
+            if held.claims() > 1 {
+                tracing::info!(experiment_id, work = %job.work_key(), "done after taking over a claim");
+            }
+            if matches!(job, EvalJob::Judge { .. }) {
+                crate::early_stop::consider(svc, experiment_id).await;
+            }
+        }
+        Ok(JobOutcome::Failed { .. }) => {}
+        Ok(JobOutcome::Deferred) => held.defer(svc).await,
+        _ => held.release(svc).await,
     }
+    result
+}
+
+/// The outcome of a job whose work another worker already finished: for a successful replay,
+/// its judgments still missing.
+async fn already_done(svc: &Services, job: &EvalJob) -> Result<JobOutcome, WorkerError> {
+    let EvalJob::Replay { experiment_id, item_id, candidate } = job else {
+        return Ok(JobOutcome::AlreadyDone { follow_up: Vec::new() });
+    };
+    let follow_up = match svc.store.replay(experiment_id, item_id, candidate).await? {
+        Some(replay) if replay.error.is_none() => {
+            let experiment = svc.experiment(experiment_id).await?;
+            missing_judgments(svc, judge_jobs(experiment_id, item_id, candidate, &experiment.spec)).await?
+        }
+        _ => Vec::new(),
+    };
+    Ok(JobOutcome::AlreadyDone { follow_up })
 }
 
 mod judging;
 mod replaying;
 
-pub use judging::judge;
-use judging::judge_claimed;
-use replaying::replay_claimed;
-pub use replaying::{REPLAY_OUTPUT_TOKENS_FLOOR, replay};
+pub use replaying::REPLAY_OUTPUT_TOKENS_FLOOR;
 
 /// Why work was not attempted when the experiment's spend cap was reached.
 pub const SPEND_CAP_REACHED: &str = "spend cap reached";

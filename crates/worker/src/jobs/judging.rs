@@ -8,7 +8,6 @@ use evaltap_judge::{JudgeError, Subject};
 use evaltap_store::{BASELINE, BaselineSpec, ExperimentSpec, JudgmentRecord, Paid, Reserve, SpendKind};
 use serde_json::Value;
 
-use crate::claims::{self, Acquired, HeldWork};
 use crate::{Services, WorkerError};
 
 use super::*;
@@ -98,7 +97,8 @@ fn candidate_score(position: &str, winner: Winner) -> f64 {
 /// (with backoff) before the judgment is stored as failed, with the judge's raw answer kept.
 /// Judge calls reserve their estimated cost against the experiment's cap first and settle what
 /// they cost after; past the cap the judgment is stored as skipped.
-pub async fn judge(
+/// Runs by the worker holding the judgment's claim.
+pub(super) async fn judge_held(
     svc: &Services,
     experiment_id: &str,
     item_id: &str,
@@ -106,49 +106,7 @@ pub async fn judge(
     rubric: &str,
     position: &str,
 ) -> Result<JobOutcome, WorkerError> {
-    let key = evaltap_store::judgment_work_key(item_id, subject, rubric, position);
-    match claims::acquire(svc, experiment_id, &key).await? {
-        Acquired::Finished => Ok(JobOutcome::AlreadyDone { follow_up: Vec::new() }),
-        Acquired::Held(held) => {
-            judge_claimed(svc, held, experiment_id, item_id, subject, rubric, position).await
-        }
-    }
-}
-
-/// [`judge`] by the worker that holds the judgment's claim; the claim is given back to the
-/// queue if the judgment cannot be stored.
-pub(super) async fn judge_claimed(
-    svc: &Services,
-    held: HeldWork,
-    experiment_id: &str,
-    item_id: &str,
-    subject: &str,
-    rubric: &str,
-    position: &str,
-) -> Result<JobOutcome, WorkerError> {
-    let key = evaltap_store::judgment_work_key(item_id, subject, rubric, position);
-    let result = judge_held(svc, experiment_id, item_id, subject, rubric, position, &key).await;
-    if matches!(result, Ok(JobOutcome::Stored { .. })) {
-        crate::early_stop::consider(svc, experiment_id).await;
-    }
-    if matches!(result, Ok(JobOutcome::Deferred)) {
-        held.defer(svc).await;
-    } else if !matches!(result, Ok(JobOutcome::Stored { .. } | JobOutcome::Failed { .. })) {
-        held.release(svc).await;
-    }
-    result
-}
-
-/// The judgment itself, by the worker holding its claim.
-async fn judge_held(
-    svc: &Services,
-    experiment_id: &str,
-    item_id: &str,
-    subject: &str,
-    rubric: &str,
-    position: &str,
-    key: &str,
-) -> Result<JobOutcome, WorkerError> {
+    let key = &evaltap_store::judgment_work_key(item_id, subject, rubric, position);
     let experiment = svc.experiment(experiment_id).await?;
     let mut record = JudgmentRecord::new(experiment_id, item_id, subject, rubric, position);
     record.item_kind = experiment.spec.item_kind().into();

@@ -5,7 +5,6 @@ use evaltap_providers::replay_body;
 use evaltap_store::{Paid, ReplayRecord, Reserve, SpendKind};
 use serde_json::Value;
 
-use crate::claims::{self, Acquired, HeldWork};
 use crate::{Services, WorkerError};
 
 use super::*;
@@ -48,78 +47,15 @@ fn replay_bound(item: &JobItem, body: &mut Value, bound_output: bool) -> evaltap
 }
 
 /// Replays an item against a candidate and stores the response, usage, cost and latency, or
-/// the error. The model is called only by the worker holding the replay's claim: a duplicated
-/// or re-delivered job waits for it and calls nothing.
-pub async fn replay(
+/// the error, by the worker holding the replay's claim.
+pub(super) async fn replay_held(
     svc: &Services,
     experiment_id: &str,
     item_id: &str,
     candidate: &str,
 ) -> Result<JobOutcome, WorkerError> {
-    let key = evaltap_store::replay_work_key(item_id, candidate);
-    match claims::acquire(svc, experiment_id, &key).await? {
-        Acquired::Finished => {
-            let experiment = svc.experiment(experiment_id).await?;
-            already_replayed(svc, &experiment, item_id, candidate).await
-        }
-        Acquired::Held(held) => replay_claimed(svc, held, experiment_id, item_id, candidate).await,
-    }
-}
-
-/// [`replay`] by the worker that holds the replay's claim; the claim is given back to the
-/// queue if the replay cannot be stored.
-pub(super) async fn replay_claimed(
-    svc: &Services,
-    held: HeldWork,
-    experiment_id: &str,
-    item_id: &str,
-    candidate: &str,
-) -> Result<JobOutcome, WorkerError> {
-    let key = evaltap_store::replay_work_key(item_id, candidate);
-    let experiment = match svc.experiment(experiment_id).await {
-        Ok(experiment) => experiment,
-        Err(err) => {
-            held.release(svc).await;
-            return Err(err.into());
-        }
-    };
-    let result = replay_held(svc, &experiment, item_id, candidate, &key).await;
-    if result.is_err() {
-        held.release(svc).await;
-    } else if matches!(result, Ok(JobOutcome::Deferred)) {
-        held.defer(svc).await;
-    } else if held.claims() > 1 {
-        tracing::info!(experiment_id, item_id, candidate, "replayed after taking over a claim");
-    }
-    result
-}
-
-/// The outcome of a replay job whose replay is already stored: its judgments still missing.
-async fn already_replayed(
-    svc: &Services,
-    experiment: &evaltap_store::Experiment,
-    item_id: &str,
-    candidate: &str,
-) -> Result<JobOutcome, WorkerError> {
-    let stored = svc.store.replay(&experiment.id, item_id, candidate).await?;
-    let follow_up = match stored {
-        Some(replay) if replay.error.is_none() => {
-            missing_judgments(svc, judge_jobs(&experiment.id, item_id, candidate, &experiment.spec)).await?
-        }
-        _ => Vec::new(),
-    };
-    Ok(JobOutcome::AlreadyDone { follow_up })
-}
-
-/// The replay itself, by the worker holding its claim.
-async fn replay_held(
-    svc: &Services,
-    experiment: &evaltap_store::Experiment,
-    item_id: &str,
-    candidate: &str,
-    key: &str,
-) -> Result<JobOutcome, WorkerError> {
-    let experiment_id = experiment.id.as_str();
+    let experiment = &svc.experiment(experiment_id).await?;
+    let key = &evaltap_store::replay_work_key(item_id, candidate);
     let follow_up = judge_jobs(experiment_id, item_id, candidate, &experiment.spec);
     let config = experiment.spec.candidates.iter().find(|c| c.name == candidate).ok_or_else(|| {
         WorkerError::Missing(format!("experiment {experiment_id} has no candidate `{candidate}`"))
@@ -253,7 +189,14 @@ async fn store_replay(
     };
     match stored {
         Some(outcome) => Ok(outcome),
-        None => already_replayed(svc, experiment, &record.item_id, &record.candidate).await,
+        None => {
+            let job = EvalJob::Replay {
+                experiment_id: experiment.id.clone(),
+                item_id: record.item_id.clone(),
+                candidate: record.candidate.clone(),
+            };
+            already_done(svc, &job).await
+        }
     }
 }
 
