@@ -266,7 +266,7 @@ async fn removing_a_token_from_the_configuration_ends_its_sessions() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(evaltap_server::serve(listener, evaltap::server_state(&app), async move {
+    tokio::spawn(evaltap_server::serve(listener, evaltap_server::AppState::for_app(&app), async move {
         let _ = stopped.await;
     }));
     let before =

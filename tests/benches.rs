@@ -32,6 +32,16 @@ fn bench_ingest_measures_both_engines() {
     assert!(out.contains("litellm ex/s") && out.contains("open-loop ex/s"), "{out}");
 }
 
+/// `bench golden` counts evaltap's calls from its own results (it fails when they do not match
+/// what the simulated upstream received, or when any of them failed) beside the bare client's.
+#[test]
+fn bench_golden_counts_evaltap_s_calls_from_its_results() {
+    let out = evaltap(&["bench", "golden", "--items", "20", "--concurrency", "4", "--latency-scale", "0"]);
+    // 20 replays and 40 judge calls (the answer and the reference), on both sides.
+    assert!(out.contains("    60 calls") && out.contains("counted from evaltap's results"), "{out}");
+    assert_eq!(out.matches("    60 calls").count(), 2, "{out}");
+}
+
 #[test]
 fn bench_stats_runs_plain_and_clustered() {
     let out = evaltap(&["bench", "stats", "--pairs", "5000"]);
@@ -78,10 +88,28 @@ fn bench_proxy_mirrors_what_it_proxied() {
 
 #[test]
 fn bench_dashboard_times_every_page() {
-    let out = evaltap(&["bench", "dashboard", "--exchanges", "300", "--pairs", "40", "--repeats", "1"]);
-    for page in
-        ["/experiments/demo", "/experiments/demo/examples?direction=regressions", "/spend", "/sources"]
-    {
+    let out = evaltap(&[
+        "bench",
+        "dashboard",
+        "--exchanges",
+        "300",
+        "--pairs",
+        "40",
+        "--repeats",
+        "1",
+        "--dataset-items",
+        "30",
+        "--drift-runs",
+        "2",
+    ]);
+    for page in [
+        "/experiments/demo",
+        "/experiments/demo/examples?direction=regressions",
+        "/spend",
+        "/sources",
+        "/datasets/bench",
+        "/drift/bench-drift",
+    ] {
         assert!(out.lines().any(|l| l.starts_with(&format!("{page} "))), "{page} missing: {out}");
     }
 }

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use evaltap::demo::{demo_config, tee_production_traffic};
 use evaltap_app::App;
+use evaltap_demo::{demo_config, tee_production_traffic};
 use evaltap_report::Report;
 use evaltap_sim::{JudgeBehavior, SimConfig, SimServer};
 use evaltap_store::{Engine, Experiment};
@@ -170,7 +170,7 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(evaltap_server::serve(listener, evaltap::server_state(&app), async move {
+        tokio::spawn(evaltap_server::serve(listener, evaltap_server::AppState::for_app(&app), async move {
             let _ = stopped.await;
         }));
         let http = evaltap_providers::http_client(std::time::Duration::from_secs(30)).expect("client");
@@ -283,7 +283,7 @@ impl Bench {
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let mirror = format!("{url}/v1/mirror");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(evaltap_server::serve(listener, evaltap::server_state(&app), async move {
+        tokio::spawn(evaltap_server::serve(listener, evaltap_server::AppState::for_app(&app), async move {
             let _ = stopped.await;
         }));
         let accepted = tee_production_traffic(&sim.base_url(), &mirror, exchanges, 5, &ProgressBar::hidden())

@@ -198,7 +198,7 @@ crate::on_both_engines! {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let api = format!("http://{}/api/alerts", listener.local_addr().expect("addr"));
         let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(evaltap_server::serve(listener, evaltap::server_state(&app), async move {
+        tokio::spawn(evaltap_server::serve(listener, evaltap_server::AppState::for_app(&app), async move {
             let _ = api_stopped.await;
         }));
         let http = evaltap_providers::http_client(Duration::from_secs(30)).expect("client");

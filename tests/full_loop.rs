@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use evaltap::demo::{DemoOptions, start};
 use evaltap_app::App;
+use evaltap_demo::{DemoOptions, start};
 use evaltap_stats::Verdict;
 use evaltap_store::{Experiment, Progress};
 use evaltap_worker::{EvalJob, ExperimentRequest, JobOutcome};
@@ -72,7 +72,8 @@ async fn pending_jobs(pool: &sqlx::SqlitePool) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_whole_loop_reaches_the_right_verdicts_and_is_idempotent() {
     let dir = TempDir::new("loop");
-    let options = DemoOptions { json: true, exchanges: 300, seed: 7, port: 0, early_stop: false };
+    let options =
+        DemoOptions { json: true, exchanges: 300, seed: 7, port: 0, early_stop: false, datasets_dir: None };
     let run = start(&options, format!("sqlite://{}", dir.database().display())).await.expect("the loop runs");
     let report = &run.report;
     let pool = crate::common::sqlite_pool(&run.app.store).clone();
@@ -204,9 +205,12 @@ async fn the_whole_loop_reaches_the_right_verdicts_and_is_idempotent() {
 
     // Running a job again finds its result stored and adds nothing.
     let item_id = &run.app.store.experiment_item_ids(&run.experiment.id).await.expect("ids")[0];
-    let again = evaltap_worker::replay(&run.app.services, &run.experiment.id, item_id, "small")
-        .await
-        .expect("replay");
+    let replay = EvalJob::Replay {
+        experiment_id: run.experiment.id.clone(),
+        item_id: item_id.clone(),
+        candidate: "small".into(),
+    };
+    let again = evaltap_worker::run(&run.app.services, &replay).await.expect("replay");
     assert!(matches!(again, JobOutcome::AlreadyDone { .. }), "{again:?}");
 
     // Enqueueing every job of 60 of its items a second time, with the worker still running,

@@ -107,9 +107,13 @@ async fn a_judge_failing_on_long_answers_shows_judge_errors_and_a_warning() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}/experiments/faulty", listener.local_addr().expect("addr"));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(evaltap_server::serve(listener, evaltap::server_state(&bench.app), async move {
-        let _ = stopped.await;
-    }));
+    tokio::spawn(evaltap_server::serve(
+        listener,
+        evaltap_server::AppState::for_app(&bench.app),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
     let http = evaltap_providers::http_client(Duration::from_secs(30)).expect("client");
     let html = http.get(&url).send().await.expect("page").text().await.expect("html");
     let _ = stop.send(());
@@ -245,7 +249,8 @@ fn kappas_from_confusion(cells: &[(f64, f64, f64)], midpoint: f64) -> (f64, f64)
 async fn calibration_against_human_labels_is_stored_and_named_in_reports() {
     let bench = Bench::start("calibrate", QUIET, None, 40).await;
     let labels = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/calibration/correctness.jsonl");
-    let result = evaltap::judge_cmd::calibrate(&bench.app, "correctness", &labels).await.expect("calibrates");
+    let result =
+        evaltap_app::calibrate::calibrate(&bench.app, "correctness", &labels).await.expect("calibrates");
     assert_eq!((result.n, result.judge_failures), (40, 0));
     let cells: Vec<(f64, f64, f64)> =
         result.confusion.iter().map(|c| (c.human, c.judge, c.count as f64)).collect();
@@ -272,7 +277,7 @@ async fn calibration_against_human_labels_is_stored_and_named_in_reports() {
         "{\"id\": 1, \"input\": \"q\", \"response\": \"a\", \"label\": 4}\n{\"id\": 2, \"input\": \"q\"}\n",
     )
     .expect("write");
-    let err = evaltap::judge_cmd::calibrate(&bench.app, "correctness", &bad).await.expect_err("bad file");
+    let err = evaltap_app::calibrate::calibrate(&bench.app, "correctness", &bad).await.expect_err("bad file");
     assert!(format!("{err:#}").contains("bad.jsonl:2") && format!("{err:#}").contains("response"), "{err:#}");
 }
 

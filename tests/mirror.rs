@@ -29,7 +29,7 @@ async fn start(sample_rate: f64, max_body_bytes: usize) -> Mirror {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}/v1/mirror", listener.local_addr().expect("addr"));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(evaltap_server::serve(listener, evaltap::server_state(&app), async move {
+    tokio::spawn(evaltap_server::serve(listener, evaltap_server::AppState::for_app(&app), async move {
         let _ = stopped.await;
     }));
     let http = evaltap_providers::http_client(Duration::from_secs(30)).expect("client");
@@ -145,7 +145,7 @@ async fn redact_false_keeps_the_text_and_the_default_redacts_it() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}/v1/mirror", listener.local_addr().expect("addr"));
     let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(evaltap_server::serve(listener, evaltap::server_state(&app), async move {
+    tokio::spawn(evaltap_server::serve(listener, evaltap_server::AppState::for_app(&app), async move {
         let _ = stopped.await;
     }));
     let http = evaltap_providers::http_client(Duration::from_secs(30)).expect("client");

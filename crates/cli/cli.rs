@@ -8,8 +8,9 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use evaltap_store::Filter;
 
-use crate::demo::{self, DemoOptions};
+use crate::demo;
 use evaltap_app::{App, load_config};
+use evaltap_demo::DemoOptions;
 
 /// Continuous evaluation of LLMs on production traffic.
 #[derive(Debug, Parser)]
@@ -147,7 +148,7 @@ enum Command {
     Judge(JudgeCommand),
     /// Benchmarks that print figures beside a baseline measured in the same run.
     #[command(subcommand)]
-    Bench(BenchCommand),
+    Bench(crate::bench_cmd::BenchCommand),
     /// Print an experiment's report.
     Report {
         /// Experiment name.
@@ -230,96 +231,6 @@ enum SourcesCommand {
         /// evaltap's URL as the gateway reaches it.
         #[arg(long, default_value = "http://127.0.0.1:7077")]
         url: String,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-enum BenchCommand {
-    /// A golden run of N items with one judge rubric against the simulated upstream, beside a
-    /// bare HTTP client making the same calls at the same concurrency (the replay and judge
-    /// pipeline end to end; also `bench pipeline`).
-    #[command(alias = "pipeline")]
-    Golden {
-        /// Dataset items.
-        #[arg(long, default_value_t = 2000)]
-        items: usize,
-        /// Jobs (and bare calls) in flight.
-        #[arg(long, default_value_t = 16)]
-        concurrency: usize,
-        /// Simulated latency scale (1 = catalog latencies, 0 = none).
-        #[arg(long, default_value_t = 1.0)]
-        latency_scale: f64,
-    },
-    /// Mirror-endpoint throughput on SQLite and PostgreSQL side by side: single-exchange POSTs
-    /// at a concurrency, then batches.
-    Ingest {
-        /// Exchanges per measurement.
-        #[arg(long, default_value_t = 20_000)]
-        exchanges: usize,
-        /// Requests in flight.
-        #[arg(long, default_value_t = 32)]
-        concurrency: usize,
-        /// Exchanges per batch.
-        #[arg(long, default_value_t = 100)]
-        batch: usize,
-        /// PostgreSQL server to measure on (a database is created and dropped there).
-        #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
-        postgres_url: String,
-        /// Measure SQLite only.
-        #[arg(long)]
-        sqlite_only: bool,
-        /// Single-exchange POSTs per second in the open-loop measurement.
-        #[arg(long, default_value_t = 5_000)]
-        open_loop_rate: u32,
-    },
-    /// The tee proxy beside calling the simulated upstream directly: throughput, added
-    /// latency, what it mirrored and shed.
-    Proxy {
-        /// Requests per throughput measurement.
-        #[arg(long, default_value_t = 20_000)]
-        requests: usize,
-        /// Requests in flight.
-        #[arg(long, default_value_t = 32)]
-        concurrency: usize,
-        /// Sequential requests for the added latency.
-        #[arg(long, default_value_t = 2_000)]
-        sequential: usize,
-        /// The LiteLLM proxy executable to measure beside the tee proxy (default: `litellm` on
-        /// the PATH or under target/python-venv, when installed).
-        #[arg(long)]
-        litellm: Option<std::path::PathBuf>,
-        /// Do not measure the LiteLLM proxy even when it is installed.
-        #[arg(long)]
-        no_litellm: bool,
-    },
-    /// Dollars per decided verdict on the demo's setting, every exchange replayed (fixed n)
-    /// beside early stopping: two whole runs against the simulated upstream.
-    Cost {
-        /// Production exchanges.
-        #[arg(long, default_value_t = 1200)]
-        exchanges: usize,
-        /// Seed of the traffic.
-        #[arg(long, default_value_t = 42)]
-        seed: u64,
-    },
-    /// `stats compare` end to end on N seeded pairs, with and without clusters, beside scipy.
-    Stats {
-        /// Pairs.
-        #[arg(long, default_value_t = 1_000_000)]
-        pairs: usize,
-    },
-    /// Every dashboard page and its JSON endpoint, timed with a finished experiment of N pairs
-    /// among M stored exchanges.
-    Dashboard {
-        /// Exchanges stored in all.
-        #[arg(long, default_value_t = 100_000)]
-        exchanges: usize,
-        /// Pairs of the experiment.
-        #[arg(long, default_value_t = 2_000)]
-        pairs: usize,
-        /// Warm requests per page after the first.
-        #[arg(long, default_value_t = 5)]
-        repeats: usize,
     },
 }
 
@@ -473,6 +384,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 seed: args.seed,
                 port: args.port,
                 early_stop: true,
+                datasets_dir: None,
             };
             demo::run(options, cli.database_url.clone()).await?;
         }
@@ -516,7 +428,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     ctrl_c(),
                 ));
             }
-            evaltap_server::serve(listener, crate::server_state(&app), ctrl_c()).await?;
+            evaltap_server::serve(listener, evaltap_server::AppState::for_app(&app), ctrl_c()).await?;
             // The worker saw the same signal: let its jobs in flight finish and store.
             if let Some(worker) = worker {
                 let _ = worker.await;
@@ -594,7 +506,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             sequential,
             json,
         }) => {
-            let settings = crate::stats_cmd::CompareSettings {
+            let settings = evaltap_app::stats_csv::CompareSettings {
                 baseline,
                 candidate,
                 cluster: cluster.as_deref(),
@@ -603,71 +515,14 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 planned_n: *planned_n,
                 sequential: *sequential,
             };
-            let result = crate::stats_cmd::compare_csv(csv, &settings)?;
+            let result = evaltap_app::stats_csv::compare_csv(csv, &settings)?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&result)?);
             } else {
                 print!("{}", crate::stats_cmd::render(&result));
             }
         }
-        Command::Bench(BenchCommand::Golden { items, concurrency, latency_scale }) => {
-            let settings = crate::bench::GoldenBench {
-                items: *items,
-                concurrency: *concurrency,
-                latency_scale: *latency_scale,
-            };
-            let result = crate::bench::golden(&settings).await?;
-            print!("{}", result.render(&settings));
-        }
-        Command::Bench(BenchCommand::Ingest {
-            exchanges,
-            concurrency,
-            batch,
-            postgres_url,
-            sqlite_only,
-            open_loop_rate,
-        }) => {
-            let settings = crate::bench_ingest::IngestBench {
-                exchanges: *exchanges,
-                concurrency: *concurrency,
-                batch: *batch,
-                postgres_url: (!sqlite_only).then(|| postgres_url.clone()),
-                open_loop_rate: *open_loop_rate,
-            };
-            let figures = crate::bench_ingest::ingest(&settings).await?;
-            print!("{}", crate::bench_ingest::render(&settings, &figures));
-        }
-        Command::Bench(BenchCommand::Proxy { requests, concurrency, sequential, litellm, no_litellm }) => {
-            let settings = crate::bench_proxy::ProxyBench {
-                requests: *requests,
-                concurrency: *concurrency,
-                sequential: *sequential,
-                litellm: match no_litellm {
-                    true => None,
-                    false => litellm.clone().or_else(crate::bench_proxy::find_litellm),
-                },
-            };
-            let figures = crate::bench_proxy::proxy(&settings).await?;
-            print!("{}", crate::bench_proxy::render(&settings, &figures));
-        }
-        Command::Bench(BenchCommand::Dashboard { exchanges, pairs, repeats }) => {
-            let settings = crate::bench_dashboard::DashboardBench {
-                exchanges: *exchanges,
-                pairs: *pairs,
-                repeats: *repeats,
-            };
-            let figures = crate::bench_dashboard::dashboard(&settings).await?;
-            print!("{}", crate::bench_dashboard::render(&settings, &figures));
-        }
-        Command::Bench(BenchCommand::Cost { exchanges, seed }) => {
-            let settings = crate::bench_cost::CostBench { exchanges: *exchanges, seed: *seed };
-            let figures = crate::bench_cost::cost(&settings).await?;
-            print!("{}", crate::bench_cost::render(&settings, &figures));
-        }
-        Command::Bench(BenchCommand::Stats { pairs }) => {
-            let figures = crate::bench_stats::stats(*pairs)?;
-            print!("{}", crate::bench_stats::render(&figures));
-        }
+        Command::Bench(command) => crate::bench_cmd::run(command).await?,
         Command::Golden(command) => {
             return crate::golden_cmd::dispatch(&open_app(&cli).await?, command).await;
         }
@@ -689,7 +544,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Judge(JudgeCommand::Calibrate { rubric, labels, json }) => {
             let app = open_app(&cli).await?;
-            let result = crate::judge_cmd::calibrate(&app, rubric, labels).await?;
+            let result = evaltap_app::calibrate::calibrate(&app, rubric, labels).await?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&result)?);
             } else {

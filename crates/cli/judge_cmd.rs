@@ -5,10 +5,8 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::{Context as _, bail};
-use evaltap_judge::calibration::{self, CalibrationResult};
 use evaltap_judge::{Mode, Rubrics, Subject};
-use evaltap_store::{BASELINE, Calibration, Experiment};
-use futures_util::StreamExt as _;
+use evaltap_store::{BASELINE, Experiment};
 
 use evaltap_app::App;
 
@@ -95,49 +93,6 @@ pub async fn render_rubric(
             rubrics.render_pair(rubric, request, &production, &other)?
         }
     })
-}
-
-/// Runs the configured judge over a labels file with `rubric`, stores the result and returns it.
-pub async fn calibrate(app: &App, rubric: &str, labels: &Path) -> anyhow::Result<CalibrationResult> {
-    let definition = app.rubrics.get(rubric)?.clone();
-    if definition.mode != Mode::Pointwise {
-        bail!("calibration compares scores: rubric `{rubric}` is pairwise");
-    }
-    let items = calibration::read_labels(labels, &definition)?;
-    let config = app.config.judge.as_ref().context("no [judge] is configured in evaltap.toml")?;
-    let judge = app.services.judge_with(config);
-    let rubrics = &app.rubrics;
-    let concurrency = config.max_concurrency.max(1);
-    let scores: Vec<Option<f64>> = futures_util::stream::iter(items.iter())
-        .map(|item| {
-            let judge = judge.clone();
-            async move {
-                let subject = Subject { request: &item.request, response: &item.response, reference: None };
-                let seed = evaltap_judge::judgment_seed(&["calibrate", rubric, &item.id]);
-                match judge.grade(rubrics, rubric, subject, 1, seed).await {
-                    Ok(graded) => Some(graded.mean().raw),
-                    Err(failure) => {
-                        tracing::warn!(item = %item.id, error = %failure.error, "judge failed on a labelled item");
-                        None
-                    }
-                }
-            }
-        })
-        .buffered(concurrency)
-        .collect()
-        .await;
-    let result = calibration::agreement(&definition, &items, &scores);
-    app.store
-        .insert_calibration(&Calibration {
-            rubric: rubric.into(),
-            rubric_sha256: definition.sha256.clone(),
-            judge_model: judge.model_for(&definition),
-            labels_file: labels.display().to_string(),
-            created_at: chrono::Utc::now(),
-            result: serde_json::to_value(&result)?,
-        })
-        .await?;
-    Ok(result)
 }
 
 /// What an experiment froze, as text.

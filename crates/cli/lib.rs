@@ -1,12 +1,7 @@
 //! The `evaltap` command line: parsing and printing around the use cases of `evaltap-app`.
 //! Commands live in their own modules; [`evaltap_app::App`] opens what they all need.
 
-pub mod bench;
-pub mod bench_cost;
-pub mod bench_dashboard;
-pub mod bench_ingest;
-pub mod bench_proxy;
-pub mod bench_stats;
+mod bench_cmd;
 mod cli;
 pub mod demo;
 pub mod exchanges_cmd;
@@ -24,11 +19,6 @@ use std::process::ExitCode;
 use clap::Parser;
 
 pub use cli::Cli;
-
-/// The HTTP server's state for an opened application.
-pub fn server_state(app: &evaltap_app::App) -> evaltap_server::AppState {
-    evaltap_server::AppState::new(app.config.clone(), app.store.clone(), app.rubrics.clone())
-}
 
 /// Exit code of a usage error on every command: bad arguments, a name that does not exist, no
 /// configuration (BSD's `EX_USAGE`; clap's own 2 would read as the gate's "undecided").
@@ -55,6 +45,7 @@ impl std::error::Error for UsageError {}
 fn is_usage_error(err: &anyhow::Error) -> bool {
     err.chain().any(|cause| {
         cause.is::<UsageError>()
+            || cause.is::<evaltap_demo::DatabaseInUse>()
             || matches!(
                 cause.downcast_ref::<evaltap_store::StoreError>(),
                 Some(evaltap_store::StoreError::NotFound(_))

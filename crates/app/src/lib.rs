@@ -1,11 +1,13 @@
 //! The use cases behind every edge: the CLI parses and prints around them, the HTTP API maps
 //! them to routes, the drift scheduler starts golden runs through them. See the README.
 
+pub mod calibrate;
 pub mod gate;
 pub mod golden;
 pub mod guards;
 pub mod recommend;
 pub mod schedules;
+pub mod stats_csv;
 
 use std::future::Future;
 use std::time::Duration;

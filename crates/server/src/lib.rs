@@ -49,6 +49,11 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// State for an opened application: its configuration, store and rubrics.
+    pub fn for_app(app: &evaltap_app::App) -> AppState {
+        AppState::new(app.config.clone(), app.store.clone(), app.rubrics.clone())
+    }
+
     /// State for `config`; sources without a resolvable key cannot send traffic (and are
     /// logged).
     pub fn new(config: Config, store: Store, rubrics: Rubrics) -> AppState {

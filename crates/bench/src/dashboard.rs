@@ -12,7 +12,7 @@ use evaltap_ingest::Adapter as _;
 use evaltap_store::{Delivery, DeliveryCounts};
 use serde_json::json;
 
-use crate::demo::{DemoOptions, PRODUCTION_MODEL};
+use evaltap_demo::{DemoOptions, PRODUCTION_MODEL};
 
 /// Benchmark settings.
 #[derive(Debug, Clone)]
@@ -23,7 +23,16 @@ pub struct DashboardBench {
     pub pairs: usize,
     /// Warm requests per page after the first.
     pub repeats: usize,
+    /// Items of the golden dataset the datasets and drift pages show.
+    pub dataset_items: usize,
+    /// Runs of the drift schedule on that dataset (each a real golden run).
+    pub drift_runs: usize,
 }
+
+/// Name of the benchmark's golden dataset.
+const DATASET: &str = "bench";
+/// Name of the benchmark's drift schedule.
+const SCHEDULE: &str = "bench-drift";
 
 /// One page's timings.
 #[derive(Debug, Clone)]
@@ -58,9 +67,16 @@ fn synthetic_exchange(i: usize) -> anyhow::Result<Exchange> {
 pub async fn dashboard(settings: &DashboardBench) -> anyhow::Result<DashboardFigures> {
     let dir = std::env::temp_dir().join(format!("evaltap-bench-dashboard-{}", uuid::Uuid::now_v7()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let options = DemoOptions { json: true, exchanges: settings.pairs, seed: 7, port: 0, early_stop: true };
+    let options = DemoOptions {
+        json: true,
+        exchanges: settings.pairs,
+        seed: 7,
+        port: 0,
+        early_stop: true,
+        datasets_dir: Some(dir.join("datasets")),
+    };
     let started = Instant::now();
-    let run = crate::demo::start(&options, format!("sqlite://{}", dir.join("evaltap.db").display())).await?;
+    let run = evaltap_demo::start(&options, format!("sqlite://{}", dir.join("evaltap.db").display())).await?;
     eprintln!("experiment of {} pairs done in {:.1} s", settings.pairs, started.elapsed().as_secs_f64());
     let filler = settings.exchanges.saturating_sub(settings.pairs);
     let started = Instant::now();
@@ -75,6 +91,14 @@ pub async fn dashboard(settings: &DashboardBench) -> anyhow::Result<DashboardFig
             .await?;
     }
     eprintln!("{filler} more exchanges stored in {:.1} s", started.elapsed().as_secs_f64());
+    let started = Instant::now();
+    populate_golden_and_drift(&run.app, settings).await?;
+    eprintln!(
+        "dataset of {} items in two versions, {} drift runs, in {:.1} s",
+        settings.dataset_items,
+        settings.drift_runs,
+        started.elapsed().as_secs_f64()
+    );
     let stored = run.app.store.count_exchanges().await?;
     // What the stored report saves each page: computing it from the results.
     let started = Instant::now();
@@ -99,8 +123,12 @@ pub async fn dashboard(settings: &DashboardBench) -> anyhow::Result<DashboardFig
         "/api/sources".to_string(),
         "/datasets".to_string(),
         "/api/datasets".to_string(),
+        format!("/datasets/{DATASET}"),
+        format!("/api/datasets/{DATASET}"),
         "/drift".to_string(),
         "/api/schedules".to_string(),
+        format!("/drift/{SCHEDULE}"),
+        format!("/api/schedules/{SCHEDULE}"),
         "/".to_string(),
     ];
     let mut timings = Vec::new();
@@ -147,6 +175,62 @@ pub async fn dashboard(settings: &DashboardBench) -> anyhow::Result<DashboardFig
     Ok(DashboardFigures { report_compute: compute, pages: timings })
 }
 
+/// A golden dataset of `dataset_items` items stored in two versions (the second adds a tenth
+/// more, a few as drafts), and a drift schedule on it with `drift_runs` runs, each a real golden
+/// run by the demo's worker: what the datasets and drift pages show.
+async fn populate_golden_and_drift(app: &evaltap_app::App, settings: &DashboardBench) -> anyhow::Result<()> {
+    let item = |i: usize| {
+        let task = evaltap_sim::Task::generate(11, i as u64);
+        let mut item = evaltap_golden::Item::from_input(format!("q{i}"), &task.prompt());
+        item.reference = Some(task.answer());
+        item
+    };
+    let dir = evaltap_app::golden::datasets(&app.context());
+    let first: Vec<_> = (0..settings.dataset_items).map(item).collect();
+    dir.write(DATASET, &first)?;
+    evaltap_app::golden::sync(&app.context(), DATASET).await?;
+    let more = settings.dataset_items / 10 + 1;
+    let mut second = first;
+    second.extend((settings.dataset_items..settings.dataset_items + more).map(|i| {
+        let mut draft = item(i);
+        draft.draft = i % 3 == 0;
+        draft
+    }));
+    dir.write(DATASET, &second)?;
+    let (version, _, _) = evaltap_app::golden::sync(&app.context(), DATASET).await?;
+
+    let ctx = app.drift_context()?;
+    let spec = evaltap_store::ScheduleSpec {
+        rubrics: vec!["correctness".into()],
+        checks: Vec::new(),
+        margin: evaltap_demo::DEMO_MARGIN,
+        guard: None,
+    };
+    let every = Duration::from_secs(3600);
+    let new = evaltap_drift::NewSchedule {
+        name: Some(SCHEDULE.into()),
+        dataset: evaltap_store::DatasetRef { name: DATASET.into(), version },
+        candidate: "medium".into(),
+        every,
+        spec,
+    };
+    evaltap_drift::add_schedule(&ctx, new).await?;
+    // One slot an hour, run by the demo's worker; each slot ticks until its run is evaluated.
+    let start = chrono::Utc::now() - chrono::Duration::hours(settings.drift_runs as i64);
+    for k in 0..settings.drift_runs {
+        let now = start + chrono::Duration::hours(k as i64);
+        let mut report = evaltap_drift::tick(&ctx, now).await?;
+        let started = report.started.first().cloned().context("a due slot starts a run")?;
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while !report.evaluated.contains(&started) {
+            anyhow::ensure!(Instant::now() < deadline, "drift run {k} did not finish in 10 minutes");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            report = evaltap_drift::tick(&ctx, now).await?;
+        }
+    }
+    Ok(())
+}
+
 /// What the benchmark measured.
 #[derive(Debug, Clone)]
 pub struct DashboardFigures {
@@ -160,11 +244,14 @@ pub struct DashboardFigures {
 pub fn render(settings: &DashboardBench, figures: &DashboardFigures) -> String {
     let mut out = format!(
         "dashboard pages: {} exchanges stored, a finished experiment of {} pairs (2 candidates × 2 rubrics), \
+         a golden dataset of {} items in two versions with {} drift runs, \
          first request then {} warm ones; target ≤ 200 ms\n\
          computing the report from its results (done once, then stored): {:.1} ms\n\
          {:<62} {:>9} {:>9} {:>9} {:>9}\n",
         settings.exchanges,
         settings.pairs,
+        settings.dataset_items,
+        settings.drift_runs,
         settings.repeats,
         figures.report_compute.as_secs_f64() * 1e3,
         "page",

@@ -92,7 +92,7 @@ fn exchange(i: usize) -> String {
 }
 
 /// A payload as LiteLLM proxy 1.108.7 posts it (see the ingest crate's fixture).
-const LITELLM_PAYLOAD: &str = include_str!("../ingest/tests/fixtures/litellm/1.108.7_payload.json");
+const LITELLM_PAYLOAD: &str = include_str!("../../ingest/tests/fixtures/litellm/1.108.7_payload.json");
 const LITELLM_CALL_ID: &str = "ca9afd90-0b58-4d99-967c-47a5a68111b8";
 
 /// LiteLLM's real payload as one JSON line, with a placeholder for the call id.
@@ -119,9 +119,10 @@ async fn measure(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/v1/mirror", listener.local_addr()?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(evaltap_server::serve(listener, crate::server_state(&app), async move {
-        let _ = stopped.await;
-    }));
+    let server =
+        tokio::spawn(evaltap_server::serve(listener, evaltap_server::AppState::for_app(&app), async move {
+            let _ = stopped.await;
+        }));
     let http = evaltap_providers::http_client(Duration::from_secs(60))?;
 
     let post_to = |url: &str, body: String| {

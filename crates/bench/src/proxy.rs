@@ -110,9 +110,10 @@ pub async fn proxy(settings: &ProxyBench) -> anyhow::Result<ProxyFigures> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(evaltap_server::serve(listener, crate::server_state(&app), async move {
-        let _ = stopped.await;
-    }));
+    let server =
+        tokio::spawn(evaltap_server::serve(listener, evaltap_server::AppState::for_app(&app), async move {
+            let _ = stopped.await;
+        }));
     let http = evaltap_providers::http_client(Duration::from_secs(60))?;
     let direct = format!("{}/chat/completions", sim.base_url());
     let proxied = format!("{base}/proxy/bench/v1/chat/completions");

@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use anyhow::Context as _;
 use evaltap_stats::Verdict;
 
-use crate::demo::DemoOptions;
+use evaltap_demo::DemoOptions;
 
 /// Benchmark settings.
 #[derive(Debug, Clone)]
@@ -59,9 +59,10 @@ pub async fn cost(settings: &CostBench) -> anyhow::Result<Vec<CostFigures>> {
             seed: settings.seed,
             port: 0,
             early_stop,
+            datasets_dir: None,
         };
         let run =
-            crate::demo::start(&options, format!("sqlite://{}", dir.join("bench.db").display())).await?;
+            evaltap_demo::start(&options, format!("sqlite://{}", dir.join("bench.db").display())).await?;
         let report = &run.report;
         figures.push(figures_of(mode, report));
         if early_stop {
@@ -91,12 +92,12 @@ fn figures_of(mode: &'static str, report: &evaltap_report::Report) -> CostFigure
 }
 
 /// The demo's experiment created again under another name over the same API, run to the end.
-async fn rerun(run: &crate::demo::DemoRun, sample: usize) -> anyhow::Result<evaltap_report::Report> {
+async fn rerun(run: &evaltap_demo::DemoRun, sample: usize) -> anyhow::Result<evaltap_report::Report> {
     let http = evaltap_providers::http_client(std::time::Duration::from_secs(30))?;
     let created = http
         .post(format!("http://{}/api/experiments", run.server_addr))
         .json(&serde_json::json!({"name": "demo-rerun", "candidates": ["medium", "small"],
-            "rubrics": ["correctness", "helpfulness"], "margin": crate::demo::DEMO_MARGIN, "sample_size": sample,
+            "rubrics": ["correctness", "helpfulness"], "margin": evaltap_demo::DEMO_MARGIN, "sample_size": sample,
             "spend_cap_usd": null}))
         .send()
         .await

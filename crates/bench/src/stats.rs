@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use rand::{RngExt as _, SeedableRng as _};
 
-use crate::stats_cmd::{CompareSettings, compare_csv};
+use evaltap_app::stats_csv::{CompareSettings, compare_csv};
 
 /// What was measured.
 #[derive(Debug, Clone)]
