@@ -1,5 +1,5 @@
 //! The spend ledger from outside the worker: presumed payments, answers cut at their output
-//! limit. (Spend under a cap with several processes is in `scale`.)
+//! limit, the cost estimated before a run and a cap that buys complete pairs. (Spend under a cap with several processes is in `scale`.)
 
 use std::time::Duration;
 
@@ -7,6 +7,7 @@ use evaltap_sim::JudgeBehavior;
 use evaltap_store::{Paid, Reserve, SpendKind};
 
 use crate::common::{Bench, experiment_request};
+use crate::first_hour::{evaltap_in, stderr, stdout};
 
 const QUIET: JudgeBehavior = JudgeBehavior { noise: 0.0, position_bias: 0.0, unreadable_long: 0.0 };
 
@@ -85,4 +86,108 @@ async fn answers_cut_at_the_output_limit_are_counted_per_candidate() {
     let page = reqwest::get(format!("{}/experiments/truncated", bench.url)).await.expect("page");
     let page = page.text().await.expect("body");
     assert!(page.contains("30 answers cut at the output limit"), "{page}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cost_is_estimated_before_a_run_and_a_cap_buys_complete_pairs() {
+    let bench =
+        crate::common::Bench::start("estimate", evaltap_sim::JudgeBehavior::default(), None, 60).await;
+    crate::common::write_config(&bench.dir, &bench.app.config);
+    let dir = &bench.dir.0;
+    // --dry-run: the estimate, replays and judge apart, and nothing created.
+    let out = evaltap_in(
+        dir,
+        &[
+            "experiment",
+            "create",
+            "--name",
+            "plan",
+            "--candidate",
+            "small,medium",
+            "--rubric",
+            "correctness,helpfulness",
+            "--dry-run",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let line = stdout(&out);
+    let figure = |label: &str| -> (f64, u64) {
+        let re = regex::Regex::new(&format!(r"{label} \$([0-9.]+) \((\d+) calls\)")).expect("regex");
+        let c = re.captures(&line).unwrap_or_else(|| panic!("{label} in {line}"));
+        (c[1].parse().expect("usd"), c[2].parse().expect("calls"))
+    };
+    assert!(line.starts_with("estimated cost $") && line.contains("for 60 items"), "{line}");
+    let (replay_usd, replay_calls) = figure("replays");
+    let (judge_usd, judge_calls) = figure("judge");
+    assert_eq!(replay_calls, 60 * 2);
+    assert_eq!(judge_calls, 60 * 2 * 3, "two rubrics on the baseline and both candidates");
+    assert!(bench.app.store.experiment("plan").await.expect("read").is_none(), "a dry run created it");
+
+    // The same request, run: the estimate is of the right size.
+    let request = |name: &str, cap: Option<f64>| evaltap_worker::ExperimentRequest {
+        name: name.into(),
+        candidates: vec!["small".into(), "medium".into()],
+        rubrics: vec!["correctness".into(), "helpfulness".into()],
+        sample_size: None,
+        filter: Default::default(),
+        margin: None,
+        spend_cap_usd: cap,
+        judge_samples: None,
+        dataset: None,
+        baseline: None,
+        checks: vec![],
+        auto_checks: true,
+        // The estimate is of every replay: compare it with an experiment that makes them all.
+        early_stop: false,
+        cache: false,
+    };
+    let full = bench.create(request("full", None)).await;
+    let report = crate::common::run(&bench.app, &full).await;
+    let within = |estimated: f64, actual: f64| actual > estimated / 3.0 && actual < estimated * 3.0;
+    assert!(
+        within(replay_usd, report.spend.spent_usd),
+        "replays: estimated {replay_usd}, spent {}",
+        report.spend.spent_usd
+    );
+    assert!(
+        within(judge_usd, report.spend.judge_spent_usd),
+        "judge: estimated {judge_usd}, spent {}",
+        report.spend.judge_spent_usd
+    );
+
+    // A cap of a third of the cost buys complete pairs on every candidate × rubric, not
+    // baseline judgments of every item and half-finished pairs.
+    let cap = (replay_usd + judge_usd) / 3.0;
+    let capped = bench.create(request("capped-third", Some(cap))).await;
+    let report = crate::common::run(&bench.app, &capped).await;
+    assert!(report.spend_cap_reached, "the cap was not reached");
+    // Items the money touched (a call paid for) against items it finished: what is left
+    // half-done is at most what was in flight when the cap was reached.
+    let replays = bench.app.store.replays(&capped.id).await.expect("replays");
+    let judgments = bench.app.store.judgments(&capped.id).await.expect("judgments");
+    let paid: std::collections::BTreeSet<&str> = replays
+        .iter()
+        .filter(|r| r.skipped.is_none())
+        .map(|r| r.item_id.as_str())
+        .chain(judgments.iter().filter(|j| j.skipped.is_none()).map(|j| j.item_id.as_str()))
+        .collect();
+    let finished = paid
+        .iter()
+        .filter(|item| {
+            let done = judgments.iter().filter(|j| j.item_id == **item && j.score.is_some()).count();
+            done == 3 * 2 // baseline and both candidates, on both rubrics
+        })
+        .count();
+    assert!(paid.len() - finished <= 16, "{} items paid for, {finished} finished", paid.len());
+    for c in &report.candidates {
+        for r in &c.rubrics {
+            assert!(
+                r.stats.n >= 8,
+                "{} × {}: {} pairs for a third of the money",
+                c.name,
+                r.rubric,
+                r.stats.n
+            );
+        }
+    }
 }
