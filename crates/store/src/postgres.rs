@@ -98,6 +98,15 @@ pub(crate) mod nagle {
     }
 }
 
+/// Claims ready work on PostgreSQL: rows another worker is claiming are skipped, not waited for.
+pub(crate) const CLAIM_READY: &str =
+    "UPDATE work_claims w SET owner = $1, expires_ms = $2, claims = w.claims + 1
+     FROM (SELECT experiment_id, work_key FROM work_claims
+           WHERE finished = FALSE AND expires_ms < $3
+           ORDER BY expires_ms, item_seq LIMIT $4 FOR UPDATE SKIP LOCKED) ready
+     WHERE w.experiment_id = ready.experiment_id AND w.work_key = ready.work_key
+     RETURNING w.experiment_id, w.work_key, w.claims";
+
 /// Deletes finished jobs from apalis-postgres' table.
 pub(crate) async fn purge_finished_queue_jobs(pool: &PgPool) -> Result<u64> {
     let done =

@@ -32,6 +32,13 @@ pub(crate) async fn connect(url: &str) -> Result<SqlitePool> {
     Ok(pool)
 }
 
+/// Claims ready work on SQLite (one writer at a time: the subquery and update are atomic).
+pub(crate) const CLAIM_READY: &str = "UPDATE work_claims SET owner = $1, expires_ms = $2, claims = claims + 1
+     WHERE rowid IN (
+         SELECT rowid FROM work_claims WHERE finished = FALSE AND expires_ms < $3
+         ORDER BY expires_ms, item_seq LIMIT $4)
+     RETURNING experiment_id, work_key, claims";
+
 /// Deletes finished jobs from apalis-sqlite's table.
 pub(crate) async fn purge_finished_queue_jobs(pool: &SqlitePool) -> Result<u64> {
     let done = sqlx::query("DELETE FROM Jobs WHERE status IN ('Done', 'Killed')").execute(pool).await?;

@@ -24,22 +24,6 @@ pub fn judgment_work_key(item_id: &str, subject: &str, rubric: &str, position: &
 /// the literal in [`Store::claim_work`]'s statement.
 pub const QUEUED: &str = "queued";
 
-/// Claims ready work on SQLite (one writer at a time: the subquery and update are atomic).
-const CLAIM_READY_SQLITE: &str = "UPDATE work_claims SET owner = $1, expires_ms = $2, claims = claims + 1
-     WHERE rowid IN (
-         SELECT rowid FROM work_claims WHERE finished = FALSE AND expires_ms < $3
-         ORDER BY expires_ms, item_seq LIMIT $4)
-     RETURNING experiment_id, work_key, claims";
-
-/// Claims ready work on PostgreSQL: rows another worker is claiming are skipped, not waited for.
-const CLAIM_READY_POSTGRES: &str =
-    "UPDATE work_claims w SET owner = $1, expires_ms = $2, claims = w.claims + 1
-     FROM (SELECT experiment_id, work_key FROM work_claims
-           WHERE finished = FALSE AND expires_ms < $3
-           ORDER BY expires_ms, item_seq LIMIT $4 FOR UPDATE SKIP LOCKED) ready
-     WHERE w.experiment_id = ready.experiment_id AND w.work_key = ready.work_key
-     RETURNING w.experiment_id, w.work_key, w.claims";
-
 /// The claim order of a unit of work: every unit of one item shares it (a hash of the
 /// experiment and the item), so ready work is claimed item by item, in a random order of items.
 pub fn item_seq(experiment_id: &str, work_key: &str) -> i64 {
@@ -175,8 +159,8 @@ impl Store {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let holder = owner.to_string();
         let sql = match &self.pool {
-            crate::Pool::Sqlite(_) => CLAIM_READY_SQLITE,
-            crate::Pool::Postgres(_) => CLAIM_READY_POSTGRES,
+            crate::Pool::Sqlite(_) => crate::sqlite::CLAIM_READY,
+            crate::Pool::Postgres(_) => crate::postgres::CLAIM_READY,
         };
         let claimed: Vec<(String, String, i64)> = small_write!(self, c => {
             Ok::<_, crate::StoreError>(sqlx::query_as(sql)

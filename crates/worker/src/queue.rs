@@ -18,73 +18,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use apalis::prelude::*;
-use apalis_postgres::PostgresStorage;
-use apalis_sqlite::SqliteStorage;
-use evaltap_core::WorkerConfig;
-use evaltap_store::{BASELINE, Experiment, Lease, Pool, Store};
+use evaltap_store::{BASELINE, Experiment, Lease, Store};
+
+mod engines;
+pub use engines::{QUEUE_NAME, Queue, open};
 
 use crate::claims::HeldWork;
 use crate::jobs::{self, EvalJob, JobOutcome};
 use crate::{Services, WorkerError};
-
-/// The job queue, on whichever engine the store runs.
-#[derive(Clone)]
-pub enum Queue {
-    /// apalis-sqlite.
-    Sqlite(SqliteStorage<EvalJob>),
-    /// apalis-postgres.
-    Postgres(PostgresStorage<EvalJob>),
-}
-
-impl std::fmt::Debug for Queue {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Queue::Sqlite(_) => "Queue::Sqlite",
-            Queue::Postgres(_) => "Queue::Postgres",
-        })
-    }
-}
-
-/// A stable queue name: apalis defaults to the Rust type path, which a refactor would change,
-/// orphaning queued jobs.
-pub const QUEUE_NAME: &str = "evaltap.eval";
-
-/// Jobs fetched per poll.
-const BATCH_SIZE: usize = 64;
-
-/// The same settings for either engine's queue (two configuration types of the same shape).
-macro_rules! queue_config {
-    ($config:ty, $settings:expr) => {
-        <$config>::default()
-            .queue(QUEUE_NAME)
-            .batch_size(BATCH_SIZE)
-            .heartbeat_interval($settings.heartbeat())
-            .missed_heartbeats($settings.missed_heartbeats.max(1))
-    };
-}
-
-/// Creates apalis's tables (idempotent) and returns the queue.
-pub async fn open(store: &Store, settings: &WorkerConfig) -> Result<Queue, WorkerError> {
-    let failed =
-        |e: sqlx::migrate::MigrateError| WorkerError::Queue(format!("creating the queue's tables: {e}"));
-    Ok(match store.pool() {
-        Pool::Sqlite(pool) => {
-            // apalis' own `setup` also runs `PRAGMA synchronous = OFF` on whichever pooled
-            // connection it gets, which would let a power loss take back acknowledged writes:
-            // run only its migrations (the store's connections are WAL with synchronous = FULL).
-            SqliteStorage::<()>::migrations().run(pool).await.map_err(failed)?;
-            Queue::Sqlite(
-                SqliteStorage::new(pool).with_config(queue_config!(apalis_sqlite::Config, settings)),
-            )
-        }
-        Pool::Postgres(pool) => {
-            PostgresStorage::<()>::migrations().run(pool).await.map_err(failed)?;
-            Queue::Postgres(
-                PostgresStorage::new(pool).with_config(queue_config!(apalis_postgres::Config, settings)),
-            )
-        }
-    })
-}
 
 /// The job that does the unit of work `work_key` of an experiment.
 fn job_for_key(experiment_id: &str, work_key: &str) -> Option<EvalJob> {
@@ -117,11 +58,7 @@ pub async fn push_jobs(queue: &Queue, jobs: Vec<EvalJob>) -> Result<(), WorkerEr
             jobs.iter().cloned().map(|job| TaskBuilder::new(job).max_attempts(QUEUE_ATTEMPTS).build()),
         )
     };
-    let pushed = match queue.clone() {
-        Queue::Sqlite(mut storage) => storage.push_all(tasks()).await.map_err(|e| e.to_string()),
-        Queue::Postgres(mut storage) => storage.push_all(tasks()).await.map_err(|e| e.to_string()),
-    };
-    pushed.map_err(WorkerError::Queue)
+    queue.push_all(tasks()).await
 }
 
 /// Enqueues those of `jobs` not enqueued before: each unit of work is registered in the store
@@ -418,19 +355,6 @@ pub async fn run_worker(
     // Model and judge failures are results, not errors; what errs is storage (e.g. a lock held
     // too long), worth a few more tries.
     let retry = apalis::layers::retry::RetryPolicy::retries(3);
-    // The same worker over either engine's storage (two backend types).
-    macro_rules! run_on {
-        ($storage:expr, $name:expr, $until:expr) => {
-            WorkerBuilder::new($name)
-                .backend($storage.clone().poll_with_interval(QUEUE_POLL_EVERY))
-                .data(state.clone())
-                .concurrency(concurrency.max(1))
-                .retry(retry.clone())
-                .build(handle)
-                .run_until($until)
-                .await
-        };
-    }
     // apalis's worker returns on the first error of its stream (a fetch or heartbeat that
     // failed under load), and its retries would then wait for the next process: start it again
     // until stopped.
@@ -447,11 +371,7 @@ pub async fn run_worker(
             Ok::<(), std::io::Error>(())
         };
         let attempt = format!("{name}-{round}");
-        let result = match &queue {
-            Queue::Sqlite(storage) => run_on!(storage, attempt, until),
-            Queue::Postgres(storage) => run_on!(storage, attempt, until),
-        }
-        .map_err(|e| WorkerError::Queue(e.to_string()));
+        let result = queue.run_worker(attempt, state.clone(), concurrency.max(1), retry.clone(), until).await;
         if *stopped.borrow() {
             break result;
         }
