@@ -9,6 +9,9 @@ use clap::{Args, Parser, Subcommand};
 use evaltap_store::Filter;
 
 use crate::demo;
+use crate::judge_cmd::{JudgeCommand, RubricCommand};
+use crate::sources_cmd::{SourcesCommand, TokensCommand};
+use crate::stats_cmd::StatsCommand;
 use evaltap_app::{App, load_config};
 use evaltap_demo::DemoOptions;
 
@@ -214,119 +217,6 @@ struct SimArgs {
     /// Probability that the judge answers in unreadable prose when the graded answer is long.
     #[arg(long, default_value_t = 0.0)]
     judge_unreadable_long: f64,
-}
-
-#[derive(Debug, Subcommand)]
-enum SourcesCommand {
-    /// Generate a key for a new source and print the evaltap.toml entry and the exact
-    /// gateway configuration to paste.
-    Add {
-        /// Source name.
-        #[arg(long)]
-        name: String,
-        /// What the gateway sends (one of the registered formats, or `proxy` for the tee proxy).
-        #[arg(long, default_value = "native",
-              value_parser = clap::builder::PossibleValuesParser::new(crate::sources_cmd::formats()))]
-        format: String,
-        /// evaltap's URL as the gateway reaches it.
-        #[arg(long, default_value = "http://127.0.0.1:7077")]
-        url: String,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-enum RubricCommand {
-    /// Load and render every rubric with a sample exchange; a broken template is reported as
-    /// `file:line: reason` and the command exits 1.
-    Check,
-    /// Print the exact prompt the judge gets for a stored exchange.
-    Render {
-        /// Rubric name.
-        name: String,
-        /// Stored exchange id.
-        #[arg(long)]
-        exchange: String,
-        /// Use the rubric text this experiment froze (and its replays with --candidate).
-        #[arg(long)]
-        experiment: Option<String>,
-        /// Grade this candidate's replay instead of the production answer (pairwise: compare them).
-        #[arg(long)]
-        candidate: Option<String>,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-enum JudgeCommand {
-    /// Run the judge on human-labelled items and report its agreement with them: weighted κ,
-    /// κ on pass/fail, Krippendorff's α, the confusion table and the mean bias. Stored; every
-    /// report names the rubric's latest calibration.
-    Calibrate {
-        /// Rubric (pointwise).
-        #[arg(long)]
-        rubric: String,
-        /// JSONL of labelled items (see datasets/README.md).
-        #[arg(long)]
-        labels: PathBuf,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-enum TokensCommand {
-    /// The tokens evaltap.toml configures: name, role and how each is held (never the token).
-    List {
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Generate a token and print the `[[auth.tokens]]` entry (its SHA-256) for evaltap.toml.
-    Add {
-        /// Who holds it.
-        #[arg(long)]
-        name: String,
-        /// `admin` (everything) or `read` (reports, exchanges, sources, alerts).
-        #[arg(long, default_value = "read")]
-        role: String,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-enum StatsCommand {
-    /// Compare paired scores from a CSV: paired t (clustered if asked), non-inferiority,
-    /// Wilcoxon, bootstrap, always-valid p-value, and the verdict evaltap would give.
-    Compare {
-        /// CSV file with a header row.
-        #[arg(long)]
-        csv: PathBuf,
-        /// Column of baseline scores.
-        #[arg(long)]
-        baseline: String,
-        /// Column of candidate scores.
-        #[arg(long)]
-        candidate: String,
-        /// Column whose equal values mark pairs of one cluster (conversation, user…).
-        #[arg(long)]
-        cluster: Option<String>,
-        /// Non-inferiority margin, on the scores' scale.
-        #[arg(long, default_value_t = evaltap_worker::DEFAULT_MARGIN)]
-        margin: f64,
-        /// Significance level.
-        #[arg(long, default_value_t = 0.05)]
-        alpha: f64,
-        /// Planned number of pairs, fixed when monitoring starts; tunes the always-valid
-        /// p-value and confidence sequence. Re-run on a growing file with the same value.
-        #[arg(long)]
-        planned_n: Option<usize>,
-        /// Decide as a running experiment's report does: from the always-valid statistics
-        /// (needs --planned-n) instead of the fixed-n test.
-        #[arg(long)]
-        sequential: bool,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
 }
 
 async fn open_app(cli: &Cli) -> anyhow::Result<App> {

@@ -1,6 +1,7 @@
 //! `evaltap rubric check|render`, `evaltap judge calibrate` and `evaltap experiment show`:
 //! trusting the judge before trusting its verdicts.
 
+use clap::Subcommand;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -9,6 +10,45 @@ use evaltap_judge::{Mode, Rubrics, Subject};
 use evaltap_store::{BASELINE, Experiment};
 
 use evaltap_app::App;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum RubricCommand {
+    /// Load and render every rubric with a sample exchange; a broken template is reported as
+    /// `file:line: reason` and the command exits 1.
+    Check,
+    /// Print the exact prompt the judge gets for a stored exchange.
+    Render {
+        /// Rubric name.
+        name: String,
+        /// Stored exchange id.
+        #[arg(long)]
+        exchange: String,
+        /// Use the rubric text this experiment froze (and its replays with --candidate).
+        #[arg(long)]
+        experiment: Option<String>,
+        /// Grade this candidate's replay instead of the production answer (pairwise: compare them).
+        #[arg(long)]
+        candidate: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum JudgeCommand {
+    /// Run the judge on human-labelled items and report its agreement with them: weighted κ,
+    /// κ on pass/fail, Krippendorff's α, the confusion table and the mean bias. Stored; every
+    /// report names the rubric's latest calibration.
+    Calibrate {
+        /// Rubric (pointwise).
+        #[arg(long)]
+        rubric: String,
+        /// JSONL of labelled items (see datasets/README.md).
+        #[arg(long)]
+        labels: std::path::PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
 
 /// Loads the rubric folder and renders each rubric with a sample exchange; returns the text to
 /// print, or an error listing every broken rubric as `file:line: reason`.

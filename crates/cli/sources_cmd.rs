@@ -1,9 +1,47 @@
 //! `evaltap sources`: what each source has sent, and `sources add`: a new source's key and the
 //! exact configuration to paste into the gateway.
 
+use clap::Subcommand;
 use rand::RngExt as _;
 
 use evaltap_app::App;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SourcesCommand {
+    /// Generate a key for a new source and print the evaltap.toml entry and the exact
+    /// gateway configuration to paste.
+    Add {
+        /// Source name.
+        #[arg(long)]
+        name: String,
+        /// What the gateway sends (one of the registered formats, or `proxy` for the tee proxy).
+        #[arg(long, default_value = "native",
+              value_parser = clap::builder::PossibleValuesParser::new(crate::sources_cmd::formats()))]
+        format: String,
+        /// evaltap's URL as the gateway reaches it.
+        #[arg(long, default_value = "http://127.0.0.1:7077")]
+        url: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TokensCommand {
+    /// The tokens evaltap.toml configures: name, role and how each is held (never the token).
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Generate a token and print the `[[auth.tokens]]` entry (its SHA-256) for evaltap.toml.
+    Add {
+        /// Who holds it.
+        #[arg(long)]
+        name: String,
+        /// `admin` (everything) or `read` (reports, exchanges, sources, alerts).
+        #[arg(long, default_value = "read")]
+        role: String,
+    },
+}
 
 /// Formats `sources add` knows how to configure: every registered adapter, and the tee proxy.
 pub fn formats() -> Vec<&'static str> {

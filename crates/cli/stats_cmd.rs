@@ -1,8 +1,46 @@
 //! `evaltap stats compare`: evaltap's paired analysis on any CSV of paired scores, so users can
 //! check it against their own tools.
 
+use clap::Subcommand;
 use evaltap_app::stats_csv::CsvComparison;
 use evaltap_stats::Basis;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum StatsCommand {
+    /// Compare paired scores from a CSV: paired t (clustered if asked), non-inferiority,
+    /// Wilcoxon, bootstrap, always-valid p-value, and the verdict evaltap would give.
+    Compare {
+        /// CSV file with a header row.
+        #[arg(long)]
+        csv: std::path::PathBuf,
+        /// Column of baseline scores.
+        #[arg(long)]
+        baseline: String,
+        /// Column of candidate scores.
+        #[arg(long)]
+        candidate: String,
+        /// Column whose equal values mark pairs of one cluster (conversation, user…).
+        #[arg(long)]
+        cluster: Option<String>,
+        /// Non-inferiority margin, on the scores' scale.
+        #[arg(long, default_value_t = evaltap_worker::DEFAULT_MARGIN)]
+        margin: f64,
+        /// Significance level.
+        #[arg(long, default_value_t = 0.05)]
+        alpha: f64,
+        /// Planned number of pairs, fixed when monitoring starts; tunes the always-valid
+        /// p-value and confidence sequence. Re-run on a growing file with the same value.
+        #[arg(long)]
+        planned_n: Option<usize>,
+        /// Decide as a running experiment's report does: from the always-valid statistics
+        /// (needs --planned-n) instead of the fixed-n test.
+        #[arg(long)]
+        sequential: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
 
 /// Human-readable summary.
 pub fn render(result: &CsvComparison) -> String {
