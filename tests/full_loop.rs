@@ -72,8 +72,15 @@ async fn pending_jobs(pool: &sqlx::SqlitePool) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_whole_loop_reaches_the_right_verdicts_and_is_idempotent() {
     let dir = TempDir::new("loop");
-    let options =
-        DemoOptions { json: true, exchanges: 300, seed: 7, port: 0, early_stop: false, datasets_dir: None };
+    let options = DemoOptions {
+        json: true,
+        exchanges: 300,
+        seed: 7,
+        port: 0,
+        early_stop: false,
+        cache: false,
+        datasets_dir: None,
+    };
     let run = start(&options, format!("sqlite://{}", dir.database().display())).await.expect("the loop runs");
     let report = &run.report;
     let pool = crate::common::sqlite_pool(&run.app.store).clone();

@@ -274,6 +274,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 seed: args.seed,
                 port: args.port,
                 early_stop: true,
+                cache: true,
                 datasets_dir: None,
             };
             demo::run(options, cli.database_url.clone()).await?;

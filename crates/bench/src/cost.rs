@@ -1,7 +1,8 @@
 //! `evaltap bench cost`: dollars per decided verdict on the demo's setting (two candidates, two
 //! rubrics, two routes of simulated traffic at the simulator's catalog prices), with every
-//! sampled exchange replayed and judged (fixed n), with early stopping, and for the same
-//! experiment asked again (early stopping and the result cache). Each is a whole run of
+//! sampled exchange replayed and judged (fixed n), with early stopping, with early stopping and
+//! the result cache (an answer identical to one already judged is not judged again), and for
+//! that experiment asked again. Each is a whole run of
 //! the loop: real replays and judge calls against the simulated upstream, spend read from
 //! evaltap's own ledger. It prints figures; it asserts nothing.
 
@@ -24,7 +25,8 @@ pub struct CostBench {
 /// What one way of running cost.
 #[derive(Debug, Clone)]
 pub struct CostFigures {
-    /// `fixed n`, `early stop`, or `cached re-run` (early stopping and the result cache).
+    /// `fixed n`, `early stop`, `+ cache` (early stopping and the result cache), or `cached
+    /// re-run` (the last asked again).
     pub mode: &'static str,
     /// Replays and judge calls, in USD.
     pub spent_usd: f64,
@@ -47,10 +49,13 @@ impl CostFigures {
     }
 }
 
-/// Runs the loop once per mode, each on a fresh SQLite file.
+/// Runs the loop once per mode, each on a fresh SQLite file: no lever (fixed n), early
+/// stopping, early stopping with the result cache — then that experiment asked again.
 pub async fn cost(settings: &CostBench) -> anyhow::Result<Vec<CostFigures>> {
     let mut figures = Vec::new();
-    for (mode, early_stop) in [("fixed n", false), ("early stop", true)] {
+    for (mode, early_stop, cache) in
+        [("fixed n", false, false), ("early stop", true, false), ("+ cache", true, true)]
+    {
         let dir = std::env::temp_dir().join(format!("evaltap-bench-cost-{}", uuid::Uuid::now_v7()));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let options = DemoOptions {
@@ -59,13 +64,14 @@ pub async fn cost(settings: &CostBench) -> anyhow::Result<Vec<CostFigures>> {
             seed: settings.seed,
             port: 0,
             early_stop,
+            cache,
             datasets_dir: None,
         };
         let run =
             evaltap_demo::start(&options, format!("sqlite://{}", dir.join("bench.db").display())).await?;
         let report = &run.report;
         figures.push(figures_of(mode, report));
-        if early_stop {
+        if cache {
             // The same experiment asked again on the same traffic (a re-run, another branch's
             // CI): what was paid for is read back from the result cache.
             let rerun = rerun(&run, report.baseline.n).await?;

@@ -73,6 +73,7 @@ pub async fn dashboard(settings: &DashboardBench) -> anyhow::Result<DashboardFig
         seed: 7,
         port: 0,
         early_stop: true,
+        cache: true,
         datasets_dir: Some(dir.join("datasets")),
     };
     let started = Instant::now();

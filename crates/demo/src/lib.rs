@@ -42,6 +42,8 @@ pub struct DemoOptions {
     pub port: u16,
     /// Stop each candidate once its verdicts are settled (the default; off to replay all).
     pub early_stop: bool,
+    /// Reuse results already paid for (the default; off to call every model afresh).
+    pub cache: bool,
     /// Golden datasets folder (`datasets` under the working folder unless set).
     pub datasets_dir: Option<std::path::PathBuf>,
 }
@@ -244,7 +246,7 @@ pub async fn start(options: &DemoOptions, database_url: String) -> anyhow::Resul
         .post(format!("http://{server_addr}/api/experiments"))
         .json(&json!({"name": EXPERIMENT, "candidates": ["medium", "small"], "rubrics": ["correctness", "helpfulness"],
                       "margin": DEMO_MARGIN, "sample_size": accepted, "spend_cap_usd": null,
-                      "early_stop": options.early_stop}))
+                      "early_stop": options.early_stop, "cache": options.cache}))
         .send()
         .await
         .context("creating the experiment")?;

@@ -75,9 +75,12 @@ impl Store {
                (SELECT COUNT(*) FROM replays WHERE experiment_id = $1) AS replays,
                (SELECT COUNT(*) FROM replays WHERE experiment_id = $1 AND error IS NOT NULL AND skipped IS NULL) AS failed,
                (SELECT COUNT(*) FROM replays WHERE experiment_id = $1 AND skipped IS NOT NULL) AS skipped,
-               (SELECT COUNT(*) FROM judgments WHERE experiment_id = $1) AS judgments",
+               (SELECT COUNT(*) FROM judgments WHERE experiment_id = $1) AS judgments,
+               (SELECT COUNT(*) FROM (SELECT item_id FROM replays WHERE experiment_id = $1 AND error IS NOT NULL
+                                      GROUP BY item_id HAVING COUNT(*) >= $2) unanswered) AS unanswered",
         )
         .bind(experiment_id)
+        .bind(candidates.max(1) as i64)
         .fetch_one(p)
         .await?;
         let count = |name: &str| -> Result<u64> { Ok(row.get::<i64>(name)?.max(0) as u64) };
@@ -86,15 +89,18 @@ impl Store {
         let replays_failed = count("failed")?;
         let replays_skipped = count("skipped")?;
         let replays_expected = exchanges * candidates;
-        // Baseline judgments, plus one set per replay that succeeded or is still pending.
+        // One set per replay that succeeded or is still pending, and the baseline's on every
+        // item some candidate answered or may still answer (none on an item every candidate
+        // failed on or skipped: that score would pair with nothing).
         let replays_judged = replays_expected.saturating_sub(replays_failed + replays_skipped);
+        let baseline_items = if candidates == 0 { exchanges } else { exchanges.saturating_sub(count("unanswered")?) };
         Ok(Progress {
             exchanges,
             replays_expected,
             replays_done,
             replays_failed,
             replays_skipped,
-            judgments_expected: (if baseline_judged { exchanges } else { 0 } + replays_judged) * pointwise
+            judgments_expected: (if baseline_judged { baseline_items } else { 0 } + replays_judged) * pointwise
                 + replays_judged * pairwise * 2,
             judgments_done: count("judgments")?,
         })

@@ -130,6 +130,22 @@ pub fn judge_jobs(experiment_id: &str, item_id: &str, subject: &str, spec: &Expe
     jobs
 }
 
+/// What follows a successful replay of `candidate` on an item: its judgments, then the
+/// baseline's judgments of the item (registered by the item's first successful replay, found
+/// registered by the rest). An item no candidate answers is never judged on the baseline: that
+/// score could pair with nothing, and with early stopping most items of a settled candidate are
+/// never replayed.
+pub fn replay_follow_ups(
+    experiment_id: &str,
+    item_id: &str,
+    candidate: &str,
+    spec: &ExperimentSpec,
+) -> Vec<EvalJob> {
+    let mut jobs = judge_jobs(experiment_id, item_id, candidate, spec);
+    jobs.extend(judge_jobs(experiment_id, item_id, BASELINE, spec));
+    jobs
+}
+
 /// Rubric names of deterministic checks start with this.
 pub const CHECK_PREFIX: &str = "check:";
 
@@ -283,7 +299,8 @@ async fn already_done(svc: &Services, job: &EvalJob) -> Result<JobOutcome, Worke
     let follow_up = match svc.store.replay(experiment_id, item_id, candidate).await? {
         Some(replay) if replay.error.is_none() => {
             let experiment = svc.experiment(experiment_id).await?;
-            missing_judgments(svc, judge_jobs(experiment_id, item_id, candidate, &experiment.spec)).await?
+            missing_judgments(svc, replay_follow_ups(experiment_id, item_id, candidate, &experiment.spec))
+                .await?
         }
         _ => Vec::new(),
     };

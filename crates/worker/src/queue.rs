@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use apalis::prelude::*;
-use evaltap_store::{BASELINE, Experiment, Lease, Store};
+use evaltap_store::{Experiment, Lease, Store};
 
 mod engines;
 pub use engines::{QUEUE_NAME, Queue, open};
@@ -111,7 +111,6 @@ pub async fn missing_jobs(store: &Store, experiment: &Experiment) -> Result<Vec<
     };
     let mut jobs = Vec::new();
     for item_id in &items {
-        jobs.extend(jobs::judge_jobs(id, item_id, BASELINE, &experiment.spec).into_iter().filter(is_missing));
         for candidate in &experiment.spec.candidates {
             if !replayed.contains(&(item_id.as_str(), candidate.name.as_str())) {
                 jobs.push(EvalJob::Replay {
@@ -122,9 +121,11 @@ pub async fn missing_jobs(store: &Store, experiment: &Experiment) -> Result<Vec<
             }
         }
     }
+    // What follows each successful replay; the baseline's judgments once per item.
+    let mut listed = HashSet::new();
     for replay in replays.iter().filter(|r| r.error.is_none()) {
-        let follow_up = jobs::judge_jobs(id, &replay.item_id, &replay.candidate, &experiment.spec);
-        jobs.extend(follow_up.into_iter().filter(is_missing));
+        let follow_up = jobs::replay_follow_ups(id, &replay.item_id, &replay.candidate, &experiment.spec);
+        jobs.extend(follow_up.into_iter().filter(is_missing).filter(|job| listed.insert(job.work_key())));
     }
     Ok(jobs)
 }

@@ -150,10 +150,13 @@ pub(super) async fn judge_held(
             // From the experiment's name and the item's content, not row ids: the same run of the
             // same traffic (a test, a re-run under the same name) asks the judge as before.
             let content = evaltap_core::sampling::content_hash(&[request]).to_string();
-            // With the cache on, the seed leaves the experiment's name out: the same prompt to
-            // the same judge is the same judgment, whichever experiment asks.
+            // With the cache on, the seed leaves the experiment's name and the subject out: the
+            // same prompt to the same judge is the same judgment, whichever experiment asks and
+            // whoever answered — an answer identical to one already judged (a candidate's to
+            // production's, often) is read back, not paid for again. Its difference is then
+            // exactly 0, as it is in truth: the judge's noise says nothing about identical text.
             let seed = if experiment.spec.use_cache {
-                evaltap_judge::judgment_seed(&[&content, subject, rubric, position])
+                evaltap_judge::judgment_seed(&[&content, rubric, position])
             } else {
                 evaltap_judge::judgment_seed(&[&experiment.spec.name, &content, subject, rubric, position])
             };

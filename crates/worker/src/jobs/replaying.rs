@@ -56,7 +56,7 @@ pub(super) async fn replay_held(
 ) -> Result<JobOutcome, WorkerError> {
     let experiment = &svc.experiment(experiment_id).await?;
     let key = &evaltap_store::replay_work_key(item_id, candidate);
-    let follow_up = judge_jobs(experiment_id, item_id, candidate, &experiment.spec);
+    let follow_up = replay_follow_ups(experiment_id, item_id, candidate, &experiment.spec);
     let config = experiment.spec.candidates.iter().find(|c| c.name == candidate).ok_or_else(|| {
         WorkerError::Missing(format!("experiment {experiment_id} has no candidate `{candidate}`"))
     })?;
