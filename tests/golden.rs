@@ -4,6 +4,7 @@
 //! by McNemar; drafts and bad files refused.
 
 use evaltap_app::golden::{self as golden_cmd, GoldenRun, Promotion};
+use evaltap_golden::{DatasetDir, Item};
 use evaltap_sim::JudgeBehavior;
 use evaltap_stats::Verdict;
 
@@ -266,11 +267,12 @@ fn the_golden_benchmark_runs_and_prints_both_figures() {
         .expect("run");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
-    // 30 replays and 60 judge calls (the answer and the reference) on each side; evaltap's are
+    // 30 replays and 30 judge calls (the reference, graded against itself, needs none) on each
+    // side; evaltap's are
     // counted from its own results (the command fails when they disagree with what the
     // simulated upstream received, or when any failed).
     assert!(stdout.contains("counted from evaltap's results") && stdout.contains("bare client"), "{stdout}");
-    assert_eq!(stdout.matches("    90 calls").count(), 2, "{stdout}");
+    assert_eq!(stdout.matches("    60 calls").count(), 2, "{stdout}");
 }
 
 /// `promote --stratify route` spreads the sample evenly over the routes, however lopsided the
@@ -323,4 +325,63 @@ async fn promotion_stratified_by_route_takes_each_route_evenly() {
     assert!(routes_of(&plain, &items)["search"] > 3, "{:?}", routes_of(&plain, &items));
     let refused = golden_cmd::promote(&ctx, "bad", &promotion(Some("colour"))).await;
     assert!(refused.is_err_and(|e| e.to_string().contains("use route, model or source")));
+}
+
+/// A golden run against the references never asks the judge to grade a reference against
+/// itself (a rubric that grades against the reference gives it full marks by definition), and
+/// asks about a reference once per rubric version: the next run reads it back. The report says
+/// what the baseline's scores rest on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reference_is_judged_once_per_rubric_version_and_never_against_itself() {
+    let bench = crate::common::Bench::start("reference-once", JudgeBehavior::default(), None, 0).await;
+    let app = &bench.app;
+    let items: Vec<Item> = (0..20)
+        .map(|i| {
+            let mut item = Item::from_input(
+                format!("r{i}"),
+                &format!("What is {} + {}? Reply with the number.", i + 5, 2 * i + 1),
+            );
+            item.reference = Some((3 * i + 6).to_string());
+            item
+        })
+        .collect();
+    DatasetDir::new(&app.config.datasets_dir).write("refs", &items).expect("write");
+    let run_with = |candidate: &str| evaltap_app::golden::GoldenRun {
+        candidates: vec![candidate.into()],
+        against_reference: true,
+        rubrics: vec!["correctness_vs_reference".into(), "correctness".into()],
+        ..Default::default()
+    };
+    let before = bench.sim.calls.total();
+    let first = evaltap::golden_cmd::run(app, "refs", &run_with("small"), 8, true).await.expect("first run");
+    let judged = &first.baseline.judgments;
+    assert_eq!(judged.by_definition, 20, "{judged:?}");
+    assert_eq!(judged.asked + judged.reused, 20, "the reference judged once on `correctness`: {judged:?}");
+    // Paid: the replays, the candidate's judgments not read back (an answer identical to the
+    // reference is judged once), and the reference on `correctness` alone.
+    let paid = 20 + 40 - first.candidates[0].cached.judgments as u64 + judged.asked as u64;
+    assert_eq!(bench.sim.calls.total() - before, paid, "{judged:?} {:?}", first.candidates[0].cached);
+    let cvr =
+        first.candidates[0].rubrics.iter().find(|r| r.rubric == "correctness_vs_reference").expect("row");
+    assert_eq!((cvr.stats.n, cvr.stats.baseline_mean), (20, 1.0), "{cvr:?}");
+    assert!(
+        evaltap_report::render_text(&first)
+            .contains("full marks by definition (the reference graded against itself)"),
+        "{}",
+        evaltap_report::render_text(&first)
+    );
+
+    // Another candidate on the same set: the reference's judgments are read back, not paid.
+    let before = bench.sim.calls.total();
+    let second =
+        evaltap::golden_cmd::run(app, "refs", &run_with("medium"), 8, true).await.expect("second run");
+    let judged = &second.baseline.judgments;
+    assert_eq!((judged.asked, judged.reused, judged.by_definition), (0, 20, 20), "{judged:?}");
+    let candidate = &second.candidates[0];
+    let candidate_calls = 20 + 40 - candidate.cached.judgments as u64 - candidate.cached.replays as u64;
+    assert_eq!(
+        bench.sim.calls.total() - before,
+        candidate_calls,
+        "only the candidate's replays and judgments were paid"
+    );
 }

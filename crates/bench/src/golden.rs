@@ -149,7 +149,8 @@ pub async fn golden(settings: &GoldenBench) -> anyhow::Result<GoldenBenchResult>
         "evaltap's results account for {evaltap_calls} model calls but the simulated upstream received {sent}"
     );
 
-    // The bare client: per item the replay, then the judge on the answer and on the reference.
+    // The bare client: per item the replay, then the judge on the answer (the reference, graded
+    // against itself, needs no call).
     let http = http_client(Duration::from_secs(60))?;
     let model = ChatClient::new(http.clone(), &sim.base_url(), None, settings.concurrency);
     let judge = ChatClient::new(http, &sim.base_url(), None, settings.concurrency);
@@ -162,13 +163,11 @@ pub async fn golden(settings: &GoldenBench) -> anyhow::Result<GoldenBenchResult>
                 let mut request = item.request();
                 request["model"] = json!("sim-medium");
                 let answer = model.chat(&request).await?.text;
-                for response in [answer.as_str(), item.reference.as_deref().unwrap_or_default()] {
-                    let subject = Subject { request: &request, response, reference: item.reference.as_deref() };
-                    let prompt = rubrics.render("correctness_vs_reference", subject)?;
-                    let body = json!({"model": "sim-judge", "temperature": 0, "messages": [{"role": "user", "content": prompt}]});
-                    judge.chat(&body).await?;
-                }
-                Ok(3)
+                let subject = Subject { request: &request, response: &answer, reference: item.reference.as_deref() };
+                let prompt = rubrics.render("correctness_vs_reference", subject)?;
+                let body = json!({"model": "sim-judge", "temperature": 0, "messages": [{"role": "user", "content": prompt}]});
+                judge.chat(&body).await?;
+                Ok(2)
             }
         })
         .buffer_unordered(settings.concurrency)

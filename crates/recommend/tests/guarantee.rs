@@ -101,6 +101,7 @@ fn experiment(seed: u64) -> (usize, usize, usize) {
                     cost_sources: Default::default(),
                     n: PAIRS,
                     cost_per_request_usd: 0.01,
+                    judgments: Default::default(),
                 },
                 baseline_latency_p95_ms: Some(150.0),
                 candidates,

@@ -119,7 +119,23 @@ pub fn compute(inputs: ReportInputs) -> Report {
 
     let mut scores: HashMap<(String, String, String), ScoresByExchange> = HashMap::new();
     let mut books: HashMap<(String, String), JudgeBook> = HashMap::new();
+    // A reference graded by a rubric that grades against the reference is never asked about
+    // (the worker gives it full marks by definition).
+    let by_definition = |rubric: &str| {
+        spec.baseline == BaselineSpec::Reference
+            && spec.frozen_rubric(rubric).is_some_and(|f| f.mode == "reference")
+    };
+    let mut baseline_judgments = crate::model::BaselineJudgments::default();
     for (seq, j) in judgments.into_iter().enumerate() {
+        if j.subject == BASELINE && j.score.is_some() {
+            if by_definition(&j.rubric) {
+                baseline_judgments.by_definition += 1;
+            } else if j.cached_cost_usd.is_some() {
+                baseline_judgments.reused += 1;
+            } else {
+                baseline_judgments.asked += 1;
+            }
+        }
         let book = books.entry((j.subject.clone(), j.rubric.clone())).or_default();
         book.cost += j.cost_usd.unwrap_or(0.0);
         if let Some(original) = j.cached_cost_usd {
@@ -374,6 +390,7 @@ pub fn compute(inputs: ReportInputs) -> Report {
             cost_sources,
             n: item_ids.len(),
             cost_per_request_usd: baseline_cost,
+            judgments: baseline_judgments,
         },
         unreadable_items,
         takeovers,

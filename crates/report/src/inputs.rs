@@ -115,4 +115,4 @@ pub async fn stored(store: &Store, experiment: &Experiment) -> Result<Report, St
 }
 
 /// Bumped when the report's computation changes, so stored reports are recomputed.
-const REPORT_FORMAT: u32 = 2;
+const REPORT_FORMAT: u32 = 3;

@@ -99,6 +99,45 @@ pub struct BaselineSummary {
     /// Mean cost per request in USD (reported by the gateway, else from configured prices);
     /// 0 when no cost is known.
     pub cost_per_request_usd: f64,
+    /// What the baseline's scores rest on (the baseline's own judgments).
+    #[serde(default)]
+    pub judgments: BaselineJudgments,
+}
+
+/// What the baseline's scores rest on: its judgments, by how each was obtained.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct BaselineJudgments {
+    /// Judgments the judge was asked for in this experiment.
+    pub asked: usize,
+    /// Judgments read back from the result cache: the same prompt to the same judge with the
+    /// same rubric text, paid for by an earlier experiment or golden run.
+    pub reused: usize,
+    /// A golden reference graded against itself by a rubric that grades against the
+    /// reference: full marks by definition, the judge not asked.
+    pub by_definition: usize,
+}
+
+impl BaselineJudgments {
+    /// One line for the text report, or `None` when the baseline was not judged.
+    pub fn describe(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if self.asked > 0 {
+            parts.push(format!("{} asked of the judge", self.asked));
+        }
+        if self.reused > 0 {
+            parts.push(format!(
+                "{} reused from earlier runs (same rubric text, judge and prompt)",
+                self.reused
+            ));
+        }
+        if self.by_definition > 0 {
+            parts.push(format!(
+                "{} full marks by definition (the reference graded against itself)",
+                self.by_definition
+            ));
+        }
+        (!parts.is_empty()).then(|| format!("baseline scores: {}", parts.join(", ")))
+    }
 }
 
 /// A production model and how many sampled exchanges it answered.

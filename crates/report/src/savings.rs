@@ -286,6 +286,7 @@ mod tests {
                 cost_sources: Default::default(),
                 n: 12,
                 cost_per_request_usd: baseline_cost,
+                judgments: Default::default(),
             },
             unreadable_items: 0,
             takeovers: 0,

@@ -75,6 +75,9 @@ pub fn render_text(report: &Report) -> String {
         report.margin,
         basis
     );
+    if let Some(line) = report.baseline.judgments.describe() {
+        let _ = writeln!(out, "{line}");
+    }
     if report.takeovers > 0 {
         let _ = writeln!(
             out,

@@ -45,7 +45,9 @@ pub use experiments::{BaselineSpec, DatasetRef, Experiment, ExperimentSpec, Filt
 pub use postgres::nagle::delayed_sockets_to;
 pub use postgres::{create_scratch_database, drop_scratch_database};
 pub use progress::Progress;
-pub use results::{JudgmentRecord, JudgmentScore, ReplayRecord, SETTLED, UNSUPPORTED_PREFIX};
+pub use results::{
+    JudgmentRecord, JudgmentScore, REFERENCE_AGAINST_ITSELF, ReplayRecord, SETTLED, UNSUPPORTED_PREFIX,
+};
 pub use spend::{Paid, Reservation, Reserve, Spend, SpendKind};
 pub use work::{Claim, Lease, QUEUED, judgment_work_key, now_ms, replay_work_key};
 

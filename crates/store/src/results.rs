@@ -87,6 +87,11 @@ pub struct JudgmentRecord {
 /// begins (`unsupported: anthropic-messages cannot carry this request: audio input`).
 pub const UNSUPPORTED_PREFIX: &str = "unsupported: ";
 
+/// The reason stored on a golden reference's judgment by a rubric that grades against the
+/// reference: the reference is right by definition, so it gets full marks and no judge call.
+pub const REFERENCE_AGAINST_ITSELF: &str =
+    "the reference graded against itself: full marks by definition, the judge was not asked";
+
 /// How a replay skipped by early stopping says why (its candidate's verdict was settled).
 pub const SETTLED: &str = "settled: the candidate's verdict was reached before this item";
 

@@ -126,6 +126,23 @@ pub(super) async fn judge_held(
         return store_judgment(svc, &record, JobOutcome::Failed { error: evaltap_store::SETTLED.into() })
             .await;
     }
+    // The reference graded against itself is right by definition: full marks, no judge call
+    // (the judgment that could not change a verdict costs nothing).
+    if subject == BASELINE
+        && experiment.spec.baseline == evaltap_store::BaselineSpec::Reference
+        && let Some(frozen) = experiment.spec.frozen_rubric(rubric).filter(|f| f.mode == "reference")
+    {
+        record.score = Some(1.0);
+        record.raw_score = Some(frozen.scale_max);
+        record.reason = Some(evaltap_store::REFERENCE_AGAINST_ITSELF.into());
+        record.cost_usd = Some(0.0);
+        return store_judgment(
+            svc,
+            &record,
+            JobOutcome::Stored { follow_up: Vec::new(), first_claimed: None },
+        )
+        .await;
+    }
     let answer = subject_answer(svc, &experiment, &item, subject).await?;
     record.item_kind = item.kind.into();
     if let Some(name) = rubric.strip_prefix(CHECK_PREFIX) {
