@@ -1,4 +1,4 @@
-//! The door under load, over real HTTP: the documented limits and their defaults, a full
+//! The door under load, over real HTTP: nesting refused just past its limit, a full
 //! server's 503 with `Retry-After`, each source's share of the ingest slots, slow and stalled
 //! clients, and the connection cap.
 
@@ -10,19 +10,32 @@ use serde_json::json;
 use crate::common::TestServer;
 use crate::door::{item, post};
 
-/// The defaults the README documents are the ones a configuration without them gets — from
-/// `Config::default()` and from a file that sets nothing.
-#[test]
-fn the_documented_limits_are_the_defaults() {
-    let parsed: Config = toml::from_str("").expect("an empty evaltap.toml parses");
-    for config in [Config::default(), parsed] {
-        assert_eq!(config.max_connections, 768);
-        assert_eq!(config.header_read_timeout_secs, 10);
-        assert_eq!(config.ingest_body_timeout_secs, 30);
-        assert_eq!(config.max_body_bytes, 16 * 1024 * 1024);
-        assert_eq!(config.max_body_values, 500_000);
+/// Delivers with `key` until a delivery is turned away (503), which must come at once; a probe
+/// that gets in before the slots are taken is simply accepted.
+async fn turned_away(server: &TestServer, key: &str) -> reqwest::Response {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let started = std::time::Instant::now();
+        let probe = tokio::time::timeout(
+            Duration::from_secs(5),
+            server
+                .http
+                .post(format!("{}/v1/mirror", server.url))
+                .bearer_auth(key)
+                .body(item(1, "hi").to_string())
+                .send(),
+        )
+        .await
+        .expect("answered, not hung")
+        .expect("send");
+        if probe.status().as_u16() == 503 {
+            assert!(started.elapsed() < Duration::from_secs(2), "a full server answers at once");
+            return probe;
+        }
+        assert_eq!(probe.status().as_u16(), 202);
+        assert!(tokio::time::Instant::now() < deadline, "the slots were never all taken");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(evaltap_core::exchange::MAX_JSON_DEPTH, 64);
 }
 
 /// Values nest at most 64 levels: a request exactly that deep is stored and reads back; one
@@ -79,31 +92,8 @@ async fn over_capacity_answers_503_with_retry_after_at_once() {
         .send();
     let slow = tokio::spawn(slow);
     tx.unbounded_send(Ok(b"[".to_vec())).expect("send");
-    // Once the trickling delivery holds the slot, the next one is turned away at once. Probe
-    // until then (a probe that gets in first is simply accepted).
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let busy = loop {
-        let started = std::time::Instant::now();
-        let probe = tokio::time::timeout(
-            Duration::from_secs(5),
-            server
-                .http
-                .post(format!("{}/v1/mirror", server.url))
-                .bearer_auth("k")
-                .body(item(1, "hi").to_string())
-                .send(),
-        )
-        .await
-        .expect("answered, not hung")
-        .expect("send");
-        if probe.status().as_u16() == 503 {
-            assert!(started.elapsed() < Duration::from_secs(2), "a full server answers at once");
-            break probe;
-        }
-        assert_eq!(probe.status().as_u16(), 202);
-        assert!(tokio::time::Instant::now() < deadline, "the slot was never taken");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    // Once the trickling delivery holds the slot, the next one is turned away at once.
+    let busy = turned_away(&server, "k").await;
     assert_eq!(busy.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
     tx.unbounded_send(Ok(format!("{}]", item(2, "hi")).into_bytes())).expect("send");
     drop(tx);
@@ -126,28 +116,7 @@ async fn one_source_cannot_take_the_other_s_share() {
         start_slow_body(&server.url, "/v1/mirror", Some("k-busy")).await,
         start_slow_body(&server.url, "/v1/mirror", Some("k-busy")).await,
     ];
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let busy = loop {
-        let probe = tokio::time::timeout(
-            Duration::from_secs(5),
-            server
-                .http
-                .post(format!("{}/v1/mirror", server.url))
-                .bearer_auth("k-busy")
-                .body(item(1, "hi").to_string())
-                .send(),
-        )
-        .await
-        .expect("answered, not hung")
-        .expect("send");
-        if probe.status().as_u16() == 503 {
-            break probe;
-        }
-        // A probe that got in before the slow bodies took their places is simply accepted.
-        assert_eq!(probe.status().as_u16(), 202);
-        assert!(tokio::time::Instant::now() < deadline, "the busy source's share never filled");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let busy = turned_away(&server, "k-busy").await;
     assert_eq!(busy.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
     for i in 0..3 {
         let (status, body) = post(&server, "/v1/mirror", "k-quiet", item(10 + i, "hello").to_string()).await;

@@ -24,4 +24,16 @@ fn the_door_defaults_the_readme_states_are_the_configuration_s() {
     }
     // The body limit is a whole number of MiB.
     assert_eq!(config.max_body_bytes % (1024 * 1024), 0);
+    assert!(readme.contains("(500,000 unless set"), "the README no longer states max_body_values");
+    assert_eq!(config.max_body_values, 500_000);
+    // `Config::default()` (what code that builds a configuration gets) agrees with the file's.
+    let built = Config::default();
+    assert_eq!(
+        (built.max_connections, built.header_read_timeout_secs, built.ingest_body_timeout_secs),
+        (config.max_connections, config.header_read_timeout_secs, config.ingest_body_timeout_secs)
+    );
+    assert_eq!(
+        (built.max_body_bytes, built.max_body_values),
+        (config.max_body_bytes, config.max_body_values)
+    );
 }
