@@ -56,9 +56,9 @@ async fn re_runs_reuse_what_was_paid_for_and_drift_calls_afresh() {
         against_reference: true,
         ..Default::default()
     };
-    evaltap::golden_cmd::run(app, "sums", &options, 8, true).await.expect("first golden run");
+    crate::common::golden_run(app, "sums", &options).await.expect("first golden run");
     let before = bench.sim.calls.total();
-    let rerun = evaltap::golden_cmd::run(app, "sums", &options, 8, true).await.expect("second golden run");
+    let rerun = crate::common::golden_run(app, "sums", &options).await.expect("second golden run");
     assert_eq!(bench.sim.calls.total(), before, "a golden re-run made model calls");
     assert_eq!(rerun.candidates[0].cached.replays, 20);
 

@@ -1,10 +1,13 @@
 //! Work claims and the job queue, in one process on either engine: storing a result finishes
 //! its claim, batch claims hand each unit to one worker, failing work is retried a few times
-//! then given up, and concurrent small writes each get their own answer.
+//! then given up, concurrent small writes each get their own answer, `--requeue` pushes
+//! unfinished work again without repeating a call, and queue jobs no worker takes are seen.
 
 use std::time::Duration;
 
-use crate::common::{Bench, experiment_request};
+use std::process::Command;
+
+use crate::common::{Bench, experiment_request, write_config};
 use crate::scale::QUIET;
 
 crate::on_both_engines! {
@@ -231,5 +234,55 @@ crate::on_both_engines! {
             let replay = stored.iter().find(|r| r.item_id == format!("item-{i}")).expect("stored");
             assert_eq!(replay.output_text.as_deref(), Some(format!("answer {i}").as_str()));
         }
+    }
+}
+
+/// `experiment run --requeue` pushes every unfinished job again, already queued or not, and the
+/// duplicates call no model: the claims decide.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requeue_pushes_unfinished_jobs_again_and_calls_nothing_twice() {
+    let bench = Bench::start("requeue", QUIET, None, 30).await;
+    let config = write_config(&bench.dir, &bench.app.config);
+    let production_calls = bench.sim.calls.total();
+    bench.create(experiment_request("requeued", "small", "correctness", 30)).await;
+    let output = Command::new(env!("CARGO_BIN_EXE_evaltap"))
+        .arg("--config")
+        .arg(&config)
+        .args(["experiment", "run", "requeued", "--requeue"])
+        .output()
+        .expect("experiment run");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    // 30 replays were queued at creation (the baseline's judgments follow them); all are
+    // pushed again.
+    assert!(stderr.contains("requeued 30 unfinished jobs"), "{stderr}");
+    // 30 replays, 30 baseline and 30 candidate judgments: each called once.
+    assert_eq!(bench.sim.calls.total() - production_calls, 90, "a duplicate job called a model");
+}
+
+crate::on_both_engines! {
+    /// Ready queue jobs that no worker takes are seen as stalled (the watchdog that starts a
+    /// stalled queue worker again reads this), and a running worker takes them.
+    async fn ready_queue_jobs_no_worker_takes_are_seen_as_stalled() {
+        let bench = Bench::start("stalled", QUIET, None, 2).await;
+        let experiment = bench.create(experiment_request("stalled", "small", "correctness", 2)).await;
+        let store = &bench.app.store;
+        let items = store.experiment_item_ids(&experiment.id).await.expect("ids");
+        let job = evaltap_worker::EvalJob::Replay {
+            experiment_id: experiment.id.clone(),
+            item_id: items[0].clone(),
+            candidate: "small".into(),
+        };
+        evaltap_worker::queue::push_jobs(&bench.app.queue, vec![job]).await.expect("push");
+        assert_eq!(store.stalled_queue_jobs(3).await.expect("stalled"), 0, "not yet");
+        tokio::time::sleep(Duration::from_millis(4_200)).await;
+        assert_eq!(store.stalled_queue_jobs(3).await.expect("stalled"), 1, "ready for 4 s, untaken");
+        let worker = crate::common::BackgroundWorker::start(&bench.app);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while store.stalled_queue_jobs(0).await.expect("stalled") > 0 {
+            assert!(tokio::time::Instant::now() < deadline, "the worker never took the job");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        worker.stop().await;
     }
 }

@@ -369,6 +369,18 @@ impl BackgroundWorker {
     }
 }
 
+/// A golden run of `dataset` through the application's use case, run by a worker in this
+/// process to the end; returns its report.
+pub async fn golden_run(
+    app: &App,
+    dataset: &str,
+    options: &evaltap_app::golden::GoldenRun,
+) -> Result<Report, evaltap_app::AppError> {
+    let (experiment, _) = evaltap_app::golden::start_run(&app.context(), dataset, options).await?;
+    app.run_to_done(&experiment, 16, |_| {}).await?;
+    Ok(evaltap_report::build(&app.store, &experiment).await?)
+}
+
 /// Runs a worker of `app` until `experiment` is done; returns its report.
 pub async fn run(app: &App, experiment: &Experiment) -> Report {
     let worker = BackgroundWorker::start(app);

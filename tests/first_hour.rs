@@ -211,7 +211,7 @@ async fn golden_run_example_links_open_and_page_errors_are_pages() {
         name: Some("links".into()),
         ..golden_cmd::GoldenRun::default()
     };
-    evaltap::golden_cmd::run(app, "arithmetic", &options, 8, true).await.expect("golden run");
+    crate::common::golden_run(app, "arithmetic", &options).await.expect("golden run");
     let http = reqwest::Client::new();
     let html = http
         .get(format!("{}/experiments/links/examples?per_page=100", bench.url))

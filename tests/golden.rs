@@ -32,7 +32,7 @@ crate::on_both_engines! {
 
         // Draft references cannot be graded against until accepted.
         let against = GoldenRun { against_reference: true, ..run_options(&["medium"]) };
-        let err = evaltap::golden_cmd::run(app, "support", &against, 16, true).await.expect_err("drafts");
+        let err = crate::common::golden_run(app, "support", &against).await.expect_err("drafts");
         assert!(format!("{err:#}").contains("still a draft"), "{err:#}");
         assert_eq!(golden_cmd::accept(&app.context(), "support", true, &[]).expect("accepts"), 50);
 
@@ -40,7 +40,7 @@ crate::on_both_engines! {
         // model replayed scores 10 everywhere; medium agrees on most items, small on far fewer.
         let options =
             GoldenRun { baseline: Some("large".into()), margin: Some(0.2), ..run_options(&["medium", "small"]) };
-        let report = evaltap::golden_cmd::run(app, "support", &options, 16, true).await.expect("runs");
+        let report = crate::common::golden_run(app, "support", &options).await.expect("runs");
         let (version, _, count) = golden_cmd::sync(&app.context(), "support").await.expect("sync");
         assert_eq!(count, 50);
         assert_eq!(report.dataset.as_deref(), Some("support"));
@@ -128,7 +128,7 @@ async fn the_judge_grades_against_the_reference_it_is_shown_even_a_wrong_one() {
         golden_cmd::add(&app.context(), "wrong", &new).expect("adds");
     }
     let options = GoldenRun { against_reference: true, ..run_options(&["medium"]) };
-    let report = evaltap::golden_cmd::run(app, "wrong", &options, 16, true).await.expect("runs");
+    let report = crate::common::golden_run(app, "wrong", &options).await.expect("runs");
     let experiment = app.store.require_experiment(&report.experiment).await.expect("experiment");
     let mut followed = 0;
     for j in app.store.judgments(&experiment.id).await.expect("judgments") {
@@ -175,7 +175,7 @@ crate::on_both_engines! {
             checks: vec!["max_length=200".into()],
             ..run_options(&["small"])
         };
-        let report = evaltap::golden_cmd::run(app, "sums", &options, 16, true).await.expect("runs");
+        let report = crate::common::golden_run(app, "sums", &options).await.expect("runs");
         let small = &report.candidates[0];
         let regex = small.rubrics.iter().find(|r| r.rubric == "check:regex").expect("regex check");
         let mcnemar = regex.stats.mcnemar.expect("pass/fail");
@@ -189,7 +189,7 @@ crate::on_both_engines! {
 
         // A pathological pattern is refused before anything runs.
         let bad = GoldenRun { checks: vec!["regex=(unclosed".into()], ..options.clone() };
-        let err = evaltap::golden_cmd::run(app, "sums", &bad, 16, true).await.expect_err("refused");
+        let err = crate::common::golden_run(app, "sums", &bad).await.expect_err("refused");
         assert!(format!("{err:#}").contains("regex"), "{err:#}");
     }
 }
@@ -235,7 +235,7 @@ async fn the_shipped_datasets_run_against_the_simulated_upstream() {
     }
     // Arithmetic against its references: the cheap terse model is worse.
     let options = GoldenRun { against_reference: true, ..run_options(&["small"]) };
-    let report = evaltap::golden_cmd::run(app, "arithmetic", &options, 16, true).await.expect("runs");
+    let report = crate::common::golden_run(app, "arithmetic", &options).await.expect("runs");
     let small = &report.candidates[0];
     let graded = small.rubrics.iter().find(|r| r.rubric == "correctness_vs_reference").expect("rubric");
     assert_eq!((graded.stats.n, graded.stats.verdict), (24, Verdict::Worse), "{graded:?}");
@@ -247,7 +247,7 @@ async fn the_shipped_datasets_run_against_the_simulated_upstream() {
         rubrics: vec!["correctness".into()],
         ..run_options(&["small"])
     };
-    let report = evaltap::golden_cmd::run(app, "json-output", &options, 16, true).await.expect("runs");
+    let report = crate::common::golden_run(app, "json-output", &options).await.expect("runs");
     let by_rubric =
         |name: &str| report.candidates[0].rubrics.iter().find(|r| r.rubric == name).expect("rubric").clone();
     let schema = by_rubric("check:json_schema");
@@ -353,7 +353,7 @@ async fn the_reference_is_judged_once_per_rubric_version_and_never_against_itsel
         ..Default::default()
     };
     let before = bench.sim.calls.total();
-    let first = evaltap::golden_cmd::run(app, "refs", &run_with("small"), 8, true).await.expect("first run");
+    let first = crate::common::golden_run(app, "refs", &run_with("small")).await.expect("first run");
     let judged = &first.baseline.judgments;
     assert_eq!(judged.by_definition, 20, "{judged:?}");
     assert_eq!(judged.asked + judged.reused, 20, "the reference judged once on `correctness`: {judged:?}");
@@ -373,8 +373,7 @@ async fn the_reference_is_judged_once_per_rubric_version_and_never_against_itsel
 
     // Another candidate on the same set: the reference's judgments are read back, not paid.
     let before = bench.sim.calls.total();
-    let second =
-        evaltap::golden_cmd::run(app, "refs", &run_with("medium"), 8, true).await.expect("second run");
+    let second = crate::common::golden_run(app, "refs", &run_with("medium")).await.expect("second run");
     let judged = &second.baseline.judgments;
     assert_eq!((judged.asked, judged.reused, judged.by_definition), (0, 20, 20), "{judged:?}");
     let candidate = &second.candidates[0];

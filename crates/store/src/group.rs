@@ -35,6 +35,8 @@ type Op = Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> WriteFuture<'c, An
 
 /// Most writes one transaction takes.
 const MAX_WRITES_PER_COMMIT: usize = 512;
+/// How long the first write of a transaction waits for others to share it.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(1);
 /// Writes waiting for a transaction; callers wait beyond this.
 const QUEUE_WRITES: usize = 4096;
 
@@ -79,10 +81,13 @@ impl GroupWriter {
 async fn run(pool: SqlitePool, mut rx: mpsc::Receiver<Op>) {
     while let Some(first) = rx.recv().await {
         let mut ops = vec![first];
+        // Writes that trickle in (model calls at real latency finish one by one) would each be
+        // a transaction of their own; waiting a moment for company makes them share one.
+        let deadline = tokio::time::Instant::now() + LINGER;
         while ops.len() < MAX_WRITES_PER_COMMIT {
-            match rx.try_recv() {
-                Ok(op) => ops.push(op),
-                Err(_) => break,
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(op)) => ops.push(op),
+                Ok(None) | Err(_) => break,
             }
         }
         let mut conn = match pool.acquire().await {
