@@ -273,6 +273,8 @@ fn the_golden_benchmark_runs_and_prints_both_figures() {
     // simulated upstream received, or when any failed).
     assert!(stdout.contains("counted from evaltap's results") && stdout.contains("bare client"), "{stdout}");
     assert_eq!(stdout.matches("    60 calls").count(), 2, "{stdout}");
+    // On Linux the run's CPU and bytes written are read from /proc and printed.
+    assert!(stdout.contains("evaltap's run in this process:") && stdout.contains("s CPU"), "{stdout}");
 }
 
 /// `promote --stratify route` spreads the sample evenly over the routes, however lopsided the
