@@ -13,6 +13,7 @@ mod analytics;
 mod bench;
 mod cache;
 mod calibrations;
+mod counters;
 mod datasets;
 mod drift;
 mod early_stop;
