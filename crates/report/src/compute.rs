@@ -119,16 +119,10 @@ pub fn compute(inputs: ReportInputs) -> Report {
 
     let mut scores: HashMap<(String, String, String), ScoresByExchange> = HashMap::new();
     let mut books: HashMap<(String, String), JudgeBook> = HashMap::new();
-    // A reference graded by a rubric that grades against the reference is never asked about
-    // (the worker gives it full marks by definition).
-    let by_definition = |rubric: &str| {
-        spec.baseline == BaselineSpec::Reference
-            && spec.frozen_rubric(rubric).is_some_and(|f| f.mode == "reference")
-    };
     let mut baseline_judgments = crate::model::BaselineJudgments::default();
     for (seq, j) in judgments.into_iter().enumerate() {
         if j.subject == BASELINE && j.score.is_some() {
-            if by_definition(&j.rubric) {
+            if spec.reference_by_definition(&j.rubric).is_some() {
                 baseline_judgments.by_definition += 1;
             } else if j.cached_cost_usd.is_some() {
                 baseline_judgments.reused += 1;

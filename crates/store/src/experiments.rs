@@ -164,6 +164,16 @@ impl ExperimentSpec {
         self.rubric_definitions.iter().find(|r| r.name == rubric)
     }
 
+    /// The frozen `rubric` when the baseline is the references and the rubric grades against the
+    /// reference: the reference graded against itself gets full marks by definition, and the
+    /// judge is never asked.
+    pub fn reference_by_definition(&self, rubric: &str) -> Option<&FrozenRubric> {
+        if self.baseline != BaselineSpec::Reference {
+            return None;
+        }
+        self.frozen_rubric(rubric).filter(|frozen| frozen.mode == "reference")
+    }
+
     /// The candidate whose replies are the baseline, if the baseline is a model.
     pub fn baseline_candidate(&self) -> Option<&str> {
         match &self.baseline {

@@ -126,10 +126,9 @@ pub async fn estimate_cost(
         }
         for rubric in &judged_rubrics {
             let pairwise = spec.is_pairwise(rubric);
-            // A reference graded by a rubric that grades against the reference is not asked about.
-            let by_definition = spec.baseline == BaselineSpec::Reference
-                && spec.frozen_rubric(rubric).is_some_and(|f| f.mode == "reference");
-            let baseline_judged = if by_definition { 0 } else { baseline_judged };
+            // A reference graded against itself is not asked about.
+            let baseline_judged =
+                if spec.reference_by_definition(rubric).is_some() { 0 } else { baseline_judged };
             let calls = if pairwise { compared * 2 } else { (compared + baseline_judged) * samples };
             estimate.judge_calls += calls;
             let Some(price) = judge_price else { continue };

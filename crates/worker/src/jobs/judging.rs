@@ -129,8 +129,7 @@ pub(super) async fn judge_held(
     // The reference graded against itself is right by definition: full marks, no judge call
     // (the judgment that could not change a verdict costs nothing).
     if subject == BASELINE
-        && experiment.spec.baseline == evaltap_store::BaselineSpec::Reference
-        && let Some(frozen) = experiment.spec.frozen_rubric(rubric).filter(|f| f.mode == "reference")
+        && let Some(frozen) = experiment.spec.reference_by_definition(rubric)
     {
         record.score = Some(1.0);
         record.raw_score = Some(frozen.scale_max);
