@@ -95,6 +95,8 @@ pub fn demo_config(sim_url: &str, database_url: String) -> Config {
         max_concurrency: 16,
         attempt_timeout_secs: None,
         deadline_secs: None,
+        batch: false,
+        batch_discount: None,
         gateway_model: Default::default(),
     };
     Config {
@@ -118,11 +120,18 @@ pub fn demo_config(sim_url: &str, database_url: String) -> Config {
             temperature: 0.0,
             max_output_tokens: None,
             images: false,
+            batch: false,
+            batch_discount: None,
         }),
         // The demo serves on loopback only, for the person running it.
         auth: evaltap_core::AuthConfig { allow_unauthenticated: true, tokens: Vec::new() },
         // One process on a laptop: a stopped worker's work moves on within seconds.
-        worker: evaltap_core::WorkerConfig { lease_secs: 10.0, heartbeat_secs: 1.0, missed_heartbeats: 3 },
+        worker: evaltap_core::WorkerConfig {
+            lease_secs: 10.0,
+            heartbeat_secs: 1.0,
+            missed_heartbeats: 3,
+            ..Default::default()
+        },
         ..Config::default()
     }
 }

@@ -120,6 +120,17 @@ impl Judge {
         samples.max(1) as u64 * u64::from(JUDGE_ATTEMPTS)
     }
 
+    /// This judge in batch mode: its calls are answered from what the provider's batch
+    /// interface returned (by request key), and a call without an answer fails with
+    /// [`evaltap_providers::ProviderError::Parked`], to be parked by the caller.
+    pub fn answering_from_batches(
+        mut self,
+        answers: std::collections::HashMap<String, evaltap_providers::BatchAnswer>,
+    ) -> Judge {
+        self.client = self.client.answering_from_batches(answers);
+        self
+    }
+
     /// Replaces the delay before the first re-ask of an unreadable answer (doubled after).
     pub fn with_retry_delay(mut self, delay: Duration) -> Judge {
         self.retry_delay = delay;

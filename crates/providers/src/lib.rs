@@ -7,6 +7,9 @@
 /// Translation between the APIs candidates are called over (in core: ingest reads them too).
 pub use evaltap_core::apis as api;
 
+pub mod batch;
+pub use batch::{BatchAnswer, BatchClient, BatchRequest, BatchState, request_key};
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -62,6 +65,24 @@ pub enum ProviderError {
     /// The HTTP client could not be built.
     #[error("cannot build HTTP client: {0}")]
     Client(reqwest::Error),
+    /// The call goes through the provider's batch interface and has no answer yet: the caller
+    /// parks it (see [`ChatClient::answering_from_batches`]).
+    #[error("{url}: waiting for a batch to answer this call")]
+    Parked {
+        /// URL the call is for.
+        url: String,
+        /// The request, as it goes into the batch.
+        body: Box<Value>,
+    },
+    /// The provider's batch interface returned no answer for the call (an error status, or
+    /// the batch expired or was cancelled before it ran); not billed.
+    #[error("{url} (batch): {reason}")]
+    Batch {
+        /// URL the call is for.
+        url: String,
+        /// What the batch said.
+        reason: String,
+    },
 }
 
 impl ProviderError {
@@ -72,7 +93,10 @@ impl ProviderError {
         match self {
             ProviderError::Timeout { .. } | ProviderError::InvalidResponse { .. } => true,
             ProviderError::Transport { source, .. } => !source.is_connect() && !source.is_builder(),
-            ProviderError::Status { .. } | ProviderError::Client(_) => false,
+            ProviderError::Status { .. }
+            | ProviderError::Client(_)
+            | ProviderError::Parked { .. }
+            | ProviderError::Batch { .. } => false,
         }
     }
 }
@@ -146,6 +170,9 @@ pub struct ChatClient {
     limit: Arc<Semaphore>,
     retry: RetryPolicy,
     api: evaltap_core::ModelApi,
+    /// In batch mode, the answers the batch interface returned for this unit of work, by
+    /// [`request_key`]; a call without one is parked.
+    batch_answers: Option<Arc<std::collections::HashMap<String, BatchAnswer>>>,
 }
 
 impl ChatClient {
@@ -164,6 +191,7 @@ impl ChatClient {
             limit: Arc::new(Semaphore::new(max_concurrency.max(1))),
             retry: RetryPolicy::default(),
             api: evaltap_core::ModelApi::OpenaiChat,
+            batch_answers: None,
         }
     }
 
@@ -201,10 +229,32 @@ impl ChatClient {
         client
     }
 
+    /// This client in batch mode: a call is answered from `answers` (what the provider's batch
+    /// interface returned for the unit of work, by [`request_key`]), and a call without an
+    /// answer fails with [`ProviderError::Parked`], carrying the request to batch — nothing is
+    /// sent.
+    pub fn answering_from_batches(&self, answers: std::collections::HashMap<String, BatchAnswer>) -> ChatClient {
+        let mut client = self.clone();
+        client.batch_answers = Some(Arc::new(answers));
+        client
+    }
+
+    /// The answer to `body` in batch mode: read back, or parked.
+    fn batch_answer(&self, answers: &std::collections::HashMap<String, BatchAnswer>, body: &Value) -> Result<Completion, ProviderError> {
+        match answers.get(&request_key(body)) {
+            Some(Ok(response)) => self.completion(response.clone(), Duration::ZERO),
+            Some(Err(reason)) => Err(ProviderError::Batch { url: self.url.clone(), reason: reason.clone() }),
+            None => Err(ProviderError::Parked { url: self.url.clone(), body: Box::new(body.clone()) }),
+        }
+    }
+
     /// Sends a chat-completions request body and returns the parsed completion. Each attempt
     /// is bounded by `attempt_timeout`, the whole call (waits included) by `deadline`; a hung
     /// upstream is reported as a timeout.
     pub async fn chat(&self, body: &Value) -> Result<Completion, ProviderError> {
+        if let Some(answers) = &self.batch_answers {
+            return self.batch_answer(answers, body);
+        }
         // The semaphore is never closed, so acquiring only waits.
         let _permit = self.limit.acquire().await.ok();
         let call_started = Instant::now();

@@ -6,6 +6,7 @@
 //! only the base URL differs.
 
 mod apis;
+pub mod batches;
 mod chat;
 pub mod judge;
 pub mod models;
@@ -125,10 +126,21 @@ pub(crate) struct SimState {
     pub(crate) config: SimConfig,
     pub(crate) accuracy: AccuracyOverrides,
     pub(crate) calls: CallLog,
+    pub(crate) batches: batches::Batches,
 }
 
 /// The router of the simulated upstream.
 pub fn router(config: SimConfig, accuracy: AccuracyOverrides, calls: CallLog) -> Router {
+    router_with_batches(config, accuracy, calls, batches::Batches::default())
+}
+
+/// The router, with the batches it keeps shared with the caller.
+pub fn router_with_batches(
+    config: SimConfig,
+    accuracy: AccuracyOverrides,
+    calls: CallLog,
+    batches: batches::Batches,
+) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/models", get(list_models))
@@ -136,7 +148,17 @@ pub fn router(config: SimConfig, accuracy: AccuracyOverrides, calls: CallLog) ->
         .route("/v1/responses", post(apis::responses))
         .route("/control/accuracy", post(set_accuracy))
         .route("/control/calls", get(call_counts))
-        .with_state(SimState { config, accuracy, calls })
+        .route("/v1/files", post(batches::upload_file))
+        .route("/v1/files/{id}/content", get(batches::file_content))
+        .route("/v1/batches", post(batches::create_openai_batch).get(batches::list_openai_batches))
+        .route("/v1/batches/{id}", get(batches::get_openai_batch))
+        .route("/v1/batches/{id}/cancel", post(batches::cancel_openai_batch))
+        .route("/v1/messages/batches", post(batches::create_anthropic_batch).get(batches::list_anthropic_batches))
+        .route("/v1/messages/batches/{id}", get(batches::get_anthropic_batch))
+        .route("/v1/messages/batches/{id}/results", get(batches::anthropic_results))
+        .route("/v1/messages/batches/{id}/cancel", post(batches::cancel_anthropic_batch))
+        .route("/control/batches", post(batches::control).get(batches::batch_counts))
+        .with_state(SimState { config, accuracy, calls, batches })
 }
 
 /// `GET /control/calls`: requests received, distinct, and the counts of repeated ones.
@@ -177,6 +199,8 @@ pub struct SimServer {
     pub accuracy: AccuracyOverrides,
     /// The requests it received.
     pub calls: CallLog,
+    /// Its batches (OpenAI's and Anthropic's batch interfaces).
+    pub batches: batches::Batches,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -204,14 +228,15 @@ pub async fn spawn(addr: SocketAddr, config: SimConfig) -> std::io::Result<SimSe
     });
     let accuracy = AccuracyOverrides::default();
     let calls = CallLog::default();
-    let app = router(config, accuracy.clone(), calls.clone());
+    let batches = batches::Batches::default();
+    let app = router_with_batches(config, accuracy.clone(), calls.clone(), batches.clone());
     let task = tokio::spawn(async move {
         let served = axum::serve(listener, app).await;
         if let Err(err) = served {
             tracing::error!(%err, "simulated upstream stopped");
         }
     });
-    Ok(SimServer { addr, accuracy, calls, task })
+    Ok(SimServer { addr, accuracy, calls, batches, task })
 }
 
 pub(crate) fn openai_error(status: StatusCode, message: impl Into<String>, code: &str) -> Response {

@@ -10,6 +10,7 @@
 //! is a no-op reported as such, so a retried or duplicated job never adds a row.
 
 mod analytics;
+mod batches;
 mod bench;
 mod cache;
 mod calibrations;
@@ -33,6 +34,7 @@ use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
 
 pub use analytics::{HourlyCount, RejectionReason, TrafficRow};
+pub use batches::{BatchRow, BatchSummary, PARKED};
 pub use bench::RawRow;
 pub use cache::{JUDGMENT_CACHE, REPLAY_CACHE};
 pub use calibrations::Calibration;

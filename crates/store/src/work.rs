@@ -228,15 +228,19 @@ impl Store {
             .await?
             .rows_affected()
                 == 1;
-            sqlx::query(
-                "UPDATE spend_reservations SET expires_ms = $1
-                 WHERE experiment_id = $2 AND work_key = $3 AND status = 'reserved'",
-            )
-            .bind(expires)
-            .bind(&lease.experiment_id)
-            .bind(&lease.work_key)
-            .execute(&mut *tx)
-            .await?;
+            // Only while the work is held: a parked call's reservation lasts as long as its
+            // batch, not one lease.
+            if held {
+                sqlx::query(
+                    "UPDATE spend_reservations SET expires_ms = $1
+                     WHERE experiment_id = $2 AND work_key = $3 AND status = 'reserved'",
+                )
+                .bind(expires)
+                .bind(&lease.experiment_id)
+                .bind(&lease.work_key)
+                .execute(&mut *tx)
+                .await?;
+            }
             tx.commit().await?;
             Ok(held)
         })

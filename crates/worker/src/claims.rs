@@ -52,6 +52,33 @@ impl HeldWork {
     }
 }
 
+/// How long a parked call's claim (and spend reservation) is held for its batch: past the
+/// providers' 24-hour completion window, so a batch that ends answers its calls first.
+const PARKED_FOR: Duration = Duration::from_secs(26 * 3600);
+
+impl HeldWork {
+    /// Parks the work's call `body` until a batch of `endpoint` (a candidate's name, or '' for
+    /// the judge) answers it: the claim and the spend reservation pass to the batch.
+    pub(crate) async fn park(self, svc: &Services, endpoint: &str, body: &serde_json::Value) {
+        self.renewer.abort();
+        let request_key = evaltap_providers::request_key(body);
+        let custom_id = custom_id(&self.lease.work_key, &request_key);
+        let until = now_ms().saturating_add(PARKED_FOR.as_millis() as i64);
+        match svc.store.park_call(&self.lease, endpoint, &request_key, &custom_id, body, until).await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(work = %self.lease.work_key, "the claim was lost before its call was parked"),
+            Err(err) => tracing::warn!(%err, work = %self.lease.work_key, "parking a call failed; it expires with its lease"),
+        }
+    }
+}
+
+/// A call's id within its batch: unique per unit of work and request, and within what both
+/// OpenAI and Anthropic accept (`[a-zA-Z0-9_-]{1,64}`).
+fn custom_id(work_key: &str, request_key: &str) -> String {
+    let both = evaltap_providers::request_key(&serde_json::json!([work_key, request_key]));
+    format!("c-{}", &both[..40])
+}
+
 impl Drop for HeldWork {
     fn drop(&mut self) {
         self.renewer.abort();

@@ -90,6 +90,14 @@ pub enum JobOutcome {
     /// Nothing was called or stored: the call waits for room under the spend cap that calls in
     /// flight hold; the work is handed back, to be claimed again shortly.
     Deferred,
+    /// The call goes through a provider's batch interface: it is parked (with the work's claim
+    /// and spend reservation) until its batch answers, and the job runs again then.
+    Parked {
+        /// The candidate's name, or '' for the judge.
+        endpoint: String,
+        /// The request, as it goes into the batch.
+        body: Box<Value>,
+    },
 }
 
 impl JobOutcome {
@@ -97,7 +105,7 @@ impl JobOutcome {
     pub fn follow_up(&self) -> &[EvalJob] {
         match self {
             JobOutcome::Stored { follow_up, .. } | JobOutcome::AlreadyDone { follow_up } => follow_up,
-            JobOutcome::Failed { .. } | JobOutcome::Deferred => &[],
+            JobOutcome::Failed { .. } | JobOutcome::Deferred | JobOutcome::Parked { .. } => &[],
         }
     }
 }
@@ -234,6 +242,15 @@ async fn reserve_in_line(
     }
 }
 
+/// What the batch interface answered the calls of a unit of work, for a client in batch mode.
+async fn batch_answers(
+    svc: &Services,
+    experiment_id: &str,
+    work_key: &str,
+) -> Result<std::collections::HashMap<String, evaltap_providers::BatchAnswer>, WorkerError> {
+    Ok(svc.store.batch_answers(experiment_id, work_key).await?.into_iter().collect())
+}
+
 /// The judge jobs among `jobs` whose judgment is not stored yet.
 async fn missing_judgments(svc: &Services, jobs: Vec<EvalJob>) -> Result<Vec<EvalJob>, WorkerError> {
     let mut missing = Vec::new();
@@ -285,6 +302,7 @@ pub(crate) async fn run_claimed(
         }
         Ok(JobOutcome::Failed { .. }) => {}
         Ok(JobOutcome::Deferred) => held.defer(svc).await,
+        Ok(JobOutcome::Parked { endpoint, body }) => held.park(svc, endpoint, body).await,
         _ => held.release(svc).await,
     }
     result

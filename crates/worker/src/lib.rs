@@ -5,6 +5,7 @@
 //! it did. Jobs are idempotent: claims make a retried or duplicated job a no-op, and a worker
 //! that dies leaves its claims to run out, to be taken over, so a crashed worker loses nothing.
 
+mod batches;
 mod cache;
 mod claims;
 mod early_stop;
@@ -18,7 +19,7 @@ pub use estimate::{CostEstimate, estimate_cost};
 pub use experiments::{CreateError, DEFAULT_MARGIN, ExperimentRequest, create_experiment, plan_experiment};
 pub use jobs::{EvalJob, JobOutcome, run};
 pub use queue::{Queue, enqueue, enqueue_missing, missing_jobs, requeue_unfinished, run_worker};
-pub use services::Services;
+pub use services::{Batching, Services};
 
 /// Why a job failed in a way worth retrying (storage trouble, missing rows). Model and judge
 /// failures are not errors: they are recorded as the job's result.

@@ -212,7 +212,7 @@ async fn judge_follow_ups(svc: &Services, queue: &Queue, outcome: JobOutcome) ->
                 svc.store.register_follow_ups(first.experiment_id(), &keys, &svc.owner, svc.lease).await?
             }
         },
-        JobOutcome::Failed { .. } | JobOutcome::Deferred => None,
+        JobOutcome::Failed { .. } | JobOutcome::Deferred | JobOutcome::Parked { .. } => None,
     };
     if let Some(lease) = lease {
         run_lease(svc, queue, lease).await?;
@@ -317,6 +317,7 @@ pub async fn run_worker(
         let _ = stop.send(true);
     });
     let claiming = tokio::spawn(claim_loop(services.clone(), queue.clone(), concurrency, stopped.clone()));
+    let batching = tokio::spawn(crate::batches::keep(services.clone(), stopped.clone()));
     let state = WorkerState { services, queue: queue.clone() };
     // Housekeeping beside the work: finished jobs leave the queue's table (apalis-sqlite's
     // acknowledgement costs grow with it; results live in evaltap's own tables), and spend
@@ -395,6 +396,7 @@ pub async fn run_worker(
     };
     let claimed = claiming.await.map_err(|e| WorkerError::Queue(format!("the claiming task failed: {e}")));
     let _ = housekeeping.await;
+    let _ = batching.await;
     ran.and(claimed)
 }
 

@@ -31,6 +31,19 @@ pub struct Services {
     pub recommend: evaltap_core::RecommendConfig,
     /// How long a cached replay or judgment stays reusable.
     pub cache_max_age: Duration,
+    /// How calls parked for batch interfaces are grouped and polled.
+    pub batching: Batching,
+}
+
+/// How calls parked for a provider's batch interface are grouped and polled (`[worker]`).
+#[derive(Debug, Clone, Copy)]
+pub struct Batching {
+    /// The most requests in one batch.
+    pub max_requests: usize,
+    /// How long a parked call waits for company before its batch goes out.
+    pub wait: Duration,
+    /// How often a submitted batch is polled.
+    pub poll: Duration,
 }
 
 /// A backstop on any one HTTP request; attempts are bounded tighter by each endpoint's
@@ -57,6 +70,11 @@ impl Services {
             lease: config.worker.lease(),
             recommend: config.recommend.clone(),
             cache_max_age: Duration::from_secs(config.cache_max_age_hours.saturating_mul(3600)),
+            batching: Batching {
+                max_requests: config.worker.batch_max_requests.max(1),
+                wait: config.worker.batch_wait(),
+                poll: config.worker.batch_poll(),
+            },
         })
     }
 
@@ -108,6 +126,24 @@ impl Services {
             timeouts,
         )
         .over(candidate.api)
+    }
+
+    /// The client of the batch interface `endpoint` (a candidate's name, or '' for the judge)
+    /// of an experiment sends its batches to.
+    pub fn batch_client(&self, spec: &ExperimentSpec, endpoint: &str) -> Option<evaltap_providers::BatchClient> {
+        if endpoint.is_empty() {
+            let (_, judge) = self.judge_for(spec)?;
+            let key = api_key(judge.api_key_env.as_ref());
+            return Some(evaltap_providers::BatchClient::new(
+                self.http.clone(),
+                &judge.base_url,
+                key,
+                evaltap_core::ModelApi::OpenaiChat,
+            ));
+        }
+        let candidate = spec.candidates.iter().find(|c| c.name == endpoint)?;
+        let key = api_key(candidate.api_key_env.as_ref());
+        Some(evaltap_providers::BatchClient::new(self.http.clone(), &candidate.base_url, key, candidate.api))
     }
 
     /// The judge an experiment froze (older experiments: the one configured now), with its

@@ -71,6 +71,16 @@ pub struct CandidateConfig {
     /// Longest a call may take with its retries, in seconds (default 180).
     #[serde(default)]
     pub deadline_secs: Option<u64>,
+    /// Whether replays go through the provider's batch interface (OpenAI `/v1/files` +
+    /// `/v1/batches`, or Anthropic Message Batches for `api = "anthropic-messages"`): parked,
+    /// grouped into batch files, answered within the provider's completion window, priced at
+    /// `batch_discount`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub batch: bool,
+    /// The share taken off the price of batched calls (0.5 unless set: OpenAI's and
+    /// Anthropic's batch discount).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_discount: Option<f64>,
     /// The model's name in each gateway's configuration, per export format (`litellm`,
     /// `portkey`, `kong`, `openrouter`), for `evaltap recommend`; unmapped formats use `model`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -117,6 +127,13 @@ pub struct JudgeConfig {
     /// sent with the prompt as image parts, besides the placeholders the prompt shows.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub images: bool,
+    /// Whether judge calls go through the provider's batch interface (OpenAI `/v1/files` +
+    /// `/v1/batches`), priced at `batch_discount`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub batch: bool,
+    /// The share taken off the judge's price for batched calls (0.5 unless set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_discount: Option<f64>,
 }
 
 /// Judge answers are a score and a sentence or two of reason: this leaves room for far more.
@@ -136,4 +153,23 @@ impl JudgeConfig {
             ..Default::default()
         }
     }
+
+    /// What a judge call costs of its list price: `1 - batch_discount` when batched, else 1.
+    pub fn price_factor(&self) -> f64 {
+        price_factor(self.batch, self.batch_discount)
+    }
+}
+
+impl CandidateConfig {
+    /// What a replay costs of its list price: `1 - batch_discount` when batched, else 1.
+    pub fn price_factor(&self) -> f64 {
+        price_factor(self.batch, self.batch_discount)
+    }
+}
+
+/// The batch discount of OpenAI's and Anthropic's batch interfaces.
+pub const DEFAULT_BATCH_DISCOUNT: f64 = 0.5;
+
+fn price_factor(batch: bool, discount: Option<f64>) -> f64 {
+    if batch { 1.0 - discount.unwrap_or(DEFAULT_BATCH_DISCOUNT).clamp(0.0, 1.0) } else { 1.0 }
 }

@@ -226,15 +226,24 @@ pub(super) async fn judge_held(
                 input_tokens,
                 output_tokens: config.output_bound(),
                 ..Default::default()
-            }) * evaltap_judge::Judge::most_calls(samples) as f64;
-            let reservation = if capped {
-                match reserve_in_line(svc, experiment_id, SpendKind::Judge, key, estimate).await? {
+            }) * evaltap_judge::Judge::most_calls(samples) as f64
+                * config.price_factor();
+            // A judgment whose call was parked for a batch kept the reservation it made.
+            let parked_with =
+                if config.batch { svc.store.held_reservation(experiment_id, key).await? } else { None };
+            let reservation = match parked_with {
+                Some(held) => Some(held),
+                None if capped => match reserve_in_line(svc, experiment_id, SpendKind::Judge, key, estimate).await? {
                     Reserve::Reserved(reservation) => Some(reservation),
                     Reserve::Wait => return Ok(JobOutcome::Deferred),
                     Reserve::Exhausted => None,
-                }
+                },
+                None => None,
+            };
+            let judge = if config.batch {
+                judge.answering_from_batches(batch_answers(svc, experiment_id, key).await?)
             } else {
-                None
+                judge
             };
             if capped && reservation.is_none() {
                 let reason = SPEND_CAP_REACHED.to_string();
@@ -266,11 +275,17 @@ pub(super) async fn judge_held(
                         },
                     )
                 };
+                if let Err(failure) = &result
+                    && let JudgeError::Provider(evaltap_providers::ProviderError::Parked { body, .. }) =
+                        &failure.error
+                {
+                    return Ok(JobOutcome::Parked { endpoint: String::new(), body: body.clone() });
+                }
                 let calls = match &result {
                     Ok((.., calls)) => calls.clone(),
                     Err(failure) => failure.calls.clone(),
                 };
-                let actual = config.price().cost(calls.usage);
+                let actual = config.price().cost(calls.usage) * config.price_factor();
                 // A call whose answer was lost after sending may have been billed: one call's
                 // bound on top of what the answered calls cost.
                 let lost = match &result {

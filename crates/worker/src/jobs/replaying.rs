@@ -98,7 +98,8 @@ pub(super) async fn replay_held(
     drop_params(&mut body, &config.drop_params);
     let mut record = ReplayRecord::new(experiment_id, item.kind, item_id, candidate, &config.model);
     let bound_output = capped || evaltap_providers::api::requires_output_limit(config.api);
-    let estimate = config.price.cost(replay_bound(&item, &mut body, bound_output));
+    let factor = config.price_factor();
+    let estimate = config.price.cost(replay_bound(&item, &mut body, bound_output)) * factor;
     // Carried to the candidate's API before anything is paid: what it cannot carry is skipped,
     // with the reason, and counted.
     let body = match evaltap_providers::api::to_api(&body, config.api) {
@@ -122,10 +123,14 @@ pub(super) async fn replay_held(
         return store_replay(svc, experiment, &record, JobOutcome::Stored { follow_up, first_claimed: None })
             .await;
     }
-    // Without a cap there is nothing to reserve against: only the actual cost is recorded.
-    let reservation = match experiment.spec.spend_cap_usd {
-        None => None,
-        Some(_) => match reserve_in_line(svc, experiment_id, SpendKind::Replay, key, estimate).await? {
+    // A call parked for a batch kept the reservation it made: its job, run again once the
+    // batch answered, settles that one. Without a cap there is nothing to reserve against:
+    // only the actual cost is recorded.
+    let parked_with = if config.batch { svc.store.held_reservation(experiment_id, key).await? } else { None };
+    let reservation = match (parked_with, experiment.spec.spend_cap_usd) {
+        (Some(held), _) => Some(held),
+        (None, None) => None,
+        (None, Some(_)) => match reserve_in_line(svc, experiment_id, SpendKind::Replay, key, estimate).await? {
             Reserve::Reserved(reservation) => Some(reservation),
             Reserve::Wait => return Ok(JobOutcome::Deferred),
             Reserve::Exhausted => {
@@ -137,9 +142,13 @@ pub(super) async fn replay_held(
         },
     };
     let client = svc.candidate_client(config);
+    let client = if config.batch { client.answering_from_batches(batch_answers(svc, experiment_id, key).await?) } else { client };
     let result = if capped { client.paying_once().chat(&body).await } else { client.chat(&body).await };
+    if let Err(evaltap_providers::ProviderError::Parked { body, .. }) = result {
+        return Ok(JobOutcome::Parked { endpoint: candidate.to_string(), body });
+    }
     let paid = match &result {
-        Ok(done) => done.usage.map_or(Paid::Presumed(estimate), |u| Paid::Actual(config.price.cost(u))),
+        Ok(done) => done.usage.map_or(Paid::Presumed(estimate), |u| Paid::Actual(config.price.cost(u) * factor)),
         // An answer lost after sending may have been billed: counted at its bound.
         Err(err) if err.may_have_been_billed() => Paid::Presumed(estimate),
         Err(_) => Paid::Actual(0.0),
@@ -147,9 +156,10 @@ pub(super) async fn replay_held(
     svc.store.settle_spend(experiment_id, SpendKind::Replay, reservation.as_ref(), paid).await?;
     let outcome = match result {
         Ok(done) => {
-            record.cost_usd = done.usage.map(|u| config.price.cost(u));
+            record.cost_usd = done.usage.map(|u| config.price.cost(u) * factor);
             record.usage = done.usage;
-            record.latency_ms = Some(done.latency_ms);
+            // A batched answer has no latency of its own (it came when its batch ended).
+            record.latency_ms = (!config.batch).then_some(done.latency_ms);
             record.output_text = Some(done.text);
             record.finish_reason =
                 done.response.pointer("/choices/0/finish_reason").and_then(Value::as_str).map(str::to_string);
