@@ -2,6 +2,7 @@
 
 mod apis;
 mod auth;
+mod batches;
 mod benches;
 mod browser;
 mod cache;

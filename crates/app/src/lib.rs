@@ -255,7 +255,8 @@ impl App {
             if progress.is_done() {
                 return Ok(progress);
             }
-            if progress.completed() != last.0 {
+            // Calls out in a provider's batch wait for it, not for a stalled endpoint.
+            if progress.completed() != last.0 || self.store.calls_in_batches(&experiment.id).await? > 0 {
                 last = (progress.completed(), tokio::time::Instant::now());
             } else if last.1.elapsed() > stall {
                 return Err(AppError::Stalled(format!(

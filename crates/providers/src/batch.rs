@@ -81,9 +81,14 @@ impl BatchClient {
         request
     }
 
-    async fn send(&self, request: reqwest::RequestBuilder, path: &str) -> Result<reqwest::Response, ProviderError> {
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        path: &str,
+    ) -> Result<reqwest::Response, ProviderError> {
         let url = format!("{}{path}", self.base);
-        let response = request.send().await.map_err(|source| ProviderError::Transport { url: url.clone(), source })?;
+        let response =
+            request.send().await.map_err(|source| ProviderError::Transport { url: url.clone(), source })?;
         if response.status().is_success() {
             return Ok(response);
         }
@@ -121,8 +126,11 @@ impl BatchClient {
                 let requests: Vec<Value> =
                     requests.iter().map(|r| json!({"custom_id": r.custom_id, "params": r.body})).collect();
                 let path = "/messages/batches";
-                self.json(self.request(reqwest::Method::POST, path).json(&json!({"requests": requests})), path)
-                    .await?
+                self.json(
+                    self.request(reqwest::Method::POST, path).json(&json!({"requests": requests})),
+                    path,
+                )
+                .await?
             }
             api => {
                 let endpoint = openai_endpoint(api);
@@ -138,7 +146,9 @@ impl BatchClient {
                     .mime_str("application/jsonl")
                     .map_err(|e| self.invalid("/files", e.to_string()))?;
                 let form = reqwest::multipart::Form::new().text("purpose", "batch").part("file", file);
-                let uploaded = self.json(self.request(reqwest::Method::POST, "/files").multipart(form), "/files").await?;
+                let uploaded = self
+                    .json(self.request(reqwest::Method::POST, "/files").multipart(form), "/files")
+                    .await?;
                 let file_id = uploaded
                     .get("id")
                     .and_then(Value::as_str)
@@ -169,7 +179,10 @@ impl BatchClient {
             };
             let page = self.json(self.request(reqwest::Method::GET, &path), &path).await?;
             let data = page.get("data").and_then(Value::as_array).cloned().unwrap_or_default();
-            if let Some(found) = data.iter().find(|b| b.pointer(&format!("/metadata/{BATCH_TAG}")).and_then(Value::as_str) == Some(tag)) {
+            if let Some(found) = data
+                .iter()
+                .find(|b| b.pointer(&format!("/metadata/{BATCH_TAG}")).and_then(Value::as_str) == Some(tag))
+            {
                 return Ok(found.get("id").and_then(Value::as_str).map(str::to_string));
             }
             let more = page.get("has_more").and_then(Value::as_bool) == Some(true);
@@ -217,8 +230,8 @@ impl BatchClient {
         let mut answers = Vec::new();
         for path in files {
             for line in self.text(path).await?.lines().filter(|l| !l.trim().is_empty()) {
-                let line: Value =
-                    serde_json::from_str(line).map_err(|e| self.invalid(path, format!("a result line: {e}")))?;
+                let line: Value = serde_json::from_str(line)
+                    .map_err(|e| self.invalid(path, format!("a result line: {e}")))?;
                 let Some(custom_id) = line.get("custom_id").and_then(Value::as_str) else { continue };
                 answers.push((custom_id.to_string(), self.answer(&line)));
             }
@@ -229,8 +242,13 @@ impl BatchClient {
     fn answer(&self, line: &Value) -> BatchAnswer {
         if self.api == ModelApi::AnthropicMessages {
             return match line.pointer("/result/type").and_then(Value::as_str) {
-                Some("succeeded") => line.pointer("/result/message").cloned().ok_or_else(|| "no message".into()),
-                Some("errored") => Err(format!("the batch request failed: {}", line.pointer("/result/error").unwrap_or(&Value::Null))),
+                Some("succeeded") => {
+                    line.pointer("/result/message").cloned().ok_or_else(|| "no message".into())
+                }
+                Some("errored") => Err(format!(
+                    "the batch request failed: {}",
+                    line.pointer("/result/error").unwrap_or(&Value::Null)
+                )),
                 Some(other) => Err(format!("the batch ended before this request ran ({other})")),
                 None => Err("an unreadable result line".into()),
             };

@@ -233,14 +233,21 @@ impl ChatClient {
     /// interface returned for the unit of work, by [`request_key`]), and a call without an
     /// answer fails with [`ProviderError::Parked`], carrying the request to batch — nothing is
     /// sent.
-    pub fn answering_from_batches(&self, answers: std::collections::HashMap<String, BatchAnswer>) -> ChatClient {
+    pub fn answering_from_batches(
+        &self,
+        answers: std::collections::HashMap<String, BatchAnswer>,
+    ) -> ChatClient {
         let mut client = self.clone();
         client.batch_answers = Some(Arc::new(answers));
         client
     }
 
     /// The answer to `body` in batch mode: read back, or parked.
-    fn batch_answer(&self, answers: &std::collections::HashMap<String, BatchAnswer>, body: &Value) -> Result<Completion, ProviderError> {
+    fn batch_answer(
+        &self,
+        answers: &std::collections::HashMap<String, BatchAnswer>,
+        body: &Value,
+    ) -> Result<Completion, ProviderError> {
         match answers.get(&request_key(body)) {
             Some(Ok(response)) => self.completion(response.clone(), Duration::ZERO),
             Some(Err(reason)) => Err(ProviderError::Batch { url: self.url.clone(), reason: reason.clone() }),

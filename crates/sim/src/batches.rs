@@ -121,10 +121,14 @@ pub(crate) async fn upload_file(State(state): State<SimState>, mut form: Multipa
                 let name = field.name().unwrap_or_default().to_string();
                 let filename = field.file_name().map(str::to_string);
                 match field.bytes().await {
-                    Ok(bytes) if name == "purpose" => purpose = Some(String::from_utf8_lossy(&bytes).to_string()),
+                    Ok(bytes) if name == "purpose" => {
+                        purpose = Some(String::from_utf8_lossy(&bytes).to_string())
+                    }
                     Ok(bytes) if name == "file" => file = Some((filename.unwrap_or_default(), bytes)),
                     Ok(_) => {}
-                    Err(err) => return openai_error(StatusCode::BAD_REQUEST, err.to_string(), "invalid_upload"),
+                    Err(err) => {
+                        return openai_error(StatusCode::BAD_REQUEST, err.to_string(), "invalid_upload");
+                    }
                 }
             }
             Ok(None) => break,
@@ -159,7 +163,11 @@ pub(crate) async fn create_openai_batch(State(state): State<SimState>, body: Byt
     let (Some(file_id), Some(endpoint)) =
         (asked.get("input_file_id").and_then(Value::as_str), asked.get("endpoint").and_then(Value::as_str))
     else {
-        return openai_error(StatusCode::BAD_REQUEST, "`input_file_id` and `endpoint` are required", "missing_field");
+        return openai_error(
+            StatusCode::BAD_REQUEST,
+            "`input_file_id` and `endpoint` are required",
+            "missing_field",
+        );
     };
     let Some(content) = state.batches.book().files.get(file_id).cloned() else {
         return openai_error(StatusCode::NOT_FOUND, format!("no file `{file_id}`"), "file_not_found");
@@ -167,11 +175,17 @@ pub(crate) async fn create_openai_batch(State(state): State<SimState>, body: Byt
     let mut requests = Vec::new();
     for (n, line) in String::from_utf8_lossy(&content).lines().filter(|l| !l.trim().is_empty()).enumerate() {
         let Ok(line) = serde_json::from_str::<Value>(line) else {
-            return openai_error(StatusCode::BAD_REQUEST, format!("line {} is not JSON", n + 1), "invalid_file");
+            return openai_error(
+                StatusCode::BAD_REQUEST,
+                format!("line {} is not JSON", n + 1),
+                "invalid_file",
+            );
         };
-        let (Some(custom_id), Some(url), Some(body)) =
-            (line.get("custom_id").and_then(Value::as_str), line.get("url").and_then(Value::as_str), line.get("body"))
-        else {
+        let (Some(custom_id), Some(url), Some(body)) = (
+            line.get("custom_id").and_then(Value::as_str),
+            line.get("url").and_then(Value::as_str),
+            line.get("body"),
+        ) else {
             return openai_error(
                 StatusCode::BAD_REQUEST,
                 format!("line {} needs `custom_id`, `url` and `body`", n + 1),
@@ -179,7 +193,11 @@ pub(crate) async fn create_openai_batch(State(state): State<SimState>, body: Byt
             );
         };
         if url != endpoint {
-            return openai_error(StatusCode::BAD_REQUEST, format!("line {} is for {url}", n + 1), "invalid_file");
+            return openai_error(
+                StatusCode::BAD_REQUEST,
+                format!("line {} is for {url}", n + 1),
+                "invalid_file",
+            );
         }
         requests.push((custom_id.to_string(), url.to_string(), body.clone()));
     }
@@ -194,7 +212,11 @@ pub(crate) async fn create_anthropic_batch(State(state): State<SimState>, body: 
         return openai_error(StatusCode::BAD_REQUEST, "send JSON", "invalid_json");
     };
     let Some(list) = asked.get("requests").and_then(Value::as_array).filter(|r| !r.is_empty()) else {
-        return openai_error(StatusCode::BAD_REQUEST, "`requests` must be a non-empty array", "missing_field");
+        return openai_error(
+            StatusCode::BAD_REQUEST,
+            "`requests` must be a non-empty array",
+            "missing_field",
+        );
     };
     let mut requests = Vec::new();
     for (n, request) in list.iter().enumerate() {
@@ -263,7 +285,10 @@ async fn run(state: &SimState, id: &str, expire: bool) {
         let mut inner = state.clone();
         inner.calls = CallLog(state.calls.0.clone(), Arc::default());
         let answers = futures::future::join_all(
-            batch.requests.iter().map(|(custom_id, url, body)| answer(&inner, batch.interface, custom_id, url, body)),
+            batch
+                .requests
+                .iter()
+                .map(|(custom_id, url, body)| answer(&inner, batch.interface, custom_id, url, body)),
         )
         .await;
         let billed = inner.calls.billed_usd() * (1.0 - BATCH_DISCOUNT);
@@ -279,7 +304,13 @@ async fn run(state: &SimState, id: &str, expire: bool) {
 }
 
 /// A request's result line, answered by the handler its URL names.
-async fn answer(state: &SimState, interface: Interface, custom_id: &str, url: &str, body: &Value) -> (String, bool, Value) {
+async fn answer(
+    state: &SimState,
+    interface: Interface,
+    custom_id: &str,
+    url: &str,
+    body: &Value,
+) -> (String, bool, Value) {
     let bytes = Bytes::from(body.to_string());
     let response = match url {
         "/v1/chat/completions" => chat::chat_completions(State(state.clone()), bytes).await,
@@ -289,7 +320,8 @@ async fn answer(state: &SimState, interface: Interface, custom_id: &str, url: &s
     };
     let status = response.status();
     let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap_or_default();
-    let body: Value = serde_json::from_slice(&body).unwrap_or_else(|_| json!({"raw": String::from_utf8_lossy(&body)}));
+    let body: Value =
+        serde_json::from_slice(&body).unwrap_or_else(|_| json!({"raw": String::from_utf8_lossy(&body)}));
     let ok = status.is_success();
     let line = match interface {
         Interface::OpenAi => json!({"id": format!("batch_req_{custom_id}"), "custom_id": custom_id,
@@ -307,8 +339,10 @@ async fn answer(state: &SimState, interface: Interface, custom_id: &str, url: &s
 /// The line of a request the batch never ran (`expired` or `canceled`).
 fn unrun(interface: Interface, custom_id: &str, why: &str) -> (String, bool, Value) {
     let line = match interface {
-        Interface::OpenAi => json!({"id": format!("batch_req_{custom_id}"), "custom_id": custom_id, "response": null,
-            "error": {"code": format!("batch_{why}"), "message": format!("This request could not be executed before the batch was {why}.")}}),
+        Interface::OpenAi => {
+            json!({"id": format!("batch_req_{custom_id}"), "custom_id": custom_id, "response": null,
+            "error": {"code": format!("batch_{why}"), "message": format!("This request could not be executed before the batch was {why}.")}})
+        }
         Interface::Anthropic => {
             let kind = if why == "cancelled" { "canceled" } else { why };
             json!({"custom_id": custom_id, "result": {"type": kind}})
@@ -331,7 +365,9 @@ fn openai_batch(batch: &SimBatch) -> Value {
     let ended = batch.status != "in_progress";
     let failed = batch.results.iter().filter(|(_, ok, _)| !ok).count();
     let completed = batch.results.len() - failed;
-    let file = |kind: &str, any: bool| if ended && any { json!(format!("file-{}-{kind}", batch.id)) } else { Value::Null };
+    let file = |kind: &str, any: bool| {
+        if ended && any { json!(format!("file-{}-{kind}", batch.id)) } else { Value::Null }
+    };
     json!({"id": batch.id, "object": "batch", "endpoint": batch.endpoint, "errors": null,
         "input_file_id": batch.input_file_id, "completion_window": "24h", "status": batch.status,
         "output_file_id": file("output", completed > 0), "error_file_id": file("errors", failed > 0),
@@ -351,7 +387,11 @@ fn rfc3339(secs: i64) -> String {
 fn anthropic_batch(batch: &SimBatch) -> Value {
     let ended = batch.status != "in_progress";
     let count = |kind: &str| {
-        batch.results.iter().filter(|(_, _, line)| line.pointer("/result/type").and_then(Value::as_str) == Some(kind)).count()
+        batch
+            .results
+            .iter()
+            .filter(|(_, _, line)| line.pointer("/result/type").and_then(Value::as_str) == Some(kind))
+            .count()
     };
     json!({"id": batch.id, "type": "message_batch",
         "processing_status": if ended { "ended" } else { "in_progress" },
@@ -409,7 +449,8 @@ fn cancel(state: &SimState, id: &str, interface: Interface) -> Option<SimBatch> 
     if batch.status == "in_progress" {
         batch.status = "cancelled";
         batch.ended_at = Some(now_secs());
-        batch.results = batch.requests.iter().map(|(custom_id, _, _)| unrun(interface, custom_id, "cancelled")).collect();
+        batch.results =
+            batch.requests.iter().map(|(custom_id, _, _)| unrun(interface, custom_id, "cancelled")).collect();
     }
     Some(batch.clone())
 }
@@ -456,7 +497,10 @@ pub(crate) async fn anthropic_results(State(state): State<SimState>, Path(id): P
 }
 
 /// `POST /v1/messages/batches/{id}/cancel`.
-pub(crate) async fn cancel_anthropic_batch(State(state): State<SimState>, Path(id): Path<String>) -> Response {
+pub(crate) async fn cancel_anthropic_batch(
+    State(state): State<SimState>,
+    Path(id): Path<String>,
+) -> Response {
     match cancel(&state, &id, Interface::Anthropic) {
         Some(batch) => Json(anthropic_batch(&batch)).into_response(),
         None => not_found(&id),
@@ -467,7 +511,11 @@ pub(crate) async fn cancel_anthropic_batch(State(state): State<SimState>, Path(i
 pub(crate) async fn control(State(state): State<SimState>, body: Bytes) -> Response {
     if !body.is_empty() {
         let Ok(asked) = serde_json::from_slice::<Value>(&body) else {
-            return openai_error(StatusCode::BAD_REQUEST, "send JSON: {\"delay_ms\", \"expire\"}", "bad_control");
+            return openai_error(
+                StatusCode::BAD_REQUEST,
+                "send JSON: {\"delay_ms\", \"expire\"}",
+                "bad_control",
+            );
         };
         if let Some(ms) = asked.get("delay_ms").and_then(Value::as_u64) {
             state.batches.set_delay(Duration::from_millis(ms));

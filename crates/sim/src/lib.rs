@@ -153,7 +153,10 @@ pub fn router_with_batches(
         .route("/v1/batches", post(batches::create_openai_batch).get(batches::list_openai_batches))
         .route("/v1/batches/{id}", get(batches::get_openai_batch))
         .route("/v1/batches/{id}/cancel", post(batches::cancel_openai_batch))
-        .route("/v1/messages/batches", post(batches::create_anthropic_batch).get(batches::list_anthropic_batches))
+        .route(
+            "/v1/messages/batches",
+            post(batches::create_anthropic_batch).get(batches::list_anthropic_batches),
+        )
         .route("/v1/messages/batches/{id}", get(batches::get_anthropic_batch))
         .route("/v1/messages/batches/{id}/results", get(batches::anthropic_results))
         .route("/v1/messages/batches/{id}/cancel", post(batches::cancel_anthropic_batch))

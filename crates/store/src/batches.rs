@@ -122,7 +122,11 @@ impl Store {
     }
 
     /// The answers batches gave the calls of a unit of work: (request key, response or error).
-    pub async fn batch_answers(&self, experiment_id: &str, work_key: &str) -> Result<Vec<(String, std::result::Result<Value, String>)>> {
+    pub async fn batch_answers(
+        &self,
+        experiment_id: &str,
+        work_key: &str,
+    ) -> Result<Vec<(String, std::result::Result<Value, String>)>> {
         let rows: Vec<(String, Option<String>, Option<String>)> = with_pool!(&self.pool, p => sqlx::query_as(
             "SELECT request_key, response, error FROM batch_calls
              WHERE experiment_id = $1 AND work_key = $2 AND answered = TRUE",
@@ -135,7 +139,8 @@ impl Store {
             .into_iter()
             .map(|(key, response, error)| {
                 let answer = match (response, error) {
-                    (Some(body), None) => serde_json::from_str(&body).map_err(|e| format!("the stored answer does not read: {e}")),
+                    (Some(body), None) => serde_json::from_str(&body)
+                        .map_err(|e| format!("the stored answer does not read: {e}")),
                     (_, error) => Err(error.unwrap_or_else(|| "no answer".into())),
                 };
                 (key, answer)
@@ -144,7 +149,11 @@ impl Store {
     }
 
     /// The spend reservation a unit of work still holds (one made before its call was parked).
-    pub async fn held_reservation(&self, experiment_id: &str, work_key: &str) -> Result<Option<crate::Reservation>> {
+    pub async fn held_reservation(
+        &self,
+        experiment_id: &str,
+        work_key: &str,
+    ) -> Result<Option<crate::Reservation>> {
         let row: Option<(String, f64)> = with_pool!(&self.pool, p => sqlx::query_as(
             "SELECT id, estimate_usd FROM spend_reservations
              WHERE experiment_id = $1 AND work_key = $2 AND status = 'reserved' ORDER BY created_ms DESC LIMIT 1",
@@ -153,7 +162,11 @@ impl Store {
         .bind(work_key)
         .fetch_optional(p)
         .await)?;
-        Ok(row.map(|(id, estimate_usd)| crate::Reservation { id, experiment_id: experiment_id.into(), estimate_usd }))
+        Ok(row.map(|(id, estimate_usd)| crate::Reservation {
+            id,
+            experiment_id: experiment_id.into(),
+            estimate_usd,
+        }))
     }
 
     /// Groups parked calls into new batches, per experiment and endpoint: at most
@@ -381,6 +394,16 @@ impl Store {
         })
     }
 
+    /// Calls of an experiment parked or out in a batch, not answered yet.
+    pub async fn calls_in_batches(&self, experiment_id: &str) -> Result<i64> {
+        Ok(with_pool!(&self.pool, p => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM batch_calls WHERE experiment_id = $1 AND answered = FALSE",
+        )
+        .bind(experiment_id)
+        .fetch_one(p)
+        .await)?)
+    }
+
     /// The batches of an experiment, oldest first.
     pub async fn batches(&self, experiment_id: &str) -> Result<Vec<BatchSummary>> {
         let rows: Vec<(String, String, String, Option<String>, Option<String>, i64, i64, i64)> = with_pool!(&self.pool, p => sqlx::query_as(
@@ -393,15 +416,17 @@ impl Store {
         .await)?;
         Ok(rows
             .into_iter()
-            .map(|(id, endpoint, status, provider_status, provider_id, requests, submissions, failed)| BatchSummary {
-                id,
-                endpoint,
-                status,
-                provider_status,
-                provider_id,
-                requests,
-                submissions,
-                failed,
+            .map(|(id, endpoint, status, provider_status, provider_id, requests, submissions, failed)| {
+                BatchSummary {
+                    id,
+                    endpoint,
+                    status,
+                    provider_status,
+                    provider_id,
+                    requests,
+                    submissions,
+                    failed,
+                }
             })
             .collect())
     }

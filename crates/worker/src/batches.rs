@@ -85,7 +85,9 @@ async fn drive(svc: &Services, mut batch: BatchRow, mut stop: tokio::sync::watch
         match svc.store.renew_batch(&batch.id, &svc.owner, svc.lease).await {
             Ok(true) => {}
             Ok(false) => return,
-            Err(err) => tracing::debug!(%err, batch = %batch.id, "renewing a batch's lease failed; will retry"),
+            Err(err) => {
+                tracing::debug!(%err, batch = %batch.id, "renewing a batch's lease failed; will retry")
+            }
         }
         if tokio::time::Instant::now() >= next_poll {
             match step(svc, &client, &mut batch).await {

@@ -66,8 +66,12 @@ impl HeldWork {
         let until = now_ms().saturating_add(PARKED_FOR.as_millis() as i64);
         match svc.store.park_call(&self.lease, endpoint, &request_key, &custom_id, body, until).await {
             Ok(true) => {}
-            Ok(false) => tracing::warn!(work = %self.lease.work_key, "the claim was lost before its call was parked"),
-            Err(err) => tracing::warn!(%err, work = %self.lease.work_key, "parking a call failed; it expires with its lease"),
+            Ok(false) => {
+                tracing::warn!(work = %self.lease.work_key, "the claim was lost before its call was parked")
+            }
+            Err(err) => {
+                tracing::warn!(%err, work = %self.lease.work_key, "parking a call failed; it expires with its lease")
+            }
         }
     }
 }

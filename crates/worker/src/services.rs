@@ -130,7 +130,11 @@ impl Services {
 
     /// The client of the batch interface `endpoint` (a candidate's name, or '' for the judge)
     /// of an experiment sends its batches to.
-    pub fn batch_client(&self, spec: &ExperimentSpec, endpoint: &str) -> Option<evaltap_providers::BatchClient> {
+    pub fn batch_client(
+        &self,
+        spec: &ExperimentSpec,
+        endpoint: &str,
+    ) -> Option<evaltap_providers::BatchClient> {
         if endpoint.is_empty() {
             let (_, judge) = self.judge_for(spec)?;
             let key = api_key(judge.api_key_env.as_ref());

@@ -233,11 +233,13 @@ pub(super) async fn judge_held(
                 if config.batch { svc.store.held_reservation(experiment_id, key).await? } else { None };
             let reservation = match parked_with {
                 Some(held) => Some(held),
-                None if capped => match reserve_in_line(svc, experiment_id, SpendKind::Judge, key, estimate).await? {
-                    Reserve::Reserved(reservation) => Some(reservation),
-                    Reserve::Wait => return Ok(JobOutcome::Deferred),
-                    Reserve::Exhausted => None,
-                },
+                None if capped => {
+                    match reserve_in_line(svc, experiment_id, SpendKind::Judge, key, estimate).await? {
+                        Reserve::Reserved(reservation) => Some(reservation),
+                        Reserve::Wait => return Ok(JobOutcome::Deferred),
+                        Reserve::Exhausted => None,
+                    }
+                }
                 None => None,
             };
             let judge = if config.batch {

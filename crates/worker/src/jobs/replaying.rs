@@ -130,7 +130,8 @@ pub(super) async fn replay_held(
     let reservation = match (parked_with, experiment.spec.spend_cap_usd) {
         (Some(held), _) => Some(held),
         (None, None) => None,
-        (None, Some(_)) => match reserve_in_line(svc, experiment_id, SpendKind::Replay, key, estimate).await? {
+        (None, Some(_)) => match reserve_in_line(svc, experiment_id, SpendKind::Replay, key, estimate).await?
+        {
             Reserve::Reserved(reservation) => Some(reservation),
             Reserve::Wait => return Ok(JobOutcome::Deferred),
             Reserve::Exhausted => {
@@ -142,13 +143,19 @@ pub(super) async fn replay_held(
         },
     };
     let client = svc.candidate_client(config);
-    let client = if config.batch { client.answering_from_batches(batch_answers(svc, experiment_id, key).await?) } else { client };
+    let client = if config.batch {
+        client.answering_from_batches(batch_answers(svc, experiment_id, key).await?)
+    } else {
+        client
+    };
     let result = if capped { client.paying_once().chat(&body).await } else { client.chat(&body).await };
     if let Err(evaltap_providers::ProviderError::Parked { body, .. }) = result {
         return Ok(JobOutcome::Parked { endpoint: candidate.to_string(), body });
     }
     let paid = match &result {
-        Ok(done) => done.usage.map_or(Paid::Presumed(estimate), |u| Paid::Actual(config.price.cost(u) * factor)),
+        Ok(done) => {
+            done.usage.map_or(Paid::Presumed(estimate), |u| Paid::Actual(config.price.cost(u) * factor))
+        }
         // An answer lost after sending may have been billed: counted at its bound.
         Err(err) if err.may_have_been_billed() => Paid::Presumed(estimate),
         Err(_) => Paid::Actual(0.0),
