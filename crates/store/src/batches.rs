@@ -148,7 +148,11 @@ impl Store {
             .collect())
     }
 
-    /// The spend reservation a unit of work still holds (one made before its call was parked).
+    /// The spend reservation a unit of work in batch mode still holds: one made before its
+    /// call was parked — or before its worker died, in which case it may have been presumed
+    /// paid when its lease ran out. In batch mode a call is billed only through its batch, so
+    /// the job that settles the work settles that reservation (a presumed one with what the
+    /// call really cost, 0 if it never went out) instead of reserving again.
     pub async fn held_reservation(
         &self,
         experiment_id: &str,
@@ -156,7 +160,8 @@ impl Store {
     ) -> Result<Option<crate::Reservation>> {
         let row: Option<(String, f64)> = with_pool!(&self.pool, p => sqlx::query_as(
             "SELECT id, estimate_usd FROM spend_reservations
-             WHERE experiment_id = $1 AND work_key = $2 AND status = 'reserved' ORDER BY created_ms DESC LIMIT 1",
+             WHERE experiment_id = $1 AND work_key = $2 AND status IN ('reserved', 'presumed')
+             ORDER BY created_ms DESC LIMIT 1",
         )
         .bind(experiment_id)
         .bind(work_key)
@@ -404,9 +409,21 @@ impl Store {
         .await)?)
     }
 
+    /// Calls of an experiment's `endpoint` parked or out in a batch, not answered yet.
+    pub async fn calls_out(&self, experiment_id: &str, endpoint: &str) -> Result<i64> {
+        Ok(with_pool!(&self.pool, p => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM batch_calls WHERE experiment_id = $1 AND endpoint = $2 AND answered = FALSE",
+        )
+        .bind(experiment_id)
+        .bind(endpoint)
+        .fetch_one(p)
+        .await)?)
+    }
+
     /// The batches of an experiment, oldest first.
     pub async fn batches(&self, experiment_id: &str) -> Result<Vec<BatchSummary>> {
-        let rows: Vec<(String, String, String, Option<String>, Option<String>, i64, i64, i64)> = with_pool!(&self.pool, p => sqlx::query_as(
+        type Row = (String, String, String, Option<String>, Option<String>, i64, i64, i64);
+        let rows: Vec<Row> = with_pool!(&self.pool, p => sqlx::query_as(
             "SELECT b.id, b.endpoint, b.status, b.provider_status, b.provider_id, b.requests, b.submissions,
                     (SELECT COUNT(*) FROM batch_calls c WHERE c.batch_id = b.id AND c.error IS NOT NULL)
              FROM batches b WHERE b.experiment_id = $1 ORDER BY b.created_ms, b.id",

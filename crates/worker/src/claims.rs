@@ -38,14 +38,14 @@ impl HeldWork {
 }
 
 /// How long deferred work waits before it is ready again (calls in flight settle meanwhile).
-const DEFER: std::time::Duration = std::time::Duration::from_millis(200);
+pub(crate) const DEFER: std::time::Duration = std::time::Duration::from_millis(200);
 
 impl HeldWork {
     /// Gives the work back unfinished for a moment: it waits for something else (room under
     /// the spend cap), and any worker claims it again after.
-    pub(crate) async fn defer(self, svc: &Services) {
+    pub(crate) async fn defer(self, svc: &Services, wait: Duration) {
         self.renewer.abort();
-        let until = evaltap_store::now_ms().saturating_add(DEFER.as_millis() as i64);
+        let until = evaltap_store::now_ms().saturating_add(wait.as_millis() as i64);
         if let Err(err) = svc.store.defer_lease(&self.lease, until).await {
             tracing::warn!(%err, work = %self.lease.work_key, "deferring a claim failed; it expires with its lease");
         }

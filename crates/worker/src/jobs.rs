@@ -90,6 +90,10 @@ pub enum JobOutcome {
     /// Nothing was called or stored: the call waits for room under the spend cap that calls in
     /// flight hold; the work is handed back, to be claimed again shortly.
     Deferred,
+    /// Nothing was called or stored: a batch's worth of the endpoint's calls is out already,
+    /// and this one waits for it (so early stopping can look at each batch's results before
+    /// the next goes out); the work is handed back for a while.
+    WaitsForBatch,
     /// The call goes through a provider's batch interface: it is parked (with the work's claim
     /// and spend reservation) until its batch answers, and the job runs again then.
     Parked {
@@ -105,7 +109,10 @@ impl JobOutcome {
     pub fn follow_up(&self) -> &[EvalJob] {
         match self {
             JobOutcome::Stored { follow_up, .. } | JobOutcome::AlreadyDone { follow_up } => follow_up,
-            JobOutcome::Failed { .. } | JobOutcome::Deferred | JobOutcome::Parked { .. } => &[],
+            JobOutcome::Failed { .. }
+            | JobOutcome::Deferred
+            | JobOutcome::WaitsForBatch
+            | JobOutcome::Parked { .. } => &[],
         }
     }
 }
@@ -242,13 +249,21 @@ async fn reserve_in_line(
     }
 }
 
-/// What the batch interface answered the calls of a unit of work, for a client in batch mode.
+/// What the batch interface answered the calls of a unit of work, for a client in batch mode:
+/// `None` when none was answered and a batch's worth of `endpoint`'s calls is out already (the
+/// work waits: see [`JobOutcome::WaitsForBatch`]).
 async fn batch_answers(
     svc: &Services,
     experiment_id: &str,
     work_key: &str,
-) -> Result<std::collections::HashMap<String, evaltap_providers::BatchAnswer>, WorkerError> {
-    Ok(svc.store.batch_answers(experiment_id, work_key).await?.into_iter().collect())
+    endpoint: &str,
+) -> Result<Option<std::collections::HashMap<String, evaltap_providers::BatchAnswer>>, WorkerError> {
+    let answers: std::collections::HashMap<_, _> =
+        svc.store.batch_answers(experiment_id, work_key).await?.into_iter().collect();
+    let full = answers.is_empty()
+        && svc.store.calls_out(experiment_id, endpoint).await?
+            >= i64::try_from(svc.batching.max_requests).unwrap_or(i64::MAX);
+    Ok((!full).then_some(answers))
 }
 
 /// The judge jobs among `jobs` whose judgment is not stored yet.
@@ -301,7 +316,8 @@ pub(crate) async fn run_claimed(
             }
         }
         Ok(JobOutcome::Failed { .. }) => {}
-        Ok(JobOutcome::Deferred) => held.defer(svc).await,
+        Ok(JobOutcome::Deferred) => held.defer(svc, claims::DEFER).await,
+        Ok(JobOutcome::WaitsForBatch) => held.defer(svc, svc.batching.poll.max(claims::DEFER)).await,
         Ok(JobOutcome::Parked { endpoint, body }) => held.park(svc, endpoint, body).await,
         _ => held.release(svc).await,
     }

@@ -212,7 +212,10 @@ async fn judge_follow_ups(svc: &Services, queue: &Queue, outcome: JobOutcome) ->
                 svc.store.register_follow_ups(first.experiment_id(), &keys, &svc.owner, svc.lease).await?
             }
         },
-        JobOutcome::Failed { .. } | JobOutcome::Deferred | JobOutcome::Parked { .. } => None,
+        JobOutcome::Failed { .. }
+        | JobOutcome::Deferred
+        | JobOutcome::WaitsForBatch
+        | JobOutcome::Parked { .. } => None,
     };
     if let Some(lease) = lease {
         run_lease(svc, queue, lease).await?;

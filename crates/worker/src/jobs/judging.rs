@@ -229,6 +229,13 @@ pub(super) async fn judge_held(
             }) * evaltap_judge::Judge::most_calls(samples) as f64
                 * config.price_factor();
             // A judgment whose call was parked for a batch kept the reservation it made.
+            let answers = match config.batch {
+                true => match batch_answers(svc, experiment_id, key, "").await? {
+                    Some(answers) => Some(answers),
+                    None => return Ok(JobOutcome::WaitsForBatch),
+                },
+                false => None,
+            };
             let parked_with =
                 if config.batch { svc.store.held_reservation(experiment_id, key).await? } else { None };
             let reservation = match parked_with {
@@ -242,10 +249,9 @@ pub(super) async fn judge_held(
                 }
                 None => None,
             };
-            let judge = if config.batch {
-                judge.answering_from_batches(batch_answers(svc, experiment_id, key).await?)
-            } else {
-                judge
+            let judge = match answers {
+                Some(answers) => judge.answering_from_batches(answers),
+                None => judge,
             };
             if capped && reservation.is_none() {
                 let reason = SPEND_CAP_REACHED.to_string();

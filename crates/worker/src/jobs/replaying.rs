@@ -126,6 +126,13 @@ pub(super) async fn replay_held(
     // A call parked for a batch kept the reservation it made: its job, run again once the
     // batch answered, settles that one. Without a cap there is nothing to reserve against:
     // only the actual cost is recorded.
+    let answers = match config.batch {
+        true => match batch_answers(svc, experiment_id, key, candidate).await? {
+            Some(answers) => Some(answers),
+            None => return Ok(JobOutcome::WaitsForBatch),
+        },
+        false => None,
+    };
     let parked_with = if config.batch { svc.store.held_reservation(experiment_id, key).await? } else { None };
     let reservation = match (parked_with, experiment.spec.spend_cap_usd) {
         (Some(held), _) => Some(held),
@@ -143,10 +150,9 @@ pub(super) async fn replay_held(
         },
     };
     let client = svc.candidate_client(config);
-    let client = if config.batch {
-        client.answering_from_batches(batch_answers(svc, experiment_id, key).await?)
-    } else {
-        client
+    let client = match answers {
+        Some(answers) => client.answering_from_batches(answers),
+        None => client,
     };
     let result = if capped { client.paying_once().chat(&body).await } else { client.chat(&body).await };
     if let Err(evaltap_providers::ProviderError::Parked { body, .. }) = result {
