@@ -79,6 +79,7 @@ async fn the_whole_loop_reaches_the_right_verdicts_and_is_idempotent() {
         port: 0,
         early_stop: false,
         cache: false,
+        batch: false,
         datasets_dir: None,
     };
     let run = start(&options, format!("sqlite://{}", dir.database().display())).await.expect("the loop runs");

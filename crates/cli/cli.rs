@@ -176,6 +176,10 @@ struct DemoArgs {
     /// Dashboard port (0 picks a free one).
     #[arg(long, default_value_t = 7077)]
     port: u16,
+    /// Send the candidates' and the judge's calls through the simulator's batch interface
+    /// (half price, answered when each batch ends).
+    #[arg(long)]
+    batch: bool,
 }
 
 #[derive(Debug, Args)]
@@ -275,6 +279,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 port: args.port,
                 early_stop: true,
                 cache: true,
+                batch: args.batch,
                 datasets_dir: None,
             };
             demo::run(options, cli.database_url.clone()).await?;

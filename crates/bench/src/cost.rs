@@ -2,7 +2,8 @@
 //! rubrics, two routes of simulated traffic at the simulator's catalog prices), with every
 //! sampled exchange replayed and judged (fixed n), with early stopping, with early stopping and
 //! the result cache (an answer identical to one already judged is not judged again), and for
-//! that experiment asked again. Each is a whole run of
+//! that experiment asked again, and with all of it through the providers' batch interfaces (half
+//! price). Each is a whole run of
 //! the loop: real replays and judge calls against the simulated upstream, spend read from
 //! evaltap's own ledger. It prints figures; it asserts nothing.
 
@@ -25,8 +26,9 @@ pub struct CostBench {
 /// What one way of running cost.
 #[derive(Debug, Clone)]
 pub struct CostFigures {
-    /// `fixed n`, `early stop`, `+ cache` (early stopping and the result cache), or `cached
-    /// re-run` (the last asked again).
+    /// `fixed n`, `early stop`, `+ cache` (early stopping and the result cache), `cached
+    /// re-run` (the last asked again), or `+ batch` (early stopping and the cache, every call
+    /// through a batch interface).
     pub mode: &'static str,
     /// Replays and judge calls, in USD.
     pub spent_usd: f64,
@@ -53,9 +55,12 @@ impl CostFigures {
 /// stopping, early stopping with the result cache — then that experiment asked again.
 pub async fn cost(settings: &CostBench) -> anyhow::Result<Vec<CostFigures>> {
     let mut figures = Vec::new();
-    for (mode, early_stop, cache) in
-        [("fixed n", false, false), ("early stop", true, false), ("+ cache", true, true)]
-    {
+    for (mode, early_stop, cache, batch) in [
+        ("fixed n", false, false, false),
+        ("early stop", true, false, false),
+        ("+ cache", true, true, false),
+        ("+ batch", true, true, true),
+    ] {
         let dir = std::env::temp_dir().join(format!("evaltap-bench-cost-{}", uuid::Uuid::now_v7()));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let options = DemoOptions {
@@ -65,13 +70,14 @@ pub async fn cost(settings: &CostBench) -> anyhow::Result<Vec<CostFigures>> {
             port: 0,
             early_stop,
             cache,
+            batch,
             datasets_dir: None,
         };
         let run =
             evaltap_demo::start(&options, format!("sqlite://{}", dir.join("bench.db").display())).await?;
         let report = &run.report;
         figures.push(figures_of(mode, report));
-        if cache {
+        if cache && !batch {
             // The same experiment asked again on the same traffic (a re-run, another branch's
             // CI): what was paid for is read back from the result cache.
             let rerun = rerun(&run, report.baseline.n).await?;

@@ -74,6 +74,7 @@ pub async fn dashboard(settings: &DashboardBench) -> anyhow::Result<DashboardFig
         port: 0,
         early_stop: true,
         cache: true,
+        batch: false,
         datasets_dir: Some(dir.join("datasets")),
     };
     let started = Instant::now();

@@ -44,9 +44,15 @@ pub struct DemoOptions {
     pub early_stop: bool,
     /// Reuse results already paid for (the default; off to call every model afresh).
     pub cache: bool,
+    /// Send the candidates' and the judge's calls through the simulator's batch interface.
+    pub batch: bool,
     /// Golden datasets folder (`datasets` under the working folder unless set).
     pub datasets_dir: Option<std::path::PathBuf>,
 }
+
+/// Requests in one of the demo's batches in batch mode: small enough that early stopping
+/// looks at the results several times before a candidate's sample is spent.
+pub const DEMO_BATCH_REQUESTS: usize = 100;
 
 /// Name of the demo's production model (the baseline).
 pub const PRODUCTION_MODEL: &str = "sim-large";
@@ -136,6 +142,21 @@ pub fn demo_config(sim_url: &str, database_url: String) -> Config {
     }
 }
 
+/// Puts every candidate and the judge in batch mode, with batches of
+/// [`DEMO_BATCH_REQUESTS`] sent as soon as they are full or have waited 200 ms and polled every
+/// 100 ms (the simulator answers a batch in 200 ms).
+pub fn batch_everything(config: &mut Config) {
+    for candidate in &mut config.candidates {
+        candidate.batch = true;
+    }
+    if let Some(judge) = config.judge.as_mut() {
+        judge.batch = true;
+    }
+    config.worker.batch_max_requests = DEMO_BATCH_REQUESTS;
+    config.worker.batch_wait_secs = 0.2;
+    config.worker.batch_poll_secs = 0.1;
+}
+
 /// A progress bar on stderr (hidden in headless runs).
 pub fn progress_bar(hidden: bool) -> ProgressBar {
     if hidden {
@@ -216,6 +237,9 @@ pub async fn start(options: &DemoOptions, database_url: String) -> anyhow::Resul
     let mut config = demo_config(&sim.base_url(), database_url.clone());
     if let Some(dir) = &options.datasets_dir {
         config.datasets_dir = dir.clone();
+    }
+    if options.batch {
+        batch_everything(&mut config);
     }
     let app =
         App::open(config).await.with_context(|| format!("opening the demo's database {database_url}"))?;
