@@ -91,6 +91,14 @@ on_both_engines! {
         }).sum();
         let replay_cost: f64 = replays.iter().filter_map(|r| r.cost_usd).sum();
         assert!((replay_cost - list_price * 0.5).abs() < 1e-12, "{replay_cost} vs list {list_price}");
+        // The report says what went through the batch interfaces.
+        let report = evaltap_report::build(store, &experiment).await.expect("report");
+        let small = report.batches.iter().find(|b| b.endpoint == "small").expect("small's batches");
+        let judge = report.batches.iter().find(|b| b.endpoint == "judge").expect("the judge's batches");
+        assert_eq!((small.requests, judge.requests, small.unanswered + judge.unanswered), (40, 80, 0));
+        assert_eq!(small.batches + judge.batches, batches.len());
+        let text = evaltap_report::render_text(&report);
+        assert!(text.contains("batch interfaces: small ") && text.contains("of 40 requests"), "{text}");
         // Work the killed worker held unparked (waiting for the batch) was taken over; no call
         // was repeated for it (above).
         assert!(store.work_takeovers(&experiment.id).await.expect("takeovers") <= 8);
@@ -113,7 +121,7 @@ on_both_engines! {
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
             let reserved = store.spend(&experiment.id).await.expect("spend").reserved_usd;
-            if reserved > 0.0 && bench.sim.batches.created() == 1 {
+            if reserved > 0.0 && bench.sim.batches.created() >= 1 {
                 break;
             }
             assert!(std::time::Instant::now() < deadline, "no batch out with its reservations");
@@ -134,8 +142,12 @@ on_both_engines! {
         let reservations = store.reservations(&experiment.id).await.expect("reservations");
         assert!(reservations.iter().all(|(status, ..)| status == "settled"), "{reservations:?}");
         let batches = store.batches(&experiment.id).await.expect("batches");
-        assert_eq!(batches.len(), 1);
-        assert_eq!((batches[0].provider_status.as_deref(), batches[0].failed), (Some("expired"), 12));
+        assert!(batches.iter().all(|b| b.provider_status.as_deref() == Some("expired")), "{batches:?}");
+        assert_eq!(batches.iter().map(|b| b.failed).sum::<i64>(), 12);
+        assert_eq!(bench.sim.batches.created(), batches.len());
+        let report = evaltap_report::build(store, &experiment).await.expect("report");
+        let text = evaltap_report::render_text(&report);
+        assert!(text.contains(" of 12 requests, 12 unanswered"), "{text}");
         // Nothing was judged: no candidate answer to pair with.
         assert!(store.judgments(&experiment.id).await.expect("judgments").is_empty());
     }

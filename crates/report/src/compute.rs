@@ -49,6 +49,7 @@ pub fn compute(inputs: ReportInputs) -> Report {
         exchanges,
         unreadable_items,
         takeovers,
+        batches,
         judgments,
         calibrations,
         spend,
@@ -388,6 +389,7 @@ pub fn compute(inputs: ReportInputs) -> Report {
         },
         unreadable_items,
         takeovers,
+        batches: crate::model::BatchUse::of(&batches),
         dataset: spec.dataset.as_ref().map(|d: &DatasetRef| d.name.clone()),
         dataset_version: spec.dataset.as_ref().map(|d| d.version.clone()),
         frozen_rubrics: spec

@@ -33,6 +33,10 @@ pub struct Report {
     /// ran out) and another took the work over. Each may have been paid twice.
     #[serde(default)]
     pub takeovers: u64,
+    /// Calls that went through the providers' batch interfaces, per endpoint (candidates and
+    /// the judge with `batch = true`); empty when none did.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub batches: Vec<BatchUse>,
     /// For a golden run: the dataset.
     pub dataset: Option<String>,
     /// For a golden run: the dataset version (content hash) it used.
@@ -483,5 +487,44 @@ mod tests {
                 < 1e-12
         );
         assert!(correlation(&[1.0, 1.0, 1.0], &[1.0, 2.0, 3.0]).is_none());
+    }
+}
+
+/// What one endpoint sent through its provider's batch interface.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct BatchUse {
+    /// The candidate's name, or `judge`.
+    pub endpoint: String,
+    /// Batches formed.
+    pub batches: usize,
+    /// Of those, ended (the rest are out at the provider, or about to be submitted).
+    pub ended: usize,
+    /// Requests in them.
+    pub requests: i64,
+    /// Requests a batch returned no answer for (an error, or the batch expired or was
+    /// cancelled before they ran: not billed).
+    pub unanswered: i64,
+}
+
+impl BatchUse {
+    /// Per endpoint, from an experiment's batches.
+    pub fn of(batches: &[evaltap_store::BatchSummary]) -> Vec<BatchUse> {
+        let mut uses: Vec<BatchUse> = Vec::new();
+        for batch in batches {
+            let endpoint = if batch.endpoint.is_empty() { "judge" } else { batch.endpoint.as_str() };
+            let index = match uses.iter().position(|u| u.endpoint == endpoint) {
+                Some(index) => index,
+                None => {
+                    uses.push(BatchUse { endpoint: endpoint.into(), ..Default::default() });
+                    uses.len() - 1
+                }
+            };
+            let entry = &mut uses[index];
+            entry.batches += 1;
+            entry.ended += usize::from(batch.status == "ended");
+            entry.requests += batch.requests;
+            entry.unanswered += batch.failed;
+        }
+        uses
     }
 }

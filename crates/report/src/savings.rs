@@ -290,6 +290,7 @@ mod tests {
             },
             unreadable_items: 0,
             takeovers: 0,
+            batches: Vec::new(),
             dataset: None,
             dataset_version: None,
             frozen_rubrics: vec![],

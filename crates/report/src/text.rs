@@ -85,6 +85,29 @@ pub fn render_text(report: &Report) -> String {
             evaltap_core::words::count(report.takeovers, "unit")
         );
     }
+    if !report.batches.is_empty() {
+        let parts: Vec<String> = report
+            .batches
+            .iter()
+            .map(|b| {
+                let out = b.batches - b.ended;
+                let mut part = format!(
+                    "{} {} of {}",
+                    b.endpoint,
+                    evaltap_core::words::count(b.batches as u64, "batch|batches"),
+                    evaltap_core::words::count(b.requests.max(0) as u64, "request")
+                );
+                if out > 0 {
+                    part.push_str(&format!(", {out} out"));
+                }
+                if b.unanswered > 0 {
+                    part.push_str(&format!(", {} unanswered", b.unanswered));
+                }
+                part
+            })
+            .collect();
+        let _ = writeln!(out, "batch interfaces: {}", parts.join("; "));
+    }
     if report.spend.cap_usd.is_some() || report.spend.presumed_calls > 0 {
         let _ = writeln!(
             out,
