@@ -174,10 +174,21 @@ async fn an_anthropic_candidate_is_batched_through_message_batches() {
     let replays = bench.app.store.replays(&experiment.id).await.expect("replays");
     assert!(replays.iter().all(|r| r.error.is_none() && r.output_text.is_some()), "{replays:?}");
     let batches = bench.app.store.batches(&experiment.id).await.expect("batches");
-    assert_eq!(batches.len(), 1, "{batches:?}");
-    assert!(batches[0].provider_id.as_deref().is_some_and(|id| id.starts_with("msgbatch_")), "{batches:?}");
-    assert_eq!(batches[0].provider_status.as_deref(), Some("ended"));
+    assert_eq!(batches.iter().map(|b| b.requests).sum::<i64>(), 10, "{batches:?}");
+    assert!(
+        batches.iter().all(|b| b.provider_id.as_deref().is_some_and(|id| id.starts_with("msgbatch_"))
+            && b.provider_status.as_deref() == Some("ended")),
+        "{batches:?}"
+    );
     assert_eq!(report.candidates[0].n, 10);
+    // The experiment page says so.
+    let page = reqwest::get(format!("{}/experiments/anthropic", bench.url))
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("text");
+    assert!(page.contains("Through batch interfaces") && page.contains(" of 10 requests"), "{page}");
 }
 
 on_both_engines! {
@@ -217,4 +228,26 @@ on_both_engines! {
         let replays = store.replays(&experiment.id).await.expect("replays");
         assert!(replays.iter().all(|r| r.error.is_none()) && replays.len() == 6);
     }
+}
+
+/// A judgment of several samples in batch mode asks them one batch after another (each call's
+/// seed follows from the last's position): every sample is asked once, through a batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_judgment_of_two_samples_asks_each_through_a_batch() {
+    let bench = Bench::start_with("batch-samples", QUIET, None, 8, batched).await;
+    let production_calls = bench.sim.calls.total();
+    let mut request = experiment_request("samples", "medium", "correctness", 8);
+    request.judge_samples = Some(2);
+    let experiment = bench.create(request).await;
+    run(&bench.app, &experiment).await;
+    let judgments = bench.app.store.judgments(&experiment.id).await.expect("judgments");
+    assert_eq!(judgments.len(), 16, "the baseline's and medium's, per item");
+    assert!(
+        judgments.iter().all(|j| j.score_samples.as_ref().is_some_and(|s| s.len() == 2)),
+        "{judgments:?}"
+    );
+    // medium replays directly (batch off); each judgment's two calls went through batches.
+    assert_eq!(bench.sim.batches.requests(), 32);
+    assert_eq!(bench.sim.calls.total() - production_calls, 8 + 32);
+    assert!(bench.sim.calls.repeats().is_empty());
 }

@@ -173,3 +173,27 @@ pub const DEFAULT_BATCH_DISCOUNT: f64 = 0.5;
 fn price_factor(batch: bool, discount: Option<f64>) -> f64 {
     if batch { 1.0 - discount.unwrap_or(DEFAULT_BATCH_DISCOUNT).clamp(0.0, 1.0) } else { 1.0 }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batched_calls_cost_the_declared_share_of_the_list_price() {
+        let candidate: CandidateConfig = toml::from_str(
+            "name = \"c\"\nbase_url = \"http://x/v1\"\nmodel = \"m\"\ninput_per_mtok = 1.0\noutput_per_mtok = 2.0\nbatch = true\n",
+        )
+        .expect("candidate");
+        assert_eq!(candidate.price_factor(), 0.5, "OpenAI's and Anthropic's discount unless set");
+        let candidate: CandidateConfig = toml::from_str(
+            "name = \"c\"\nbase_url = \"http://x/v1\"\nmodel = \"m\"\ninput_per_mtok = 1.0\noutput_per_mtok = 2.0\nbatch = true\nbatch_discount = 0.25\n",
+        )
+        .expect("candidate");
+        assert_eq!(candidate.price_factor(), 0.75);
+        let judge: JudgeConfig =
+            toml::from_str("base_url = \"http://x/v1\"\nmodel = \"j\"\nbatch_discount = 0.5\n")
+                .expect("judge");
+        assert_eq!(judge.price_factor(), 1.0, "a discount applies only in batch mode");
+        assert_eq!(price_factor(true, Some(3.0)), 0.0, "a discount is at most the whole price");
+    }
+}
