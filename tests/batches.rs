@@ -61,6 +61,7 @@ on_both_engines! {
         assert_eq!((progress.replays_done, progress.judgments_done), (40, 80), "{progress:?}");
         let replays = store.replays(&experiment.id).await.expect("replays");
         assert!(replays.iter().all(|r| r.error.is_none()), "every replay answered: {:?}", replays.iter().find(|r| r.error.is_some()));
+        assert!(replays.iter().all(|r| r.latency_ms.is_none()), "a batched answer has no latency of its own");
         let judgments = store.judgments(&experiment.id).await.expect("judgments");
         assert!(judgments.iter().all(|j| j.error.is_none() && j.score.is_some()));
         // Every batch evaltap formed reached the simulator once: two of replays (25, then 15

@@ -15,7 +15,7 @@ mod models;
 
 pub use alerts::{AlertsConfig, SlackSink, WebhookSink};
 pub use auth::{AuthConfig, Role, TokenConfig};
-pub use models::{CandidateConfig, JUDGE_OUTPUT_TOKENS_BOUND, JudgeConfig, ModelApi};
+pub use models::{CandidateConfig, DEFAULT_BATCH_DISCOUNT, JUDGE_OUTPUT_TOKENS_BOUND, JudgeConfig, ModelApi};
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]

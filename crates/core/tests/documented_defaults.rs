@@ -22,6 +22,18 @@ fn the_door_defaults_the_readme_states_are_the_configuration_s() {
         assert!(readme.contains(phrase), "the README no longer says {phrase:?}");
         assert_eq!(actual, documented, "{phrase:?}: the configuration's default is {actual}");
     }
+    // Batch mode's.
+    let worker = &config.worker;
+    let batch = [
+        (worker.batch_max_requests.to_string(), "`[worker] batch_max_requests` (1,000 unless set)", "1000"),
+        (worker.batch_wait_secs.to_string(), "`batch_wait_secs` (60 s)", "60"),
+        (worker.batch_poll_secs.to_string(), "`batch_poll_secs` (30 s)", "30"),
+        (evaltap_core::config::DEFAULT_BATCH_DISCOUNT.to_string(), "`batch_discount` (0.5 unless", "0.5"),
+    ];
+    for (actual, phrase, documented) in batch {
+        assert!(readme.contains(phrase), "the README no longer says {phrase:?}");
+        assert_eq!(actual, documented, "{phrase:?}: the configuration's default is {actual}");
+    }
     // The body limit is a whole number of MiB.
     assert_eq!(config.max_body_bytes % (1024 * 1024), 0);
     assert!(readme.contains("(500,000 unless set"), "the README no longer states max_body_values");
