@@ -252,3 +252,25 @@ async fn a_judgment_of_two_samples_asks_each_through_a_batch() {
     assert_eq!(bench.sim.calls.total() - production_calls, 8 + 32);
     assert!(bench.sim.calls.repeats().is_empty());
 }
+
+/// The cost estimated before a run prices batched calls at the batch discount.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_estimate_prices_batched_calls_at_the_discount() {
+    let bench = Bench::start_with("batch-estimate", QUIET, None, 6, batched).await;
+    let experiment = bench.create(experiment_request("estimate", "small", "correctness", 6)).await;
+    let batched = evaltap_worker::estimate_cost(&bench.app.store, &bench.app.rubrics, &experiment.spec)
+        .await
+        .expect("estimate");
+    let mut direct = experiment.spec.clone();
+    for candidate in &mut direct.candidates {
+        candidate.batch = false;
+    }
+    if let Some(judge) = direct.judge.as_mut() {
+        judge.batch = false;
+    }
+    let direct =
+        evaltap_worker::estimate_cost(&bench.app.store, &bench.app.rubrics, &direct).await.expect("estimate");
+    assert!(direct.replay_usd > 0.0 && direct.judge_usd > 0.0);
+    assert!((batched.replay_usd - direct.replay_usd * 0.5).abs() < 1e-12, "{batched:?} vs {direct:?}");
+    assert!((batched.judge_usd - direct.judge_usd * 0.5).abs() < 1e-12, "{batched:?} vs {direct:?}");
+}

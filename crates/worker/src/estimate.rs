@@ -77,20 +77,21 @@ pub async fn estimate_cost(
         &frozen
     };
     let ids = store.sample_item_ids(spec).await?;
-    let replayed: Vec<Price> = spec
+    // Each at its price, batched calls at the batch discount.
+    let replayed: Vec<(Price, f64)> = spec
         .compared_candidates()
-        .map(|c| c.price)
+        .map(|c| (c.price, c.price_factor()))
         .chain(
             spec.baseline_candidate()
                 .and_then(|name| spec.candidates.iter().find(|c| c.name == name))
-                .map(|c| c.price),
+                .map(|c| (c.price, c.price_factor())),
         )
         .collect();
     let judged_rubrics: Vec<&String> = spec.rubrics.iter().filter(|r| !r.starts_with(CHECK_PREFIX)).collect();
     let compared = spec.compared_candidates().count() as u64;
     let baseline_judged = u64::from(!matches!(spec.baseline, BaselineSpec::None));
     let samples = spec.judge_samples.max(1) as u64;
-    let judge_price = spec.judge.as_ref().map(|j| j.price());
+    let judge_price = spec.judge.as_ref().map(|j| (j.price(), j.price_factor()));
     let mut estimate = CostEstimate { items: ids.len(), ..CostEstimate::default() };
     for id in &ids {
         // The request, an answer of the length this item's answers run, and a reference.
@@ -120,9 +121,9 @@ pub async fn estimate_cost(
             output_tokens: tokens(&answer).max(1),
             ..Default::default()
         });
-        for price in &replayed {
+        for (price, factor) in &replayed {
             estimate.replay_calls += 1;
-            estimate.replay_usd += price.cost(usage);
+            estimate.replay_usd += price.cost(usage) * factor;
         }
         for rubric in &judged_rubrics {
             let pairwise = spec.is_pairwise(rubric);
@@ -131,7 +132,7 @@ pub async fn estimate_cost(
                 if spec.reference_by_definition(rubric).is_some() { 0 } else { baseline_judged };
             let calls = if pairwise { compared * 2 } else { (compared + baseline_judged) * samples };
             estimate.judge_calls += calls;
-            let Some(price) = judge_price else { continue };
+            let Some((price, factor)) = judge_price else { continue };
             let prompt = if pairwise {
                 rubrics.render_pair(rubric, &request, &answer, &answer)
             } else {
@@ -148,7 +149,7 @@ pub async fn estimate_cost(
                 input_tokens: tokens(&prompt),
                 output_tokens: JUDGE_ANSWER_TOKENS_EXPECTED,
                 ..Default::default()
-            });
+            }) * factor;
             estimate.judge_usd += call * calls as f64;
         }
     }
