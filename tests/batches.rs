@@ -274,3 +274,54 @@ async fn the_estimate_prices_batched_calls_at_the_discount() {
     assert!((batched.replay_usd - direct.replay_usd * 0.5).abs() < 1e-12, "{batched:?} vs {direct:?}");
     assert!((batched.judge_usd - direct.judge_usd * 0.5).abs() < 1e-12, "{batched:?} vs {direct:?}");
 }
+
+/// A batch cancelled at the provider (by an operator, say) while it runs: its replays fail
+/// with the reason and cost nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_cancelled_at_the_provider_fails_its_calls_unpaid() {
+    let bench = Bench::start_with("batch-cancel", QUIET, None, 6, batched).await;
+    bench.sim.batches.set_delay(Duration::from_secs(30));
+    let mut request = experiment_request("cancelled", "small", "correctness", 6);
+    request.spend_cap_usd = Some(1.0);
+    let experiment = bench.create(request).await;
+    let store = &bench.app.store;
+    let worker = BackgroundWorker::start(&bench.app);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let batches = store.batches(&experiment.id).await.expect("batches");
+        if batches.iter().map(|b| b.requests).sum::<i64>() == 6
+            && batches.iter().all(|b| b.provider_id.is_some())
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the replays never went out");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for batch in store.batches(&experiment.id).await.expect("batches") {
+        let id = batch.provider_id.expect("submitted");
+        let cancelled = reqwest::Client::new()
+            .post(format!("{}/batches/{id}/cancel", bench.sim.base_url()))
+            .send()
+            .await
+            .expect("cancel");
+        assert!(cancelled.status().is_success());
+    }
+    bench.app.wait_done(&experiment, Duration::from_secs(30), |_| {}).await.expect("done");
+    worker.stop().await;
+    let replays = store.replays(&experiment.id).await.expect("replays");
+    assert_eq!(replays.len(), 6);
+    assert!(
+        replays.iter().all(|r| r.error.as_deref().is_some_and(|e| e.contains("batch_cancelled"))),
+        "{replays:?}"
+    );
+    let spend = store.spend(&experiment.id).await.expect("spend");
+    assert!(spend.reserved_usd.abs() < 1e-12 && spend.total_spent_usd == 0.0, "{spend:?}");
+    assert!(
+        store
+            .batches(&experiment.id)
+            .await
+            .expect("batches")
+            .iter()
+            .all(|b| b.provider_status.as_deref() == Some("cancelled"))
+    );
+}

@@ -430,16 +430,13 @@ pub(crate) async fn get_openai_batch(State(state): State<SimState>, Path(id): Pa
 
 /// `GET /v1/batches` (newest first, all of them).
 pub(crate) async fn list_openai_batches(State(state): State<SimState>) -> Response {
-    let data: Vec<Value> = state
-        .batches
-        .book()
-        .batches
-        .iter()
-        .rev()
-        .filter(|b| b.interface == Interface::OpenAi)
-        .map(openai_batch)
-        .collect();
+    let data = listed(&state, Interface::OpenAi, openai_batch);
     Json(json!({"object": "list", "data": data, "has_more": false})).into_response()
+}
+
+/// The batches that came in by `interface`, newest first, each as `shape` shows it.
+fn listed(state: &SimState, interface: Interface, shape: fn(&SimBatch) -> Value) -> Vec<Value> {
+    state.batches.book().batches.iter().rev().filter(|b| b.interface == interface).map(shape).collect()
 }
 
 /// Cancels a batch still in progress: its requests are never run.
@@ -473,15 +470,7 @@ pub(crate) async fn get_anthropic_batch(State(state): State<SimState>, Path(id):
 
 /// `GET /v1/messages/batches` (newest first).
 pub(crate) async fn list_anthropic_batches(State(state): State<SimState>) -> Response {
-    let data: Vec<Value> = state
-        .batches
-        .book()
-        .batches
-        .iter()
-        .rev()
-        .filter(|b| b.interface == Interface::Anthropic)
-        .map(anthropic_batch)
-        .collect();
+    let data = listed(&state, Interface::Anthropic, anthropic_batch);
     Json(json!({"data": data, "has_more": false})).into_response()
 }
 
