@@ -325,3 +325,32 @@ async fn a_batch_cancelled_at_the_provider_fails_its_calls_unpaid() {
             .all(|b| b.provider_status.as_deref() == Some("cancelled"))
     );
 }
+
+/// Early stopping in batch mode: a clearly worse candidate stops between batches — its calls
+/// not yet out are never sent — and every dollar reserved for calls that went out is settled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clearly_worse_batched_candidate_stops_between_batches() {
+    let bench = Bench::start_with("batch-early-stop", JudgeBehavior::default(), None, 600, |config| {
+        batched(config);
+        config.worker.batch_max_requests = 50;
+    })
+    .await;
+    let experiment = bench
+        .create(evaltap_worker::ExperimentRequest {
+            early_stop: true,
+            margin: Some(0.05),
+            spend_cap_usd: Some(5.0),
+            ..experiment_request("batched-stop", "small", "correctness", 600)
+        })
+        .await;
+    let report = run(&bench.app, &experiment).await;
+    let small = &report.candidates[0];
+    assert!(small.stopped_early.is_some() && small.settled > 0, "{small:#?}");
+    assert_eq!(small.n + small.settled + small.errors, 600);
+    // Only what was answered went out: every request the simulator received was a batch's.
+    let sent: i64 = report.batches.iter().find(|b| b.endpoint == "small").map_or(0, |b| b.requests);
+    assert_eq!(sent as usize, small.n + small.errors, "{:?}", report.batches);
+    assert!((sent as usize) < 600);
+    let spend = bench.app.store.spend(&experiment.id).await.expect("spend");
+    assert!(spend.reserved_usd.abs() < 1e-12 && spend.presumed_calls == 0, "{spend:?}");
+}

@@ -60,8 +60,18 @@ pub(super) async fn replay_held(
     let config = experiment.spec.candidates.iter().find(|c| c.name == candidate).ok_or_else(|| {
         WorkerError::Missing(format!("experiment {experiment_id} has no candidate `{candidate}`"))
     })?;
-    // Early stopping: a candidate whose verdict is settled makes no more calls.
-    if experiment.spec.early_stop && svc.store.is_settled(experiment_id, candidate).await? {
+    // Early stopping: a candidate whose verdict is settled makes no more calls (a call its
+    // batch already answered was paid for: it is stored, and settles its reservation).
+    if experiment.spec.early_stop
+        && svc.store.is_settled(experiment_id, candidate).await?
+        && !(config.batch && !svc.store.batch_answers(experiment_id, key).await?.is_empty())
+    {
+        // A reservation left by a worker that died before parking its call: nothing went out.
+        if config.batch
+            && let Some(held) = svc.store.held_reservation(experiment_id, key).await?
+        {
+            svc.store.settle_spend(experiment_id, SpendKind::Replay, Some(&held), Paid::Actual(0.0)).await?;
+        }
         let mut record =
             ReplayRecord::new(experiment_id, experiment.spec.item_kind(), item_id, candidate, &config.model);
         record.error = Some(evaltap_store::SETTLED.into());
