@@ -61,8 +61,9 @@ pub(crate) enum BenchCommand {
         #[arg(long)]
         no_litellm: bool,
     },
-    /// Dollars per decided verdict on the demo's setting, every exchange replayed (fixed n)
-    /// beside early stopping: two whole runs against the simulated upstream.
+    /// Dollars per decided verdict on the demo's setting: every exchange replayed (fixed n),
+    /// early stopping, + the result cache, that run asked again, + batch mode — whole runs
+    /// against the simulated upstream.
     Cost {
         /// Production exchanges.
         #[arg(long, default_value_t = 1200)]
