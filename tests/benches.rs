@@ -41,11 +41,11 @@ fn bench_stats_runs_plain_and_clustered() {
 #[test]
 fn bench_cost_prints_dollars_per_verdict_for_each_mode() {
     let out = evaltap(&["bench", "cost", "--exchanges", "600"]);
-    let rows: Vec<&str> = ["fixed n", "early stop", "+ cache", "cached re-run"]
+    let rows: Vec<&str> = ["fixed n", "early stop", "+ cache", "cached re-run", "+ batch"]
         .iter()
         .filter_map(|mode| out.lines().find(|l| l.starts_with(mode)))
         .collect();
-    assert_eq!(rows.len(), 4, "{out}");
+    assert_eq!(rows.len(), 5, "{out}");
     // Every mode's label is two words: the figures follow.
     let spent = |row: &str| row.split_whitespace().nth(2).and_then(|v| v.parse::<f64>().ok()).expect("spent");
     let replays =
@@ -58,6 +58,8 @@ fn bench_cost_prints_dollars_per_verdict_for_each_mode() {
     // Asked again, the experiment pays only for what the first run did not (it stopped early):
     // the rest is read back from the cache.
     assert!(spent(rows[3]) < spent(rows[2]), "{out}");
+    // Through the batch interface every call costs half: well under early stopping alone.
+    assert!(spent(rows[4]) < spent(rows[1]) && spent(rows[4]) <= spent(rows[0]) * 0.5, "{out}");
 }
 
 #[test]
