@@ -197,38 +197,64 @@ on_both_engines! {
     /// batch's id leaves it `submitting`: the next worker finds it at the provider by the tag
     /// in its metadata and polls it, instead of submitting it again.
     async fn a_batch_created_but_not_recorded_is_found_not_resubmitted() {
-        let bench = Bench::start_with("batch-found", QUIET, None, 6, batched).await;
-        bench.sim.batches.set_delay(Duration::from_secs(2));
-        let experiment = bench.create(experiment_request("found", "small", "correctness", 6)).await;
-        let store = &bench.app.store;
-        let worker = BackgroundWorker::start(&bench.app);
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while bench.sim.batches.created() < 1 {
-            assert!(std::time::Instant::now() < deadline, "no batch submitted");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        worker.stop().await;
-        // As if the worker had died between the provider's answer and recording it.
-        let forget = "UPDATE batches SET status = 'submitting', provider_id = NULL, expires_ms = 0";
-        match store.pool() {
-            evaltap_store::Pool::Sqlite(pool) => sqlx::query(forget).execute(pool).await.map(|_| ()),
-            evaltap_store::Pool::Postgres(pool) => sqlx::query(forget).execute(pool).await.map(|_| ()),
-        }
-        .expect("forget the provider's id");
-        let worker = BackgroundWorker::start(&bench.app);
-        bench.app.wait_done(&experiment, Duration::from_secs(30), |_| {}).await.expect("done");
-        worker.stop().await;
-
-        let batches = store.batches(&experiment.id).await.expect("batches");
-        let replay_batches: Vec<_> = batches.iter().filter(|b| b.endpoint == "small").collect();
-        assert_eq!(replay_batches.len(), 1, "{batches:?}");
-        assert_eq!(replay_batches[0].provider_id.as_deref(), Some("batch_sim_1"), "found, not created again");
-        assert_eq!(replay_batches[0].submissions, 1);
-        assert_eq!(bench.sim.batches.created(), batches.len());
-        assert!(bench.sim.calls.repeats().is_empty());
-        let replays = store.replays(&experiment.id).await.expect("replays");
-        assert!(replays.iter().all(|r| r.error.is_none()) && replays.len() == 6);
+        found_not_resubmitted(evaltap_core::ModelApi::OpenaiChat).await;
     }
+}
+
+/// The same on Anthropic's interface, whose batches take no metadata: the batch is found by
+/// its size and time, and checked on its results.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_anthropic_batch_created_but_not_recorded_is_found_by_size_and_time() {
+    found_not_resubmitted(evaltap_core::ModelApi::AnthropicMessages).await;
+}
+
+async fn found_not_resubmitted(api: evaltap_core::ModelApi) {
+    let bench = Bench::start_with("batch-found", QUIET, None, 6, |config| {
+        batched(config);
+        for candidate in &mut config.candidates {
+            if candidate.name == "small" {
+                candidate.api = api;
+            }
+        }
+    })
+    .await;
+    bench.sim.batches.set_delay(Duration::from_secs(2));
+    let experiment = bench.create(experiment_request("found", "small", "correctness", 6)).await;
+    let store = &bench.app.store;
+    let worker = BackgroundWorker::start(&bench.app);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while bench.sim.batches.created() < 1 {
+        assert!(std::time::Instant::now() < deadline, "no batch submitted");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    worker.stop().await;
+    let first = store.batches(&experiment.id).await.expect("batches");
+    assert_eq!(first.len(), 1, "{first:?}");
+    let provider_id = first[0].provider_id.clone().expect("recorded");
+    // As if the worker had died between the provider's answer and recording it.
+    let forget = "UPDATE batches SET status = 'submitting', provider_id = NULL, expires_ms = 0";
+    match store.pool() {
+        evaltap_store::Pool::Sqlite(pool) => sqlx::query(forget).execute(pool).await.map(|_| ()),
+        evaltap_store::Pool::Postgres(pool) => sqlx::query(forget).execute(pool).await.map(|_| ()),
+    }
+    .expect("forget the provider's id");
+    let worker = BackgroundWorker::start(&bench.app);
+    bench.app.wait_done(&experiment, Duration::from_secs(30), |_| {}).await.expect("done");
+    worker.stop().await;
+
+    let batches = store.batches(&experiment.id).await.expect("batches");
+    let replay_batches: Vec<_> = batches.iter().filter(|b| b.endpoint == "small").collect();
+    assert_eq!(replay_batches.len(), 1, "{batches:?}");
+    assert_eq!(
+        replay_batches[0].provider_id.as_deref(),
+        Some(provider_id.as_str()),
+        "found, not created again"
+    );
+    assert_eq!(replay_batches[0].submissions, 1);
+    assert_eq!(bench.sim.batches.created(), batches.len());
+    assert!(bench.sim.calls.repeats().is_empty());
+    let replays = store.replays(&experiment.id).await.expect("replays");
+    assert!(replays.iter().all(|r| r.error.is_none()) && replays.len() == 6, "{replays:?}");
 }
 
 /// A judgment of several samples in batch mode asks them one batch after another (each call's
@@ -353,4 +379,57 @@ async fn a_clearly_worse_batched_candidate_stops_between_batches() {
     assert!((sent as usize) < 600);
     let spend = bench.app.store.spend(&experiment.id).await.expect("spend");
     assert!(spend.reserved_usd.abs() < 1e-12 && spend.presumed_calls == 0, "{spend:?}");
+}
+
+/// On Anthropic's interface a batch found by size and time is checked on its results: one that
+/// was another's (here a batch of the same size created just before, by someone else) is not
+/// taken for this one's answers — this one is submitted after all, and its results land.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_anthropic_batch_found_by_size_and_time_is_checked_on_its_results() {
+    let bench = Bench::start_with("batch-mismatch", QUIET, None, 6, |config| {
+        batched(config);
+        for candidate in &mut config.candidates {
+            if candidate.name == "small" {
+                candidate.api = evaltap_core::ModelApi::AnthropicMessages;
+            }
+        }
+    })
+    .await;
+    bench.sim.batches.set_delay(Duration::from_secs(2));
+    // Someone else's batch of six, created first.
+    let foreign: Vec<serde_json::Value> = (0..6)
+        .map(|n| serde_json::json!({"custom_id": format!("theirs-{n}"), "params": {"model": "sim-small", "max_tokens": 16,
+            "messages": [{"role": "user", "content": format!("What is {n} + {n}?")}]}}))
+        .collect();
+    let created = reqwest::Client::new()
+        .post(format!("{}/messages/batches", bench.sim.base_url()))
+        .json(&serde_json::json!({"requests": foreign}))
+        .send()
+        .await
+        .expect("foreign batch");
+    assert!(created.status().is_success());
+    let experiment = bench.create(experiment_request("mismatch", "small", "correctness", 6)).await;
+    let store = &bench.app.store;
+    let worker = BackgroundWorker::start(&bench.app);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while bench.sim.batches.created() < 2 {
+        assert!(std::time::Instant::now() < deadline, "no batch submitted");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    worker.stop().await;
+    let forget = "UPDATE batches SET status = 'submitting', provider_id = NULL, expires_ms = 0";
+    sqlx::query(forget).execute(sqlite_pool(store)).await.expect("forget the provider's id");
+    let worker = BackgroundWorker::start(&bench.app);
+    bench.app.wait_done(&experiment, Duration::from_secs(30), |_| {}).await.expect("done");
+    worker.stop().await;
+
+    let batches = store.batches(&experiment.id).await.expect("batches");
+    let ours = batches.iter().find(|b| b.endpoint == "small").expect("small's batch");
+    assert_ne!(ours.provider_id.as_deref(), Some("msgbatch_sim_1"), "not the foreign batch's answers");
+    assert_eq!(ours.submissions, 2, "submitted after all: {ours:?}");
+    let replays = store.replays(&experiment.id).await.expect("replays");
+    assert!(
+        replays.iter().all(|r| r.error.is_none() && r.output_text.is_some()) && replays.len() == 6,
+        "{replays:?}"
+    );
 }

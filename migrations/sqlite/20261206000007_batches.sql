@@ -20,7 +20,8 @@ CREATE INDEX batch_calls_ungrouped ON batch_calls (experiment_id, endpoint, park
 CREATE INDEX batch_calls_batch ON batch_calls (batch_id, custom_id);
 
 -- Batches: `new` (grouped), `submitting` (a worker is creating it at the provider: a worker
--- taking it over looks for it there first, by its id in the batch's metadata), `submitted`
+-- taking it over looks for it there first — by its id in the batch's metadata on OpenAI's
+-- interface, by its size and time on Anthropic's, checked on its results), `submitted`
 -- (polled), `ended`. Driven by one worker at a time, under a lease.
 CREATE TABLE batches (
     id              TEXT PRIMARY KEY,
@@ -34,6 +35,8 @@ CREATE TABLE batches (
     owner           TEXT NOT NULL DEFAULT '',
     expires_ms      BIGINT NOT NULL DEFAULT 0,
     created_ms      BIGINT NOT NULL,
+    -- When a worker last started submitting it (a batch found at the provider must be no older).
+    submitting_ms   BIGINT,
     submitted_ms    BIGINT,
     ended_ms        BIGINT
 );

@@ -165,25 +165,54 @@ impl BatchClient {
             .ok_or_else(|| self.invalid("/batches", "the created batch has no `id`"))
     }
 
-    /// The batch tagged `tag`, if one was created (OpenAI's batches carry the tag in their
-    /// metadata). Anthropic's batches take no metadata: `None`.
-    pub async fn find(&self, tag: &str) -> Result<Option<String>, ProviderError> {
-        if self.api == ModelApi::AnthropicMessages {
-            return Ok(None);
-        }
+    /// The batch this client created for evaltap's batch `tag` of `requests` requests, if it
+    /// was created after `since_secs` (when its submission started) by a worker that died
+    /// before recording it. OpenAI's batches carry the tag in their metadata. Anthropic's take
+    /// no metadata: there it is the oldest batch of that many requests created since, that no
+    /// other evaltap batch recorded (`taken`) — a match the caller checks on its results.
+    pub async fn find(
+        &self,
+        tag: &str,
+        since_secs: i64,
+        requests: usize,
+        taken: &std::collections::HashSet<String>,
+    ) -> Result<Option<String>, ProviderError> {
+        let anthropic = self.api == ModelApi::AnthropicMessages;
         let mut after: Option<String> = None;
+        let mut found = None;
         for _ in 0..LIST_PAGES {
+            let (list, cursor) =
+                if anthropic { ("/messages/batches", "after_id") } else { ("/batches", "after") };
             let path = match &after {
-                Some(id) => format!("/batches?limit=100&after={id}"),
-                None => "/batches?limit=100".to_string(),
+                Some(id) => format!("{list}?limit=100&{cursor}={id}"),
+                None => format!("{list}?limit=100"),
             };
             let page = self.json(self.request(reqwest::Method::GET, &path), &path).await?;
             let data = page.get("data").and_then(Value::as_array).cloned().unwrap_or_default();
-            if let Some(found) = data
-                .iter()
-                .find(|b| b.pointer(&format!("/metadata/{BATCH_TAG}")).and_then(Value::as_str) == Some(tag))
-            {
-                return Ok(found.get("id").and_then(Value::as_str).map(str::to_string));
+            for batch in &data {
+                let id = batch.get("id").and_then(Value::as_str).unwrap_or_default();
+                let matches = if anthropic {
+                    let created = batch
+                        .get("created_at")
+                        .and_then(Value::as_str)
+                        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                        .map(|t| t.timestamp());
+                    let counts = batch.get("request_counts").and_then(Value::as_object);
+                    let total: u64 = counts.map_or(0, |c| c.values().filter_map(Value::as_u64).sum());
+                    // A minute of clock skew between evaltap and the provider.
+                    created.is_some_and(|t| t >= since_secs - 60)
+                        && total == requests as u64
+                        && !taken.contains(id)
+                } else {
+                    batch.pointer(&format!("/metadata/{BATCH_TAG}")).and_then(Value::as_str) == Some(tag)
+                };
+                if matches && !id.is_empty() {
+                    // Newest first: the last match is the oldest.
+                    found = Some(id.to_string());
+                    if !anthropic {
+                        return Ok(found);
+                    }
+                }
             }
             let more = page.get("has_more").and_then(Value::as_bool) == Some(true);
             after = data.last().and_then(|b| b.get("id")).and_then(Value::as_str).map(str::to_string);
@@ -191,7 +220,7 @@ impl BatchClient {
                 break;
             }
         }
-        Ok(None)
+        Ok(found)
     }
 
     /// The batch's state.

@@ -34,6 +34,10 @@ pub struct BatchRow {
     pub provider_id: Option<String>,
     /// Times a worker started submitting it.
     pub submissions: i64,
+    /// Requests in it.
+    pub requests: i64,
+    /// When a worker last started submitting it (ms since the epoch).
+    pub submitting_ms: Option<i64>,
 }
 
 /// A batch of an experiment, as shown in its report and checked by tests.
@@ -233,14 +237,26 @@ impl Store {
         Ok(formed)
     }
 
+    /// Whether any batch waits for a driver (a read: idle workers poll with it, so that having
+    /// no batches costs no write).
+    pub async fn has_undriven_batches(&self) -> Result<bool> {
+        Ok(with_pool!(&self.pool, p => sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM batches WHERE status <> 'ended' AND expires_ms < $1)",
+        )
+        .bind(now_ms())
+        .fetch_one(p)
+        .await)?)
+    }
+
     /// Takes the batches not ended whose driver's lease ran out (or that were never driven)
     /// for `owner`, for `lease`.
     pub async fn claim_batches(&self, owner: &str, lease: Duration) -> Result<Vec<BatchRow>> {
         let now = now_ms();
-        let rows: Vec<(String, String, String, String, Option<String>, i64)> = with_pool!(&self.pool, p => sqlx::query_as(
+        type Row = (String, String, String, String, Option<String>, i64, i64, Option<i64>);
+        let rows: Vec<Row> = with_pool!(&self.pool, p => sqlx::query_as(
             "UPDATE batches SET owner = $1, expires_ms = $2
              WHERE status <> 'ended' AND expires_ms < $3
-             RETURNING id, experiment_id, endpoint, status, provider_id, submissions",
+             RETURNING id, experiment_id, endpoint, status, provider_id, submissions, requests, submitting_ms",
         )
         .bind(owner)
         .bind(now.saturating_add(millis(lease)))
@@ -249,14 +265,20 @@ impl Store {
         .await)?;
         Ok(rows
             .into_iter()
-            .map(|(id, experiment_id, endpoint, status, provider_id, submissions)| BatchRow {
-                id,
-                experiment_id,
-                endpoint,
-                status,
-                provider_id,
-                submissions,
-            })
+            .map(
+                |(id, experiment_id, endpoint, status, provider_id, submissions, requests, submitting_ms)| {
+                    BatchRow {
+                        id,
+                        experiment_id,
+                        endpoint,
+                        status,
+                        provider_id,
+                        submissions,
+                        requests,
+                        submitting_ms,
+                    }
+                },
+            )
             .collect())
     }
 
@@ -307,11 +329,12 @@ impl Store {
     /// worker taking over knows to look for it there). False if the lease was lost.
     pub async fn batch_submitting(&self, id: &str, owner: &str) -> Result<bool> {
         Ok(with_pool!(&self.pool, p => sqlx::query(
-            "UPDATE batches SET status = 'submitting', submissions = submissions + 1
+            "UPDATE batches SET status = 'submitting', submissions = submissions + 1, submitting_ms = $3
              WHERE id = $1 AND owner = $2 AND status IN ('new', 'submitting')",
         )
         .bind(id)
         .bind(owner)
+        .bind(now_ms())
         .execute(p)
         .await
         .map(|done| done.rows_affected()))?
@@ -328,6 +351,33 @@ impl Store {
         .bind(owner)
         .bind(provider_id)
         .bind(now_ms())
+        .execute(p)
+        .await
+        .map(|done| done.rows_affected()))?
+            == 1)
+    }
+
+    /// The provider ids evaltap recorded for batches of `endpoint` formed since `since_ms`:
+    /// a batch found at the provider by its size and time is one of these if another evaltap
+    /// batch already owns it.
+    pub async fn recorded_provider_ids(&self, since_ms: i64) -> Result<Vec<String>> {
+        Ok(with_pool!(&self.pool, p => sqlx::query_scalar(
+            "SELECT provider_id FROM batches WHERE provider_id IS NOT NULL AND created_ms >= $1",
+        )
+        .bind(since_ms)
+        .fetch_all(p)
+        .await)?)
+    }
+
+    /// Forgets the provider's batch a batch was matched with (its results are not this batch's
+    /// requests): it is submitted again. False if `owner` no longer drives it.
+    pub async fn batch_mismatched(&self, id: &str, owner: &str) -> Result<bool> {
+        Ok(with_pool!(&self.pool, p => sqlx::query(
+            "UPDATE batches SET status = 'new', provider_id = NULL, submitted_ms = NULL
+             WHERE id = $1 AND owner = $2 AND status = 'submitted'",
+        )
+        .bind(id)
+        .bind(owner)
         .execute(p)
         .await
         .map(|done| done.rows_affected()))?

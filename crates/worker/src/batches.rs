@@ -5,9 +5,9 @@
 //!
 //! Nothing is submitted twice: a worker records that it is submitting a batch before asking
 //! the provider, and a worker taking over a batch left `submitting` first looks for it at the
-//! provider by the tag in its metadata (OpenAI's interface; Anthropic's takes no metadata, so
-//! there a batch whose worker died in the instant between the provider's answer and recording
-//! it is submitted again).
+//! provider — by the tag in its metadata on OpenAI's interface; by size and time on
+//! Anthropic's, which takes no metadata, checked on the results (a batch that was another's is
+//! not taken for this one: this one is submitted after all).
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -38,6 +38,14 @@ pub(crate) async fn keep(svc: Services, mut stop: tokio::sync::watch::Receiver<b
         }
         if let Err(err) = svc.store.group_parked_calls(svc.batching.max_requests, svc.batching.wait).await {
             tracing::debug!(%err, "grouping parked calls failed; will retry");
+        }
+        match svc.store.has_undriven_batches().await {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(err) => {
+                tracing::debug!(%err, "looking for batches failed; will retry");
+                continue;
+            }
         }
         match svc.store.claim_batches(&svc.owner, svc.lease).await {
             Ok(batches) => {
@@ -133,16 +141,41 @@ async fn step(svc: &Services, client: &BatchClient, batch: &mut BatchRow) -> Res
         BatchState::Ended { status, files } => (status, files),
     };
     let answers = client.answers(&files).await?;
+    // A batch found at the provider by its size and time (Anthropic's) whose results are not
+    // this batch's requests was another's: this one is submitted after all.
+    let ours: HashSet<String> =
+        svc.store.batch_requests(&batch.id).await?.into_iter().map(|(custom_id, _)| custom_id).collect();
+    if !answers.is_empty() && !answers.iter().any(|(custom_id, _)| ours.contains(custom_id)) {
+        tracing::warn!(batch = %batch.id, provider = %provider_id, "the batch found at the provider was another's; submitting this one");
+        svc.store.batch_mismatched(&batch.id, &svc.owner).await?;
+        batch.provider_id = None;
+        batch.status = "new".into();
+        return Ok(Step::Submitted);
+    }
     svc.store.end_batch(&batch.id, &svc.owner, &status, &answers, &unanswered(&status)).await?;
     let failed = answers.iter().filter(|(_, a)| a.is_err()).count();
     tracing::info!(batch = %batch.id, provider = %provider_id, %status, answers = answers.len(), failed, "batch ended");
     Ok(Step::Ended)
 }
 
+/// The provider's batch a worker that died while submitting `batch` created, if any.
+async fn find_submitted(
+    svc: &Services,
+    client: &BatchClient,
+    batch: &BatchRow,
+) -> Result<Option<String>, DriveError> {
+    let since_ms = batch.submitting_ms.unwrap_or(0);
+    // Provider ids evaltap recorded for batches formed in the day before: those are taken.
+    let taken: HashSet<String> =
+        svc.store.recorded_provider_ids(since_ms - 86_400_000).await?.into_iter().collect();
+    let requests = usize::try_from(batch.requests).unwrap_or(0);
+    Ok(client.find(&batch.id, since_ms / 1000, requests, &taken).await?)
+}
+
 async fn submit(svc: &Services, client: &BatchClient, batch: &mut BatchRow) -> Result<Step, DriveError> {
     // A worker died while submitting it: it may exist at the provider already.
     if batch.status == "submitting"
-        && let Some(found) = client.find(&batch.id).await?
+        && let Some(found) = find_submitted(svc, client, batch).await?
     {
         tracing::info!(batch = %batch.id, provider = %found, "found a batch submitted before a restart; polling it");
         svc.store.batch_submitted(&batch.id, &svc.owner, &found).await?;
