@@ -11,7 +11,7 @@ CREATE TABLE batch_calls (
     body          TEXT NOT NULL,
     parked_ms     BIGINT NOT NULL,
     batch_id      TEXT,
-    answered      BOOLEAN NOT NULL DEFAULT FALSE,
+    answered      INTEGER NOT NULL DEFAULT 0,
     response      TEXT,
     error         TEXT,
     PRIMARY KEY (experiment_id, work_key, request_key)
