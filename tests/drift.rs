@@ -65,22 +65,11 @@ async fn dataset(app: &App, name: &str, n: usize) -> DatasetRef {
 /// run still finishing); returns every tick's alerts.
 async fn run_slot(app: &App, now: DateTime<Utc>) -> TickReport {
     let ctx = app.drift_context().expect("context");
-    let mut all = tick(&ctx, now).await.expect("tick");
-    assert_eq!(all.started.len(), 1, "one run per due slot: {all:?}");
-    let started = all.started[0].clone();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while !all.evaluated.contains(&started) {
-        if tokio::time::Instant::now() >= deadline {
-            panic!("the run never finished: {}", stuck(app).await);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let next = tick(&ctx, now).await.expect("tick");
-        assert!(next.started.is_empty(), "a slot starts once");
-        all.evaluated.extend(next.evaluated);
-        all.opened.extend(next.opened);
-        all.closed.extend(next.closed);
+    match evaltap_drift::run_slot_to_end(&ctx, now, Duration::from_millis(50), Duration::from_secs(60)).await
+    {
+        Ok(report) => report,
+        Err(err) => panic!("{err}: {}", stuck(app).await),
     }
-    all
 }
 
 async fn front_page(url: &str) -> String {

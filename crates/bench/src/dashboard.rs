@@ -221,14 +221,9 @@ async fn populate_golden_and_drift(app: &evaltap_app::App, settings: &DashboardB
     let start = chrono::Utc::now() - chrono::Duration::hours(settings.drift_runs as i64);
     for k in 0..settings.drift_runs {
         let now = start + chrono::Duration::hours(k as i64);
-        let mut report = evaltap_drift::tick(&ctx, now).await?;
-        let started = report.started.first().cloned().context("a due slot starts a run")?;
-        let deadline = Instant::now() + Duration::from_secs(600);
-        while !report.evaluated.contains(&started) {
-            anyhow::ensure!(Instant::now() < deadline, "drift run {k} did not finish in 10 minutes");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            report = evaltap_drift::tick(&ctx, now).await?;
-        }
+        evaltap_drift::run_slot_to_end(&ctx, now, Duration::from_millis(100), Duration::from_secs(600))
+            .await
+            .with_context(|| format!("drift run {k}"))?;
     }
     Ok(())
 }

@@ -122,7 +122,7 @@ pub(crate) async fn run_request(
         tags: [(guard.tag.clone(), guard.route.clone())].into(),
         ..Filter::default()
     };
-    if ctx.store.matching_exchanges(&filter).await?.is_empty() {
+    if ctx.store.matching_exchange_ids(&filter).await?.is_empty() {
         return Ok(None);
     }
     Ok(Some(ExperimentRequest {

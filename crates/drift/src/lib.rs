@@ -128,6 +128,42 @@ pub struct TickReport {
     pub closed: Vec<Alert>,
 }
 
+/// Runs the one slot due at `now` to its end (a worker must be running): ticks once, starting
+/// its run, then again every `poll` until that run is evaluated, gathering what each tick did.
+/// Fails if not exactly one slot was due, if a later tick starts another, or if the run is not
+/// evaluated within `limit` (for benchmarks and tests that step a schedule through time).
+pub async fn run_slot_to_end(
+    ctx: &DriftContext,
+    now: DateTime<Utc>,
+    poll: Duration,
+    limit: Duration,
+) -> Result<TickReport, DriftError> {
+    let mut all = tick(ctx, now).await?;
+    let [started] = all.started.as_slice() else {
+        return Err(DriftError::Invalid(format!("{} slots were due, not one", all.started.len())));
+    };
+    let started = started.clone();
+    let deadline = tokio::time::Instant::now() + limit;
+    while !all.evaluated.contains(&started) {
+        if tokio::time::Instant::now() >= deadline {
+            return Err(DriftError::Invalid(format!(
+                "the run of slot {} was not evaluated within {} s",
+                started.1,
+                limit.as_secs()
+            )));
+        }
+        tokio::time::sleep(poll).await;
+        let next = tick(ctx, now).await?;
+        if !next.started.is_empty() {
+            return Err(DriftError::Invalid(format!("a later tick started {:?} as well", next.started)));
+        }
+        all.evaluated.extend(next.evaluated);
+        all.opened.extend(next.opened);
+        all.closed.extend(next.closed);
+    }
+    Ok(all)
+}
+
 /// One pass at time `now`: start the current slot of every due schedule (only the current one:
 /// slots missed while nothing ran are not caught up one by one), then evaluate every finished
 /// run against its schedule's reference run.

@@ -54,15 +54,4 @@ impl Store {
                 .collect()
         })
     }
-
-    /// Whether `candidate` of the experiment stopped early.
-    pub async fn is_settled(&self, experiment_id: &str, candidate: &str) -> Result<bool> {
-        let found: Option<i64> = with_pool!(&self.pool, p => sqlx::query_scalar(
-            "SELECT pairs FROM settled_candidates WHERE experiment_id = $1 AND candidate = $2",
-        )
-        .bind(experiment_id)
-        .bind(candidate)
-        .fetch_optional(p).await)?;
-        Ok(found.is_some())
-    }
 }

@@ -220,34 +220,36 @@ impl Store {
         self.store_experiment(experiment, ids).await
     }
 
+    /// The ids of the successful exchanges `f` matches (ids and tags read, no bodies).
+    pub async fn matching_exchange_ids(&self, f: &crate::Filter) -> Result<Vec<String>> {
+        // Tags are matched here rather than in SQL: the two engines read JSON differently.
+        let rows: Vec<(String, String)> = with_pool!(&self.pool, p => sqlx::query_as(
+            "SELECT id, CASE WHEN $5 THEN tags ELSE '{}' END FROM exchanges WHERE succeeded = TRUE
+               AND ($1 IS NULL OR source = $1) AND ($2 IS NULL OR model = $2)
+               AND ($3 IS NULL OR received_at >= $3) AND ($4 IS NULL OR received_at < $4)",
+        )
+        .bind(&f.source)
+        .bind(&f.model)
+        .bind(f.since)
+        .bind(f.until)
+        .bind(!f.tags.is_empty())
+        .fetch_all(p).await)?;
+        Ok(rows
+            .into_iter()
+            .filter(|(_, tags)| {
+                f.tags.is_empty() || serde_json::from_str::<Value>(tags).is_ok_and(|tags| f.tags_match(&tags))
+            })
+            .map(|(id, _)| id)
+            .collect())
+    }
+
     /// The sample an experiment of `spec` would freeze now: the dataset's items, or the
     /// matching exchanges, ordered by a hash of (experiment name, item id), the first
     /// `sample_size` kept.
     pub async fn sample_item_ids(&self, spec: &ExperimentSpec) -> Result<Vec<String>> {
         let mut ids: Vec<String> = match &spec.dataset {
             Some(dataset) => self.dataset_items(&dataset.version).await?.into_iter().map(|i| i.key).collect(),
-            None => {
-                let f = &spec.filter;
-                // Tags are matched here rather than in SQL: the two engines read JSON differently.
-                let rows: Vec<(String, String)> = with_pool!(&self.pool, p => sqlx::query_as(
-                    "SELECT id, CASE WHEN $5 THEN tags ELSE '{}' END FROM exchanges WHERE succeeded = TRUE
-                       AND ($1 IS NULL OR source = $1) AND ($2 IS NULL OR model = $2)
-                       AND ($3 IS NULL OR received_at >= $3) AND ($4 IS NULL OR received_at < $4)",
-                )
-                .bind(&f.source)
-                .bind(&f.model)
-                .bind(f.since)
-                .bind(f.until)
-                .bind(!f.tags.is_empty())
-                .fetch_all(p).await)?;
-                rows.into_iter()
-                    .filter(|(_, tags)| {
-                        f.tags.is_empty()
-                            || serde_json::from_str::<Value>(tags).is_ok_and(|tags| f.tags_match(&tags))
-                    })
-                    .map(|(id, _)| id)
-                    .collect()
-            }
+            None => self.matching_exchange_ids(&spec.filter).await?,
         };
         if ids.is_empty() {
             return Err(StoreError::NotFound(match &spec.dataset {

@@ -23,6 +23,8 @@ pub struct Services {
     frozen_rubrics: Arc<Mutex<HashMap<String, Rubrics>>>,
     /// Experiments by id: frozen at creation, so read and parsed once per process.
     experiments: Arc<Mutex<HashMap<String, Arc<Experiment>>>>,
+    /// Each experiment's candidates settled by early stopping, as last read, and when.
+    settled: Arc<Mutex<HashMap<String, SettledRead>>>,
     /// This process's name on the claims it holds.
     pub owner: String,
     /// How long a claim (and its spend reservation) lasts unless renewed.
@@ -46,6 +48,12 @@ pub struct Batching {
     pub poll: Duration,
 }
 
+/// An experiment's settled candidates as read, and when.
+type SettledRead = (std::time::Instant, std::collections::HashSet<String>);
+
+/// How long a read of an experiment's settled candidates is used before it is read again.
+pub const SETTLED_FRESH: Duration = Duration::from_millis(250);
+
 /// A backstop on any one HTTP request; attempts are bounded tighter by each endpoint's
 /// `attempt_timeout_secs` (and calls by `deadline_secs`).
 const CALL_TIMEOUT: Duration = Duration::from_secs(600);
@@ -66,6 +74,7 @@ impl Services {
             clients: Arc::default(),
             frozen_rubrics: Arc::default(),
             experiments: Arc::default(),
+            settled: Arc::default(),
             owner: format!("evaltap-{}-{}", std::process::id(), uuid::Uuid::now_v7()),
             lease: config.worker.lease(),
             recommend: config.recommend.clone(),
@@ -87,6 +96,24 @@ impl Services {
         let mut cache = self.experiments.lock().unwrap_or_else(|p| p.into_inner());
         cache.insert(id.to_string(), experiment.clone());
         Ok(experiment)
+    }
+
+    /// Whether early stopping settled `candidate` of an experiment, read from the store at most
+    /// every [`SETTLED_FRESH`] per experiment (not once per replay): a candidate settled just
+    /// now may make a few more replays, as the work in flight when it settled does anyway.
+    pub async fn is_settled(&self, experiment_id: &str, candidate: &str) -> Result<bool, StoreError> {
+        if let Some((read_at, settled)) =
+            self.settled.lock().unwrap_or_else(|p| p.into_inner()).get(experiment_id)
+            && read_at.elapsed() < SETTLED_FRESH
+        {
+            return Ok(settled.contains(candidate));
+        }
+        let settled: std::collections::HashSet<String> =
+            self.store.settled_candidates(experiment_id).await?.into_iter().map(|s| s.candidate).collect();
+        let found = settled.contains(candidate);
+        let mut cache = self.settled.lock().unwrap_or_else(|p| p.into_inner());
+        cache.insert(experiment_id.to_string(), (std::time::Instant::now(), settled));
+        Ok(found)
     }
 
     fn client(

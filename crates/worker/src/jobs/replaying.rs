@@ -63,7 +63,7 @@ pub(super) async fn replay_held(
     // Early stopping: a candidate whose verdict is settled makes no more calls (a call its
     // batch already answered was paid for: it is stored, and settles its reservation).
     if experiment.spec.early_stop
-        && svc.store.is_settled(experiment_id, candidate).await?
+        && svc.is_settled(experiment_id, candidate).await?
         && (!config.batch || svc.store.batch_answers(experiment_id, key).await?.is_empty())
     {
         // A reservation left by a worker that died before parking its call: nothing went out.
