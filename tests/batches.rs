@@ -100,6 +100,12 @@ on_both_engines! {
         assert_eq!(small.batches + judge.batches, batches.len());
         let text = evaltap_report::render_text(&report);
         assert!(text.contains("batch interfaces: small ") && text.contains("of 40 requests"), "{text}");
+        // What small's verdict cost: its replays and its judgments, at the batch price.
+        let own_judgments: f64 =
+            judgments.iter().filter(|j| j.subject == "small").filter_map(|j| j.cost_usd).sum();
+        let small_report = report.candidates.iter().find(|c| c.name == "small").expect("small");
+        assert!((small_report.spent_usd - (replay_cost + own_judgments)).abs() < 1e-12, "{small_report:?}");
+        assert!(text.contains(&format!("spent ${:.4} to its verdicts", small_report.spent_usd)), "{text}");
         // Work the killed worker held unparked (waiting for the batch) was taken over; no call
         // was repeated for it (above).
         assert!(store.work_takeovers(&experiment.id).await.expect("takeovers") <= 8);
@@ -190,6 +196,7 @@ async fn an_anthropic_candidate_is_batched_through_message_batches() {
         .await
         .expect("text");
     assert!(page.contains("Through batch interfaces") && page.contains(" of 10 requests"), "{page}");
+    assert!(page.contains("to its verdicts"), "the page says what the candidate's verdicts cost");
 }
 
 on_both_engines! {

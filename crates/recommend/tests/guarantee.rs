@@ -44,6 +44,7 @@ fn candidate(name: &str, cost: f64, rubrics: Vec<RubricResult>) -> SegmentCandid
             settled: 0,
             stopped_early: None,
             cached: Default::default(),
+            spent_usd: 0.0,
             cost_per_request_usd: Some(cost),
             cost_delta_pct: Some((cost - 0.01) / 0.01 * 100.0),
             latency_p50_ms: 100.0,

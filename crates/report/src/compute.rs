@@ -312,6 +312,13 @@ pub fn compute(inputs: ReportInputs) -> Report {
                     .filter(|r| r.skipped.is_some() && r.unsupported().is_none() && !r.settled())
                     .count(),
                 settled: mine.iter().filter(|r| r.settled()).count(),
+                spent_usd: mine.iter().filter_map(|r| r.cost_usd).sum::<f64>()
+                    + spec
+                        .rubrics
+                        .iter()
+                        .filter_map(|rubric| books.get(&(candidate.name.clone(), rubric.clone())))
+                        .map(|book| book.cost)
+                        .sum::<f64>(),
                 cached: crate::reuse::cache_use(
                     mine.iter().copied(),
                     spec.rubrics

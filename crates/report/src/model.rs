@@ -265,6 +265,11 @@ pub struct CandidateReport {
     /// Results read back from the result cache instead of paid again.
     #[serde(default)]
     pub cached: CacheUse,
+    /// What reaching this candidate's verdicts cost, in USD: its replays and its own
+    /// judgments, as paid (cached ones cost nothing, batched ones their discounted price). The
+    /// baseline's judgments, shared by every candidate, are in the experiment's spend.
+    #[serde(default)]
+    pub spent_usd: f64,
     /// Quality per rubric.
     pub rubrics: Vec<RubricResult>,
 }

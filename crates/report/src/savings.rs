@@ -306,6 +306,7 @@ mod tests {
                 settled: 0,
                 stopped_early: None,
                 cached: Default::default(),
+                spent_usd: 0.0,
                 unsupported: Default::default(),
                 cost_per_request_usd: candidate_cost,
                 cost_delta_pct: None,

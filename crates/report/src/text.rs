@@ -198,6 +198,12 @@ pub fn render_text(report: &Report) -> String {
             if i == 0 {
                 notes.extend(c.unsupported.iter().map(|(reason, n)| unsupported_note(reason, *n)));
             }
+            if i == 0 && c.spent_usd > 0.0 {
+                notes.push(format!(
+                    "spent ${:.4} to its verdicts (its replays and judgments; the baseline's are shared)",
+                    c.spent_usd
+                ));
+            }
             if i == 0 && (c.cached.replays > 0 || c.cached.judgments > 0) {
                 notes.push(format!(
                     "reused from the result cache: {} and {} (cost nothing now; ${:.4} when paid)",
