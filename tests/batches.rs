@@ -13,6 +13,15 @@ use crate::on_both_engines;
 
 const QUIET: JudgeBehavior = JudgeBehavior { noise: 0.0, position_bias: 0.0, unreadable_long: 0.0 };
 
+/// Waits until the simulator has received `count` batches.
+async fn batches_submitted(bench: &Bench, count: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while bench.sim.batches.created() < count {
+        assert!(std::time::Instant::now() < deadline, "{count} batches were never submitted");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// `small` and the judge in batch mode; batches of at most 25 requests, sent after 200 ms,
 /// polled every 100 ms; a dead worker's batches taken over after a second.
 fn batched(config: &mut Config) {
@@ -44,11 +53,7 @@ on_both_engines! {
         let store = &bench.app.store;
 
         let worker = Process::start(&config, &["worker", "--concurrency", "8"]);
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while bench.sim.batches.created() < 1 {
-            assert!(std::time::Instant::now() < deadline, "no batches submitted");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        batches_submitted(&bench, 1).await;
         worker.kill();
         // (Jobs checking at once may each park a call while the first batch's worth is still
         // being parked: about one batch's worth is out at a time, not exactly.)
@@ -229,11 +234,7 @@ async fn found_not_resubmitted(api: evaltap_core::ModelApi) {
     let experiment = bench.create(experiment_request("found", "small", "correctness", 6)).await;
     let store = &bench.app.store;
     let worker = BackgroundWorker::start(&bench.app);
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while bench.sim.batches.created() < 1 {
-        assert!(std::time::Instant::now() < deadline, "no batch submitted");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    batches_submitted(&bench, 1).await;
     worker.stop().await;
     let first = store.batches(&experiment.id).await.expect("batches");
     assert_eq!(first.len(), 1, "{first:?}");
@@ -418,11 +419,7 @@ async fn an_anthropic_batch_found_by_size_and_time_is_checked_on_its_results() {
     let experiment = bench.create(experiment_request("mismatch", "small", "correctness", 6)).await;
     let store = &bench.app.store;
     let worker = BackgroundWorker::start(&bench.app);
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while bench.sim.batches.created() < 2 {
-        assert!(std::time::Instant::now() < deadline, "no batch submitted");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    batches_submitted(&bench, 2).await;
     worker.stop().await;
     let forget = "UPDATE batches SET status = 'submitting', provider_id = NULL, expires_ms = 0";
     sqlx::query(forget).execute(sqlite_pool(store)).await.expect("forget the provider's id");

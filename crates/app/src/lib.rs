@@ -256,7 +256,7 @@ impl App {
                 return Ok(progress);
             }
             // Calls out in a provider's batch wait for it, not for a stalled endpoint.
-            if progress.completed() != last.0 || self.store.calls_in_batches(&experiment.id).await? > 0 {
+            if progress.completed() != last.0 || self.store.calls_out(&experiment.id, None).await? > 0 {
                 last = (progress.completed(), tokio::time::Instant::now());
             } else if last.1.elapsed() > stall {
                 return Err(AppError::Stalled(format!(

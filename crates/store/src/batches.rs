@@ -357,9 +357,8 @@ impl Store {
             == 1)
     }
 
-    /// The provider ids evaltap recorded for batches of `endpoint` formed since `since_ms`:
-    /// a batch found at the provider by its size and time is one of these if another evaltap
-    /// batch already owns it.
+    /// The provider ids evaltap recorded for batches formed since `since_ms`: a batch found at
+    /// the provider by its size and time is one of these if another evaltap batch owns it.
     pub async fn recorded_provider_ids(&self, since_ms: i64) -> Result<Vec<String>> {
         Ok(with_pool!(&self.pool, p => sqlx::query_scalar(
             "SELECT provider_id FROM batches WHERE provider_id IS NOT NULL AND created_ms >= $1",
@@ -449,20 +448,12 @@ impl Store {
         })
     }
 
-    /// Calls of an experiment parked or out in a batch, not answered yet.
-    pub async fn calls_in_batches(&self, experiment_id: &str) -> Result<i64> {
+    /// Calls of an experiment (of one `endpoint`, or of all) parked or out in a batch, not
+    /// answered yet.
+    pub async fn calls_out(&self, experiment_id: &str, endpoint: Option<&str>) -> Result<i64> {
         Ok(with_pool!(&self.pool, p => sqlx::query_scalar(
-            "SELECT COUNT(*) FROM batch_calls WHERE experiment_id = $1 AND answered = FALSE",
-        )
-        .bind(experiment_id)
-        .fetch_one(p)
-        .await)?)
-    }
-
-    /// Calls of an experiment's `endpoint` parked or out in a batch, not answered yet.
-    pub async fn calls_out(&self, experiment_id: &str, endpoint: &str) -> Result<i64> {
-        Ok(with_pool!(&self.pool, p => sqlx::query_scalar(
-            "SELECT COUNT(*) FROM batch_calls WHERE experiment_id = $1 AND endpoint = $2 AND answered = FALSE",
+            "SELECT COUNT(*) FROM batch_calls
+             WHERE experiment_id = $1 AND ($2 IS NULL OR endpoint = $2) AND answered = FALSE",
         )
         .bind(experiment_id)
         .bind(endpoint)

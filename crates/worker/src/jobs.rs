@@ -261,7 +261,7 @@ async fn batch_answers(
     let answers: std::collections::HashMap<_, _> =
         svc.store.batch_answers(experiment_id, work_key).await?.into_iter().collect();
     let full = answers.is_empty()
-        && svc.store.calls_out(experiment_id, endpoint).await?
+        && svc.store.calls_out(experiment_id, Some(endpoint)).await?
             >= i64::try_from(svc.batching.max_requests).unwrap_or(i64::MAX);
     Ok((!full).then_some(answers))
 }
