@@ -80,7 +80,8 @@ crate::on_both_engines! {
         assert!(store.claim_ready_work("late", lease, 64).await.expect("claim").is_empty());
 
         // Handed back to the queue after a failure: not ready, but the queue's job claims it.
-        let given_back = claimers[0][0].clone();
+        // (Any claimer's: on PostgreSQL one of the four may have found every unit taken.)
+        let given_back = claimers.iter().flatten().next().expect("a claimed unit").clone();
         store.release_lease(&given_back).await.expect("release");
         assert!(store.claim_ready_work("late", lease, 64).await.expect("claim").is_empty());
         let by_job = store.claim_work(&experiment.id, &given_back.work_key, "queue-job", lease).await.expect("claim");
