@@ -396,7 +396,7 @@ pub fn compute(inputs: ReportInputs) -> Report {
         },
         unreadable_items,
         takeovers,
-        batches: crate::model::BatchUse::of(&batches),
+        batches: crate::BatchUse::of(&batches),
         dataset: spec.dataset.as_ref().map(|d: &DatasetRef| d.name.clone()),
         dataset_version: spec.dataset.as_ref().map(|d| d.version.clone()),
         frozen_rubrics: spec

@@ -4,6 +4,7 @@
 //! The JSON field names are a contract (`evaltap report --json`, the API, CI gates): fields may
 //! be added, never renamed.
 
+mod batches;
 pub mod chart;
 mod compute;
 pub mod early_stop;
@@ -16,6 +17,7 @@ pub mod savings;
 pub mod segments;
 mod text;
 
+pub use batches::BatchUse;
 pub use compute::*;
 pub use inputs::*;
 pub use model::*;
