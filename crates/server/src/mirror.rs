@@ -310,17 +310,16 @@ pub(crate) async fn admit(
     } else {
         (deadline, state.config.max_body_bytes)
     };
-    let bytes = match tokio::time::timeout(deadline, axum::body::to_bytes(body, limit)).await {
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let bytes = match tokio::time::timeout(deadline, read_body(body, declared, limit)).await {
         Ok(Ok(bytes)) => bytes,
-        Ok(Err(err)) => {
-            let too_big = std::error::Error::source(&err)
-                .is_some_and(|e| e.is::<http_body_util::LengthLimitError>())
-                || err.to_string().contains("length limit");
-            return if too_big {
-                too_large(limit).into_response()
-            } else {
-                ApiError::bad_request(format!("reading the body: {err}")).into_response()
-            };
+        Ok(Err(BodyError::TooLarge)) => return too_large(limit).into_response(),
+        Ok(Err(BodyError::Read(err))) => {
+            return ApiError::bad_request(format!("reading the body: {err}")).into_response();
         }
         Err(_) => {
             return ApiError::Client(
@@ -331,4 +330,33 @@ pub(crate) async fn admit(
         }
     };
     next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))).await
+}
+
+enum BodyError {
+    TooLarge,
+    Read(axum::Error),
+}
+
+/// Reads a body of at most `limit` bytes into one buffer, sized from `Content-Length` when it
+/// is declared. Each chunk is copied in and dropped as it arrives, so a 16 MB body is held once,
+/// not once as chunks and again as their concatenation.
+async fn read_body(
+    body: axum::body::Body,
+    declared: Option<usize>,
+    limit: usize,
+) -> Result<Bytes, BodyError> {
+    use http_body_util::BodyExt as _;
+    if declared.is_some_and(|n| n > limit) {
+        return Err(BodyError::TooLarge);
+    }
+    let mut body = body;
+    let mut buffer = bytes::BytesMut::with_capacity(declared.unwrap_or(0));
+    while let Some(frame) = body.frame().await {
+        let Ok(chunk) = frame.map_err(BodyError::Read)?.into_data() else { continue };
+        if buffer.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge);
+        }
+        buffer.extend_from_slice(&chunk);
+    }
+    Ok(buffer.freeze())
 }
