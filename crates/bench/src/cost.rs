@@ -42,6 +42,9 @@ pub struct CostFigures {
     pub decided: usize,
     /// Candidate × rubric verdicts in all.
     pub verdicts: usize,
+    /// Replays and candidates' judgments read back from the result cache, and what they cost
+    /// when paid.
+    pub reused: (usize, usize, f64),
 }
 
 impl CostFigures {
@@ -100,6 +103,9 @@ fn figures_of(mode: &'static str, report: &evaltap_report::Report) -> CostFigure
         replays: report.candidates.iter().map(|c| c.n + c.errors).sum(),
         decided: rubrics.iter().filter(|v| **v != Verdict::Inconclusive).count(),
         verdicts: rubrics.len(),
+        reused: report.candidates.iter().fold((0, 0, 0.0), |(r, j, usd), c| {
+            (r + c.cached.replays, j + c.cached.judgments, usd + c.cached.original_cost_usd)
+        }),
     }
 }
 
@@ -147,6 +153,16 @@ pub fn render(settings: &CostBench, figures: &[CostFigures]) -> String {
             f.verdicts,
             f.per_verdict(),
             f.per_verdict() / baseline
+        );
+    }
+    for f in figures.iter().filter(|f| f.reused.0 + f.reused.1 > 0) {
+        let _ = writeln!(
+            out,
+            "{}: {} and {} read back from the result cache (${:.4} when paid)",
+            f.mode,
+            evaltap_core::words::count(f.reused.0 as u64, "replay"),
+            evaltap_core::words::count(f.reused.1 as u64, "judgment"),
+            f.reused.2
         );
     }
     out
