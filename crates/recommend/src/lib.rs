@@ -38,7 +38,7 @@ pub struct Volume {
 }
 
 /// The guarantee every recommendation set carries, as the simulation in `cargo test` checks it.
-pub const GUARANTEE: &str = "the chance that any recommended switch is in truth worse than the margin on any rubric is at most 5% (Holm across every segment × candidate × rubric)";
+pub const GUARANTEE: &str = "the chance that any recommended switch is in truth worse than the margin on any rubric is at most 5% (Holm across every segment × candidate × rubric; for a candidate that stopped early, each confidence sequence at 5% divided by their number)";
 
 /// Switch the segment to a candidate, or keep production.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -325,12 +325,10 @@ fn decide(
             let weakest = results
                 .rubrics
                 .iter()
-                .min_by(|a, b| a.stats.ci_low.total_cmp(&b.stats.ci_low))
-                .map(|r| {
-                    format!(
-                        "; lowest 95% bound on {}: {:+.3} > −{}",
-                        r.rubric, r.stats.ci_low, segmented.margin
-                    )
+                .map(|r| (r, decisive_bound(&r.stats)))
+                .min_by(|(_, a), (_, b)| a.0.total_cmp(&b.0))
+                .map(|(r, (bound, what))| {
+                    format!("; lowest {what} on {}: {bound:+.3} > −{}", r.rubric, segmented.margin)
                 })
                 .unwrap_or_default();
             SegmentRecommendation {
@@ -369,4 +367,23 @@ fn decide(
             ..base
         },
     }
+}
+
+/// The lower bound a non-inferior verdict rests on, and what it is: the 95% interval's for a
+/// candidate that ran to the end, its confidence sequence's (at its level in the family) for
+/// one that stopped early.
+fn decisive_bound(stats: &evaltap_stats::Comparison) -> (f64, String) {
+    match stats.basis {
+        evaltap_stats::Basis::FixedN => (stats.ci_low, "95% bound".into()),
+        evaltap_stats::Basis::Sequential => (
+            stats.cs_low,
+            format!("bound of its {}% confidence sequence", trim_level(100.0 * (1.0 - stats.sequence_alpha))),
+        ),
+    }
+}
+
+/// A confidence level for reading: `95`, `99.375`.
+fn trim_level(percent: f64) -> String {
+    let text = format!("{percent:.3}");
+    text.trim_end_matches('0').trim_end_matches('.').to_string()
 }

@@ -1,9 +1,13 @@
 //! The recommendation set's guarantee, simulated through the product's own functions
 //! (`compare_paired`, `decide_segments`, `recommend`): across all segments, the chance that
-//! any recommended switch is in truth worse than the margin stays at most 5%.
+//! any recommended switch is in truth worse than the margin stays at most 5% — for candidates
+//! that ran to the end (fixed n, Holm) and for candidates that stopped early (each confidence
+//! sequence at α over the family).
 
 use evaltap_recommend::{Action, Limits, Volume, recommend};
-use evaltap_report::segments::{Segment, SegmentCandidate, SegmentedReport, decide_segments};
+use evaltap_report::segments::{
+    Segment, SegmentCandidate, SegmentedReport, decide_segments, family_sequence_alpha,
+};
 use evaltap_report::{BaselineSummary, CandidateReport, RubricResult};
 use evaltap_stats::{Basis, CompareOptions, compare_paired};
 use rand::{RngExt as _, SeedableRng as _};
@@ -57,43 +61,69 @@ fn candidate(name: &str, cost: f64, rubrics: Vec<RubricResult>) -> SegmentCandid
 }
 
 /// Three routes: on `a` both candidates are truly worse than the margin on correctness, on `b`
-/// the cheaper one is, on `c` neither. Returns (false switches, true switches, per-test false
+/// the cheaper one is, on `c` neither.
+const THREE_ROUTES: &[[bool; 2]] = &[[true, true], [true, false], [false, false]];
+
+/// How the candidates' comparisons are made: to the end on the fixed-n statistics, or stopped
+/// early — on the always-valid statistics, whose confidence sequence is a running
+/// intersection, so its bound at the last pair says whether it settled at any look before.
+#[derive(Clone, Copy, PartialEq)]
+enum Run {
+    ToTheEnd,
+    StoppedEarly,
+}
+
+/// One simulated experiment over `routes` (per route, whether `small` and `medium` are truly
+/// worse than the margin). Returns (false switches, true switches, per-test false
 /// non-inferior verdicts without the family adjustment).
-fn experiment(seed: u64) -> (usize, usize, usize) {
+fn experiment(seed: u64, routes: &[[bool; 2]], run: Run) -> (usize, usize, usize) {
     let mut rng = rand::rngs::ChaCha8Rng::seed_from_u64(seed);
-    let options = CompareOptions {
+    let finished = CompareOptions {
         margin: MARGIN,
         basis: Basis::FixedN,
         bootstrap_resamples: 0,
         ..CompareOptions::default()
     };
-    let truth = [("a", [true, true]), ("b", [true, false]), ("c", [false, false])];
+    let tests = routes.len() * 2 * 2;
+    // As the report computes a segment of an experiment whose candidate stopped early.
+    let stopped = CompareOptions { basis: Basis::Sequential, planned_n: Some(PAIRS), ..finished.clone() };
+    let (options, unadjusted) = match run {
+        Run::ToTheEnd => (finished.clone(), finished.clone()),
+        Run::StoppedEarly => {
+            (CompareOptions { sequence_alpha: family_sequence_alpha(tests), ..stopped.clone() }, stopped)
+        }
+    };
+    let lower = |stats: &evaltap_stats::Comparison| match run {
+        Run::ToTheEnd => stats.ni_lower_bound,
+        Run::StoppedEarly => stats.cs_low,
+    };
     let mut unadjusted_false = 0;
-    let mut segments: Vec<Segment> = truth
+    let mut segments: Vec<Segment> = routes
         .iter()
-        .map(|(route, bad)| {
+        .enumerate()
+        .map(|(index, bad)| {
+            let route = format!("r{index}");
             let candidates = [("small", 0.001), ("medium", 0.004)]
                 .iter()
                 .zip(bad)
                 .map(|((name, cost), bad)| {
                     let (b, c) = scores(&mut rng, if *bad { BAD_DELTA } else { 0.0 });
                     let correctness = rubric("correctness", &b, &c, &options);
+                    let correctness_alone = compare_paired(&b, &c, None, &unadjusted);
                     let (b, c) = scores(&mut rng, 0.0);
                     let helpfulness = rubric("helpfulness", &b, &c, &options);
-                    if *bad
-                        && correctness.stats.ni_lower_bound > -MARGIN
-                        && helpfulness.stats.ni_lower_bound > -MARGIN
-                    {
+                    let helpfulness_alone = compare_paired(&b, &c, None, &unadjusted);
+                    if *bad && lower(&correctness_alone) > -MARGIN && lower(&helpfulness_alone) > -MARGIN {
                         unadjusted_false += 1;
                     }
                     candidate(name, *cost, vec![correctness, helpfulness])
                 })
                 .collect();
             Segment {
-                key: [("route".to_string(), route.to_string())].into(),
+                key: [("route".to_string(), route.clone())].into(),
                 label: format!("route={route}"),
                 items: PAIRS,
-                traffic_share: 1.0 / 3.0,
+                traffic_share: 1.0 / routes.len() as f64,
                 enough_data: true,
                 baseline: BaselineSummary {
                     model: "prod".into(),
@@ -109,8 +139,9 @@ fn experiment(seed: u64) -> (usize, usize, usize) {
             }
         })
         .collect();
-    let family_size = decide_segments(&mut segments, &options, 30);
-    assert_eq!(family_size, 12);
+    // The experiment is done either way: stopped candidates keep their always-valid basis.
+    let family_size = decide_segments(&mut segments, &finished, 30);
+    assert_eq!(family_size, tests);
     let segmented = SegmentedReport {
         experiment: "sim".into(),
         status: "done".into(),
@@ -125,7 +156,7 @@ fn experiment(seed: u64) -> (usize, usize, usize) {
     let volume = Volume { monthly_requests: 30_000.0, scaling: "simulated".into() };
     let recommendations = recommend(&segmented, &limits, &volume);
     let (mut false_switches, mut true_switches) = (0, 0);
-    for (segment, (_, bad)) in recommendations.segments.iter().zip(&truth) {
+    for (segment, bad) in recommendations.segments.iter().zip(routes) {
         assert_eq!(segment.key["route"], segment.segment.trim_start_matches("route="));
         if segment.action == Action::Switch {
             let index = usize::from(segment.candidate.as_deref() == Some("medium"));
@@ -135,35 +166,77 @@ fn experiment(seed: u64) -> (usize, usize, usize) {
                 true_switches += 1
             }
             assert!(segment.monthly_saving_usd.is_some_and(|s| s > 0.0), "{segment:?}");
+            // The reason names the bound the switch rests on, at its level in the family.
+            let bound = match run {
+                Run::ToTheEnd => "lowest 95% bound on".to_string(),
+                Run::StoppedEarly => format!(
+                    "bound of its {}% confidence sequence on",
+                    if tests == 12 { "99.583" } else { "99.792" }
+                ),
+            };
+            assert!(segment.reason.contains(&bound), "{bound}: {}", segment.reason);
         }
     }
     (false_switches, true_switches, unadjusted_false)
 }
 
-#[test]
-fn any_false_switch_across_all_routes_stays_within_five_percent() {
+/// Over 1,000 seeded experiments: the share with any false switch, the share where the tests
+/// without the family adjustment would have made one, and good switches per experiment.
+fn simulate(routes: &[[bool; 2]], run: Run) -> (f64, f64, f64) {
     const EXPERIMENTS: u64 = 1000;
     let (mut any_false, mut switches, mut unadjusted_any) = (0u64, 0usize, 0u64);
     for seed in 0..EXPERIMENTS {
-        let (false_switches, true_switches, unadjusted) = experiment(seed);
+        let (false_switches, true_switches, unadjusted) = experiment(seed, routes, run);
         any_false += u64::from(false_switches > 0);
         unadjusted_any += u64::from(unadjusted > 0);
         switches += true_switches;
     }
-    let rate = any_false as f64 / EXPERIMENTS as f64;
-    let unadjusted_rate = unadjusted_any as f64 / EXPERIMENTS as f64;
-    let se = (0.05 * 0.95 / EXPERIMENTS as f64).sqrt();
+    let n = EXPERIMENTS as f64;
+    (any_false as f64 / n, unadjusted_any as f64 / n, switches as f64 / n)
+}
+
+/// 5% up to two standard errors of simulation error over 1,000 experiments.
+fn within_five_percent(rate: f64) -> bool {
+    rate <= 0.05 + 2.0 * (0.05 * 0.95 / 1000.0f64).sqrt()
+}
+
+#[test]
+fn any_false_switch_across_all_routes_stays_within_five_percent() {
+    let (rate, unadjusted_rate, switches) = simulate(THREE_ROUTES, Run::ToTheEnd);
     println!(
-        "recommendation guarantee: {:.1}% of {EXPERIMENTS} simulated experiments recommend a switch truly worse than \
-         the margin (unadjusted per-test non-inferiority: {:.1}%); {:.2} good switches made per experiment of 2 possible",
+        "recommendation guarantee: {:.1}% of 1000 simulated experiments recommend a switch truly worse than \
+         the margin (unadjusted per-test non-inferiority: {:.1}%); {switches:.2} good switches made per \
+         experiment of 2 possible",
         100.0 * rate,
         100.0 * unadjusted_rate,
-        switches as f64 / EXPERIMENTS as f64
     );
-    assert!(rate <= 0.05 + 2.0 * se, "false switches in {:.1}% of experiments", 100.0 * rate);
+    assert!(within_five_percent(rate), "false switches in {:.1}% of experiments", 100.0 * rate);
     // The simulation can fail: without the family adjustment the same data make false switches
     // far more often.
     assert!(unadjusted_rate > 0.08, "unadjusted {unadjusted_rate}");
     // And the rule is not merely timid: good candidates do get recommended.
-    assert!(switches as f64 / EXPERIMENTS as f64 > 0.5, "{switches}");
+    assert!(switches > 0.5, "{switches}");
+}
+
+/// Candidates that stopped early are recommended on their always-valid statistics: with each
+/// confidence sequence at α over the family the guarantee holds; at α each, on six routes where
+/// five have truly worse candidates, it would not.
+#[test]
+fn candidates_that_stopped_early_keep_the_guarantee() {
+    let three = simulate(THREE_ROUTES, Run::StoppedEarly);
+    let six: &[[bool; 2]] =
+        &[[true, true], [true, true], [true, true], [true, true], [true, false], [false, false]];
+    let (rate, unadjusted_rate, switches) = simulate(six, Run::StoppedEarly);
+    println!(
+        "recommendation guarantee, candidates stopped early: three routes {:.1}% (unadjusted {:.1}%, {:.2} good \
+         switches of 2); six routes {:.1}% (unadjusted {:.1}%, {switches:.2} good switches of 2)",
+        100.0 * three.0,
+        100.0 * three.1,
+        three.2,
+        100.0 * rate,
+        100.0 * unadjusted_rate,
+    );
+    assert!(within_five_percent(three.0) && within_five_percent(rate), "{three:?} {rate}");
+    assert!(!within_five_percent(unadjusted_rate), "unadjusted {unadjusted_rate}");
+    assert!(three.2 > 0.5 && switches > 0.5, "{three:?} {switches}");
 }

@@ -55,6 +55,7 @@ pub fn compute(inputs: ReportInputs) -> Report {
         spend,
         bootstrap_resamples,
         settled,
+        sequence_family,
     } = inputs;
     let experiment = &experiment;
     let spec = &experiment.spec;
@@ -157,8 +158,11 @@ pub fn compute(inputs: ReportInputs) -> Report {
             }
         }
     }
-    let options =
-        CompareOptions { bootstrap_resamples, ..compare_options(spec.margin, &progress, item_ids.len()) };
+    let options = CompareOptions {
+        bootstrap_resamples,
+        sequence_alpha: crate::segments::family_sequence_alpha(sequence_family),
+        ..compare_options(spec.margin, &progress, item_ids.len())
+    };
     let basis = options.basis;
     let empty = HashMap::new();
     let no_book = JudgeBook::default();

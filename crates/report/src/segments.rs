@@ -14,6 +14,12 @@ use crate::*;
 /// The value a segment key takes for an exchange without it.
 pub const NO_VALUE: &str = "(none)";
 
+/// The level of each always-valid confidence sequence in a family of `tests` sharing α
+/// (Bonferroni; `None` for a test alone, which runs at α).
+pub fn family_sequence_alpha(tests: usize) -> Option<f64> {
+    (tests > 1).then(|| crate::ALPHA / tests as f64)
+}
+
 /// How to split an experiment into segments.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SegmentOptions {
@@ -113,7 +119,9 @@ fn label(key: &BTreeMap<String, String>) -> String {
 /// Splits the experiment's results into segments and compares each candidate with the baseline
 /// on each (pure: no I/O). Holm runs across every segment with enough data × candidate ×
 /// rubric; on a finished experiment `non-inferior` also needs the Holm-adjusted
-/// non-inferiority p-value of that family below α, so that the chance of any false
+/// non-inferiority p-value of that family below α, and on the always-valid statistics (a
+/// running experiment, a candidate that stopped early) each confidence sequence runs at α
+/// divided by every segment × candidate × rubric, so that the chance of any false
 /// `non-inferior` across all segments stays below α.
 pub fn segments(inputs: &ReportInputs, options: &SegmentOptions) -> SegmentedReport {
     let spec = &inputs.experiment.spec;
@@ -128,11 +136,19 @@ pub fn segments(inputs: &ReportInputs, options: &SegmentOptions) -> SegmentedRep
         }
     }
     let total: usize = groups.values().map(HashSet::len).sum::<usize>().max(1);
-    let compare = compare_options(spec.margin, &inputs.progress, inputs.item_ids.len());
+    // Every segment × candidate × rubric shares α: the fixed-n verdicts through Holm (below),
+    // the always-valid ones — a running experiment's, a candidate's that stopped early — through
+    // confidence sequences at α over that many (Bonferroni), since a candidate may stop on any
+    // of them.
+    let sequence_family = groups.len() * spec.compared_candidates().count() * spec.rubrics.len();
+    let compare = CompareOptions {
+        sequence_alpha: family_sequence_alpha(sequence_family),
+        ..compare_options(spec.margin, &inputs.progress, inputs.item_ids.len())
+    };
     let mut segments: Vec<Segment> = groups
         .into_iter()
         .map(|(key, items)| {
-            let report = compute(inputs.restricted_to(&items));
+            let report = compute(inputs.restricted_to(&items, sequence_family));
             let baseline_latency_p95_ms = baseline_latencies(inputs, &items);
             let candidates: Vec<SegmentCandidate> = report
                 .candidates
@@ -250,10 +266,12 @@ fn baseline_latencies(inputs: &ReportInputs, items: &HashSet<String>) -> Option<
 }
 
 impl ReportInputs {
-    /// The same inputs on `items` only, without the bootstrap (verdicts do not use it).
-    fn restricted_to(&self, items: &HashSet<String>) -> ReportInputs {
+    /// The same inputs on `items` only, without the bootstrap (verdicts do not use it), one
+    /// of `sequence_family` tests sharing α.
+    fn restricted_to(&self, items: &HashSet<String>, sequence_family: usize) -> ReportInputs {
         let mut inputs = self.clone();
         inputs.bootstrap_resamples = 0;
+        inputs.sequence_family = sequence_family.max(1);
         inputs.item_ids.retain(|id| items.contains(id));
         inputs.replays.retain(|r| items.contains(&r.item_id));
         inputs.references.retain(|r| items.contains(&r.key));

@@ -34,10 +34,25 @@ pub struct CompareOptions {
     pub basis: Basis,
     /// Planned sample size; tunes the confidence sequence (N*).
     pub planned_n: Option<usize>,
+    /// The confidence sequence's level when it is not `alpha`: a test one of m in a family
+    /// that shares α runs its sequence at α/m (Bonferroni), so that whichever of them are
+    /// stopped on, the chance of any false call stays within α.
+    pub sequence_alpha: Option<f64>,
     /// Bootstrap resamples (0 skips the bootstrap).
     pub bootstrap_resamples: usize,
     /// Seed of the bootstrap.
     pub seed: u64,
+}
+
+fn default_sequence_alpha() -> f64 {
+    CompareOptions::default().alpha
+}
+
+impl CompareOptions {
+    /// The level the confidence sequence and the always-valid p-value are computed at.
+    pub fn sequence_level(&self) -> f64 {
+        self.sequence_alpha.unwrap_or(self.alpha)
+    }
 }
 
 impl Default for CompareOptions {
@@ -48,6 +63,7 @@ impl Default for CompareOptions {
             power: 0.8,
             basis: Basis::FixedN,
             planned_n: None,
+            sequence_alpha: None,
             bootstrap_resamples: 10_000,
             seed: 0x5eed,
         }
@@ -154,6 +170,9 @@ pub struct Comparison {
     pub design_effect: Option<f64>,
     /// The planned sample size the confidence sequence is tuned to (N*).
     pub planned_n: Option<usize>,
+    /// The α the confidence sequence was computed at (α itself, or its share in a family).
+    #[serde(default = "default_sequence_alpha")]
+    pub sequence_alpha: f64,
     /// Set when the statistics could not be computed (the note says why): never decided.
     #[serde(skip)]
     undecidable: bool,
@@ -239,6 +258,7 @@ pub fn compare_paired(
         mcnemar: None,
         design_effect: None,
         planned_n: options.planned_n,
+        sequence_alpha: options.sequence_level(),
         undecidable: true,
         no_disagreement: false,
     };
@@ -284,11 +304,11 @@ pub fn compare_paired(
             &diffs,
             labels,
             0.0,
-            options.alpha,
+            options.sequence_level(),
             n_star,
             (SEQUENTIAL_MIN_N, SEQUENTIAL_MIN_CLUSTERS),
         ),
-        None => normal_mixture_from(&diffs, 0.0, options.alpha, n_star, SEQUENTIAL_MIN_N),
+        None => normal_mixture_from(&diffs, 0.0, options.sequence_level(), n_star, SEQUENTIAL_MIN_N),
     };
     let (p_seq, cs) = match monitored.last() {
         Some(point) if point.n >= SEQUENTIAL_MIN_N => (point.p_value, point.cs_intersection),
@@ -367,6 +387,7 @@ pub fn compare_paired(
         mcnemar,
         design_effect,
         planned_n: options.planned_n,
+        sequence_alpha: options.sequence_level(),
         undecidable: false,
         // The bound needs the scores' range: [0, 1], as rubric scores and checks are.
         no_disagreement: t.sd_delta == 0.0
@@ -463,9 +484,14 @@ pub fn decide_family(family: &mut [Comparison], options: &CompareOptions) {
         };
         c.samples_needed_sequential = if advise && !c.no_disagreement {
             // The running verdict reads the two-sided sequence at α, for either boundary.
-            crate::power::sequential_samples_needed(c.sd_delta, effect, options.alpha, options.power)
-                .map(|n| (n as f64 * c.design_effect.unwrap_or(1.0).max(1.0)).ceil() as u64)
-                .map(|n| n.max(c.samples_needed.unwrap_or(0)).max(c.n as u64))
+            crate::power::sequential_samples_needed(
+                c.sd_delta,
+                effect,
+                options.sequence_level(),
+                options.power,
+            )
+            .map(|n| (n as f64 * c.design_effect.unwrap_or(1.0).max(1.0)).ceil() as u64)
+            .map(|n| n.max(c.samples_needed.unwrap_or(0)).max(c.n as u64))
         } else {
             None
         };
