@@ -37,9 +37,12 @@ async fn a_clearly_worse_candidate_stops_early_and_its_remaining_replays_are_nev
     assert!(replays.iter().filter(|r| r.settled()).all(|r| r.response.is_none() && r.cost_usd.is_none()));
     let text = evaltap_report::render_text(&report);
     assert!(text.contains("stopped early"), "{text}");
+    // The header does not call the verdicts fixed-n: the only candidate's rest on the sequence.
+    assert!(text.contains("verdicts sequential (always-valid: every candidate stopped early)"), "{text}");
     // The experiment page says so beside the candidate.
     let page = reqwest::get(format!("{}/experiments/stops", bench.url)).await.expect("page").text().await.expect("html");
     assert!(page.contains("stopped early at") && page.contains("not made"), "the experiment page shows the stop");
+    assert!(page.contains("always-valid sequential statistics (every candidate stopped early)"), "the page's basis");
 
     // Off: every exchange is replayed.
     let full = bench.create(experiment_request("full", "small", "correctness", 600)).await;

@@ -114,7 +114,8 @@ pub struct BaselineJudgments {
     /// Judgments the judge was asked for in this experiment.
     pub asked: usize,
     /// Judgments read back from the result cache: the same prompt to the same judge with the
-    /// same rubric text, paid for by an earlier experiment or golden run.
+    /// same rubric text, paid for earlier — by an earlier experiment or golden run, or in this
+    /// one for a candidate whose answer was word for word the baseline's.
     pub reused: usize,
     /// A golden reference graded against itself by a rubric that grades against the
     /// reference: full marks by definition, the judge not asked.
@@ -130,7 +131,7 @@ impl BaselineJudgments {
         }
         if self.reused > 0 {
             parts.push(format!(
-                "{} reused from earlier runs (same rubric text, judge and prompt)",
+                "{} read back from the result cache (the same prompt, rubric text and judge, paid for before)",
                 self.reused
             ));
         }
