@@ -14,35 +14,40 @@ pub fn settles(verdicts: &[Verdict]) -> bool {
     !verdicts.is_empty() && verdicts.iter().all(|v| *v != Verdict::Inconclusive)
 }
 
-/// The candidates whose verdicts are settled on a running report and, when the traffic splits
-/// into several segments (`[recommend] segment_by`), on every segment too — a per-route
-/// recommendation needs each route's verdict — with the fewest pairs any of their rubrics has.
-/// Only the always-valid basis settles anything (a finished experiment has nothing left to save).
+/// The candidates whose verdicts are settled on a running report and on every segment of
+/// `[recommend] segment_by` too (one when the traffic does not split) — a recommendation needs
+/// each segment's verdict, decided in the family of every segment × candidate × rubric — with
+/// the fewest pairs any of their rubrics has. Only the always-valid basis settles anything (a
+/// finished experiment has nothing left to save).
 pub fn to_settle(report: &Report, segmented: &SegmentedReport) -> Vec<(String, u64)> {
     if report.basis != Basis::Sequential {
         return Vec::new();
     }
-    let settled_on = |rubrics: &[crate::RubricResult]| {
-        settles(&rubrics.iter().map(|r| r.stats.verdict).collect::<Vec<_>>())
-    };
     report
         .candidates
         .iter()
         .filter(|c| c.stopped_early.is_none() && settled_on(&c.rubrics))
-        .filter(|c| {
-            segmented.segments.len() <= 1
-                || segmented.segments.iter().all(|segment| {
-                    segment
-                        .candidates
-                        .iter()
-                        .filter(|s| s.results.name == c.name)
-                        .all(|s| settled_on(&s.results.rubrics))
-                })
-        })
+        .filter(|c| settled_in_segments(&c.name, segmented))
         .map(|c: &CandidateReport| {
             (c.name.clone(), c.rubrics.iter().map(|r| r.stats.n as u64).min().unwrap_or(0))
         })
         .collect()
+}
+
+fn settled_on(rubrics: &[crate::RubricResult]) -> bool {
+    settles(&rubrics.iter().map(|r| r.stats.verdict).collect::<Vec<_>>())
+}
+
+/// Whether `candidate`'s verdicts are settled on every segment (one when the traffic does not
+/// split: its verdicts there are decided in the recommendations' family, not alone).
+pub fn settled_in_segments(candidate: &str, segmented: &SegmentedReport) -> bool {
+    segmented.segments.iter().all(|segment| {
+        segment
+            .candidates
+            .iter()
+            .filter(|s| s.results.name == candidate)
+            .all(|s| settled_on(&s.results.rubrics))
+    })
 }
 
 /// Reads the experiment's results as they stand and records every candidate they settle;
