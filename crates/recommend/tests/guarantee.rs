@@ -5,6 +5,7 @@
 //! sequence at α over the family).
 
 use evaltap_recommend::{Action, Limits, Volume, recommend};
+use evaltap_report::early_stop::settled_in_segments;
 use evaltap_report::segments::{
     Segment, SegmentCandidate, SegmentedReport, decide_segments, family_sequence_alpha,
 };
@@ -57,6 +58,40 @@ fn candidate(name: &str, cost: f64, rubrics: Vec<RubricResult>) -> SegmentCandid
             rubrics,
         },
         latency_p95_delta_pct: Some(0.0),
+    }
+}
+
+fn segment(route: &str, traffic_share: f64, candidates: Vec<SegmentCandidate>) -> Segment {
+    Segment {
+        key: [("route".to_string(), route.to_string())].into(),
+        label: format!("route={route}"),
+        items: PAIRS,
+        traffic_share,
+        enough_data: true,
+        baseline: BaselineSummary {
+            model: "prod".into(),
+            models: Vec::new(),
+            is_reference: false,
+            cost_sources: Default::default(),
+            n: PAIRS,
+            cost_per_request_usd: 0.01,
+            judgments: Default::default(),
+        },
+        baseline_latency_p95_ms: Some(150.0),
+        candidates,
+    }
+}
+
+fn segmented(status: &str, basis: Basis, family_size: usize, segments: Vec<Segment>) -> SegmentedReport {
+    SegmentedReport {
+        experiment: "sim".into(),
+        status: status.into(),
+        basis,
+        margin: MARGIN,
+        segment_by: vec!["route".into()],
+        min_segment_n: 30,
+        family_size,
+        segments,
     }
 }
 
@@ -119,39 +154,13 @@ fn experiment(seed: u64, routes: &[[bool; 2]], run: Run) -> (usize, usize, usize
                     candidate(name, *cost, vec![correctness, helpfulness])
                 })
                 .collect();
-            Segment {
-                key: [("route".to_string(), route.clone())].into(),
-                label: format!("route={route}"),
-                items: PAIRS,
-                traffic_share: 1.0 / routes.len() as f64,
-                enough_data: true,
-                baseline: BaselineSummary {
-                    model: "prod".into(),
-                    models: Vec::new(),
-                    is_reference: false,
-                    cost_sources: Default::default(),
-                    n: PAIRS,
-                    cost_per_request_usd: 0.01,
-                    judgments: Default::default(),
-                },
-                baseline_latency_p95_ms: Some(150.0),
-                candidates,
-            }
+            segment(&route, 1.0 / routes.len() as f64, candidates)
         })
         .collect();
     // The experiment is done either way: stopped candidates keep their always-valid basis.
     let family_size = decide_segments(&mut segments, &finished, 30);
     assert_eq!(family_size, tests);
-    let segmented = SegmentedReport {
-        experiment: "sim".into(),
-        status: "done".into(),
-        basis: Basis::FixedN,
-        margin: MARGIN,
-        segment_by: vec!["route".into()],
-        min_segment_n: 30,
-        family_size,
-        segments,
-    };
+    let segmented = segmented("done", Basis::FixedN, family_size, segments);
     let limits = Limits { max_error_rate: 0.02, max_latency_p95_increase_pct: 50.0 };
     let volume = Volume { monthly_requests: 30_000.0, scaling: "simulated".into() };
     let recommendations = recommend(&segmented, &limits, &volume);
@@ -239,4 +248,40 @@ fn candidates_that_stopped_early_keep_the_guarantee() {
     assert!(within_five_percent(three.0) && within_five_percent(rate), "{three:?} {rate}");
     assert!(!within_five_percent(unadjusted_rate), "unadjusted {unadjusted_rate}");
     assert!(three.2 > 0.5 && switches > 0.5, "{three:?} {switches}");
+}
+
+/// The stop rule reads every segment, the only one included: a candidate settled on its own
+/// verdicts but not in the recommendations' family keeps running, or a recommendation would be
+/// left needing pairs it can no longer get.
+#[test]
+fn the_stop_rule_reads_every_segment_even_the_only_one() {
+    let options =
+        CompareOptions { basis: Basis::Sequential, bootstrap_resamples: 0, ..CompareOptions::default() };
+    let (b, c) = scores(&mut rand::rngs::ChaCha8Rng::seed_from_u64(7), 0.0);
+    let with = |name: &str, cost: f64, verdict: evaltap_stats::Verdict| {
+        let mut result = rubric("correctness", &b, &c, &options);
+        result.stats.verdict = verdict;
+        candidate(name, cost, vec![result])
+    };
+    use evaltap_stats::Verdict::{Inconclusive, NonInferior, Worse};
+    let running = |segments| segmented("running", Basis::Sequential, 2, segments);
+    let one = running(vec![segment(
+        "r0",
+        1.0,
+        vec![with("small", 0.001, Inconclusive), with("medium", 0.004, NonInferior)],
+    )]);
+    assert!(!settled_in_segments("small", &one), "one unsettled segment keeps it running");
+    assert!(settled_in_segments("medium", &one));
+    let two = running(vec![
+        segment("r0", 0.5, vec![with("small", 0.001, Worse)]),
+        segment("r1", 0.5, vec![with("small", 0.001, Inconclusive)]),
+    ]);
+    assert!(!settled_in_segments("small", &two));
+    let settled = running(vec![
+        segment("r0", 0.5, vec![with("small", 0.001, Worse)]),
+        segment("r1", 0.5, vec![with("small", 0.001, NonInferior)]),
+    ]);
+    assert!(settled_in_segments("small", &settled));
+    // No split computed (a golden run): nothing beyond the pooled verdicts.
+    assert!(settled_in_segments("small", &running(Vec::new())));
 }

@@ -34,9 +34,8 @@ pub struct CompareOptions {
     pub basis: Basis,
     /// Planned sample size; tunes the confidence sequence (N*).
     pub planned_n: Option<usize>,
-    /// The confidence sequence's level when it is not `alpha`: a test one of m in a family
-    /// that shares α runs its sequence at α/m (Bonferroni), so that whichever of them are
-    /// stopped on, the chance of any false call stays within α.
+    /// The confidence sequence's level when not `alpha`: one of m tests sharing α runs at α/m
+    /// (Bonferroni), so any false call among them, whichever is stopped on, stays within α.
     pub sequence_alpha: Option<f64>,
     /// Bootstrap resamples (0 skips the bootstrap).
     pub bootstrap_resamples: usize,
@@ -44,11 +43,10 @@ pub struct CompareOptions {
     pub seed: u64,
 }
 
-fn default_sequence_alpha() -> f64 {
-    CompareOptions::default().alpha
-}
-
 impl CompareOptions {
+    fn default_alpha() -> f64 {
+        CompareOptions::default().alpha
+    }
     /// The level the confidence sequence and the always-valid p-value are computed at.
     pub fn sequence_level(&self) -> f64 {
         self.sequence_alpha.unwrap_or(self.alpha)
@@ -171,7 +169,7 @@ pub struct Comparison {
     /// The planned sample size the confidence sequence is tuned to (N*).
     pub planned_n: Option<usize>,
     /// The α the confidence sequence was computed at (α itself, or its share in a family).
-    #[serde(default = "default_sequence_alpha")]
+    #[serde(default = "CompareOptions::default_alpha")]
     pub sequence_alpha: f64,
     /// Set when the statistics could not be computed (the note says why): never decided.
     #[serde(skip)]
