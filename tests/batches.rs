@@ -360,6 +360,45 @@ async fn a_batch_cancelled_at_the_provider_fails_its_calls_unpaid() {
     );
 }
 
+/// `experiment run --requeue` while calls are out in a batch pushes the rest again and leaves
+/// those to their batch (a job for them would only hold a queue slot until the batch ends).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requeue_leaves_calls_out_in_batches_to_them() {
+    let bench = Bench::start_with("batch-requeue", QUIET, None, 6, batched).await;
+    bench.sim.batches.set_delay(Duration::from_secs(30));
+    let experiment = bench.create(experiment_request("requeued", "small", "correctness", 6)).await;
+    let store = &bench.app.store;
+    let worker = BackgroundWorker::start(&bench.app);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while store.calls_out(&experiment.id, Some("small")).await.expect("calls out") < 6 {
+        assert!(std::time::Instant::now() < deadline, "the replays were never parked");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    worker.stop().await;
+    let requeued =
+        evaltap_worker::requeue_unfinished(store, &bench.app.queue, &experiment).await.expect("requeue");
+    assert_eq!(requeued, evaltap_worker::Requeued { pushed: 0, in_batches: 6 });
+    // From the command line, the operator is told.
+    let config = write_config(&bench.dir, &bench.app.config);
+    let mut run = std::process::Command::new(env!("CARGO_BIN_EXE_evaltap"))
+        .arg("--config")
+        .arg(&config)
+        .args(["experiment", "run", "requeued", "--requeue"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("experiment run");
+    let stderr = run.stderr.take().expect("stderr");
+    let first = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead as _;
+        std::io::BufReader::new(stderr).lines().map_while(Result::ok).find(|l| l.starts_with("requeued"))
+    })
+    .await
+    .expect("read");
+    let _ = run.kill();
+    let _ = run.wait();
+    assert_eq!(first.as_deref(), Some("requeued 0 unfinished jobs (6 out in batches are left to them)"));
+}
+
 /// Early stopping in batch mode: a clearly worse candidate stops between batches — its calls
 /// not yet out are never sent — and every dollar reserved for calls that went out is settled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -152,8 +152,13 @@ pub(crate) async fn dispatch(app: &App, command: &ExperimentCommand) -> anyhow::
         ExperimentCommand::Run { name, concurrency, requeue } => {
             let experiment = app.store.require_experiment(name).await?;
             if *requeue {
-                let pushed = evaltap_worker::requeue_unfinished(&app.store, &app.queue, &experiment).await?;
-                eprintln!("requeued {pushed} unfinished jobs");
+                let requeued =
+                    evaltap_worker::requeue_unfinished(&app.store, &app.queue, &experiment).await?;
+                let left = match requeued.in_batches {
+                    0 => String::new(),
+                    n => format!(" ({n} out in batches are left to them)"),
+                };
+                eprintln!("requeued {} unfinished jobs{left}", requeued.pushed);
             } else {
                 evaltap_worker::enqueue_missing(&app.store, &experiment).await?;
             }

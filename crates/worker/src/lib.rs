@@ -18,7 +18,7 @@ mod services;
 pub use estimate::{CostEstimate, estimate_cost};
 pub use experiments::{CreateError, DEFAULT_MARGIN, ExperimentRequest, create_experiment, plan_experiment};
 pub use jobs::{EvalJob, JobOutcome, run};
-pub use queue::{Queue, enqueue, enqueue_missing, missing_jobs, requeue_unfinished, run_worker};
+pub use queue::{Queue, Requeued, enqueue, enqueue_missing, missing_jobs, requeue_unfinished, run_worker};
 pub use services::{Batching, Services};
 
 /// Why a job failed in a way worth retrying (storage trouble, missing rows). Model and judge

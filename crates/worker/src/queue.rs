@@ -137,19 +137,32 @@ pub async fn enqueue_missing(store: &Store, experiment: &Experiment) -> Result<u
     enqueue(store, jobs).await
 }
 
+/// What `experiment run --requeue` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Requeued {
+    /// Jobs pushed to the queue again.
+    pub pushed: usize,
+    /// Unfinished units whose call is out in a batch: left to it (a job would only wait).
+    pub in_batches: usize,
+}
+
 /// Pushes every unfinished job of an experiment again, registered or not — for work whose job
-/// the queue gave up on (repeated storage errors). Duplicates call nothing: the claim decides.
+/// the queue gave up on (repeated storage errors) — except work whose call is out in a batch,
+/// which its batch makes ready when it ends. Duplicates call nothing: the claim decides.
 pub async fn requeue_unfinished(
     store: &Store,
     queue: &Queue,
     experiment: &Experiment,
-) -> Result<usize, WorkerError> {
-    let jobs = missing_jobs(store, experiment).await?;
+) -> Result<Requeued, WorkerError> {
+    let parked: std::collections::HashSet<String> =
+        store.parked_work_keys(&experiment.id).await?.into_iter().collect();
+    let (in_batches, jobs): (Vec<EvalJob>, Vec<EvalJob>) =
+        missing_jobs(store, experiment).await?.into_iter().partition(|job| parked.contains(&job.work_key()));
     let keys: Vec<String> = jobs.iter().map(EvalJob::work_key).collect();
     store.register_work(&experiment.id, &keys).await?;
-    let count = jobs.len();
+    let pushed = jobs.len();
     push_jobs(queue, jobs).await?;
-    Ok(count)
+    Ok(Requeued { pushed, in_batches: in_batches.len() })
 }
 
 #[derive(Clone)]
