@@ -79,7 +79,13 @@ async fn re_runs_reuse_what_was_paid_for_and_drift_calls_afresh() {
     .expect("schedule");
     let started = evaltap_drift::tick(&ctx, chrono::Utc::now()).await.expect("tick");
     assert_eq!(started.started.len(), 1, "{started:?}");
-    let run_id = app.store.schedule_runs(&schedule.id).await.expect("runs")[0].experiment_id.clone().expect("started");
+    let runs = app.store.schedule_runs(&schedule.id).await.expect("runs");
+    let Some(run_id) = runs.first().and_then(|r| r.experiment_id.clone()) else {
+        // Seen once in CI on PostgreSQL: a tick that said it started the run, and no run read
+        // back. Say everything there is to say if it happens again.
+        let schedules = app.store.schedules().await.expect("schedules");
+        panic!("no started run recorded for {schedule:?} (runs: {runs:?}); the tick said {started:?}; schedules: {schedules:?}");
+    };
     let experiment = app.store.experiment(&run_id).await.expect("read").expect("exists");
     assert!(!experiment.spec.use_cache);
     run(app, &experiment).await;
