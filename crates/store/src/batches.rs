@@ -448,15 +448,10 @@ impl Store {
         })
     }
 
-    /// The units of work of an experiment whose call is parked or out in a batch, not answered
-    /// yet: their batch makes them ready when it ends.
+    /// Units of an experiment whose call is out in a batch, unanswered (the batch readies them).
     pub async fn parked_work_keys(&self, experiment_id: &str) -> Result<Vec<String>> {
-        Ok(with_pool!(&self.pool, p => sqlx::query_scalar(
-            "SELECT DISTINCT work_key FROM batch_calls WHERE experiment_id = $1 AND answered = FALSE",
-        )
-        .bind(experiment_id)
-        .fetch_all(p)
-        .await)?)
+        let sql = "SELECT DISTINCT work_key FROM batch_calls WHERE experiment_id = $1 AND answered = FALSE";
+        Ok(with_pool!(&self.pool, p => sqlx::query_scalar(sql).bind(experiment_id).fetch_all(p).await)?)
     }
 
     /// Calls of an experiment (of one `endpoint`, or of all) parked or out in a batch, not
