@@ -34,8 +34,8 @@ pub(crate) async fn connect(url: &str) -> Result<PgPool> {
     Ok(pool)
 }
 
-/// Turns Nagle's algorithm off on this process's TCP connections to `port`. sqlx 0.9.0 no
-/// longer sets `TCP_NODELAY` on its sockets (sqlx issue #4335, fixed after that release): a
+/// Turns Nagle's algorithm off on this process's TCP connections to `port`. sqlx 0.9.0 did not
+/// set `TCP_NODELAY` on its sockets (sqlx issue #4335; 0.9.1 does again, this stays): a
 /// statement larger than one TCP segment — a batch of exchanges — then waits for the server's
 /// delayed ACK, ~40 ms each time (`evaltap bench ingest`: 2,270 rows/s over TCP against
 /// 105,000 over a Unix socket for the same batched inserts). sqlx gives no handle on its
