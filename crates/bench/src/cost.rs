@@ -43,8 +43,8 @@ pub struct CostFigures {
     /// Candidate × rubric verdicts in all.
     pub verdicts: usize,
     /// Replays and candidates' judgments read back from the result cache, and what they cost
-    /// when paid.
-    pub reused: (usize, usize, f64),
+    /// when paid (every candidate's together).
+    pub reused: evaltap_report::CacheUse,
 }
 
 impl CostFigures {
@@ -103,8 +103,12 @@ fn figures_of(mode: &'static str, report: &evaltap_report::Report) -> CostFigure
         replays: report.candidates.iter().map(|c| c.n + c.errors).sum(),
         decided: rubrics.iter().filter(|v| **v != Verdict::Inconclusive).count(),
         verdicts: rubrics.len(),
-        reused: report.candidates.iter().fold((0, 0, 0.0), |(r, j, usd), c| {
-            (r + c.cached.replays, j + c.cached.judgments, usd + c.cached.original_cost_usd)
+        reused: report.candidates.iter().fold(evaltap_report::CacheUse::default(), |all, c| {
+            evaltap_report::CacheUse {
+                replays: all.replays + c.cached.replays,
+                judgments: all.judgments + c.cached.judgments,
+                original_cost_usd: all.original_cost_usd + c.cached.original_cost_usd,
+            }
         }),
     }
 }
@@ -155,14 +159,14 @@ pub fn render(settings: &CostBench, figures: &[CostFigures]) -> String {
             f.per_verdict() / baseline
         );
     }
-    for f in figures.iter().filter(|f| f.reused.0 + f.reused.1 > 0) {
+    for f in figures.iter().filter(|f| f.reused.replays + f.reused.judgments > 0) {
         let _ = writeln!(
             out,
             "{}: {} and {} read back from the result cache (${:.4} when paid)",
             f.mode,
-            evaltap_core::words::count(f.reused.0 as u64, "replay"),
-            evaltap_core::words::count(f.reused.1 as u64, "judgment"),
-            f.reused.2
+            evaltap_core::words::count(f.reused.replays as u64, "replay"),
+            evaltap_core::words::count(f.reused.judgments as u64, "judgment"),
+            f.reused.original_cost_usd
         );
     }
     out

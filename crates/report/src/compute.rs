@@ -55,7 +55,7 @@ pub fn compute(inputs: ReportInputs) -> Report {
         spend,
         bootstrap_resamples,
         settled,
-        sequence_family,
+        sequence_alpha,
     } = inputs;
     let experiment = &experiment;
     let spec = &experiment.spec;
@@ -160,7 +160,7 @@ pub fn compute(inputs: ReportInputs) -> Report {
     }
     let options = CompareOptions {
         bootstrap_resamples,
-        sequence_alpha: crate::segments::family_sequence_alpha(sequence_family),
+        sequence_alpha,
         ..compare_options(spec.margin, &progress, item_ids.len())
     };
     let basis = options.basis;

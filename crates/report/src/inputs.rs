@@ -31,9 +31,9 @@ pub struct ReportInputs {
     pub(crate) bootstrap_resamples: usize,
     /// Candidates that stopped early.
     pub(crate) settled: Vec<evaltap_store::SettledCandidate>,
-    /// Tests sharing α with each of these comparisons (1 for the experiment's own report; every
-    /// segment × candidate × rubric for a segment's): the confidence sequences run at α over it.
-    pub(crate) sequence_family: usize,
+    /// The level of the confidence sequences when not α: a segment's, one test of every
+    /// segment × candidate × rubric ([`crate::segments::family_sequence_alpha`]).
+    pub(crate) sequence_alpha: Option<f64>,
 }
 
 /// Loads what the report of `experiment` is computed from.
@@ -71,7 +71,7 @@ pub async fn load(store: &Store, experiment: &Experiment) -> Result<ReportInputs
         spend: store.spend(&experiment.id).await?,
         bootstrap_resamples: CompareOptions::default().bootstrap_resamples,
         settled: store.settled_candidates(&experiment.id).await?,
-        sequence_family: 1,
+        sequence_alpha: None,
     })
 }
 

@@ -140,15 +140,16 @@ pub fn segments(inputs: &ReportInputs, options: &SegmentOptions) -> SegmentedRep
     // the always-valid ones — a running experiment's, a candidate's that stopped early — through
     // confidence sequences at α over that many (Bonferroni), since a candidate may stop on any
     // of them.
-    let sequence_family = groups.len() * spec.compared_candidates().count() * spec.rubrics.len();
+    let sequence_alpha =
+        family_sequence_alpha(groups.len() * spec.compared_candidates().count() * spec.rubrics.len());
     let compare = CompareOptions {
-        sequence_alpha: family_sequence_alpha(sequence_family),
+        sequence_alpha,
         ..compare_options(spec.margin, &inputs.progress, inputs.item_ids.len())
     };
     let mut segments: Vec<Segment> = groups
         .into_iter()
         .map(|(key, items)| {
-            let report = compute(inputs.restricted_to(&items, sequence_family));
+            let report = compute(inputs.restricted_to(&items, sequence_alpha));
             let baseline_latency_p95_ms = baseline_latencies(inputs, &items);
             let candidates: Vec<SegmentCandidate> = report
                 .candidates
@@ -266,12 +267,12 @@ fn baseline_latencies(inputs: &ReportInputs, items: &HashSet<String>) -> Option<
 }
 
 impl ReportInputs {
-    /// The same inputs on `items` only, without the bootstrap (verdicts do not use it), one
-    /// of `sequence_family` tests sharing α.
-    fn restricted_to(&self, items: &HashSet<String>, sequence_family: usize) -> ReportInputs {
+    /// The same inputs on `items` only, without the bootstrap (verdicts do not use it), their
+    /// confidence sequences at `sequence_alpha` (their share of the family's α).
+    fn restricted_to(&self, items: &HashSet<String>, sequence_alpha: Option<f64>) -> ReportInputs {
         let mut inputs = self.clone();
         inputs.bootstrap_resamples = 0;
-        inputs.sequence_family = sequence_family.max(1);
+        inputs.sequence_alpha = sequence_alpha;
         inputs.item_ids.retain(|id| items.contains(id));
         inputs.replays.retain(|r| items.contains(&r.item_id));
         inputs.references.retain(|r| items.contains(&r.key));
