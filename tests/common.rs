@@ -219,6 +219,7 @@ pub fn experiment_request(
         // (tests/early_stop.rs, tests/cache.rs).
         early_stop: false,
         cache: false,
+        early_stop_on: evaltap_store::StopOn::Segments,
     }
 }
 

@@ -3,7 +3,9 @@
 //! says when and at how many pairs, with the verdict on the always-valid basis; with early
 //! stopping off every sampled exchange is replayed. On both engines.
 
+use evaltap_recommend::Action;
 use evaltap_stats::{Basis, Verdict};
+use evaltap_store::StopOn;
 use evaltap_worker::ExperimentRequest;
 
 use crate::common::{Bench, experiment_request, run};
@@ -51,5 +53,55 @@ async fn a_clearly_worse_candidate_stops_early_and_its_remaining_replays_are_nev
     let small = &report.candidates[0];
     assert!(small.stopped_early.is_none() && small.settled == 0 && small.n == 600, "{small:#?}");
     assert_eq!(small.rubrics[0].stats.basis, Basis::FixedN);
+}
+}
+
+crate::on_both_engines! {
+/// `early_stop_on: verdicts` stops the small model — far worse on `math`, as good as
+/// production on `support` — on its whole-sample verdict, without waiting for each route's;
+/// its `support` recommendation then never promises pairs that will not come, and `experiment
+/// show` says what the stop waited for. (When the stop comes is timing: the wording of each
+/// case is checked on fixed segments in crates/recommend/tests/guarantee.rs.)
+async fn stopping_on_verdicts_alone_stops_on_the_whole_sample_and_says_so() {
+    let bench = Bench::start_with("stop-on-verdicts", evaltap_sim::JudgeBehavior::default(), None, 600, |config| {
+        // At the simulator's zero latency, latencies are scheduling noise: not what this is about.
+        config.recommend.max_latency_p95_increase_pct = 10_000.0;
+    })
+    .await;
+    let verdicts = bench
+        .create(ExperimentRequest {
+            early_stop: true,
+            early_stop_on: StopOn::Verdicts,
+            margin: Some(0.05),
+            ..experiment_request("verdicts", "small", "correctness", 600)
+        })
+        .await;
+    assert_eq!(verdicts.spec.early_stop_on, StopOn::Verdicts);
+    let report = run(&bench.app, &verdicts).await;
+    let small = &report.candidates[0];
+    assert!(small.stopped_early.is_some() && small.settled > 0, "small did not stop: {small:#?}");
+    assert_eq!(small.rubrics[0].stats.verdict, Verdict::Worse);
+
+    let recommendations =
+        evaltap_app::recommend::recommendations(&bench.app.context(), "verdicts").await.expect("recommendations");
+    let support = recommendations.segments.iter().find(|s| s.key["route"] == "support").expect("support route");
+    let reason = &support.reason;
+    assert!(!reason.contains("more pairs needed"), "{reason}");
+    if support.action == Action::Keep {
+        assert!(reason.contains("stopped early on its whole-sample verdicts"), "{reason}");
+    }
+
+    let config = crate::common::write_config(&bench.dir, &bench.app.config);
+    let shown = std::process::Command::new(env!("CARGO_BIN_EXE_evaltap"))
+        .arg("--config")
+        .arg(&config)
+        .args(["experiment", "show", "verdicts"])
+        .output()
+        .expect("run evaltap experiment show");
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        text.contains("early stopping on: a candidate stops once its whole-sample verdicts are settled (segments not awaited)"),
+        "{text}"
+    );
 }
 }

@@ -78,6 +78,7 @@ async fn the_whole_loop_reaches_the_right_verdicts_and_is_idempotent() {
         seed: 7,
         port: 0,
         early_stop: false,
+        early_stop_on: evaltap_store::StopOn::Segments,
         cache: false,
         batch: false,
         datasets_dir: None,

@@ -139,6 +139,7 @@ async fn the_cost_is_estimated_before_a_run_and_a_cap_buys_complete_pairs() {
         auto_checks: true,
         // The estimate is of every replay: compare it with an experiment that makes them all.
         early_stop: false,
+        early_stop_on: evaltap_store::StopOn::Segments,
         cache: false,
     };
     let full = bench.create(request("full", None)).await;

@@ -278,6 +278,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 seed: args.seed,
                 port: args.port,
                 early_stop: true,
+                early_stop_on: evaltap_store::StopOn::Segments,
                 cache: true,
                 batch: args.batch,
                 datasets_dir: None,

@@ -10,6 +10,22 @@ use evaltap_app::App;
 use evaltap_store::Filter;
 use evaltap_worker::ExperimentRequest;
 
+/// `--early-stop-on`: what settles a candidate ([`evaltap_store::StopOn`]).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum EarlyStopOn {
+    Segments,
+    Verdicts,
+}
+
+impl From<EarlyStopOn> for evaltap_store::StopOn {
+    fn from(choice: EarlyStopOn) -> Self {
+        match choice {
+            EarlyStopOn::Segments => evaltap_store::StopOn::Segments,
+            EarlyStopOn::Verdicts => evaltap_store::StopOn::Verdicts,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum ExperimentCommand {
     /// Create an experiment and enqueue its replays and judgments.
@@ -58,6 +74,12 @@ pub(crate) enum ExperimentCommand {
         /// (by default a candidate stops once every rubric has a settled always-valid verdict).
         #[arg(long)]
         no_early_stop: bool,
+        /// What early stopping waits for: `segments` also settles each segment of `[recommend]
+        /// segment_by` (the per-segment recommendations need that evidence); `verdicts` stops a
+        /// candidate on its whole-sample verdicts alone, which costs less and leaves its
+        /// segments with the pairs made before the stop.
+        #[arg(long, value_enum, default_value_t = EarlyStopOn::Segments)]
+        early_stop_on: EarlyStopOn,
         /// Pay for every replay and judgment again instead of reusing the ones already paid for
         /// (same request to the same endpoint and model, same prompt to the same judge).
         #[arg(long)]
@@ -106,6 +128,7 @@ pub(crate) async fn dispatch(app: &App, command: &ExperimentCommand) -> anyhow::
             dry_run,
             no_auto_checks,
             no_early_stop,
+            early_stop_on,
             no_cache,
         } => {
             let request = ExperimentRequest {
@@ -127,6 +150,7 @@ pub(crate) async fn dispatch(app: &App, command: &ExperimentCommand) -> anyhow::
                 checks: Vec::new(),
                 auto_checks: !*no_auto_checks,
                 early_stop: !*no_early_stop,
+                early_stop_on: (*early_stop_on).into(),
                 cache: !*no_cache,
             };
             let spec =

@@ -152,6 +152,18 @@ pub fn show_experiment(experiment: &Experiment, exchanges: usize) -> String {
         spec.spend_cap_usd.map_or("none".to_string(), |c| format!("${c}")),
         spec.judge_samples
     );
+    let _ = writeln!(
+        out,
+        "early stopping {}; result cache {}",
+        match (spec.early_stop, spec.early_stop_on) {
+            (false, _) => "off",
+            (true, evaltap_store::StopOn::Segments) =>
+                "on: a candidate stops once its verdicts are settled, on the whole sample and on each segment",
+            (true, evaltap_store::StopOn::Verdicts) =>
+                "on: a candidate stops once its whole-sample verdicts are settled (segments not awaited)",
+        },
+        if spec.use_cache { "on" } else { "off" }
+    );
     let _ = writeln!(out, "baseline: `{BASELINE}` (the production responses)");
     for c in &spec.candidates {
         let _ = writeln!(

@@ -1,6 +1,8 @@
 //! `evaltap bench cost`: dollars per decided verdict on the demo's setting (two candidates, two
 //! rubrics, two routes of simulated traffic at the simulator's catalog prices), with every
-//! sampled exchange replayed and judged (fixed n), with early stopping, with early stopping and
+//! sampled exchange replayed and judged (fixed n), with early stopping (waiting for each
+//! route's verdicts, as the demo's per-route recommendations need, and on the whole-sample
+//! verdicts alone), with early stopping and
 //! the result cache (an answer identical to one already judged is not judged again), and for
 //! that experiment asked again, and with all of it through the providers' batch interfaces (half
 //! price). Each is a whole run of
@@ -26,9 +28,10 @@ pub struct CostBench {
 /// What one way of running cost.
 #[derive(Debug, Clone)]
 pub struct CostFigures {
-    /// `fixed n`, `early stop`, `+ cache` (early stopping and the result cache), `cached
-    /// re-run` (the last asked again), or `+ batch` (early stopping and the cache, every call
-    /// through a batch interface).
+    /// `fixed n`, `early stop` (waiting for each route's verdicts), `stop on verdicts` (on the
+    /// whole sample's alone), `+ cache` (early stopping and the result cache), `cached re-run`
+    /// (the last asked again), or `+ batch` (early stopping and the cache, every call through a
+    /// batch interface).
     pub mode: &'static str,
     /// Replays and judge calls, in USD.
     pub spent_usd: f64,
@@ -42,6 +45,11 @@ pub struct CostFigures {
     pub decided: usize,
     /// Candidate × rubric verdicts in all.
     pub verdicts: usize,
+    /// Route × candidate × rubric verdicts decided (what the recommendations rest on), and in
+    /// all.
+    pub route_verdicts: (usize, usize),
+    /// Routes the recommendations switch to a candidate.
+    pub switches: usize,
     /// Replays and candidates' judgments read back from the result cache, and what they cost
     /// when paid (every candidate's together).
     pub reused: evaltap_report::CacheUse,
@@ -58,11 +66,13 @@ impl CostFigures {
 /// stopping, early stopping with the result cache — then that experiment asked again.
 pub async fn cost(settings: &CostBench) -> anyhow::Result<Vec<CostFigures>> {
     let mut figures = Vec::new();
-    for (mode, early_stop, cache, batch) in [
-        ("fixed n", false, false, false),
-        ("early stop", true, false, false),
-        ("+ cache", true, true, false),
-        ("+ batch", true, true, true),
+    use evaltap_store::StopOn::{Segments, Verdicts};
+    for (mode, early_stop, early_stop_on, cache, batch) in [
+        ("fixed n", false, Segments, false, false),
+        ("early stop", true, Segments, false, false),
+        ("stop on verdicts", true, Verdicts, false, false),
+        ("+ cache", true, Segments, true, false),
+        ("+ batch", true, Segments, true, true),
     ] {
         let dir = std::env::temp_dir().join(format!("evaltap-bench-cost-{}", uuid::Uuid::now_v7()));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -72,6 +82,7 @@ pub async fn cost(settings: &CostBench) -> anyhow::Result<Vec<CostFigures>> {
             seed: settings.seed,
             port: 0,
             early_stop,
+            early_stop_on,
             cache,
             batch,
             datasets_dir: None,
@@ -79,12 +90,12 @@ pub async fn cost(settings: &CostBench) -> anyhow::Result<Vec<CostFigures>> {
         let run =
             evaltap_demo::start(&options, format!("sqlite://{}", dir.join("bench.db").display())).await?;
         let report = &run.report;
-        figures.push(figures_of(mode, report));
+        figures.push(figures_of(mode, report, &routes(&run, evaltap_demo::EXPERIMENT).await?));
         if cache && !batch {
             // The same experiment asked again on the same traffic (a re-run, another branch's
             // CI): what was paid for is read back from the result cache.
             let rerun = rerun(&run, report.baseline.n).await?;
-            figures.push(figures_of("cached re-run", &rerun));
+            figures.push(figures_of("cached re-run", &rerun, &routes(&run, RERUN).await?));
         }
         run.shutdown();
         let _ = std::fs::remove_dir_all(&dir);
@@ -92,7 +103,51 @@ pub async fn cost(settings: &CostBench) -> anyhow::Result<Vec<CostFigures>> {
     Ok(figures)
 }
 
-fn figures_of(mode: &'static str, report: &evaltap_report::Report) -> CostFigures {
+/// What an experiment's per-route recommendations rest on, read over the API as a user would.
+struct Routes {
+    /// Route × candidate × rubric verdicts decided, and in all.
+    verdicts: (usize, usize),
+    /// Routes switched to a candidate.
+    switches: usize,
+}
+
+async fn routes(run: &evaltap_demo::DemoRun, experiment: &str) -> anyhow::Result<Routes> {
+    let http = evaltap_providers::http_client(std::time::Duration::from_secs(30))?;
+    let get = |what: &'static str| {
+        let url = format!("http://{}/api/experiments/{experiment}/{what}", run.server_addr);
+        let http = http.clone();
+        async move {
+            let response = http.get(&url).send().await.with_context(|| format!("reading {url}"))?;
+            anyhow::ensure!(response.status().is_success(), "{url}: {}", response.status());
+            response.json::<serde_json::Value>().await.with_context(|| format!("decoding {url}"))
+        }
+    };
+    let segmented = get("segments").await?;
+    let verdicts: Vec<&str> = segmented["segments"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|s| s["candidates"].as_array().into_iter().flatten())
+        .flat_map(|c| c["rubrics"].as_array().into_iter().flatten())
+        .map(|r| r["stats"]["verdict"].as_str().unwrap_or_default())
+        .collect();
+    let recommendations = get("recommendations").await?;
+    let switches = recommendations["segments"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| s["action"] == "switch")
+        .count();
+    Ok(Routes {
+        verdicts: (
+            verdicts.iter().filter(|v| !v.is_empty() && **v != "inconclusive").count(),
+            verdicts.len(),
+        ),
+        switches,
+    })
+}
+
+fn figures_of(mode: &'static str, report: &evaltap_report::Report, routes: &Routes) -> CostFigures {
     let rubrics: Vec<Verdict> =
         report.candidates.iter().flat_map(|c| c.rubrics.iter().map(|r| r.stats.verdict)).collect();
     CostFigures {
@@ -103,6 +158,8 @@ fn figures_of(mode: &'static str, report: &evaltap_report::Report) -> CostFigure
         replays: report.candidates.iter().map(|c| c.n + c.errors).sum(),
         decided: rubrics.iter().filter(|v| **v != Verdict::Inconclusive).count(),
         verdicts: rubrics.len(),
+        route_verdicts: routes.verdicts,
+        switches: routes.switches,
         reused: report.candidates.iter().fold(evaltap_report::CacheUse::default(), |all, c| {
             evaltap_report::CacheUse {
                 replays: all.replays + c.cached.replays,
@@ -113,19 +170,22 @@ fn figures_of(mode: &'static str, report: &evaltap_report::Report) -> CostFigure
     }
 }
 
+/// The re-run's name.
+const RERUN: &str = "demo-rerun";
+
 /// The demo's experiment created again under another name over the same API, run to the end.
 async fn rerun(run: &evaltap_demo::DemoRun, sample: usize) -> anyhow::Result<evaltap_report::Report> {
     let http = evaltap_providers::http_client(std::time::Duration::from_secs(30))?;
     let created = http
         .post(format!("http://{}/api/experiments", run.server_addr))
-        .json(&serde_json::json!({"name": "demo-rerun", "candidates": ["medium", "small"],
+        .json(&serde_json::json!({"name": RERUN, "candidates": ["medium", "small"],
             "rubrics": ["correctness", "helpfulness"], "margin": evaltap_demo::DEMO_MARGIN, "sample_size": sample,
             "spend_cap_usd": null}))
         .send()
         .await
         .context("creating the re-run")?;
     anyhow::ensure!(created.status().is_success(), "creating the re-run failed: {}", created.text().await?);
-    let experiment = run.app.store.require_experiment("demo-rerun").await?;
+    let experiment = run.app.store.require_experiment(RERUN).await?;
     run.app.wait_done(&experiment, std::time::Duration::from_secs(120), |_| {}).await?;
     Ok(evaltap_report::build(&run.app.store, &experiment).await?)
 }
@@ -140,14 +200,23 @@ pub fn render(settings: &CostBench, figures: &[CostFigures]) -> String {
     );
     let _ = writeln!(
         out,
-        "{:<14} {:>10} {:>10} {:>10} {:>8} {:>9} {:>14} {:>9}",
-        "mode", "spent $", "replays $", "judge $", "replays", "decided", "$ per verdict", "vs fixed"
+        "{:<16} {:>9} {:>9} {:>9} {:>8} {:>8} {:>13} {:>8} {:>13} {:>8}",
+        "mode",
+        "spent $",
+        "replays $",
+        "judge $",
+        "replays",
+        "decided",
+        "$ per verdict",
+        "vs fixed",
+        "route verdicts",
+        "switches"
     );
     let baseline = figures.first().map(CostFigures::per_verdict).unwrap_or(f64::NAN);
     for f in figures {
         let _ = writeln!(
             out,
-            "{:<14} {:>10.4} {:>10.4} {:>10.4} {:>8} {:>5} of {:<2} {:>14.5} {:>8.2}×",
+            "{:<16} {:>9.4} {:>9.4} {:>9.4} {:>8} {:>4} of {:<2} {:>13.5} {:>7.2}× {:>8} of {:<2} {:>8}",
             f.mode,
             f.spent_usd,
             f.replays_usd,
@@ -156,7 +225,10 @@ pub fn render(settings: &CostBench, figures: &[CostFigures]) -> String {
             f.decided,
             f.verdicts,
             f.per_verdict(),
-            f.per_verdict() / baseline
+            f.per_verdict() / baseline,
+            f.route_verdicts.0,
+            f.route_verdicts.1,
+            f.switches
         );
     }
     for f in figures.iter().filter(|f| f.reused.replays + f.reused.judgments > 0) {

@@ -73,6 +73,7 @@ pub async fn dashboard(settings: &DashboardBench) -> anyhow::Result<DashboardFig
         seed: 7,
         port: 0,
         early_stop: true,
+        early_stop_on: evaltap_store::StopOn::Segments,
         cache: true,
         batch: false,
         datasets_dir: Some(dir.join("datasets")),

@@ -42,6 +42,9 @@ pub struct DemoOptions {
     pub port: u16,
     /// Stop each candidate once its verdicts are settled (the default; off to replay all).
     pub early_stop: bool,
+    /// What early stopping waits for (each route's verdicts too, by default: the demo's
+    /// recommendations are per route).
+    pub early_stop_on: evaltap_store::StopOn,
     /// Reuse results already paid for (the default; off to call every model afresh).
     pub cache: bool,
     /// Send the candidates' and the judge's calls through the simulator's batch interface.
@@ -279,7 +282,8 @@ pub async fn start(options: &DemoOptions, database_url: String) -> anyhow::Resul
         .post(format!("http://{server_addr}/api/experiments"))
         .json(&json!({"name": EXPERIMENT, "candidates": ["medium", "small"], "rubrics": ["correctness", "helpfulness"],
                       "margin": DEMO_MARGIN, "sample_size": accepted, "spend_cap_usd": null,
-                      "early_stop": options.early_stop, "cache": options.cache}))
+                      "early_stop": options.early_stop, "early_stop_on": options.early_stop_on,
+                      "cache": options.cache}))
         .send()
         .await
         .context("creating the experiment")?;

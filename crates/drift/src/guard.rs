@@ -143,6 +143,7 @@ pub(crate) async fn run_request(
         early_stop: false,
         // It exists to see the model as it answers now.
         cache: false,
+        early_stop_on: evaltap_store::StopOn::Segments,
     }))
 }
 

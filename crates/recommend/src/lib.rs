@@ -229,10 +229,27 @@ fn objection(segment: &Segment, candidate: &SegmentCandidate, limits: &Limits) -
             segment.baseline.cost_per_request_usd
         ));
     }
-    let rubric_objections: Vec<String> = results.rubrics.iter().filter_map(rubric_objection).collect();
     if results.rubrics.is_empty() {
         return Some("no rubric compared".into());
     }
+    // Stopped on its whole-sample verdicts (`--early-stop-on verdicts`): no more pairs will
+    // come, so "more pairs needed" would promise what the experiment will not do.
+    let unsettled: Vec<&str> = results
+        .rubrics
+        .iter()
+        .filter(|r| r.stats.verdict == Verdict::Inconclusive)
+        .map(|r| r.rubric.as_str())
+        .collect();
+    let worse = results.rubrics.iter().any(|r| r.stats.verdict == Verdict::Worse);
+    if let (Some(stop), false, false) = (&results.stopped_early, unsettled.is_empty(), worse) {
+        return Some(format!(
+            "stopped early on its whole-sample verdicts ({} pairs) with {} pairs here, before its verdict here was settled on {} (an experiment with `--early-stop-on segments` gathers each segment's evidence)",
+            stop.pairs,
+            results.rubrics.iter().map(|r| r.stats.n).min().unwrap_or(0),
+            unsettled.join(", ")
+        ));
+    }
+    let rubric_objections: Vec<String> = results.rubrics.iter().filter_map(rubric_objection).collect();
     if !rubric_objections.is_empty() {
         return Some(rubric_objections.join("; "));
     }
@@ -253,6 +270,27 @@ fn objection(segment: &Segment, candidate: &SegmentCandidate, limits: &Limits) -
     None
 }
 
+/// The candidates short of `min_n` pairs on `segment` because they stopped early on their
+/// whole-sample verdicts, in words (`small stopped early on its whole-sample verdicts with 20
+/// pairs here`); none when every short candidate is short for want of traffic.
+fn stopped_short(segment: &Segment, min_n: usize) -> Option<String> {
+    let stopped: Vec<String> = segment
+        .candidates
+        .iter()
+        .filter(|c| c.results.stopped_early.is_some())
+        .filter_map(|c| {
+            let pairs = c.results.rubrics.iter().map(|r| r.stats.n).min()?;
+            (pairs < min_n).then(|| {
+                format!(
+                    "{} stopped early on its whole-sample verdicts with {pairs} pairs here",
+                    c.results.name
+                )
+            })
+        })
+        .collect();
+    (!stopped.is_empty()).then(|| stopped.join("; "))
+}
+
 fn decide(
     segmented: &SegmentedReport,
     segment: &Segment,
@@ -267,6 +305,13 @@ fn decide(
     });
     let blocker = if segmented.status != "done" {
         Some("the experiment is still running: recommendations are made once it is done".to_string())
+    } else if !segment.enough_data
+        && let Some(stopped) = stopped_short(segment, segmented.min_segment_n)
+    {
+        Some(format!(
+            "not enough data: {stopped} before this segment had {} pairs per rubric (an experiment with `--early-stop-on segments` gathers each segment's evidence)",
+            segmented.min_segment_n
+        ))
     } else if !segment.enough_data {
         let needed = segment
             .candidates

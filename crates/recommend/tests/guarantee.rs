@@ -285,3 +285,53 @@ fn the_stop_rule_reads_every_segment_even_the_only_one() {
     // No split computed (a golden run): nothing beyond the pooled verdicts.
     assert!(settled_in_segments("small", &running(Vec::new())));
 }
+
+/// A candidate stopped on its whole-sample verdicts (`--early-stop-on verdicts`) gets no more
+/// pairs: a segment it left short, or unsettled, names the stop instead of asking for pairs.
+#[test]
+fn a_segment_a_candidate_left_by_stopping_early_names_the_stop() {
+    use evaltap_stats::Verdict::{Inconclusive, Worse};
+    let options =
+        CompareOptions { basis: Basis::Sequential, bootstrap_resamples: 0, ..CompareOptions::default() };
+    let (b, c) = scores(&mut rand::rngs::ChaCha8Rng::seed_from_u64(11), 0.0);
+    let stopped = |pairs: usize, verdict: evaltap_stats::Verdict, stopped: bool| {
+        let mut result = rubric("correctness", &b[..pairs], &c[..pairs], &options);
+        result.stats.verdict = verdict;
+        result.more_samples_needed = Some(120);
+        let mut candidate = candidate("small", 0.001, vec![result]);
+        candidate.results.stopped_early = stopped.then(|| evaltap_report::StoppedEarly {
+            at: Default::default(),
+            pairs: 60,
+            saved_usd: None,
+        });
+        candidate
+    };
+    let limits = Limits { max_error_rate: 0.02, max_latency_p95_increase_pct: 50.0 };
+    let volume = Volume { monthly_requests: 30_000.0, scaling: "simulated".into() };
+    let reason = |candidate: SegmentCandidate, enough_data: bool| {
+        let mut segment = segment("support", 1.0, vec![candidate]);
+        segment.enough_data = enough_data;
+        let recommendations =
+            recommend(&segmented("done", Basis::FixedN, 1, vec![segment]), &limits, &volume);
+        assert_eq!(recommendations.segments[0].action, Action::Keep);
+        recommendations.segments[0].reason.clone()
+    };
+    // Short of the pairs a segment needs.
+    let short = reason(stopped(20, Inconclusive, true), false);
+    assert!(short.contains("small stopped early on its whole-sample verdicts with 20 pairs here"), "{short}");
+    assert!(!short.contains("more pairs needed"), "{short}");
+    // Enough pairs to count, too few to settle.
+    let unsettled = reason(stopped(40, Inconclusive, true), true);
+    assert!(
+        unsettled
+            .contains("small — stopped early on its whole-sample verdicts (60 pairs) with 40 pairs here"),
+        "{unsettled}"
+    );
+    assert!(!unsettled.contains("more pairs needed"), "{unsettled}");
+    // Worse where it stopped: that is the reason.
+    let worse = reason(stopped(40, Worse, true), true);
+    assert!(worse.contains("small — worse on correctness"), "{worse}");
+    // A candidate still running is told what it needs.
+    assert!(reason(stopped(40, Inconclusive, false), true).contains("120 more pairs needed"));
+    assert!(reason(stopped(20, Inconclusive, false), false).contains("more pairs needed"));
+}

@@ -3,7 +3,7 @@
 //! valid however often they are looked at, so stopping on them keeps the error rates.
 
 use evaltap_stats::{Basis, Verdict};
-use evaltap_store::{Experiment, Store, StoreError};
+use evaltap_store::{Experiment, StopOn, Store, StoreError};
 
 use crate::segments::{SegmentOptions, SegmentedReport};
 use crate::{CandidateReport, Report};
@@ -14,12 +14,13 @@ pub fn settles(verdicts: &[Verdict]) -> bool {
     !verdicts.is_empty() && verdicts.iter().all(|v| *v != Verdict::Inconclusive)
 }
 
-/// The candidates whose verdicts are settled on a running report and on every segment of
-/// `[recommend] segment_by` too (one when the traffic does not split) — a recommendation needs
-/// each segment's verdict, decided in the family of every segment × candidate × rubric — with
-/// the fewest pairs any of their rubrics has. Only the always-valid basis settles anything (a
-/// finished experiment has nothing left to save).
-pub fn to_settle(report: &Report, segmented: &SegmentedReport) -> Vec<(String, u64)> {
+/// The candidates whose verdicts are settled on a running report — and, given `segmented`
+/// (stopping on [`StopOn::Segments`]), on every segment of `[recommend] segment_by` too (one
+/// when the traffic does not split): a recommendation needs each segment's verdict, decided in
+/// the family of every segment × candidate × rubric — with the fewest pairs any of their
+/// rubrics has. Only the always-valid basis settles anything (a finished experiment has
+/// nothing left to save).
+pub fn to_settle(report: &Report, segmented: Option<&SegmentedReport>) -> Vec<(String, u64)> {
     if report.basis != Basis::Sequential {
         return Vec::new();
     }
@@ -27,7 +28,7 @@ pub fn to_settle(report: &Report, segmented: &SegmentedReport) -> Vec<(String, u
         .candidates
         .iter()
         .filter(|c| c.stopped_early.is_none() && settled_on(&c.rubrics))
-        .filter(|c| settled_in_segments(&c.name, segmented))
+        .filter(|c| segmented.is_none_or(|segmented| settled_in_segments(&c.name, segmented)))
         .map(|c: &CandidateReport| {
             (c.name.clone(), c.rubrics.iter().map(|r| r.stats.n as u64).min().unwrap_or(0))
         })
@@ -59,9 +60,10 @@ pub async fn settle(
 ) -> Result<Vec<(String, u64)>, StoreError> {
     let mut inputs = crate::load(store, experiment).await?;
     inputs.bootstrap_resamples = 0;
-    let segments = segments.clone();
+    // Segments are read only when the stop waits for them.
+    let segments = (experiment.spec.early_stop_on == StopOn::Segments).then(|| segments.clone());
     let computed = tokio::task::spawn_blocking(move || {
-        let segmented = crate::segments::segments(&inputs, &segments);
+        let segmented = segments.map(|segments| crate::segments::segments(&inputs, &segments));
         (crate::compute(inputs), segmented)
     })
     .await;
@@ -71,7 +73,7 @@ pub async fn settle(
         Err(err) => unreachable!("a blocking task is never cancelled: {err}"),
     };
     let mut settled = Vec::new();
-    for (candidate, pairs) in to_settle(&report, &segmented) {
+    for (candidate, pairs) in to_settle(&report, segmented.as_ref()) {
         if store.settle_candidate(&experiment.id, &candidate, pairs).await? {
             tracing::info!(experiment = %experiment.spec.name, %candidate, pairs, "verdict settled: the candidate stops early");
             settled.push((candidate, pairs));

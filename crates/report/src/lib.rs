@@ -23,7 +23,7 @@ pub use inputs::*;
 pub use model::*;
 pub use pairwise::pairwise_outcome;
 pub(crate) use pairwise::pairwise_summary;
-pub use reuse::{CacheUse, StoppedEarly};
+pub use reuse::{CacheUse, StoppedEarly, VerdictsRestOn};
 pub use text::*;
 
 /// Significance level of the report's tests and intervals.

@@ -4,6 +4,34 @@
 use evaltap_store::{ReplayRecord, SettledCandidate};
 use serde::{Deserialize, Serialize};
 
+/// What a report's verdicts rest on, decided here once for the text report and the page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VerdictsRestOn {
+    /// Results are still landing: the always-valid statistics.
+    Landing,
+    /// Every candidate ran to the end: the fixed-n test at the planned sample size.
+    FixedN,
+    /// Every candidate stopped early: the always-valid statistics (the fixed-n test is not
+    /// valid after an optional stop).
+    EveryStopped,
+    /// Some candidates stopped early: theirs on the always-valid statistics, the others' fixed-n.
+    SomeStopped,
+}
+
+impl crate::Report {
+    /// What the verdicts rest on.
+    pub fn verdicts_rest_on(&self) -> VerdictsRestOn {
+        let stopped = self.candidates.iter().filter(|c| c.stopped_early.is_some()).count();
+        match (self.basis, stopped) {
+            (evaltap_stats::Basis::Sequential, _) => VerdictsRestOn::Landing,
+            (evaltap_stats::Basis::FixedN, 0) => VerdictsRestOn::FixedN,
+            (evaltap_stats::Basis::FixedN, n) if n == self.candidates.len() => VerdictsRestOn::EveryStopped,
+            (evaltap_stats::Basis::FixedN, _) => VerdictsRestOn::SomeStopped,
+        }
+    }
+}
+
 /// What a candidate reused from the result cache: it cost nothing this time.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CacheUse {

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use evaltap_stats::{Basis, Comparison};
+use evaltap_stats::Comparison;
 use evaltap_store::Spend;
 
 use crate::*;
@@ -47,14 +47,11 @@ pub(crate) fn settle_note(more: u64, stats: &Comparison) -> String {
 /// The report as a plain-text table.
 pub fn render_text(report: &Report) -> String {
     let mut out = String::new();
-    let stopped = report.candidates.iter().filter(|c| c.stopped_early.is_some()).count();
-    let basis = match (report.basis, stopped) {
-        (Basis::Sequential, _) => "sequential (always-valid, results still landing)",
-        (Basis::FixedN, 0) => "fixed-n",
-        (Basis::FixedN, n) if n == report.candidates.len() => {
-            "sequential (always-valid: every candidate stopped early)"
-        }
-        (Basis::FixedN, _) => "fixed-n, sequential for the candidates that stopped early",
+    let basis = match report.verdicts_rest_on() {
+        VerdictsRestOn::Landing => "sequential (always-valid, results still landing)",
+        VerdictsRestOn::FixedN => "fixed-n",
+        VerdictsRestOn::EveryStopped => "sequential (always-valid: every candidate stopped early)",
+        VerdictsRestOn::SomeStopped => "fixed-n, sequential for the candidates that stopped early",
     };
     let items = evaltap_core::words::count(
         report.baseline.n as u64,

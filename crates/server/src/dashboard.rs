@@ -114,6 +114,7 @@ pub(crate) async fn experiment(
         "experiment.html",
         json!({
             "baseline_label": report.baseline.describe(),
+            "verdicts_rest_on": report.verdicts_rest_on(),
             "report": report,
             "rubric": rubric,
             "rubrics": experiment.spec.rubrics,

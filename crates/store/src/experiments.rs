@@ -87,10 +87,38 @@ pub struct ExperimentSpec {
     /// experiments made before early stopping existed).
     #[serde(default)]
     pub early_stop: bool,
+    /// What early stopping waits for (every segment's verdicts too, for experiments made
+    /// before the choice existed).
+    #[serde(default)]
+    pub early_stop_on: StopOn,
     /// Read replays and judgments already paid for from the result cache (off for experiments
     /// made before the cache existed, drift runs and guards).
     #[serde(default)]
     pub use_cache: bool,
+}
+
+/// What settles a candidate under early stopping.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StopOn {
+    /// Its verdicts on the whole sample and on every segment of `[recommend] segment_by`: a
+    /// per-segment recommendation needs each segment's evidence, so a candidate as good as
+    /// production runs most of the sample when its segments are small.
+    #[default]
+    Segments,
+    /// Its verdicts on the whole sample alone: cheaper, and a segment's recommendation then
+    /// rests on the pairs made before the stop (often too few to show anything).
+    Verdicts,
+}
+
+impl StopOn {
+    /// The name used in configuration, the API and the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopOn::Segments => "segments",
+            StopOn::Verdicts => "verdicts",
+        }
+    }
 }
 
 /// The dataset version a golden run uses.

@@ -42,7 +42,7 @@ pub use datasets::{DatasetItemRow, DatasetVersion, dataset_item_key};
 pub use drift::{Alert, GuardSpec, Schedule, ScheduleRun, ScheduleSpec};
 pub use early_stop::SettledCandidate;
 pub use exchanges::{Delivery, DeliveryCounts, ExchangeHead, IngestOutcome, SourceStats, StoredExchange};
-pub use experiments::{BaselineSpec, DatasetRef, Experiment, ExperimentSpec, Filter, FrozenRubric};
+pub use experiments::{BaselineSpec, DatasetRef, Experiment, ExperimentSpec, Filter, FrozenRubric, StopOn};
 /// Nagle's algorithm on this process's PostgreSQL sockets (see `postgres.rs`), for tests.
 #[cfg(target_os = "linux")]
 pub use postgres::nagle::delayed_sockets_to;

@@ -2,7 +2,9 @@
 
 use evaltap_core::Config;
 use evaltap_judge::Rubrics;
-use evaltap_store::{BaselineSpec, DatasetRef, Experiment, ExperimentSpec, Filter, FrozenRubric, Store};
+use evaltap_store::{
+    BaselineSpec, DatasetRef, Experiment, ExperimentSpec, Filter, FrozenRubric, StopOn, Store,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::{WorkerError, enqueue_missing};
@@ -53,6 +55,10 @@ pub struct ExperimentRequest {
     /// never paid; `sample_size` is then the most the experiment spends (default on).
     #[serde(default = "yes")]
     pub early_stop: bool,
+    /// What early stopping waits for: `segments` (default) also every segment's verdicts, which
+    /// a per-segment recommendation needs; `verdicts` the whole sample's alone.
+    #[serde(default)]
+    pub early_stop_on: StopOn,
     /// Reuse replays and judgments already paid for (same request to the same endpoint and
     /// model; same prompt to the same judge), younger than `cache_max_age_hours` (default on).
     #[serde(default = "yes")]
@@ -93,6 +99,7 @@ impl ExperimentRequest {
             // A golden set is small and read item by item (regressions, drift): every item runs.
             early_stop: false,
             cache: true,
+            early_stop_on: evaltap_store::StopOn::Segments,
         }
     }
 }
@@ -355,6 +362,7 @@ pub async fn plan_experiment(
         baseline,
         checks: request.checks,
         early_stop: request.early_stop,
+        early_stop_on: request.early_stop_on,
         use_cache: request.cache,
     };
     // Only a comparison with a baseline has verdicts to settle on.
