@@ -41,20 +41,24 @@ fn bench_stats_runs_plain_and_clustered() {
 #[test]
 fn bench_cost_prints_dollars_per_verdict_for_each_mode() {
     let out = evaltap(&["bench", "cost", "--exchanges", "600"]);
-    let rows: Vec<&str> = ["fixed n", "early stop", "+ cache", "cached re-run", "+ batch"]
+    const MODES: [&str; 7] =
+        ["fixed n", "early stop", "+ cache", "cached re-run", "+ batch", "verdicts only", "verdicts + batch"];
+    // Each row: its mode, then the figures.
+    let rows: Vec<Vec<&str>> = MODES
         .iter()
-        .filter_map(|mode| out.lines().find(|l| l.starts_with(mode)))
+        .filter_map(|mode| {
+            let row = out.lines().find(|l| l.starts_with(&format!("{mode} ")))?;
+            Some(row[mode.len()..].split_whitespace().collect())
+        })
         .collect();
-    assert_eq!(rows.len(), 5, "{out}");
-    // Every mode's label is two words: the figures follow.
-    let spent = |row: &str| row.split_whitespace().nth(2).and_then(|v| v.parse::<f64>().ok()).expect("spent");
-    let replays =
-        |row: &str| row.split_whitespace().nth(5).and_then(|v| v.parse::<usize>().ok()).expect("replays");
+    assert_eq!(rows.len(), MODES.len(), "{out}");
+    let spent = |row: &[&str]| row[0].parse::<f64>().expect("spent");
+    let replays = |row: &[&str]| row[3].parse::<usize>().expect("replays");
     // Fixed n replays every sampled exchange on both candidates; early stopping never more.
-    assert_eq!(replays(rows[0]), 1200, "{out}");
-    assert!(replays(rows[1]) <= 1200 && spent(rows[1]) <= spent(rows[0]) * 1.01, "{out}");
+    assert_eq!(replays(&rows[0]), 1200, "{out}");
+    assert!(replays(&rows[1]) <= 1200 && spent(&rows[1]) <= spent(&rows[0]) * 1.01, "{out}");
     // With the cache, answers identical to one already judged are read back, not paid again.
-    assert!(spent(rows[2]) < spent(rows[1]), "{out}");
+    assert!(spent(&rows[2]) < spent(&rows[1]), "{out}");
     // Asked again, the experiment pays only for what the first run did not make (it stopped
     // early; the re-run, under another name, claims items in another order): the rest is read
     // back from the cache. How far each run goes before it stops varies with timing, so their
@@ -66,9 +70,21 @@ fn bench_cost_prints_dollars_per_verdict_for_each_mode() {
         .next()
         .and_then(|n| n.replace(',', "").parse::<usize>().ok())
         .expect("replays read back");
-    assert!(read_back > 0 && spent(rows[3]) < spent(rows[0]), "{out}");
+    assert!(read_back > 0 && spent(&rows[3]) < spent(&rows[0]), "{out}");
     // Through the batch interface every call costs half: well under early stopping alone.
-    assert!(spent(rows[4]) < spent(rows[1]) && spent(rows[4]) <= spent(rows[0]) * 0.5, "{out}");
+    assert!(spent(&rows[4]) < spent(&rows[1]) && spent(&rows[4]) <= spent(&rows[0]) * 0.5, "{out}");
+    // Stopping on the whole-sample verdicts alone never pays more than fixed n either, and in
+    // batch mode at most half.
+    assert!(replays(&rows[5]) <= 1200 && spent(&rows[5]) <= spent(&rows[0]) * 1.01, "{out}");
+    assert!(spent(&rows[6]) <= spent(&rows[0]) * 0.5, "{out}");
+    // What the per-route recommendations rest on is counted beside the verdicts: of two routes
+    // × two candidates × two rubrics, as many decided as the routes' verdicts say; with fixed n
+    // every route has its verdicts.
+    for row in &rows {
+        let (decided, of) = (row[10].parse::<usize>().expect("route verdicts"), row[12]);
+        assert!(of == "8" && decided <= 8, "{out}");
+    }
+    assert_eq!(rows[0][10], "8", "{out}");
 }
 
 #[test]

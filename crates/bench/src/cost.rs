@@ -1,13 +1,13 @@
 //! `evaltap bench cost`: dollars per decided verdict on the demo's setting (two candidates, two
 //! rubrics, two routes of simulated traffic at the simulator's catalog prices), with every
-//! sampled exchange replayed and judged (fixed n), with early stopping (waiting for each
-//! route's verdicts, as the demo's per-route recommendations need, and on the whole-sample
-//! verdicts alone), with early stopping and
-//! the result cache (an answer identical to one already judged is not judged again), and for
-//! that experiment asked again, and with all of it through the providers' batch interfaces (half
-//! price). Each is a whole run of
-//! the loop: real replays and judge calls against the simulated upstream, spend read from
-//! evaltap's own ledger. It prints figures; it asserts nothing.
+//! sampled exchange replayed and judged (fixed n), with early stopping waiting for each route's
+//! verdicts (the default: the per-route recommendations need them), with the result cache on
+//! top (an answer identical to one already judged is not judged again), for that experiment
+//! asked again, and with all of it through the providers' batch interfaces (half price); then
+//! early stopping on the whole-sample verdicts alone, without and with the cache and batches.
+//! Each is a whole run of the loop: real replays and judge calls against the simulated
+//! upstream, spend read from evaltap's own ledger, what the recommendations rest on read over
+//! the API. It prints figures; it asserts nothing.
 
 use std::fmt::Write as _;
 
@@ -28,10 +28,10 @@ pub struct CostBench {
 /// What one way of running cost.
 #[derive(Debug, Clone)]
 pub struct CostFigures {
-    /// `fixed n`, `early stop` (waiting for each route's verdicts), `stop on verdicts` (on the
-    /// whole sample's alone), `+ cache` (early stopping and the result cache), `cached re-run`
-    /// (the last asked again), or `+ batch` (early stopping and the cache, every call through a
-    /// batch interface).
+    /// `fixed n`, `early stop` (waiting for each route's verdicts), `+ cache` (early stopping and
+    /// the result cache), `cached re-run` (the last asked again), `+ batch` (early stopping and
+    /// the cache, every call through a batch interface); `verdicts only` and `verdicts + batch`
+    /// are `early stop` and `+ batch` stopping on the whole-sample verdicts alone.
     pub mode: &'static str,
     /// Replays and judge calls, in USD.
     pub spent_usd: f64,
@@ -70,9 +70,10 @@ pub async fn cost(settings: &CostBench) -> anyhow::Result<Vec<CostFigures>> {
     for (mode, early_stop, early_stop_on, cache, batch) in [
         ("fixed n", false, Segments, false, false),
         ("early stop", true, Segments, false, false),
-        ("stop on verdicts", true, Verdicts, false, false),
         ("+ cache", true, Segments, true, false),
         ("+ batch", true, Segments, true, true),
+        ("verdicts only", true, Verdicts, false, false),
+        ("verdicts + batch", true, Verdicts, true, true),
     ] {
         let dir = std::env::temp_dir().join(format!("evaltap-bench-cost-{}", uuid::Uuid::now_v7()));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -122,28 +123,23 @@ async fn routes(run: &evaltap_demo::DemoRun, experiment: &str) -> anyhow::Result
             response.json::<serde_json::Value>().await.with_context(|| format!("decoding {url}"))
         }
     };
-    let segmented = get("segments").await?;
-    let verdicts: Vec<&str> = segmented["segments"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|s| s["candidates"].as_array().into_iter().flatten())
-        .flat_map(|c| c["rubrics"].as_array().into_iter().flatten())
-        .map(|r| r["stats"]["verdict"].as_str().unwrap_or_default())
+    let segmented: evaltap_report::segments::SegmentedReport =
+        serde_json::from_value(get("segments").await?).context("reading the segments")?;
+    let verdicts: Vec<Verdict> = segmented
+        .segments
+        .iter()
+        .flat_map(|s| s.candidates.iter().flat_map(|c| c.results.rubrics.iter().map(|r| r.stats.verdict)))
         .collect();
     let recommendations = get("recommendations").await?;
-    let switches = recommendations["segments"]
+    let actions = recommendations["recommendations"]["segments"]
         .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|s| s["action"] == "switch")
-        .count();
+        .context("the recommendations have no segments")?
+        .iter()
+        .map(|s| s["action"].as_str().context("a segment's recommendation has no action"))
+        .collect::<anyhow::Result<Vec<&str>>>()?;
     Ok(Routes {
-        verdicts: (
-            verdicts.iter().filter(|v| !v.is_empty() && **v != "inconclusive").count(),
-            verdicts.len(),
-        ),
-        switches,
+        verdicts: (verdicts.iter().filter(|v| **v != Verdict::Inconclusive).count(), verdicts.len()),
+        switches: actions.iter().filter(|a| **a == "switch").count(),
     })
 }
 
@@ -231,6 +227,10 @@ pub fn render(settings: &CostBench, figures: &[CostFigures]) -> String {
             f.switches
         );
     }
+    let _ = writeln!(
+        out,
+        "decided: candidate × rubric verdicts on the whole sample; route verdicts: route × candidate × rubric, what the per-route recommendations rest on; switches: routes recommended to move to a candidate"
+    );
     for f in figures.iter().filter(|f| f.reused.replays + f.reused.judgments > 0) {
         let _ = writeln!(
             out,
