@@ -105,3 +105,43 @@ async fn stopping_on_verdicts_alone_stops_on_the_whole_sample_and_says_so() {
     );
 }
 }
+
+crate::on_both_engines! {
+/// An answer a candidate made before it stopped is not judged after the stop — a pair judged
+/// then changes no verdict — and no judge call goes out for it; the baseline's judgment of an
+/// item the candidate answered still runs.
+async fn answers_made_before_the_stop_are_not_judged_after_it() {
+    let bench = Bench::start("stop-judging", evaltap_sim::JudgeBehavior::default(), None, 20).await;
+    let app = &bench.app;
+    let experiment = bench
+        .create(ExperimentRequest { early_stop: true, ..experiment_request("late", "small", "correctness", 20) })
+        .await;
+    let services = || {
+        // A fresh instance reads who settled afresh (each keeps it for a moment).
+        evaltap_worker::Services::new(&app.config, app.store.clone(), app.rubrics.clone()).expect("services")
+    };
+    let item = app.store.experiment_item_ids(&experiment.id).await.expect("items").remove(0);
+    let job = |subject: &str| evaltap_worker::EvalJob::Judge {
+        experiment_id: experiment.id.clone(),
+        item_id: item.clone(),
+        subject: subject.into(),
+        rubric: "correctness".into(),
+        position: String::new(),
+    };
+    let replay =
+        evaltap_worker::EvalJob::Replay { experiment_id: experiment.id.clone(), item_id: item.clone(), candidate: "small".into() };
+    evaltap_worker::run(&services(), &replay).await.expect("replay");
+    // The candidate's verdict settles after its answer was made, before it is judged.
+    assert!(app.store.settle_candidate(&experiment.id, "small", 40).await.expect("settle"));
+    let calls = bench.sim.calls.total();
+    evaltap_worker::run(&services(), &job("small")).await.expect("judge small");
+    assert_eq!(bench.sim.calls.total(), calls, "no judge call for a settled candidate's answer");
+    evaltap_worker::run(&services(), &job(evaltap_store::BASELINE)).await.expect("judge the baseline");
+    assert_eq!(bench.sim.calls.total(), calls + 1, "the baseline's judgment runs");
+
+    let judgments = app.store.judgments(&experiment.id).await.expect("judgments");
+    let small = judgments.iter().find(|j| j.subject == "small").expect("small's judgment is stored");
+    assert_eq!(small.skipped.as_deref(), Some(evaltap_store::SETTLED), "{small:?}");
+    assert!(small.score.is_none() && small.cost_usd.is_none(), "{small:?}");
+}
+}

@@ -59,6 +59,22 @@ pub(crate) async fn consider(svc: &Services, experiment_id: &str) {
     }
 }
 
+/// Whether a judgment of `candidate`'s answer (work `key`) can be skipped: the candidate
+/// stopped early (its answer was made before, or in flight then), and the judgment's call was
+/// never parked for a batch — one parked holds its reservation and goes out with its batch.
+pub(crate) async fn judgment_not_needed(
+    svc: &Services,
+    experiment: &Experiment,
+    candidate: &str,
+    key: &str,
+) -> Result<bool, WorkerError> {
+    if !experiment.spec.early_stop || !svc.is_settled(&experiment.id, candidate).await? {
+        return Ok(false);
+    }
+    let batched = svc.judge_for(&experiment.spec).is_some_and(|(_, config)| config.batch);
+    Ok(!batched || svc.store.held_reservation(&experiment.id, key).await?.is_none())
+}
+
 /// Whether the baseline's judgment of `item_id` can be skipped: every compared candidate has
 /// stopped early and none replayed the item.
 pub(crate) async fn baseline_not_needed(

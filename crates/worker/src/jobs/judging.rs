@@ -126,6 +126,14 @@ pub(super) async fn judge_held(
         return store_judgment(svc, &record, JobOutcome::Failed { error: evaltap_store::SETTLED.into() })
             .await;
     }
+    if subject != BASELINE && crate::early_stop::judgment_not_needed(svc, &experiment, subject, key).await? {
+        // Its candidate stopped early after this answer was made: a pair judged after the
+        // stop changes no verdict, so the judge is not paid for it.
+        record.error = Some(evaltap_store::SETTLED.into());
+        record.skipped = Some(evaltap_store::SETTLED.into());
+        return store_judgment(svc, &record, JobOutcome::Failed { error: evaltap_store::SETTLED.into() })
+            .await;
+    }
     // The reference graded against itself is right by definition: full marks, no judge call
     // (the judgment that could not change a verdict costs nothing).
     if subject == BASELINE
