@@ -411,6 +411,9 @@ async fn a_clearly_worse_batched_candidate_stops_between_batches() {
     let experiment = bench
         .create(evaltap_worker::ExperimentRequest {
             early_stop: true,
+            // On its whole-sample verdict, far worse, it settles within a few batches; waiting
+            // for `support`, where it is as good as production, can take the whole sample.
+            early_stop_on: evaltap_store::StopOn::Verdicts,
             margin: Some(0.05),
             spend_cap_usd: Some(5.0),
             ..experiment_request("batched-stop", "small", "correctness", 600)

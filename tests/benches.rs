@@ -81,10 +81,10 @@ fn bench_cost_prints_dollars_per_verdict_for_each_mode() {
     // × two candidates × two rubrics, as many decided as the routes' verdicts say; with fixed n
     // every route has its verdicts.
     for row in &rows {
-        let (decided, of) = (row[10].parse::<usize>().expect("route verdicts"), row[12]);
+        let (decided, of) = (row[9].parse::<usize>().expect("route verdicts"), row[11]);
         assert!(of == "8" && decided <= 8, "{out}");
     }
-    assert_eq!(rows[0][10], "8", "{out}");
+    assert_eq!(rows[0][9], "8", "{out}");
 }
 
 #[test]
