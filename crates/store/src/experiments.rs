@@ -111,16 +111,6 @@ pub enum StopOn {
     Verdicts,
 }
 
-impl StopOn {
-    /// The name used in configuration, the API and the CLI.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StopOn::Segments => "segments",
-            StopOn::Verdicts => "verdicts",
-        }
-    }
-}
-
 /// The dataset version a golden run uses.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]

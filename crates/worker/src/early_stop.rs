@@ -71,7 +71,7 @@ pub(crate) async fn judgment_not_needed(
     if !experiment.spec.early_stop || !svc.is_settled(&experiment.id, candidate).await? {
         return Ok(false);
     }
-    let batched = svc.judge_for(&experiment.spec).is_some_and(|(_, config)| config.batch);
+    let batched = svc.judge_config(&experiment.spec).is_some_and(|config| config.batch);
     Ok(!batched || svc.store.held_reservation(&experiment.id, key).await?.is_none())
 }
 

@@ -180,8 +180,13 @@ impl Services {
     /// The judge an experiment froze (older experiments: the one configured now), with its
     /// configuration.
     pub fn judge_for(&self, spec: &ExperimentSpec) -> Option<(Judge, JudgeConfig)> {
-        let config = spec.judge.clone().or_else(|| self.judge.clone())?;
+        let config = self.judge_config(spec)?.clone();
         Some((self.judge_with(&config), config))
+    }
+
+    /// The judge configuration an experiment froze (older experiments: the one configured now).
+    pub fn judge_config<'a>(&'a self, spec: &'a ExperimentSpec) -> Option<&'a JudgeConfig> {
+        spec.judge.as_ref().or(self.judge.as_ref())
     }
 
     /// A judge calling the endpoint `config` describes (one client per endpoint).
